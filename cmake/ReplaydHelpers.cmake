@@ -1,0 +1,26 @@
+# replayd_library(NAME SOURCES ... DEPS ...)
+#   One static library per server/ folder; its public headers are included as
+#   "server/<folder>/<file>.h" from the repository root.
+function(replayd_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_library(${name} STATIC ${ARG_SOURCES})
+  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR})
+  target_link_libraries(${name} PUBLIC ${ARG_DEPS})
+endfunction()
+
+# replayd_test(NAME LABEL unit|pg|e2e SOURCES ... DEPS ...)
+#   A GoogleTest binary registered with CTest under its tier label. pg and e2e
+#   tests read the throwaway cluster's DSN from REPLAYD_TEST_DSN and make a
+#   scratch database of their own.
+function(replayd_test name)
+  cmake_parse_arguments(ARG "" "LABEL;TIMEOUT" "SOURCES;DEPS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 600)
+  endif()
+  gtest_discover_tests(${name}
+    DISCOVERY_MODE PRE_TEST
+    PROPERTIES LABELS ${ARG_LABEL} TIMEOUT ${ARG_TIMEOUT}
+    TEST_PREFIX "${ARG_LABEL}.")
+endfunction()

@@ -1,0 +1,10 @@
+#include "server/common/clock.h"
+
+namespace replayd {
+
+const Clock& SystemClock::Get() {
+  static const SystemClock clock;
+  return clock;
+}
+
+}  // namespace replayd

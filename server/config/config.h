@@ -1,0 +1,130 @@
+// The daemon's configuration: a YAML file, then REPLAYD_* environment
+// variables, then command-line flags, each overriding the one before.
+// Validate() lists every problem at once so that start-up fails with all of them.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace replayd {
+
+struct RetryPolicy {
+  int max_attempts = 8;
+  absl::Duration base_delay = absl::Milliseconds(500);
+  absl::Duration max_delay = absl::Minutes(5);
+};
+
+struct SinkConfig {
+  enum class Type { kHttp, kPostgres };
+  std::string name;
+  Type type = Type::kHttp;
+  // http
+  std::string url;
+  std::string lookup_url;  // "{idempotency_key}" is replaced; empty = no lookup
+  absl::Duration connect_timeout = absl::Seconds(2);
+  absl::Duration timeout = absl::Seconds(10);
+  int max_in_flight = 64;
+  // postgres
+  std::string table;         // downstream table
+  std::string database_url;  // empty = the daemon's own database
+  // Events per second all replays together may send to this sink.
+  double replay_rate_budget = 200;
+};
+
+struct RouteConfig {
+  std::string name;
+  std::vector<std::string> sources;
+  std::string sink;
+  bool strict_order = false;
+  RetryPolicy retry;
+};
+
+struct ReplayLimits {
+  double default_rate = 50;
+  double high_rate_threshold = 200;
+  double max_rate = 2000;
+  int default_burst = 0;  // 0 = one second's worth of the rate, at least 1
+  absl::Duration max_window = absl::Hours(24 * 7);
+};
+
+struct TokenConfig {
+  std::string token;
+  std::string role;  // publisher, viewer, operator
+  std::string name;  // who, for the audit table
+};
+
+struct Config {
+  std::string grpc_listen = "127.0.0.1:7070";
+  std::string http_listen = "127.0.0.1:7080";
+  std::string database_url;
+  int database_pool_size = 16;
+  std::string log_format = "text";  // text or json
+  std::string log_level = "info";
+  // Where the daemon writes "grpc=PORT http=PORT" once listening (tests use port 0).
+  std::string port_file;
+
+  struct Ingest {
+    int max_batch = 1000;
+    int64_t max_payload_bytes = 1 << 20;
+    // Accepted skew of occurred_at into the future.
+    absl::Duration max_future_skew = absl::Hours(24);
+  } ingest;
+
+  struct Partitions {
+    int create_ahead_days = 3;
+    int retention_days = 0;  // 0 = keep everything
+    absl::Duration maintenance_interval = absl::Minutes(10);
+  } partitions;
+
+  struct Delivery {
+    bool enabled = true;
+    int workers = 64;
+    int claim_batch = 256;
+    absl::Duration poll_interval = absl::Milliseconds(50);
+    absl::Duration claim_lease = absl::Seconds(60);
+  } delivery;
+
+  std::vector<SinkConfig> sinks;
+  std::vector<RouteConfig> routes;
+  ReplayLimits replay;
+
+  // Empty = authentication off (local use); otherwise every call needs a token.
+  std::vector<TokenConfig> tokens;
+  struct Tls {
+    std::string cert_file;
+    std::string key_file;
+    std::string client_ca_file;  // set = mutual TLS
+  } tls;
+
+  absl::Duration shutdown_grace = absl::Seconds(20);
+};
+
+// Values given on the command line; empty/unset ones leave the config as is.
+struct ConfigOverrides {
+  std::string grpc_listen;
+  std::string http_listen;
+  std::string database_url;
+  std::string log_format;
+  std::string log_level;
+  std::string port_file;
+};
+
+// Reads `path` (empty = no file), then the environment (REPLAYD_DATABASE_URL,
+// REPLAYD_GRPC_LISTEN, REPLAYD_HTTP_LISTEN, REPLAYD_LOG_FORMAT,
+// REPLAYD_LOG_LEVEL), then `overrides`. INVALID_ARGUMENT when the file cannot
+// be read or parsed, or has values of the wrong type or unknown keys; the
+// message lists every problem found.
+absl::StatusOr<Config> LoadConfig(const std::string& path, const ConfigOverrides& overrides);
+
+// Every semantic problem of a loaded config, one readable line each; empty when valid.
+std::vector<std::string> Validate(const Config& config);
+
+// The sink a route sends to, or nullptr.
+const SinkConfig* FindSink(const Config& config, const std::string& name);
+
+}  // namespace replayd

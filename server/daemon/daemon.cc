@@ -1,0 +1,202 @@
+#include "server/daemon/daemon.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/auth.h"
+#include "server/common/clock.h"
+#include "server/common/logging.h"
+#include "server/http/events_routes.h"
+#include "server/http/http_server.h"
+#include "server/ingest/ingester.h"
+#include "server/rpc/ingest_service.h"
+#include "server/store/migrator.h"
+#include "server/store/partitions.h"
+#include "server/store/pg_event_store.h"
+#include "server/store/pg_pool.h"
+
+namespace replayd {
+
+struct Daemon::Components {
+  std::unique_ptr<PgPool> pool;
+  std::unique_ptr<Partitions> partitions;
+  std::unique_ptr<PgEventStore> event_store;
+  std::unique_ptr<Authenticator> auth;
+  std::unique_ptr<Ingester> ingester;
+  std::unique_ptr<IngestServiceImpl> ingest_service;
+  std::unique_ptr<grpc::Server> grpc_server;
+  std::unique_ptr<HttpServer> http_server;
+};
+
+namespace {
+
+std::vector<Credential> Credentials(const Config& config) {
+  std::vector<Credential> out;
+  for (const TokenConfig& t : config.tokens) {
+    Role role = t.role == "publisher" ? Role::kPublisher
+                : t.role == "viewer"  ? Role::kViewer
+                                      : Role::kOperator;
+    out.push_back({t.token, role, t.name.empty() ? std::string(RoleName(role)) : t.name});
+  }
+  return out;
+}
+
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const Config& config) {
+  if (config.tls.cert_file.empty()) return grpc::InsecureServerCredentials();
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  grpc::SslServerCredentialsOptions options(
+      config.tls.client_ca_file.empty()
+          ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+          : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_root_certs = config.tls.client_ca_file.empty() ? "" : read(config.tls.client_ca_file);
+  options.pem_key_cert_pairs.push_back({read(config.tls.key_file), read(config.tls.cert_file)});
+  return grpc::SslServerCredentials(options);
+}
+
+}  // namespace
+
+Daemon::Daemon(Config config) : config_(std::move(config)), c_(std::make_unique<Components>()) {}
+
+Daemon::~Daemon() = default;
+
+void Daemon::Shutdown() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+}
+
+bool Daemon::SleepUnlessStopping(absl::Duration d) {
+  std::unique_lock lock(mu_);
+  return !stop_cv_.wait_for(lock, absl::ToChronoMilliseconds(d), [&] { return stopping_; });
+}
+
+absl::Status Daemon::Run() {
+  auto log = Logger("daemon");
+  log->info("replayd {} starting; database {}", REPLAYD_VERSION, RedactDsn(config_.database_url));
+
+  auto applied = Migrate(config_.database_url);
+  if (!applied.ok()) return applied.status();
+  log->info("schema up to date ({} migrations applied now)", applied->size());
+
+  const Clock& clock = SystemClock::Get();
+  c_->pool = std::make_unique<PgPool>(config_.database_url, config_.database_pool_size);
+  c_->partitions = std::make_unique<Partitions>(c_->pool.get());
+  if (absl::Status s = c_->partitions->EnsureDays(
+          clock.Now() - absl::Hours(24),
+          clock.Now() + absl::Hours(24) * config_.partitions.create_ahead_days);
+      !s.ok()) {
+    return s;
+  }
+  c_->event_store = std::make_unique<PgEventStore>(c_->pool.get(), c_->partitions.get());
+  c_->auth = std::make_unique<Authenticator>(Credentials(config_));
+  if (!c_->auth->enabled()) log->warn("no tokens configured: authentication is off");
+  c_->ingester = std::make_unique<Ingester>(
+      c_->event_store.get(), &clock,
+      IngestLimits{config_.ingest.max_batch, config_.ingest.max_payload_bytes,
+                   config_.ingest.max_future_skew});
+  c_->ingest_service = std::make_unique<IngestServiceImpl>(c_->ingester.get(), c_->auth.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort(config_.grpc_listen, ServerCredentials(config_), &grpc_port);
+  builder.SetMaxReceiveMessageSize(256 << 20);
+  builder.RegisterService(c_->ingest_service.get());
+  c_->grpc_server = builder.BuildAndStart();
+  if (c_->grpc_server == nullptr || grpc_port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on grpc ", config_.grpc_listen));
+  }
+  c_->grpc_server->GetHealthCheckService()->SetServingStatus(true);
+
+  c_->http_server = std::make_unique<HttpServer>();
+  RegisterEventRoutes(c_->http_server->server(), c_->ingester.get(), c_->auth.get());
+  auto http_port = c_->http_server->Start(config_.http_listen);
+  if (!http_port.ok()) {
+    c_->grpc_server->Shutdown();
+    return http_port.status();
+  }
+  std::string grpc_host = config_.grpc_listen.substr(0, config_.grpc_listen.rfind(':'));
+  std::string http_host = config_.http_listen.substr(0, config_.http_listen.rfind(':'));
+  log->info("listening: grpc {}:{} http {}:{}", grpc_host, grpc_port, http_host, *http_port);
+  if (absl::Status s = WritePortFile(grpc_port, *http_port); !s.ok()) return s;
+
+  loops_.emplace_back([this] { MaintenanceLoop(); });
+  loops_.emplace_back([this] { HealthLoop(); });
+
+  {
+    std::unique_lock lock(mu_);
+    stop_cv_.wait(lock, [&] { return stopping_; });
+  }
+
+  log->info("draining: refusing new calls, finishing in-flight ones");
+  c_->grpc_server->GetHealthCheckService()->SetServingStatus(false);
+  c_->http_server->Stop();
+  c_->grpc_server->Shutdown(std::chrono::system_clock::now() +
+                            absl::ToChronoMilliseconds(config_.shutdown_grace));
+  for (auto& t : loops_) t.join();
+  loops_.clear();
+  log->info("stopped");
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::WritePortFile(int grpc_port, int http_port) const {
+  if (config_.port_file.empty()) return absl::OkStatus();
+  std::string tmp = config_.port_file + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << "grpc=" << grpc_port << "\nhttp=" << http_port << "\n";
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, config_.port_file, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot write ", config_.port_file));
+  return absl::OkStatus();
+}
+
+void Daemon::MaintenanceLoop() {
+  auto log = Logger("store");
+  const Clock& clock = SystemClock::Get();
+  do {
+    absl::Time now = clock.Now();
+    if (absl::Status s = c_->partitions->EnsureDays(
+            now, now + absl::Hours(24) * config_.partitions.create_ahead_days);
+        !s.ok()) {
+      log->warn("creating partitions ahead failed (will retry): {}", s.message());
+    }
+    if (auto dropped = c_->partitions->DropExpired(now, config_.partitions.retention_days);
+        !dropped.ok()) {
+      log->warn("retention failed (will retry): {}", dropped.status().message());
+    }
+  } while (SleepUnlessStopping(config_.partitions.maintenance_interval));
+}
+
+void Daemon::HealthLoop() {
+  auto log = Logger("daemon");
+  bool serving = true;
+  do {
+    bool ok = CheckMigrated(config_.database_url).ok();
+    if (ok != serving) {
+      serving = ok;
+      c_->grpc_server->GetHealthCheckService()->SetServingStatus(serving);
+      if (serving) {
+        log->info("health: SERVING (database answers, schema migrated)");
+      } else {
+        log->warn("health: NOT_SERVING (database unreachable or schema not migrated)");
+      }
+    }
+  } while (SleepUnlessStopping(absl::Seconds(1)));
+}
+
+}  // namespace replayd

@@ -1,0 +1,144 @@
+#include "server/http/events_routes.h"
+
+#include <httplib.h>
+
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "server/common/time_format.h"
+
+namespace replayd {
+namespace {
+
+using nlohmann::json;
+
+int HttpCode(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument: return 400;
+    case absl::StatusCode::kUnauthenticated: return 401;
+    case absl::StatusCode::kPermissionDenied: return 403;
+    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kUnavailable: return 503;
+    default: return 500;
+  }
+}
+
+void Error(httplib::Response& res, const absl::Status& s) {
+  res.status = HttpCode(s);
+  res.set_content(json{{"error", std::string(s.message())}}.dump(), "application/json");
+}
+
+// Converts one JSON event. Problems that belong to the event (rather than to
+// the request) become its rejection reason.
+absl::StatusOr<NewEvent> EventFromJson(const json& j) {
+  static const std::set<std::string> kFields = {"source", "event_id", "sequence", "key",
+                                                "type",   "occurred_at", "payload"};
+  if (!j.is_object()) return absl::InvalidArgumentError("event is not a JSON object");
+  for (const auto& [name, value] : j.items()) {
+    if (!kFields.count(name)) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown field \"", name, "\""));
+    }
+  }
+  NewEvent e;
+  auto text = [&](const char* name, std::string* out) -> absl::Status {
+    if (!j.contains(name) || j[name].is_null()) return absl::OkStatus();
+    if (!j[name].is_string()) return absl::InvalidArgumentError(absl::StrCat(name, " must be a string"));
+    *out = j[name].get<std::string>();
+    return absl::OkStatus();
+  };
+  for (auto [name, out] : {std::pair{"source", &e.source}, std::pair{"event_id", &e.event_id},
+                           std::pair{"key", &e.key}, std::pair{"type", &e.type}}) {
+    if (absl::Status s = text(name, out); !s.ok()) return s;
+  }
+  if (j.contains("sequence") && !j["sequence"].is_null()) {
+    if (!j["sequence"].is_number_integer()) {
+      return absl::InvalidArgumentError("sequence must be an integer");
+    }
+    e.sequence = j["sequence"].get<int64_t>();
+  }
+  std::string occurred;
+  if (absl::Status s = text("occurred_at", &occurred); !s.ok()) return s;
+  if (!occurred.empty()) {
+    absl::Time t;
+    std::string err;
+    if (!absl::ParseTime(absl::RFC3339_full, occurred, &t, &err)) {
+      return absl::InvalidArgumentError(absl::StrCat("occurred_at \"", occurred, "\" is not RFC 3339"));
+    }
+    e.occurred_at = t;
+  }
+  if (!j.contains("payload")) return absl::InvalidArgumentError("payload is missing");
+  e.payload = j["payload"].dump();
+  return e;
+}
+
+std::string_view ResultName(IngestResult::Status s) {
+  switch (s) {
+    case IngestResult::Status::kAccepted: return "ACCEPTED";
+    case IngestResult::Status::kDuplicate: return "DUPLICATE";
+    case IngestResult::Status::kRejected: return "REJECTED";
+  }
+  return "REJECTED";
+}
+
+}  // namespace
+
+void RegisterEventRoutes(httplib::Server& server, Ingester* ingester, const Authenticator* auth) {
+  server.Post("/v1/events", [ingester, auth](const httplib::Request& req, httplib::Response& res) {
+    auto principal = auth->Authorize(req.get_header_value("Authorization"), Role::kPublisher);
+    if (!principal.ok()) return Error(res, principal.status());
+    if (!absl::StartsWithIgnoreCase(req.get_header_value("Content-Type"), "application/json")) {
+      res.status = 415;
+      res.set_content(json{{"error", "Content-Type must be application/json"}}.dump(),
+                      "application/json");
+      return;
+    }
+    json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded()) {
+      return Error(res, absl::InvalidArgumentError("body is not valid JSON"));
+    }
+    if (!body.is_object() || !body.contains("events") || !body["events"].is_array()) {
+      return Error(res, absl::InvalidArgumentError(R"(body must be {"events": [...]})"));
+    }
+    for (const auto& [name, value] : body.items()) {
+      if (name != "events") {
+        return Error(res, absl::InvalidArgumentError(absl::StrCat("unknown field \"", name, "\"")));
+      }
+    }
+    const json& items = body["events"];
+    if (absl::Status s = ValidateBatchSize(items.size(), ingester->limits()); !s.ok()) {
+      return Error(res, s);
+    }
+    // Events that do not convert are rejected here; the rest go to the ingester.
+    std::vector<IngestResult> results(items.size());
+    std::vector<NewEvent> events;
+    std::vector<size_t> index;
+    for (size_t i = 0; i < items.size(); ++i) {
+      auto e = EventFromJson(items[i]);
+      if (!e.ok()) {
+        results[i] = {IngestResult::Status::kRejected, std::string(e.status().message())};
+        continue;
+      }
+      events.push_back(std::move(*e));
+      index.push_back(i);
+    }
+    if (!events.empty()) {
+      auto stored = ingester->Ingest(events);
+      if (!stored.ok()) return Error(res, stored.status());
+      for (size_t j = 0; j < events.size(); ++j) results[index[j]] = (*stored)[j];
+    }
+    json out = json::array();
+    for (size_t i = 0; i < results.size(); ++i) {
+      const json& item = items[i];
+      json r = {{"index", i}, {"status", ResultName(results[i].status)}};
+      if (item.is_object() && item.contains("source") && item["source"].is_string()) r["source"] = item["source"];
+      if (item.is_object() && item.contains("event_id") && item["event_id"].is_string()) r["event_id"] = item["event_id"];
+      if (!results[i].reason.empty()) r["reason"] = results[i].reason;
+      out.push_back(std::move(r));
+    }
+    res.set_content(json{{"results", std::move(out)}}.dump(), "application/json");
+  });
+}
+
+}  // namespace replayd

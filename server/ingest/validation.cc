@@ -1,0 +1,85 @@
+#include "server/ingest/validation.h"
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "server/common/time_format.h"
+
+namespace replayd {
+namespace {
+
+bool ValidSource(std::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Printable: no ASCII control characters (UTF-8 bytes above 0x7f are allowed).
+bool Printable(std::string_view s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+absl::Status CheckText(const char* field, std::string_view value, size_t max) {
+  if (value.size() > max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " is ", value.size(), " bytes, over the limit of ", max));
+  }
+  if (!Printable(value)) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " contains control characters"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateEvent(const NewEvent& e, const IngestLimits& limits, absl::Time now) {
+  if (e.source.empty()) return absl::InvalidArgumentError("source is empty");
+  if (!ValidSource(e.source)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("source \"", e.source.substr(0, 80), "\" does not match [a-z0-9_.-]{1,64}"));
+  }
+  if (e.event_id.empty()) return absl::InvalidArgumentError("event_id is empty");
+  if (absl::Status s = CheckText("event_id", e.event_id, 256); !s.ok()) return s;
+  if (absl::Status s = CheckText("key", e.key, 256); !s.ok()) return s;
+  if (absl::Status s = CheckText("type", e.type, 128); !s.ok()) return s;
+  if (e.occurred_at) {
+    if (*e.occurred_at < absl::UnixEpoch()) {
+      return absl::InvalidArgumentError("occurred_at is before 1970");
+    }
+    if (*e.occurred_at > now + limits.max_future_skew) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "occurred_at ", FormatRfc3339(*e.occurred_at), " is too far in the future"));
+    }
+  }
+  if (e.payload.empty()) return absl::InvalidArgumentError("payload is empty (want JSON)");
+  if (static_cast<int64_t>(e.payload.size()) > limits.max_payload_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("payload is ", e.payload.size(),
+                                                   " bytes, over the limit of ",
+                                                   limits.max_payload_bytes));
+  }
+  if (!nlohmann::json::accept(e.payload)) {
+    return absl::InvalidArgumentError("payload is not valid JSON");
+  }
+  if (e.payload.find("\\u0000") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        "payload contains \\u0000, which PostgreSQL jsonb cannot store");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateBatchSize(size_t size, const IngestLimits& limits) {
+  if (size == 0) return absl::InvalidArgumentError("the batch holds no events");
+  if (size > static_cast<size_t>(limits.max_batch)) {
+    return absl::InvalidArgumentError(absl::StrCat("the batch holds ", size,
+                                                   " events, over the maximum of ",
+                                                   limits.max_batch));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace replayd

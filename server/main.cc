@@ -1,0 +1,115 @@
+// replayd: flags -> logging -> config -> run the daemon (or migrate, or check
+// the config) -> exit code.
+//   0 ok, 1 runtime failure, 2 invalid configuration or usage.
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "absl/strings/str_join.h"
+#include "server/common/logging.h"
+#include "server/config/config.h"
+#include "server/daemon/daemon.h"
+#include "server/store/migrator.h"
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitBadConfig = 2;
+
+// Blocks SIGINT and SIGTERM in every thread, and waits for them on one.
+class SignalWaiter {
+ public:
+  SignalWaiter() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+  }
+  void OnSignal(std::function<void()> fn) {
+    thread_ = std::thread([this, fn = std::move(fn)] {
+      int sig = 0;
+      sigwait(&set_, &sig);
+      replayd::Logger("daemon")->info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      fn();
+    });
+    thread_.detach();
+  }
+
+ private:
+  sigset_t set_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  SignalWaiter signals;
+  CLI::App app{"replayd: durable event log, exactly-once delivery and safe replay"};
+  std::string config_path;
+  replayd::ConfigOverrides overrides;
+  app.add_option("-c,--config", config_path, "YAML configuration file")->envname("REPLAYD_CONFIG");
+  app.add_option("--grpc-listen", overrides.grpc_listen, "gRPC listen address host:port");
+  app.add_option("--http-listen", overrides.http_listen, "HTTP listen address host:port");
+  app.add_option("--database-url", overrides.database_url, "PostgreSQL connection URL");
+  app.add_option("--log-format", overrides.log_format, "text or json");
+  app.add_option("--log-level", overrides.log_level, "trace, debug, info, warn, error");
+  app.add_option("--port-file", overrides.port_file, "write the bound ports here");
+  bool version = false;
+  app.add_flag("--version", version, "print the version and exit");
+  auto* migrate = app.add_subcommand("migrate", "apply pending schema migrations and exit");
+  auto* check = app.add_subcommand("check-config", "validate the configuration and exit");
+  app.add_subcommand("run", "run the daemon (the default)");
+  app.require_subcommand(0, 1);
+  CLI11_PARSE(app, argc, argv);
+
+  if (version) {
+    std::cout << "replayd " << REPLAYD_VERSION << "\n";
+    return kExitOk;
+  }
+
+  auto config = replayd::LoadConfig(config_path, overrides);
+  if (!config.ok()) {
+    std::cerr << "invalid configuration: " << config.status().message() << "\n";
+    return kExitBadConfig;
+  }
+  std::vector<std::string> problems = replayd::Validate(*config);
+  if (!problems.empty()) {
+    std::cerr << "invalid configuration (" << problems.size() << " problem"
+              << (problems.size() == 1 ? "" : "s") << "):\n  "
+              << absl::StrJoin(problems, "\n  ") << "\n";
+    return kExitBadConfig;
+  }
+  if (check->parsed()) {
+    std::cout << "configuration ok: " << config->routes.size() << " routes, "
+              << config->sinks.size() << " sinks, database "
+              << replayd::RedactDsn(config->database_url) << "\n";
+    return kExitOk;
+  }
+  auto format = config->log_format == "json" ? replayd::LogFormat::kJson : replayd::LogFormat::kText;
+  if (auto s = replayd::SetupLogging(format, config->log_level); !s.ok()) {
+    std::cerr << s.message() << "\n";
+    return kExitBadConfig;
+  }
+  if (migrate->parsed()) {
+    auto applied = replayd::Migrate(config->database_url);
+    if (!applied.ok()) {
+      replayd::Logger("daemon")->error("migrate failed: {}", applied.status().message());
+      return kExitFailure;
+    }
+    std::cout << "applied " << applied->size() << " migrations"
+              << (applied->empty() ? "" : ": " + absl::StrJoin(*applied, ", ")) << "\n";
+    return kExitOk;
+  }
+
+  replayd::Daemon daemon(*std::move(config));
+  signals.OnSignal([&daemon] { daemon.Shutdown(); });
+  absl::Status status = daemon.Run();
+  if (!status.ok()) {
+    replayd::Logger("daemon")->error("{}", status.message());
+    return kExitFailure;
+  }
+  return kExitOk;
+}

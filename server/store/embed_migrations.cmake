@@ -1,0 +1,15 @@
+# Writes a header holding every migrations/NNNN_name.sql as a raw string.
+# Run at build time: cmake -DMIGRATIONS_DIR=... -DOUTPUT=... -P embed_migrations.cmake
+file(GLOB files "${MIGRATIONS_DIR}/[0-9][0-9][0-9][0-9]_*.sql")
+list(SORT files)
+set(body "// Generated from migrations/ by embed_migrations.cmake. Do not edit.\n#pragma once\n\nnamespace replayd {\n\nstruct SqlMigration {\n  int version;\n  const char* name;\n  const char* sql;\n};\n\ninline constexpr SqlMigration kSqlMigrations[] = {\n")
+foreach(f ${files})
+  get_filename_component(name "${f}" NAME_WE)
+  string(SUBSTRING "${name}" 0 4 version)
+  math(EXPR version "1${version} - 10000")
+  file(READ "${f}" sql)
+  string(APPEND body "    {${version}, \"${name}\", R\"replayd_sql(${sql})replayd_sql\"},\n")
+endforeach()
+string(APPEND body "};\n\n}  // namespace replayd\n")
+file(WRITE "${OUTPUT}.tmp" "${body}")
+file(COPY_FILE "${OUTPUT}.tmp" "${OUTPUT}" ONLY_IF_DIFFERENT)

@@ -1,0 +1,134 @@
+#include "server/store/pg_event_store.h"
+
+#include <tuple>
+#include <unordered_map>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "server/common/logging.h"
+#include "server/store/pg_errors.h"
+#include "server/store/pg_types.h"
+
+namespace replayd {
+namespace {
+
+// Per-session staging table that the batch is COPYed into.
+constexpr const char* kCreateStage = R"sql(
+CREATE TEMP TABLE IF NOT EXISTS ingest_stage (
+    ord         integer,
+    source      text,
+    event_id    text,
+    sequence    bigint,
+    key         text,
+    type        text,
+    occurred_at timestamptz,
+    payload     text
+) ON COMMIT DELETE ROWS)sql";
+
+// Claims the dedupe keys that are new; only those rows reach the log, in
+// batch order so that log positions follow the request.
+constexpr const char* kAppendName = "ingest_append";
+constexpr const char* kAppendSql = R"sql(
+WITH new_keys AS (
+    INSERT INTO event_keys (source, event_id, ingested_at)
+    SELECT source, event_id, $1 FROM ingest_stage
+    ON CONFLICT DO NOTHING
+    RETURNING source, event_id)
+INSERT INTO events (source, event_id, sequence, key, type, occurred_at, ingested_at,
+                    next_attempt_at, payload)
+SELECT s.source, s.event_id, s.sequence, s.key, s.type, s.occurred_at, $1, $1, s.payload::jsonb
+  FROM ingest_stage s JOIN new_keys k USING (source, event_id)
+ ORDER BY s.ord
+RETURNING source, event_id)sql";
+
+constexpr const char* kFindName = "event_find";
+
+// One staging row for COPY; nullptr fields are NULL. libpqxx escapes the rest.
+using StageRow = std::tuple<const char*, const char*, const char*, const char*, const char*,
+                            const char*, const char*, const char*>;
+
+}  // namespace
+
+absl::StatusOr<std::vector<bool>> PgEventStore::Append(absl::Time ingested_at,
+                                                       const std::vector<NewEvent>& events) {
+  auto result = AppendOnce(ingested_at, events);
+  if (result.ok() || !absl::IsFailedPrecondition(result.status())) return result;
+  // No partition for this day yet (the maintenance loop creates them ahead;
+  // this covers a clock jump or a daemon started long after the last run).
+  Logger("store")->warn("no partition for {}, creating it", PgTime(ingested_at));
+  if (absl::Status s = partitions_->EnsureDays(ingested_at, ingested_at); !s.ok()) return s;
+  return AppendOnce(ingested_at, events);
+}
+
+absl::StatusOr<std::vector<bool>> PgEventStore::AppendOnce(absl::Time ingested_at,
+                                                           const std::vector<NewEvent>& events) {
+  std::vector<bool> stored(events.size(), false);
+  bool missing_partition = false;
+  absl::Status status = pool_->Run(kAppendName, [&](PgPool::Lease& lease) {
+    lease.Prepare(kAppendName, kAppendSql);
+    pqxx::work tx(lease.conn());
+    if (lease.FirstTime("ingest_stage")) tx.exec0(kCreateStage);
+    {
+      pqxx::stream_to copy(tx, "ingest_stage",
+                           std::vector<std::string>{"ord", "source", "event_id", "sequence", "key",
+                                                    "type", "occurred_at", "payload"});
+      for (size_t i = 0; i < events.size(); ++i) {
+        const NewEvent& e = events[i];
+        std::string ord = absl::StrCat(i);
+        std::string sequence = e.sequence ? absl::StrCat(*e.sequence) : "";
+        std::string occurred_at = e.occurred_at ? PgTime(*e.occurred_at) : "";
+        copy << StageRow{ord.c_str(), e.source.c_str(), e.event_id.c_str(),
+                         e.sequence ? sequence.c_str() : nullptr,
+                         e.key.empty() ? nullptr : e.key.c_str(),
+                         e.type.empty() ? nullptr : e.type.c_str(),
+                         e.occurred_at ? occurred_at.c_str() : nullptr, e.payload.c_str()};
+      }
+      copy.complete();
+    }
+    pqxx::result rows;
+    try {
+      rows = tx.exec_prepared(kAppendName, PgTime(ingested_at));
+    } catch (const pqxx::check_violation&) {
+      // 23514 "no partition of relation found for row"
+      missing_partition = true;
+      return;
+    }
+    tx.commit();
+    std::unordered_map<std::string, size_t> index;
+    index.reserve(events.size());
+    for (size_t i = 0; i < events.size(); ++i) {
+      index.emplace(absl::StrCat(events[i].source, "\n", events[i].event_id), i);
+    }
+    for (const auto& row : rows) {
+      stored[index.at(absl::StrCat(row[0].c_str(), "\n", row[1].c_str()))] = true;
+    }
+  });
+  if (!status.ok()) return status;
+  if (missing_partition) {
+    return absl::FailedPreconditionError("no events partition for the ingest day");
+  }
+  return stored;
+}
+
+absl::StatusOr<StoredEvent> PgEventStore::Find(const std::string& source,
+                                               const std::string& event_id) {
+  std::optional<StoredEvent> found;
+  absl::Status status = pool_->Run(kFindName, [&](PgPool::Lease& lease) {
+    // The dedupe key gives the ingest time, which prunes to one partition.
+    lease.Prepare(kFindName, absl::StrCat(
+        "SELECT ", StoredEventColumns("e"),
+        " FROM event_keys k JOIN events e ON e.ingested_at = k.ingested_at"
+        " AND e.source = k.source AND e.event_id = k.event_id"
+        " WHERE k.source = $1 AND k.event_id = $2"));
+    pqxx::read_transaction tx(lease.conn());
+    auto rows = tx.exec_prepared(kFindName, source, event_id);
+    if (!rows.empty()) found = StoredEventFromRow(rows[0]);
+  });
+  if (!status.ok()) return status;
+  if (!found) {
+    return absl::NotFoundError(absl::StrCat("event ", source, "/", event_id, " is not in the log"));
+  }
+  return *found;
+}
+
+}  // namespace replayd

@@ -1,0 +1,53 @@
+#include "server/store/pg_types.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace replayd {
+
+std::string EpochUs(std::string_view column) {
+  return absl::StrCat("(extract(epoch from ", std::string(column), ") * 1000000)::bigint");
+}
+
+std::optional<absl::Time> TimeFromEpochUs(const pqxx::field& field) {
+  if (field.is_null()) return std::nullopt;
+  return absl::FromUnixMicros(field.as<int64_t>());
+}
+
+std::string PgTime(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone());
+}
+
+std::string StoredEventColumns(std::string_view alias) {
+  std::string p = alias.empty() ? "" : absl::StrCat(std::string(alias), ".");
+  return absl::StrJoin(
+      {absl::StrCat(p, "position"), absl::StrCat(p, "source"), absl::StrCat(p, "event_id"),
+       absl::StrCat(p, "sequence"), absl::StrCat(p, "key"), absl::StrCat(p, "type"),
+       EpochUs(p + "occurred_at"), EpochUs(p + "ingested_at"), EpochUs(p + "processed_at"),
+       absl::StrCat(p, "outcome"), absl::StrCat(p, "attempts"), absl::StrCat(p, "last_error"),
+       EpochUs(p + "next_attempt_at"), absl::StrCat(p, "target_record_id"),
+       absl::StrCat(p, "payload::text")},
+      ", ");
+}
+
+StoredEvent StoredEventFromRow(const pqxx::row& row) {
+  StoredEvent e;
+  e.position = row[0].as<int64_t>();
+  e.event.source = row[1].as<std::string>();
+  e.event.event_id = row[2].as<std::string>();
+  if (!row[3].is_null()) e.event.sequence = row[3].as<int64_t>();
+  e.event.key = row[4].is_null() ? "" : row[4].as<std::string>();
+  e.event.type = row[5].is_null() ? "" : row[5].as<std::string>();
+  e.event.occurred_at = TimeFromEpochUs(row[6]);
+  e.ingested_at = TimeFromEpochUs(row[7]).value_or(absl::UnixEpoch());
+  e.processed_at = TimeFromEpochUs(row[8]);
+  e.outcome = ParseOutcome(row[9].as<std::string>()).value_or(Outcome::kPending);
+  e.attempts = row[10].as<int>();
+  e.last_error = row[11].is_null() ? "" : row[11].as<std::string>();
+  e.next_attempt_at = TimeFromEpochUs(row[12]);
+  e.target_record_id = row[13].is_null() ? "" : row[13].as<std::string>();
+  e.event.payload = row[14].as<std::string>();
+  return e;
+}
+
+}  // namespace replayd
