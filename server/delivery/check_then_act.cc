@@ -1,0 +1,28 @@
+#include "server/delivery/check_then_act.h"
+
+namespace replayd {
+
+CheckDecision DecideCheckThenAct(const StoredEvent& event, const CheckFacts& facts) {
+  const bool delivered =
+      event.outcome == Outcome::kSucceeded || event.outcome == Outcome::kAlreadyProcessed;
+  if (delivered && !facts.resend_delivered) {
+    return {CheckDecision::Action::kSkipAlreadyDelivered, event.target_record_id};
+  }
+  // A resend of a delivered event still goes to the create path: the
+  // downstream answers 409 on the same idempotency key if it kept the record.
+  if (!delivered && facts.downstream_record.has_value() && facts.downstream_record->has_value()) {
+    return {CheckDecision::Action::kSkipFoundDownstream, **facts.downstream_record};
+  }
+  return {CheckDecision::Action::kDeliver, ""};
+}
+
+std::string_view ActionName(CheckDecision::Action action) {
+  switch (action) {
+    case CheckDecision::Action::kDeliver: return "deliver";
+    case CheckDecision::Action::kSkipAlreadyDelivered: return "already_delivered";
+    case CheckDecision::Action::kSkipFoundDownstream: return "found_downstream";
+  }
+  return "deliver";
+}
+
+}  // namespace replayd

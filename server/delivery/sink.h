@@ -1,0 +1,57 @@
+// The downstream, as delivery and replay see it. Implementations: HttpSink
+// (libcurl) and PgTableSink (a downstream table). Thread safe: Deliver and
+// Lookup are called from many workers at once.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/store/event.h"
+
+namespace replayd {
+
+// One call of the create path.
+struct DeliveryRequest {
+  const StoredEvent* event = nullptr;
+  int attempt = 1;        // 1-based, sent as a header
+  std::string replay_id;  // empty for live delivery
+};
+
+// How the downstream answered, classified per SPEC §4.
+struct DeliveryResult {
+  enum class Kind {
+    kSucceeded,         // 2xx: created
+    kAlreadyProcessed,  // 409: the downstream had it already
+    kRetryable,         // 408, 429, 5xx, timeout, connection error
+    kFinal,             // other 4xx: retrying cannot help
+  };
+  Kind kind = Kind::kRetryable;
+  std::optional<int> http_status;
+  std::string error;      // empty on success
+  std::string record_id;  // from X-Record-Id or the body's "id"
+  std::optional<absl::Duration> retry_after;
+  absl::Duration duration;
+};
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual const std::string& name() const = 0;
+
+  // Calls the create path once. Never throws; transport failures are kRetryable.
+  virtual DeliveryResult Deliver(const DeliveryRequest& request) = 0;
+
+  // Whether Lookup can answer (an HTTP sink with lookup_url, a table sink).
+  virtual bool HasLookup() const = 0;
+  // Read-only: the downstream record id for this event, or nullopt when it
+  // has none. UNAVAILABLE when the downstream cannot answer, UNIMPLEMENTED
+  // when !HasLookup().
+  virtual absl::StatusOr<std::optional<std::string>> Lookup(const StoredEvent& event) = 0;
+};
+
+// "<source>:<event_id>", the Idempotency-Key of every call for this event.
+std::string IdempotencyKey(const StoredEvent& event);
+
+}  // namespace replayd
