@@ -1,0 +1,92 @@
+// Delivers one claimed event: the single path shared by live delivery (the
+// Dispatcher) and replay (the replay runner). Check-then-act first (the log's
+// state, and the sink's read-only lookup when asked to verify or when this is
+// a retry of an event whose earlier call may have reached the downstream),
+// then at most one call of the sink's create path, then the attempt and the
+// event's new outcome (with retry scheduling from the route's RetryPolicy)
+// written in one store call that also releases the caller's claim.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/config/config.h"
+#include "server/delivery/check_then_act.h"
+#include "server/delivery/sink.h"
+#include "server/store/delivery_store.h"
+#include "server/store/event.h"
+
+namespace replayd {
+
+struct DeliveryContext {
+  std::string trigger;    // "live", "retry", "replay:<id>"
+  std::string replay_id;  // sent as X-Replay-Id; empty for live delivery
+  bool verify_downstream = false;  // always ask the sink's lookup first
+  bool resend_delivered = false;   // send events the log records as delivered
+  // The claim holder (ClaimDue / TryClaim owner); DeliverOne releases it.
+  std::string claim_owner;
+};
+
+struct DeliveryReport {
+  CheckDecision::Action action = CheckDecision::Action::kDeliver;
+  Outcome outcome = Outcome::kPending;  // the event's outcome afterwards
+  int attempt = 0;                      // 0 when nothing was recorded
+  std::optional<int> http_status;
+  std::string error;
+  std::string record_id;
+  absl::Duration duration;  // lookup + call
+};
+
+// Hooks for metrics; delivery does not depend on any metrics library.
+// Called from worker threads: implementations must be thread safe.
+class DeliveryObserver {
+ public:
+  virtual ~DeliveryObserver() = default;
+  // One recorded attempt (a create call, or a lookup that found the record).
+  virtual void OnAttempt(const std::string& route, Outcome outcome, absl::Duration duration) = 0;
+};
+
+// A route as delivery uses it: where a source's events go and how they retry.
+struct Route {
+  std::string name;
+  std::string sink_name;
+  bool strict_order = false;
+  RetryPolicy retry;
+  std::shared_ptr<Sink> sink;
+};
+
+// Builds every sink and route of a validated config, keyed by source.
+// INVALID_ARGUMENT when a sink cannot be built (e.g. a bad URL).
+absl::StatusOr<std::map<std::string, Route>> BuildRoutes(const Config& config);
+
+class Deliverer {
+ public:
+  // `routes` keyed by source. `store` and `observer` (may be null) outlive this.
+  Deliverer(DeliveryStore* store, std::map<std::string, Route> routes,
+            DeliveryObserver* observer = nullptr);
+
+  // Delivers one event the caller has claimed as ctx.claim_owner (use the
+  // fresh row ClaimDue/TryClaim returned). Never two create calls: the
+  // decision, the call and the record happen once. On OK the claim is
+  // released. Errors: FAILED_PRECONDITION when the event's source has no
+  // route; UNAVAILABLE when the log cannot be written (the claim then
+  // expires by itself and the event is retried). Thread safe.
+  absl::StatusOr<DeliveryReport> DeliverOne(const StoredEvent& event, const DeliveryContext& ctx);
+
+  // The route for `source`, or nullptr.
+  const Route* RouteFor(const std::string& source) const;
+  std::vector<std::string> RoutedSources() const;
+  std::vector<std::string> StrictSources() const;
+
+ private:
+  DeliveryStore* store_;
+  const std::map<std::string, Route> routes_;
+  DeliveryObserver* observer_;
+};
+
+}  // namespace replayd

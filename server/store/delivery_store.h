@@ -1,0 +1,99 @@
+// The event log as delivery and replay see it: claiming events so that no two
+// workers (threads, daemons, a replay beside live traffic) deliver one event
+// at once, recording attempts and outcomes, and reading one event's trace.
+//
+// Claims live in the event row (claimed_by, claim_expires_at): a claim is held
+// until it is released or recorded, or until its lease expires (a crashed
+// daemon's claims become claimable again). All lease and due-time arithmetic
+// uses the database's clock, so several daemons agree on it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/store/event.h"
+
+namespace replayd {
+
+// Which due events the dispatcher may claim.
+struct ClaimDueRequest {
+  std::string owner;                        // unique per daemon process
+  absl::Duration lease = absl::Seconds(60);
+  int limit = 256;                          // at most this many events claimed
+  std::vector<std::string> sources;         // routed sources; others stay pending
+  std::vector<std::string> strict_sources;  // a failed event parks its key's later events
+};
+
+// The new state of an event after one attempt (or a check that found it
+// downstream), written with the attempt in one transaction.
+struct OutcomeUpdate {
+  Outcome outcome = Outcome::kPending;
+  std::string last_error;            // empty = clear it
+  std::string target_record_id;      // empty = keep the current one
+  // For kRetrying: when the next attempt is due, counted from the database's now().
+  absl::Duration retry_delay = absl::ZeroDuration();
+};
+
+// One event with every attempt, oldest first.
+struct EventTrace {
+  StoredEvent event;
+  std::vector<AttemptRecord> attempts;
+};
+
+class DeliveryStore {
+ public:
+  virtual ~DeliveryStore() = default;
+
+  // Claims due events (pending or retrying with next_attempt_at <= now) of
+  // `sources` for `owner`, in log position order, under the per-key rules:
+  // an event with a key is claimed only when every earlier undelivered event
+  // of its (source, key) is claimed in the same call (so a key's events form
+  // one ordered chain held by one owner, and never two of a key run at once);
+  // a retrying event not yet due, or an event claimed by anyone, blocks the
+  // later events of its key; for `strict_sources` a failed event does too.
+  // Events without a key are claimed freely. Returns the claimed rows in
+  // position order. UNAVAILABLE when the database cannot be reached.
+  virtual absl::StatusOr<std::vector<StoredEvent>> ClaimDue(const ClaimDueRequest& request) = 0;
+
+  // Claims one event for `owner` whatever its outcome (the replay runner).
+  // Returns the fresh row when claimed (also when `owner` already held it),
+  // nullopt when someone else holds an unexpired claim. NOT_FOUND when the
+  // event is not in the log.
+  virtual absl::StatusOr<std::optional<StoredEvent>> TryClaim(int64_t position,
+                                                              absl::Time ingested_at,
+                                                              const std::string& owner,
+                                                              absl::Duration lease) = 0;
+
+  // Drops `owner`'s claim on one event (no-op when it does not hold it).
+  virtual absl::Status Release(int64_t position, absl::Time ingested_at,
+                               const std::string& owner) = 0;
+
+  // Pushes the expiry of every claim `owner` holds to now + lease (heartbeat).
+  virtual absl::Status ExtendClaims(const std::string& owner, absl::Duration lease) = 0;
+
+  // Drops every claim `owner` holds (graceful stop).
+  virtual absl::Status ReleaseAll(const std::string& owner) = 0;
+
+  // In one transaction: inserts `attempt` into delivery_attempts, sets the
+  // event's outcome, attempts = attempt.attempt, last_error, target record,
+  // next_attempt_at (kRetrying) or processed_at (final outcomes), and releases
+  // `owner`'s claim. Returns false when `owner` no longer held the claim (its
+  // lease expired and another worker took the event): the attempt is still
+  // recorded but the event row is left alone. Concurrent callers are
+  // group-committed: many workers' records share one transaction.
+  virtual absl::StatusOr<bool> RecordAttempt(const AttemptRecord& attempt,
+                                             const OutcomeUpdate& update,
+                                             const std::string& owner) = 0;
+
+  // One event with all its attempts, oldest first. NOT_FOUND when the event
+  // is not in the log.
+  virtual absl::StatusOr<EventTrace> GetTrace(const std::string& source,
+                                              const std::string& event_id) = 0;
+};
+
+}  // namespace replayd
