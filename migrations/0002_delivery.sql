@@ -22,5 +22,5 @@ CREATE INDEX events_key_order ON events (source, key, position)
 CREATE INDEX events_claimed_by ON events (claimed_by)
     WHERE claimed_by IS NOT NULL;
 
--- The trace reads an event's attempts in order.
-CREATE INDEX delivery_attempts_event ON delivery_attempts (event_position, attempt);
+-- The trace reads an event's attempts through delivery_attempts' primary key
+-- (event_ingested_at, event_position, attempt): no extra index.
