@@ -8,7 +8,7 @@
 namespace replayd {
 
 std::string FormatRfc3339(absl::Time t) {
-  return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
 }
 
 absl::StatusOr<absl::Duration> ParseDurationArg(std::string_view text) {

@@ -1,0 +1,131 @@
+// Real processes for e2e tests: replayd, the downstream test server, and
+// one-shot commands such as replayctl. Ports are 0 and read back from port files.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nlohmann/json.hpp"
+
+namespace replayd::testing {
+
+// Paths of the binaries under test, set by CMake.
+extern const char* const kReplaydPath;
+extern const char* const kReplayctlPath;
+extern const char* const kDownstreamServerPath;
+
+// A fresh temporary directory, removed with the object.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// A child process with stdout and stderr appended to a log file.
+class Process {
+ public:
+  Process() = default;
+  ~Process();  // SIGKILLs the child if it still runs
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  void Start(const std::vector<std::string>& argv, const std::string& log_path,
+             const std::map<std::string, std::string>& env = {});
+  bool Running();
+  // Sends `sig`; then waits for the exit and returns the exit code (128+signal
+  // when killed). Returns -1 if it had not exited after `timeout_ms`.
+  int Signal(int sig, int timeout_ms = 30000);
+  // Waits for exit; -1 on timeout.
+  int Wait(int timeout_ms);
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs a command to completion, capturing stdout and stderr.
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::map<std::string, std::string>& env = {},
+                         int timeout_ms = 120000);
+
+// Reads "key=value" lines written by a server once it listens; waits up to
+// `timeout_ms`. Empty map on timeout.
+std::map<std::string, std::string> WaitForPortFile(const std::string& path, int timeout_ms);
+
+// The downstream test server (tests/tools/downstream).
+class DownstreamServer {
+ public:
+  // mode: "idempotent" or "non-idempotent". Starts at once; fails the test
+  // if it does not listen.
+  explicit DownstreamServer(const std::string& mode = "idempotent");
+  ~DownstreamServer();
+
+  int port() const { return port_; }
+  // Base URL, e.g. "http://127.0.0.1:PORT".
+  std::string url() const;
+  // The create path and the lookup URL pattern for replayd's sink config.
+  std::string records_url() const { return url() + "/records"; }
+  std::string lookup_url() const { return url() + "/records/{idempotency_key}"; }
+
+  void SetFaults(const nlohmann::json& faults);
+  void ClearFaults();
+  nlohmann::json Requests();  // every create request, in arrival order
+  nlohmann::json Stats();
+  void Reset();
+
+ private:
+  nlohmann::json Call(const std::string& method, const std::string& path,
+                      const std::string& body = "");
+
+  TempDir dir_;
+  Process process_;
+  int port_ = 0;
+};
+
+// The real replayd, on its own config file.
+class DaemonProcess {
+ public:
+  // `extra_yaml` is appended to a config holding database_url, loopback port-0
+  // listeners and a port file; it may set sinks, routes, replay, delivery, ...
+  DaemonProcess(std::string database_url, std::string extra_yaml = "");
+  ~DaemonProcess();
+
+  // Starts and waits until it listens (fails the test otherwise).
+  void Start();
+  // SIGKILL, no chance to clean up.
+  void KillHard();
+  // SIGTERM; returns the exit code.
+  int Terminate();
+  void Restart() { Start(); }
+  bool Running() { return process_.Running(); }
+
+  std::string grpc_address() const;  // "127.0.0.1:PORT"
+  int grpc_port() const { return grpc_port_; }
+  int http_port() const { return http_port_; }
+  std::string config_path() const { return dir_.File("replayd.yaml"); }
+  std::string log_path() const { return dir_.File("replayd.log"); }
+  std::string log() const;  // the whole log so far
+
+ private:
+  TempDir dir_;
+  Process process_;
+  int grpc_port_ = 0;
+  int http_port_ = 0;
+};
+
+}  // namespace replayd::testing

@@ -1,0 +1,78 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "server/common/auth.h"
+#include "server/common/logging.h"
+#include "server/common/time_format.h"
+
+namespace replayd {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'790'000'000);
+
+TEST(ParseTimeArg, Rfc3339AndRelative) {
+  auto t = ParseTimeArg("2026-11-22T03:00:00Z", kNow);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(FormatRfc3339(*t), "2026-11-22T03:00:00Z");
+  EXPECT_EQ(*ParseTimeArg("2026-11-22T04:00:00+01:00", kNow), *t);
+  EXPECT_EQ(*ParseTimeArg("now", kNow), kNow);
+  EXPECT_EQ(*ParseTimeArg("-6h", kNow), kNow - absl::Hours(6));
+  EXPECT_EQ(*ParseTimeArg("-90m", kNow), kNow - absl::Minutes(90));
+  EXPECT_EQ(*ParseTimeArg("-2d", kNow), kNow - absl::Hours(48));
+  EXPECT_EQ(*ParseTimeArg("+1h30m", kNow), kNow + absl::Minutes(90));
+  EXPECT_EQ(ParseTimeArg("yesterday", kNow).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseTimeArg("-6x", kNow).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseTimeArg("2026-13-01T00:00:00Z", kNow).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ParseDurationArg, UnitsAndErrors) {
+  EXPECT_EQ(*ParseDurationArg("500ms"), absl::Milliseconds(500));
+  EXPECT_EQ(*ParseDurationArg("7d"), absl::Hours(168));
+  EXPECT_EQ(*ParseDurationArg("168h"), absl::Hours(168));
+  EXPECT_FALSE(ParseDurationArg("").ok());
+  EXPECT_FALSE(ParseDurationArg("-5s").ok());
+  EXPECT_FALSE(ParseDurationArg("five").ok());
+}
+
+TEST(StartOfUtcDay, Truncates) {
+  absl::Time t = *ParseTimeArg("2026-11-22T23:59:59Z", kNow);
+  EXPECT_EQ(FormatRfc3339(StartOfUtcDay(t)), "2026-11-22T00:00:00Z");
+}
+
+TEST(RedactDsn, HidesPasswords) {
+  EXPECT_EQ(RedactDsn("postgresql://app:s3cret@db:5432/replay"),
+            "postgresql://app:***@db:5432/replay");
+  EXPECT_EQ(RedactDsn("postgresql://app@db/replay?password=s3cret&sslmode=require"),
+            "postgresql://app@db/replay?password=***&sslmode=require");
+  EXPECT_THAT(RedactDsn("host=db user=app password=s3cret dbname=x"), Not(HasSubstr("s3cret")));
+  EXPECT_EQ(RedactDsn("postgresql://postgres@127.0.0.1:5432/postgres"),
+            "postgresql://postgres@127.0.0.1:5432/postgres");
+}
+
+TEST(Authenticator, RolesAndTokens) {
+  Authenticator auth({{"publisher-token-0123456789", Role::kPublisher, "upstream"},
+                      {"viewer-token-0123456789ab", Role::kViewer, "dashboard"},
+                      {"operator-token-0123456789", Role::kOperator, "alice"}});
+  EXPECT_EQ(auth.Authorize("", Role::kViewer).status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(auth.Authorize("Bearer nope", Role::kViewer).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  auto viewer = auth.Authorize("Bearer viewer-token-0123456789ab", Role::kViewer);
+  ASSERT_TRUE(viewer.ok());
+  EXPECT_EQ(viewer->name, "dashboard");
+  auto denied = auth.Authorize("Bearer viewer-token-0123456789ab", Role::kOperator);
+  EXPECT_EQ(denied.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(denied.status().message()), Not(HasSubstr("viewer-token")));
+  EXPECT_TRUE(auth.Authorize("Bearer operator-token-0123456789", Role::kViewer).ok());
+  EXPECT_EQ(auth.Authorize("Bearer operator-token-0123456789", Role::kPublisher).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(auth.Authorize("Bearer publisher-token-0123456789", Role::kPublisher).ok());
+  Authenticator off({});
+  EXPECT_TRUE(off.Authorize("", Role::kOperator).ok());
+}
+
+}  // namespace
+}  // namespace replayd
