@@ -66,8 +66,11 @@ absl::StatusOr<std::vector<bool>> PgEventStore::AppendOnce(absl::Time ingested_a
   bool missing_partition = false;
   absl::Status status = pool_->Run(kAppendName, [&](PgPool::Lease& lease) {
     lease.Prepare(kAppendName, kAppendSql);
+    if (!lease.HasFlag("ingest_stage")) {
+      pqxx::nontransaction(lease.conn()).exec0(kCreateStage);
+      lease.SetFlag("ingest_stage");
+    }
     pqxx::work tx(lease.conn());
-    if (lease.FirstTime("ingest_stage")) tx.exec0(kCreateStage);
     {
       pqxx::stream_to copy(tx, "ingest_stage",
                            std::vector<std::string>{"ord", "source", "event_id", "sequence", "key",

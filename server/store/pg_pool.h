@@ -37,8 +37,9 @@ class PgPool {
     pqxx::connection& conn() { return *c_->conn; }
     // Prepares `sql` under `name` on this connection once.
     void Prepare(const std::string& name, const std::string& sql);
-    // True the first time `flag` is asked on this connection.
-    bool FirstTime(const std::string& flag) { return c_->flags.insert(flag).second; }
+    // Per-session set-up done on this connection (temp tables, settings).
+    bool HasFlag(const std::string& flag) const { return c_->flags.count(flag) > 0; }
+    void SetFlag(const std::string& flag) { c_->flags.insert(flag); }
     void Discard() { discard_ = true; }
 
    private:

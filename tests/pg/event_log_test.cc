@@ -1,0 +1,169 @@
+// The event log against a real PostgreSQL: global uniqueness across daily
+// partitions, partitions ahead and on demand, retention, mixed batches, and
+// concurrent migration.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "server/common/clock.h"
+#include "server/common/time_format.h"
+#include "server/ingest/ingester.h"
+#include "server/store/migrator.h"
+#include "server/store/partitions.h"
+#include "server/store/pg_event_store.h"
+#include "server/store/pg_pool.h"
+#include "tests/support/scratch_database.h"
+
+namespace replayd {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+absl::Time At(const char* rfc3339) { return *ParseTimeArg(rfc3339, absl::Now()); }
+
+NewEvent Event(const std::string& id, const std::string& payload = R"({"n": 1})") {
+  NewEvent e;
+  e.source = "orders";
+  e.event_id = id;
+  e.payload = payload;
+  return e;
+}
+
+class EventLogTest : public ::testing::Test {
+ protected:
+  EventLogTest() : pool_(db_.dsn(), 4), partitions_(&pool_), store_(&pool_, &partitions_) {}
+
+  testing::ScratchDatabase db_;
+  PgPool pool_;
+  Partitions partitions_;
+  PgEventStore store_;
+};
+
+TEST_F(EventLogTest, EventIdStoredYesterdayIsDuplicateToday) {
+  absl::Time yesterday = At("2026-11-21T23:59:59Z");
+  absl::Time today = At("2026-11-22T00:00:01Z");
+  ASSERT_TRUE(partitions_.EnsureDays(yesterday, today).ok());
+
+  auto first = store_.Append(yesterday, {Event("e-1")});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_THAT(*first, ElementsAre(true));
+  auto second = store_.Append(today, {Event("e-1"), Event("e-2")});
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_THAT(*second, ElementsAre(false, true));
+
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events WHERE event_id = 'e-1'"), 1);
+  EXPECT_EQ(db_.QueryText("SELECT tableoid::regclass::text FROM events WHERE event_id = 'e-1'"),
+            "events_p20261121");
+  EXPECT_EQ(db_.QueryText("SELECT tableoid::regclass::text FROM events WHERE event_id = 'e-2'"),
+            "events_p20261122");
+  auto found = store_.Find("orders", "e-1");
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(found->ingested_at, yesterday);
+  EXPECT_EQ(found->outcome, Outcome::kPending);
+  EXPECT_EQ(store_.Find("orders", "nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(EventLogTest, PartitionsAheadAndOnDemand) {
+  absl::Time now = At("2026-11-22T10:00:00Z");
+  ASSERT_TRUE(partitions_.EnsureDays(now, now + absl::Hours(24 * 3)).ok());
+  auto days = partitions_.ListDays();
+  ASSERT_TRUE(days.ok());
+  EXPECT_THAT(*days, ElementsAre("20261122", "20261123", "20261124", "20261125"));
+  // Idempotent, and safe from two callers at once.
+  std::thread other([&] { EXPECT_TRUE(partitions_.EnsureDays(now, now + absl::Hours(96)).ok()); });
+  EXPECT_TRUE(partitions_.EnsureDays(now, now + absl::Hours(96)).ok());
+  other.join();
+  EXPECT_EQ(partitions_.ListDays()->size(), 5u);
+
+  // A day with no partition yet is created on demand by the write.
+  auto stored = store_.Append(At("2026-12-30T12:00:00Z"), {Event("far")});
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_THAT(*stored, ElementsAre(true));
+  EXPECT_EQ(partitions_.ListDays()->back(), "20261230");
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_attempts_p20261230"), 0);
+}
+
+TEST_F(EventLogTest, RetentionDropsOnlyExpiredPartitions) {
+  absl::Time now = At("2026-11-22T10:00:00Z");
+  ASSERT_TRUE(partitions_.EnsureDays(now - absl::Hours(24 * 10), now).ok());
+  ASSERT_TRUE(store_.Append(now - absl::Hours(24 * 10), {Event("old-1"), Event("old-2")}).ok());
+  // Day 2026-11-15 straddles the 7-day boundary: kept.
+  ASSERT_TRUE(store_.Append(At("2026-11-15T00:00:00Z"), {Event("boundary")}).ok());
+  ASSERT_TRUE(store_.Append(now - absl::Hours(24 * 2), {Event("recent")}).ok());
+
+  auto dropped = partitions_.DropExpired(now, 7);
+  ASSERT_TRUE(dropped.ok()) << dropped.status();
+  EXPECT_THAT(*dropped, ElementsAre("events_p20261112", "events_p20261113", "events_p20261114"));
+  auto days = partitions_.ListDays();
+  EXPECT_EQ(days->front(), "20261115");
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events"), 2);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM event_keys"), 2);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM pg_class WHERE relname = 'delivery_attempts_p20261114'"), 0);
+  // retention_days 0 keeps everything.
+  EXPECT_TRUE(partitions_.DropExpired(now + absl::Hours(24 * 365), 0)->empty());
+}
+
+TEST_F(EventLogTest, BatchOfNineGoodAndOneBadStoresTheNine) {
+  FakeClock clock(absl::Now());
+  ASSERT_TRUE(partitions_.EnsureDays(clock.Now(), clock.Now()).ok());
+  Ingester ingester(&store_, &clock, {});
+  std::vector<NewEvent> batch;
+  for (int i = 0; i < 10; ++i) batch.push_back(Event("mixed-" + std::to_string(i)));
+  batch[6].payload = "{\"broken\": ";
+  auto results = ingester.Ingest(batch);
+  ASSERT_TRUE(results.ok()) << results.status();
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ((*results)[i].status,
+              i == 6 ? IngestResult::Status::kRejected : IngestResult::Status::kAccepted)
+        << i;
+  }
+  EXPECT_THAT((*results)[6].reason, HasSubstr("payload is not valid JSON"));
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events"), 9);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events WHERE event_id = 'mixed-6'"), 0);
+  // Positions follow the request order.
+  EXPECT_EQ(db_.QueryText("SELECT string_agg(event_id, ',' ORDER BY position) FROM events"),
+            "mixed-0,mixed-1,mixed-2,mixed-3,mixed-4,mixed-5,mixed-7,mixed-8,mixed-9");
+}
+
+TEST_F(EventLogTest, StoresEveryFieldExactly) {
+  absl::Time now = At("2026-11-22T10:00:00.123456Z");
+  ASSERT_TRUE(partitions_.EnsureDays(now, now).ok());
+  NewEvent e = Event("full", R"({"text": "tab\there \\ back", "n": [1, 2]})");
+  e.sequence = 42;
+  e.key = "order-7";
+  e.type = "order.created";
+  e.occurred_at = At("2026-11-22T09:59:00.5Z");
+  ASSERT_TRUE(store_.Append(now, {e}).ok());
+  auto found = store_.Find("orders", "full");
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(found->event.sequence, 42);
+  EXPECT_EQ(found->event.key, "order-7");
+  EXPECT_EQ(found->event.type, "order.created");
+  EXPECT_EQ(found->event.occurred_at, e.occurred_at);
+  EXPECT_EQ(found->ingested_at, now);
+  EXPECT_EQ(found->next_attempt_at, now);
+  EXPECT_EQ(found->event.payload, R"({"n": [1, 2], "text": "tab\there \\ back"})");
+}
+
+TEST(Migrator, TwoDaemonsMigratingTogetherBothSucceed) {
+  testing::ScratchDatabase db;  // already migrated once: start from scratch below
+  db.Exec("DROP SCHEMA public CASCADE; CREATE SCHEMA public;");
+  absl::StatusOr<std::vector<std::string>> a, b;
+  std::thread t1([&] { a = Migrate(db.dsn()); });
+  std::thread t2([&] { b = Migrate(db.dsn()); });
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(a->size() + b->size(), BuiltInMigrations().size());
+  EXPECT_EQ(db.QueryInt("SELECT count(*) FROM schema_migrations"),
+            static_cast<int64_t>(BuiltInMigrations().size()));
+  EXPECT_TRUE(CheckMigrated(db.dsn()).ok());
+  db.Exec("DELETE FROM schema_migrations WHERE version = 1");
+  EXPECT_EQ(CheckMigrated(db.dsn()).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace replayd
