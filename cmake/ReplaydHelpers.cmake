@@ -19,8 +19,13 @@ function(replayd_test name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 600)
   endif()
+  # e2e tests measure rates and latencies of real processes: one at a time.
+  set(serial FALSE)
+  if(ARG_LABEL STREQUAL "e2e")
+    set(serial TRUE)
+  endif()
   gtest_discover_tests(${name}
     DISCOVERY_MODE PRE_TEST
-    PROPERTIES LABELS ${ARG_LABEL} TIMEOUT ${ARG_TIMEOUT}
+    PROPERTIES LABELS ${ARG_LABEL} TIMEOUT ${ARG_TIMEOUT} RUN_SERIAL ${serial}
     TEST_PREFIX "${ARG_LABEL}.")
 endfunction()
