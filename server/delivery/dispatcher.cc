@@ -1,0 +1,205 @@
+#include "server/delivery/dispatcher.h"
+
+#include <unistd.h>
+
+#include <map>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/logging.h"
+
+namespace replayd {
+namespace {
+
+std::string DefaultOwner() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  std::random_device rd;
+  return absl::StrCat(host, ":", getpid(), ":", absl::Hex(rd(), absl::kZeroPad8));
+}
+
+}  // namespace
+
+std::vector<std::vector<StoredEvent>> GroupIntoChains(std::vector<StoredEvent> claimed) {
+  std::sort(claimed.begin(), claimed.end(),
+            [](const StoredEvent& a, const StoredEvent& b) { return a.position < b.position; });
+  std::vector<std::vector<StoredEvent>> chains;
+  std::map<std::pair<std::string, std::string>, size_t> by_key;
+  for (StoredEvent& e : claimed) {
+    if (e.event.key.empty()) {
+      chains.push_back({std::move(e)});
+      continue;
+    }
+    auto [it, inserted] = by_key.try_emplace({e.event.source, e.event.key}, chains.size());
+    if (inserted) chains.emplace_back();
+    chains[it->second].push_back(std::move(e));
+  }
+  return chains;
+}
+
+bool ContinueChain(Outcome outcome, bool strict_order) {
+  switch (outcome) {
+    case Outcome::kSucceeded:
+    case Outcome::kAlreadyProcessed:
+      return true;
+    case Outcome::kFailed:
+      return !strict_order;
+    case Outcome::kPending:
+    case Outcome::kRetrying:
+      return false;
+  }
+  return false;
+}
+
+Dispatcher::Dispatcher(DeliveryStore* store, Deliverer* deliverer, DispatcherOptions options)
+    : store_(store),
+      deliverer_(deliverer),
+      options_(std::move(options)),
+      sources_(deliverer->RoutedSources()),
+      strict_sources_(deliverer->StrictSources()) {
+  if (options_.owner.empty()) options_.owner = DefaultOwner();
+}
+
+Dispatcher::~Dispatcher() { Stop(); }
+
+void Dispatcher::Start() {
+  std::lock_guard lock(mu_);
+  if (started_) return;
+  started_ = true;
+  Logger("delivery")->info("dispatcher {} starting: {} workers, {} routed sources",
+                           options_.owner, options_.workers, sources_.size());
+  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  poller_ = std::thread([this] { PollLoop(); });
+}
+
+void Dispatcher::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (!started_ || stopping_) return;
+    stopping_ = true;
+  }
+  work_cv_.notify_all();
+  poll_cv_.notify_all();
+  poller_.join();
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+  // Workers release what they did not deliver; this covers what a failed
+  // store call left behind.
+  if (absl::Status s = store_->ReleaseAll(options_.owner); !s.ok()) {
+    Logger("delivery")->warn("releasing claims at stop failed (they expire by themselves): {}", s);
+  }
+  Logger("delivery")->info("dispatcher {} stopped", options_.owner);
+}
+
+bool Dispatcher::SleepUnlessStopping(absl::Duration d) {
+  std::unique_lock lock(mu_);
+  return !poll_cv_.wait_for(lock, absl::ToChronoMicroseconds(d), [&] { return stopping_; });
+}
+
+void Dispatcher::PollLoop() {
+  auto log = Logger("delivery");
+  absl::Time next_heartbeat = absl::Now() + options_.claim_lease / 3;
+  const int capacity = std::max(options_.claim_batch, options_.workers);
+  for (;;) {
+    int room;
+    {
+      std::unique_lock lock(mu_);
+      // Claim again once at most half the capacity is still in flight, so that
+      // workers never run dry while a claim is on its way.
+      poll_cv_.wait_for(lock, absl::ToChronoMicroseconds(options_.poll_interval), [&] {
+        return stopping_ || in_flight_events_ <= capacity / 2;
+      });
+      if (stopping_) return;
+      room = capacity - in_flight_events_;
+    }
+    if (absl::Now() >= next_heartbeat) {
+      if (absl::Status s = store_->ExtendClaims(options_.owner, options_.claim_lease); !s.ok()) {
+        log->warn("extending claims failed: {}", s);
+      }
+      next_heartbeat = absl::Now() + options_.claim_lease / 3;
+    }
+    if (room <= capacity / 2) continue;
+    ClaimDueRequest request{options_.owner, options_.claim_lease,
+                            std::min(room, options_.claim_batch), sources_, strict_sources_};
+    auto claimed = store_->ClaimDue(request);
+    if (!claimed.ok()) {
+      log->warn("claiming due events failed (will retry): {}", claimed.status());
+      if (!SleepUnlessStopping(options_.poll_interval * 10)) return;
+      continue;
+    }
+    if (claimed->empty()) {
+      if (!SleepUnlessStopping(options_.poll_interval)) return;
+      continue;
+    }
+    size_t n = claimed->size();
+    auto chains = GroupIntoChains(std::move(*claimed));
+    {
+      std::lock_guard lock(mu_);
+      in_flight_events_ += static_cast<int>(n);
+      for (auto& c : chains) queue_.push_back(std::move(c));
+    }
+    work_cv_.notify_all();
+  }
+}
+
+void Dispatcher::WorkerLoop() {
+  for (;;) {
+    Chain chain;
+    {
+      std::unique_lock lock(mu_);
+      work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping
+      chain = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    DeliverChain(chain);
+  }
+}
+
+void Dispatcher::DeliverChain(const Chain& chain) {
+  auto log = Logger("delivery");
+  size_t done = 0;
+  int counted = 0;  // events already counted off in_flight_events_
+  for (; done < chain.size(); ++done) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) break;
+    }
+    const StoredEvent& event = chain[done];
+    const Route* route = deliverer_->RouteFor(event.event.source);
+    DeliveryContext ctx;
+    ctx.trigger = event.attempts > 0 ? "retry" : "live";
+    ctx.claim_owner = options_.owner;
+    auto report = deliverer_->DeliverOne(event, ctx);
+    if (!report.ok()) {
+      log->warn("{}/{}: delivery not recorded (the claim expires and it is retried): {}",
+                event.event.source, event.event.event_id, report.status());
+      ++done;
+      break;
+    }
+    if (!ContinueChain(report->outcome, route != nullptr && route->strict_order)) {
+      ++done;
+      break;
+    }
+    {
+      std::lock_guard lock(mu_);
+      --in_flight_events_;
+    }
+    ++counted;
+  }
+  // The rest of the chain must wait behind the event that stopped it.
+  for (size_t i = done; i < chain.size(); ++i) {
+    if (absl::Status s = store_->Release(chain[i].position, chain[i].ingested_at, options_.owner);
+        !s.ok()) {
+      log->warn("releasing a claim failed (it expires by itself): {}", s);
+    }
+  }
+  {
+    std::lock_guard lock(mu_);
+    // The event that stopped the chain and the released ones.
+    in_flight_events_ -= static_cast<int>(chain.size()) - counted;
+  }
+  poll_cv_.notify_one();
+}
+
+}  // namespace replayd

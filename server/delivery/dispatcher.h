@@ -1,0 +1,81 @@
+// Live delivery: claims due events from the log in batches and delivers them
+// through the Deliverer on a pool of worker threads.
+//
+// Ordering: the store claims a key's events as one ordered chain (see
+// DeliveryStore::ClaimDue); one worker delivers a chain in order and stops at
+// the first event that will be retried (or, on strict routes, that failed),
+// releasing the rest of the chain, so a key's events are never delivered out
+// of ingest order nor two at once. Events without a key and different keys run
+// concurrently. Claims carry a lease that a heartbeat extends; a crashed
+// daemon's claims expire and another daemon takes the events over.
+// Events of sources with no route are never claimed: they stay pending.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "server/delivery/deliverer.h"
+#include "server/store/delivery_store.h"
+
+namespace replayd {
+
+struct DispatcherOptions {
+  int workers = 64;
+  int claim_batch = 256;
+  absl::Duration poll_interval = absl::Milliseconds(50);
+  absl::Duration claim_lease = absl::Seconds(60);
+  // Unique per process; empty = "<hostname>:<pid>:<random>".
+  std::string owner;
+};
+
+// The chains of one claim batch: events grouped by (source, key) in position
+// order, each event without a key alone. Pure; exposed for tests.
+std::vector<std::vector<StoredEvent>> GroupIntoChains(std::vector<StoredEvent> claimed);
+
+// Whether a worker goes on with the next event of its chain after `outcome`.
+bool ContinueChain(Outcome outcome, bool strict_order);
+
+class Dispatcher {
+ public:
+  Dispatcher(DeliveryStore* store, Deliverer* deliverer, DispatcherOptions options);
+  ~Dispatcher();  // Stop()s
+
+  void Start();
+  // Stops claiming, lets in-flight calls finish, releases every claim still
+  // held. Idempotent.
+  void Stop();
+
+  const std::string& owner() const { return options_.owner; }
+
+ private:
+  using Chain = std::vector<StoredEvent>;
+
+  void PollLoop();
+  void WorkerLoop();
+  void DeliverChain(const Chain& chain);
+  bool SleepUnlessStopping(absl::Duration d);
+
+  DeliveryStore* store_;
+  Deliverer* deliverer_;
+  DispatcherOptions options_;
+  const std::vector<std::string> sources_;
+  const std::vector<std::string> strict_sources_;
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;  // workers: a chain is queued, or stopping
+  std::condition_variable poll_cv_;  // poller: capacity freed, or stopping
+  std::deque<Chain> queue_;
+  int in_flight_events_ = 0;  // claimed, not yet finished (queued or running)
+  bool stopping_ = false;
+  bool started_ = false;
+  std::thread poller_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace replayd

@@ -1,0 +1,40 @@
+#include "server/delivery/pg_table_sink.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "server/delivery/http_sink.h"
+
+namespace replayd {
+
+absl::StatusOr<std::unique_ptr<PgTableSink>> PgTableSink::Create(
+    const SinkConfig& config, const std::string& log_database_url) {
+  if (config.table.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("sink ", config.name, ": table is empty"));
+  }
+  std::string dsn = config.database_url.empty() ? log_database_url : config.database_url;
+  return std::unique_ptr<PgTableSink>(new PgTableSink(
+      config.name, std::make_unique<DeliveryTable>(dsn, config.table, config.max_in_flight)));
+}
+
+DeliveryResult PgTableSink::Deliver(const DeliveryRequest& request) {
+  absl::Time start = absl::Now();
+  DeliveryResult result;
+  auto inserted = table_->Insert(IdempotencyKey(*request.event), EnvelopeJson(*request.event));
+  result.duration = absl::Now() - start;
+  if (!inserted.ok()) {
+    result.kind = absl::IsUnavailable(inserted.status()) ? DeliveryResult::Kind::kRetryable
+                                                         : DeliveryResult::Kind::kFinal;
+    result.error = std::string(inserted.status().message());
+    return result;
+  }
+  result.kind = inserted->created ? DeliveryResult::Kind::kSucceeded
+                                  : DeliveryResult::Kind::kAlreadyProcessed;
+  result.record_id = inserted->record_id;
+  return result;
+}
+
+absl::StatusOr<std::optional<std::string>> PgTableSink::Lookup(const StoredEvent& event) {
+  return table_->Lookup(IdempotencyKey(event));
+}
+
+}  // namespace replayd

@@ -1,0 +1,35 @@
+// The PostgreSQL table sink (SPEC §4): inserts each event into a downstream
+// table keyed by its idempotency key; an existing key answers like HTTP 409.
+// Its lookup reads the same table. Thread safe.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/config/config.h"
+#include "server/delivery/sink.h"
+#include "server/store/delivery_table.h"
+
+namespace replayd {
+
+class PgTableSink final : public Sink {
+ public:
+  // `log_database_url` is used when the sink names no database_url.
+  static absl::StatusOr<std::unique_ptr<PgTableSink>> Create(const SinkConfig& config,
+                                                             const std::string& log_database_url);
+
+  const std::string& name() const override { return name_; }
+  DeliveryResult Deliver(const DeliveryRequest& request) override;
+  bool HasLookup() const override { return true; }
+  absl::StatusOr<std::optional<std::string>> Lookup(const StoredEvent& event) override;
+
+ private:
+  PgTableSink(std::string name, std::unique_ptr<DeliveryTable> table)
+      : name_(std::move(name)), table_(std::move(table)) {}
+
+  const std::string name_;
+  std::unique_ptr<DeliveryTable> table_;
+};
+
+}  // namespace replayd

@@ -1,0 +1,76 @@
+#include "server/delivery/retry_policy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace replayd {
+
+absl::Duration BackoffDelay(const RetryPolicy& policy, int attempt, double jitter) {
+  attempt = std::max(attempt, 1);
+  jitter = std::clamp(jitter, 0.0, 1.0);
+  // 2^(attempt-1) overflows nothing below the cap check: stop doubling at the cap.
+  absl::Duration d = policy.base_delay;
+  for (int i = 1; i < attempt && d < policy.max_delay; ++i) d *= 2;
+  d = std::min(d, policy.max_delay);
+  return d / 2 + (d / 2) * jitter;
+}
+
+DeliveryResult::Kind ClassifyHttpStatus(int status) {
+  if (status >= 200 && status < 300) return DeliveryResult::Kind::kSucceeded;
+  if (status == 409) return DeliveryResult::Kind::kAlreadyProcessed;
+  if (status == 408 || status == 429 || (status >= 500 && status < 600)) {
+    return DeliveryResult::Kind::kRetryable;
+  }
+  if (status < 200) return DeliveryResult::Kind::kRetryable;  // 1xx final answer: a broken peer
+  return DeliveryResult::Kind::kFinal;
+}
+
+std::optional<absl::Duration> ParseRetryAfter(std::string_view value, absl::Time now) {
+  std::string v = std::string(absl::StripAsciiWhitespace(std::string(value)));
+  if (v.empty()) return std::nullopt;
+  int64_t seconds = 0;
+  if (absl::SimpleAtoi(v, &seconds)) return absl::Seconds(std::max<int64_t>(seconds, 0));
+  absl::Time at;
+  std::string err;
+  if (absl::ParseTime("%a, %d %b %Y %H:%M:%S GMT", v, absl::UTCTimeZone(), &at, &err)) {
+    return std::max(at - now, absl::ZeroDuration());
+  }
+  return std::nullopt;
+}
+
+OutcomeUpdate DecideOutcome(const DeliveryResult& result, int attempt, const RetryPolicy& policy,
+                            double jitter) {
+  OutcomeUpdate u;
+  u.target_record_id = result.record_id;
+  switch (result.kind) {
+    case DeliveryResult::Kind::kSucceeded:
+      u.outcome = Outcome::kSucceeded;
+      return u;
+    case DeliveryResult::Kind::kAlreadyProcessed:
+      u.outcome = Outcome::kAlreadyProcessed;
+      return u;
+    case DeliveryResult::Kind::kFinal:
+      u.outcome = Outcome::kFailed;
+      u.last_error = result.error;
+      return u;
+    case DeliveryResult::Kind::kRetryable:
+      u.last_error = result.error;
+      if (attempt >= policy.max_attempts) {
+        u.outcome = Outcome::kFailed;
+        u.last_error = absl::StrCat(result.error, " (gave up after ", attempt, " attempts)");
+        return u;
+      }
+      u.outcome = Outcome::kRetrying;
+      u.retry_delay = BackoffDelay(policy, attempt, jitter);
+      if (result.retry_after) u.retry_delay = std::max(u.retry_delay, *result.retry_after);
+      return u;
+  }
+  return u;
+}
+
+}  // namespace replayd

@@ -1,0 +1,36 @@
+// Pure delivery decisions: the backoff schedule, the classification of an HTTP
+// answer (SPEC §4), and the event's outcome after one attempt. Unit tested
+// directly; the sinks and the Deliverer call them.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/time/time.h"
+#include "server/config/config.h"
+#include "server/delivery/sink.h"
+#include "server/store/delivery_store.h"
+
+namespace replayd {
+
+// The delay before attempt `attempt + 1` after attempt `attempt` (1-based)
+// failed: exponential from base_delay, capped at max_delay, with "equal
+// jitter" (`jitter` in [0, 1) picks a point in [d/2, d]), so that delays never
+// shrink from one attempt to the next and concurrent events spread out.
+absl::Duration BackoffDelay(const RetryPolicy& policy, int attempt, double jitter);
+
+// Classifies an HTTP answer: 2xx succeeded, 409 already processed; 408, 429
+// and 5xx retryable; any other status final.
+DeliveryResult::Kind ClassifyHttpStatus(int status);
+
+// Parses a Retry-After header value (delta seconds or an HTTP date relative to
+// `now`); nullopt when absent or unparsable. Negative values become zero.
+std::optional<absl::Duration> ParseRetryAfter(std::string_view value, absl::Time now);
+
+// The event's new state after attempt `attempt` ended with `result`: retryable
+// results retry (after max(backoff, Retry-After)) until max_attempts, then fail.
+OutcomeUpdate DecideOutcome(const DeliveryResult& result, int attempt, const RetryPolicy& policy,
+                            double jitter);
+
+}  // namespace replayd

@@ -1,0 +1,71 @@
+#include "server/store/delivery_table.h"
+
+#include "absl/strings/str_cat.h"
+#include "server/store/pg_pool.h"
+
+namespace replayd {
+
+DeliveryTable::DeliveryTable(std::string dsn, std::string table, int pool_size)
+    : table_(std::move(table)), pool_(std::make_unique<PgPool>(std::move(dsn), pool_size)) {}
+
+DeliveryTable::~DeliveryTable() = default;
+
+absl::Status DeliveryTable::EnsureTable() {
+  std::lock_guard lock(mu_);
+  if (table_ready_) return absl::OkStatus();
+  absl::Status s = pool_->Run("delivery_table_create", [&](PgPool::Lease& lease) {
+    pqxx::work tx(lease.conn());
+    tx.exec0(absl::StrCat("CREATE TABLE IF NOT EXISTS ", table_,
+                          " (idempotency_key text PRIMARY KEY,"
+                          " record_id text NOT NULL DEFAULT gen_random_uuid()::text,"
+                          " payload jsonb NOT NULL,"
+                          " created_at timestamptz NOT NULL DEFAULT now())"));
+    tx.commit();
+  });
+  // Two daemons creating it at once: the loser sees a unique violation on the catalog.
+  if (!s.ok() && !absl::IsAlreadyExists(s)) return s;
+  table_ready_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DeliveryTable::InsertResult> DeliveryTable::Insert(
+    const std::string& idempotency_key, const std::string& payload_json) {
+  if (absl::Status s = EnsureTable(); !s.ok()) return s;
+  InsertResult result;
+  const std::string name = "delivery_table_insert";
+  absl::Status s = pool_->Run(name, [&](PgPool::Lease& lease) {
+    lease.Prepare(name, absl::StrCat(
+        "WITH ins AS (INSERT INTO ", table_, " (idempotency_key, payload) VALUES ($1, $2::jsonb)"
+        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING record_id)"
+        " SELECT record_id, true FROM ins"
+        " UNION ALL SELECT record_id, false FROM ", table_,
+        " WHERE idempotency_key = $1 AND NOT EXISTS (SELECT 1 FROM ins)"));
+    pqxx::work tx(lease.conn());
+    auto rows = tx.exec_prepared(name, idempotency_key, payload_json);
+    tx.commit();
+    if (!rows.empty()) {
+      result.record_id = rows[0][0].as<std::string>();
+      result.created = rows[0][1].as<bool>();
+    }
+  });
+  if (!s.ok()) return s;
+  return result;
+}
+
+absl::StatusOr<std::optional<std::string>> DeliveryTable::Lookup(
+    const std::string& idempotency_key) {
+  if (absl::Status s = EnsureTable(); !s.ok()) return s;
+  std::optional<std::string> found;
+  const std::string name = "delivery_table_lookup";
+  absl::Status s = pool_->Run(name, [&](PgPool::Lease& lease) {
+    lease.Prepare(name, absl::StrCat("SELECT record_id FROM ", table_,
+                                     " WHERE idempotency_key = $1"));
+    pqxx::read_transaction tx(lease.conn());
+    auto rows = tx.exec_prepared(name, idempotency_key);
+    if (!rows.empty()) found = rows[0][0].as<std::string>();
+  });
+  if (!s.ok()) return s;
+  return found;
+}
+
+}  // namespace replayd

@@ -1,0 +1,44 @@
+// A downstream PostgreSQL table that the PostgreSQL sink writes to: one row per
+// event, keyed by its idempotency key (idempotency_key text primary key,
+// record_id, payload jsonb, created_at). Created when missing. Thread safe.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace replayd {
+
+class PgPool;
+
+class DeliveryTable {
+ public:
+  struct InsertResult {
+    bool created = false;  // false: a row with this key was there already
+    std::string record_id;
+  };
+
+  // Connects lazily to `dsn`; `table` is a validated [schema.]name.
+  DeliveryTable(std::string dsn, std::string table, int pool_size);
+  ~DeliveryTable();
+
+  // Inserts the row unless its key exists. UNAVAILABLE when the database
+  // cannot be reached; INVALID_ARGUMENT when the payload is not JSON.
+  absl::StatusOr<InsertResult> Insert(const std::string& idempotency_key,
+                                      const std::string& payload_json);
+  // The record id stored for the key, or nullopt. UNAVAILABLE as above.
+  absl::StatusOr<std::optional<std::string>> Lookup(const std::string& idempotency_key);
+
+ private:
+  absl::Status EnsureTable();
+
+  const std::string table_;
+  std::unique_ptr<PgPool> pool_;
+  bool table_ready_ = false;
+  std::mutex mu_;
+};
+
+}  // namespace replayd

@@ -1,0 +1,53 @@
+// DeliveryStore on PostgreSQL. Claims are columns of the event row; attempts
+// go to the partitioned delivery_attempts table. RecordAttempt calls from many
+// workers are group-committed by one writer thread: each caller blocks until
+// the transaction holding its record commits.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "server/store/delivery_store.h"
+#include "server/store/pg_pool.h"
+
+namespace replayd {
+
+class PgDeliveryStore final : public DeliveryStore {
+ public:
+  // `max_group` bounds how many records one commit holds.
+  explicit PgDeliveryStore(PgPool* pool, int max_group = 512);
+  ~PgDeliveryStore() override;
+
+  absl::StatusOr<std::vector<StoredEvent>> ClaimDue(const ClaimDueRequest& request) override;
+  absl::StatusOr<std::optional<StoredEvent>> TryClaim(int64_t position, absl::Time ingested_at,
+                                                      const std::string& owner,
+                                                      absl::Duration lease) override;
+  absl::Status Release(int64_t position, absl::Time ingested_at,
+                       const std::string& owner) override;
+  absl::Status ExtendClaims(const std::string& owner, absl::Duration lease) override;
+  absl::Status ReleaseAll(const std::string& owner) override;
+  absl::StatusOr<bool> RecordAttempt(const AttemptRecord& attempt, const OutcomeUpdate& update,
+                                     const std::string& owner) override;
+  absl::StatusOr<EventTrace> GetTrace(const std::string& source,
+                                      const std::string& event_id) override;
+
+ private:
+  struct PendingRecord;
+
+  void WriterLoop();
+  // Writes a group in one transaction and completes every record in it.
+  void WriteGroup(std::vector<std::shared_ptr<PendingRecord>>& group);
+
+  PgPool* pool_;
+  const int max_group_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<PendingRecord>> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
+};
+
+}  // namespace replayd
