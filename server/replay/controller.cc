@@ -1,0 +1,128 @@
+#include "server/replay/controller.h"
+
+#include <algorithm>
+#include <mutex>
+#include <random>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "server/common/logging.h"
+#include "server/common/time_format.h"
+
+namespace replayd {
+namespace {
+
+std::string Escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) continue;
+    out += c;
+  }
+  return out;
+}
+
+std::string SpecJson(const ReplaySpec& s) {
+  std::vector<std::string> outcomes;
+  for (Outcome o : s.outcomes) outcomes.push_back(absl::StrCat("\"", std::string(OutcomeName(o)), "\""));
+  std::vector<std::string> sources;
+  for (const auto& src : s.window.sources) sources.push_back(absl::StrCat("\"", Escape(src), "\""));
+  return absl::StrCat("{\"from\":\"", FormatRfc3339(s.window.from), "\",\"to\":\"",
+                      FormatRfc3339(s.window.to), "\",\"sources\":[", absl::StrJoin(sources, ","),
+                      "],\"outcomes\":[", absl::StrJoin(outcomes, ","), "],\"rate\":", s.rate,
+                      ",\"burst\":", s.burst, ",\"allow_high_rate\":",
+                      s.allow_high_rate ? "true" : "false", ",\"include_succeeded\":",
+                      s.include_succeeded ? "true" : "false", ",\"verify_downstream\":",
+                      s.verify_downstream ? "true" : "false", "}");
+}
+
+}  // namespace
+
+std::string NewReplayId() {
+  static std::mutex mu;
+  static std::mt19937_64 rng(std::random_device{}());
+  std::lock_guard lock(mu);
+  return absl::StrFormat("rp-%016x", rng());
+}
+
+absl::StatusOr<DryRunResult> ReplayController::DryRun(const ReplayRequestInput& input) {
+  auto spec = ValidateReplayRequest(input, config_->replay, clock_->Now());
+  if (!spec.ok()) return spec.status();
+  return dry_runner_->Run(*spec);
+}
+
+absl::StatusOr<ReplayJob> ReplayController::Start(const ReplayRequestInput& input,
+                                                  const std::string& request_id,
+                                                  const Principal& who) {
+  if (request_id.size() > 128) {
+    return absl::InvalidArgumentError("request_id is longer than 128 bytes");
+  }
+  auto spec = ValidateReplayRequest(input, config_->replay, clock_->Now());
+  if (!spec.ok()) return spec.status();
+  auto aggregates = dry_runner_->Run(*spec);
+  if (!aggregates.ok()) return aggregates.status();
+
+  ReplayJob job;
+  job.id = NewReplayId();
+  job.request_id = request_id;
+  job.spec = *spec;
+  job.created_by = who.name;
+  job.counters.total = aggregates->total;
+  AuditEntry audit{who.name, "start", job.id, spec->reason,
+                   absl::StrCat("{\"request\":", SpecJson(*spec), ",\"would_deliver\":",
+                                aggregates->would_deliver, ",\"total\":", aggregates->total,
+                                "}"),
+                   absl::Now()};
+  bool existed = false;
+  auto created = store_->CreateJob(job, audit, &existed);
+  if (!created.ok()) return created.status();
+  if (!existed) {
+    Logger("replay")->info("replay {} created by {}: [{}, {}) {} events at {}/s", created->id,
+                           who.name, FormatRfc3339(spec->window.from),
+                           FormatRfc3339(spec->window.to), job.counters.total, spec->rate);
+    if (runner_ != nullptr) runner_->Wake();
+  }
+  return *created;
+}
+
+absl::StatusOr<ReplayJob> ReplayController::Get(const std::string& id) {
+  if (id.empty()) return absl::InvalidArgumentError("replay_id is required");
+  return store_->GetJob(id);
+}
+
+absl::StatusOr<std::vector<ReplayJob>> ReplayController::List(
+    const std::vector<ReplayState>& states, int limit) {
+  if (limit < 0 || limit > 1000) {
+    return absl::InvalidArgumentError("limit must be between 0 (default 100) and 1000");
+  }
+  return store_->ListJobs(states, limit);
+}
+
+absl::StatusOr<ReplayJob> ReplayController::Cancel(const std::string& id,
+                                                   const std::string& reason,
+                                                   const Principal& who, absl::Duration wait) {
+  if (id.empty()) return absl::InvalidArgumentError("replay_id is required");
+  auto job = store_->RequestCancel(id, AuditEntry{who.name, "cancel", id, reason, "{}", absl::Now()});
+  if (!job.ok()) return job.status();
+  if (runner_ != nullptr) runner_->Cancel(id);
+  Logger("replay")->info("replay {}: cancel asked by {}", id, who.name);
+  absl::Time deadline = absl::Now() + wait;
+  while (!IsTerminal(job->state) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+    auto now = store_->GetJob(id);
+    if (!now.ok()) return now.status();
+    job = std::move(now);
+  }
+  return job;
+}
+
+double ReplayController::EtaSeconds(const ReplayJob& job) {
+  if (IsTerminal(job.state)) return 0;
+  double rate = job.current_rate > 0 ? job.current_rate : job.spec.rate;
+  int64_t left = std::max<int64_t>(0, job.counters.total - job.counters.processed);
+  return rate > 0 ? static_cast<double>(left) / rate : 0;
+}
+
+}  // namespace replayd

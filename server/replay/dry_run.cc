@@ -1,0 +1,242 @@
+#include "server/replay/dry_run.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/common/time_format.h"
+
+namespace replayd {
+namespace {
+
+constexpr int kStreamPageSize = 1000;
+
+std::string SampleDetail(ReplayCategory category, const StoredEvent& e,
+                         const std::optional<std::optional<std::string>>& downstream) {
+  switch (category) {
+    case ReplayCategory::kDeliver:
+      return e.last_error.empty()
+                 ? absl::StrCat("outcome ", std::string(OutcomeName(e.outcome)))
+                 : absl::StrCat("outcome ", std::string(OutcomeName(e.outcome)), ": ",
+                                e.last_error);
+    case ReplayCategory::kSkipAlreadyDelivered:
+      return e.target_record_id.empty() ? "delivered"
+                                        : absl::StrCat("delivered as record ", e.target_record_id);
+    case ReplayCategory::kSkipFoundDownstream:
+      return absl::StrCat("downstream record ",
+                          downstream && *downstream ? **downstream : std::string("?"));
+    case ReplayCategory::kSkipOutcomeNotSelected:
+      return absl::StrCat("outcome ", std::string(OutcomeName(e.outcome)), " not selected");
+    case ReplayCategory::kSkipNoRoute:
+      return "the source has no route";
+  }
+  return "";
+}
+
+ReplaySample MakeSample(ReplayCategory category, const StoredEvent& e,
+                        const std::optional<std::optional<std::string>>& downstream) {
+  return {category, e.event.source, e.event.event_id, e.ingested_at, e.outcome,
+          SampleDetail(category, e, downstream)};
+}
+
+void Count(ReplayCategory category, int64_t n, DryRunResult* result) {
+  if (category == ReplayCategory::kDeliver) {
+    result->would_deliver += n;
+  } else {
+    result->would_skip += n;
+    result->skipped_by_reason[std::string(CategoryName(category))] += n;
+  }
+}
+
+constexpr ReplayCategory kCategories[] = {
+    ReplayCategory::kDeliver, ReplayCategory::kSkipAlreadyDelivered,
+    ReplayCategory::kSkipFoundDownstream, ReplayCategory::kSkipOutcomeNotSelected,
+    ReplayCategory::kSkipNoRoute};
+
+}  // namespace
+
+double DryRunner::EffectiveRate(const ReplaySpec& spec,
+                                const std::vector<std::string>& sources) const {
+  double rate = spec.rate;
+  for (const std::string& source : sources) {
+    const Route* route = routes_(source);
+    if (route == nullptr) continue;
+    if (const SinkConfig* sink = FindSink(*config_, route->sink_name)) {
+      rate = std::min(rate, sink->replay_rate_budget);
+    }
+  }
+  return rate;
+}
+
+absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
+  DryRunResult result;
+  auto aggregates = store_->AggregateWindow(spec.window);
+  if (!aggregates.ok()) return aggregates.status();
+
+  struct SourceSequences {
+    int64_t min = 0, max = 0, with_sequence = 0;
+    bool any = false;
+  };
+  std::map<std::string, SourceSequences> by_source;
+  for (const WindowAggregate& a : *aggregates) {
+    result.total += a.count;
+    SourceSequences& s = by_source[a.source];
+    if (a.with_sequence > 0) {
+      s.min = s.any ? std::min(s.min, *a.min_sequence) : *a.min_sequence;
+      s.max = s.any ? std::max(s.max, *a.max_sequence) : *a.max_sequence;
+      s.with_sequence += a.with_sequence;
+      s.any = true;
+    }
+  }
+  std::vector<std::string> sources_seen;
+  for (const auto& [source, seq] : by_source) {
+    sources_seen.push_back(source);
+    // Sequence numbers are unique per source upstream, so every number in
+    // [min, max] not present is a hole; only then is the window scanned for
+    // the ranges.
+    int64_t missing = seq.any ? (seq.max - seq.min + 1) - seq.with_sequence : 0;
+    if (missing <= 0) continue;
+    result.missing += missing;
+    int room = kMaxMissingRanges - static_cast<int>(result.missing_ranges.size());
+    if (room <= 0) continue;
+    auto gaps = store_->SequenceGaps(spec.window, source, room);
+    if (!gaps.ok()) return gaps.status();
+    result.missing_ranges.insert(result.missing_ranges.end(), gaps->begin(), gaps->end());
+  }
+
+  absl::Status counted = spec.verify_downstream ? CountByStreaming(spec, &result)
+                                                : CountByAggregate(spec, *aggregates, &result);
+  if (!counted.ok()) return counted;
+
+  std::vector<std::string> rate_sources =
+      spec.window.sources.empty() ? sources_seen : spec.window.sources;
+  result.effective_rate = EffectiveRate(spec, rate_sources);
+  result.estimated_seconds =
+      result.effective_rate > 0 ? static_cast<double>(result.would_deliver) / result.effective_rate
+                                : 0;
+  AddWarnings(spec, sources_seen, &result);
+  return result;
+}
+
+absl::Status DryRunner::CountByAggregate(const ReplaySpec& spec,
+                                         const std::vector<WindowAggregate>& aggregates,
+                                         DryRunResult* result) {
+  // Without a lookup the decision depends on (source, outcome) alone: decide
+  // once per aggregate row, through the same Classify as the live replay.
+  std::map<ReplayCategory, std::pair<std::set<std::string>, std::set<Outcome>>> members;
+  for (const WindowAggregate& a : aggregates) {
+    StoredEvent e;
+    e.event.source = a.source;
+    e.outcome = a.outcome;
+    ReplayCategory c = Classify(e, spec, routes_(a.source) != nullptr, std::nullopt);
+    Count(c, a.count, result);
+    members[c].first.insert(a.source);
+    members[c].second.insert(a.outcome);
+  }
+  for (ReplayCategory c : kCategories) {
+    auto it = members.find(c);
+    if (it == members.end()) continue;
+    ReplayWindow window = spec.window;
+    window.sources.assign(it->second.first.begin(), it->second.first.end());
+    std::vector<Outcome> outcomes(it->second.second.begin(), it->second.second.end());
+    auto first = store_->FirstEventsWithOutcome(window, outcomes, 10 * kSamplesPerCategory);
+    if (!first.ok()) return first.status();
+    int taken = 0;
+    for (const StoredEvent& e : *first) {
+      if (taken == kSamplesPerCategory) break;
+      if (Classify(e, spec, routes_(e.event.source) != nullptr, std::nullopt) != c) continue;
+      result->samples.push_back(MakeSample(c, e, std::nullopt));
+      ++taken;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DryRunner::CountByStreaming(const ReplaySpec& spec, DryRunResult* result) {
+  std::map<ReplayCategory, std::vector<ReplaySample>> samples;
+  int64_t lookup_failures = 0;
+  std::string first_lookup_error;
+  std::optional<ReplayCursor> cursor;
+  while (true) {
+    auto page = store_->ReadWindowPage(spec.window, cursor, kStreamPageSize);
+    if (!page.ok()) return page.status();
+    if (page->empty()) break;
+    for (const StoredEvent& e : *page) {
+      const Route* route = routes_(e.event.source);
+      std::optional<std::optional<std::string>> downstream;
+      if (NeedsLookup(e, spec, route != nullptr)) {
+        if (route->sink != nullptr && route->sink->HasLookup()) {
+          auto found = route->sink->Lookup(e);
+          if (found.ok()) {
+            downstream = *found;
+          } else {
+            // Unknown downstream state: the live replay would deliver (and
+            // its create path is idempotent by key).
+            if (lookup_failures++ == 0) first_lookup_error = std::string(found.status().message());
+          }
+        }
+      }
+      ReplayCategory c = Classify(e, spec, route != nullptr, downstream);
+      Count(c, 1, result);
+      auto& s = samples[c];
+      if (static_cast<int>(s.size()) < kSamplesPerCategory) s.push_back(MakeSample(c, e, downstream));
+    }
+    cursor = ReplayCursor{page->back().ingested_at, page->back().position};
+    if (static_cast<int>(page->size()) < kStreamPageSize) break;
+  }
+  for (ReplayCategory c : kCategories) {
+    for (auto& s : samples[c]) result->samples.push_back(std::move(s));
+  }
+  if (lookup_failures > 0) {
+    result->warnings.push_back(absl::StrCat(
+        "the downstream lookup failed for ", lookup_failures,
+        " events (counted as would-deliver): ", first_lookup_error));
+  }
+  return absl::OkStatus();
+}
+
+void DryRunner::AddWarnings(const ReplaySpec& spec, const std::vector<std::string>& sources_seen,
+                            DryRunResult* result) {
+  auto& w = result->warnings;
+  if (auto days = partitions_->ListDays(); days.ok()) {
+    absl::Time oldest;
+    std::string err;
+    if (days->empty()) {
+      w.push_back("the log has no partitions: nothing was ever stored");
+    } else if (absl::ParseTime("%Y%m%d", days->front(), absl::UTCTimeZone(), &oldest, &err) &&
+               spec.window.from < oldest) {
+      w.push_back(absl::StrCat("the window starts at ", FormatRfc3339(spec.window.from),
+                               ", before the oldest partition of the log (",
+                               FormatRfc3339(oldest),
+                               "): older events were dropped by retention or never stored"));
+    }
+  }
+  if (int days = config_->partitions.retention_days; days > 0) {
+    absl::Time cutoff = StartOfUtcDay(clock_->Now()) - absl::Hours(24) * days;
+    if (spec.window.from < cutoff) {
+      w.push_back(absl::StrCat("the window reaches past retention (", days,
+                               " days, events before ", FormatRfc3339(cutoff),
+                               " are dropped)"));
+    }
+  }
+  for (const std::string& source : spec.window.sources) {
+    if (!std::binary_search(sources_seen.begin(), sources_seen.end(), source)) {
+      w.push_back(absl::StrCat("source ", source, " has no events in the window"));
+    }
+  }
+  for (const std::string& source : sources_seen) {
+    if (routes_(source) == nullptr) {
+      w.push_back(absl::StrCat("source ", source,
+                               " has no route: its events cannot be replayed (no_route)"));
+    }
+  }
+  if (result->missing > 0) {
+    w.push_back(absl::StrCat(result->missing,
+                             " events are missing upstream (sequence gaps): a replay cannot "
+                             "restore them; ask the upstream to re-send them"));
+  }
+  if (result->would_deliver == 0) w.push_back("nothing to deliver in this window");
+}
+
+}  // namespace replayd

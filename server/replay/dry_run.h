@@ -1,0 +1,83 @@
+// The dry run: the live replay's selection and decisions over a window,
+// without a single write downstream (it may ask the sink's read-only lookup
+// when verify_downstream). When the decision depends on the outcome alone
+// (no lookup), the counts come from one SQL aggregate over the window; with
+// verify_downstream the window is streamed in keyset pages (memory flat in
+// the window's size).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/common/clock.h"
+#include "server/config/config.h"
+#include "server/delivery/deliverer.h"
+#include "server/replay/selection.h"
+#include "server/store/partitions.h"
+#include "server/store/replay_store.h"
+
+namespace replayd {
+
+// The route of a source, or nullptr when it has none.
+using RouteLookup = std::function<const Route*(const std::string& source)>;
+
+struct ReplaySample {
+  ReplayCategory category = ReplayCategory::kDeliver;
+  std::string source;
+  std::string event_id;
+  absl::Time ingested_at;
+  Outcome outcome = Outcome::kPending;
+  std::string detail;
+};
+
+struct DryRunResult {
+  int64_t total = 0;  // every event of the window (and sources)
+  int64_t would_deliver = 0;
+  int64_t would_skip = 0;
+  std::map<std::string, int64_t> skipped_by_reason;  // CategoryName -> count
+  int64_t missing = 0;
+  std::vector<SequenceGap> missing_ranges;
+  std::vector<ReplaySample> samples;  // the first kSamplesPerCategory of each category
+  double effective_rate = 0;
+  double estimated_seconds = 0;
+  std::vector<std::string> warnings;
+};
+
+inline constexpr int kSamplesPerCategory = 5;
+inline constexpr int kMaxMissingRanges = 100;
+
+class DryRunner {
+ public:
+  // Every pointer outlives this.
+  DryRunner(ReplayStore* store, Partitions* partitions, RouteLookup routes, const Config* config,
+            const Clock* clock)
+      : store_(store), partitions_(partitions), routes_(std::move(routes)), config_(config),
+        clock_(clock) {}
+
+  // UNAVAILABLE when the database cannot be reached.
+  absl::StatusOr<DryRunResult> Run(const ReplaySpec& spec);
+
+  // The rate a replay of `spec` would achieve: its own rate, capped by the
+  // replay budget of every sink it sends to.
+  double EffectiveRate(const ReplaySpec& spec, const std::vector<std::string>& sources) const;
+
+ private:
+  absl::Status CountByAggregate(const ReplaySpec& spec,
+                                const std::vector<WindowAggregate>& aggregates,
+                                DryRunResult* result);
+  absl::Status CountByStreaming(const ReplaySpec& spec, DryRunResult* result);
+  void AddWarnings(const ReplaySpec& spec, const std::vector<std::string>& sources_seen,
+                   DryRunResult* result);
+
+  ReplayStore* store_;
+  Partitions* partitions_;
+  RouteLookup routes_;
+  const Config* config_;
+  const Clock* clock_;
+};
+
+}  // namespace replayd

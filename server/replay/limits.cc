@@ -1,0 +1,120 @@
+#include "server/replay/limits.h"
+
+#include <algorithm>
+#include <cmath>
+#include <regex>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "server/common/time_format.h"
+
+namespace replayd {
+namespace {
+
+std::string Rate(double r) { return absl::StrCat(r, "/s"); }
+
+std::string Span(absl::Duration d) {
+  if (d % absl::Hours(24) == absl::ZeroDuration()) {
+    return absl::StrCat(absl::IDivDuration(d, absl::Hours(24), &d), "d");
+  }
+  return absl::FormatDuration(d);
+}
+
+}  // namespace
+
+std::vector<Outcome> SelectedOutcomes(const std::vector<Outcome>& requested,
+                                      bool include_succeeded) {
+  std::vector<Outcome> out = requested;
+  if (out.empty()) out = {Outcome::kFailed, Outcome::kPending, Outcome::kRetrying};
+  if (include_succeeded) {
+    out.push_back(Outcome::kSucceeded);
+    out.push_back(Outcome::kAlreadyProcessed);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+int EffectiveBurst(double rate, int burst, int default_burst) {
+  if (burst > 0) return burst;
+  if (default_burst > 0) return default_burst;
+  return std::max(1, static_cast<int>(std::ceil(rate)));
+}
+
+absl::StatusOr<ReplaySpec> ValidateReplayRequest(const ReplayRequestInput& in,
+                                                 const ReplayLimits& limits, absl::Time now) {
+  if (!in.from && !in.to) {
+    return absl::InvalidArgumentError(
+        "from and to are required: a replay needs explicit time bounds [from, to)");
+  }
+  if (!in.from) return absl::InvalidArgumentError("from is required (the start of the window)");
+  if (!in.to) return absl::InvalidArgumentError("to is required (the end of the window)");
+  const absl::Time from = *in.from;
+  const absl::Time to = *in.to;
+  if (to == from) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the window is empty: to equals from (", FormatRfc3339(from), ")"));
+  }
+  if (to < from) {
+    return absl::InvalidArgumentError(absl::StrCat("to (", FormatRfc3339(to),
+                                                   ") is before from (", FormatRfc3339(from),
+                                                   "): the window is inverted"));
+  }
+  if (to > now + kFutureTolerance) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "to (", FormatRfc3339(to), ") is in the future (server time ", FormatRfc3339(now), ")"));
+  }
+  if (to - from > limits.max_window) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the window is too wide: ", Span(to - from), " exceeds replay.max_window ",
+                     Span(limits.max_window), "; split it into smaller replays"));
+  }
+  static const std::regex kSource("^[a-z0-9_.-]{1,64}$");
+  for (const std::string& s : in.sources) {
+    if (!std::regex_match(s, kSource)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("source \"", s, "\" does not match [a-z0-9_.-]{1,64}"));
+    }
+  }
+  if (std::isnan(in.rate) || in.rate < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("rate ", in.rate, " must be positive"));
+  }
+  const double rate = in.rate == 0 ? limits.default_rate : in.rate;
+  if (rate > limits.max_rate) {
+    return absl::InvalidArgumentError(absl::StrCat("rate ", Rate(rate),
+                                                   " is above the hard cap replay.max_rate ",
+                                                   Rate(limits.max_rate)));
+  }
+  if (rate > limits.high_rate_threshold && !in.allow_high_rate) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rate ", Rate(rate), " is above replay.high_rate_threshold ",
+        Rate(limits.high_rate_threshold), ": set allow_high_rate to confirm (--allow-high-rate)"));
+  }
+  if (in.burst < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("burst ", in.burst, " must be positive"));
+  }
+  const int burst = EffectiveBurst(rate, in.burst, limits.default_burst);
+  if (burst > std::max(1.0, limits.max_rate)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "burst ", burst, " is above the hard cap replay.max_rate (", limits.max_rate, ")"));
+  }
+  if (in.reason.size() > 1000) {
+    return absl::InvalidArgumentError("reason is longer than 1000 bytes");
+  }
+
+  ReplaySpec spec;
+  spec.window = {from, to, in.sources};
+  std::sort(spec.window.sources.begin(), spec.window.sources.end());
+  spec.window.sources.erase(std::unique(spec.window.sources.begin(), spec.window.sources.end()),
+                            spec.window.sources.end());
+  spec.outcomes = SelectedOutcomes(in.outcomes, in.include_succeeded);
+  spec.include_succeeded = in.include_succeeded;
+  spec.verify_downstream = in.verify_downstream;
+  spec.rate = rate;
+  spec.burst = burst;
+  spec.allow_high_rate = in.allow_high_rate;
+  spec.reason = in.reason;
+  return spec;
+}
+
+}  // namespace replayd

@@ -1,0 +1,48 @@
+// Server-side enforcement of a replay request (SPEC §5): mandatory bounds, a
+// window that is neither inverted, empty, in the future nor wider than the
+// configured maximum, and a rate within the configured limits. Pure.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/config/config.h"
+#include "server/store/replay_store.h"
+
+namespace replayd {
+
+// A replay request as the client sent it (before defaults).
+struct ReplayRequestInput {
+  std::optional<absl::Time> from;
+  std::optional<absl::Time> to;
+  std::vector<std::string> sources;
+  std::vector<Outcome> outcomes;  // empty = failed, pending, retrying
+  bool include_succeeded = false;
+  double rate = 0;  // 0 = replay.default_rate
+  int burst = 0;    // 0 = replay.default_burst, else one second's worth
+  bool allow_high_rate = false;
+  bool verify_downstream = false;
+  std::string reason;
+};
+
+// How far `to` may be ahead of the server's clock (client clock skew).
+inline constexpr absl::Duration kFutureTolerance = absl::Seconds(5);
+
+// The spec the server runs, with every default applied. INVALID_ARGUMENT
+// whose message says exactly which rule the request breaks.
+absl::StatusOr<ReplaySpec> ValidateReplayRequest(const ReplayRequestInput& input,
+                                                 const ReplayLimits& limits, absl::Time now);
+
+// The outcomes a request selects: `requested` (or the default set), plus the
+// delivered ones when include_succeeded.
+std::vector<Outcome> SelectedOutcomes(const std::vector<Outcome>& requested,
+                                      bool include_succeeded);
+
+// The burst of a bucket: `burst` when given, else `default_burst`, else one
+// second's worth of `rate` (at least 1).
+int EffectiveBurst(double rate, int burst, int default_burst);
+
+}  // namespace replayd

@@ -1,0 +1,90 @@
+// Runs durable replay jobs. Each daemon runs one ReplayRunner; a job is run
+// by the daemon holding its lease (ReplayStore::ClaimJob), which another
+// daemon takes over when the holder dies. A job walks its window in original
+// order (keyset pages: memory flat in the window's size), decides each event
+// with the same Classify as the dry run, paces deliveries through its own
+// token bucket and the sink's bucket shared by every replay of this process,
+// claims each event (DeliveryStore::TryClaim, so the live dispatcher never
+// delivers it at the same time) and hands it to the Deliverer, at most
+// `max_in_flight` at once and never two of one key. Progress and the cursor
+// are checkpointed every `checkpoint_interval`, which also renews the lease
+// and tells the runner about a cancel asked on another daemon.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "server/config/config.h"
+#include "server/delivery/deliverer.h"
+#include "server/replay/dry_run.h"
+#include "server/replay/token_bucket.h"
+#include "server/store/delivery_store.h"
+#include "server/store/replay_store.h"
+
+namespace replayd {
+
+struct ReplayRunnerOptions {
+  std::string instance;  // this daemon's lease owner id, unique per process
+  absl::Duration lease = absl::Seconds(10);
+  absl::Duration poll_interval = absl::Milliseconds(500);
+  absl::Duration checkpoint_interval = absl::Milliseconds(100);
+  int page_size = 500;
+  int max_concurrent_jobs = 4;
+  int max_in_flight = 16;  // deliveries in flight per job
+};
+
+class ReplayRunner {
+ public:
+  // Every pointer outlives this.
+  ReplayRunner(ReplayStore* store, DeliveryStore* delivery_store, Deliverer* deliverer,
+               RouteLookup routes, const Config* config, ReplayRunnerOptions options);
+  ~ReplayRunner();
+
+  void Start();
+  // Graceful: stops dispatching, lets in-flight deliveries finish,
+  // checkpoints and releases every lease (another daemon, or this one after
+  // a restart, resumes the jobs at once).
+  void Stop();
+  // Looks for claimable jobs now (a job was just created).
+  void Wake();
+  // A cancel was recorded for `id`: if this runner runs it, stop dispatching now.
+  void Cancel(const std::string& id);
+
+  // The bucket every replay of this process shares for `sink_name`.
+  TokenBucket* SinkBucket(const std::string& sink_name);
+
+  const std::string& instance() const { return options_.instance; }
+
+ private:
+  class JobRun;
+  struct Active;
+
+  void Loop();
+  void Reap();
+
+  ReplayStore* store_;
+  DeliveryStore* delivery_store_;
+  Deliverer* deliverer_;
+  RouteLookup routes_;
+  const Config* config_;
+  const ReplayRunnerOptions options_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::atomic<bool> shutdown_{false};
+  bool wake_ = false;
+  std::map<std::string, std::unique_ptr<Active>> active_;
+  std::thread loop_;
+
+  std::mutex buckets_mu_;
+  std::map<std::string, std::unique_ptr<TokenBucket>> sink_buckets_;
+};
+
+}  // namespace replayd

@@ -1,0 +1,45 @@
+// What a replay does with each event of its window: the one decision shared
+// by the dry run and the live replay. Pure: the caller gathers the facts
+// (the event as logged, whether its source has a route, the sink's lookup
+// answer when it asked), this decides, through the same DecideCheckThenAct
+// as live delivery.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "server/store/event.h"
+#include "server/store/replay_store.h"
+
+namespace replayd {
+
+enum class ReplayCategory {
+  kDeliver,
+  // The log records it delivered (succeeded, already_processed).
+  kSkipAlreadyDelivered,
+  // The sink's lookup found a downstream record (verify_downstream).
+  kSkipFoundDownstream,
+  // Its outcome is not among the selected ones (e.g. pending when only
+  // failed events were asked for).
+  kSkipOutcomeNotSelected,
+  // Its source has no route: nowhere to deliver it.
+  kSkipNoRoute,
+};
+
+// "deliver", "already_delivered", "found_downstream", "outcome_not_selected",
+// "no_route": the names in dry-run reports, samples and logs.
+std::string_view CategoryName(ReplayCategory category);
+
+bool OutcomeSelected(const ReplaySpec& spec, Outcome outcome);
+
+// Whether the decision for `event` depends on the sink's lookup; when false,
+// Classify ignores `downstream_record`.
+bool NeedsLookup(const StoredEvent& event, const ReplaySpec& spec, bool routed);
+
+// `downstream_record`: nullopt when the lookup was not asked; otherwise the
+// downstream record id, or an inner nullopt when the downstream has none.
+ReplayCategory Classify(const StoredEvent& event, const ReplaySpec& spec, bool routed,
+                        const std::optional<std::optional<std::string>>& downstream_record);
+
+}  // namespace replayd

@@ -1,0 +1,48 @@
+// ReplayStore on PostgreSQL (tables replays and replay_audit, reads of the
+// partitioned events table). Thread safe.
+#pragma once
+
+#include "server/store/pg_pool.h"
+#include "server/store/replay_store.h"
+
+namespace replayd {
+
+class PgReplayStore final : public ReplayStore {
+ public:
+  explicit PgReplayStore(PgPool* pool) : pool_(pool) {}
+
+  absl::StatusOr<ReplayJob> CreateJob(const ReplayJob& job, const AuditEntry& audit,
+                                      bool* existed) override;
+  absl::StatusOr<ReplayJob> GetJob(const std::string& id) override;
+  absl::StatusOr<std::vector<ReplayJob>> ListJobs(const std::vector<ReplayState>& states,
+                                                  int limit) override;
+  absl::StatusOr<ReplayJob> RequestCancel(const std::string& id, const AuditEntry& audit) override;
+  absl::StatusOr<std::optional<ReplayJob>> ClaimJob(
+      const std::string& owner, absl::Duration lease,
+      const std::vector<std::string>& exclude) override;
+  absl::StatusOr<ReplayState> Checkpoint(const std::string& id, const std::string& owner,
+                                         const ReplayCounters& counters,
+                                         const std::optional<ReplayCursor>& cursor,
+                                         double current_rate, absl::Duration lease) override;
+  absl::Status Finish(const std::string& id, const std::string& owner, ReplayState state,
+                      const ReplayCounters& counters, const std::optional<ReplayCursor>& cursor,
+                      const std::string& last_error, const AuditEntry& audit) override;
+  absl::Status ReleaseLease(const std::string& id, const std::string& owner) override;
+  absl::Status Audit(const AuditEntry& entry) override;
+  absl::StatusOr<std::vector<AuditEntry>> ListAudit(const std::string& replay_id) override;
+
+  absl::StatusOr<std::vector<StoredEvent>> ReadWindowPage(const ReplayWindow& window,
+                                                          const std::optional<ReplayCursor>& after,
+                                                          int limit) override;
+  absl::StatusOr<std::vector<StoredEvent>> FirstEventsWithOutcome(
+      const ReplayWindow& window, const std::vector<Outcome>& outcomes, int limit) override;
+  absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(const ReplayWindow& window) override;
+  absl::StatusOr<std::vector<SequenceGap>> SequenceGaps(const ReplayWindow& window,
+                                                        const std::string& source,
+                                                        int limit) override;
+
+ private:
+  PgPool* pool_;
+};
+
+}  // namespace replayd

@@ -1,0 +1,169 @@
+// Replay jobs, their audit trail, and the reads of the event log that a
+// replay and its dry run make: the window in original order (keyset pages),
+// aggregates over the window, and upstream sequence gaps.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/store/event.h"
+
+namespace replayd {
+
+// The rows a replay looks at: [from, to) on ingested_at, of these sources
+// (empty = every source).
+struct ReplayWindow {
+  absl::Time from;
+  absl::Time to;
+  std::vector<std::string> sources;
+};
+
+// A position in window order: (ingested_at, position) of the last event done.
+struct ReplayCursor {
+  absl::Time ingested_at;
+  int64_t position = 0;
+};
+
+enum class ReplayState { kPending, kRunning, kCancelling, kCancelled, kCompleted, kFailed };
+std::string_view ReplayStateName(ReplayState state);  // "pending", ...
+std::optional<ReplayState> ParseReplayState(std::string_view name);
+bool IsTerminal(ReplayState state);
+
+struct ReplayCounters {
+  int64_t total = 0;
+  int64_t processed = 0;
+  int64_t delivered = 0;
+  int64_t skipped = 0;
+  int64_t failed = 0;
+};
+
+// What a job was asked to do, after server-side defaults were applied.
+struct ReplaySpec {
+  ReplayWindow window;
+  std::vector<Outcome> outcomes;  // never empty once defaults are applied
+  bool include_succeeded = false;
+  bool verify_downstream = false;
+  double rate = 0;
+  int burst = 0;
+  bool allow_high_rate = false;
+  std::string reason;
+};
+
+struct ReplayJob {
+  std::string id;
+  std::string request_id;  // empty = none
+  ReplayState state = ReplayState::kPending;
+  ReplaySpec spec;
+  std::string created_by;
+  absl::Time created_at;
+  std::optional<absl::Time> started_at;
+  std::optional<absl::Time> finished_at;
+  ReplayCounters counters;
+  double current_rate = 0;
+  std::optional<ReplayCursor> cursor;
+  std::string last_error;
+  std::string owner;  // empty = nobody holds the lease
+  std::optional<absl::Time> lease_until;
+  std::string cancel_reason;
+};
+
+struct AuditEntry {
+  std::string actor;
+  std::string action;
+  std::string replay_id;
+  std::string reason;
+  std::string detail_json = "{}";
+  absl::Time at;  // filled in on read
+};
+
+// Window counts by (source, outcome), with what gap detection needs: the
+// smallest and largest sequence number and how many rows carry one.
+struct WindowAggregate {
+  std::string source;
+  Outcome outcome = Outcome::kPending;
+  int64_t count = 0;
+  std::optional<int64_t> min_sequence;
+  std::optional<int64_t> max_sequence;
+  int64_t with_sequence = 0;
+};
+
+// Missing upstream sequence numbers [first, last] of one source.
+struct SequenceGap {
+  std::string source;
+  int64_t first = 0;
+  int64_t last = 0;
+};
+
+class ReplayStore {
+ public:
+  virtual ~ReplayStore() = default;
+
+  // --- jobs ---
+
+  // Creates `job` (state pending) and audits `audit`, atomically and
+  // serialized with every other CreateJob. When job.request_id names an
+  // existing job, returns that job unchanged with *existed = true.
+  // FAILED_PRECONDITION when the window overlaps an active (pending, running,
+  // cancelling) job on a shared source; the message names that job.
+  virtual absl::StatusOr<ReplayJob> CreateJob(const ReplayJob& job, const AuditEntry& audit,
+                                              bool* existed) = 0;
+  // NOT_FOUND for an unknown id.
+  virtual absl::StatusOr<ReplayJob> GetJob(const std::string& id) = 0;
+  // Newest first; empty `states` = every state; limit <= 0 = 100.
+  virtual absl::StatusOr<std::vector<ReplayJob>> ListJobs(const std::vector<ReplayState>& states,
+                                                          int limit) = 0;
+  // Asks a job to stop: a pending job nobody holds becomes cancelled at
+  // once, a running one cancelling (its owner finishes it). Audited.
+  // NOT_FOUND for an unknown id, FAILED_PRECONDITION when it already ended.
+  virtual absl::StatusOr<ReplayJob> RequestCancel(const std::string& id,
+                                                  const AuditEntry& audit) = 0;
+
+  // Takes the lease of one active job that nobody else holds (never held,
+  // expired, or already `owner`'s) and is not in `exclude`; a pending job
+  // becomes running. nullopt when there is none.
+  virtual absl::StatusOr<std::optional<ReplayJob>> ClaimJob(
+      const std::string& owner, absl::Duration lease, const std::vector<std::string>& exclude) = 0;
+  // Saves progress and renews the lease; returns the job's state as stored
+  // (cancelling tells the runner to stop). FAILED_PRECONDITION when `owner`
+  // no longer holds the lease.
+  virtual absl::StatusOr<ReplayState> Checkpoint(const std::string& id, const std::string& owner,
+                                                 const ReplayCounters& counters,
+                                                 const std::optional<ReplayCursor>& cursor,
+                                                 double current_rate, absl::Duration lease) = 0;
+  // Ends the job in `state` with its final counts and releases the lease;
+  // audits `audit`. FAILED_PRECONDITION when `owner` lost the lease.
+  virtual absl::Status Finish(const std::string& id, const std::string& owner, ReplayState state,
+                              const ReplayCounters& counters,
+                              const std::optional<ReplayCursor>& cursor,
+                              const std::string& last_error, const AuditEntry& audit) = 0;
+  // Gives the lease up without ending the job (graceful shutdown).
+  virtual absl::Status ReleaseLease(const std::string& id, const std::string& owner) = 0;
+
+  virtual absl::Status Audit(const AuditEntry& entry) = 0;
+  // Oldest first.
+  virtual absl::StatusOr<std::vector<AuditEntry>> ListAudit(const std::string& replay_id) = 0;
+
+  // --- the event log, as a replay reads it ---
+
+  // Up to `limit` events of the window after `after` (nullopt = from the
+  // start), in (ingested_at, position) order.
+  virtual absl::StatusOr<std::vector<StoredEvent>> ReadWindowPage(
+      const ReplayWindow& window, const std::optional<ReplayCursor>& after, int limit) = 0;
+  // The first `limit` events of the window whose outcome is in `outcomes`.
+  virtual absl::StatusOr<std::vector<StoredEvent>> FirstEventsWithOutcome(
+      const ReplayWindow& window, const std::vector<Outcome>& outcomes, int limit) = 0;
+  // One aggregate scan of the window.
+  virtual absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(
+      const ReplayWindow& window) = 0;
+  // The holes in `source`'s sequence numbers within the window, lowest
+  // first, at most `limit`.
+  virtual absl::StatusOr<std::vector<SequenceGap>> SequenceGaps(const ReplayWindow& window,
+                                                                const std::string& source,
+                                                                int limit) = 0;
+};
+
+}  // namespace replayd
