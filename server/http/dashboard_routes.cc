@@ -1,0 +1,141 @@
+#include "server/http/dashboard_routes.h"
+
+#include <httplib.h>
+
+#include <string_view>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "nlohmann/json.hpp"
+#include "server/common/logging.h"
+#include "server/common/time_format.h"
+#include "server/http/dashboard_assets.h"
+
+namespace replayd {
+namespace {
+
+int HttpCode(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument: return 400;
+    case absl::StatusCode::kUnauthenticated: return 401;
+    case absl::StatusCode::kPermissionDenied: return 403;
+    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kUnavailable: return 503;
+    default: return 500;
+  }
+}
+
+void Error(httplib::Response& res, const absl::Status& s) {
+  res.status = HttpCode(s);
+  res.set_content(nlohmann::json{{"error", std::string(s.message())}}.dump(), "application/json");
+}
+
+void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
+  int64_t us = absl::ToUnixMicros(t);
+  int64_t seconds = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
+  out->set_seconds(seconds);
+  out->set_nanos(static_cast<int32_t>((us - seconds * 1000000) * 1000));
+}
+
+// Fills the window fields shared by TimelineRequest and GapsRequest.
+template <typename Request>
+absl::Status WindowFromQuery(const httplib::Request& req, Request* out) {
+  absl::Time now = absl::Now();
+  for (const char* name : {"from", "to"}) {
+    if (!req.has_param(name) || req.get_param_value(name).empty()) continue;
+    auto t = ParseTimeArg(req.get_param_value(name), now);
+    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", t.status().message()));
+    SetTimestamp(*t, std::string_view(name) == "from" ? out->mutable_from() : out->mutable_to());
+  }
+  if (req.has_param("bucket_seconds") && !req.get_param_value("bucket_seconds").empty()) {
+    int64_t seconds = 0;
+    if (!absl::SimpleAtoi(req.get_param_value("bucket_seconds"), &seconds)) {
+      return absl::InvalidArgumentError("bucket_seconds must be an integer");
+    }
+    out->set_bucket_seconds(seconds);
+  }
+  size_t n = req.get_param_value_count("source");
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<std::string> parts = absl::StrSplit(req.get_param_value("source", i), ',');
+    for (const std::string& s : parts) {
+      if (!s.empty()) out->add_sources(s);
+    }
+  }
+  return absl::OkStatus();
+}
+
+using Handler = std::function<absl::StatusOr<std::string>(const httplib::Request&)>;
+
+// Authorizes as viewer and answers JSON; no exception escapes.
+httplib::Server::Handler Api(const Authenticator* auth, Handler handler) {
+  return [auth, handler](const httplib::Request& req, httplib::Response& res) {
+    auto principal = auth->Authorize(req.get_header_value("Authorization"), Role::kViewer);
+    if (!principal.ok()) return Error(res, principal.status());
+    try {
+      auto body = handler(req);
+      if (!body.ok()) return Error(res, body.status());
+      res.set_header("Cache-Control", "no-store");
+      res.set_content(*body, "application/json");
+    } catch (const std::exception& e) {
+      Logger("http")->error("{}: {}", req.path, e.what());
+      Error(res, absl::InternalError("internal error"));
+    }
+  };
+}
+
+void Serve(httplib::Response& res, std::string_view body, const char* type) {
+  res.set_header("Cache-Control", "no-cache");
+  res.set_content(std::string(body), type);
+}
+
+}  // namespace
+
+void RegisterDashboardRoutes(httplib::Server& server, Inspector* inspector,
+                             const Authenticator* auth, ListReplaysJson list_replays) {
+  auto page = [](const httplib::Request&, httplib::Response& res) {
+    Serve(res, kDashboardHtml, "text/html; charset=utf-8");
+  };
+  server.Get("/", page);
+  server.Get("/dashboard", page);
+  server.Get("/assets/dashboard.js", [](const httplib::Request&, httplib::Response& res) {
+    Serve(res, kDashboardJs, "text/javascript; charset=utf-8");
+  });
+  server.Get("/assets/dashboard.css", [](const httplib::Request&, httplib::Response& res) {
+    Serve(res, kDashboardCss, "text/css; charset=utf-8");
+  });
+
+  server.Get("/api/timeline", Api(auth, [inspector](const httplib::Request& req)
+                                             -> absl::StatusOr<std::string> {
+    replay::v1::TimelineRequest request;
+    if (absl::Status s = WindowFromQuery(req, &request); !s.ok()) return s;
+    auto timeline = inspector->GetTimeline(request);
+    if (!timeline.ok()) return timeline.status();
+    return ToJson(*timeline);
+  }));
+  server.Get("/api/gaps", Api(auth, [inspector](const httplib::Request& req)
+                                         -> absl::StatusOr<std::string> {
+    replay::v1::GapsRequest request;
+    if (absl::Status s = WindowFromQuery(req, &request); !s.ok()) return s;
+    auto gaps = inspector->GetGaps(request);
+    if (!gaps.ok()) return gaps.status();
+    return ToJson(*gaps);
+  }));
+  server.Get("/api/trace", Api(auth, [inspector](const httplib::Request& req)
+                                          -> absl::StatusOr<std::string> {
+    replay::v1::EventTraceRequest request;
+    request.set_source(req.get_param_value("source"));
+    request.set_event_id(req.get_param_value("event_id"));
+    auto trace = inspector->GetEventTrace(request);
+    if (!trace.ok()) return trace.status();
+    return ToJson(*trace);
+  }));
+  server.Get("/api/replays", Api(auth, [list_replays](const httplib::Request&)
+                                            -> absl::StatusOr<std::string> {
+    if (!list_replays) return std::string(R"({"replays":[]})");
+    return list_replays();
+  }));
+}
+
+}  // namespace replayd

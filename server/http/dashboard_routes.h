@@ -1,0 +1,37 @@
+// The on-call web dashboard on the daemon's HTTP port: the page and its
+// assets (compiled into the binary: no CDN, works offline) and the JSON
+// endpoints it reads, answered by the same Inspector as the gRPC API.
+//
+//   GET /                      the dashboard page (also /dashboard)
+//   GET /assets/<file>         its CSS and JavaScript
+//   GET /api/timeline?from=&to=&bucket_seconds=&source=   replay.v1.Timeline as JSON
+//   GET /api/gaps?from=&to=&bucket_seconds=&source=       replay.v1.Gaps as JSON
+//   GET /api/trace?source=&event_id=                      replay.v1.EventTrace as JSON
+//   GET /api/replays           replay.v1.ListReplaysResponse as JSON
+//
+// from/to take RFC 3339 or relative times ("-6h", "now"); source repeats or
+// is comma-separated. /api routes need the viewer role (Authorization:
+// Bearer <token>) when tokens are configured; errors are {"error": "..."}
+// with 400, 401, 403, 404 or 503.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/common/auth.h"
+#include "server/rpc/inspection.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace replayd {
+
+// Returns the replays (newest first) as JSON; empty when replays are not wired.
+using ListReplaysJson = std::function<absl::StatusOr<std::string>()>;
+
+void RegisterDashboardRoutes(httplib::Server& server, Inspector* inspector,
+                             const Authenticator* auth, ListReplaysJson list_replays);
+
+}  // namespace replayd
