@@ -12,12 +12,15 @@
 #include "server/common/auth.h"
 #include "server/common/clock.h"
 #include "server/common/logging.h"
+#include "server/delivery/deliverer.h"
+#include "server/delivery/dispatcher.h"
 #include "server/http/events_routes.h"
 #include "server/http/http_server.h"
 #include "server/ingest/ingester.h"
 #include "server/rpc/ingest_service.h"
 #include "server/store/migrator.h"
 #include "server/store/partitions.h"
+#include "server/store/pg_delivery_store.h"
 #include "server/store/pg_event_store.h"
 #include "server/store/pg_pool.h"
 
@@ -27,6 +30,9 @@ struct Daemon::Components {
   std::unique_ptr<PgPool> pool;
   std::unique_ptr<Partitions> partitions;
   std::unique_ptr<PgEventStore> event_store;
+  std::unique_ptr<PgDeliveryStore> delivery_store;
+  std::unique_ptr<Deliverer> deliverer;
+  std::unique_ptr<Dispatcher> dispatcher;
   std::unique_ptr<Authenticator> auth;
   std::unique_ptr<Ingester> ingester;
   std::unique_ptr<IngestServiceImpl> ingest_service;
@@ -99,6 +105,10 @@ absl::Status Daemon::Run() {
     return s;
   }
   c_->event_store = std::make_unique<PgEventStore>(c_->pool.get(), c_->partitions.get());
+  c_->delivery_store = std::make_unique<PgDeliveryStore>(c_->pool.get());
+  auto routes = BuildRoutes(config_);
+  if (!routes.ok()) return routes.status();
+  c_->deliverer = std::make_unique<Deliverer>(c_->delivery_store.get(), *std::move(routes));
   c_->auth = std::make_unique<Authenticator>(Credentials(config_));
   if (!c_->auth->enabled()) log->warn("no tokens configured: authentication is off");
   c_->ingester = std::make_unique<Ingester>(
@@ -133,6 +143,15 @@ absl::Status Daemon::Run() {
   if (absl::Status s = WritePortFile(grpc_port, *http_port); !s.ok()) return s;
 
   loops_.emplace_back([this] { MaintenanceLoop(); });
+  if (config_.delivery.enabled) {
+    c_->dispatcher = std::make_unique<Dispatcher>(
+        c_->delivery_store.get(), c_->deliverer.get(),
+        DispatcherOptions{config_.delivery.workers, config_.delivery.claim_batch,
+                          config_.delivery.poll_interval, config_.delivery.claim_lease, ""});
+    c_->dispatcher->Start();
+  } else {
+    log->warn("delivery is disabled (delivery.enabled: false): events stay pending");
+  }
   loops_.emplace_back([this] { HealthLoop(); });
 
   {
@@ -143,6 +162,7 @@ absl::Status Daemon::Run() {
   log->info("draining: refusing new calls, finishing in-flight ones");
   c_->grpc_server->GetHealthCheckService()->SetServingStatus(false);
   c_->http_server->Stop();
+  if (c_->dispatcher != nullptr) c_->dispatcher->Stop();
   c_->grpc_server->Shutdown(std::chrono::system_clock::now() +
                             absl::ToChronoMilliseconds(config_.shutdown_grace));
   for (auto& t : loops_) t.join();

@@ -10,14 +10,23 @@
 
 namespace replayd {
 
+namespace {
+
+// base * 2^(n-1), capped; n = 0 gives base / 2. Doubling stops at the cap.
+absl::Duration CappedExponential(const RetryPolicy& policy, int n) {
+  absl::Duration d = policy.base_delay / 2;
+  for (int i = 0; i < n && d < policy.max_delay; ++i) d *= 2;
+  return std::min(d, policy.max_delay);
+}
+
+}  // namespace
+
 absl::Duration BackoffDelay(const RetryPolicy& policy, int attempt, double jitter) {
   attempt = std::max(attempt, 1);
   jitter = std::clamp(jitter, 0.0, 1.0);
-  // 2^(attempt-1) overflows nothing below the cap check: stop doubling at the cap.
-  absl::Duration d = policy.base_delay;
-  for (int i = 1; i < attempt && d < policy.max_delay; ++i) d *= 2;
-  d = std::min(d, policy.max_delay);
-  return d / 2 + (d / 2) * jitter;
+  absl::Duration previous = CappedExponential(policy, attempt - 1);
+  absl::Duration d = CappedExponential(policy, attempt);
+  return previous + (d - previous) * jitter;
 }
 
 DeliveryResult::Kind ClassifyHttpStatus(int status) {

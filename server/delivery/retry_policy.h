@@ -15,9 +15,10 @@
 namespace replayd {
 
 // The delay before attempt `attempt + 1` after attempt `attempt` (1-based)
-// failed: exponential from base_delay, capped at max_delay, with "equal
-// jitter" (`jitter` in [0, 1) picks a point in [d/2, d]), so that delays never
-// shrink from one attempt to the next and concurrent events spread out.
+// failed: exponential from base_delay, capped at max_delay, with jitter
+// (`jitter` in [0, 1] picks a point between the previous attempt's full delay
+// and this one's), so that concurrent events spread out and delays never
+// shrink from one attempt to the next.
 absl::Duration BackoffDelay(const RetryPolicy& policy, int attempt, double jitter);
 
 // Classifies an HTTP answer: 2xx succeeded, 409 already processed; 408, 429
