@@ -12,21 +12,34 @@
 #include "server/common/auth.h"
 #include "server/common/clock.h"
 #include "server/common/logging.h"
+#include "server/common/metrics.h"
 #include "server/delivery/deliverer.h"
 #include "server/delivery/dispatcher.h"
+#include "server/http/dashboard_routes.h"
 #include "server/http/events_routes.h"
 #include "server/http/http_server.h"
+#include "server/http/metrics_routes.h"
 #include "server/ingest/ingester.h"
+#include "server/replay/controller.h"
 #include "server/rpc/ingest_service.h"
+#include "server/rpc/replay_service.h"
+#include "server/store/pg_replay_store.h"
+#include "server/rpc/inspection.h"
+#include "server/rpc/inspection_service.h"
 #include "server/store/migrator.h"
 #include "server/store/partitions.h"
 #include "server/store/pg_delivery_store.h"
 #include "server/store/pg_event_store.h"
+#include "server/store/pg_inspection_store.h"
 #include "server/store/pg_pool.h"
 
 namespace replayd {
 
 struct Daemon::Components {
+  // First: the observers feeding it are used until everything else is gone.
+  std::unique_ptr<Metrics> metrics;
+  std::unique_ptr<MetricsIngestObserver> ingest_observer;
+  std::unique_ptr<MetricsDeliveryObserver> delivery_observer;
   std::unique_ptr<PgPool> pool;
   std::unique_ptr<Partitions> partitions;
   std::unique_ptr<PgEventStore> event_store;
@@ -36,6 +49,14 @@ struct Daemon::Components {
   std::unique_ptr<Authenticator> auth;
   std::unique_ptr<Ingester> ingester;
   std::unique_ptr<IngestServiceImpl> ingest_service;
+  std::unique_ptr<PgReplayStore> replay_store;
+  std::unique_ptr<DryRunner> dry_runner;
+  std::unique_ptr<ReplayRunner> replay_runner;
+  std::unique_ptr<ReplayController> replay_controller;
+  std::unique_ptr<ReplayServiceImpl> replay_service;
+  std::unique_ptr<PgInspectionStore> inspection_store;
+  std::unique_ptr<Inspector> inspector;
+  std::unique_ptr<InspectionServiceImpl> inspection_service;
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<HttpServer> http_server;
 };
@@ -105,17 +126,40 @@ absl::Status Daemon::Run() {
     return s;
   }
   c_->event_store = std::make_unique<PgEventStore>(c_->pool.get(), c_->partitions.get());
+  c_->metrics = std::make_unique<Metrics>();
+  c_->ingest_observer = std::make_unique<MetricsIngestObserver>(c_->metrics.get());
+  c_->delivery_observer = std::make_unique<MetricsDeliveryObserver>(c_->metrics.get());
   c_->delivery_store = std::make_unique<PgDeliveryStore>(c_->pool.get());
   auto routes = BuildRoutes(config_);
   if (!routes.ok()) return routes.status();
-  c_->deliverer = std::make_unique<Deliverer>(c_->delivery_store.get(), *std::move(routes));
+  c_->deliverer = std::make_unique<Deliverer>(c_->delivery_store.get(), *std::move(routes),
+                                               c_->delivery_observer.get());
   c_->auth = std::make_unique<Authenticator>(Credentials(config_));
   if (!c_->auth->enabled()) log->warn("no tokens configured: authentication is off");
   c_->ingester = std::make_unique<Ingester>(
       c_->event_store.get(), &clock,
       IngestLimits{config_.ingest.max_batch, config_.ingest.max_payload_bytes,
-                   config_.ingest.max_future_skew});
+                   config_.ingest.max_future_skew},
+      c_->ingest_observer.get());
   c_->ingest_service = std::make_unique<IngestServiceImpl>(c_->ingester.get(), c_->auth.get());
+  c_->replay_store = std::make_unique<PgReplayStore>(c_->pool.get());
+  RouteLookup routes_by_source = [d = c_->deliverer.get()](const std::string& source) {
+    return d->RouteFor(source);
+  };
+  c_->dry_runner = std::make_unique<DryRunner>(c_->replay_store.get(), c_->partitions.get(),
+                                               routes_by_source, &config_, &clock);
+  c_->replay_runner = std::make_unique<ReplayRunner>(
+      c_->replay_store.get(), c_->delivery_store.get(), c_->deliverer.get(), routes_by_source,
+      &config_, ReplayRunnerOptions{.instance = NewRunnerInstanceId()});
+  c_->replay_controller = std::make_unique<ReplayController>(
+      c_->replay_store.get(), c_->dry_runner.get(), c_->replay_runner.get(), &config_, &clock);
+  c_->replay_service =
+      std::make_unique<ReplayServiceImpl>(c_->replay_controller.get(), c_->auth.get());
+  c_->inspection_store = std::make_unique<PgInspectionStore>(c_->pool.get());
+  c_->inspector = std::make_unique<Inspector>(c_->inspection_store.get(), c_->event_store.get(),
+                                              c_->delivery_store.get(), &clock);
+  c_->inspection_service =
+      std::make_unique<InspectionServiceImpl>(c_->inspector.get(), c_->auth.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -124,6 +168,8 @@ absl::Status Daemon::Run() {
   builder.AddListeningPort(config_.grpc_listen, ServerCredentials(config_), &grpc_port);
   builder.SetMaxReceiveMessageSize(256 << 20);
   builder.RegisterService(c_->ingest_service.get());
+  builder.RegisterService(c_->replay_service.get());
+  builder.RegisterService(c_->inspection_service.get());
   c_->grpc_server = builder.BuildAndStart();
   if (c_->grpc_server == nullptr || grpc_port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on grpc ", config_.grpc_listen));
@@ -132,6 +178,9 @@ absl::Status Daemon::Run() {
 
   c_->http_server = std::make_unique<HttpServer>();
   RegisterEventRoutes(c_->http_server->server(), c_->ingester.get(), c_->auth.get());
+  RegisterDashboardRoutes(c_->http_server->server(), c_->inspector.get(), c_->auth.get(),
+                          ListReplaysJson());
+  RegisterMetricsRoutes(c_->http_server->server(), c_->metrics.get(), [this] { PollMetrics(); });
   auto http_port = c_->http_server->Start(config_.http_listen);
   if (!http_port.ok()) {
     c_->grpc_server->Shutdown();
@@ -143,6 +192,7 @@ absl::Status Daemon::Run() {
   if (absl::Status s = WritePortFile(grpc_port, *http_port); !s.ok()) return s;
 
   loops_.emplace_back([this] { MaintenanceLoop(); });
+  c_->replay_runner->Start();
   if (config_.delivery.enabled) {
     c_->dispatcher = std::make_unique<Dispatcher>(
         c_->delivery_store.get(), c_->deliverer.get(),
@@ -163,6 +213,8 @@ absl::Status Daemon::Run() {
   c_->grpc_server->GetHealthCheckService()->SetServingStatus(false);
   c_->http_server->Stop();
   if (c_->dispatcher != nullptr) c_->dispatcher->Stop();
+  c_->replay_runner->Stop();
+  c_->replay_service->Shutdown();
   c_->grpc_server->Shutdown(std::chrono::system_clock::now() +
                             absl::ToChronoMilliseconds(config_.shutdown_grace));
   for (auto& t : loops_) t.join();
@@ -202,11 +254,23 @@ void Daemon::MaintenanceLoop() {
   } while (SleepUnlessStopping(config_.partitions.maintenance_interval));
 }
 
+void Daemon::PollMetrics() {
+  auto backlog = c_->inspection_store->CountBacklog();
+  if (backlog.ok()) {
+    c_->metrics->SetBacklog(backlog->pending, backlog->retrying);
+  } else {
+    Logger("http")->debug("metrics: backlog not polled: {}", backlog.status().message());
+  }
+}
+
 void Daemon::HealthLoop() {
   auto log = Logger("daemon");
   bool serving = true;
   do {
     bool ok = CheckMigrated(config_.database_url).ok();
+    std::lock_guard lock(mu_);
+    // Once draining, Run() owns the status (NOT_SERVING); do not flip it back.
+    if (stopping_) break;
     if (ok != serving) {
       serving = ok;
       c_->grpc_server->GetHealthCheckService()->SetServingStatus(serving);

@@ -30,6 +30,8 @@ class Daemon {
 
   void MaintenanceLoop();
   void HealthLoop();
+  // Updates the polled gauges of /metrics (backlog) before a scrape.
+  void PollMetrics();
   absl::Status WritePortFile(int grpc_port, int http_port) const;
   // Sleeps up to `d`; false once shutdown was requested.
   bool SleepUnlessStopping(absl::Duration d);
