@@ -1,11 +1,15 @@
 #include "server/replay/runner.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <random>
 #include <deque>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "server/common/logging.h"
 #include "server/common/time_format.h"
 
@@ -26,6 +30,13 @@ std::string CountsJson(const ReplayCounters& c) {
 }
 
 }  // namespace
+
+std::string NewRunnerInstanceId() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  std::random_device rd;
+  return absl::StrFormat("%s:%d:%08x", host[0] ? host : "replayd", getpid(), rd());
+}
 
 struct ReplayRunner::Active {
   std::atomic<bool> cancel{false};

@@ -39,6 +39,9 @@ struct ReplayRunnerOptions {
   int max_in_flight = 16;  // deliveries in flight per job
 };
 
+// A lease owner id unique to this process: "<host>:<pid>:<random>".
+std::string NewRunnerInstanceId();
+
 class ReplayRunner {
  public:
   // Every pointer outlives this.

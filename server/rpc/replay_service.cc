@@ -1,0 +1,272 @@
+#include "server/rpc/replay_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "server/common/logging.h"
+#include "server/rpc/grpc_status.h"
+
+namespace replayd {
+namespace {
+
+namespace pb = replay::v1;
+
+absl::Time FromProto(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
+  const int64_t us = absl::ToUnixMicros(t);
+  int64_t seconds = us / 1000000;
+  int64_t micros = us % 1000000;
+  if (micros < 0) {
+    micros += 1000000;
+    --seconds;
+  }
+  out->set_seconds(seconds);
+  out->set_nanos(static_cast<int32_t>(micros * 1000));
+}
+
+pb::Outcome ToProto(Outcome o) {
+  switch (o) {
+    case Outcome::kPending: return pb::PENDING;
+    case Outcome::kRetrying: return pb::RETRYING;
+    case Outcome::kSucceeded: return pb::SUCCEEDED;
+    case Outcome::kAlreadyProcessed: return pb::ALREADY_PROCESSED;
+    case Outcome::kFailed: return pb::FAILED;
+  }
+  return pb::OUTCOME_UNSPECIFIED;
+}
+
+std::optional<Outcome> FromProto(pb::Outcome o) {
+  switch (o) {
+    case pb::PENDING: return Outcome::kPending;
+    case pb::RETRYING: return Outcome::kRetrying;
+    case pb::SUCCEEDED: return Outcome::kSucceeded;
+    case pb::ALREADY_PROCESSED: return Outcome::kAlreadyProcessed;
+    case pb::FAILED: return Outcome::kFailed;
+    default: return std::nullopt;
+  }
+}
+
+pb::ReplayState ToProto(ReplayState s) {
+  switch (s) {
+    case ReplayState::kPending: return pb::REPLAY_PENDING;
+    case ReplayState::kRunning: return pb::REPLAY_RUNNING;
+    case ReplayState::kCancelling: return pb::REPLAY_CANCELLING;
+    case ReplayState::kCancelled: return pb::REPLAY_CANCELLED;
+    case ReplayState::kCompleted: return pb::REPLAY_COMPLETED;
+    case ReplayState::kFailed: return pb::REPLAY_FAILED;
+  }
+  return pb::REPLAY_STATE_UNSPECIFIED;
+}
+
+std::optional<ReplayState> FromProto(pb::ReplayState s) {
+  switch (s) {
+    case pb::REPLAY_PENDING: return ReplayState::kPending;
+    case pb::REPLAY_RUNNING: return ReplayState::kRunning;
+    case pb::REPLAY_CANCELLING: return ReplayState::kCancelling;
+    case pb::REPLAY_CANCELLED: return ReplayState::kCancelled;
+    case pb::REPLAY_COMPLETED: return ReplayState::kCompleted;
+    case pb::REPLAY_FAILED: return ReplayState::kFailed;
+    default: return std::nullopt;
+  }
+}
+
+absl::StatusOr<ReplayRequestInput> FromProto(const pb::ReplayRequest& r) {
+  ReplayRequestInput in;
+  if (r.has_from()) in.from = FromProto(r.from());
+  if (r.has_to()) in.to = FromProto(r.to());
+  in.sources.assign(r.sources().begin(), r.sources().end());
+  for (int o : r.outcomes()) {
+    auto outcome = FromProto(static_cast<pb::Outcome>(o));
+    if (!outcome) {
+      return absl::InvalidArgumentError(absl::StrCat("outcomes: ", o, " is not an outcome"));
+    }
+    in.outcomes.push_back(*outcome);
+  }
+  in.include_succeeded = r.include_succeeded();
+  in.rate = r.rate();
+  in.burst = r.burst();
+  in.allow_high_rate = r.allow_high_rate();
+  in.verify_downstream = r.verify_downstream();
+  in.reason = r.reason();
+  return in;
+}
+
+void ToProto(const ReplayJob& job, pb::ReplayProgress* out) {
+  out->set_replay_id(job.id);
+  out->set_state(ToProto(job.state));
+  pb::ReplayRequest* r = out->mutable_request();
+  ToProto(job.spec.window.from, r->mutable_from());
+  ToProto(job.spec.window.to, r->mutable_to());
+  for (const auto& s : job.spec.window.sources) r->add_sources(s);
+  for (Outcome o : job.spec.outcomes) r->add_outcomes(ToProto(o));
+  r->set_include_succeeded(job.spec.include_succeeded);
+  r->set_rate(job.spec.rate);
+  r->set_burst(job.spec.burst);
+  r->set_allow_high_rate(job.spec.allow_high_rate);
+  r->set_verify_downstream(job.spec.verify_downstream);
+  r->set_reason(job.spec.reason);
+  r->set_request_id(job.request_id);
+  out->set_total(job.counters.total);
+  out->set_processed(job.counters.processed);
+  out->set_delivered(job.counters.delivered);
+  out->set_skipped(job.counters.skipped);
+  out->set_failed(job.counters.failed);
+  out->set_current_rate(IsTerminal(job.state) ? 0 : job.current_rate);
+  out->set_eta_seconds(ReplayController::EtaSeconds(job));
+  if (job.cursor) ToProto(job.cursor->ingested_at, out->mutable_cursor());
+  out->set_last_error(job.last_error);
+  ToProto(job.created_at, out->mutable_created_at());
+  if (job.finished_at) ToProto(*job.finished_at, out->mutable_finished_at());
+  out->set_created_by(job.created_by);
+}
+
+void ToProto(const DryRunResult& d, pb::DryRunReport* out) {
+  out->set_would_deliver(d.would_deliver);
+  out->set_would_skip(d.would_skip);
+  for (const auto& [reason, count] : d.skipped_by_reason) {
+    auto* s = out->add_skipped_by_reason();
+    s->set_reason(reason);
+    s->set_count(count);
+  }
+  out->set_missing(d.missing);
+  for (const SequenceGap& g : d.missing_ranges) {
+    auto* r = out->add_missing_ranges();
+    r->set_source(g.source);
+    r->set_first(g.first);
+    r->set_last(g.last);
+  }
+  for (const ReplaySample& s : d.samples) {
+    auto* p = out->add_samples();
+    p->set_category(std::string(CategoryName(s.category)));
+    p->set_source(s.source);
+    p->set_event_id(s.event_id);
+    ToProto(s.ingested_at, p->mutable_ingested_at());
+    p->set_outcome(ToProto(s.outcome));
+    p->set_detail(s.detail);
+  }
+  out->set_effective_rate(d.effective_rate);
+  out->set_estimated_seconds(d.estimated_seconds);
+  for (const auto& w : d.warnings) out->add_warnings(w);
+  out->set_total(d.total);
+}
+
+// Handlers never let an exception escape.
+template <typename Fn>
+grpc::Status Guard(const char* method, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    Logger("rpc")->error("{}: unexpected exception: {}", method, e.what());
+    return grpc::Status(grpc::StatusCode::INTERNAL, absl::StrCat(method, ": internal error"));
+  }
+}
+
+}  // namespace
+
+grpc::Status ReplayServiceImpl::DryRun(grpc::ServerContext* context,
+                                       const pb::ReplayRequest* request,
+                                       pb::DryRunReport* response) {
+  return Guard("DryRun", [&] {
+    auto who = AuthorizeCall(*auth_, *context, Role::kViewer);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    auto input = FromProto(*request);
+    if (!input.ok()) return ToGrpcStatus(input.status());
+    auto result = controller_->DryRun(*input);
+    if (!result.ok()) return ToGrpcStatus(result.status());
+    ToProto(*result, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ReplayServiceImpl::StartReplay(grpc::ServerContext* context,
+                                            const pb::ReplayRequest* request,
+                                            pb::ReplayProgress* response) {
+  return Guard("StartReplay", [&] {
+    auto who = AuthorizeCall(*auth_, *context, Role::kOperator);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    auto input = FromProto(*request);
+    if (!input.ok()) return ToGrpcStatus(input.status());
+    auto job = controller_->Start(*input, request->request_id(), *who);
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    ToProto(*job, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ReplayServiceImpl::GetProgress(grpc::ServerContext* context,
+                                            const pb::GetProgressRequest* request,
+                                            pb::ReplayProgress* response) {
+  return Guard("GetProgress", [&] {
+    auto who = AuthorizeCall(*auth_, *context, Role::kViewer);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    auto job = controller_->Get(request->replay_id());
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    ToProto(*job, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ReplayServiceImpl::WatchProgress(grpc::ServerContext* context,
+                                              const pb::GetProgressRequest* request,
+                                              grpc::ServerWriter<pb::ReplayProgress>* writer) {
+  return Guard("WatchProgress", [&] {
+    auto who = AuthorizeCall(*auth_, *context, Role::kViewer);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    std::string last_sent;
+    while (!context->IsCancelled()) {
+      if (shutting_down_) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+      }
+      auto job = controller_->Get(request->replay_id());
+      if (!job.ok()) return ToGrpcStatus(job.status());
+      pb::ReplayProgress progress;
+      ToProto(*job, &progress);
+      std::string bytes = progress.SerializeAsString();
+      if (bytes != last_sent) {
+        if (!writer->Write(progress)) return grpc::Status::CANCELLED;
+        last_sent = std::move(bytes);
+      }
+      if (IsTerminal(job->state)) return grpc::Status::OK;
+      absl::SleepFor(watch_interval_);
+    }
+    return grpc::Status::CANCELLED;
+  });
+}
+
+grpc::Status ReplayServiceImpl::CancelReplay(grpc::ServerContext* context,
+                                             const pb::CancelReplayRequest* request,
+                                             pb::ReplayProgress* response) {
+  return Guard("CancelReplay", [&] {
+    auto who = AuthorizeCall(*auth_, *context, Role::kOperator);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    auto job = controller_->Cancel(request->replay_id(), request->reason(), *who);
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    ToProto(*job, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ReplayServiceImpl::ListReplays(grpc::ServerContext* context,
+                                            const pb::ListReplaysRequest* request,
+                                            pb::ListReplaysResponse* response) {
+  return Guard("ListReplays", [&] {
+    auto who = AuthorizeCall(*auth_, *context, Role::kViewer);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    std::vector<ReplayState> states;
+    for (int s : request->states()) {
+      auto state = FromProto(static_cast<pb::ReplayState>(s));
+      if (!state) {
+        return ToGrpcStatus(
+            absl::InvalidArgumentError(absl::StrCat("states: ", s, " is not a replay state")));
+      }
+      states.push_back(*state);
+    }
+    auto jobs = controller_->List(states, request->limit());
+    if (!jobs.ok()) return ToGrpcStatus(jobs.status());
+    for (const ReplayJob& job : *jobs) ToProto(job, response->add_replays());
+    return grpc::Status::OK;
+  });
+}
+
+}  // namespace replayd

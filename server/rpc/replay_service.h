@@ -1,0 +1,49 @@
+// gRPC replay.v1.ReplayService: thin handlers over ReplayController
+// (conversion, authorization, status mapping). Roles: viewer for DryRun,
+// GetProgress, WatchProgress and ListReplays; operator for StartReplay and
+// CancelReplay.
+#pragma once
+
+#include <atomic>
+
+#include "replay/v1/replay.grpc.pb.h"
+#include "server/common/auth.h"
+#include "server/replay/controller.h"
+
+namespace replayd {
+
+class ReplayServiceImpl final : public replay::v1::ReplayService::Service {
+ public:
+  ReplayServiceImpl(ReplayController* controller, const Authenticator* auth,
+                    absl::Duration watch_interval = absl::Milliseconds(200))
+      : controller_(controller), auth_(auth), watch_interval_(watch_interval) {}
+
+  grpc::Status DryRun(grpc::ServerContext* context, const replay::v1::ReplayRequest* request,
+                      replay::v1::DryRunReport* response) override;
+  grpc::Status StartReplay(grpc::ServerContext* context,
+                           const replay::v1::ReplayRequest* request,
+                           replay::v1::ReplayProgress* response) override;
+  grpc::Status GetProgress(grpc::ServerContext* context,
+                           const replay::v1::GetProgressRequest* request,
+                           replay::v1::ReplayProgress* response) override;
+  grpc::Status WatchProgress(grpc::ServerContext* context,
+                             const replay::v1::GetProgressRequest* request,
+                             grpc::ServerWriter<replay::v1::ReplayProgress>* writer) override;
+  grpc::Status CancelReplay(grpc::ServerContext* context,
+                            const replay::v1::CancelReplayRequest* request,
+                            replay::v1::ReplayProgress* response) override;
+  grpc::Status ListReplays(grpc::ServerContext* context,
+                           const replay::v1::ListReplaysRequest* request,
+                           replay::v1::ListReplaysResponse* response) override;
+
+  // Ends open WatchProgress streams (UNAVAILABLE) so that the server drains fast.
+  void Shutdown() { shutting_down_ = true; }
+
+ private:
+  std::atomic<bool> shutting_down_{false};
+  ReplayController* controller_;
+  const Authenticator* auth_;
+  const absl::Duration watch_interval_;
+};
+
+}  // namespace replayd
