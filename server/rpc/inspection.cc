@@ -211,6 +211,7 @@ absl::StatusOr<ResolvedWindow> ResolveWindow(const google::protobuf::Timestamp* 
                                              const google::protobuf::Timestamp* to,
                                              int64_t bucket_seconds, absl::Time now) {
   ResolvedWindow w;
+  now = absl::FromUnixMicros(absl::ToUnixMicros(now));
   w.to = to != nullptr ? FromProto(*to) : now;
   w.from = from != nullptr ? FromProto(*from) : w.to - absl::Hours(1);
   if (w.to <= w.from) {
@@ -259,7 +260,8 @@ absl::StatusOr<pb::Timeline> Inspector::GetTimeline(const pb::TimelineRequest& r
 }
 
 absl::StatusOr<pb::Gaps> Inspector::GetGaps(const pb::GapsRequest& request) {
-  absl::Time now = clock_->Now();
+  // Microseconds, as Postgres stores them: a window clamped to now prints short.
+  absl::Time now = absl::FromUnixMicros(absl::ToUnixMicros(clock_->Now()));
   auto window = ResolveWindow(request.has_from() ? &request.from() : nullptr,
                               request.has_to() ? &request.to() : nullptr,
                               request.bucket_seconds(), now);
