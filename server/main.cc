@@ -57,6 +57,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-format", overrides.log_format, "text or json");
   app.add_option("--log-level", overrides.log_level, "trace, debug, info, warn, error");
   app.add_option("--port-file", overrides.port_file, "write the bound ports here");
+  // Subcommands accept the top-level options too: replayd check-config --config x.
+  app.fallthrough();
   bool version = false;
   app.add_flag("--version", version, "print the version and exit");
   auto* migrate = app.add_subcommand("migrate", "apply pending schema migrations and exit");

@@ -204,10 +204,10 @@ nlohmann::json DownstreamServer::Requests() { return Call("GET", "/admin/request
 nlohmann::json DownstreamServer::Stats() { return Call("GET", "/admin/stats"); }
 void DownstreamServer::Reset() { Call("POST", "/admin/reset"); }
 
-DaemonProcess::DaemonProcess(std::string database_url, std::string extra_yaml) {
+DaemonProcess::DaemonProcess(std::string database_url, std::string extra_yaml)
+    : database_url_(std::move(database_url)) {
   std::ofstream config(config_path());
-  config << "database_url: \"" << database_url << "\"\n"
-         << "grpc_listen: 127.0.0.1:0\n"
+  config << "grpc_listen: 127.0.0.1:0\n"
          << "http_listen: 127.0.0.1:0\n"
          << "port_file: " << dir_.File("ports") << "\n"
          << "log_level: debug\n"
@@ -220,7 +220,9 @@ DaemonProcess::~DaemonProcess() {
 
 void DaemonProcess::Start() {
   std::filesystem::remove(dir_.File("ports"));
-  process_.Start({kReplaydPath, "--config", config_path()}, log_path());
+  // A flag, so that a REPLAYD_DATABASE_URL in the environment cannot redirect it.
+  process_.Start({kReplaydPath, "--config", config_path(), "--database-url", database_url_},
+                 log_path());
   auto ports = WaitForPortFile(dir_.File("ports"), 30000);
   if (ports.empty()) {
     ADD_FAILURE() << "replayd did not start listening; log:\n" << log();

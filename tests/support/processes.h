@@ -123,6 +123,7 @@ class DaemonProcess {
 
  private:
   TempDir dir_;
+  std::string database_url_;
   Process process_;
   int grpc_port_ = 0;
   int http_port_ = 0;
