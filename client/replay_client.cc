@@ -1,0 +1,151 @@
+#include "client/replay_client.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+
+namespace replayd::client {
+
+namespace pb = replay::v1;
+
+ClientOptions OptionsFromEnvironment() {
+  ClientOptions o;
+  if (const char* v = std::getenv("REPLAYCTL_SERVER"); v != nullptr && *v) o.address = v;
+  if (const char* v = std::getenv("REPLAYCTL_TOKEN"); v != nullptr && *v) o.token = v;
+  return o;
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+std::string NewRequestId() {
+  std::random_device rd;
+  return absl::StrFormat("req-%08x%08x%08x", rd(), rd(), rd());
+}
+
+bool IsTerminal(pb::ReplayState state) {
+  return state == pb::REPLAY_CANCELLED || state == pb::REPLAY_COMPLETED ||
+         state == pb::REPLAY_FAILED;
+}
+
+ReplayClient::ReplayClient(ClientOptions options) : options_(std::move(options)) {
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (options_.tls) {
+    grpc::SslCredentialsOptions ssl;
+    if (!options_.ca_file.empty()) {
+      std::ifstream in(options_.ca_file);
+      std::stringstream text;
+      text << in.rdbuf();
+      ssl.pem_root_certs = text.str();
+    }
+    creds = grpc::SslCredentials(ssl);
+  } else {
+    creds = grpc::InsecureChannelCredentials();
+  }
+  channel_ = grpc::CreateChannel(options_.address, creds);
+  stub_ = pb::ReplayService::NewStub(channel_);
+}
+
+void ReplayClient::PrepareCall(grpc::ClientContext* context) const {
+  if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
+  context->set_deadline(std::chrono::system_clock::now() +
+                        absl::ToChronoMilliseconds(options_.timeout));
+}
+
+absl::StatusOr<pb::DryRunReport> ReplayClient::DryRun(const pb::ReplayRequest& request) {
+  grpc::ClientContext ctx;
+  PrepareCall(&ctx);
+  pb::DryRunReport out;
+  grpc::Status s = stub_->DryRun(&ctx, request, &out);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return out;
+}
+
+absl::StatusOr<pb::ReplayProgress> ReplayClient::StartReplay(pb::ReplayRequest request) {
+  if (request.request_id().empty()) request.set_request_id(NewRequestId());
+  absl::Status last;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
+    grpc::ClientContext ctx;
+    PrepareCall(&ctx);
+    pb::ReplayProgress out;
+    grpc::Status s = stub_->StartReplay(&ctx, request, &out);
+    if (s.ok()) return out;
+    last = FromGrpcStatus(s);
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+  }
+  return last;
+}
+
+absl::StatusOr<pb::ReplayProgress> ReplayClient::GetProgress(const std::string& replay_id) {
+  grpc::ClientContext ctx;
+  PrepareCall(&ctx);
+  pb::GetProgressRequest req;
+  req.set_replay_id(replay_id);
+  pb::ReplayProgress out;
+  grpc::Status s = stub_->GetProgress(&ctx, req, &out);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return out;
+}
+
+absl::StatusOr<pb::ReplayProgress> ReplayClient::WatchProgress(
+    const std::string& replay_id, const std::function<void(const pb::ReplayProgress&)>& on_progress) {
+  pb::ReplayProgress last;
+  bool have = false;
+  // A stream ends with the job; a broken stream (daemon restart) is resumed.
+  for (int broken = 0; broken < 30;) {
+    grpc::ClientContext ctx;
+    if (!options_.token.empty()) ctx.AddMetadata("authorization", "Bearer " + options_.token);
+    pb::GetProgressRequest req;
+    req.set_replay_id(replay_id);
+    auto reader = stub_->WatchProgress(&ctx, req);
+    pb::ReplayProgress p;
+    while (reader->Read(&p)) {
+      last = p;
+      have = true;
+      on_progress(p);
+    }
+    grpc::Status s = reader->Finish();
+    if (have && IsTerminal(last.state())) return last;
+    if (!s.ok() && s.error_code() != grpc::StatusCode::UNAVAILABLE) return FromGrpcStatus(s);
+    if (s.ok() && have) return last;
+    ++broken;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  return absl::UnavailableError("lost the progress stream (server unreachable)");
+}
+
+absl::StatusOr<pb::ReplayProgress> ReplayClient::CancelReplay(const std::string& replay_id,
+                                                             const std::string& reason) {
+  grpc::ClientContext ctx;
+  PrepareCall(&ctx);
+  pb::CancelReplayRequest req;
+  req.set_replay_id(replay_id);
+  req.set_reason(reason);
+  pb::ReplayProgress out;
+  grpc::Status s = stub_->CancelReplay(&ctx, req, &out);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return out;
+}
+
+absl::StatusOr<std::vector<pb::ReplayProgress>> ReplayClient::ListReplays(
+    const std::vector<pb::ReplayState>& states, int limit) {
+  grpc::ClientContext ctx;
+  PrepareCall(&ctx);
+  pb::ListReplaysRequest req;
+  for (auto s : states) req.add_states(s);
+  req.set_limit(limit);
+  pb::ListReplaysResponse out;
+  grpc::Status s = stub_->ListReplays(&ctx, req, &out);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return std::vector<pb::ReplayProgress>(out.replays().begin(), out.replays().end());
+}
+
+}  // namespace replayd::client

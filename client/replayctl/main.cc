@@ -1,0 +1,71 @@
+// replayctl: the command-line client of replayd's replay and inspection APIs.
+// Exit codes: see client/README.md (0 ok, 1 server error, 2 usage, 3 aborted,
+// 4 unreachable, 5 authentication, 6 watched replay not completed).
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "client/replayctl/common.h"
+#include "client/replayctl/inspect_commands.h"
+#include "client/replayctl/replay_commands.h"
+
+namespace replayd::replayctl {
+
+int ReportError(const absl::Status& status) {
+  std::cerr << "replayctl: " << absl::StatusCodeToString(status.code()) << ": "
+            << status.message() << "\n";
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      return kExitUnreachable;
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied:
+      return kExitAuth;
+    default:
+      return kExitServerError;
+  }
+}
+
+}  // namespace replayd::replayctl
+
+int main(int argc, char** argv) {
+  using namespace replayd::replayctl;
+  CLI::App app{"replayctl: dry-run, start, watch and cancel replays; inspect the event log"};
+  app.require_subcommand(1);
+  CommonOptions options;
+  app.add_option("-s,--server", options.server, "replayd gRPC address host:port")
+      ->envname("REPLAYCTL_SERVER")
+      ->default_val("127.0.0.1:7070");
+  app.add_option("--token", options.token, "bearer token")->envname("REPLAYCTL_TOKEN");
+  app.add_flag("--tls", options.tls, "connect with TLS");
+  app.add_option("--ca-file", options.ca_file, "PEM CA certificates for --tls");
+  app.add_option("-o,--output", options.output, "text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--timeout", options.timeout_seconds, "seconds per call (default 30)");
+  app.fallthrough();
+
+  RegisterReplayCommands(app, options);
+  RegisterInspectCommands(
+      app, InspectEnv{
+               [&options] { return replayd::client::ReplayClient(options.ClientOptionsFor()).channel(); },
+               [&options](grpc::ClientContext* ctx) {
+                 replayd::client::ReplayClient(options.ClientOptionsFor()).PrepareCall(ctx);
+               },
+               &options.output,
+               [](const grpc::Status& s) {
+                 return ReportError(replayd::client::FromGrpcStatus(s));
+               }});
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::RuntimeError& e) {
+    return e.get_exit_code();
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+  return kExitOk;
+}

@@ -1,0 +1,407 @@
+#include "client/replayctl/replay_commands.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <iostream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "server/common/time_format.h"
+
+namespace replayd::replayctl {
+namespace {
+
+namespace pb = replay::v1;
+using nlohmann::json;
+
+// Flags shared by dry-run and start.
+struct RequestFlags {
+  std::string from;
+  std::string to;
+  std::vector<std::string> sources;
+  std::vector<std::string> outcomes;
+  bool include_succeeded = false;
+  double rate = 0;
+  int burst = 0;
+  bool allow_high_rate = false;
+  bool verify_downstream = false;
+  std::string reason;
+};
+
+void AddRequestFlags(CLI::App* cmd, RequestFlags& f) {
+  cmd->add_option("--from", f.from, "window start (RFC 3339, or relative: -6h, now)")->required();
+  cmd->add_option("--to", f.to, "window end, exclusive (RFC 3339, or relative: -1h, now)")
+      ->required();
+  cmd->add_option("--source", f.sources, "only these sources (repeat, or comma-separated)")
+      ->delimiter(',');
+  cmd->add_option("--outcome", f.outcomes,
+                  "outcomes to replay: failed, pending, retrying, succeeded, already_processed "
+                  "(default failed,pending,retrying)")
+      ->delimiter(',');
+  cmd->add_flag("--include-succeeded", f.include_succeeded,
+                "also resend delivered events (same idempotency keys)");
+  cmd->add_option("--rate", f.rate, "events per second (default: the server's, 50)");
+  cmd->add_option("--burst", f.burst, "token bucket burst (default: one second's worth)");
+  cmd->add_flag("--allow-high-rate", f.allow_high_rate,
+                "confirm a rate above the server's high-rate threshold");
+  cmd->add_flag("--verify-downstream", f.verify_downstream,
+                "ask the downstream's lookup before each delivery");
+  cmd->add_option("--reason", f.reason, "why (recorded in the audit log)");
+}
+
+void ToTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
+  int64_t us = absl::ToUnixMicros(t);
+  out->set_seconds(us / 1000000);
+  out->set_nanos(static_cast<int32_t>(us % 1000000) * 1000);
+}
+
+absl::Time FromTimestamp(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+[[noreturn]] void Fail(int code) { throw CLI::RuntimeError(code); }
+
+[[noreturn]] void UsageError(const std::string& message) {
+  std::cerr << "replayctl: " << message << "\n";
+  Fail(kExitUsage);
+}
+
+pb::ReplayRequest BuildRequest(const RequestFlags& f) {
+  pb::ReplayRequest r;
+  absl::Time now = absl::Now();
+  auto from = ParseTimeArg(f.from, now);
+  if (!from.ok()) UsageError(absl::StrCat("--from: ", from.status().message()));
+  auto to = ParseTimeArg(f.to, now);
+  if (!to.ok()) UsageError(absl::StrCat("--to: ", to.status().message()));
+  ToTimestamp(*from, r.mutable_from());
+  ToTimestamp(*to, r.mutable_to());
+  for (const auto& s : f.sources) {
+    if (!s.empty()) r.add_sources(s);
+  }
+  for (const auto& o : f.outcomes) {
+    pb::Outcome outcome;
+    std::string upper = o;
+    std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
+    if (!pb::Outcome_Parse(upper, &outcome) || outcome == pb::OUTCOME_UNSPECIFIED) {
+      UsageError(absl::StrCat("--outcome: \"", o,
+                              "\" is not failed, pending, retrying, succeeded or already_processed"));
+    }
+    r.add_outcomes(outcome);
+  }
+  r.set_include_succeeded(f.include_succeeded);
+  r.set_rate(f.rate);
+  r.set_burst(f.burst);
+  r.set_allow_high_rate(f.allow_high_rate);
+  r.set_verify_downstream(f.verify_downstream);
+  r.set_reason(f.reason);
+  return r;
+}
+
+std::string OutcomeLower(int o) {
+  std::string s = pb::Outcome_Name(static_cast<pb::Outcome>(o));
+  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  return s;
+}
+
+json DryRunJson(const pb::DryRunReport& d) {
+  json skipped = json::object();
+  for (const auto& s : d.skipped_by_reason()) skipped[s.reason()] = s.count();
+  json ranges = json::array();
+  for (const auto& r : d.missing_ranges()) {
+    ranges.push_back({{"source", r.source()}, {"first", r.first()}, {"last", r.last()}});
+  }
+  json samples = json::array();
+  for (const auto& s : d.samples()) {
+    samples.push_back({{"category", s.category()},
+                       {"source", s.source()},
+                       {"event_id", s.event_id()},
+                       {"ingested_at", FormatRfc3339(FromTimestamp(s.ingested_at()))},
+                       {"outcome", OutcomeLower(s.outcome())},
+                       {"detail", s.detail()}});
+  }
+  return {{"total", d.total()},
+          {"would_deliver", d.would_deliver()},
+          {"would_skip", d.would_skip()},
+          {"skipped_by_reason", skipped},
+          {"missing", d.missing()},
+          {"missing_ranges", ranges},
+          {"samples", samples},
+          {"effective_rate", d.effective_rate()},
+          {"estimated_seconds", d.estimated_seconds()},
+          {"warnings", std::vector<std::string>(d.warnings().begin(), d.warnings().end())}};
+}
+
+json ProgressJson(const pb::ReplayProgress& p) {
+  json j = {{"replay_id", p.replay_id()},
+            {"state", StateName(p.state())},
+            {"total", p.total()},
+            {"processed", p.processed()},
+            {"delivered", p.delivered()},
+            {"skipped", p.skipped()},
+            {"failed", p.failed()},
+            {"current_rate", p.current_rate()},
+            {"eta_seconds", p.eta_seconds()},
+            {"last_error", p.last_error()},
+            {"created_by", p.created_by()},
+            {"created_at", FormatRfc3339(FromTimestamp(p.created_at()))},
+            {"from", FormatRfc3339(FromTimestamp(p.request().from()))},
+            {"to", FormatRfc3339(FromTimestamp(p.request().to()))},
+            {"sources", std::vector<std::string>(p.request().sources().begin(),
+                                                 p.request().sources().end())},
+            {"rate", p.request().rate()},
+            {"reason", p.request().reason()}};
+  j["cursor"] = p.has_cursor() ? json(FormatRfc3339(FromTimestamp(p.cursor()))) : json(nullptr);
+  j["finished_at"] =
+      p.has_finished_at() ? json(FormatRfc3339(FromTimestamp(p.finished_at()))) : json(nullptr);
+  return j;
+}
+
+std::string ProgressText(const pb::ReplayProgress& p) {
+  std::string out = absl::StrCat("replay ", p.replay_id(), ": ", StateName(p.state()), "\n");
+  absl::StrAppend(&out, "  window    [", FormatRfc3339(FromTimestamp(p.request().from())), ", ",
+                  FormatRfc3339(FromTimestamp(p.request().to())), ")",
+                  p.request().sources().empty()
+                      ? " every source"
+                      : absl::StrCat(" sources ", absl::StrJoin(p.request().sources(), ",")),
+                  "\n");
+  absl::StrAppend(&out, "  total     ", p.total(), "\n  processed ", p.processed(),
+                  "\n  delivered ", p.delivered(), "\n  skipped   ", p.skipped(),
+                  "\n  failed    ", p.failed(), "\n");
+  absl::StrAppend(&out, "  rate      ", absl::StrFormat("%.1f/s", p.current_rate()),
+                  " (limit ", p.request().rate(), "/s)  eta ",
+                  absl::StrFormat("%.0fs", p.eta_seconds()), "\n");
+  if (p.has_cursor()) {
+    absl::StrAppend(&out, "  cursor    ", FormatRfc3339(FromTimestamp(p.cursor())), "\n");
+  }
+  if (!p.last_error().empty()) absl::StrAppend(&out, "  last error ", p.last_error(), "\n");
+  absl::StrAppend(&out, "  created   ", FormatRfc3339(FromTimestamp(p.created_at())), " by ",
+                  p.created_by(), "\n");
+  return out;
+}
+
+void PrintProgress(const CommonOptions& o, const pb::ReplayProgress& p) {
+  if (o.json()) {
+    std::cout << ProgressJson(p).dump() << "\n";
+  } else {
+    std::cout << ProgressText(p);
+  }
+}
+
+client::ReplayClient Client(const CommonOptions& o) {
+  return client::ReplayClient(o.ClientOptionsFor());
+}
+
+// Watches until the job ends; draws a bar on a terminal, a line per update
+// otherwise (text mode). Returns the exit code for the final state.
+int Watch(const CommonOptions& o, client::ReplayClient& c, const std::string& id) {
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  auto last = c.WatchProgress(id, [&](const pb::ReplayProgress& p) {
+    if (o.json()) return;
+    std::cerr << (tty ? "\r\033[K" : "") << RenderProgressBar(p) << (tty ? "" : "\n")
+              << std::flush;
+  });
+  if (!o.json() && tty) std::cerr << "\n";
+  if (!last.ok()) return ReportError(last.status());
+  PrintProgress(o, *last);
+  return last->state() == pb::REPLAY_COMPLETED ? kExitOk : kExitNotCompleted;
+}
+
+}  // namespace
+
+std::string StateName(pb::ReplayState state) {
+  switch (state) {
+    case pb::REPLAY_PENDING: return "pending";
+    case pb::REPLAY_RUNNING: return "running";
+    case pb::REPLAY_CANCELLING: return "cancelling";
+    case pb::REPLAY_CANCELLED: return "cancelled";
+    case pb::REPLAY_COMPLETED: return "completed";
+    case pb::REPLAY_FAILED: return "failed";
+    default: return "unspecified";
+  }
+}
+
+std::string RenderProgressBar(const pb::ReplayProgress& p, int width) {
+  double fraction = p.total() > 0 ? static_cast<double>(p.processed()) / p.total()
+                                  : (client::IsTerminal(p.state()) ? 1.0 : 0.0);
+  fraction = std::clamp(fraction, 0.0, 1.0);
+  int filled = static_cast<int>(fraction * width + 0.5);
+  return absl::StrFormat(
+      "[%s%s] %3.0f%% %d/%d delivered %d skipped %d failed %d  %.1f/s  eta %.0fs  %s",
+      std::string(filled, '#'), std::string(width - filled, '-'), fraction * 100, p.processed(),
+      p.total(), p.delivered(), p.skipped(), p.failed(), p.current_rate(), p.eta_seconds(),
+      StateName(p.state()));
+}
+
+std::string RenderDryRun(const pb::DryRunReport& d) {
+  std::string out = "Dry run (nothing was sent downstream)\n";
+  std::vector<std::string> reasons;
+  for (const auto& s : d.skipped_by_reason()) reasons.push_back(absl::StrCat(s.reason(), " ", s.count()));
+  absl::StrAppend(&out, "  events in window  ", d.total(), "\n");
+  absl::StrAppend(&out, "  would deliver     ", d.would_deliver(), "\n");
+  absl::StrAppend(&out, "  would skip        ", d.would_skip(),
+                  reasons.empty() ? "" : absl::StrCat(" (", absl::StrJoin(reasons, ", "), ")"),
+                  "\n");
+  std::vector<std::string> ranges;
+  for (const auto& r : d.missing_ranges()) {
+    ranges.push_back(r.first() == r.last() ? absl::StrCat(r.source(), " ", r.first())
+                                           : absl::StrCat(r.source(), " ", r.first(), "-", r.last()));
+  }
+  absl::StrAppend(&out, "  missing upstream  ", d.missing(),
+                  ranges.empty() ? "" : absl::StrCat(" (", absl::StrJoin(ranges, ", "), ")"), "\n");
+  absl::StrAppend(&out, "  effective rate    ", d.effective_rate(), "/s, estimated ",
+                  absl::StrFormat("%.1f", d.estimated_seconds()), "s\n");
+  if (d.samples_size() > 0) {
+    absl::StrAppend(&out, "  samples:\n");
+    for (const auto& s : d.samples()) {
+      absl::StrAppend(&out, absl::StrFormat("    %-20s %s/%s  %s  %s  %s\n", s.category(),
+                                            s.source(), s.event_id(),
+                                            FormatRfc3339(FromTimestamp(s.ingested_at())),
+                                            OutcomeLower(s.outcome()), s.detail()));
+    }
+  }
+  for (const auto& w : d.warnings()) absl::StrAppend(&out, "  warning: ", w, "\n");
+  return out;
+}
+
+void RegisterReplayCommands(CLI::App& app, CommonOptions& o) {
+  // dry-run
+  {
+    auto flags = std::make_shared<RequestFlags>();
+    auto* cmd = app.add_subcommand("dry-run", "what a replay of a window would do (no delivery)");
+    AddRequestFlags(cmd, *flags);
+    cmd->callback([&o, flags] {
+      auto c = Client(o);
+      auto report = c.DryRun(BuildRequest(*flags));
+      if (!report.ok()) Fail(ReportError(report.status()));
+      if (o.json()) {
+        std::cout << DryRunJson(*report).dump() << "\n";
+      } else {
+        std::cout << RenderDryRun(*report);
+      }
+    });
+  }
+  // start
+  {
+    auto flags = std::make_shared<RequestFlags>();
+    auto yes = std::make_shared<bool>(false);
+    auto watch = std::make_shared<bool>(false);
+    auto request_id = std::make_shared<std::string>();
+    auto* cmd = app.add_subcommand("start", "start a replay (shows the dry run and asks first)");
+    AddRequestFlags(cmd, *flags);
+    cmd->add_flag("-y,--yes", *yes, "do not ask for confirmation");
+    cmd->add_flag("-w,--watch", *watch, "watch the progress until the replay ends");
+    cmd->add_option("--request-id", *request_id,
+                    "idempotency id: starting again with the same id returns the same replay");
+    cmd->callback([&o, flags, yes, watch, request_id] {
+      auto c = Client(o);
+      pb::ReplayRequest request = BuildRequest(*flags);
+      auto report = c.DryRun(request);
+      if (!report.ok()) Fail(ReportError(report.status()));
+      if (!o.json()) std::cerr << RenderDryRun(*report);
+      if (!*yes) {
+        if (isatty(STDIN_FILENO) == 0) {
+          std::cerr << "replayctl: not starting without confirmation: pass --yes\n";
+          Fail(kExitAborted);
+        }
+        std::cerr << "Start the replay: deliver " << report->would_deliver() << " events at "
+                  << report->effective_rate() << "/s? [y/N] " << std::flush;
+        std::string answer;
+        std::getline(std::cin, answer);
+        if (answer != "y" && answer != "Y" && answer != "yes") {
+          std::cerr << "aborted: nothing was started\n";
+          Fail(kExitAborted);
+        }
+      }
+      request.set_request_id(request_id->empty() ? client::NewRequestId() : *request_id);
+      auto job = c.StartReplay(request);
+      if (!job.ok()) Fail(ReportError(job.status()));
+      if (!o.json()) std::cerr << "started replay " << job->replay_id() << "\n";
+      if (*watch) {
+        int code = Watch(o, c, job->replay_id());
+        if (code != kExitOk) Fail(code);
+        return;
+      }
+      PrintProgress(o, *job);
+    });
+  }
+  // progress
+  {
+    auto id = std::make_shared<std::string>();
+    auto watch = std::make_shared<bool>(false);
+    auto* cmd = app.add_subcommand("progress", "a replay's progress");
+    cmd->add_option("replay_id", *id, "the replay id")->required();
+    cmd->add_flag("-w,--watch", *watch, "follow with a progress bar until the replay ends");
+    cmd->callback([&o, id, watch] {
+      auto c = Client(o);
+      if (*watch) {
+        int code = Watch(o, c, *id);
+        if (code != kExitOk) Fail(code);
+        return;
+      }
+      auto p = c.GetProgress(*id);
+      if (!p.ok()) Fail(ReportError(p.status()));
+      PrintProgress(o, *p);
+    });
+  }
+  // cancel
+  {
+    auto id = std::make_shared<std::string>();
+    auto reason = std::make_shared<std::string>();
+    auto* cmd = app.add_subcommand("cancel", "stop a replay (in-flight deliveries finish)");
+    cmd->add_option("replay_id", *id, "the replay id")->required();
+    cmd->add_option("--reason", *reason, "why (recorded in the audit log)");
+    cmd->callback([&o, id, reason] {
+      auto c = Client(o);
+      auto p = c.CancelReplay(*id, *reason);
+      if (!p.ok()) Fail(ReportError(p.status()));
+      PrintProgress(o, *p);
+    });
+  }
+  // list
+  {
+    auto states = std::make_shared<std::vector<std::string>>();
+    auto limit = std::make_shared<int>(20);
+    auto* cmd = app.add_subcommand("list", "replay history, newest first");
+    cmd->add_option("--state", *states,
+                    "only these states: pending, running, cancelling, cancelled, completed, failed")
+        ->delimiter(',');
+    cmd->add_option("--limit", *limit, "at most this many (default 20)");
+    cmd->callback([&o, states, limit] {
+      std::vector<pb::ReplayState> wanted;
+      for (const auto& s : *states) {
+        pb::ReplayState state;
+        std::string upper = "REPLAY_" + s;
+        std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
+        if (!pb::ReplayState_Parse(upper, &state)) UsageError(absl::StrCat("--state: \"", s, "\" is not a replay state"));
+        wanted.push_back(state);
+      }
+      auto c = Client(o);
+      auto jobs = c.ListReplays(wanted, *limit);
+      if (!jobs.ok()) Fail(ReportError(jobs.status()));
+      if (o.json()) {
+        json arr = json::array();
+        for (const auto& p : *jobs) arr.push_back(ProgressJson(p));
+        std::cout << json{{"replays", arr}}.dump() << "\n";
+        return;
+      }
+      std::cout << absl::StrFormat("%-19s %-10s %-21s %-21s %9s %9s %8s %7s  %s\n", "ID", "STATE",
+                                   "FROM", "TO", "PROCESSED", "DELIVERED", "SKIPPED", "FAILED",
+                                   "BY");
+      for (const auto& p : *jobs) {
+        std::cout << absl::StrFormat(
+            "%-19s %-10s %-21s %-21s %9d %9d %8d %7d  %s\n", p.replay_id(), StateName(p.state()),
+            FormatRfc3339(FromTimestamp(p.request().from())),
+            FormatRfc3339(FromTimestamp(p.request().to())), p.processed(), p.delivered(),
+            p.skipped(), p.failed(), p.created_by());
+      }
+    });
+  }
+}
+
+}  // namespace replayd::replayctl
