@@ -1,0 +1,214 @@
+// The delivery store against a real PostgreSQL: claim ordering rules (per-key
+// chains, blocking by claimed, not-yet-due and strict-failed events), leases,
+// TryClaim, group-committed records, and the trace.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "server/store/partitions.h"
+#include "server/store/pg_delivery_store.h"
+#include "server/store/pg_event_store.h"
+#include "server/store/pg_pool.h"
+#include "tests/support/scratch_database.h"
+
+namespace replayd {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+NewEvent Event(const std::string& id, const std::string& key, const std::string& source = "shop") {
+  NewEvent e;
+  e.source = source;
+  e.event_id = id;
+  e.key = key;
+  e.payload = R"({"n": 1})";
+  return e;
+}
+
+std::vector<std::string> Ids(const std::vector<StoredEvent>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) out.push_back(e.event.event_id);
+  return out;
+}
+
+class DeliveryStoreTest : public ::testing::Test {
+ protected:
+  DeliveryStoreTest()
+      : pool_(db_.dsn(), 8), partitions_(&pool_), events_(&pool_, &partitions_), store_(&pool_) {
+    now_ = absl::Now() - absl::Seconds(1);
+    EXPECT_TRUE(partitions_.EnsureDays(now_ - absl::Hours(24), now_ + absl::Hours(24)).ok());
+  }
+
+  void Append(const std::vector<NewEvent>& events) {
+    auto r = events_.Append(now_, events);
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+
+  std::vector<StoredEvent> Claim(const std::string& owner, int limit = 100,
+                                 std::vector<std::string> strict = {}) {
+    auto r = store_.ClaimDue({owner, absl::Seconds(60), limit, {"shop"}, std::move(strict)});
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : std::vector<StoredEvent>{};
+  }
+
+  StoredEvent Find(const std::string& id) { return *events_.Find("shop", id); }
+
+  absl::StatusOr<bool> Record(const StoredEvent& e, Outcome outcome, const std::string& owner,
+                              absl::Duration retry_delay = absl::ZeroDuration()) {
+    AttemptRecord a;
+    a.event_position = e.position;
+    a.event_ingested_at = e.ingested_at;
+    a.attempt = e.attempts + 1;
+    a.trigger = e.attempts > 0 ? "retry" : "live";
+    a.route = "r";
+    a.started_at = absl::Now();
+    a.duration_ms = 1.5;
+    a.http_status = outcome == Outcome::kSucceeded ? 201 : 503;
+    a.error = outcome == Outcome::kSucceeded ? "" : "HTTP 503";
+    a.record_id = outcome == Outcome::kSucceeded ? "rec-" + e.event.event_id : "";
+    a.outcome = outcome;
+    OutcomeUpdate u;
+    u.outcome = outcome;
+    u.last_error = a.error;
+    u.target_record_id = a.record_id;
+    u.retry_delay = retry_delay;
+    return store_.RecordAttempt(a, u, owner);
+  }
+
+  testing::ScratchDatabase db_;
+  PgPool pool_;
+  Partitions partitions_;
+  PgEventStore events_;
+  PgDeliveryStore store_;
+  absl::Time now_;
+};
+
+TEST_F(DeliveryStoreTest, ClaimsEachKeyAsOneOrderedChainAndUnroutedSourcesNever) {
+  Append({Event("a1", "a"), Event("b1", "b"), Event("a2", "a"), Event("x1", ""),
+          Event("o1", "a", "other"), Event("a3", "a")});
+  EXPECT_THAT(Ids(Claim("A")), ElementsAre("a1", "b1", "a2", "x1", "a3"));
+  // Everything routed is held by A now.
+  EXPECT_THAT(Claim("B"), IsEmpty());
+  EXPECT_EQ(db_.QueryText("SELECT outcome FROM events WHERE event_id = 'o1'"), "pending");
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events WHERE claimed_by IS NULL"), 1);
+}
+
+TEST_F(DeliveryStoreTest, LaterEventsOfAClaimedKeyWaitForIt) {
+  Append({Event("a1", "a"), Event("b1", "b")});
+  EXPECT_THAT(Ids(Claim("A", 1)), ElementsAre("a1"));
+  Append({Event("a2", "a"), Event("b2", "b")});
+  // a2 waits behind a1 (held by A); b1, b2 are free.
+  EXPECT_THAT(Ids(Claim("B")), ElementsAre("b1", "b2"));
+  // Once a1 is recorded delivered, a2 is next.
+  ASSERT_EQ(Record(Find("a1"), Outcome::kSucceeded, "A").value(), true);
+  EXPECT_THAT(Ids(Claim("B")), ElementsAre("a2"));
+}
+
+TEST_F(DeliveryStoreTest, ARetryNotYetDueBlocksItsKeyAndFailuresBlockOnlyStrictKeys) {
+  Append({Event("a1", "a"), Event("a2", "a"), Event("b1", "b"), Event("b2", "b")});
+  auto claimed = Claim("A", 1);
+  ASSERT_THAT(Ids(claimed), ElementsAre("a1"));
+  ASSERT_EQ(Record(claimed[0], Outcome::kRetrying, "A", absl::Hours(1)).value(), true);
+  EXPECT_THAT(Ids(Claim("B", 1)), ElementsAre("b1"));
+  ASSERT_EQ(Record(Find("b1"), Outcome::kFailed, "B").value(), true);
+  // a2 waits behind the retry; b2 waits behind the failed b1 only when strict.
+  EXPECT_THAT(Claim("C", 100, {"shop"}), IsEmpty());
+  EXPECT_THAT(Ids(Claim("C", 100, {})), ElementsAre("b2"));
+  // When the retry is due, a1 comes first, with a2 behind it in the same chain.
+  db_.Exec("UPDATE events SET next_attempt_at = now() - interval '1 second' WHERE event_id = 'a1'");
+  auto again = Claim("D");
+  EXPECT_THAT(Ids(again), ElementsAre("a1", "a2"));
+  EXPECT_EQ(again[0].attempts, 1);
+  EXPECT_EQ(again[0].outcome, Outcome::kRetrying);
+}
+
+TEST_F(DeliveryStoreTest, ExpiredLeasesAreReclaimedAndHeartbeatsKeepThem) {
+  Append({Event("a1", "a"), Event("x1", "")});
+  ASSERT_THAT(Ids(Claim("dead")), ElementsAre("a1", "x1"));
+  ASSERT_TRUE(store_.ExtendClaims("dead", absl::Seconds(60)).ok());
+  EXPECT_THAT(Claim("B"), IsEmpty());
+  db_.Exec("UPDATE events SET claim_expires_at = now() - interval '1 second'");
+  EXPECT_THAT(Ids(Claim("B")), ElementsAre("a1", "x1"));
+  // The old owner's late record must not touch the row B now holds.
+  EXPECT_EQ(Record(Find("a1"), Outcome::kSucceeded, "dead").value(), false);
+  EXPECT_EQ(Find("a1").outcome, Outcome::kPending);
+  ASSERT_TRUE(store_.ReleaseAll("B").ok());
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events WHERE claimed_by IS NOT NULL"), 0);
+}
+
+TEST_F(DeliveryStoreTest, TryClaimIsExclusiveAndNotFoundForUnknownEvents) {
+  Append({Event("a1", "a")});
+  StoredEvent e = Find("a1");
+  auto mine = store_.TryClaim(e.position, e.ingested_at, "replay:1", absl::Seconds(30));
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  ASSERT_TRUE(mine->has_value());
+  EXPECT_EQ((*mine)->event.event_id, "a1");
+  auto again = store_.TryClaim(e.position, e.ingested_at, "replay:1", absl::Seconds(30));
+  ASSERT_TRUE(again.ok() && again->has_value());
+  auto theirs = store_.TryClaim(e.position, e.ingested_at, "other", absl::Seconds(30));
+  ASSERT_TRUE(theirs.ok());
+  EXPECT_FALSE(theirs->has_value());
+  EXPECT_THAT(Claim("dispatcher"), IsEmpty());
+  ASSERT_TRUE(store_.Release(e.position, e.ingested_at, "replay:1").ok());
+  EXPECT_THAT(Ids(Claim("dispatcher")), ElementsAre("a1"));
+  auto missing = store_.TryClaim(e.position + 1000, e.ingested_at, "x", absl::Seconds(30));
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(DeliveryStoreTest, ConcurrentRecordsAreGroupCommittedAndTheTraceTellsTheStory) {
+  std::vector<NewEvent> batch;
+  for (int i = 0; i < 200; ++i) batch.push_back(Event(absl::StrCat("x", i), ""));
+  Append(batch);
+  auto claimed = Claim("A", 200);
+  ASSERT_EQ(claimed.size(), 200u);
+  std::vector<std::thread> threads;
+  std::atomic<int> held{0};
+  for (int t = 0; t < 20; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t; i < 200; i += 20) {
+        auto r = Record(claimed[i], Outcome::kSucceeded, "A");
+        if (r.ok() && *r) ++held;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(held.load(), 200);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events WHERE outcome = 'succeeded'"
+                         " AND claimed_by IS NULL AND processed_at IS NOT NULL AND attempts = 1"),
+            200);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_attempts"), 200);
+
+  // A retried event: 503 then success.
+  Append({Event("t1", "t")});
+  auto t1 = Claim("A");
+  ASSERT_THAT(Ids(t1), ElementsAre("t1"));
+  ASSERT_TRUE(Record(t1[0], Outcome::kRetrying, "A", absl::Milliseconds(1)).ok());
+  absl::SleepFor(absl::Milliseconds(20));
+  auto t1b = Claim("A");
+  ASSERT_THAT(Ids(t1b), ElementsAre("t1"));
+  ASSERT_TRUE(Record(t1b[0], Outcome::kSucceeded, "A").ok());
+  auto trace = store_.GetTrace("shop", "t1");
+  ASSERT_TRUE(trace.ok()) << trace.status();
+  EXPECT_EQ(trace->event.outcome, Outcome::kSucceeded);
+  EXPECT_EQ(trace->event.target_record_id, "rec-t1");
+  EXPECT_EQ(trace->event.attempts, 2);
+  ASSERT_EQ(trace->attempts.size(), 2u);
+  EXPECT_EQ(trace->attempts[0].attempt, 1);
+  EXPECT_EQ(trace->attempts[0].trigger, "live");
+  EXPECT_EQ(trace->attempts[0].http_status, 503);
+  EXPECT_EQ(trace->attempts[0].error, "HTTP 503");
+  EXPECT_EQ(trace->attempts[0].outcome, Outcome::kRetrying);
+  EXPECT_DOUBLE_EQ(trace->attempts[0].duration_ms, 1.5);
+  EXPECT_EQ(trace->attempts[1].attempt, 2);
+  EXPECT_EQ(trace->attempts[1].trigger, "retry");
+  EXPECT_EQ(trace->attempts[1].http_status, 201);
+  EXPECT_EQ(trace->attempts[1].record_id, "rec-t1");
+  EXPECT_EQ(trace->attempts[1].outcome, Outcome::kSucceeded);
+  EXPECT_EQ(store_.GetTrace("shop", "nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace replayd
