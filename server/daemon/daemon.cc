@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/auth.h"
@@ -179,7 +180,7 @@ absl::Status Daemon::Run() {
   c_->http_server = std::make_unique<HttpServer>();
   RegisterEventRoutes(c_->http_server->server(), c_->ingester.get(), c_->auth.get());
   RegisterDashboardRoutes(c_->http_server->server(), c_->inspector.get(), c_->auth.get(),
-                          ListReplaysJson());
+                          ListReplaysOverGrpc(c_->grpc_server->InProcessChannel({})));
   RegisterMetricsRoutes(c_->http_server->server(), c_->metrics.get(), [this] { PollMetrics(); });
   auto http_port = c_->http_server->Start(config_.http_listen);
   if (!http_port.ok()) {
@@ -261,6 +262,22 @@ void Daemon::PollMetrics() {
   } else {
     Logger("http")->debug("metrics: backlog not polled: {}", backlog.status().message());
   }
+  auto replays = c_->replay_controller->List({}, 500);
+  if (!replays.ok()) return;
+  std::map<std::string, int64_t> by_state;
+  for (ReplayState s : {ReplayState::kPending, ReplayState::kRunning, ReplayState::kCancelling,
+                        ReplayState::kCancelled, ReplayState::kCompleted, ReplayState::kFailed}) {
+    by_state[std::string(ReplayStateName(s))] = 0;
+  }
+  std::map<std::string, bool> live;
+  for (const ReplayJob& job : *replays) {
+    ++by_state[std::string(ReplayStateName(job.state))];
+    if (IsTerminal(job.state)) continue;
+    live[job.id] = true;
+    c_->metrics->SetReplayProgress(job.id, job.counters.processed, job.counters.total);
+  }
+  c_->metrics->SetReplayStates(by_state);
+  c_->metrics->RetainReplayProgress(live);
 }
 
 void Daemon::HealthLoop() {

@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <chrono>
 #include <string_view>
 
 #include "absl/strings/numbers.h"
@@ -12,6 +13,7 @@
 #include "server/common/logging.h"
 #include "server/common/time_format.h"
 #include "server/http/dashboard_assets.h"
+#include "replay/v1/replay.grpc.pb.h"
 
 namespace replayd {
 namespace {
@@ -131,11 +133,30 @@ void RegisterDashboardRoutes(httplib::Server& server, Inspector* inspector,
     if (!trace.ok()) return trace.status();
     return ToJson(*trace);
   }));
-  server.Get("/api/replays", Api(auth, [list_replays](const httplib::Request&)
+  server.Get("/api/replays", Api(auth, [list_replays](const httplib::Request& req)
                                             -> absl::StatusOr<std::string> {
     if (!list_replays) return std::string(R"({"replays":[]})");
-    return list_replays();
+    return list_replays(req.get_header_value("Authorization"));
   }));
+}
+
+ListReplaysJson ListReplaysOverGrpc(std::shared_ptr<grpc::Channel> channel) {
+  auto stub = std::shared_ptr<replay::v1::ReplayService::Stub>(
+      replay::v1::ReplayService::NewStub(channel));
+  return [stub](const std::string& authorization) -> absl::StatusOr<std::string> {
+    grpc::ClientContext context;
+    if (!authorization.empty()) context.AddMetadata("authorization", authorization);
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    replay::v1::ListReplaysRequest request;
+    request.set_limit(20);
+    replay::v1::ListReplaysResponse response;
+    grpc::Status status = stub->ListReplays(&context, request, &response);
+    if (!status.ok()) {
+      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                          status.error_message());
+    }
+    return ToJson(response);
+  };
 }
 
 }  // namespace replayd

@@ -18,6 +18,10 @@
 #include <functional>
 #include <string>
 
+#include <memory>
+
+#include <grpcpp/grpcpp.h>
+
 #include "absl/status/statusor.h"
 #include "server/common/auth.h"
 #include "server/rpc/inspection.h"
@@ -28,8 +32,13 @@ class Server;
 
 namespace replayd {
 
-// Returns the replays (newest first) as JSON; empty when replays are not wired.
-using ListReplaysJson = std::function<absl::StatusOr<std::string>()>;
+// The replays (newest first) as replay.v1.ListReplaysResponse JSON, asked
+// with the caller's Authorization header value.
+using ListReplaysJson = std::function<absl::StatusOr<std::string>(const std::string& authorization)>;
+
+// ListReplaysJson through ReplayService/ListReplays on `channel` (the daemon's
+// in-process channel): the dashboard shows exactly what the API answers.
+ListReplaysJson ListReplaysOverGrpc(std::shared_ptr<grpc::Channel> channel);
 
 void RegisterDashboardRoutes(httplib::Server& server, Inspector* inspector,
                              const Authenticator* auth, ListReplaysJson list_replays);
