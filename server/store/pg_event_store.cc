@@ -43,21 +43,111 @@ RETURNING source, event_id)sql";
 
 constexpr const char* kFindName = "event_find";
 
+// The fast path's probe: which of the batch's keys the log already holds.
+constexpr const char* kKnownKeysName = "ingest_known_keys";
+constexpr const char* kKnownKeysSql = R"sql(
+SELECT k.source, k.event_id
+  FROM unnest($1::text[], $2::text[]) AS b(source, event_id)
+  JOIN event_keys k USING (source, event_id))sql";
+
+// A PostgreSQL array literal of text values: {"a","b\"c"}.
+std::string TextArray(const std::vector<NewEvent>& events, bool source) {
+  std::string out = "{";
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.push_back('"');
+    for (char c : source ? events[i].source : events[i].event_id) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+
+std::string BatchKey(const std::string& source, const std::string& event_id) {
+  return absl::StrCat(source, "\n", event_id);
+}
+
 // One staging row for COPY; nullptr fields are NULL. libpqxx escapes the rest.
 using StageRow = std::tuple<const char*, const char*, const char*, const char*, const char*,
                             const char*, const char*, const char*>;
+using KeyRow = std::tuple<const char*, const char*, const char*>;
+using LogRow = std::tuple<const char*, const char*, const char*, const char*, const char*,
+                          const char*, const char*, const char*, const char*>;
 
 }  // namespace
 
 absl::StatusOr<std::vector<bool>> PgEventStore::Append(absl::Time ingested_at,
                                                        const std::vector<NewEvent>& events) {
-  auto result = AppendOnce(ingested_at, events);
+  auto result = AppendFast(ingested_at, events);
+  // A concurrent writer stored one of these keys between the probe and the
+  // COPY: the conflict-safe path sorts out which ones are duplicates.
+  if (absl::IsAlreadyExists(result.status())) result = AppendOnce(ingested_at, events);
+  if (result.ok() || !absl::IsFailedPrecondition(result.status())) return result;
   if (result.ok() || !absl::IsFailedPrecondition(result.status())) return result;
   // No partition for this day yet (the maintenance loop creates them ahead;
   // this covers a clock jump or a daemon started long after the last run).
   Logger("store")->warn("no partition for {}, creating it", PgTime(ingested_at));
   if (absl::Status s = partitions_->EnsureDays(ingested_at, ingested_at); !s.ok()) return s;
   return AppendOnce(ingested_at, events);
+}
+
+absl::StatusOr<std::vector<bool>> PgEventStore::AppendFast(absl::Time ingested_at,
+                                                           const std::vector<NewEvent>& events) {
+  std::vector<bool> stored(events.size(), true);
+  bool missing_partition = false;
+  absl::Status status = pool_->Run(kKnownKeysName, [&](PgPool::Lease& lease) {
+    lease.Prepare(kKnownKeysName, kKnownKeysSql);
+    pqxx::work tx(lease.conn());
+    auto known = tx.exec_prepared(kKnownKeysName, TextArray(events, true), TextArray(events, false));
+    if (!known.empty()) {
+      std::unordered_map<std::string, size_t> index;
+      for (size_t i = 0; i < events.size(); ++i) {
+        index.emplace(BatchKey(events[i].source, events[i].event_id), i);
+      }
+      for (const auto& row : known) {
+        stored[index.at(BatchKey(row[0].c_str(), row[1].c_str()))] = false;
+      }
+    }
+    const std::string now = PgTime(ingested_at);
+    {
+      pqxx::stream_to keys(tx, "event_keys",
+                           std::vector<std::string>{"source", "event_id", "ingested_at"});
+      for (size_t i = 0; i < events.size(); ++i) {
+        if (stored[i]) keys << KeyRow{events[i].source.c_str(), events[i].event_id.c_str(), now.c_str()};
+      }
+      keys.complete();
+    }
+    try {
+      pqxx::stream_to rows(tx, "events",
+                           std::vector<std::string>{"source", "event_id", "sequence", "key", "type",
+                                                    "occurred_at", "ingested_at", "next_attempt_at",
+                                                    "payload"});
+      for (size_t i = 0; i < events.size(); ++i) {
+        if (!stored[i]) continue;
+        const NewEvent& e = events[i];
+        std::string sequence = e.sequence ? absl::StrCat(*e.sequence) : "";
+        std::string occurred_at = e.occurred_at ? PgTime(*e.occurred_at) : "";
+        rows << LogRow{e.source.c_str(), e.event_id.c_str(), e.sequence ? sequence.c_str() : nullptr,
+                       e.key.empty() ? nullptr : e.key.c_str(),
+                       e.type.empty() ? nullptr : e.type.c_str(),
+                       e.occurred_at ? occurred_at.c_str() : nullptr, now.c_str(), now.c_str(),
+                       e.payload.c_str()};
+      }
+      rows.complete();
+    } catch (const pqxx::check_violation&) {
+      missing_partition = true;  // 23514 "no partition of relation found for row"
+      return;
+    }
+    tx.commit();
+  });
+  if (!status.ok()) return status;
+  if (missing_partition) {
+    return absl::FailedPreconditionError("no events partition for the ingest day");
+  }
+  return stored;
 }
 
 absl::StatusOr<std::vector<bool>> PgEventStore::AppendOnce(absl::Time ingested_at,
@@ -100,10 +190,10 @@ absl::StatusOr<std::vector<bool>> PgEventStore::AppendOnce(absl::Time ingested_a
     std::unordered_map<std::string, size_t> index;
     index.reserve(events.size());
     for (size_t i = 0; i < events.size(); ++i) {
-      index.emplace(absl::StrCat(events[i].source, "\n", events[i].event_id), i);
+      index.emplace(BatchKey(events[i].source, events[i].event_id), i);
     }
     for (const auto& row : rows) {
-      stored[index.at(absl::StrCat(row[0].c_str(), "\n", row[1].c_str()))] = true;
+      stored[index.at(BatchKey(row[0].c_str(), row[1].c_str()))] = true;
     }
   });
   if (!status.ok()) return status;

@@ -147,6 +147,30 @@ TEST_F(EventLogTest, StoresEveryFieldExactly) {
   EXPECT_EQ(found->event.payload, R"({"n": [1, 2], "text": "tab\there \\ back"})");
 }
 
+TEST_F(EventLogTest, ConcurrentWritersOfTheSameKeysStoreEachOnce) {
+  absl::Time now = absl::Now();
+  ASSERT_TRUE(partitions_.EnsureDays(now, now).ok());
+  std::vector<NewEvent> batch;
+  for (int i = 0; i < 200; ++i) batch.push_back(Event("race-" + std::to_string(i)));
+  constexpr int kWriters = 4;
+  std::vector<absl::StatusOr<std::vector<bool>>> results(kWriters);
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] { results[w] = store_.Append(now, batch); });
+  }
+  for (auto& t : writers) t.join();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    int stored = 0;
+    for (const auto& r : results) {
+      ASSERT_TRUE(r.ok()) << r.status();
+      stored += (*r)[i] ? 1 : 0;
+    }
+    EXPECT_EQ(stored, 1) << batch[i].event_id;
+  }
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events"), 200);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM event_keys"), 200);
+}
+
 TEST(Migrator, TwoDaemonsMigratingTogetherBothSucceed) {
   testing::ScratchDatabase db;  // already migrated once: start from scratch below
   db.Exec("DROP SCHEMA public CASCADE; CREATE SCHEMA public;");

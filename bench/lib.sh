@@ -1,0 +1,47 @@
+# Helpers for bench/*/run.sh: a scratch database, a replayd on it, cleanup.
+# Needs BUILD_DIR, REPLAYD_TEST_DSN (set by bench/run) and REPLAYD_ROOT.
+
+bench_tmp=$(mktemp -d)
+bench_pids=()
+bench_cleanup() {
+  for pid in "${bench_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${bench_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$bench_tmp"
+}
+trap bench_cleanup EXIT
+
+# bench_database NAME: creates a fresh database on the throwaway cluster and
+# prints its DSN (migrations are applied by replayd or `replayd migrate`).
+bench_database() {
+  psql -q "$REPLAYD_TEST_DSN" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
+  echo "${REPLAYD_TEST_DSN%/*}/$1"
+}
+
+# bench_replayd DSN [EXTRA_YAML]: starts replayd, waits until it listens, and
+# sets GRPC_ADDR, HTTP_ADDR and REPLAYD_PID.
+bench_replayd() {
+  local dsn=$1 extra=${2:-}
+  local config=$bench_tmp/replayd-$RANDOM.yaml ports=$bench_tmp/ports-$RANDOM
+  printf 'grpc_listen: 127.0.0.1:0\nhttp_listen: 127.0.0.1:0\nlog_level: warn\nport_file: %s\n%s\n' \
+    "$ports" "$extra" >"$config"
+  "$BUILD_DIR/bin/replayd" --config "$config" --database-url "$dsn" 2>>"$bench_tmp/replayd.log" &
+  REPLAYD_PID=$!
+  bench_pids+=("$REPLAYD_PID")
+  for _ in $(seq 300); do [ -s "$ports" ] && break; sleep 0.1; done
+  [ -s "$ports" ] || { cat "$bench_tmp/replayd.log" >&2; echo "replayd did not start" >&2; exit 1; }
+  GRPC_ADDR=127.0.0.1:$(sed -n 's/^grpc=//p' "$ports")
+  HTTP_ADDR=127.0.0.1:$(sed -n 's/^http=//p' "$ports")
+}
+
+# bench_json NAME VALUE UNIT BASELINE [EXTRA_JSON_FIELDS]: the final line.
+bench_json() {
+  python3 - "$@" <<'PY'
+import json, sys
+name, value, unit, baseline = sys.argv[1], float(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+out = {"bench": name, "value": round(value, 3), "unit": unit, "baseline": round(baseline, 3),
+       "ratio": round(value / baseline, 3) if baseline else None}
+if len(sys.argv) > 5:
+    out.update(json.loads(sys.argv[5]))
+print(json.dumps(out))
+PY
+}
