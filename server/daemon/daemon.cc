@@ -64,6 +64,8 @@ struct Daemon::Components {
 
 namespace {
 
+constexpr const char* kLivenessService = "liveness";
+
 std::vector<Credential> Credentials(const Config& config) {
   std::vector<Credential> out;
   for (const TokenConfig& t : config.tokens) {
@@ -175,7 +177,11 @@ absl::Status Daemon::Run() {
   if (c_->grpc_server == nullptr || grpc_port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on grpc ", config_.grpc_listen));
   }
-  c_->grpc_server->GetHealthCheckService()->SetServingStatus(true);
+  // "" (the overall status, readiness) follows the database; "liveness" only
+  // says the process serves, so that a database outage takes replicas out of
+  // load balancing without restarting them all.
+  c_->grpc_server->GetHealthCheckService()->SetServingStatus("", true);
+  c_->grpc_server->GetHealthCheckService()->SetServingStatus(kLivenessService, true);
 
   c_->http_server = std::make_unique<HttpServer>();
   RegisterEventRoutes(c_->http_server->server(), c_->ingester.get(), c_->auth.get());
@@ -290,7 +296,7 @@ void Daemon::HealthLoop() {
     if (stopping_) break;
     if (ok != serving) {
       serving = ok;
-      c_->grpc_server->GetHealthCheckService()->SetServingStatus(serving);
+      c_->grpc_server->GetHealthCheckService()->SetServingStatus("", serving);
       if (serving) {
         log->info("health: SERVING (database answers, schema migrated)");
       } else {
