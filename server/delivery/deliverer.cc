@@ -82,9 +82,10 @@ absl::StatusOr<DeliveryReport> Deliverer::DeliverOne(const StoredEvent& event,
 
   CheckFacts facts;
   facts.resend_delivered = ctx.resend_delivered;
-  // A retry may follow a call that reached the downstream and lost its answer.
-  bool ask = route->sink->HasLookup() && (ctx.verify_downstream || event.attempts > 0) &&
-             (!delivered || ctx.resend_delivered);
+  // Whenever the sink can answer: a retry may follow a call that reached the
+  // downstream and lost its answer, and after a crash even a first attempt may
+  // follow a call whose record the dead daemon never wrote.
+  bool ask = route->sink->HasLookup() && (!delivered || ctx.resend_delivered);
   std::optional<DeliveryResult> lookup_failure;
   if (ask) {
     auto found = route->sink->Lookup(event);

@@ -1,7 +1,8 @@
 // Delivers one claimed event: the single path shared by live delivery (the
 // Dispatcher) and replay (the replay runner). Check-then-act first (the log's
-// state, and the sink's read-only lookup when asked to verify or when this is
-// a retry of an event whose earlier call may have reached the downstream),
+// state, and the sink's read-only lookup whenever the sink has one: a retry,
+// or a first attempt after a crash, may follow a call that reached the
+// downstream without its answer being recorded),
 // then at most one call of the sink's create path, then the attempt and the
 // event's new outcome (with retry scheduling from the route's RetryPolicy)
 // written in one store call that also releases the caller's claim.
@@ -26,7 +27,9 @@ namespace replayd {
 struct DeliveryContext {
   std::string trigger;    // "live", "retry", "replay:<id>"
   std::string replay_id;  // sent as X-Replay-Id; empty for live delivery
-  bool verify_downstream = false;  // always ask the sink's lookup first
+  // Ask the sink's lookup first. Delivery asks whenever the sink has a lookup,
+  // so this only matters to callers that report it (the dry run).
+  bool verify_downstream = false;
   bool resend_delivered = false;   // send events the log records as delivered
   // The claim holder (ClaimDue / TryClaim owner); DeliverOne releases it.
   std::string claim_owner;

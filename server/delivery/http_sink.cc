@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -72,6 +73,24 @@ std::string TimeOrNull(const std::optional<absl::Time>& t) {
            : "null";
 }
 
+// The POST body, read by curl through a callback with no seek function: curl
+// cannot rewind it, so it never silently re-sends a create call on a fresh
+// connection when a reused one dies without an answer (the downstream may have
+// committed it). That case surfaces as CURLE_SEND_FAIL_REWIND and goes through
+// check-then-act on the next attempt instead.
+struct Upload {
+  const std::string* body;
+  size_t offset = 0;
+};
+
+size_t ReadUpload(char* buffer, size_t size, size_t n, void* user) {
+  auto* u = static_cast<Upload*>(user);
+  size_t len = std::min(size * n, u->body->size() - u->offset);
+  std::memcpy(buffer, u->body->data() + u->offset, len);
+  u->offset += len;
+  return len;
+}
+
 struct CurlCall {
   CURLcode code = CURLE_OK;
   long status = 0;
@@ -90,6 +109,9 @@ CurlCall Perform(CURL* h, const SinkConfig& config) {
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
                    static_cast<long>(absl::ToInt64Milliseconds(config.timeout)));
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  // Below common server keep-alive timeouts, so an idle connection is not
+  // reused just as the server closes it.
+  curl_easy_setopt(h, CURLOPT_MAXAGE_CONN, 2L);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, WriteBody);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &call.response);
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, ReadHeader);
@@ -100,6 +122,9 @@ CurlCall Perform(CURL* h, const SinkConfig& config) {
   } else {
     call.error = errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(call.code);
     if (call.code == CURLE_OPERATION_TIMEDOUT) call.error = absl::StrCat("timeout: ", call.error);
+    if (call.code == CURLE_SEND_FAIL_REWIND || call.code == CURLE_GOT_NOTHING) {
+      call.error = "connection closed with no response (the downstream may have the record)";
+    }
   }
   return call;
 }
@@ -172,8 +197,11 @@ DeliveryResult HttpSink::Deliver(const DeliveryRequest& request) {
   }
   curl_easy_setopt(h, CURLOPT_URL, config_.url.c_str());
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  Upload upload{&body};
+  curl_easy_setopt(h, CURLOPT_POST, 1L);
+  curl_easy_setopt(h, CURLOPT_READFUNCTION, ReadUpload);
+  curl_easy_setopt(h, CURLOPT_READDATA, &upload);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
   CurlCall call = Perform(h, config_);
   curl_slist_free_all(headers);
 

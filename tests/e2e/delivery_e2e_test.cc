@@ -1,0 +1,345 @@
+// Delivery through real replayd processes to the real downstream test server:
+// exactly once and in key order with two daemons, outage and retries,
+// commit-then-timeout with the lookup, strict per-key mode, kill -9 during
+// heavy delivery, and bad delivery configuration.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
+#include "replay/v1/ingest.grpc.pb.h"
+#include "tests/support/processes.h"
+#include "tests/support/scratch_database.h"
+
+namespace replayd {
+namespace {
+
+using ::testing::HasSubstr;
+using nlohmann::json;
+
+struct Ev {
+  std::string id;
+  std::string key;
+};
+
+// Publishes through gRPC in batches; every event must be ACCEPTED.
+void Publish(const std::string& address, const std::string& source, const std::vector<Ev>& events,
+             int batch = 500) {
+  auto stub = replay::v1::IngestService::NewStub(
+      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  for (size_t start = 0; start < events.size(); start += batch) {
+    replay::v1::PublishRequest request;
+    for (size_t i = start; i < std::min(events.size(), start + batch); ++i) {
+      auto* e = request.add_events();
+      e->set_source(source);
+      e->set_event_id(events[i].id);
+      if (!events[i].key.empty()) e->set_key(events[i].key);
+      e->set_payload(absl::StrCat(R"({"i":)", i, "}"));
+    }
+    replay::v1::PublishResponse response;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    grpc::Status s = stub->Publish(&ctx, request, &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    for (const auto& r : response.results()) {
+      ASSERT_EQ(r.status(), replay::v1::EventResult::ACCEPTED) << r.DebugString();
+    }
+  }
+}
+
+std::vector<Ev> Events(const std::string& prefix, int n, int keys) {
+  std::vector<Ev> out;
+  for (int i = 0; i < n; ++i) {
+    out.push_back({absl::StrCat(prefix, i), keys > 0 ? absl::StrCat("k", i % keys) : ""});
+  }
+  return out;
+}
+
+// Polls `done` every 50 ms until it holds or `timeout` passes.
+bool WaitFor(const std::function<bool()>& done, std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return done();
+}
+
+std::string Yaml(const testing::DownstreamServer& ds, bool lookup, const std::string& retry,
+                 bool strict = false, const std::string& sources = "[orders]") {
+  return absl::StrCat(
+      "delivery:\n  poll_interval: 20ms\n  claim_lease: 3s\n  workers: 16\n",
+      "sinks:\n  - name: downstream\n    type: http\n    url: ", ds.records_url(), "\n",
+      lookup ? absl::StrCat("    lookup_url: ", ds.lookup_url(), "\n") : "",
+      "    timeout: 2s\n    connect_timeout: 1s\n",
+      "routes:\n  - name: orders\n    sources: ", sources, "\n    sink: downstream\n",
+      "    strict_order: ", strict ? "true" : "false", "\n    retry: ", retry, "\n");
+}
+
+// "orders:<id>" -> number of create requests; and the per-key arrival order.
+struct Seen {
+  std::map<std::string, int> creates;
+  // Event ids of the create calls that made a record, in arrival order.
+  std::map<std::string, std::vector<std::string>> order_by_key;
+  int total = 0;
+};
+
+Seen Collect(testing::DownstreamServer& ds) {
+  Seen seen;
+  for (const json& r : ds.Requests()) {
+    ++seen.total;
+    std::string ik = r["idempotency_key"].get<std::string>();
+    ++seen.creates[ik];
+    std::string id = ik.substr(ik.find(':') + 1);
+    int status = r["status"].is_number() ? r["status"].get<int>() : 0;
+    bool created = (status >= 200 && status < 300) || r["dropped"] == true;
+    if (created && r["key"].is_string()) seen.order_by_key[r["key"].get<std::string>()].push_back(id);
+  }
+  return seen;
+}
+
+std::map<std::string, std::vector<std::string>> LogOrderByKey(const testing::ScratchDatabase& db) {
+  std::map<std::string, std::vector<std::string>> out;
+  std::string rows = db.QueryText(
+      "SELECT string_agg(key || '=' || ids, ';') FROM (SELECT key, string_agg(event_id, ','"
+      " ORDER BY position) AS ids FROM events WHERE key IS NOT NULL GROUP BY key) t");
+  for (absl::string_view row : absl::StrSplit(rows, ';', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(row, absl::MaxSplits('=', 1));
+    out[kv.first] = absl::StrSplit(kv.second, ',');
+  }
+  return out;
+}
+
+int64_t Count(const testing::ScratchDatabase& db, const std::string& where) {
+  return db.QueryInt(absl::StrCat("SELECT count(*) FROM events WHERE ", where));
+}
+
+TEST(DeliveryE2E, TwoDaemonsDeliverTenThousandEventsExactlyOnceInKeyOrder) {
+  testing::ScratchDatabase db;
+  testing::DownstreamServer ds("non-idempotent");
+  std::string yaml = Yaml(ds, false, "{max_attempts: 5, base_delay: 50ms, max_delay: 500ms}");
+  testing::DaemonProcess a(db.dsn(), yaml), b(db.dsn(), yaml);
+  a.Start();
+  b.Start();
+  auto events = Events("e", 10000, 100);
+  // Alternate batches between the daemons, as behind a load balancer.
+  for (size_t start = 0; start < events.size(); start += 500) {
+    std::vector<Ev> part(events.begin() + start, events.begin() + start + 500);
+    Publish(((start / 500) % 2 == 0 ? a : b).grpc_address(), "orders", part);
+  }
+  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 10000; },
+                      std::chrono::seconds(180)))
+      << Count(db, "outcome = 'succeeded'") << " succeeded";
+  Seen seen = Collect(ds);
+  EXPECT_EQ(seen.total, 10000);
+  EXPECT_EQ(seen.creates.size(), 10000u);
+  int duplicates = 0;
+  for (const auto& [ik, n] : seen.creates) duplicates += n > 1;
+  EXPECT_EQ(duplicates, 0);
+  auto log_order = LogOrderByKey(db);
+  ASSERT_EQ(log_order.size(), 100u);
+  for (const auto& [key, ids] : log_order) {
+    EXPECT_EQ(seen.order_by_key[key], ids) << "key " << key << " out of ingest order";
+  }
+  EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts"), 10000);
+  // Both daemons took part.
+  EXPECT_GT(db.QueryInt("SELECT count(*) FROM delivery_attempts"), 0);
+  EXPECT_THAT(a.log(), HasSubstr("dispatcher"));
+  EXPECT_THAT(b.log(), HasSubstr("dispatcher"));
+  EXPECT_EQ(a.Terminate(), 0);
+  EXPECT_EQ(b.Terminate(), 0);
+}
+
+TEST(DeliveryE2E, OutageRetriesWithGrowingDelaysThenFailsAndNewEventsFlowAgain) {
+  testing::ScratchDatabase db;
+  testing::DownstreamServer ds("idempotent");
+  testing::DaemonProcess d(db.dsn(),
+                           Yaml(ds, false, "{max_attempts: 4, base_delay: 100ms, max_delay: 2s}"));
+  d.Start();
+  ds.SetFaults({{"status", 503}});
+  Publish(d.grpc_address(), "orders", Events("down", 5, 5));
+  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'failed'") == 5; },
+                      std::chrono::seconds(30)));
+  // Every attempt recorded: 4 per event, 503 each, the delays between them growing.
+  EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts WHERE http_status = 503"), 20);
+  EXPECT_EQ(db.QueryText("SELECT string_agg(a.outcome, ',' ORDER BY attempt) FROM delivery_attempts a"
+                         " JOIN events e ON e.position = a.event_position WHERE e.event_id = 'down0'"),
+            "retrying,retrying,retrying,failed");
+  EXPECT_EQ(db.QueryText("SELECT string_agg(trigger, ',' ORDER BY attempt) FROM delivery_attempts a"
+                         " JOIN events e ON e.position = a.event_position WHERE e.event_id = 'down0'"),
+            "live,retry,retry,retry");
+  for (int i = 0; i < 5; ++i) {
+    std::string gaps = db.QueryText(absl::StrCat(
+        "SELECT string_agg(gap::text, ',' ORDER BY attempt) FROM (SELECT attempt,"
+        " (extract(epoch FROM started_at - lag(started_at) OVER (ORDER BY attempt)) * 1000)::int"
+        " AS gap FROM delivery_attempts a JOIN events e ON e.position = a.event_position"
+        " WHERE e.event_id = 'down", i, "') t WHERE gap IS NOT NULL"));
+    std::vector<int> g;
+    for (absl::string_view s : absl::StrSplit(gaps, ',')) g.push_back(std::stoi(std::string(s)));
+    ASSERT_EQ(g.size(), 3u) << gaps;
+    // Backoff after attempt n lies in [100ms * 2^(n-2), 100ms * 2^(n-1)] (n=1: from 50ms).
+    EXPECT_GE(g[0], 50) << gaps;
+    EXPECT_GE(g[1], 100) << gaps;
+    EXPECT_GE(g[2], 200) << gaps;
+    EXPECT_LT(g[0], g[2]) << gaps;
+  }
+  EXPECT_THAT(db.QueryText("SELECT last_error FROM events WHERE event_id = 'down0'"),
+              HasSubstr("gave up after 4 attempts"));
+
+  ds.ClearFaults();
+  Publish(d.grpc_address(), "orders", Events("up", 5, 5));
+  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 5; },
+                      std::chrono::seconds(30)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(Count(db, "outcome = 'failed' AND event_id LIKE 'down%'"), 5);
+  EXPECT_EQ(Count(db, "outcome = 'succeeded' AND event_id LIKE 'up%'"), 5);
+  EXPECT_EQ(d.Terminate(), 0);
+}
+
+TEST(DeliveryE2E, CommitThenTimeoutIsFoundByTheLookupAndNotSentAgain) {
+  testing::ScratchDatabase db;
+  testing::DownstreamServer ds("non-idempotent");
+  testing::DaemonProcess d(db.dsn(),
+                           Yaml(ds, true, "{max_attempts: 5, base_delay: 50ms, max_delay: 1s}"));
+  d.Start();
+  ds.SetFaults({{"commit_then_drop", true}, {"count", 1}});
+  Publish(d.grpc_address(), "orders", {{"ctt-1", "k"}});
+  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'already_processed'") == 1; },
+                      std::chrono::seconds(30)))
+      << db.QueryText("SELECT outcome || ' ' || coalesce(last_error, '') FROM events") << "\n"
+      << ds.Requests().dump() << "\n" << d.log();
+  Seen seen = Collect(ds);
+  EXPECT_EQ(seen.total, 1);
+  EXPECT_EQ(seen.creates["orders:ctt-1"], 1);
+  json requests = ds.Requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_TRUE(requests[0]["dropped"].get<bool>());
+  std::string downstream_id = requests[0]["record_id"].get<std::string>();
+  EXPECT_EQ(db.QueryText("SELECT target_record_id FROM events WHERE event_id = 'ctt-1'"),
+            downstream_id);
+  EXPECT_EQ(db.QueryText("SELECT string_agg(outcome || '/' || coalesce(http_status::text, '-')"
+                         " || '/' || coalesce(record_id, '-'), ',' ORDER BY attempt)"
+                         " FROM delivery_attempts"),
+            absl::StrCat("retrying/-/-,already_processed/-/", downstream_id));
+  EXPECT_THAT(db.QueryText("SELECT error FROM delivery_attempts WHERE attempt = 1"),
+              HasSubstr("connection closed with no response"));
+  EXPECT_EQ(d.Terminate(), 0);
+}
+
+TEST(DeliveryE2E, StrictModeParksAKeyBehindItsFailedEventWhileOtherKeysFlow) {
+  testing::ScratchDatabase db;
+  testing::DownstreamServer ds("idempotent");
+  testing::DaemonProcess d(
+      db.dsn(), Yaml(ds, false, "{max_attempts: 2, base_delay: 50ms, max_delay: 100ms}", true));
+  d.Start();
+  ds.SetFaults({{"status", 422}, {"count", 1}});
+  Publish(d.grpc_address(), "orders", {{"a1", "A"}});
+  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'failed'") == 1; },
+                      std::chrono::seconds(30)));
+  Publish(d.grpc_address(), "orders", {{"a2", "A"}, {"b1", "B"}, {"a3", "A"}, {"b2", "B"}});
+  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 2; },
+                      std::chrono::seconds(30)));
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(Count(db, "event_id IN ('b1', 'b2') AND outcome = 'succeeded'"), 2);
+  EXPECT_EQ(Count(db, "event_id IN ('a2', 'a3') AND outcome = 'pending' AND attempts = 0"), 2);
+  Seen seen = Collect(ds);
+  EXPECT_EQ(seen.creates.count("orders:a2"), 0u);
+  EXPECT_EQ(seen.creates.count("orders:a3"), 0u);
+  EXPECT_EQ(seen.order_by_key["B"], (std::vector<std::string>{"b1", "b2"}));
+
+  // The failed event delivered again (what a replay does: the same row back to
+  // pending) unparks its key, in order.
+  db.Exec("UPDATE events SET outcome = 'pending', next_attempt_at = now() WHERE event_id = 'a1'");
+  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 5; },
+                      std::chrono::seconds(30)));
+  EXPECT_EQ(Collect(ds).order_by_key["A"], (std::vector<std::string>{"a1", "a2", "a3"}));
+  EXPECT_EQ(d.Terminate(), 0);
+}
+
+// kill -9 during heavy delivery, then restart: nothing lost. Returns the
+// number of duplicate create calls the non-idempotent downstream saw.
+int KillDuringDelivery(bool lookup) {
+  testing::ScratchDatabase db;
+  testing::DownstreamServer ds("non-idempotent");
+  ds.SetFaults({{"latency_ms", 2}});
+  testing::DaemonProcess d(db.dsn(),
+                           Yaml(ds, lookup, "{max_attempts: 10, base_delay: 50ms, max_delay: 1s}"));
+  d.Start();
+  const int n = 3000;
+  Publish(d.grpc_address(), "orders", Events("kill", n, 50));
+  EXPECT_TRUE(WaitFor([&] { return Count(db, "outcome <> 'pending'") >= 600; },
+                      std::chrono::seconds(60)));
+  d.KillHard();
+  int64_t claimed_at_kill = Count(db, "claimed_by IS NOT NULL");
+  d.Restart();
+  EXPECT_TRUE(WaitFor(
+      [&] { return Count(db, "outcome IN ('succeeded', 'already_processed')") == n; },
+      std::chrono::seconds(120)));
+  Seen seen = Collect(ds);
+  EXPECT_EQ(seen.creates.size(), static_cast<size_t>(n)) << "events lost";
+  int duplicates = seen.total - static_cast<int>(seen.creates.size());
+  std::printf("[ kill -9 ] lookup=%s: %d events claimed at the kill, %d create calls for %d events,"
+              " %d duplicates, %lld already_processed\n",
+              lookup ? "on" : "off", static_cast<int>(claimed_at_kill), seen.total, n, duplicates,
+              static_cast<long long>(Count(db, "outcome = 'already_processed'")));
+  EXPECT_EQ(d.Terminate(), 0);
+  return duplicates;
+}
+
+TEST(DeliveryE2E, KillDashNineLosesNothingAndReportsDuplicatesWithoutLookup) {
+  int duplicates = KillDuringDelivery(false);
+  ::testing::Test::RecordProperty("duplicates_without_lookup", duplicates);
+  EXPECT_GE(duplicates, 0);
+}
+
+TEST(DeliveryE2E, KillDashNineWithTheLookupMakesNoDuplicate) {
+  EXPECT_EQ(KillDuringDelivery(true), 0);
+}
+
+TEST(DeliveryE2E, BadDeliveryConfigIsRefusedAtStartUpWithEveryProblem) {
+  testing::TempDir dir;
+  std::string path = dir.File("bad.yaml");
+  {
+    std::ofstream out(path);
+    out << "database_url: postgresql://localhost/none\n"
+           "sinks:\n"
+           "  - {name: s1, type: http, url: 'not a url'}\n"
+           "  - {name: s2, type: http, url: 'http://127.0.0.1:1/x', lookup_url: 'http://h/nokey'}\n"
+           "routes:\n"
+           "  - {name: r1, sources: [a], sink: nowhere}\n"
+           "  - {name: r2, sources: [b], sink: s2, retry: {max_attempts: 0, max_delay: 0s}}\n"
+           "  - {name: r3, sources: [c], sink: s2, retry: {base_delay: 0s}}\n";
+  }
+  for (const char* command : {"check-config", "run"}) {
+    auto r = testing::RunCommand({testing::kReplaydPath, command, "--config", path});
+    EXPECT_EQ(r.exit_code, 2) << command << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr("url \"not a url\" is not an http(s) URL"));
+    EXPECT_THAT(r.err, HasSubstr("lookup_url \"http://h/nokey\" must be an http(s) URL containing"));
+    EXPECT_THAT(r.err, HasSubstr("routes[0] (r1): sink \"nowhere\" is not defined under sinks"));
+    EXPECT_THAT(r.err, HasSubstr("routes[1] (r2): retry.max_attempts must be at least 1 (got 0)"));
+    EXPECT_THAT(r.err, HasSubstr("routes[1] (r2): retry.max_delay must be at least retry.base_delay"));
+    EXPECT_THAT(r.err, HasSubstr("routes[2] (r3): retry.base_delay must be positive"));
+  }
+  // A negative duration is refused while reading the file.
+  {
+    std::ofstream out(path);
+    out << "database_url: postgresql://localhost/none\n"
+           "sinks: [{name: s, type: http, url: 'http://127.0.0.1:1/x'}]\n"
+           "routes: [{name: r, sources: [a], sink: s, retry: {base_delay: -1s}}]\n";
+  }
+  auto r = testing::RunCommand({testing::kReplaydPath, "check-config", "--config", path});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("routes[0].retry.base_delay: negative duration \"-1s\""));
+}
+
+}  // namespace
+}  // namespace replayd
