@@ -317,7 +317,9 @@ TEST_F(ReplayE2eTest, ResumesAfterKill9WithEachEventOnce) {
   EXPECT_EQ(stats["records"], 1000);
   EXPECT_EQ(stats["distinct_keys"], 1000);
   EXPECT_EQ(stats["duplicates"], 0);
-  EXPECT_EQ(CountOutcome("succeeded"), 1000);
+  // A delivery in flight at the kill reached the downstream unrecorded: the
+  // lookup after the takeover finds it and marks it already_processed.
+  EXPECT_EQ(CountOutcome("succeeded") + CountOutcome("already_processed"), 1000);
   EXPECT_EQ(db_.QueryInt(absl::StrCat("SELECT count(*) FROM replay_audit WHERE replay_id = '",
                                       job.replay_id(), "' AND action = 'takeover'")),
             1);
