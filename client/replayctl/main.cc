@@ -9,25 +9,6 @@
 #include "client/replayctl/inspect_commands.h"
 #include "client/replayctl/replay_commands.h"
 
-namespace replayd::replayctl {
-
-int ReportError(const absl::Status& status) {
-  std::cerr << "replayctl: " << absl::StatusCodeToString(status.code()) << ": "
-            << status.message() << "\n";
-  switch (status.code()) {
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-      return kExitUnreachable;
-    case absl::StatusCode::kUnauthenticated:
-    case absl::StatusCode::kPermissionDenied:
-      return kExitAuth;
-    default:
-      return kExitServerError;
-  }
-}
-
-}  // namespace replayd::replayctl
-
 int main(int argc, char** argv) {
   using namespace replayd::replayctl;
   CLI::App app{"replayctl: dry-run, start, watch and cancel replays; inspect the event log"};

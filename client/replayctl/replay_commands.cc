@@ -214,6 +214,21 @@ int Watch(const CommonOptions& o, client::ReplayClient& c, const std::string& id
 
 }  // namespace
 
+int ReportError(const absl::Status& status) {
+  std::cerr << "replayctl: " << absl::StatusCodeToString(status.code()) << ": "
+            << status.message() << "\n";
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      return kExitUnreachable;
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied:
+      return kExitAuth;
+    default:
+      return kExitServerError;
+  }
+}
+
 std::string StateName(pb::ReplayState state) {
   switch (state) {
     case pb::REPLAY_PENDING: return "pending";

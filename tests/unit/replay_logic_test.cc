@@ -1,0 +1,222 @@
+// The replay's pure decisions: request enforcement, the per-event decision
+// shared by the dry run and the live replay, the token bucket's arithmetic,
+// and replayctl's renderers.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "client/replayctl/replay_commands.h"
+#include "server/replay/limits.h"
+#include "server/replay/selection.h"
+#include "server/replay/token_bucket.h"
+
+namespace replayd {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+const absl::Time kNow = absl::FromUnixSeconds(1800000000);
+
+ReplayRequestInput Valid() {
+  ReplayRequestInput in;
+  in.from = kNow - absl::Hours(6);
+  in.to = kNow - absl::Hours(1);
+  return in;
+}
+
+void ExpectInvalid(const ReplayRequestInput& in, const std::string& text,
+                   const ReplayLimits& limits = {}) {
+  auto spec = ValidateReplayRequest(in, limits, kNow);
+  ASSERT_FALSE(spec.ok());
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(spec.status().message()), HasSubstr(text));
+}
+
+TEST(ValidateReplayRequest, BoundsAreMandatory) {
+  ReplayRequestInput in = Valid();
+  in.from.reset();
+  ExpectInvalid(in, "from is required");
+  in = Valid();
+  in.to.reset();
+  ExpectInvalid(in, "to is required");
+  in.from.reset();
+  ExpectInvalid(in, "explicit time bounds");
+}
+
+TEST(ValidateReplayRequest, WindowShape) {
+  ReplayRequestInput in = Valid();
+  std::swap(*in.from, *in.to);
+  ExpectInvalid(in, "inverted");
+  in = Valid();
+  in.to = in.from;
+  ExpectInvalid(in, "empty");
+  in = Valid();
+  in.to = kNow + absl::Minutes(1);
+  ExpectInvalid(in, "in the future");
+  in.to = kNow + kFutureTolerance;  // client clock skew is tolerated
+  EXPECT_TRUE(ValidateReplayRequest(in, {}, kNow).ok());
+  in = Valid();
+  in.from = *in.to - absl::Hours(24 * 7) - absl::Seconds(1);
+  ExpectInvalid(in, "exceeds replay.max_window 7d");
+  in.from = *in.to - absl::Hours(24 * 7);
+  EXPECT_TRUE(ValidateReplayRequest(in, {}, kNow).ok());
+  ReplayLimits narrow;
+  narrow.max_window = absl::Hours(2);
+  ExpectInvalid(Valid(), "replay.max_window 2h", narrow);
+}
+
+TEST(ValidateReplayRequest, Rates) {
+  ReplayRequestInput in = Valid();
+  auto spec = ValidateReplayRequest(in, {}, kNow);
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->rate, 50);
+  EXPECT_EQ(spec->burst, 50);
+  in.rate = 200;  // at the threshold: no opt-in needed
+  EXPECT_TRUE(ValidateReplayRequest(in, {}, kNow).ok());
+  in.rate = 201;
+  ExpectInvalid(in, "above replay.high_rate_threshold 200/s");
+  in.allow_high_rate = true;
+  EXPECT_TRUE(ValidateReplayRequest(in, {}, kNow).ok());
+  in.rate = 2001;
+  ExpectInvalid(in, "hard cap replay.max_rate 2000/s");
+  in.rate = -3;
+  ExpectInvalid(in, "must be positive");
+  in.rate = 10;
+  in.burst = -1;
+  ExpectInvalid(in, "burst");
+  in.burst = 7;
+  EXPECT_EQ(ValidateReplayRequest(in, {}, kNow)->burst, 7);
+}
+
+TEST(ValidateReplayRequest, SourcesAndOutcomes) {
+  ReplayRequestInput in = Valid();
+  in.sources = {"b", "a", "b"};
+  auto spec = ValidateReplayRequest(in, {}, kNow);
+  ASSERT_TRUE(spec.ok());
+  EXPECT_THAT(spec->window.sources, ElementsAre("a", "b"));
+  EXPECT_THAT(spec->outcomes, ElementsAre(Outcome::kPending, Outcome::kRetrying, Outcome::kFailed));
+  in.include_succeeded = true;
+  EXPECT_THAT(ValidateReplayRequest(in, {}, kNow)->outcomes,
+              ElementsAre(Outcome::kPending, Outcome::kRetrying, Outcome::kSucceeded,
+                          Outcome::kAlreadyProcessed, Outcome::kFailed));
+  in.sources = {"Bad Source"};
+  ExpectInvalid(in, "does not match");
+}
+
+StoredEvent EventWith(Outcome o) {
+  StoredEvent e;
+  e.event.source = "orders";
+  e.event.event_id = "e1";
+  e.outcome = o;
+  e.target_record_id = "rec-1";
+  return e;
+}
+
+ReplaySpec Spec(bool include_succeeded = false, bool verify = false,
+                std::vector<Outcome> outcomes = {}) {
+  ReplaySpec s;
+  s.outcomes = SelectedOutcomes(outcomes, include_succeeded);
+  s.include_succeeded = include_succeeded;
+  s.verify_downstream = verify;
+  return s;
+}
+
+TEST(Classify, DefaultSelectionDeliversUndeliveredAndSkipsDelivered) {
+  for (Outcome o : {Outcome::kFailed, Outcome::kPending, Outcome::kRetrying}) {
+    EXPECT_EQ(Classify(EventWith(o), Spec(), true, std::nullopt), ReplayCategory::kDeliver);
+  }
+  for (Outcome o : {Outcome::kSucceeded, Outcome::kAlreadyProcessed}) {
+    EXPECT_EQ(Classify(EventWith(o), Spec(), true, std::nullopt),
+              ReplayCategory::kSkipAlreadyDelivered);
+  }
+}
+
+TEST(Classify, OutcomeFilterRouteAndResend) {
+  ReplaySpec only_failed = Spec(false, false, {Outcome::kFailed});
+  EXPECT_EQ(Classify(EventWith(Outcome::kPending), only_failed, true, std::nullopt),
+            ReplayCategory::kSkipOutcomeNotSelected);
+  EXPECT_EQ(Classify(EventWith(Outcome::kFailed), only_failed, true, std::nullopt),
+            ReplayCategory::kDeliver);
+  EXPECT_EQ(Classify(EventWith(Outcome::kFailed), Spec(), false, std::nullopt),
+            ReplayCategory::kSkipNoRoute);
+  EXPECT_EQ(Classify(EventWith(Outcome::kSucceeded), Spec(true), true, std::nullopt),
+            ReplayCategory::kDeliver);
+}
+
+TEST(Classify, VerifyDownstreamUsesTheLookupOnlyWhenItMatters) {
+  ReplaySpec verify = Spec(false, true);
+  StoredEvent failed = EventWith(Outcome::kFailed);
+  EXPECT_TRUE(NeedsLookup(failed, verify, true));
+  EXPECT_FALSE(NeedsLookup(failed, Spec(), true));
+  EXPECT_FALSE(NeedsLookup(EventWith(Outcome::kSucceeded), verify, true));
+  EXPECT_FALSE(NeedsLookup(failed, verify, false));
+  EXPECT_EQ(Classify(failed, verify, true, std::optional<std::string>("rec-9")),
+            ReplayCategory::kSkipFoundDownstream);
+  EXPECT_EQ(Classify(failed, verify, true, std::optional<std::string>()),
+            ReplayCategory::kDeliver);
+  // Without verify_downstream an answer is ignored: the decision is the log's.
+  EXPECT_EQ(Classify(failed, Spec(), true, std::optional<std::string>("rec-9")),
+            ReplayCategory::kDeliver);
+}
+
+TEST(TokenBucket, StartsWithOneTokenAndPacesAtTheRate) {
+  absl::Time t = kNow;
+  TokenBucket bucket(100, 10, t);
+  EXPECT_EQ(bucket.TryTake(t), absl::ZeroDuration());
+  EXPECT_EQ(bucket.TryTake(t), absl::Milliseconds(10));
+  EXPECT_EQ(bucket.WaitFor(t + absl::Milliseconds(4)), absl::Milliseconds(6));
+  EXPECT_EQ(bucket.TryTake(t + absl::Milliseconds(10)), absl::ZeroDuration());
+  // 1000 more takes at exactly the advertised waits take 10 s: the rate is exact.
+  absl::Time now = t + absl::Milliseconds(10);
+  for (int i = 0; i < 1000; ++i) {
+    absl::Duration wait = bucket.TryTake(now);
+    if (wait > absl::ZeroDuration()) {
+      now += wait;
+      ASSERT_EQ(bucket.TryTake(now), absl::ZeroDuration());
+    }
+  }
+  EXPECT_EQ(now - (t + absl::Milliseconds(10)), absl::Seconds(10));
+}
+
+TEST(TokenBucket, BurstCapsCatchUpAfterAStall) {
+  TokenBucket bucket(100, 10, kNow);
+  absl::Time later = kNow + absl::Seconds(60);
+  int immediate = 0;
+  while (bucket.TryTake(later) == absl::ZeroDuration()) ++immediate;
+  EXPECT_EQ(immediate, 10);
+}
+
+TEST(ReplayctlRender, ProgressBarAndDryRun) {
+  replay::v1::ReplayProgress p;
+  p.set_total(200);
+  p.set_processed(50);
+  p.set_delivered(40);
+  p.set_skipped(10);
+  p.set_state(replay::v1::REPLAY_RUNNING);
+  std::string bar = replayctl::RenderProgressBar(p, 20);
+  EXPECT_THAT(bar, HasSubstr("[#####---------------]"));
+  EXPECT_THAT(bar, HasSubstr(" 25% 50/200 delivered 40 skipped 10 failed 0"));
+  EXPECT_THAT(bar, HasSubstr("running"));
+
+  replay::v1::DryRunReport d;
+  d.set_total(12);
+  d.set_would_deliver(7);
+  d.set_would_skip(5);
+  auto* s = d.add_skipped_by_reason();
+  s->set_reason("already_delivered");
+  s->set_count(5);
+  d.set_missing(3);
+  auto* r = d.add_missing_ranges();
+  r->set_source("orders");
+  r->set_first(10);
+  r->set_last(12);
+  d.add_warnings("nothing special");
+  std::string text = replayctl::RenderDryRun(d);
+  EXPECT_THAT(text, HasSubstr("would deliver     7"));
+  EXPECT_THAT(text, HasSubstr("would skip        5 (already_delivered 5)"));
+  EXPECT_THAT(text, HasSubstr("missing upstream  3 (orders 10-12)"));
+  EXPECT_THAT(text, HasSubstr("warning: nothing special"));
+}
+
+}  // namespace
+}  // namespace replayd
