@@ -1,0 +1,227 @@
+// Replay on a real PostgreSQL: the dry run's counts, gaps, samples and
+// warnings (aggregate path and streaming path agree: one decision), keyset
+// pages in window order, and the job lease passing on when its owner stops
+// renewing it.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/clock.h"
+#include "server/replay/dry_run.h"
+#include "server/replay/limits.h"
+#include "server/store/partitions.h"
+#include "server/store/pg_pool.h"
+#include "server/store/pg_replay_store.h"
+#include "tests/support/scratch_database.h"
+
+namespace replayd {
+namespace {
+
+using ::testing::Contains;
+using ::testing::HasSubstr;
+
+// A downstream whose lookup knows some event ids; its create path must never be called.
+class LookupOnlySink final : public Sink {
+ public:
+  explicit LookupOnlySink(std::set<std::string> known) : known_(std::move(known)) {}
+  const std::string& name() const override { return name_; }
+  DeliveryResult Deliver(const DeliveryRequest&) override {
+    ++deliveries;
+    return {};
+  }
+  bool HasLookup() const override { return true; }
+  absl::StatusOr<std::optional<std::string>> Lookup(const StoredEvent& e) override {
+    ++lookups;
+    if (known_.count(e.event.event_id)) return std::optional<std::string>("rec-" + e.event.event_id);
+    return std::optional<std::string>();
+  }
+  std::atomic<int> deliveries{0};
+  std::atomic<int> lookups{0};
+
+ private:
+  std::string name_ = "down";
+  std::set<std::string> known_;
+};
+
+class ReplayStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(partitions_.EnsureDays(base_ - absl::Hours(24), base_ + absl::Hours(24)).ok());
+    // orders: sequences 1..35 without 10, 11, 12 and 20; i%3 == 0 succeeded,
+    // 1 failed, 2 pending. ghost: 3 failed events of a source without a route.
+    db_.Exec(absl::StrCat(
+        "INSERT INTO events (source, event_id, sequence, ingested_at, outcome, payload)"
+        " SELECT 'orders', 'e' || i, i, '", PgTimeText(base_), "'::timestamptz + i * interval '1 second',"
+        " CASE i % 3 WHEN 0 THEN 'succeeded' WHEN 1 THEN 'failed' ELSE 'pending' END, '{}'"
+        " FROM generate_series(1, 35) i WHERE i NOT IN (10, 11, 12, 20)"));
+    db_.Exec(absl::StrCat(
+        "INSERT INTO events (source, event_id, ingested_at, outcome, payload)"
+        " SELECT 'ghost', 'g' || i, '", PgTimeText(base_), "'::timestamptz + i * interval '1 second',"
+        " 'failed', '{}' FROM generate_series(1, 3) i"));
+    // Outside the window: never counted.
+    db_.Exec(absl::StrCat("INSERT INTO events (source, event_id, sequence, ingested_at, outcome,"
+                          " payload) VALUES ('orders', 'late', 99, '",
+                          PgTimeText(base_ + absl::Hours(2)), "', 'failed', '{}')"));
+    route_.name = "orders";
+    route_.sink_name = "down";
+    route_.sink = sink_;
+    SinkConfig sink;
+    sink.name = "down";
+    sink.replay_rate_budget = 30;
+    config_.sinks.push_back(sink);
+  }
+
+  static std::string PgTimeText(absl::Time t) {
+    return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone());
+  }
+
+  ReplaySpec Spec(bool verify) {
+    ReplayRequestInput in;
+    in.from = base_;
+    in.to = base_ + absl::Hours(1);
+    in.verify_downstream = verify;
+    return *ValidateReplayRequest(in, config_.replay, base_ + absl::Hours(3));
+  }
+
+  DryRunner Runner() {
+    return DryRunner(&store_, &partitions_,
+                     [this](const std::string& source) -> const Route* {
+                       return source == "orders" ? &route_ : nullptr;
+                     },
+                     &config_, &clock_);
+  }
+
+  testing::ScratchDatabase db_;
+  PgPool pool_{db_.dsn(), 4};
+  Partitions partitions_{&pool_};
+  PgReplayStore store_{&pool_};
+  const absl::Time base_ = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()) / 3600 * 3600) -
+                           absl::Hours(4);
+  std::shared_ptr<LookupOnlySink> sink_ = std::make_shared<LookupOnlySink>(
+      std::set<std::string>{"e4", "e5", "e6"});
+  Route route_;
+  Config config_;
+  FakeClock clock_{absl::Now()};
+};
+
+TEST_F(ReplayStoreTest, DryRunCountsGapsSamplesAndWarnings) {
+  auto result = Runner().Run(Spec(false));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->total, 34);
+  EXPECT_EQ(result->would_deliver, 21);
+  EXPECT_EQ(result->would_skip, 13);
+  EXPECT_EQ(result->skipped_by_reason["already_delivered"], 10);
+  EXPECT_EQ(result->skipped_by_reason["no_route"], 3);
+  EXPECT_EQ(result->missing, 4);
+  ASSERT_EQ(result->missing_ranges.size(), 2u);
+  EXPECT_EQ(result->missing_ranges[0].first, 10);
+  EXPECT_EQ(result->missing_ranges[0].last, 12);
+  EXPECT_EQ(result->missing_ranges[1].first, 20);
+  EXPECT_EQ(result->missing_ranges[1].last, 20);
+  EXPECT_EQ(result->effective_rate, 30);  // capped by the sink's replay budget
+  EXPECT_DOUBLE_EQ(result->estimated_seconds, 21.0 / 30);
+  std::vector<std::string> deliver_samples;
+  for (const auto& s : result->samples) {
+    if (s.category == ReplayCategory::kDeliver) deliver_samples.push_back(s.event_id);
+  }
+  EXPECT_THAT(deliver_samples, ::testing::ElementsAre("e1", "e2", "e4", "e5", "e7"));
+  EXPECT_EQ(result->samples.size(), 5u + 5u + 3u);
+  EXPECT_THAT(result->warnings, Contains(HasSubstr("source ghost has no route")));
+  EXPECT_THAT(result->warnings, Contains(HasSubstr("4 events are missing upstream")));
+  EXPECT_EQ(sink_->lookups, 0);
+  EXPECT_EQ(sink_->deliveries, 0);
+}
+
+TEST_F(ReplayStoreTest, StreamingPathDecidesLikeTheAggregatePath) {
+  auto aggregate = Runner().Run(Spec(false));
+  sink_ = std::make_shared<LookupOnlySink>(std::set<std::string>{});
+  route_.sink = sink_;
+  auto streamed = Runner().Run(Spec(true));
+  ASSERT_TRUE(aggregate.ok() && streamed.ok());
+  EXPECT_EQ(streamed->would_deliver, aggregate->would_deliver);
+  EXPECT_EQ(streamed->skipped_by_reason, aggregate->skipped_by_reason);
+  EXPECT_EQ(sink_->lookups, 21);
+  EXPECT_EQ(sink_->deliveries, 0);
+}
+
+TEST_F(ReplayStoreTest, VerifyDownstreamSkipsWhatTheLookupFinds) {
+  auto result = Runner().Run(Spec(true));
+  ASSERT_TRUE(result.ok());
+  // e4 (failed) and e5 (pending) are found; e6 is already succeeded in the log.
+  EXPECT_EQ(result->would_deliver, 19);
+  EXPECT_EQ(result->skipped_by_reason["found_downstream"], 2);
+  EXPECT_EQ(sink_->deliveries, 0);
+}
+
+TEST_F(ReplayStoreTest, WindowPagesAreInOriginalOrder) {
+  // Two events share one ingested_at: position breaks the tie.
+  db_.Exec(absl::StrCat("INSERT INTO events (source, event_id, ingested_at, outcome, payload)"
+                        " VALUES ('orders', 'tie-a', '", PgTimeText(base_ + absl::Seconds(5)),
+                        "', 'failed', '{}'), ('orders', 'tie-b', '",
+                        PgTimeText(base_ + absl::Seconds(5)), "', 'failed', '{}')"));
+  ReplayWindow window{base_, base_ + absl::Hours(1), {"orders"}};
+  std::vector<std::string> ids;
+  std::optional<ReplayCursor> cursor;
+  while (true) {
+    auto page = store_.ReadWindowPage(window, cursor, 7);
+    ASSERT_TRUE(page.ok());
+    if (page->empty()) break;
+    for (const auto& e : *page) ids.push_back(e.event.event_id);
+    cursor = ReplayCursor{page->back().ingested_at, page->back().position};
+  }
+  ASSERT_EQ(ids.size(), 33u);
+  EXPECT_EQ(ids[0], "e1");
+  EXPECT_EQ(ids[4], "e5");
+  EXPECT_EQ(ids[5], "tie-a");
+  EXPECT_EQ(ids[6], "tie-b");
+  EXPECT_EQ(ids.back(), "e35");
+}
+
+TEST_F(ReplayStoreTest, LeasePassesOnWhenTheOwnerStopsRenewing) {
+  ReplayJob job;
+  job.id = "rp-lease";
+  job.spec = Spec(false);
+  job.created_by = "tester";
+  bool existed = true;
+  ASSERT_TRUE(store_.CreateJob(job, AuditEntry{"tester", "start", job.id, "why", "{}", absl::Now()},
+                               &existed)
+                  .ok());
+  EXPECT_FALSE(existed);
+  auto a = store_.ClaimJob("daemon-a", absl::Seconds(1), {});
+  ASSERT_TRUE(a.ok() && a->has_value());
+  EXPECT_EQ((*a)->state, ReplayState::kRunning);
+  auto b = store_.ClaimJob("daemon-b", absl::Seconds(1), {});
+  ASSERT_TRUE(b.ok());
+  EXPECT_FALSE(b->has_value());
+  ReplayCounters counters{34, 5, 4, 1, 0};
+  ASSERT_TRUE(store_.Checkpoint(job.id, "daemon-a", counters,
+                                ReplayCursor{base_ + absl::Seconds(5), 5}, 3.5, absl::Seconds(1))
+                  .ok());
+  absl::SleepFor(absl::Milliseconds(1200));
+  b = store_.ClaimJob("daemon-b", absl::Seconds(10), {});
+  ASSERT_TRUE(b.ok() && b->has_value());
+  EXPECT_EQ((*b)->counters.processed, 5);
+  ASSERT_TRUE((*b)->cursor.has_value());
+  EXPECT_EQ((*b)->cursor->position, 5);
+  auto lost = store_.Checkpoint(job.id, "daemon-a", counters, std::nullopt, 0, absl::Seconds(1));
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kFailedPrecondition);
+  auto audit = store_.ListAudit(job.id);
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->size(), 2u);
+  EXPECT_EQ((*audit)[0].action, "start");
+  EXPECT_EQ((*audit)[1].action, "takeover");
+  EXPECT_EQ((*audit)[1].actor, "daemon-b");
+  ASSERT_TRUE(store_.Finish(job.id, "daemon-b", ReplayState::kCompleted, counters, std::nullopt, "",
+                            AuditEntry{"daemon-b", "completed", job.id, "", "{}", absl::Now()})
+                  .ok());
+  EXPECT_EQ(store_.RequestCancel(job.id, AuditEntry{"x", "cancel", job.id, "", "{}", absl::Now()})
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace replayd
