@@ -56,6 +56,26 @@ constexpr ReplayCategory kCategories[] = {
 
 }  // namespace
 
+GapPlan PlanGapSearch(const std::string& source,
+                      const std::map<int64_t, SequenceBucket>& buckets) {
+  GapPlan plan;
+  const SequenceBucket* previous = nullptr;
+  for (const auto& [bucket, b] : buckets) {
+    if (b.count == 0) continue;
+    int64_t inside = (b.max - b.min + 1) - b.count;
+    if (inside > 0) {
+      plan.missing += inside;
+      plan.scan.emplace_back(b.min, b.max);
+    }
+    if (previous != nullptr && b.min > previous->max + 1) {
+      plan.missing += b.min - previous->max - 1;
+      plan.between_buckets.push_back({source, previous->max + 1, b.min - 1});
+    }
+    previous = &b;
+  }
+  return plan;
+}
+
 double DryRunner::EffectiveRate(const ReplaySpec& spec,
                                 const std::vector<std::string>& sources) const {
   double rate = spec.rate;
@@ -74,35 +94,36 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
   auto aggregates = store_->AggregateWindow(spec.window);
   if (!aggregates.ok()) return aggregates.status();
 
-  struct SourceSequences {
-    int64_t min = 0, max = 0, with_sequence = 0;
-    bool any = false;
-  };
-  std::map<std::string, SourceSequences> by_source;
+  // Per source, the sequence buckets summed over outcomes.
+  std::map<std::string, std::map<int64_t, SequenceBucket>> by_source;
   for (const WindowAggregate& a : *aggregates) {
     result.total += a.count;
-    SourceSequences& s = by_source[a.source];
-    if (a.with_sequence > 0) {
-      s.min = s.any ? std::min(s.min, *a.min_sequence) : *a.min_sequence;
-      s.max = s.any ? std::max(s.max, *a.max_sequence) : *a.max_sequence;
-      s.with_sequence += a.with_sequence;
-      s.any = true;
-    }
+    auto& buckets = by_source[a.source];
+    if (!a.sequence_bucket || a.with_sequence == 0) continue;
+    SequenceBucket& b = buckets[*a.sequence_bucket];
+    b.min = b.count == 0 ? *a.min_sequence : std::min(b.min, *a.min_sequence);
+    b.max = b.count == 0 ? *a.max_sequence : std::max(b.max, *a.max_sequence);
+    b.count += a.with_sequence;
   }
   std::vector<std::string> sources_seen;
-  for (const auto& [source, seq] : by_source) {
+  for (const auto& [source, buckets] : by_source) {
     sources_seen.push_back(source);
-    // Sequence numbers are unique per source upstream, so every number in
-    // [min, max] not present is a hole; only then is the window scanned for
-    // the ranges.
-    int64_t missing = seq.any ? (seq.max - seq.min + 1) - seq.with_sequence : 0;
-    if (missing <= 0) continue;
-    result.missing += missing;
-    int room = kMaxMissingRanges - static_cast<int>(result.missing_ranges.size());
-    if (room <= 0) continue;
-    auto gaps = store_->SequenceGaps(spec.window, source, room);
-    if (!gaps.ok()) return gaps.status();
-    result.missing_ranges.insert(result.missing_ranges.end(), gaps->begin(), gaps->end());
+    // Only the buckets with holes inside are read again, by index range.
+    GapPlan plan = PlanGapSearch(source, buckets);
+    result.missing += plan.missing;
+    std::vector<SequenceGap> ranges = plan.between_buckets;
+    for (const auto& [lo, hi] : plan.scan) {
+      if (static_cast<int>(ranges.size()) >= kMaxMissingRanges) break;
+      auto gaps = store_->SequenceGaps(spec.window, source, lo, hi, kMaxMissingRanges);
+      if (!gaps.ok()) return gaps.status();
+      ranges.insert(ranges.end(), gaps->begin(), gaps->end());
+    }
+    std::sort(ranges.begin(), ranges.end(),
+              [](const SequenceGap& a, const SequenceGap& b) { return a.first < b.first; });
+    for (auto& r : ranges) {
+      if (static_cast<int>(result.missing_ranges.size()) >= kMaxMissingRanges) break;
+      result.missing_ranges.push_back(std::move(r));
+    }
   }
 
   absl::Status counted = spec.verify_downstream ? CountByStreaming(spec, &result)

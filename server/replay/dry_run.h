@@ -47,6 +47,24 @@ struct DryRunResult {
   std::vector<std::string> warnings;
 };
 
+// One source's sequence numbers in one bucket of the window.
+struct SequenceBucket {
+  int64_t min = 0;
+  int64_t max = 0;
+  int64_t count = 0;
+};
+
+// Where one source's holes are, from its buckets (keyed by bucket number):
+// the number of missing sequence numbers, the holes between buckets (known
+// exactly), and the [lo, hi] ranges inside buckets that must be scanned for
+// theirs. Pure. Assumes sequence numbers are unique per source.
+struct GapPlan {
+  int64_t missing = 0;
+  std::vector<SequenceGap> between_buckets;
+  std::vector<std::pair<int64_t, int64_t>> scan;
+};
+GapPlan PlanGapSearch(const std::string& source, const std::map<int64_t, SequenceBucket>& buckets);
+
 inline constexpr int kSamplesPerCategory = 5;
 inline constexpr int kMaxMissingRanges = 100;
 

@@ -26,21 +26,21 @@ constexpr const char* kGapsName = "replay_sequence_gaps";
 constexpr const char* kCheckpointName = "replay_checkpoint";
 
 constexpr const char* kAggregateSql = R"sql(
-SELECT source, outcome, count(*), min(sequence), max(sequence), count(sequence)
+SELECT source, outcome, sequence >> 12, count(*), min(sequence), max(sequence), count(sequence)
   FROM events
  WHERE ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz
    AND (cardinality($3::text[]) = 0 OR source = ANY($3::text[]))
- GROUP BY source, outcome)sql";
+ GROUP BY 1, 2, 3)sql";
 
 constexpr const char* kGapsSql = R"sql(
 SELECT prev + 1, sequence - 1 FROM (
     SELECT sequence, lag(sequence) OVER (ORDER BY sequence) AS prev
       FROM events
      WHERE ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz
-       AND source = $3 AND sequence IS NOT NULL) s
+       AND source = $3 AND sequence BETWEEN $4 AND $5) s
  WHERE sequence > prev + 1
  ORDER BY sequence
- LIMIT $4)sql";
+ LIMIT $6)sql";
 
 constexpr const char* kCheckpointSql = R"sql(
 UPDATE replays
@@ -497,10 +497,11 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
       WindowAggregate a;
       a.source = r[0].as<std::string>();
       a.outcome = ParseOutcome(r[1].as<std::string>()).value_or(Outcome::kPending);
-      a.count = r[2].as<int64_t>();
-      if (!r[3].is_null()) a.min_sequence = r[3].as<int64_t>();
-      if (!r[4].is_null()) a.max_sequence = r[4].as<int64_t>();
-      a.with_sequence = r[5].as<int64_t>();
+      if (!r[2].is_null()) a.sequence_bucket = r[2].as<int64_t>();
+      a.count = r[3].as<int64_t>();
+      if (!r[4].is_null()) a.min_sequence = r[4].as<int64_t>();
+      if (!r[5].is_null()) a.max_sequence = r[5].as<int64_t>();
+      a.with_sequence = r[6].as<int64_t>();
       out.push_back(std::move(a));
     }
   });
@@ -510,13 +511,14 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
 
 absl::StatusOr<std::vector<SequenceGap>> PgReplayStore::SequenceGaps(const ReplayWindow& window,
                                                                      const std::string& source,
+                                                                     int64_t lo, int64_t hi,
                                                                      int limit) {
   std::vector<SequenceGap> out;
   absl::Status status = pool_->Run(kGapsName, [&](PgPool::Lease& l) {
     l.Prepare(kGapsName, kGapsSql);
     pqxx::read_transaction tx(l.conn());
     auto rows =
-        tx.exec_prepared(kGapsName, PgTime(window.from), PgTime(window.to), source, limit);
+        tx.exec_prepared(kGapsName, PgTime(window.from), PgTime(window.to), source, lo, hi, limit);
     out.clear();
     for (const auto& r : rows) out.push_back({source, r[0].as<int64_t>(), r[1].as<int64_t>()});
   });

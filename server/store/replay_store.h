@@ -80,11 +80,17 @@ struct AuditEntry {
   absl::Time at;  // filled in on read
 };
 
-// Window counts by (source, outcome), with what gap detection needs: the
-// smallest and largest sequence number and how many rows carry one.
+// Sequence numbers are aggregated in buckets of 2^kSequenceBucketBits so that
+// the one aggregate scan also says where the holes are.
+inline constexpr int kSequenceBucketBits = 12;
+
+// Window counts by (source, outcome, sequence bucket), with what gap
+// detection needs: the smallest and largest sequence number of the bucket and
+// how many rows carry one.
 struct WindowAggregate {
   std::string source;
   Outcome outcome = Outcome::kPending;
+  std::optional<int64_t> sequence_bucket;  // sequence >> kSequenceBucketBits; nullopt = none
   int64_t count = 0;
   std::optional<int64_t> min_sequence;
   std::optional<int64_t> max_sequence;
@@ -159,10 +165,11 @@ class ReplayStore {
   // One aggregate scan of the window.
   virtual absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(
       const ReplayWindow& window) = 0;
-  // The holes in `source`'s sequence numbers within the window, lowest
-  // first, at most `limit`.
+  // The holes between `source`'s sequence numbers in [lo, hi] within the
+  // window, lowest first, at most `limit` (an index range scan).
   virtual absl::StatusOr<std::vector<SequenceGap>> SequenceGaps(const ReplayWindow& window,
                                                                 const std::string& source,
+                                                                int64_t lo, int64_t hi,
                                                                 int limit) = 0;
 };
 

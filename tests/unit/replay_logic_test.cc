@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "client/replayctl/replay_commands.h"
+#include "server/replay/dry_run.h"
 #include "server/replay/limits.h"
 #include "server/replay/selection.h"
 #include "server/replay/token_bucket.h"
@@ -216,6 +217,28 @@ TEST(ReplayctlRender, ProgressBarAndDryRun) {
   EXPECT_THAT(text, HasSubstr("would skip        5 (already_delivered 5)"));
   EXPECT_THAT(text, HasSubstr("missing upstream  3 (orders 10-12)"));
   EXPECT_THAT(text, HasSubstr("warning: nothing special"));
+}
+
+}  // namespace
+}  // namespace replayd
+
+namespace replayd {
+namespace {
+
+TEST(PlanGapSearch, HolesInsideAndBetweenBuckets) {
+  std::map<int64_t, SequenceBucket> buckets;
+  buckets[0] = {1, 4095, 4095};     // complete
+  buckets[1] = {4096, 8191, 4090};  // 6 missing inside
+  buckets[3] = {12300, 12400, 101};  // complete; 8192..12299 missing between
+  GapPlan plan = PlanGapSearch("s", buckets);
+  EXPECT_EQ(plan.missing, 6 + (12299 - 8192 + 1));
+  ASSERT_EQ(plan.scan.size(), 1u);
+  EXPECT_EQ(plan.scan[0].first, 4096);
+  EXPECT_EQ(plan.scan[0].second, 8191);
+  ASSERT_EQ(plan.between_buckets.size(), 1u);
+  EXPECT_EQ(plan.between_buckets[0].first, 8192);
+  EXPECT_EQ(plan.between_buckets[0].last, 12299);
+  EXPECT_EQ(PlanGapSearch("s", {}).missing, 0);
 }
 
 }  // namespace
