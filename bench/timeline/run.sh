@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The timeline of one day in a 10,000,000-event log (ten days), through
+# InspectionService/GetTimeline (replayctl timeline -o json), against the raw
+# SQL aggregate over the same rows (psql: counts per 30-minute bucket, source
+# and outcome), same run, alternating rounds, medians. Both sides pay one
+# process start and one connection per round. The log is generated with
+# generate_series straight into the schema: four sources with per-source
+# sequence numbers (a few holes), 5% failed, ~3% pending, 2%
+# already_processed, the rest succeeded.
+# Usage (via bench/run): bench/run timeline [EVENTS_PER_DAY] [DAYS] [ROUNDS]
+set -euo pipefail
+source "$REPLAYD_ROOT/bench/lib.sh"
+per_day=${1:-1000000} days=${2:-10} rounds=${3:-7}
+
+db=$(bench_database bench_timeline)
+bench_replayd "$db" "delivery: {enabled: false}"
+# Days today-(days+1) .. today-2.
+first_day=$(python3 -c "import datetime as d; print((d.date.today() - d.timedelta(days=$days + 1)).isoformat())")
+echo "generating $((per_day * days)) events over $days days from $first_day" >&2
+start=$(date +%s)
+for k in $(seq 0 $((days - 1))); do
+  day=$(python3 -c "import datetime as d; print((d.date.fromisoformat('$first_day') + d.timedelta(days=$k)).isoformat())")
+  next=$(python3 -c "import datetime as d; print((d.date.fromisoformat('$day') + d.timedelta(days=1)).isoformat())")
+  name=$(echo "$day" | tr -d -)
+  psql -q "$db" <<SQL >&2
+CREATE TABLE IF NOT EXISTS events_p$name PARTITION OF events
+  FOR VALUES FROM ('${day}T00:00:00Z') TO ('${next}T00:00:00Z');
+CREATE TABLE IF NOT EXISTS delivery_attempts_p$name PARTITION OF delivery_attempts
+  FOR VALUES FROM ('${day}T00:00:00Z') TO ('${next}T00:00:00Z');
+INSERT INTO events (source, event_id, sequence, ingested_at, processed_at, outcome, attempts, payload)
+SELECT 'src' || (i % 4), 'd$k-' || i, $k::bigint * $per_day / 4 + i / 4,
+       '${day}T00:00:00Z'::timestamptz + (i::bigint * 86000000 / $per_day) * interval '1 millisecond',
+       '${day}T00:00:00Z'::timestamptz + (i::bigint * 86000000 / $per_day) * interval '1 millisecond',
+       CASE WHEN i % 20 = 0 THEN 'failed' WHEN i % 33 = 0 THEN 'pending'
+            WHEN i % 50 = 1 THEN 'already_processed' ELSE 'succeeded' END,
+       1, '{"n": 1}'::jsonb
+  FROM generate_series(0, $per_day - 1) i
+ WHERE i % 100003 <> 7;
+SQL
+  echo "  day $day loaded ($(( $(date +%s) - start )) s)" >&2
+done
+psql -q "$db" -c "VACUUM ANALYZE events" >&2
+day=$(python3 -c "import datetime as d; print((d.date.fromisoformat('$first_day') + d.timedelta(days=$days // 2)).isoformat())")
+next=$(python3 -c "import datetime as d; print((d.date.fromisoformat('$day') + d.timedelta(days=1)).isoformat())")
+from="${day}T00:00:00Z" to="${next}T00:00:00Z"
+
+raw_sql="SELECT date_bin(interval '1800 seconds', ingested_at, timestamptz 'epoch') AS bucket,
+                source, outcome, count(*)
+           FROM events
+          WHERE ingested_at >= '$from' AND ingested_at < '$to'
+          GROUP BY 1, 2, 3"
+ms_now() { date +%s%N | cut -c1-13; }
+timeline_ms=() sql_ms=()
+check=""
+for r in $(seq 0 "$rounds"); do
+  t0=$(ms_now)
+  out=$("$BUILD_DIR/bin/replayctl" -s "$GRPC_ADDR" timeline --from "$from" --to "$to" -o json)
+  t1=$(ms_now)
+  rows=$(psql -qAt "$db" -c "$raw_sql" | wc -l)
+  t2=$(ms_now)
+  if [ "$r" -eq 0 ]; then  # warm-up round, and the two must agree
+    check=$(echo "$out" | python3 -c "
+import json, sys
+t = json.load(sys.stdin)
+assert t['bucket_seconds'] == '1800', t['bucket_seconds']
+print(len(t['buckets']), t['totals']['total'])")
+    total=$(psql -qAt "$db" -c "SELECT count(*) FROM events WHERE ingested_at >= '$from' AND ingested_at < '$to'")
+    [ "${check#* }" = "$total" ] || { echo "timeline total ${check#* } != $total" >&2; exit 1; }
+    echo "  timeline: $check (buckets x sources, events); raw SQL rows: $rows" >&2
+    continue
+  fi
+  timeline_ms+=($((t1 - t0)))
+  sql_ms+=($((t2 - t1)))
+  echo "  round $r: timeline $((t1 - t0)) ms, raw SQL $((t2 - t1)) ms" >&2
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+tl=$(median "${timeline_ms[@]}")
+raw=$(median "${sql_ms[@]}")
+bench_json timeline "$tl" ms "$raw" "{\"log_events\": $((per_day * days)), \"window_events\": ${check#* }, \"bucket_seconds\": 1800, \"baseline_is\": \"psql: SELECT date_bin(30 min), source, outcome, count(*) over the same day\", \"statistic\": \"median of $rounds alternating rounds after one warm-up\", \"target\": \"ratio <= 1.5\"}"
