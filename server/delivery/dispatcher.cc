@@ -112,6 +112,7 @@ void Dispatcher::PollLoop() {
       if (stopping_) return;
       room = capacity - in_flight_events_;
     }
+    RetryReleases();
     if (absl::Now() >= next_heartbeat) {
       if (absl::Status s = store_->ExtendClaims(options_.owner, options_.claim_lease); !s.ok()) {
         log->warn("extending claims failed: {}", s);
@@ -139,6 +140,20 @@ void Dispatcher::PollLoop() {
       for (auto& c : chains) queue_.push_back(std::move(c));
     }
     work_cv_.notify_all();
+  }
+}
+
+void Dispatcher::RetryReleases() {
+  std::vector<std::pair<int64_t, absl::Time>> pending;
+  {
+    std::lock_guard lock(mu_);
+    pending.swap(unreleased_);
+  }
+  for (const auto& [position, ingested_at] : pending) {
+    if (!store_->Release(position, ingested_at, options_.owner).ok()) {
+      std::lock_guard lock(mu_);
+      unreleased_.emplace_back(position, ingested_at);
+    }
   }
 }
 
@@ -172,9 +187,9 @@ void Dispatcher::DeliverChain(const Chain& chain) {
     ctx.claim_owner = options_.owner;
     auto report = deliverer_->DeliverOne(event, ctx);
     if (!report.ok()) {
-      log->warn("{}/{}: delivery not recorded (the claim expires and it is retried): {}",
-                event.event.source, event.event.event_id, report.status());
-      ++done;
+      log->warn("{}/{}: delivery not recorded (it will be retried): {}", event.event.source,
+                event.event.event_id, report.status());
+      // Released with the rest of the chain below.
       break;
     }
     if (!ContinueChain(report->outcome, route != nullptr && route->strict_order)) {
@@ -191,7 +206,9 @@ void Dispatcher::DeliverChain(const Chain& chain) {
   for (size_t i = done; i < chain.size(); ++i) {
     if (absl::Status s = store_->Release(chain[i].position, chain[i].ingested_at, options_.owner);
         !s.ok()) {
-      log->warn("releasing a claim failed (it expires by itself): {}", s);
+      log->warn("releasing a claim failed (the poller tries again): {}", s);
+      std::lock_guard lock(mu_);
+      unreleased_.emplace_back(chain[i].position, chain[i].ingested_at);
     }
   }
   {

@@ -58,6 +58,9 @@ class Dispatcher {
 
   void PollLoop();
   void WorkerLoop();
+  // Releases again the claims a worker failed to release, so that the
+  // heartbeat does not keep them alive.
+  void RetryReleases();
   void DeliverChain(const Chain& chain);
   bool SleepUnlessStopping(absl::Duration d);
 
@@ -72,6 +75,7 @@ class Dispatcher {
   std::condition_variable poll_cv_;  // poller: capacity freed, or stopping
   std::deque<Chain> queue_;
   int in_flight_events_ = 0;  // claimed, not yet finished (queued or running)
+  std::vector<std::pair<int64_t, absl::Time>> unreleased_;  // (position, ingested_at)
   bool stopping_ = false;
   bool started_ = false;
   std::thread poller_;

@@ -1,5 +1,6 @@
 #include "server/store/pg_delivery_store.h"
 
+#include <algorithm>
 #include <future>
 #include <tuple>
 #include <unordered_set>
@@ -76,9 +77,13 @@ UPDATE events SET claimed_by = NULL, claim_expires_at = NULL
  WHERE ingested_at = $1 AND position = $2 AND claimed_by = $3)sql";
 
 constexpr const char* kExtendName = "delivery_extend_claims";
+// Rows being written right now (a record releasing them) are skipped, so the
+// heartbeat never waits on a record group nor the other way round.
 constexpr const char* kExtendSql = R"sql(
-UPDATE events SET claim_expires_at = now() + $2 * interval '1 microsecond'
- WHERE claimed_by = $1)sql";
+UPDATE events e SET claim_expires_at = now() + $2 * interval '1 microsecond'
+  FROM (SELECT ingested_at, position FROM events WHERE claimed_by = $1
+         FOR UPDATE SKIP LOCKED) mine
+ WHERE e.ingested_at = mine.ingested_at AND e.position = mine.position)sql";
 
 constexpr const char* kReleaseAllName = "delivery_release_all";
 constexpr const char* kReleaseAllSql = R"sql(
@@ -287,6 +292,10 @@ void PgDeliveryStore::WriterLoop() {
         queue_.pop_front();
       }
     }
+    // Rows locked in one global order: two daemons' groups cannot deadlock.
+    std::sort(group.begin(), group.end(), [](const auto& a, const auto& b) {
+      return a->attempt.event_position < b->attempt.event_position;
+    });
     WriteGroup(group);
     group.clear();
   }
@@ -294,7 +303,30 @@ void PgDeliveryStore::WriterLoop() {
 
 void PgDeliveryStore::WriteGroup(std::vector<std::shared_ptr<PendingRecord>>& group) {
   std::unordered_set<int64_t> updated;
-  absl::Status status = pool_->Run(kRecordUpdateName, [&](PgPool::Lease& lease) {
+  absl::Status status;
+  // A deadlock or a dropped connection rolls the whole group back: write it
+  // again a few times before its callers see the error.
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    if (attempt > 0) absl::SleepFor(absl::Milliseconds(25 << attempt));
+    updated.clear();
+    status = WriteGroupOnce(group, &updated);
+    if (status.ok()) break;
+    Logger("store")->warn("writing {} delivery records failed (try {} of 4): {}", group.size(),
+                          attempt + 1, status);
+  }
+  for (auto& r : group) {
+    if (!status.ok()) {
+      r->done.set_value(status);
+    } else {
+      r->done.set_value(updated.count(r->attempt.event_position) > 0);
+    }
+  }
+}
+
+absl::Status PgDeliveryStore::WriteGroupOnce(
+    const std::vector<std::shared_ptr<PendingRecord>>& group, std::unordered_set<int64_t>* out) {
+  std::unordered_set<int64_t>& updated = *out;
+  return pool_->Run(kRecordUpdateName, [&](PgPool::Lease& lease) {
     lease.Prepare(kRecordUpdateName, kRecordUpdateSql);
     lease.Prepare(kRecordInsertName, kRecordInsertSql);
     // Session set-up outside the transaction: a rollback must not undo it.
@@ -337,13 +369,6 @@ void PgDeliveryStore::WriteGroup(std::vector<std::shared_ptr<PendingRecord>>& gr
     tx.commit();
     for (const auto& row : rows) updated.insert(row[0].as<int64_t>());
   });
-  for (auto& r : group) {
-    if (!status.ok()) {
-      r->done.set_value(status);
-    } else {
-      r->done.set_value(updated.count(r->attempt.event_position) > 0);
-    }
-  }
 }
 
 absl::StatusOr<EventTrace> PgDeliveryStore::GetTrace(const std::string& source,

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_set>
 
 #include "server/store/delivery_store.h"
 #include "server/store/pg_pool.h"
@@ -40,6 +41,8 @@ class PgDeliveryStore final : public DeliveryStore {
   void WriterLoop();
   // Writes a group in one transaction and completes every record in it.
   void WriteGroup(std::vector<std::shared_ptr<PendingRecord>>& group);
+  absl::Status WriteGroupOnce(const std::vector<std::shared_ptr<PendingRecord>>& group,
+                              std::unordered_set<int64_t>* updated);
 
   PgPool* pool_;
   const int max_group_;

@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
@@ -117,6 +118,18 @@ std::map<std::string, std::vector<std::string>> LogOrderByKey(const testing::Scr
     out[kv.first] = absl::StrSplit(kv.second, ',');
   }
   return out;
+}
+
+// The log lines at warning level and above, for failure messages.
+std::string Warnings(const std::string& log) {
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    if (absl::StrContains(line, "warn") || absl::StrContains(line, "error") ||
+        absl::StrContains(line, "critical") || absl::StrContains(line, "starting")) {
+      absl::StrAppend(&out, line, "\n");
+    }
+  }
+  return out.size() > 6000 ? out.substr(out.size() - 6000) : out;
 }
 
 int64_t Count(const testing::ScratchDatabase& db, const std::string& where) {
@@ -283,7 +296,11 @@ int KillDuringDelivery(bool lookup) {
   d.Restart();
   EXPECT_TRUE(WaitFor(
       [&] { return Count(db, "outcome IN ('succeeded', 'already_processed')") == n; },
-      std::chrono::seconds(120)));
+      std::chrono::seconds(120)))
+      << db.QueryText("SELECT string_agg(outcome || '=' || n, ' ') FROM (SELECT outcome || '/'"
+                      " || (claimed_by IS NOT NULL) AS outcome, count(*) n FROM events GROUP BY 1) t")
+      << "\n" << db.QueryText("SELECT string_agg(DISTINCT coalesce(last_error, ''), ' | ') FROM events")
+      << "\n" << Warnings(d.log());
   Seen seen = Collect(ds);
   EXPECT_EQ(seen.creates.size(), static_cast<size_t>(n)) << "events lost";
   int duplicates = seen.total - static_cast<int>(seen.creates.size());

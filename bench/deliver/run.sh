@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Live delivery throughput: events/s replayd delivers to the downstream test
+# server answering at once, against that server's own ceiling under wrk
+# (tests/tools/downstream/post.lua, same connection count) in the same run.
+#
+#   bench/run deliver [EVENTS] [KEYS] [WORKERS]
+#
+# EVENTS are ingested first with delivery disabled; then replayd restarts with
+# delivery on and the time from the first to the last recorded attempt
+# (delivery_attempts.started_at + duration) gives the rate. CPU time is
+# replayd's own (user + system) over the delivery, per delivered event.
+set -euo pipefail
+events=${1:-50000}
+keys=${2:-1000}
+workers=${3:-32}
+wrk_seconds=${WRK_SECONDS:-5}
+source "$REPLAYD_ROOT/bench/lib.sh"
+
+log() { echo "deliver: $*" >&2; }
+
+# The downstream, idempotent, answering at once.
+ds_ports=$bench_tmp/downstream.port
+"$BUILD_DIR/bin/downstream_server" --mode idempotent --threads "$workers" \
+  --port-file "$ds_ports" >"$bench_tmp/downstream.log" 2>&1 &
+bench_pids+=("$!")
+for _ in $(seq 100); do [ -s "$ds_ports" ] && break; sleep 0.1; done
+ds_port=$(grep -o '[0-9]*' "$ds_ports" | tail -1)
+ds_url=http://127.0.0.1:$ds_port
+
+# Baseline: the server's ceiling under wrk, same concurrency as replayd's workers.
+log "wrk -t2 -c$workers -d${wrk_seconds}s against the downstream"
+wrk_out=$(wrk -t2 -c"$workers" -d"${wrk_seconds}s" -s "$REPLAYD_ROOT/tests/tools/downstream/post.lua" \
+  "$ds_url/records")
+echo "$wrk_out" >&2
+ceiling=$(echo "$wrk_out" | awk '/^Requests\/sec:/ {print $2}')
+curl -sf -X POST "$ds_url/admin/reset" >/dev/null
+
+dsn=$(bench_database bench_deliver)
+route_yaml="sinks:
+  - {name: downstream, type: http, url: '$ds_url/records', timeout: 10s}
+routes:
+  - {name: bench, sources: [bench], sink: downstream, retry: {max_attempts: 8, base_delay: 50ms, max_delay: 1s}}"
+
+# Ingest with delivery off.
+bench_replayd "$dsn" "$route_yaml
+delivery: {enabled: false}"
+log "ingesting $events events over $keys keys"
+python3 - "$HTTP_ADDR" "$events" "$keys" <<'PY'
+import http.client, json, sys
+addr, n, keys = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+host, port = addr.split(":")
+conn = http.client.HTTPConnection(host, int(port))
+for start in range(0, n, 1000):
+    batch = [{"source": "bench", "event_id": f"b{i}", "key": f"k{i % keys}" if keys else None,
+              "sequence": i, "payload": {"n": i, "note": "delivery benchmark"}}
+             for i in range(start, min(n, start + 1000))]
+    for e in batch:
+        if e["key"] is None:
+            del e["key"]
+    conn.request("POST", "/v1/events", json.dumps({"events": batch}),
+                 {"Content-Type": "application/json"})
+    r = conn.getresponse()
+    body = r.read()
+    if r.status != 200:
+        sys.exit(f"ingest failed: {r.status} {body[:200]}")
+PY
+kill -TERM "$REPLAYD_PID"; wait "$REPLAYD_PID" || true
+
+# Deliver.
+log "delivering with $workers workers"
+bench_replayd "$dsn" "$route_yaml
+delivery: {workers: $workers, claim_batch: 512}"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$REPLAYD_PID/stat"; }
+ticks0=$(cpu_ticks)
+for _ in $(seq 6000); do
+  done_count=$(psql -tA "$dsn" -c "SELECT count(*) FROM events WHERE outcome IN ('succeeded', 'already_processed')")
+  [ "$done_count" -ge "$events" ] && break
+  sleep 0.1
+done
+ticks1=$(cpu_ticks)
+[ "$done_count" -ge "$events" ] || { echo "only $done_count of $events delivered" >&2; exit 1; }
+read -r seconds attempts < <(psql -tA -F' ' "$dsn" -c \
+  "SELECT extract(epoch FROM max(started_at + duration_ms * interval '1 millisecond') - min(started_at)),
+          count(*) FROM delivery_attempts")
+created=$(curl -sf "$ds_url/admin/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("records", -1))')
+hz=$(getconf CLK_TCK)
+rate=$(python3 -c "print($events / $seconds)")
+cpu_us=$(python3 -c "print(round(($ticks1 - $ticks0) / $hz * 1e6 / $events, 1))")
+log "delivered $events events ($attempts attempts, downstream records: $created) in ${seconds}s = $rate events/s; downstream ceiling $ceiling req/s; replayd CPU ${cpu_us} us/event"
+bench_json deliver "$rate" events/s "$ceiling" \
+  "{\"cpu_us_per_event\": $cpu_us, \"events\": $events, \"keys\": $keys, \"workers\": $workers, \"attempts\": $attempts}"
