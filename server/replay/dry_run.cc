@@ -1,6 +1,8 @@
 #include "server/replay/dry_run.h"
 
 #include <algorithm>
+#include <future>
+#include <tuple>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -76,6 +78,37 @@ GapPlan PlanGapSearch(const std::string& source,
   return plan;
 }
 
+absl::StatusOr<std::vector<WindowAggregate>> DryRunner::AggregateInSlices(
+    const ReplayWindow& window) {
+  // Consecutive time slices aggregated side by side on their own connections
+  // (Postgres will not parallelise this aggregate itself: it takes the
+  // sequence buckets for as many groups as rows). The rows of all slices
+  // merge by addition.
+  const int slices = window.to - window.from >= absl::Minutes(10) ? kAggregateSlices : 1;
+  std::vector<std::future<absl::StatusOr<std::vector<WindowAggregate>>>> parts;
+  const absl::Duration step = (window.to - window.from) / slices;
+  for (int i = 0; i < slices; ++i) {
+    ReplayWindow slice = window;
+    slice.from = window.from + step * i;
+    slice.to = i + 1 == slices ? window.to : window.from + step * (i + 1);
+    parts.push_back(std::async(std::launch::async,
+                               [this, slice] { return store_->AggregateWindow(slice); }));
+  }
+  std::vector<WindowAggregate> out;
+  absl::Status status;
+  for (auto& part : parts) {
+    auto rows = part.get();
+    if (!rows.ok()) {
+      status.Update(rows.status());
+      continue;
+    }
+    out.insert(out.end(), std::make_move_iterator(rows->begin()),
+               std::make_move_iterator(rows->end()));
+  }
+  if (!status.ok()) return status;
+  return out;
+}
+
 double DryRunner::EffectiveRate(const ReplaySpec& spec,
                                 const std::vector<std::string>& sources) const {
   double rate = spec.rate;
@@ -91,7 +124,7 @@ double DryRunner::EffectiveRate(const ReplaySpec& spec,
 
 absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
   DryRunResult result;
-  auto aggregates = store_->AggregateWindow(spec.window);
+  auto aggregates = AggregateInSlices(spec.window);
   if (!aggregates.ok()) return aggregates.status();
 
   // Per source, the sequence buckets summed over outcomes.
@@ -106,25 +139,26 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
     b.count += a.with_sequence;
   }
   std::vector<std::string> sources_seen;
+  std::vector<SequenceGap> ranges;  // holes known from the buckets, and found by the scan
+  std::vector<SequenceGap> to_scan;
   for (const auto& [source, buckets] : by_source) {
     sources_seen.push_back(source);
     // Only the buckets with holes inside are read again, by index range.
     GapPlan plan = PlanGapSearch(source, buckets);
     result.missing += plan.missing;
-    std::vector<SequenceGap> ranges = plan.between_buckets;
-    for (const auto& [lo, hi] : plan.scan) {
-      if (static_cast<int>(ranges.size()) >= kMaxMissingRanges) break;
-      auto gaps = store_->SequenceGaps(spec.window, source, lo, hi, kMaxMissingRanges);
-      if (!gaps.ok()) return gaps.status();
-      ranges.insert(ranges.end(), gaps->begin(), gaps->end());
-    }
-    std::sort(ranges.begin(), ranges.end(),
-              [](const SequenceGap& a, const SequenceGap& b) { return a.first < b.first; });
-    for (auto& r : ranges) {
-      if (static_cast<int>(result.missing_ranges.size()) >= kMaxMissingRanges) break;
-      result.missing_ranges.push_back(std::move(r));
-    }
+    ranges.insert(ranges.end(), plan.between_buckets.begin(), plan.between_buckets.end());
+    for (const auto& [lo, hi] : plan.scan) to_scan.push_back({source, lo, hi});
   }
+  if (!to_scan.empty()) {
+    auto gaps = store_->SequenceGaps(spec.window, to_scan, kMaxMissingRanges);
+    if (!gaps.ok()) return gaps.status();
+    ranges.insert(ranges.end(), gaps->begin(), gaps->end());
+  }
+  std::sort(ranges.begin(), ranges.end(), [](const SequenceGap& a, const SequenceGap& b) {
+    return std::tie(a.source, a.first) < std::tie(b.source, b.first);
+  });
+  if (static_cast<int>(ranges.size()) > kMaxMissingRanges) ranges.resize(kMaxMissingRanges);
+  result.missing_ranges = std::move(ranges);
 
   absl::Status counted = spec.verify_downstream ? CountByStreaming(spec, &result)
                                                 : CountByAggregate(spec, *aggregates, &result);

@@ -66,6 +66,8 @@ struct GapPlan {
 GapPlan PlanGapSearch(const std::string& source, const std::map<int64_t, SequenceBucket>& buckets);
 
 inline constexpr int kSamplesPerCategory = 5;
+// Concurrent aggregate queries over consecutive slices of a window.
+inline constexpr int kAggregateSlices = 3;
 inline constexpr int kMaxMissingRanges = 100;
 
 class DryRunner {
@@ -84,6 +86,7 @@ class DryRunner {
   double EffectiveRate(const ReplaySpec& spec, const std::vector<std::string>& sources) const;
 
  private:
+  absl::StatusOr<std::vector<WindowAggregate>> AggregateInSlices(const ReplayWindow& window);
   absl::Status CountByAggregate(const ReplaySpec& spec,
                                 const std::vector<WindowAggregate>& aggregates,
                                 DryRunResult* result);

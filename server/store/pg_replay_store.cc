@@ -19,6 +19,11 @@ constexpr const char* kWindowPredicate =
     "ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz"
     " AND (cardinality($3::text[]) = 0 OR source = ANY($3::text[]))";
 
+// The dry run's few statements are planned for their actual window, range
+// and outcomes: a generic plan cannot prune partitions or see that a
+// sequence range is narrow, and picks a scan of the whole window.
+constexpr const char* kCustomPlans = "SET LOCAL plan_cache_mode = force_custom_plan";
+
 constexpr const char* kReadPageName = "replay_read_page";
 constexpr const char* kFirstWithOutcomeName = "replay_first_with_outcome";
 constexpr const char* kAggregateName = "replay_aggregate_window";
@@ -26,20 +31,22 @@ constexpr const char* kGapsName = "replay_sequence_gaps";
 constexpr const char* kCheckpointName = "replay_checkpoint";
 
 constexpr const char* kAggregateSql = R"sql(
-SELECT source, outcome, sequence >> 12, count(*), min(sequence), max(sequence), count(sequence)
+SELECT source, outcome, sequence >> 12, count(*), min(sequence), max(sequence)
   FROM events
  WHERE ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz
    AND (cardinality($3::text[]) = 0 OR source = ANY($3::text[]))
  GROUP BY 1, 2, 3)sql";
 
 constexpr const char* kGapsSql = R"sql(
-SELECT prev + 1, sequence - 1 FROM (
+SELECT r.source, s.prev + 1, s.sequence - 1
+  FROM unnest($3::text[], $4::bigint[], $5::bigint[]) AS r(source, lo, hi)
+ CROSS JOIN LATERAL (
     SELECT sequence, lag(sequence) OVER (ORDER BY sequence) AS prev
       FROM events
      WHERE ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz
-       AND source = $3 AND sequence BETWEEN $4 AND $5) s
- WHERE sequence > prev + 1
- ORDER BY sequence
+       AND source = r.source AND sequence BETWEEN r.lo AND r.hi) s
+ WHERE s.sequence > s.prev + 1
+ ORDER BY 1, 2
  LIMIT $6)sql";
 
 constexpr const char* kCheckpointSql = R"sql(
@@ -475,6 +482,7 @@ absl::StatusOr<std::vector<StoredEvent>> PgReplayStore::FirstEventsWithOutcome(
                            " AND outcome = ANY($4::text[]) ORDER BY ingested_at, position"
                            " LIMIT $5"));
     pqxx::read_transaction tx(l.conn());
+    tx.exec(kCustomPlans);
     auto rows = tx.exec_prepared(kFirstWithOutcomeName, PgTime(window.from), PgTime(window.to),
                                  PgTextArray(window.sources), OutcomeArray(outcomes), limit);
     out.clear();
@@ -490,6 +498,13 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
   absl::Status status = pool_->Run(kAggregateName, [&](PgPool::Lease& l) {
     l.Prepare(kAggregateName, kAggregateSql);
     pqxx::read_transaction tx(l.conn());
+    // The planner takes the sequence buckets for as many groups as sequence
+    // numbers and plans a spilling or sorting aggregate; there are a few per
+    // 4096 events, so a hash aggregate in memory is right. JIT only adds
+    // compile time to this one scan.
+    tx.exec("SET LOCAL work_mem = '64MB'");
+    tx.exec("SET LOCAL jit = off");
+    tx.exec(kCustomPlans);
     auto rows = tx.exec_prepared(kAggregateName, PgTime(window.from), PgTime(window.to),
                                  PgTextArray(window.sources));
     out.clear();
@@ -501,7 +516,8 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
       a.count = r[3].as<int64_t>();
       if (!r[4].is_null()) a.min_sequence = r[4].as<int64_t>();
       if (!r[5].is_null()) a.max_sequence = r[5].as<int64_t>();
-      a.with_sequence = r[6].as<int64_t>();
+      // Rows without a sequence number form the bucket NULL.
+      a.with_sequence = a.sequence_bucket ? a.count : 0;
       out.push_back(std::move(a));
     }
   });
@@ -509,18 +525,28 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
   return out;
 }
 
-absl::StatusOr<std::vector<SequenceGap>> PgReplayStore::SequenceGaps(const ReplayWindow& window,
-                                                                     const std::string& source,
-                                                                     int64_t lo, int64_t hi,
-                                                                     int limit) {
+absl::StatusOr<std::vector<SequenceGap>> PgReplayStore::SequenceGaps(
+    const ReplayWindow& window, const std::vector<SequenceGap>& ranges, int limit) {
   std::vector<SequenceGap> out;
+  if (ranges.empty()) return out;
+  std::vector<std::string> sources, los, his;
+  for (const SequenceGap& r : ranges) {
+    sources.push_back(r.source);
+    los.push_back(absl::StrCat(r.first));
+    his.push_back(absl::StrCat(r.last));
+  }
   absl::Status status = pool_->Run(kGapsName, [&](PgPool::Lease& l) {
     l.Prepare(kGapsName, kGapsSql);
     pqxx::read_transaction tx(l.conn());
+    tx.exec(kCustomPlans);
     auto rows =
-        tx.exec_prepared(kGapsName, PgTime(window.from), PgTime(window.to), source, lo, hi, limit);
+        tx.exec_prepared(kGapsName, PgTime(window.from), PgTime(window.to), PgTextArray(sources),
+                         absl::StrCat("{", absl::StrJoin(los, ","), "}"),
+                         absl::StrCat("{", absl::StrJoin(his, ","), "}"), limit);
     out.clear();
-    for (const auto& r : rows) out.push_back({source, r[0].as<int64_t>(), r[1].as<int64_t>()});
+    for (const auto& r : rows) {
+      out.push_back({r[0].as<std::string>(), r[1].as<int64_t>(), r[2].as<int64_t>()});
+    }
   });
   if (!status.ok()) return status;
   return out;

@@ -38,8 +38,8 @@ class PgReplayStore final : public ReplayStore {
       const ReplayWindow& window, const std::vector<Outcome>& outcomes, int limit) override;
   absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(const ReplayWindow& window) override;
   absl::StatusOr<std::vector<SequenceGap>> SequenceGaps(const ReplayWindow& window,
-                                                        const std::string& source, int64_t lo,
-                                                        int64_t hi, int limit) override;
+                                                        const std::vector<SequenceGap>& ranges,
+                                                        int limit) override;
 
  private:
   PgPool* pool_;

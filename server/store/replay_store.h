@@ -165,12 +165,11 @@ class ReplayStore {
   // One aggregate scan of the window.
   virtual absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(
       const ReplayWindow& window) = 0;
-  // The holes between `source`'s sequence numbers in [lo, hi] within the
-  // window, lowest first, at most `limit` (an index range scan).
-  virtual absl::StatusOr<std::vector<SequenceGap>> SequenceGaps(const ReplayWindow& window,
-                                                                const std::string& source,
-                                                                int64_t lo, int64_t hi,
-                                                                int limit) = 0;
+  // The holes between the sequence numbers of the window inside each of
+  // `ranges` (a source and [first, last]), by source then lowest first, at
+  // most `limit`: one statement, an index range scan per range.
+  virtual absl::StatusOr<std::vector<SequenceGap>> SequenceGaps(
+      const ReplayWindow& window, const std::vector<SequenceGap>& ranges, int limit) = 0;
 };
 
 }  // namespace replayd
