@@ -67,8 +67,12 @@ Metrics::Metrics()
                                   .Name("replayd_rate_limiter_wait_seconds_total")
                                   .Help("Time replays spent waiting for rate-limiter tokens.")
                                   .Register(r);
-  // The backlog is always shown, also before the first poll.
+  // Series that exist from the start, so that dashboards and alerts see
+  // zeros rather than nothing.
   SetBacklog(0, 0);
+  for (const char* result : {"delivered", "skipped", "failed"}) CountReplayEvents(result, 0);
+  f_->limiter_waits->Add({{"limiter", "replay"}});
+  f_->limiter_wait_seconds->Add({{"limiter", "replay"}});
 }
 
 Metrics::~Metrics() = default;

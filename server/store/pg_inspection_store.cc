@@ -1,5 +1,7 @@
 #include "server/store/pg_inspection_store.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/store/pg_types.h"
@@ -22,30 +24,26 @@ std::string WithSourceParam(std::string sql, std::string_view param) {
   return sql;
 }
 
-// Groups on date_bin (a timestamptz) and converts only the grouped rows.
+// Groups on date_bin (a timestamptz) and outcome, like the plainest
+// aggregate would; the outcomes of a (bucket, source) are pivoted in C++.
+// Only the grouped rows are converted.
 constexpr const char* kTimelineName = "inspect_timeline";
 constexpr const char* kTimelineSql = R"sql(
-SELECT (extract(epoch FROM b.bucket) * 1000000)::bigint, b.source, b.pending, b.retrying,
-       b.succeeded, b.already_processed, b.failed, b.total, b.settled_unfinished,
+SELECT (extract(epoch FROM b.bucket) * 1000000)::bigint, b.source, b.outcome, b.n, b.settled,
        b.sequenced, b.min_sequence, b.max_sequence
   FROM (SELECT date_bin($3 * interval '1 second', ingested_at,
                         timestamptz '1970-01-01 00:00:00+00') AS bucket,
                source,
-               count(*) FILTER (WHERE outcome = 'pending') AS pending,
-               count(*) FILTER (WHERE outcome = 'retrying') AS retrying,
-               count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded,
-               count(*) FILTER (WHERE outcome = 'already_processed') AS already_processed,
-               count(*) FILTER (WHERE outcome = 'failed') AS failed,
-               count(*) AS total,
-               count(*) FILTER (WHERE outcome IN ('pending', 'retrying')
-                                  AND ingested_at < $4::timestamptz) AS settled_unfinished,
+               outcome,
+               count(*) AS n,
+               count(*) FILTER (WHERE ingested_at < $4::timestamptz) AS settled,
                count(sequence) AS sequenced,
                min(sequence) AS min_sequence,
                max(sequence) AS max_sequence
           FROM events
          WHERE ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz
            AND $SOURCES
-         GROUP BY 1, 2) b
+         GROUP BY 1, 2, 3) b
  ORDER BY b.bucket, b.source)sql";
 
 constexpr const char* kHolesName = "inspect_sequence_holes";
@@ -101,22 +99,29 @@ absl::StatusOr<std::vector<BucketRow>> PgInspectionStore::Timeline(const Timelin
     auto rows = tx.exec_prepared(kTimelineName, PgTime(query.from), PgTime(query.to),
                                  absl::ToInt64Seconds(query.bucket), PgTime(settled),
                                  absl::StrJoin(query.sources, ","));
-    out.reserve(rows.size());
     for (const auto& row : rows) {
-      BucketRow b;
-      b.start = absl::FromUnixMicros(row[0].as<int64_t>());
-      b.source = row[1].as<std::string>();
-      b.counts.pending = row[2].as<int64_t>();
-      b.counts.retrying = row[3].as<int64_t>();
-      b.counts.succeeded = row[4].as<int64_t>();
-      b.counts.already_processed = row[5].as<int64_t>();
-      b.counts.failed = row[6].as<int64_t>();
-      b.counts.total = row[7].as<int64_t>();
-      b.settled_unfinished = row[8].as<int64_t>();
-      b.sequenced = row[9].as<int64_t>();
-      b.min_sequence = OptionalInt(row[10]);
-      b.max_sequence = OptionalInt(row[11]);
-      out.push_back(std::move(b));
+      absl::Time start = absl::FromUnixMicros(row[0].as<int64_t>());
+      std::string source = row[1].as<std::string>();
+      if (out.empty() || out.back().start != start || out.back().source != source) {
+        out.push_back(BucketRow{start, std::move(source)});
+      }
+      BucketRow& b = out.back();
+      std::optional<Outcome> outcome = ParseOutcome(row[2].as<std::string>());
+      int64_t n = row[3].as<int64_t>();
+      switch (outcome.value_or(Outcome::kPending)) {
+        case Outcome::kPending: b.counts.pending += n; break;
+        case Outcome::kRetrying: b.counts.retrying += n; break;
+        case Outcome::kSucceeded: b.counts.succeeded += n; break;
+        case Outcome::kAlreadyProcessed: b.counts.already_processed += n; break;
+        case Outcome::kFailed: b.counts.failed += n; break;
+      }
+      b.counts.total += n;
+      if (outcome == Outcome::kPending || outcome == Outcome::kRetrying) {
+        b.settled_unfinished += row[4].as<int64_t>();
+      }
+      b.sequenced += row[5].as<int64_t>();
+      if (auto lo = OptionalInt(row[6])) b.min_sequence = std::min(b.min_sequence.value_or(*lo), *lo);
+      if (auto hi = OptionalInt(row[7])) b.max_sequence = std::max(b.max_sequence.value_or(*hi), *hi);
     }
   });
   if (!status.ok()) return status;

@@ -10,6 +10,7 @@
 #include <httplib.h>
 
 #include <cstring>
+#include <fstream>
 
 #include <map>
 #include <regex>
@@ -178,7 +179,8 @@ class ScriptedRunE2E : public ::testing::Test {
     }
     grpc::ClientContext ctx;
     replay::v1::PublishResponse response;
-    ASSERT_TRUE(stub->Publish(&ctx, request, &response).ok());
+    grpc::Status status = stub->Publish(&ctx, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_code() << ": " << status.error_message();
   }
 
   void WaitUntilSettled() {
@@ -263,6 +265,30 @@ TEST_F(ScriptedRunE2E, MetricsAgreeWithTheLogAndReplayctlShowsTheOutage) {
     EXPECT_GT(sum, 0);
   }
   EXPECT_EQ(m["replayd_deliveries_total{outcome=\"failed\",route=\"orders-to-crm\"}"], 10);
+  // Every metric the Grafana dashboard charts is served.
+  {
+    std::ifstream in(std::string(REPLAYD_SOURCE_DIR) + "/deploy/grafana/replayd-dashboard.json");
+    json dashboard = json::parse(in);
+    std::set<std::string> charted;
+    static const std::regex kMetric("replayd_[a-z_]+");
+    for (const auto& panel : dashboard["panels"]) {
+      for (const auto& target : panel["targets"]) {
+        std::string expr = target["expr"];
+        for (std::sregex_iterator it(expr.begin(), expr.end(), kMetric), end; it != end; ++it) {
+          charted.insert(it->str());
+        }
+      }
+    }
+    EXPECT_GE(charted.size(), 9u);
+    for (std::string name : charted) {
+      if (absl::EndsWith(name, "_bucket")) name = name.substr(0, name.size() - 7);
+      // Per-replay gauges exist only while a replay runs.
+      if (name == "replayd_replay_processed_events" || name == "replayd_replay_planned_events") {
+        continue;
+      }
+      EXPECT_THAT(text, HasSubstr(absl::StrCat("# TYPE ", name, " "))) << name;
+    }
+  }
   EXPECT_EQ(m["replayd_backlog_events{outcome=\"pending\"}"], 0);
   EXPECT_EQ(m["replayd_backlog_events{outcome=\"retrying\"}"], 0);
 
