@@ -9,18 +9,18 @@ ALTER TABLE events
     ADD COLUMN claimed_by       text,
     ADD COLUMN claim_expires_at timestamptz;
 
--- Due work in log order: the dispatcher scans this index by position.
-CREATE INDEX events_undelivered_position ON events (position)
-    WHERE outcome IN ('pending', 'retrying');
+-- Due work: the dispatcher scans events_undelivered (next_attempt_at,
+-- position) from 0001; the claim rules, not the scan order, keep a key's
+-- events in log order.
 
--- Per-key ordering: "is there an earlier undelivered (or, for strict routes,
--- failed) event of this key?" is one probe into this index.
+-- Per-key ordering: "how many earlier undelivered (or, for strict routes,
+-- failed) events has this key?" is one short probe into this index.
 CREATE INDEX events_key_order ON events (source, key, position)
     WHERE key IS NOT NULL AND outcome IN ('pending', 'retrying', 'failed');
 
--- Heartbeat and graceful release of one owner's claims.
-CREATE INDEX events_claimed_by ON events (claimed_by)
-    WHERE claimed_by IS NOT NULL;
+-- No index on claimed_by: every claim and release would have to maintain it.
+-- The heartbeat and the release at stop find an owner's claims among the
+-- undelivered events through events_undelivered.
 
 -- The trace reads an event's attempts through delivery_attempts' primary key
 -- (event_ingested_at, event_position, attempt): no extra index.

@@ -1,5 +1,6 @@
 #include "server/delivery/deliverer.h"
 
+#include <future>
 #include <random>
 
 #include "absl/status/status.h"
@@ -70,6 +71,18 @@ std::vector<std::string> Deliverer::StrictSources() const {
 
 absl::StatusOr<DeliveryReport> Deliverer::DeliverOne(const StoredEvent& event,
                                                      const DeliveryContext& ctx) {
+  std::promise<absl::Status> recorded;
+  auto done = recorded.get_future();
+  auto report = DeliverOneAsync(event, ctx,
+                                [&recorded](absl::Status s) { recorded.set_value(std::move(s)); });
+  if (!report.ok()) return report;
+  if (absl::Status s = done.get(); !s.ok()) return s;
+  return report;
+}
+
+absl::StatusOr<DeliveryReport> Deliverer::DeliverOneAsync(
+    const StoredEvent& event, const DeliveryContext& ctx,
+    std::function<void(absl::Status)> recorded) {
   const Route* route = RouteFor(event.event.source);
   if (route == nullptr) {
     return absl::FailedPreconditionError(
@@ -118,6 +131,7 @@ absl::StatusOr<DeliveryReport> Deliverer::DeliverOne(const StoredEvent& event,
     report.outcome = event.outcome;
     report.record_id = event.target_record_id;
     report.duration = absl::Now() - started_at;
+    recorded(absl::OkStatus());
     return report;
   }
   if (lookup_failure) {
@@ -138,13 +152,17 @@ absl::StatusOr<DeliveryReport> Deliverer::DeliverOne(const StoredEvent& event,
   record.duration_ms = absl::ToDoubleMilliseconds(report.duration);
   record.outcome = update.outcome;
 
-  auto held = store_->RecordAttempt(record, update, ctx.claim_owner);
-  if (!held.ok()) return held.status();
-  if (!*held) {
-    Logger("delivery")->warn("{}/{}: claim lost before attempt {} was recorded (lease expired?)",
-                             event.event.source, event.event.event_id, attempt);
-  }
   if (observer_ != nullptr) observer_->OnAttempt(route->name, update.outcome, report.duration);
+  store_->RecordAttemptAsync(
+      record, update, ctx.claim_owner,
+      [recorded = std::move(recorded), source = event.event.source,
+       event_id = event.event.event_id, attempt](absl::StatusOr<bool> held) {
+        if (held.ok() && !*held) {
+          Logger("delivery")->warn("{}/{}: claim lost before attempt {} was recorded (lease expired?)",
+                                   source, event_id, attempt);
+        }
+        recorded(held.status());
+      });
   report.outcome = update.outcome;
   report.attempt = attempt;
   report.http_status = record.http_status;

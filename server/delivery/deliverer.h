@@ -8,6 +8,7 @@
 // written in one store call that also releases the caller's claim.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -80,6 +81,16 @@ class Deliverer {
   // route; UNAVAILABLE when the log cannot be written (the claim then
   // expires by itself and the event is retried). Thread safe.
   absl::StatusOr<DeliveryReport> DeliverOne(const StoredEvent& event, const DeliveryContext& ctx);
+
+  // DeliverOne without waiting for the record to commit: the report (the
+  // outcome is decided before the write) comes back at once, and `recorded`
+  // is called exactly once, from another thread, when the write is done (OK
+  // or its error) — only when this returns OK. Until then the claim is held,
+  // so no one else takes the event. The dispatcher uses it to keep its
+  // workers calling the downstream while records are group-committed.
+  absl::StatusOr<DeliveryReport> DeliverOneAsync(const StoredEvent& event,
+                                                 const DeliveryContext& ctx,
+                                                 std::function<void(absl::Status)> recorded);
 
   // The route for `source`, or nullptr.
   const Route* RouteFor(const std::string& source) const;

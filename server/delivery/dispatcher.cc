@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <future>
 #include <map>
 #include <random>
 
@@ -83,6 +84,13 @@ void Dispatcher::Stop() {
   poller_.join();
   for (auto& w : workers_) w.join();
   workers_.clear();
+  {
+    // Records still being written call back into this object.
+    std::unique_lock lock(mu_);
+    if (!poll_cv_.wait_for(lock, std::chrono::seconds(60), [&] { return in_flight_events_ == 0; })) {
+      Logger("delivery")->error("{} deliveries still unrecorded at stop", in_flight_events_);
+    }
+  }
   // Workers release what they did not deliver; this covers what a failed
   // store call left behind.
   if (absl::Status s = store_->ReleaseAll(options_.owner); !s.ok()) {
@@ -100,6 +108,9 @@ void Dispatcher::PollLoop() {
   auto log = Logger("delivery");
   absl::Time next_heartbeat = absl::Now() + options_.claim_lease / 3;
   const int capacity = std::max(options_.claim_batch, options_.workers);
+  int64_t polls = 0, claimed_total = 0;
+  absl::Duration claim_time;
+  absl::Time next_summary = absl::Now() + absl::Seconds(5);
   for (;;) {
     int room;
     {
@@ -119,17 +130,34 @@ void Dispatcher::PollLoop() {
       }
       next_heartbeat = absl::Now() + options_.claim_lease / 3;
     }
-    if (room <= capacity / 2) continue;
     ClaimDueRequest request{options_.owner, options_.claim_lease,
                             std::min(room, options_.claim_batch), sources_, strict_sources_};
+    absl::Time claim_start = absl::Now();
     auto claimed = store_->ClaimDue(request);
+    claim_time += absl::Now() - claim_start;
+    ++polls;
+    if (claimed.ok()) claimed_total += static_cast<int64_t>(claimed->size());
+    if (absl::Now() >= next_summary) {
+      log->debug("claims: {} polls, {} events claimed, {:.1f} ms per poll", polls, claimed_total,
+                 polls > 0 ? absl::ToDoubleMilliseconds(claim_time) / polls : 0.0);
+      polls = 0;
+      claimed_total = 0;
+      claim_time = absl::ZeroDuration();
+      next_summary = absl::Now() + absl::Seconds(5);
+    }
     if (!claimed.ok()) {
       log->warn("claiming due events failed (will retry): {}", claimed.status());
       if (!SleepUnlessStopping(options_.poll_interval * 10)) return;
       continue;
     }
     if (claimed->empty()) {
-      if (!SleepUnlessStopping(options_.poll_interval)) return;
+      // Nothing claimable: wait for a chain to finish (it may unblock its
+      // key's next event) or for the poll interval (new or due events).
+      std::unique_lock lock(mu_);
+      const int64_t seen = progress_;
+      poll_cv_.wait_for(lock, absl::ToChronoMicroseconds(options_.poll_interval),
+                        [&] { return stopping_ || progress_ != seen; });
+      if (stopping_) return;
       continue;
     }
     size_t n = claimed->size();
@@ -173,37 +201,51 @@ void Dispatcher::WorkerLoop() {
 
 void Dispatcher::DeliverChain(const Chain& chain) {
   auto log = Logger("delivery");
-  size_t done = 0;
-  int counted = 0;  // events already counted off in_flight_events_
-  for (; done < chain.size(); ++done) {
+  // One event is finished: recorded, released, or left to its lease.
+  auto finished = [this](int n) {
+    {
+      std::lock_guard lock(mu_);
+      in_flight_events_ -= n;
+      ++progress_;
+    }
+    poll_cv_.notify_one();
+  };
+  size_t next = 0;
+  while (next < chain.size()) {
     {
       std::lock_guard lock(mu_);
       if (stopping_) break;
     }
-    const StoredEvent& event = chain[done];
+    const StoredEvent& event = chain[next];
     const Route* route = deliverer_->RouteFor(event.event.source);
     DeliveryContext ctx;
     ctx.trigger = event.attempts > 0 ? "retry" : "live";
     ctx.claim_owner = options_.owner;
-    auto report = deliverer_->DeliverOne(event, ctx);
+    auto recorded = std::make_shared<std::promise<absl::Status>>();
+    auto record_done = recorded->get_future();
+    auto report = deliverer_->DeliverOneAsync(event, ctx, [recorded, finished](absl::Status s) {
+      recorded->set_value(s);
+      finished(1);
+    });
     if (!report.ok()) {
       log->warn("{}/{}: delivery not recorded (it will be retried): {}", event.event.source,
                 event.event.event_id, report.status());
-      // Released with the rest of the chain below.
+      break;  // released with the rest of the chain below
+    }
+    ++next;
+    if (next == chain.size()) break;
+    if (!ContinueChain(report->outcome, route != nullptr && route->strict_order)) break;
+    // The key's next event goes out only once this one's outcome is durable:
+    // if the write failed, this event is delivered again later, and its
+    // successor must not overtake it.
+    if (absl::Status s = record_done.get(); !s.ok()) {
+      log->warn("{}/{}: recording the attempt failed; the rest of its key waits: {}",
+                event.event.source, event.event.event_id, s);
       break;
     }
-    if (!ContinueChain(report->outcome, route != nullptr && route->strict_order)) {
-      ++done;
-      break;
-    }
-    {
-      std::lock_guard lock(mu_);
-      --in_flight_events_;
-    }
-    ++counted;
   }
   // The rest of the chain must wait behind the event that stopped it.
-  for (size_t i = done; i < chain.size(); ++i) {
+  for (size_t i = next; i < chain.size(); ++i) {
     if (absl::Status s = store_->Release(chain[i].position, chain[i].ingested_at, options_.owner);
         !s.ok()) {
       log->warn("releasing a claim failed (the poller tries again): {}", s);
@@ -211,12 +253,7 @@ void Dispatcher::DeliverChain(const Chain& chain) {
       unreleased_.emplace_back(chain[i].position, chain[i].ingested_at);
     }
   }
-  {
-    std::lock_guard lock(mu_);
-    // The event that stopped the chain and the released ones.
-    in_flight_events_ -= static_cast<int>(chain.size()) - counted;
-  }
-  poll_cv_.notify_one();
+  finished(static_cast<int>(chain.size() - next));
 }
 
 }  // namespace replayd

@@ -75,6 +75,7 @@ class Dispatcher {
   std::condition_variable poll_cv_;  // poller: capacity freed, or stopping
   std::deque<Chain> queue_;
   int in_flight_events_ = 0;  // claimed, not yet finished (queued or running)
+  int64_t progress_ = 0;  // events finished so far; wakes the poller
   std::vector<std::pair<int64_t, absl::Time>> unreleased_;  // (position, ingested_at)
   bool stopping_ = false;
   bool started_ = false;

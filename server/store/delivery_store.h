@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,7 +51,7 @@ class DeliveryStore {
   virtual ~DeliveryStore() = default;
 
   // Claims due events (pending or retrying with next_attempt_at <= now) of
-  // `sources` for `owner`, in log position order, under the per-key rules:
+  // `sources` for `owner`, earliest due first, under the per-key rules:
   // an event with a key is claimed only when every earlier undelivered event
   // of its (source, key) is claimed in the same call (so a key's events form
   // one ordered chain held by one owner, and never two of a key run at once);
@@ -73,10 +74,11 @@ class DeliveryStore {
   virtual absl::Status Release(int64_t position, absl::Time ingested_at,
                                const std::string& owner) = 0;
 
-  // Pushes the expiry of every claim `owner` holds to now + lease (heartbeat).
+  // Pushes the expiry of every claim `owner` holds on an undelivered event
+  // to now + lease (the dispatcher's heartbeat; claims being written are skipped).
   virtual absl::Status ExtendClaims(const std::string& owner, absl::Duration lease) = 0;
 
-  // Drops every claim `owner` holds (graceful stop).
+  // Drops every claim `owner` holds on an undelivered event (graceful stop).
   virtual absl::Status ReleaseAll(const std::string& owner) = 0;
 
   // In one transaction: inserts `attempt` into delivery_attempts, sets the
@@ -89,6 +91,12 @@ class DeliveryStore {
   virtual absl::StatusOr<bool> RecordAttempt(const AttemptRecord& attempt,
                                              const OutcomeUpdate& update,
                                              const std::string& owner) = 0;
+
+  // RecordAttempt without waiting: `done` is called exactly once, from
+  // another thread, with what RecordAttempt would have returned.
+  using RecordDone = std::function<void(absl::StatusOr<bool>)>;
+  virtual void RecordAttemptAsync(const AttemptRecord& attempt, const OutcomeUpdate& update,
+                                  const std::string& owner, RecordDone done) = 0;
 
   // One event with all its attempts, oldest first. NOT_FOUND when the event
   // is not in the log.

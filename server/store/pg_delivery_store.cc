@@ -16,15 +16,19 @@ namespace {
 
 // Index-driven plans only: the stage and CTE row estimates are guesses, and a
 // hash join would scan every partition of the log.
-constexpr const char* kIndexJoins = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+// JIT compilation costs more than these short statements ever run.
+constexpr const char* kIndexJoins =
+    "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
 
 // $1 routed sources, $2 scan window, $3 strict sources, $4 claim limit,
 // $5 owner, $6 lease in microseconds.
-// `cand` locks the first due, unclaimed events in log order (SKIP LOCKED: rows
-// another claimer is taking right now are left to it). `ok` keeps the events
-// whose every earlier undelivered event of the same key is in `cand` too: a
-// key's events are claimed as one ordered chain, never around an event someone
-// else holds, one not yet due, or (strict routes) a failed one.
+// `cand` locks the first due, unclaimed events (SKIP LOCKED: rows
+// another claimer is taking right now are left to it). `ok` keeps an event of
+// rank r among its key's events in `cand` only when its key has exactly r
+// earlier undelivered events (pending, retrying, or failed on a strict route)
+// in the whole log: the earlier ones are then all in `cand`, so a key's events
+// are claimed as one ordered chain, never around an event someone else holds,
+// one not yet due, or a strict route's failed one. The probe stops at r + 1.
 constexpr const char* kClaimDueName = "delivery_claim_due";
 std::string ClaimDueSql() {
   return absl::StrCat(R"sql(
@@ -34,20 +38,23 @@ WITH cand AS (
      AND next_attempt_at <= now()
      AND (claim_expires_at IS NULL OR claim_expires_at < now())
      AND source = ANY($1::text[])
-   ORDER BY position
+   ORDER BY next_attempt_at, position
    LIMIT $2
    FOR UPDATE SKIP LOCKED),
+ranked AS (
+  SELECT c.*, row_number() OVER (PARTITION BY c.source, c.key ORDER BY c.position) - 1 AS rank
+    FROM cand c),
 ok AS (
-  SELECT c.ingested_at, c.position FROM cand c
-   WHERE c.key IS NULL OR NOT EXISTS (
-     SELECT 1 FROM events p
-      WHERE p.key IS NOT NULL
-        AND p.outcome IN ('pending', 'retrying', 'failed')
-        AND p.source = c.source AND p.key = c.key AND p.position < c.position
-        AND (p.outcome <> 'failed' OR p.source = ANY($3::text[]))
-        AND NOT EXISTS (SELECT 1 FROM cand c2
-                         WHERE c2.position = p.position AND c2.ingested_at = p.ingested_at))
-   ORDER BY c.position
+  SELECT r.ingested_at, r.position FROM ranked r
+   WHERE r.key IS NULL OR r.rank = (
+     SELECT count(*) FROM (
+       SELECT 1 FROM events p
+        WHERE p.key IS NOT NULL
+          AND p.outcome IN ('pending', 'retrying', 'failed')
+          AND p.source = r.source AND p.key = r.key AND p.position < r.position
+          AND (p.outcome <> 'failed' OR p.source = ANY($3::text[]))
+        LIMIT r.rank + 1) earlier)
+   ORDER BY r.position
    LIMIT $4)
 UPDATE events e
    SET claimed_by = $5, claim_expires_at = now() + $6 * interval '1 microsecond'
@@ -81,13 +88,15 @@ constexpr const char* kExtendName = "delivery_extend_claims";
 // heartbeat never waits on a record group nor the other way round.
 constexpr const char* kExtendSql = R"sql(
 UPDATE events e SET claim_expires_at = now() + $2 * interval '1 microsecond'
-  FROM (SELECT ingested_at, position FROM events WHERE claimed_by = $1
+  FROM (SELECT ingested_at, position FROM events
+         WHERE outcome IN ('pending', 'retrying') AND claimed_by = $1
          FOR UPDATE SKIP LOCKED) mine
  WHERE e.ingested_at = mine.ingested_at AND e.position = mine.position)sql";
 
 constexpr const char* kReleaseAllName = "delivery_release_all";
 constexpr const char* kReleaseAllSql = R"sql(
-UPDATE events SET claimed_by = NULL, claim_expires_at = NULL WHERE claimed_by = $1)sql";
+UPDATE events SET claimed_by = NULL, claim_expires_at = NULL
+ WHERE outcome IN ('pending', 'retrying') AND claimed_by = $1)sql";
 
 // Per-session staging table the group of records is COPYed into.
 constexpr const char* kCreateRecordStage = R"sql(
@@ -173,7 +182,7 @@ struct PgDeliveryStore::PendingRecord {
   AttemptRecord attempt;
   OutcomeUpdate update;
   std::string owner;
-  std::promise<absl::StatusOr<bool>> done;
+  RecordDone done;
 };
 
 PgDeliveryStore::PgDeliveryStore(PgPool* pool, int max_group)
@@ -266,18 +275,33 @@ absl::Status PgDeliveryStore::ReleaseAll(const std::string& owner) {
 absl::StatusOr<bool> PgDeliveryStore::RecordAttempt(const AttemptRecord& attempt,
                                                     const OutcomeUpdate& update,
                                                     const std::string& owner) {
+  std::promise<absl::StatusOr<bool>> recorded;
+  auto result = recorded.get_future();
+  RecordAttemptAsync(attempt, update, owner,
+                     [&recorded](absl::StatusOr<bool> held) { recorded.set_value(std::move(held)); });
+  return result.get();
+}
+
+void PgDeliveryStore::RecordAttemptAsync(const AttemptRecord& attempt,
+                                         const OutcomeUpdate& update, const std::string& owner,
+                                         RecordDone done) {
   auto record = std::make_shared<PendingRecord>();
   record->attempt = attempt;
   record->update = update;
   record->owner = owner;
-  auto done = record->done.get_future();
+  record->done = std::move(done);
   {
     std::lock_guard lock(mu_);
-    if (stopping_) return absl::UnavailableError("delivery store is stopping");
-    queue_.push_back(record);
+    if (!stopping_) {
+      queue_.push_back(std::move(record));
+      record = nullptr;
+    }
+  }
+  if (record != nullptr) {
+    record->done(absl::UnavailableError("delivery store is stopping"));
+    return;
   }
   cv_.notify_one();
-  return done.get();
 }
 
 void PgDeliveryStore::WriterLoop() {
@@ -316,9 +340,9 @@ void PgDeliveryStore::WriteGroup(std::vector<std::shared_ptr<PendingRecord>>& gr
   }
   for (auto& r : group) {
     if (!status.ok()) {
-      r->done.set_value(status);
+      r->done(status);
     } else {
-      r->done.set_value(updated.count(r->attempt.event_position) > 0);
+      r->done(updated.count(r->attempt.event_position) > 0);
     }
   }
 }

@@ -32,6 +32,8 @@ class PgDeliveryStore final : public DeliveryStore {
   absl::Status ReleaseAll(const std::string& owner) override;
   absl::StatusOr<bool> RecordAttempt(const AttemptRecord& attempt, const OutcomeUpdate& update,
                                      const std::string& owner) override;
+  void RecordAttemptAsync(const AttemptRecord& attempt, const OutcomeUpdate& update,
+                          const std::string& owner, RecordDone done) override;
   absl::StatusOr<EventTrace> GetTrace(const std::string& source,
                                       const std::string& event_id) override;
 
