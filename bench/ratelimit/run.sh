@@ -11,7 +11,6 @@ seconds=${1:-60}
 shift || true
 rates=("$@")
 [ ${#rates[@]} -eq 0 ] && rates=(100 1000)
-burst=20
 
 "$BUILD_DIR/bin/downstream_server" --listen 127.0.0.1:0 --mode idempotent --threads 64 \
   --port-file "$bench_tmp/ds-port" >"$bench_tmp/ds.log" 2>&1 &
@@ -29,10 +28,13 @@ routes:
 results=()
 for rate in "${rates[@]}"; do
   n=$((rate * seconds))
+  # A fifth of a second's worth (at least 20): any 100 ms may hold the rate's
+  # own 0.1 s worth plus what a stall lets the bucket save up.
+  burst=$(( rate / 5 > 20 ? rate / 5 : 20 ))
   psql -q "$db" -c "INSERT INTO events (source, event_id, ingested_at, next_attempt_at, payload)
     SELECT 'r$rate', 'e' || i, now() - interval '30 minutes' + i * interval '1 microsecond',
            now(), '{\"n\": 1}'::jsonb FROM generate_series(1, $n) i" >&2
-  curl -sf -X POST "$ds/admin/reset" >/dev/null
+  curl -sf -X POST -d "" "$ds/admin/reset" >/dev/null
   echo "replaying $n events at $rate/s (burst $burst)" >&2
   REPLAYCTL_SERVER=$GRPC_ADDR "$BUILD_DIR/bin/replayctl" start --yes --watch -o json \
     --from -1h --to now --source "r$rate" --rate "$rate" --burst "$burst" --allow-high-rate \

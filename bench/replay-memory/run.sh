@@ -28,7 +28,7 @@ peak_for() {  # peak_for N -> "peak_kb seconds"
     SELECT 'm$n', 'e' || i, 'k' || (i % 1000), now() - interval '30 minutes' + i * interval '1 microsecond',
            now(), '{\"order\": {\"id\": 1, \"lines\": [1, 2, 3]}}'::jsonb
       FROM generate_series(1, $n) i" >&2
-  curl -sf -X POST "$ds/admin/reset" >/dev/null
+  curl -sf -X POST -d "" "$ds/admin/reset" >/dev/null
   bench_replayd "$db" "$config"
   local start=$(date +%s.%N)
   REPLAYCTL_SERVER=$GRPC_ADDR "$BUILD_DIR/bin/replayctl" start --yes --watch -o json \

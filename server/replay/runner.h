@@ -36,7 +36,7 @@ struct ReplayRunnerOptions {
   absl::Duration checkpoint_interval = absl::Milliseconds(100);
   int page_size = 500;
   int max_concurrent_jobs = 4;
-  int max_in_flight = 16;  // deliveries in flight per job
+  int max_in_flight = 64;  // deliveries in flight per job
 };
 
 // A lease owner id unique to this process: "<host>:<pid>:<random>".
