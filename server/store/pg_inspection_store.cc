@@ -103,7 +103,9 @@ absl::StatusOr<std::vector<BucketRow>> PgInspectionStore::Timeline(const Timelin
       absl::Time start = absl::FromUnixMicros(row[0].as<int64_t>());
       std::string source = row[1].as<std::string>();
       if (out.empty() || out.back().start != start || out.back().source != source) {
-        out.push_back(BucketRow{start, std::move(source)});
+        out.emplace_back();
+        out.back().start = start;
+        out.back().source = std::move(source);
       }
       BucketRow& b = out.back();
       std::optional<Outcome> outcome = ParseOutcome(row[2].as<std::string>());
