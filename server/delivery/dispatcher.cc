@@ -107,7 +107,9 @@ bool Dispatcher::SleepUnlessStopping(absl::Duration d) {
 void Dispatcher::PollLoop() {
   auto log = Logger("delivery");
   absl::Time next_heartbeat = absl::Now() + options_.claim_lease / 3;
-  const int capacity = std::max(options_.claim_batch, options_.workers);
+  // Up to two claim batches in flight: the next claim runs while workers
+  // still have a batch to deliver.
+  const int capacity = std::max(2 * options_.claim_batch, options_.workers);
   int64_t polls = 0, claimed_total = 0;
   absl::Duration claim_time;
   absl::Time next_summary = absl::Now() + absl::Seconds(5);
@@ -115,10 +117,10 @@ void Dispatcher::PollLoop() {
     int room;
     {
       std::unique_lock lock(mu_);
-      // Claim again once at most half the capacity is still in flight, so that
+      // Claim again once there is room for half a batch, so that
       // workers never run dry while a claim is on its way.
       poll_cv_.wait_for(lock, absl::ToChronoMicroseconds(options_.poll_interval), [&] {
-        return stopping_ || in_flight_events_ <= capacity / 2;
+        return stopping_ || capacity - in_flight_events_ >= options_.claim_batch / 2;
       });
       if (stopping_) return;
       room = capacity - in_flight_events_;

@@ -204,7 +204,7 @@ absl::StatusOr<std::vector<StoredEvent>> PgDeliveryStore::ClaimDue(const ClaimDu
     lease.Prepare(kClaimDueName, ClaimDueSql());
     pqxx::work tx(lease.conn());
     tx.exec0(kIndexJoins);
-    auto rows = tx.exec_prepared(kClaimDueName, TextArray(r.sources), r.limit * 4,
+    auto rows = tx.exec_prepared(kClaimDueName, TextArray(r.sources), r.limit * 2,
                                  TextArray(r.strict_sources), r.limit, r.owner,
                                  Micros(r.lease));
     tx.commit();
