@@ -322,6 +322,42 @@ TEST(DeliveryE2E, KillDashNineWithTheLookupMakesNoDuplicate) {
   EXPECT_EQ(KillDuringDelivery(true), 0);
 }
 
+TEST(DeliveryE2E, PostgresTableSinkInsertsOncePerIdempotencyKey) {
+  testing::ScratchDatabase db;
+  // The downstream table already holds one event's row, as if an earlier
+  // delivery had committed it.
+  db.Exec("CREATE TABLE downstream_records (idempotency_key text PRIMARY KEY,"
+          " record_id text NOT NULL DEFAULT gen_random_uuid()::text, payload jsonb NOT NULL,"
+          " created_at timestamptz NOT NULL DEFAULT now())");
+  db.Exec("INSERT INTO downstream_records (idempotency_key, record_id, payload)"
+          " VALUES ('orders:pg7', 'pre-existing', '{}')");
+  testing::DaemonProcess d(
+      db.dsn(),
+      "delivery:\n  poll_interval: 20ms\n"
+      "sinks:\n  - {name: table, type: postgres, table: downstream_records}\n"
+      "routes:\n  - {name: orders, sources: [orders], sink: table,"
+      " retry: {max_attempts: 3, base_delay: 50ms, max_delay: 200ms}}\n");
+  d.Start();
+  Publish(d.grpc_address(), "orders", Events("pg", 200, 10));
+  ASSERT_TRUE(WaitFor(
+      [&] { return Count(db, "outcome IN ('succeeded', 'already_processed')") == 200; },
+      std::chrono::seconds(60)))
+      << Warnings(d.log());
+  EXPECT_EQ(db.QueryInt("SELECT count(*) FROM downstream_records"), 200);
+  EXPECT_EQ(Count(db, "outcome = 'already_processed'"), 1);
+  EXPECT_EQ(db.QueryText("SELECT outcome || '/' || target_record_id FROM events WHERE event_id = 'pg7'"),
+            "already_processed/pre-existing");
+  // Every other event's record id is the downstream row's.
+  EXPECT_EQ(db.QueryInt("SELECT count(*) FROM events e JOIN downstream_records r"
+                        " ON r.idempotency_key = 'orders:' || e.event_id"
+                        " WHERE e.target_record_id = r.record_id"),
+            200);
+  EXPECT_EQ(db.QueryText("SELECT payload->>'event_id' FROM downstream_records"
+                         " WHERE idempotency_key = 'orders:pg3'"),
+            "pg3");
+  EXPECT_EQ(d.Terminate(), 0);
+}
+
 TEST(DeliveryE2E, BadDeliveryConfigIsRefusedAtStartUpWithEveryProblem) {
   testing::TempDir dir;
   std::string path = dir.File("bad.yaml");
