@@ -33,7 +33,7 @@ wrk_out=$(wrk -t2 -c"$workers" -d"${wrk_seconds}s" -s "$REPLAYD_ROOT/tests/tools
   "$ds_url/records")
 echo "$wrk_out" >&2
 ceiling=$(echo "$wrk_out" | awk '/^Requests\/sec:/ {print $2}')
-curl -sf -X POST "$ds_url/admin/reset" >/dev/null
+curl -sf -d "" "$ds_url/admin/reset" >/dev/null
 
 dsn=$(bench_database bench_deliver)
 route_yaml="sinks:
