@@ -91,12 +91,14 @@ absl::StatusOr<std::vector<BucketRow>> PgInspectionStore::Timeline(const Timelin
   std::vector<BucketRow> out;
   absl::Status status = pool_->Run(kTimelineName, [&](PgPool::Lease& lease) {
     out.clear();
-    lease.Prepare(kTimelineName, WithSourceParam(kTimelineSql, "$5"));
+    // Planned per call with the real values (not prepared): a generic plan
+    // cannot see which partition and how many rows, and sorts instead of hashing.
+    static const std::string sql = WithSourceParam(kTimelineSql, "$5");
     pqxx::read_transaction tx(lease.conn());
     absl::Time settled = query.settled_before == absl::InfiniteFuture()
                              ? query.to + absl::Hours(24 * 365)
                              : query.settled_before;
-    auto rows = tx.exec_prepared(kTimelineName, PgTime(query.from), PgTime(query.to),
+    auto rows = tx.exec_params(sql, PgTime(query.from), PgTime(query.to),
                                  absl::ToInt64Seconds(query.bucket), PgTime(settled),
                                  absl::StrJoin(query.sources, ","));
     std::map<std::pair<int64_t, std::string>, BucketRow> buckets;
@@ -137,9 +139,9 @@ absl::StatusOr<std::vector<SequenceHole>> PgInspectionStore::SequenceHoles(
   std::vector<SequenceHole> out;
   absl::Status status = pool_->Run(kHolesName, [&](PgPool::Lease& lease) {
     out.clear();
-    lease.Prepare(kHolesName, WithSourceParam(kHolesSql, "$3"));
+    static const std::string sql = WithSourceParam(kHolesSql, "$3");
     pqxx::read_transaction tx(lease.conn());
-    auto rows = tx.exec_prepared(kHolesName, PgTime(from), PgTime(to),
+    auto rows = tx.exec_params(sql, PgTime(from), PgTime(to),
                                  absl::StrJoin(sources, ","), limit);
     for (const auto& row : rows) {
       SequenceHole h;
