@@ -284,6 +284,19 @@ function renderTrace(trace) {
           <td>${esc(a.error)}</td></tr>`).join('')}</table>`}`;
 }
 
+async function refreshReplays() {
+  try {
+    renderReplays(await api('/api/replays'));
+  } catch (e) {
+    $('replays').innerHTML = `<p class="muted">Replays unavailable: ${esc(e.message)}</p>`;
+  }
+}
+
+// The log's aggregates are re-read about four times a bucket (3 s to 60 s),
+// so that a week-wide view does not scan a week every few seconds; replays
+// are cheap and polled every 2 s for live progress.
+let nextLogRefresh = 0;
+
 async function refresh() {
   if (busy) return;
   busy = true;
@@ -292,13 +305,11 @@ async function refresh() {
     const [timeline, gaps] = await Promise.all([api('/api/timeline', q), api('/api/gaps', q)]);
     lastTimeline = timeline;
     lastGaps = gaps;
+    nextLogRefresh = Date.now() +
+        Math.min(60000, Math.max(3000, num(timeline.bucket_seconds) * 250));
     renderChart(timeline, gaps);
     renderWindows(gaps);
-    try {
-      renderReplays(await api('/api/replays'));
-    } catch (e) {
-      $('replays').innerHTML = `<p class="muted">Replays unavailable: ${esc(e.message)}</p>`;
-    }
+    await refreshReplays();
     showError('');
   } catch (e) {
     showError(e.status === 401 || e.status === 403
@@ -337,7 +348,10 @@ function init() {
   window.addEventListener('resize', () => {
     if (lastTimeline && lastGaps) renderChart(lastTimeline, lastGaps);
   });
-  setInterval(() => { if ($('auto').checked) refresh(); }, 3000);
+  setInterval(() => {
+    if (!$('auto').checked) return;
+    if (Date.now() >= nextLogRefresh) refresh(); else refreshReplays();
+  }, 2000);
   refresh();
 }
 
