@@ -16,13 +16,18 @@ for _ in $(seq 100); do [ -s "$bench_tmp/ds-port" ] && break; sleep 0.1; done
 ds=http://127.0.0.1:$(cat "$bench_tmp/ds-port")
 db=$(bench_database bench_replay_memory)
 config="delivery: {enabled: false}
+database_pool_size: 48
 sinks:
   - {name: down, url: $ds/records, replay_rate_budget: 10000000}
 routes:
   - {name: all, sources: [m$small, m$large], sink: down}
 replay: {default_rate: 50, high_rate_threshold: 10000000, max_rate: 10000000}"
 
-peak_for() {  # peak_for N -> "peak_kb seconds"
+# Schema and today's partitions from a short-lived daemon, stopped before measuring.
+bench_replayd "$db" "$config"
+kill -TERM "$REPLAYD_PID" && wait "$REPLAYD_PID" || true
+
+peak_for() {  # peak_for N -> "peak_kb seconds delivered"
   local n=$1
   psql -q "$db" -c "INSERT INTO events (source, event_id, key, ingested_at, next_attempt_at, payload)
     SELECT 'm$n', 'e' || i, 'k' || (i % 1000), now() - interval '30 minutes' + i * interval '1 microsecond',

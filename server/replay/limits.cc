@@ -35,10 +35,18 @@ std::vector<Outcome> SelectedOutcomes(const std::vector<Outcome>& requested,
   return out;
 }
 
+int MinBurst(double rate) {
+  return static_cast<int>(std::ceil(rate * absl::ToDoubleSeconds(kBurstWindow))) + 1;
+}
+
 int EffectiveBurst(double rate, int burst, int default_burst) {
   if (burst > 0) return burst;
-  if (default_burst > 0) return default_burst;
-  return std::max(1, static_cast<int>(std::ceil(rate)));
+  if (default_burst > 0) return std::max(default_burst, MinBurst(rate));
+  return std::max(static_cast<int>(std::ceil(rate)), MinBurst(rate));
+}
+
+double BucketCapacity(double rate, int burst) {
+  return std::max(1.0, burst - rate * absl::ToDoubleSeconds(kBurstWindow));
 }
 
 absl::StatusOr<ReplaySpec> ValidateReplayRequest(const ReplayRequestInput& in,
@@ -94,6 +102,11 @@ absl::StatusOr<ReplaySpec> ValidateReplayRequest(const ReplayRequestInput& in,
     return absl::InvalidArgumentError(absl::StrCat("burst ", in.burst, " must be positive"));
   }
   const int burst = EffectiveBurst(rate, in.burst, limits.default_burst);
+  if (burst < MinBurst(rate)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "burst ", burst, " is below what rate ", Rate(rate), " sends in 100 ms: use at least ",
+        MinBurst(rate)));
+  }
   if (burst > std::max(1.0, limits.max_rate)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "burst ", burst, " is above the hard cap replay.max_rate (", limits.max_rate, ")"));

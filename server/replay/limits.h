@@ -41,8 +41,16 @@ absl::StatusOr<ReplaySpec> ValidateReplayRequest(const ReplayRequestInput& input
 std::vector<Outcome> SelectedOutcomes(const std::vector<Outcome>& requested,
                                       bool include_succeeded);
 
-// The burst of a bucket: `burst` when given, else `default_burst`, else one
-// second's worth of `rate` (at least 1).
+// The burst of a replay: the most events it may send in any 100 ms
+// (kBurstWindow). `burst` when given, else `default_burst`, else one second's
+// worth of `rate`, and at least MinBurst(rate).
 int EffectiveBurst(double rate, int burst, int default_burst);
+
+inline constexpr absl::Duration kBurstWindow = absl::Milliseconds(100);
+// The smallest burst a rate allows: what the rate itself sends in 100 ms, plus one.
+int MinBurst(double rate);
+// The token bucket capacity that keeps any 100 ms within `burst`: the rate
+// refills rate x 100 ms within the window, so the bucket may hold only the rest.
+double BucketCapacity(double rate, int burst);
 
 }  // namespace replayd

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "server/common/logging.h"
 #include "server/common/time_format.h"
+#include "server/replay/limits.h"
 
 namespace replayd {
 namespace {
@@ -53,7 +54,7 @@ class ReplayRunner::JobRun {
         job_(std::move(job)),
         active_(active),
         claim_owner_(absl::StrCat("replay:", job_.id, "@", runner->options_.instance)),
-        bucket_(job_.spec.rate, job_.spec.burst, absl::Now()),
+        bucket_(job_.spec.rate, BucketCapacity(job_.spec.rate, job_.spec.burst), absl::Now()),
         counters_(job_.counters),
         cursor_(job_.cursor) {}
 
@@ -110,6 +111,7 @@ class ReplayRunner::JobRun {
   std::set<std::string> keys_in_flight_;
   std::deque<StoredEvent> queue_;
   int in_flight_ = 0;
+  int idle_workers_ = 0;
   bool workers_exit_ = false;
   int verify_remaining_ = 0;
   std::string last_error_;
@@ -221,12 +223,18 @@ bool ReplayRunner::JobRun::Dispatch(const StoredEvent& e) {
   if (!key.empty()) keys_in_flight_.insert(key);
   order_.push_back({at, false});
   queue_.push_back(e);
+  // Workers are added only when every one is busy: each keeps its own
+  // keep-alive connection to the downstream, so a slow replay uses one or two.
+  if (idle_workers_ == 0 && static_cast<int>(workers_.size()) < r_->options_.max_in_flight) {
+    workers_.emplace_back([this] { Worker(); });
+  }
   cv_.notify_all();
   return true;
 }
 
 void ReplayRunner::JobRun::StartWorkers() {
-  for (int i = 0; i < r_->options_.max_in_flight; ++i) workers_.emplace_back([this] { Worker(); });
+  std::lock_guard lock(mu_);
+  workers_.emplace_back([this] { Worker(); });
 }
 
 void ReplayRunner::JobRun::StopWorkers() {
@@ -254,7 +262,9 @@ void ReplayRunner::JobRun::Worker() {
     StoredEvent e;
     {
       std::unique_lock lock(mu_);
+      ++idle_workers_;
       cv_.wait(lock, [&] { return !queue_.empty() || (workers_exit_ && in_flight_ == 0); });
+      --idle_workers_;
       if (queue_.empty()) return;
       e = std::move(queue_.front());
       queue_.pop_front();
@@ -289,6 +299,11 @@ ReplayRunner::JobRun::Result ReplayRunner::JobRun::Deliver(const StoredEvent& e)
       continue;
     }
     const StoredEvent& fresh = **claimed;
+    if (CurrentStop() != Stop::kNone) {
+      // Stopped while claiming: the create call has not started, leave it.
+      (void)r_->delivery_store_->Release(fresh.position, fresh.ingested_at, claim_owner_);
+      return {Result::kAbandoned, ""};
+    }
     const Route* route = r_->routes_(fresh.event.source);
     if (Classify(fresh, job_.spec, route != nullptr, std::nullopt) != ReplayCategory::kDeliver) {
       (void)r_->delivery_store_->Release(fresh.position, fresh.ingested_at, claim_owner_);
@@ -490,7 +505,8 @@ TokenBucket* ReplayRunner::SinkBucket(const std::string& sink_name) {
   if (bucket == nullptr) {
     const SinkConfig* sink = FindSink(*config_, sink_name);
     double budget = sink != nullptr ? sink->replay_rate_budget : config_->replay.default_rate;
-    bucket = std::make_unique<TokenBucket>(budget, budget, absl::Now());
+    bucket = std::make_unique<TokenBucket>(
+        budget, BucketCapacity(budget, EffectiveBurst(budget, 0, 0)), absl::Now());
   }
   return bucket.get();
 }

@@ -2,7 +2,8 @@
 // shared by every replay in the process, so that replays together stay within
 // the sink's replay_rate_budget. A bucket starts with one token (not full),
 // so that a replay's achieved rate from its first event on is the asked rate;
-// `burst` caps how far it may catch up after a stall.
+// its capacity caps how far it may catch up after a stall (see BucketCapacity
+// in limits.h for the capacity that keeps any 100 ms within a replay's burst).
 #pragma once
 
 #include <mutex>

@@ -85,8 +85,13 @@ TEST(ValidateReplayRequest, Rates) {
   in.rate = 10;
   in.burst = -1;
   ExpectInvalid(in, "burst");
+  in.burst = 1;
+  ExpectInvalid(in, "burst 1 is below what rate 10/s sends in 100 ms: use at least 2");
   in.burst = 7;
   EXPECT_EQ(ValidateReplayRequest(in, {}, kNow)->burst, 7);
+  in.burst = 0;
+  in.rate = 1;
+  EXPECT_EQ(ValidateReplayRequest(in, {}, kNow)->burst, 2);
 }
 
 TEST(ValidateReplayRequest, SourcesAndOutcomes) {
@@ -177,6 +182,22 @@ TEST(TokenBucket, StartsWithOneTokenAndPacesAtTheRate) {
     }
   }
   EXPECT_EQ(now - (t + absl::Milliseconds(10)), absl::Seconds(10));
+}
+
+TEST(TokenBucket, CapacityKeepsEvery100msWithinTheBurst) {
+  EXPECT_DOUBLE_EQ(BucketCapacity(100, 20), 10);
+  EXPECT_DOUBLE_EQ(BucketCapacity(1000, 200), 100);
+  EXPECT_DOUBLE_EQ(BucketCapacity(100, 11), 1);
+  // After a long stall: the saved tokens plus 100 ms of refill, taken as fast
+  // as they come, never exceed the burst.
+  TokenBucket bucket(100, BucketCapacity(100, 20), kNow);
+  absl::Time start = kNow + absl::Seconds(60);
+  int sent = 0;
+  for (absl::Time t = start; t < start + absl::Milliseconds(100); t += absl::Microseconds(100)) {
+    while (bucket.TryTake(t) == absl::ZeroDuration()) ++sent;
+  }
+  EXPECT_LE(sent, 20);
+  EXPECT_GE(sent, 19);
 }
 
 TEST(TokenBucket, BurstCapsCatchUpAfterAStall) {
