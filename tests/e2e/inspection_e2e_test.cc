@@ -111,6 +111,46 @@ TEST(ReflectionE2E, ListsTheApiAndHealthServices) {
                                    "replay.v1.InspectionService", "grpc.health.v1.Health"}));
 }
 
+TEST(InspectionAuthE2E, ViewerRoleOnGrpcAndTheDashboardApi) {
+  testing::ScratchDatabase db;
+  testing::DaemonProcess daemon(
+      db.dsn(),
+      "delivery: {enabled: false}\n"
+      "tokens:\n"
+      "  - {token: viewer-token-0123456789, role: viewer, name: alice}\n"
+      "  - {token: publisher-token-0123456789, role: publisher, name: upstream}\n");
+  daemon.Start();
+  ASSERT_TRUE(daemon.Running());
+  auto stub = replay::v1::InspectionService::NewStub(Channel(daemon.grpc_address()));
+  auto call = [&](const std::string& token) {
+    grpc::ClientContext ctx;
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+    replay::v1::TimelineRequest request;
+    replay::v1::Timeline response;
+    return stub->GetTimeline(&ctx, request, &response).error_code();
+  };
+  EXPECT_EQ(call(""), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(call("publisher-token-0123456789"), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(call("viewer-token-0123456789"), grpc::StatusCode::OK);
+
+  httplib::Client http("127.0.0.1", daemon.http_port());
+  auto status = [&](const std::string& path, const std::string& token) {
+    httplib::Headers headers;
+    if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
+    auto res = http.Get(path, headers);
+    return res ? res->status : -1;
+  };
+  EXPECT_EQ(status("/api/gaps?from=-1h", ""), 401);
+  EXPECT_EQ(status("/api/gaps?from=-1h", "publisher-token-0123456789"), 403);
+  EXPECT_EQ(status("/api/gaps?from=-1h", "viewer-token-0123456789"), 200);
+  EXPECT_EQ(status("/api/replays", "viewer-token-0123456789"), 200);
+  EXPECT_EQ(status("/api/gaps?from=yesterday", "viewer-token-0123456789"), 400);
+  EXPECT_EQ(status("/api/trace?source=orders&event_id=nope", "viewer-token-0123456789"), 404);
+  // The page itself holds no data and loads without a token.
+  EXPECT_EQ(status("/", ""), 200);
+  EXPECT_THAT(daemon.log(), ::testing::Not(HasSubstr("viewer-token-0123456789")));
+}
+
 // Parses the Prometheus text format strictly: every sample line must be
 // well formed and belong to a family declared by a preceding # TYPE line.
 // Returns "name{a="x",b="y"}" (labels sorted) -> value.
