@@ -98,7 +98,10 @@ absl::StatusOr<DeliveryReport> Deliverer::DeliverOneAsync(
   // Whenever the sink can answer: a retry may follow a call that reached the
   // downstream and lost its answer, and after a crash even a first attempt may
   // follow a call whose record the dead daemon never wrote.
-  bool ask = route->sink->HasLookup() && (!delivered || ctx.resend_delivered);
+  // A table in the log's own database is looked up inside DeliverToLogTable's
+  // transaction instead.
+  const std::optional<std::string> log_table = route->sink->LogDatabaseTable();
+  bool ask = !log_table && route->sink->HasLookup() && (!delivered || ctx.resend_delivered);
   std::optional<DeliveryResult> lookup_failure;
   if (ask) {
     auto found = route->sink->Lookup(event);
@@ -142,7 +145,35 @@ absl::StatusOr<DeliveryReport> Deliverer::DeliverOneAsync(
     update.target_record_id = **facts.downstream_record;
     record.record_id = update.target_record_id;
   } else {
-    DeliveryResult result = route->sink->Deliver({&event, attempt, ctx.replay_id});
+    DeliveryResult result;
+    if (log_table) {
+      auto done = store_->DeliverToLogTable(*log_table, IdempotencyKey(event), EnvelopeJson(event),
+                                            record, ctx.claim_owner);
+      if (done.ok()) {
+        report.duration = absl::Now() - started_at;
+        if (!done->held) {
+          Logger("delivery")->warn("{}/{}: claim lost before attempt {} (lease expired?)",
+                                   event.event.source, event.event.event_id, attempt);
+          report.outcome = event.outcome;
+          recorded(absl::OkStatus());
+          return report;
+        }
+        report.outcome = done->created ? Outcome::kSucceeded : Outcome::kAlreadyProcessed;
+        report.attempt = attempt;
+        report.record_id = done->record_id;
+        if (observer_ != nullptr) {
+          observer_->OnAttempt(route->name, report.outcome, report.duration);
+        }
+        recorded(absl::OkStatus());
+        return report;
+      }
+      // Nothing was written: record the failure like a sink's.
+      result.kind = absl::IsUnavailable(done.status()) ? DeliveryResult::Kind::kRetryable
+                                                        : DeliveryResult::Kind::kFinal;
+      result.error = std::string(done.status().message());
+    } else {
+      result = route->sink->Deliver({&event, attempt, ctx.replay_id});
+    }
     update = DecideOutcome(result, attempt, route->retry, Jitter());
     record.http_status = result.http_status;
     record.error = result.error;

@@ -5,7 +5,9 @@
 // downstream without its answer being recorded),
 // then at most one call of the sink's create path, then the attempt and the
 // event's new outcome (with retry scheduling from the route's RetryPolicy)
-// written in one store call that also releases the caller's claim.
+// written in one store call that also releases the caller's claim. A table
+// sink in the log's own database does the lookup, the insert and the record in
+// one transaction (DeliveryStore::DeliverToLogTable).
 #pragma once
 
 #include <functional>
@@ -84,8 +86,10 @@ class Deliverer {
 
   // DeliverOne without waiting for the record to commit: the report (the
   // outcome is decided before the write) comes back at once, and `recorded`
-  // is called exactly once, from another thread, when the write is done (OK
-  // or its error) — only when this returns OK. Until then the claim is held,
+  // is called exactly once, when the write is done (from another thread, or
+  // before this returns when the write was synchronous: a skip, or a table
+  // sink in the log's database), with OK or the write's error — only when
+  // this returns OK. Until then the claim is held,
   // so no one else takes the event. The dispatcher uses it to keep its
   // workers calling the downstream while records are group-committed.
   absl::StatusOr<DeliveryReport> DeliverOneAsync(const StoredEvent& event,

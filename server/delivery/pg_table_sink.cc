@@ -11,9 +11,11 @@ absl::StatusOr<std::unique_ptr<PgTableSink>> PgTableSink::Create(
   if (config.table.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("sink ", config.name, ": table is empty"));
   }
-  std::string dsn = config.database_url.empty() ? log_database_url : config.database_url;
+  const bool same_database = config.database_url.empty();
+  std::string dsn = same_database ? log_database_url : config.database_url;
   return std::unique_ptr<PgTableSink>(new PgTableSink(
-      config.name, std::make_unique<DeliveryTable>(dsn, config.table, config.max_in_flight)));
+      config.name, std::make_unique<DeliveryTable>(dsn, config.table, config.max_in_flight),
+      same_database ? std::optional<std::string>(config.table) : std::nullopt));
 }
 
 DeliveryResult PgTableSink::Deliver(const DeliveryRequest& request) {

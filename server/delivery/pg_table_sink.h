@@ -1,9 +1,12 @@
 // The PostgreSQL table sink (SPEC §4): inserts each event into a downstream
 // table keyed by its idempotency key; an existing key answers like HTTP 409.
-// Its lookup reads the same table. Thread safe.
+// Its lookup reads the same table. When the table is in the log's own
+// database, delivery writes it through DeliveryStore::DeliverToLogTable (one
+// transaction with the log's update) and Deliver is not called. Thread safe.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -23,13 +26,17 @@ class PgTableSink final : public Sink {
   DeliveryResult Deliver(const DeliveryRequest& request) override;
   bool HasLookup() const override { return true; }
   absl::StatusOr<std::optional<std::string>> Lookup(const StoredEvent& event) override;
+  // The table when the sink names no database_url (it is the log's database).
+  std::optional<std::string> LogDatabaseTable() const override { return log_table_; }
 
  private:
-  PgTableSink(std::string name, std::unique_ptr<DeliveryTable> table)
-      : name_(std::move(name)), table_(std::move(table)) {}
+  PgTableSink(std::string name, std::unique_ptr<DeliveryTable> table,
+              std::optional<std::string> log_table)
+      : name_(std::move(name)), table_(std::move(table)), log_table_(std::move(log_table)) {}
 
   const std::string name_;
   std::unique_ptr<DeliveryTable> table_;
+  const std::optional<std::string> log_table_;
 };
 
 }  // namespace replayd

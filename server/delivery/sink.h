@@ -49,6 +49,12 @@ class Sink {
   // has none. UNAVAILABLE when the downstream cannot answer, UNIMPLEMENTED
   // when !HasLookup().
   virtual absl::StatusOr<std::optional<std::string>> Lookup(const StoredEvent& event) = 0;
+
+  // The downstream table when this sink writes to a table in the log's own
+  // database: delivery then does the lookup, the insert and the log's update
+  // in one transaction (DeliveryStore::DeliverToLogTable) instead of calling
+  // Lookup and Deliver. nullopt for every other sink.
+  virtual std::optional<std::string> LogDatabaseTable() const { return std::nullopt; }
 };
 
 // "<source>:<event_id>", the Idempotency-Key of every call for this event.

@@ -40,6 +40,13 @@ struct OutcomeUpdate {
   absl::Duration retry_delay = absl::ZeroDuration();
 };
 
+// What DeliverToLogTable did.
+struct LogTableDelivery {
+  bool held = false;     // false: `owner` no longer held the claim; nothing was written
+  bool created = false;  // false: the key's row was there already (already_processed)
+  std::string record_id;
+};
+
 // One event with every attempt, oldest first.
 struct EventTrace {
   StoredEvent event;
@@ -97,6 +104,23 @@ class DeliveryStore {
   using RecordDone = std::function<void(absl::StatusOr<bool>)>;
   virtual void RecordAttemptAsync(const AttemptRecord& attempt, const OutcomeUpdate& update,
                                   const std::string& owner, RecordDone done) = 0;
+
+  // The PostgreSQL table sink when its table is in the log's own database
+  // (SPEC §4): in ONE transaction, and only while `owner` holds the event's
+  // claim, looks `idempotency_key` up in `table` and inserts the row
+  // (`payload_json`) when absent, inserts `attempt` (its outcome and record id
+  // filled in: succeeded with the new row's id, or already_processed with the
+  // existing row's), sets the event's outcome and target record, clears
+  // last_error, and releases the claim. The downstream row and the log's
+  // record commit together or not at all. `table` is a validated
+  // [schema.]name, created when missing. UNAVAILABLE when the database
+  // cannot be reached; other errors (e.g. INVALID_ARGUMENT for a payload
+  // that is not JSON) leave nothing written.
+  virtual absl::StatusOr<LogTableDelivery> DeliverToLogTable(const std::string& table,
+                                                             const std::string& idempotency_key,
+                                                             const std::string& payload_json,
+                                                             const AttemptRecord& attempt,
+                                                             const std::string& owner) = 0;
 
   // One event with all its attempts, oldest first. NOT_FOUND when the event
   // is not in the log.

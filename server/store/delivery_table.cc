@@ -5,6 +5,23 @@
 
 namespace replayd {
 
+std::string DeliveryTableDdl(const std::string& table) {
+  return absl::StrCat("CREATE TABLE IF NOT EXISTS ", table,
+                      " (idempotency_key text PRIMARY KEY,"
+                      " record_id text NOT NULL DEFAULT gen_random_uuid()::text,"
+                      " payload jsonb NOT NULL,"
+                      " created_at timestamptz NOT NULL DEFAULT now())");
+}
+
+std::string DeliveryTableInsertSql(const std::string& table) {
+  return absl::StrCat(
+      "WITH ins AS (INSERT INTO ", table, " (idempotency_key, payload) VALUES ($1, $2::jsonb)"
+      " ON CONFLICT (idempotency_key) DO NOTHING RETURNING record_id)"
+      " SELECT record_id, true FROM ins"
+      " UNION ALL SELECT record_id, false FROM ", table,
+      " WHERE idempotency_key = $1 AND NOT EXISTS (SELECT 1 FROM ins)");
+}
+
 DeliveryTable::DeliveryTable(std::string dsn, std::string table, int pool_size)
     : table_(std::move(table)), pool_(std::make_unique<PgPool>(std::move(dsn), pool_size)) {}
 
@@ -15,11 +32,7 @@ absl::Status DeliveryTable::EnsureTable() {
   if (table_ready_) return absl::OkStatus();
   absl::Status s = pool_->Run("delivery_table_create", [&](PgPool::Lease& lease) {
     pqxx::work tx(lease.conn());
-    tx.exec0(absl::StrCat("CREATE TABLE IF NOT EXISTS ", table_,
-                          " (idempotency_key text PRIMARY KEY,"
-                          " record_id text NOT NULL DEFAULT gen_random_uuid()::text,"
-                          " payload jsonb NOT NULL,"
-                          " created_at timestamptz NOT NULL DEFAULT now())"));
+    tx.exec0(DeliveryTableDdl(table_));
     tx.commit();
   });
   // Two daemons creating it at once: the loser sees a unique violation on the catalog.
@@ -34,12 +47,7 @@ absl::StatusOr<DeliveryTable::InsertResult> DeliveryTable::Insert(
   InsertResult result;
   const std::string name = "delivery_table_insert";
   absl::Status s = pool_->Run(name, [&](PgPool::Lease& lease) {
-    lease.Prepare(name, absl::StrCat(
-        "WITH ins AS (INSERT INTO ", table_, " (idempotency_key, payload) VALUES ($1, $2::jsonb)"
-        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING record_id)"
-        " SELECT record_id, true FROM ins"
-        " UNION ALL SELECT record_id, false FROM ", table_,
-        " WHERE idempotency_key = $1 AND NOT EXISTS (SELECT 1 FROM ins)"));
+    lease.Prepare(name, DeliveryTableInsertSql(table_));
     pqxx::work tx(lease.conn());
     auto rows = tx.exec_prepared(name, idempotency_key, payload_json);
     tx.commit();

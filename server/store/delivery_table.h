@@ -14,6 +14,12 @@ namespace replayd {
 
 class PgPool;
 
+// The table's CREATE TABLE IF NOT EXISTS statement.
+std::string DeliveryTableDdl(const std::string& table);
+// Inserts ($1 idempotency key, $2 payload json) unless the key exists;
+// returns one row (record_id, created): the new row's, or the existing one's.
+std::string DeliveryTableInsertSql(const std::string& table);
+
 class DeliveryTable {
  public:
   struct InsertResult {

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/logging.h"
+#include "server/store/delivery_table.h"
 #include "server/store/pg_errors.h"
 #include "server/store/pg_types.h"
 
@@ -144,6 +145,26 @@ SELECT position, ingested_at, attempt, trigger, route, started_at, duration_ms, 
        NULLIF(error, ''), outcome, NULLIF(record_id, '')
   FROM record_stage
 ON CONFLICT DO NOTHING)sql";
+
+// DeliverToLogTable: the claim check (locks the event row), the attempt, and
+// the event's outcome; the downstream insert is DeliveryTableInsertSql.
+constexpr const char* kLogTableHeldName = "delivery_log_table_held";
+constexpr const char* kLogTableHeldSql = R"sql(
+SELECT 1 FROM events
+ WHERE ingested_at = $1 AND position = $2 AND claimed_by = $3
+   FOR UPDATE)sql";
+constexpr const char* kLogTableAttemptName = "delivery_log_table_attempt";
+constexpr const char* kLogTableAttemptSql = R"sql(
+INSERT INTO delivery_attempts (event_position, event_ingested_at, attempt, trigger, route,
+                               started_at, duration_ms, http_status, error, outcome, record_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9)
+ON CONFLICT DO NOTHING)sql";
+constexpr const char* kLogTableOutcomeName = "delivery_log_table_outcome";
+constexpr const char* kLogTableOutcomeSql = R"sql(
+UPDATE events
+   SET outcome = $3, attempts = GREATEST(attempts, $4), last_error = NULL,
+       target_record_id = $5, processed_at = now(), claimed_by = NULL, claim_expires_at = NULL
+ WHERE ingested_at = $1 AND position = $2)sql";
 
 constexpr const char* kTraceEventName = "delivery_trace_event";
 constexpr const char* kTraceAttemptsName = "delivery_trace_attempts";
@@ -393,6 +414,56 @@ absl::Status PgDeliveryStore::WriteGroupOnce(
     tx.commit();
     for (const auto& row : rows) updated.insert(row[0].as<int64_t>());
   });
+}
+
+absl::StatusOr<LogTableDelivery> PgDeliveryStore::DeliverToLogTable(
+    const std::string& table, const std::string& idempotency_key, const std::string& payload_json,
+    const AttemptRecord& attempt, const std::string& owner) {
+  bool ready;
+  {
+    std::lock_guard lock(tables_mu_);
+    ready = tables_ready_.count(table) > 0;
+  }
+  if (!ready) {
+    absl::Status s = pool_->Run("delivery_log_table_create", [&](PgPool::Lease& lease) {
+      pqxx::work tx(lease.conn());
+      tx.exec0(DeliveryTableDdl(table));
+      tx.commit();
+    });
+    // Two creators at once: the loser sees a unique violation on the catalog.
+    if (!s.ok() && !absl::IsAlreadyExists(s)) return s;
+    std::lock_guard lock(tables_mu_);
+    tables_ready_.insert(table);
+  }
+  LogTableDelivery result;
+  const std::string insert_name = absl::StrCat("delivery_log_table_insert:", table);
+  absl::Status status = pool_->Run(kLogTableOutcomeName, [&](PgPool::Lease& lease) {
+    lease.Prepare(kLogTableHeldName, kLogTableHeldSql);
+    lease.Prepare(insert_name, DeliveryTableInsertSql(table));
+    lease.Prepare(kLogTableAttemptName, kLogTableAttemptSql);
+    lease.Prepare(kLogTableOutcomeName, kLogTableOutcomeSql);
+    result = LogTableDelivery{};
+    const std::string ingested_at = PgTime(attempt.event_ingested_at);
+    pqxx::work tx(lease.conn());
+    if (tx.exec_prepared(kLogTableHeldName, ingested_at, attempt.event_position, owner).empty()) {
+      return;  // claim lost: nothing written
+    }
+    auto rows = tx.exec_prepared1(insert_name, idempotency_key, payload_json);
+    result.held = true;
+    result.record_id = rows[0].as<std::string>();
+    result.created = rows[1].as<bool>();
+    const std::string outcome(
+        OutcomeName(result.created ? Outcome::kSucceeded : Outcome::kAlreadyProcessed));
+    const double duration_ms = absl::ToDoubleMilliseconds(absl::Now() - attempt.started_at);
+    tx.exec_prepared(kLogTableAttemptName, attempt.event_position, ingested_at, attempt.attempt,
+                     attempt.trigger, attempt.route, PgTime(attempt.started_at), duration_ms,
+                     outcome, result.record_id);
+    tx.exec_prepared0(kLogTableOutcomeName, ingested_at, attempt.event_position, outcome,
+                      attempt.attempt, result.record_id);
+    tx.commit();
+  });
+  if (!status.ok()) return status;
+  return result;
 }
 
 absl::StatusOr<EventTrace> PgDeliveryStore::GetTrace(const std::string& source,

@@ -8,6 +8,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <unordered_set>
 
@@ -34,6 +35,11 @@ class PgDeliveryStore final : public DeliveryStore {
                                      const std::string& owner) override;
   void RecordAttemptAsync(const AttemptRecord& attempt, const OutcomeUpdate& update,
                           const std::string& owner, RecordDone done) override;
+  absl::StatusOr<LogTableDelivery> DeliverToLogTable(const std::string& table,
+                                                     const std::string& idempotency_key,
+                                                     const std::string& payload_json,
+                                                     const AttemptRecord& attempt,
+                                                     const std::string& owner) override;
   absl::StatusOr<EventTrace> GetTrace(const std::string& source,
                                       const std::string& event_id) override;
 
@@ -53,6 +59,8 @@ class PgDeliveryStore final : public DeliveryStore {
   std::deque<std::shared_ptr<PendingRecord>> queue_;
   bool stopping_ = false;
   std::thread writer_;
+  std::mutex tables_mu_;
+  std::unordered_set<std::string> tables_ready_;  // DeliverToLogTable's tables
 };
 
 }  // namespace replayd

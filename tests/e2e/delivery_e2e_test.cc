@@ -344,6 +344,8 @@ TEST(DeliveryE2E, PostgresTableSinkInsertsOncePerIdempotencyKey) {
       std::chrono::seconds(60)))
       << Warnings(d.log());
   EXPECT_EQ(db.QueryInt("SELECT count(*) FROM downstream_records"), 200);
+  // The same database: row, attempt and outcome committed together, one attempt each.
+  EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts"), 200);
   EXPECT_EQ(Count(db, "outcome = 'already_processed'"), 1);
   EXPECT_EQ(db.QueryText("SELECT outcome || '/' || target_record_id FROM events WHERE event_id = 'pg7'"),
             "already_processed/pre-existing");

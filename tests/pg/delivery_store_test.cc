@@ -210,5 +210,78 @@ TEST_F(DeliveryStoreTest, ConcurrentRecordsAreGroupCommittedAndTheTraceTellsTheS
   EXPECT_EQ(store_.GetTrace("shop", "nope").status().code(), absl::StatusCode::kNotFound);
 }
 
+AttemptRecord TableAttempt(const StoredEvent& e) {
+  AttemptRecord a;
+  a.event_position = e.position;
+  a.event_ingested_at = e.ingested_at;
+  a.attempt = e.attempts + 1;
+  a.trigger = e.attempts > 0 ? "replay:r" : "live";
+  a.route = "r";
+  a.started_at = absl::Now();
+  return a;
+}
+
+TEST_F(DeliveryStoreTest, LogTableDeliveryWritesTheRowTheAttemptAndTheOutcomeTogether) {
+  Append({Event("t1", "a")});
+  auto claimed = Claim("A");
+  ASSERT_EQ(claimed.size(), 1u);
+  const StoredEvent& e = claimed[0];
+  // Without the claim nothing is written, not even the downstream row.
+  auto lost = store_.DeliverToLogTable("downstream", "shop:t1", R"({"n": 1})", TableAttempt(e), "B");
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  EXPECT_FALSE(lost->held);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM downstream"), 0);
+
+  auto first = store_.DeliverToLogTable("downstream", "shop:t1", R"({"n": 1})", TableAttempt(e), "A");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->held);
+  EXPECT_TRUE(first->created);
+  const std::string id = first->record_id;
+  EXPECT_EQ(db_.QueryText("SELECT record_id || '/' || (payload->>'n')"
+                          " FROM downstream WHERE idempotency_key = 'shop:t1'"),
+            id + "/1");
+  EXPECT_EQ(db_.QueryText("SELECT outcome || '/' || target_record_id || '/' || attempts || '/' ||"
+                          " (claimed_by IS NULL) || '/' || (processed_at IS NOT NULL)"
+                          " FROM events WHERE event_id = 't1'"),
+            "succeeded/" + id + "/1/true/true");
+
+  // A second delivery (a replay resending it) finds the row: already_processed,
+  // the same record id, no second insert.
+  auto again = store_.TryClaim(e.position, e.ingested_at, "replay:r", absl::Seconds(30));
+  ASSERT_TRUE(again.ok() && again->has_value());
+  auto second = store_.DeliverToLogTable("downstream", "shop:t1", R"({"n": 1})",
+                                         TableAttempt(**again), "replay:r");
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(second->held);
+  EXPECT_FALSE(second->created);
+  EXPECT_EQ(second->record_id, id);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM downstream"), 1);
+  EXPECT_EQ(db_.QueryText("SELECT outcome || '/' || target_record_id || '/' || attempts || '/' ||"
+                          " (claimed_by IS NULL) FROM events WHERE event_id = 't1'"),
+            "already_processed/" + id + "/2/true");
+  EXPECT_EQ(db_.QueryText("SELECT string_agg(attempt || ':' || trigger || ':' || outcome || ':' ||"
+                          " record_id, ',' ORDER BY attempt) FROM delivery_attempts"),
+            "1:live:succeeded:" + id + ",2:replay:r:already_processed:" + id);
+}
+
+TEST_F(DeliveryStoreTest, LogTableDeliveryRollsTheDownstreamRowBackWhenTheLogUpdateFails) {
+  Append({Event("t2", "a")});
+  auto claimed = Claim("A");
+  ASSERT_EQ(claimed.size(), 1u);
+  // The log refuses the outcome update after the downstream insert has run.
+  db_.Exec("CREATE FUNCTION refuse_outcome() RETURNS trigger LANGUAGE plpgsql AS"
+           " $$BEGIN IF NEW.outcome <> OLD.outcome THEN RAISE EXCEPTION 'refused'; END IF;"
+           " RETURN NEW; END$$");
+  db_.Exec("CREATE TRIGGER refuse BEFORE UPDATE ON events FOR EACH ROW"
+           " EXECUTE FUNCTION refuse_outcome()");
+  auto r = store_.DeliverToLogTable("downstream", "shop:t2", R"({"n": 2})",
+                                    TableAttempt(claimed[0]), "A");
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM downstream"), 0);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_attempts"), 0);
+  EXPECT_EQ(db_.QueryText("SELECT outcome || '/' || claimed_by FROM events WHERE event_id = 't2'"),
+            "pending/A");
+}
+
 }  // namespace
 }  // namespace replayd
