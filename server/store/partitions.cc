@@ -12,15 +12,8 @@ namespace {
 // pg_advisory_xact_lock key serialising partition DDL across daemons.
 constexpr int64_t kPartitionLockKey = 0x7265706c61796470;
 
-// The partitioned tables, all split by the same UTC day, with each
-// partition's storage parameters (Postgres 15 takes none on the parent).
-// events: pages left 20% free so that a claim (claimed_by, claim_expires_at,
-// no index on either) can be a HOT update on the row's own page instead of a
-// new index entry in every index of the log.
-constexpr struct {
-  const char* name;
-  const char* with;
-} kPartitionedTables[] = {{"events", " WITH (fillfactor = 80)"}, {"delivery_attempts", ""}};
+// The partitioned tables, all split by the same UTC day.
+constexpr const char* kPartitionedTables[] = {"events", "delivery_attempts"};
 
 std::string DayName(absl::Time day_start) {
   return absl::FormatTime("%Y%m%d", day_start, absl::UTCTimeZone());
@@ -45,10 +38,10 @@ absl::Status Partitions::EnsureDays(absl::Time from, absl::Time to) {
     for (absl::Time day : days) {
       std::string lower = FormatRfc3339(day);
       std::string upper = FormatRfc3339(day + absl::Hours(24));
-      for (const auto& table : kPartitionedTables) {
-        tx.exec0(absl::StrCat("CREATE TABLE IF NOT EXISTS ", table.name, "_p", DayName(day),
-                              " PARTITION OF ", table.name, " FOR VALUES FROM ('", lower,
-                              "') TO ('", upper, "')", table.with));
+      for (const char* table : kPartitionedTables) {
+        tx.exec0(absl::StrCat("CREATE TABLE IF NOT EXISTS ", table, "_p", DayName(day),
+                              " PARTITION OF ", table, " FOR VALUES FROM ('", lower, "') TO ('",
+                              upper, "')"));
       }
     }
     tx.commit();
@@ -85,8 +78,8 @@ absl::StatusOr<std::vector<std::string>> Partitions::DropExpired(absl::Time now,
       }
       tx.exec0(absl::StrCat("DELETE FROM event_keys k USING ", events,
                             " e WHERE k.source = e.source AND k.event_id = e.event_id"));
-      for (const auto& table : kPartitionedTables) {
-        tx.exec0(absl::StrCat("DROP TABLE IF EXISTS ", table.name, "_p", day));
+      for (const char* table : kPartitionedTables) {
+        tx.exec0(absl::StrCat("DROP TABLE IF EXISTS ", table, "_p", day));
       }
       tx.commit();
       dropped.push_back(events);
