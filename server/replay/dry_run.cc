@@ -58,24 +58,27 @@ constexpr ReplayCategory kCategories[] = {
 
 }  // namespace
 
-GapPlan PlanGapSearch(const std::string& source,
-                      const std::map<int64_t, SequenceBucket>& buckets) {
-  GapPlan plan;
-  const SequenceBucket* previous = nullptr;
-  for (const auto& [bucket, b] : buckets) {
-    if (b.count == 0) continue;
-    int64_t inside = (b.max - b.min + 1) - b.count;
-    if (inside > 0) {
-      plan.missing += inside;
-      plan.scan.emplace_back(b.min, b.max);
+std::vector<SequenceGap> PlanGapScan(const std::string& source,
+                                     const std::map<int64_t, int64_t>& bucket_counts) {
+  const int64_t size = int64_t{1} << kSequenceBucketBits;
+  std::vector<SequenceGap> out;
+  std::optional<int64_t> run_start;
+  std::optional<int64_t> previous;
+  auto close = [&](int64_t last_bucket) {
+    out.push_back({source, *run_start * size - 1, (last_bucket + 1) * size});
+    run_start.reset();
+  };
+  for (const auto& [bucket, count] : bucket_counts) {
+    if (previous && bucket > *previous + 1 && !run_start) run_start = *previous + 1;
+    if (count < size) {
+      if (!run_start) run_start = bucket;
+    } else if (run_start) {
+      close(bucket - 1);
     }
-    if (previous != nullptr && b.min > previous->max + 1) {
-      plan.missing += b.min - previous->max - 1;
-      plan.between_buckets.push_back({source, previous->max + 1, b.min - 1});
-    }
-    previous = &b;
+    previous = bucket;
   }
-  return plan;
+  if (run_start) close(*previous);
+  return out;
 }
 
 absl::StatusOr<std::vector<WindowAggregate>> DryRunner::AggregateInSlices(
@@ -127,32 +130,26 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
   auto aggregates = AggregateInSlices(spec.window);
   if (!aggregates.ok()) return aggregates.status();
 
-  // Per source, the sequence buckets summed over outcomes.
-  std::map<std::string, std::map<int64_t, SequenceBucket>> by_source;
+  // Per source, the rows of each sequence bucket summed over outcomes.
+  std::map<std::string, std::map<int64_t, int64_t>> by_source;
   for (const WindowAggregate& a : *aggregates) {
     result.total += a.count;
     auto& buckets = by_source[a.source];
-    if (!a.sequence_bucket || a.with_sequence == 0) continue;
-    SequenceBucket& b = buckets[*a.sequence_bucket];
-    b.min = b.count == 0 ? *a.min_sequence : std::min(b.min, *a.min_sequence);
-    b.max = b.count == 0 ? *a.max_sequence : std::max(b.max, *a.max_sequence);
-    b.count += a.with_sequence;
+    if (a.sequence_bucket) buckets[*a.sequence_bucket] += a.count;
   }
   std::vector<std::string> sources_seen;
-  std::vector<SequenceGap> ranges;  // holes known from the buckets, and found by the scan
+  std::vector<SequenceGap> ranges;
   std::vector<SequenceGap> to_scan;
   for (const auto& [source, buckets] : by_source) {
     sources_seen.push_back(source);
-    // Only the buckets with holes inside are read again, by index range.
-    GapPlan plan = PlanGapSearch(source, buckets);
-    result.missing += plan.missing;
-    ranges.insert(ranges.end(), plan.between_buckets.begin(), plan.between_buckets.end());
-    for (const auto& [lo, hi] : plan.scan) to_scan.push_back({source, lo, hi});
+    // Only the runs of buckets that are not full are read again, by index range.
+    auto scan = PlanGapScan(source, buckets);
+    to_scan.insert(to_scan.end(), scan.begin(), scan.end());
   }
   if (!to_scan.empty()) {
-    auto gaps = store_->SequenceGaps(spec.window, to_scan, kMaxMissingRanges);
+    auto gaps = store_->SequenceGaps(spec.window, to_scan, kMaxMissingRanges, &result.missing);
     if (!gaps.ok()) return gaps.status();
-    ranges.insert(ranges.end(), gaps->begin(), gaps->end());
+    ranges = *std::move(gaps);
   }
   std::sort(ranges.begin(), ranges.end(), [](const SequenceGap& a, const SequenceGap& b) {
     return std::tie(a.source, a.first) < std::tie(b.source, b.first);

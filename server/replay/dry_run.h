@@ -47,23 +47,15 @@ struct DryRunResult {
   std::vector<std::string> warnings;
 };
 
-// One source's sequence numbers in one bucket of the window.
-struct SequenceBucket {
-  int64_t min = 0;
-  int64_t max = 0;
-  int64_t count = 0;
-};
-
-// Where one source's holes are, from its buckets (keyed by bucket number):
-// the number of missing sequence numbers, the holes between buckets (known
-// exactly), and the [lo, hi] ranges inside buckets that must be scanned for
-// theirs. Pure. Assumes sequence numbers are unique per source.
-struct GapPlan {
-  int64_t missing = 0;
-  std::vector<SequenceGap> between_buckets;
-  std::vector<std::pair<int64_t, int64_t>> scan;
-};
-GapPlan PlanGapSearch(const std::string& source, const std::map<int64_t, SequenceBucket>& buckets);
+// The sequence ranges of one source that must be read to find its holes,
+// from the row count of each bucket of 2^kSequenceBucketBits numbers (keyed
+// by bucket number): every run of consecutive buckets, between the first and
+// the last, that is not full (empty ones included), widened by one number on
+// each side so that the neighbouring full buckets' edge values bound the
+// holes. A full bucket has no hole. Pure. Assumes sequence numbers are unique
+// per source.
+std::vector<SequenceGap> PlanGapScan(const std::string& source,
+                                     const std::map<int64_t, int64_t>& bucket_counts);
 
 inline constexpr int kSamplesPerCategory = 5;
 // Concurrent aggregate queries over consecutive slices of a window.

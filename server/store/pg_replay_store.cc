@@ -31,14 +31,14 @@ constexpr const char* kGapsName = "replay_sequence_gaps";
 constexpr const char* kCheckpointName = "replay_checkpoint";
 
 constexpr const char* kAggregateSql = R"sql(
-SELECT source, outcome, sequence >> 12, count(*), min(sequence), max(sequence)
+SELECT source, outcome, sequence >> 12, count(*)
   FROM events
  WHERE ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz
    AND (cardinality($3::text[]) = 0 OR source = ANY($3::text[]))
  GROUP BY 1, 2, 3)sql";
 
 constexpr const char* kGapsSql = R"sql(
-SELECT r.source, s.prev + 1, s.sequence - 1
+SELECT r.source, s.prev + 1, s.sequence - 1, sum(s.sequence - s.prev - 1) OVER ()
   FROM unnest($3::text[], $4::bigint[], $5::bigint[]) AS r(source, lo, hi)
  CROSS JOIN LATERAL (
     SELECT sequence, lag(sequence) OVER (ORDER BY sequence) AS prev
@@ -514,10 +514,6 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
       a.outcome = ParseOutcome(r[1].as<std::string>()).value_or(Outcome::kPending);
       if (!r[2].is_null()) a.sequence_bucket = r[2].as<int64_t>();
       a.count = r[3].as<int64_t>();
-      if (!r[4].is_null()) a.min_sequence = r[4].as<int64_t>();
-      if (!r[5].is_null()) a.max_sequence = r[5].as<int64_t>();
-      // Rows without a sequence number form the bucket NULL.
-      a.with_sequence = a.sequence_bucket ? a.count : 0;
       out.push_back(std::move(a));
     }
   });
@@ -526,8 +522,10 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
 }
 
 absl::StatusOr<std::vector<SequenceGap>> PgReplayStore::SequenceGaps(
-    const ReplayWindow& window, const std::vector<SequenceGap>& ranges, int limit) {
+    const ReplayWindow& window, const std::vector<SequenceGap>& ranges, int limit,
+    int64_t* missing) {
   std::vector<SequenceGap> out;
+  *missing = 0;
   if (ranges.empty()) return out;
   std::vector<std::string> sources, los, his;
   for (const SequenceGap& r : ranges) {
@@ -544,8 +542,10 @@ absl::StatusOr<std::vector<SequenceGap>> PgReplayStore::SequenceGaps(
                          absl::StrCat("{", absl::StrJoin(los, ","), "}"),
                          absl::StrCat("{", absl::StrJoin(his, ","), "}"), limit);
     out.clear();
+    *missing = 0;
     for (const auto& r : rows) {
       out.push_back({r[0].as<std::string>(), r[1].as<int64_t>(), r[2].as<int64_t>()});
+      *missing = r[3].as<int64_t>();
     }
   });
   if (!status.ok()) return status;

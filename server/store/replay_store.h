@@ -84,17 +84,13 @@ struct AuditEntry {
 // the one aggregate scan also says where the holes are.
 inline constexpr int kSequenceBucketBits = 12;
 
-// Window counts by (source, outcome, sequence bucket), with what gap
-// detection needs: the smallest and largest sequence number of the bucket and
-// how many rows carry one.
+// Window counts by (source, outcome, sequence bucket); a bucket's count says
+// whether it is full (no hole) or must be read again for its holes.
 struct WindowAggregate {
   std::string source;
   Outcome outcome = Outcome::kPending;
   std::optional<int64_t> sequence_bucket;  // sequence >> kSequenceBucketBits; nullopt = none
   int64_t count = 0;
-  std::optional<int64_t> min_sequence;
-  std::optional<int64_t> max_sequence;
-  int64_t with_sequence = 0;
 };
 
 // Missing upstream sequence numbers [first, last] of one source.
@@ -167,9 +163,11 @@ class ReplayStore {
       const ReplayWindow& window) = 0;
   // The holes between the sequence numbers of the window inside each of
   // `ranges` (a source and [first, last]), by source then lowest first, at
-  // most `limit`: one statement, an index range scan per range.
+  // most `limit`, and in *missing how many numbers all the holes hold: one
+  // statement, an index range scan per range.
   virtual absl::StatusOr<std::vector<SequenceGap>> SequenceGaps(
-      const ReplayWindow& window, const std::vector<SequenceGap>& ranges, int limit) = 0;
+      const ReplayWindow& window, const std::vector<SequenceGap>& ranges, int limit,
+      int64_t* missing) = 0;
 };
 
 }  // namespace replayd

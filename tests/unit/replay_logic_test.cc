@@ -246,20 +246,23 @@ TEST(ReplayctlRender, ProgressBarAndDryRun) {
 namespace replayd {
 namespace {
 
-TEST(PlanGapSearch, HolesInsideAndBetweenBuckets) {
-  std::map<int64_t, SequenceBucket> buckets;
-  buckets[0] = {1, 4095, 4095};     // complete
-  buckets[1] = {4096, 8191, 4090};  // 6 missing inside
-  buckets[3] = {12300, 12400, 101};  // complete; 8192..12299 missing between
-  GapPlan plan = PlanGapSearch("s", buckets);
-  EXPECT_EQ(plan.missing, 6 + (12299 - 8192 + 1));
-  ASSERT_EQ(plan.scan.size(), 1u);
-  EXPECT_EQ(plan.scan[0].first, 4096);
-  EXPECT_EQ(plan.scan[0].second, 8191);
-  ASSERT_EQ(plan.between_buckets.size(), 1u);
-  EXPECT_EQ(plan.between_buckets[0].first, 8192);
-  EXPECT_EQ(plan.between_buckets[0].last, 12299);
-  EXPECT_EQ(PlanGapSearch("s", {}).missing, 0);
+TEST(PlanGapScan, RunsOfBucketsThatAreNotFull) {
+  std::map<int64_t, int64_t> buckets;
+  buckets[0] = 4000;  // the source's first bucket, partial
+  buckets[1] = 4096;  // full
+  buckets[2] = 4090;  // holes inside
+  buckets[5] = 4096;  // full; buckets 3 and 4 are empty (all missing)
+  buckets[6] = 100;   // the last, partial
+  auto scan = PlanGapScan("s", buckets);
+  ASSERT_EQ(scan.size(), 3u);
+  EXPECT_EQ(scan[0].first, -1);
+  EXPECT_EQ(scan[0].last, 4096);
+  EXPECT_EQ(scan[1].first, 2 * 4096 - 1);  // bucket 2 through the empty 3 and 4
+  EXPECT_EQ(scan[1].last, 5 * 4096);
+  EXPECT_EQ(scan[2].first, 6 * 4096 - 1);
+  EXPECT_EQ(scan[2].last, 7 * 4096);
+  EXPECT_TRUE(PlanGapScan("s", {}).empty());
+  EXPECT_TRUE(PlanGapScan("s", {{3, 4096}, {4, 4096}}).empty());
 }
 
 }  // namespace
