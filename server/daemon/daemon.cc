@@ -41,6 +41,7 @@ struct Daemon::Components {
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<MetricsIngestObserver> ingest_observer;
   std::unique_ptr<MetricsDeliveryObserver> delivery_observer;
+  std::unique_ptr<MetricsReplayObserver> replay_observer;
   std::unique_ptr<PgPool> pool;
   std::unique_ptr<Partitions> partitions;
   std::unique_ptr<PgEventStore> event_store;
@@ -151,9 +152,11 @@ absl::Status Daemon::Run() {
   };
   c_->dry_runner = std::make_unique<DryRunner>(c_->replay_store.get(), c_->partitions.get(),
                                                routes_by_source, &config_, &clock);
+  c_->replay_observer = std::make_unique<MetricsReplayObserver>(c_->metrics.get());
   c_->replay_runner = std::make_unique<ReplayRunner>(
       c_->replay_store.get(), c_->delivery_store.get(), c_->deliverer.get(), routes_by_source,
-      &config_, ReplayRunnerOptions{.instance = NewRunnerInstanceId()});
+      &config_,
+      ReplayRunnerOptions{.instance = NewRunnerInstanceId(), .observer = c_->replay_observer.get()});
   c_->replay_controller = std::make_unique<ReplayController>(
       c_->replay_store.get(), c_->dry_runner.get(), c_->replay_runner.get(), &config_, &clock);
   c_->replay_service =

@@ -34,4 +34,12 @@ void MetricsDeliveryObserver::OnAttempt(const std::string& route, Outcome outcom
   metrics_->CountDelivery(route, OutcomeName(outcome), absl::ToDoubleSeconds(duration));
 }
 
+void MetricsReplayObserver::OnRateLimitWait(const std::string& limiter, absl::Duration wait) {
+  metrics_->CountRateLimiterWait(limiter, absl::ToDoubleSeconds(wait));
+}
+
+void MetricsReplayObserver::OnReplayed(const std::string& result) {
+  metrics_->CountReplayEvents(result);
+}
+
 }  // namespace replayd

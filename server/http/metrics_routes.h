@@ -7,6 +7,7 @@
 #include "server/common/metrics.h"
 #include "server/delivery/deliverer.h"
 #include "server/ingest/ingester.h"
+#include "server/replay/runner.h"
 
 namespace httplib {
 class Server;
@@ -34,6 +35,16 @@ class MetricsDeliveryObserver final : public DeliveryObserver {
  public:
   explicit MetricsDeliveryObserver(Metrics* metrics) : metrics_(metrics) {}
   void OnAttempt(const std::string& route, Outcome outcome, absl::Duration duration) override;
+
+ private:
+  Metrics* metrics_;
+};
+
+class MetricsReplayObserver final : public ReplayObserver {
+ public:
+  explicit MetricsReplayObserver(Metrics* metrics) : metrics_(metrics) {}
+  void OnRateLimitWait(const std::string& limiter, absl::Duration wait) override;
+  void OnReplayed(const std::string& result) override;
 
  private:
   Metrics* metrics_;

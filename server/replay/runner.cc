@@ -177,13 +177,16 @@ bool ReplayRunner::JobRun::WaitToken(const Route& route) {
   while (true) {
     absl::Time now = absl::Now();
     absl::Duration wait = bucket_.WaitFor(now);
+    std::string limiter = "replay";
     if (wait == absl::ZeroDuration()) {
       wait = sink->TryTake(now);
       if (wait == absl::ZeroDuration()) {
         bucket_.TryTake(now);
         return true;
       }
+      limiter = absl::StrCat("sink:", route.sink_name);
     }
+    if (r_->options_.observer != nullptr) r_->options_.observer->OnRateLimitWait(limiter, wait);
     if (!Sleep(wait)) return false;
   }
 }
@@ -199,6 +202,7 @@ bool ReplayRunner::JobRun::Dispatch(const StoredEvent& e) {
     order_.push_back({at, true});
     ++counters_.processed;
     ++counters_.skipped;
+    if (r_->options_.observer != nullptr) r_->options_.observer->OnReplayed("skipped");
     while (!order_.empty() && order_.front().done) {
       cursor_ = order_.front().at;
       order_.pop_front();
@@ -352,6 +356,11 @@ void ReplayRunner::JobRun::Complete(const StoredEvent& e, const std::string& key
   if (!key.empty()) keys_in_flight_.erase(key);
   if (result.kind != Result::kAbandoned) {
     ++counters_.processed;
+    if (r_->options_.observer != nullptr) {
+      r_->options_.observer->OnReplayed(result.kind == Result::kDelivered ? "delivered"
+                                        : result.kind == Result::kSkipped ? "skipped"
+                                                                          : "failed");
+    }
     switch (result.kind) {
       case Result::kDelivered: ++counters_.delivered; break;
       case Result::kSkipped: ++counters_.skipped; break;

@@ -29,6 +29,18 @@
 
 namespace replayd {
 
+// Hooks for metrics, so that replay does not depend on prometheus. Called
+// from worker threads; implementations must be thread safe.
+class ReplayObserver {
+ public:
+  virtual ~ReplayObserver() = default;
+  // A replay slept `wait` for a token: limiter is "replay" (its own bucket)
+  // or "sink:<name>" (the budget shared by every replay on that sink).
+  virtual void OnRateLimitWait(const std::string& limiter, absl::Duration wait) = 0;
+  // One event finished: result is "delivered", "skipped" or "failed".
+  virtual void OnReplayed(const std::string& result) = 0;
+};
+
 struct ReplayRunnerOptions {
   std::string instance;  // this daemon's lease owner id, unique per process
   absl::Duration lease = absl::Seconds(10);
@@ -37,6 +49,7 @@ struct ReplayRunnerOptions {
   int page_size = 500;
   int max_concurrent_jobs = 4;
   int max_in_flight = 64;  // deliveries in flight per job
+  ReplayObserver* observer = nullptr;
 };
 
 // A lease owner id unique to this process: "<host>:<pid>:<random>".

@@ -5,7 +5,10 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <httplib.h>
+
 #include <algorithm>
+#include <sstream>
 #include <set>
 #include <thread>
 
@@ -78,6 +81,20 @@ routes:
       ASSERT_TRUE(s.ok()) << s.error_message();
       for (const auto& r : resp.results()) ASSERT_EQ(r.status(), pb::EventResult::ACCEPTED);
     }
+  }
+
+  // The value of the first /metrics sample whose line starts with `prefix`
+  // (name and the start of its labels), or -1 when there is none.
+  double MetricValue(const std::string& prefix) {
+    httplib::Client http("127.0.0.1", daemon_->http_port());
+    auto res = http.Get("/metrics");
+    if (!res || res->status != 200) return -1;
+    std::istringstream lines(res->body);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.rfind(prefix, 0) == 0) return std::stod(line.substr(line.rfind(' ') + 1));
+    }
+    return -1;
   }
 
   int64_t CountOutcome(const std::string& outcome) {
@@ -213,6 +230,10 @@ TEST_F(ReplayE2eTest, PartialOutageIsClosedWithReplayctl) {
   EXPECT_EQ(stats["distinct_keys"], 300);
   EXPECT_EQ(stats["duplicates"], 0);
   EXPECT_EQ(CountOutcome("succeeded"), 300);
+  // The replay's results reach /metrics through the runner's observer.
+  EXPECT_EQ(MetricValue(R"(replayd_replay_events_total{result="delivered"})"), 100);
+  EXPECT_EQ(MetricValue(R"(replayd_replay_events_total{result="skipped"})"), 200);
+  EXPECT_EQ(MetricValue(R"(replayd_replay_events_total{result="failed"})"), 0);
 
   auto progress = Replayctl({"progress", "-o", "json", done["replay_id"]});
   ASSERT_EQ(progress.exit_code, 0) << progress.err;
@@ -261,6 +282,9 @@ TEST_F(ReplayE2eTest, TwoReplaysShareTheSinkBudget) {
   all.insert(all.end(), tb.begin(), tb.end());
   std::sort(all.begin(), all.end());
   ASSERT_EQ(all.size(), 1000u);
+  // Two replays asking 100/s each against a 100/s sink budget must have waited on the sink.
+  EXPECT_GT(MetricValue(R"(replayd_rate_limiter_waits_total{limiter="sink:)"), 0);
+  EXPECT_GT(MetricValue(R"(replayd_rate_limiter_wait_seconds_total{limiter="sink:)"), 1.0);
   // Both ran side by side (neither waited for the other to finish) ...
   EXPECT_LT(ta.front(), tb.back());
   EXPECT_LT(tb.front(), ta.back());
