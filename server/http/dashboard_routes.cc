@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
+#include "server/http/http_errors.h"
 #include "server/common/logging.h"
 #include "server/common/time_format.h"
 #include "server/http/dashboard_assets.h"
@@ -17,22 +18,6 @@
 
 namespace replayd {
 namespace {
-
-int HttpCode(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument: return 400;
-    case absl::StatusCode::kUnauthenticated: return 401;
-    case absl::StatusCode::kPermissionDenied: return 403;
-    case absl::StatusCode::kNotFound: return 404;
-    case absl::StatusCode::kUnavailable: return 503;
-    default: return 500;
-  }
-}
-
-void Error(httplib::Response& res, const absl::Status& s) {
-  res.status = HttpCode(s);
-  res.set_content(nlohmann::json{{"error", std::string(s.message())}}.dump(), "application/json");
-}
 
 void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
   int64_t us = absl::ToUnixMicros(t);
@@ -74,15 +59,15 @@ using Handler = std::function<absl::StatusOr<std::string>(const httplib::Request
 httplib::Server::Handler Api(const Authenticator* auth, Handler handler) {
   return [auth, handler](const httplib::Request& req, httplib::Response& res) {
     auto principal = auth->Authorize(req.get_header_value("Authorization"), Role::kViewer);
-    if (!principal.ok()) return Error(res, principal.status());
+    if (!principal.ok()) return SetJsonError(res, principal.status());
     try {
       auto body = handler(req);
-      if (!body.ok()) return Error(res, body.status());
+      if (!body.ok()) return SetJsonError(res, body.status());
       res.set_header("Cache-Control", "no-store");
       res.set_content(*body, "application/json");
     } catch (const std::exception& e) {
       Logger("http")->error("{}: {}", req.path, e.what());
-      Error(res, absl::InternalError("internal error"));
+      SetJsonError(res, absl::InternalError("internal error"));
     }
   };
 }

@@ -7,28 +7,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "server/http/http_errors.h"
 #include "server/common/time_format.h"
 
 namespace replayd {
 namespace {
 
 using nlohmann::json;
-
-int HttpCode(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument: return 400;
-    case absl::StatusCode::kUnauthenticated: return 401;
-    case absl::StatusCode::kPermissionDenied: return 403;
-    case absl::StatusCode::kNotFound: return 404;
-    case absl::StatusCode::kUnavailable: return 503;
-    default: return 500;
-  }
-}
-
-void Error(httplib::Response& res, const absl::Status& s) {
-  res.status = HttpCode(s);
-  res.set_content(json{{"error", std::string(s.message())}}.dump(), "application/json");
-}
 
 // Converts one JSON event. Problems that belong to the event (rather than to
 // the request) become its rejection reason.
@@ -87,7 +72,7 @@ std::string_view ResultName(IngestResult::Status s) {
 void RegisterEventRoutes(httplib::Server& server, Ingester* ingester, const Authenticator* auth) {
   server.Post("/v1/events", [ingester, auth](const httplib::Request& req, httplib::Response& res) {
     auto principal = auth->Authorize(req.get_header_value("Authorization"), Role::kPublisher);
-    if (!principal.ok()) return Error(res, principal.status());
+    if (!principal.ok()) return SetJsonError(res, principal.status());
     if (!absl::StartsWithIgnoreCase(req.get_header_value("Content-Type"), "application/json")) {
       res.status = 415;
       res.set_content(json{{"error", "Content-Type must be application/json"}}.dump(),
@@ -96,19 +81,19 @@ void RegisterEventRoutes(httplib::Server& server, Ingester* ingester, const Auth
     }
     json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
     if (body.is_discarded()) {
-      return Error(res, absl::InvalidArgumentError("body is not valid JSON"));
+      return SetJsonError(res, absl::InvalidArgumentError("body is not valid JSON"));
     }
     if (!body.is_object() || !body.contains("events") || !body["events"].is_array()) {
-      return Error(res, absl::InvalidArgumentError(R"(body must be {"events": [...]})"));
+      return SetJsonError(res, absl::InvalidArgumentError(R"(body must be {"events": [...]})"));
     }
     for (const auto& [name, value] : body.items()) {
       if (name != "events") {
-        return Error(res, absl::InvalidArgumentError(absl::StrCat("unknown field \"", name, "\"")));
+        return SetJsonError(res, absl::InvalidArgumentError(absl::StrCat("unknown field \"", name, "\"")));
       }
     }
     const json& items = body["events"];
     if (absl::Status s = ValidateBatchSize(items.size(), ingester->limits()); !s.ok()) {
-      return Error(res, s);
+      return SetJsonError(res, s);
     }
     // Events that do not convert are rejected here; the rest go to the ingester.
     std::vector<IngestResult> results(items.size());
@@ -125,7 +110,7 @@ void RegisterEventRoutes(httplib::Server& server, Ingester* ingester, const Auth
     }
     if (!events.empty()) {
       auto stored = ingester->Ingest(events);
-      if (!stored.ok()) return Error(res, stored.status());
+      if (!stored.ok()) return SetJsonError(res, stored.status());
       for (size_t j = 0; j < events.size(); ++j) results[index[j]] = (*stored)[j];
     }
     json out = json::array();

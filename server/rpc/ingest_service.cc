@@ -1,6 +1,7 @@
 #include "server/rpc/ingest_service.h"
 
 #include "server/rpc/grpc_status.h"
+#include "server/rpc/proto_convert.h"
 
 namespace replayd {
 namespace {
@@ -12,10 +13,7 @@ NewEvent FromProto(const replay::v1::Event& e) {
   if (e.has_sequence()) out.sequence = e.sequence();
   out.key = e.key();
   out.type = e.type();
-  if (e.has_occurred_at()) {
-    out.occurred_at = absl::FromUnixSeconds(e.occurred_at().seconds()) +
-                      absl::Nanoseconds(e.occurred_at().nanos());
-  }
+  if (e.has_occurred_at()) out.occurred_at = proto_convert::FromProto(e.occurred_at());
   out.payload = e.payload();
   return out;
 }

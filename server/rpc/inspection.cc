@@ -11,29 +11,19 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/time_format.h"
+#include "server/rpc/proto_convert.h"
 
 namespace replayd {
 namespace {
 
 namespace pb = replay::v1;
+using proto_convert::ToProto;
 
 constexpr int kMaxBuckets = 10000;
 constexpr int kMaxSequenceGaps = 1000;
 
 absl::Time FromProto(const google::protobuf::Timestamp& t) {
   return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
-void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
-  int64_t ns = absl::ToUnixNanos(t);
-  int64_t seconds = ns / 1000000000;
-  int64_t nanos = ns % 1000000000;
-  if (nanos < 0) {
-    nanos += 1000000000;
-    --seconds;
-  }
-  out->set_seconds(seconds);
-  out->set_nanos(static_cast<int32_t>(nanos));
 }
 
 void ToProto(const OutcomeTally& c, pb::OutcomeCounts* out) {
@@ -43,17 +33,6 @@ void ToProto(const OutcomeTally& c, pb::OutcomeCounts* out) {
   out->set_already_processed(c.already_processed);
   out->set_failed(c.failed);
   out->set_total(c.total);
-}
-
-pb::Outcome ToProto(Outcome o) {
-  switch (o) {
-    case Outcome::kPending: return pb::PENDING;
-    case Outcome::kRetrying: return pb::RETRYING;
-    case Outcome::kSucceeded: return pb::SUCCEEDED;
-    case Outcome::kAlreadyProcessed: return pb::ALREADY_PROCESSED;
-    case Outcome::kFailed: return pb::FAILED;
-  }
-  return pb::OUTCOME_UNSPECIFIED;
 }
 
 void ToProto(const StoredEvent& e, pb::StoredEvent* out) {

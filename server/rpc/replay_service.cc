@@ -3,49 +3,14 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/logging.h"
 #include "server/rpc/grpc_status.h"
+#include "server/rpc/proto_convert.h"
 
 namespace replayd {
 namespace {
 
 namespace pb = replay::v1;
-
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
-void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
-  const int64_t us = absl::ToUnixMicros(t);
-  int64_t seconds = us / 1000000;
-  int64_t micros = us % 1000000;
-  if (micros < 0) {
-    micros += 1000000;
-    --seconds;
-  }
-  out->set_seconds(seconds);
-  out->set_nanos(static_cast<int32_t>(micros * 1000));
-}
-
-pb::Outcome ToProto(Outcome o) {
-  switch (o) {
-    case Outcome::kPending: return pb::PENDING;
-    case Outcome::kRetrying: return pb::RETRYING;
-    case Outcome::kSucceeded: return pb::SUCCEEDED;
-    case Outcome::kAlreadyProcessed: return pb::ALREADY_PROCESSED;
-    case Outcome::kFailed: return pb::FAILED;
-  }
-  return pb::OUTCOME_UNSPECIFIED;
-}
-
-std::optional<Outcome> FromProto(pb::Outcome o) {
-  switch (o) {
-    case pb::PENDING: return Outcome::kPending;
-    case pb::RETRYING: return Outcome::kRetrying;
-    case pb::SUCCEEDED: return Outcome::kSucceeded;
-    case pb::ALREADY_PROCESSED: return Outcome::kAlreadyProcessed;
-    case pb::FAILED: return Outcome::kFailed;
-    default: return std::nullopt;
-  }
-}
+using proto_convert::FromProto;
+using proto_convert::ToProto;
 
 pb::ReplayState ToProto(ReplayState s) {
   switch (s) {

@@ -1,0 +1,22 @@
+// Conversions between the daemon's types and replay.v1 messages, shared by
+// the gRPC services.
+#pragma once
+
+#include <google/protobuf/timestamp.pb.h>
+
+#include <optional>
+
+#include "absl/time/time.h"
+#include "replay/v1/events.pb.h"
+#include "server/store/event.h"
+
+namespace replayd::proto_convert {
+
+void ToProto(absl::Time t, google::protobuf::Timestamp* out);
+replay::v1::Outcome ToProto(Outcome outcome);
+
+absl::Time FromProto(const google::protobuf::Timestamp& t);
+// nullopt for OUTCOME_UNSPECIFIED and unknown values.
+std::optional<Outcome> FromProto(replay::v1::Outcome outcome);
+
+}  // namespace replayd::proto_convert
