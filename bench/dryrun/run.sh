@@ -15,32 +15,7 @@ sinks:
   - {name: down, url: http://127.0.0.1:9/records, replay_rate_budget: 1000}
 routes:
   - {name: all, sources: [src0, src1, src2, src3], sink: down}"
-# Days today-(days+1) .. today-2: the window must end in the past.
-first_day=$(python3 -c "import datetime as d; print((d.date.today() - d.timedelta(days=$days + 1)).isoformat())")
-echo "generating $((per_day * days)) events over $days days from $first_day" >&2
-start=$(date +%s)
-for k in $(seq 0 $((days - 1))); do
-  day=$(python3 -c "import datetime as d; print((d.date.fromisoformat('$first_day') + d.timedelta(days=$k)).isoformat())")
-  next=$(python3 -c "import datetime as d; print((d.date.fromisoformat('$day') + d.timedelta(days=1)).isoformat())")
-  name=$(echo "$day" | tr -d -)
-  psql -q "$db" <<SQL >&2
-CREATE TABLE IF NOT EXISTS events_p$name PARTITION OF events
-  FOR VALUES FROM ('${day}T00:00:00Z') TO ('${next}T00:00:00Z');
-CREATE TABLE IF NOT EXISTS delivery_attempts_p$name PARTITION OF delivery_attempts
-  FOR VALUES FROM ('${day}T00:00:00Z') TO ('${next}T00:00:00Z');
-INSERT INTO events (source, event_id, sequence, ingested_at, processed_at, outcome, attempts, payload)
-SELECT 'src' || (i % 4), 'd$k-' || i, $k::bigint * $per_day / 4 + i / 4,
-       '${day}T00:00:00Z'::timestamptz + (i::bigint * 86000000 / $per_day) * interval '1 millisecond',
-       '${day}T00:00:00Z'::timestamptz + (i::bigint * 86000000 / $per_day) * interval '1 millisecond',
-       CASE WHEN i % 20 = 0 THEN 'failed' WHEN i % 33 = 0 THEN 'pending'
-            WHEN i % 50 = 1 THEN 'already_processed' ELSE 'succeeded' END,
-       1, '{"n": 1}'::jsonb
-  FROM generate_series(0, $per_day - 1) i
- WHERE i % 100003 <> 7;
-SQL
-  echo "  day $day loaded ($(( $(date +%s) - start )) s)" >&2
-done
-psql -q "$db" -c "VACUUM ANALYZE events" >&2
+bench_generate_log "$db" "$days" "$per_day"
 window_day=$(python3 -c "import datetime as d; print((d.date.fromisoformat('$first_day') + d.timedelta(days=$days // 2)).isoformat())")
 window_end=$(python3 -c "import datetime as d; print((d.date.fromisoformat('$window_day') + d.timedelta(days=1)).isoformat())")
 result=$("$BUILD_DIR/bin/dryrun_bench" --address "$GRPC_ADDR" --dsn "$db" \
