@@ -1,4 +1,5 @@
 #include "client/replayctl/inspect_commands.h"
+#include "client/replayctl/proto_time.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <unistd.h>
@@ -28,17 +29,6 @@ constexpr const char* kRed = "\033[31m";
 constexpr const char* kMagenta = "\033[35m";
 constexpr const char* kBold = "\033[1m";
 constexpr const char* kReset = "\033[0m";
-
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
-void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
-  int64_t us = absl::ToUnixMicros(t);
-  int64_t seconds = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
-  out->set_seconds(seconds);
-  out->set_nanos(static_cast<int32_t>((us - seconds * 1000000) * 1000));
-}
 
 std::string Paint(bool color, const char* code, const std::string& text) {
   return color ? absl::StrCat(code, text, kReset) : text;
@@ -99,8 +89,8 @@ void FillWindow(const WindowArgs& args, Request* request) {
   if (!from.ok()) throw CLI::ValidationError("--from", std::string(from.status().message()));
   auto to = ParseTimeArg(args.to, now);
   if (!to.ok()) throw CLI::ValidationError("--to", std::string(to.status().message()));
-  ToProto(*from, request->mutable_from());
-  ToProto(*to, request->mutable_to());
+  ToTimestamp(*from, request->mutable_from());
+  ToTimestamp(*to, request->mutable_to());
   if (!args.bucket.empty()) {
     auto d = ParseDurationArg(args.bucket);
     if (!d.ok() || *d < absl::Seconds(1)) {
@@ -129,7 +119,7 @@ void Fail(const InspectEnv& env, const grpc::Status& status) {
 std::string RenderTimeline(const pb::Timeline& timeline, bool color, int width) {
   std::map<int64_t, Summed> buckets;
   for (const pb::TimelineBucket& b : timeline.buckets()) {
-    Summed& s = buckets[absl::ToUnixSeconds(FromProto(b.start()))];
+    Summed& s = buckets[absl::ToUnixSeconds(FromTimestamp(b.start()))];
     s.delivered += b.counts().succeeded() + b.counts().already_processed();
     s.pending += b.counts().pending() + b.counts().retrying();
     s.failed += b.counts().failed();
@@ -142,8 +132,8 @@ std::string RenderTimeline(const pb::Timeline& timeline, bool color, int width) 
   const char* time_format = bucket < 60 ? "%H:%M:%S" : bucket < 86400 ? "%m-%d %H:%M" : "%Y-%m-%d";
 
   std::string out = absl::StrCat(
-      "Timeline ", FormatRfc3339(FromProto(timeline.from())), " .. ",
-      FormatRfc3339(FromProto(timeline.to())), " (UTC), ", Duration(bucket), " buckets\n",
+      "Timeline ", FormatRfc3339(FromTimestamp(timeline.from())), " .. ",
+      FormatRfc3339(FromTimestamp(timeline.to())), " (UTC), ", Duration(bucket), " buckets\n",
       "  ", Paint(color, kGreen, "#"), " delivered  ", Paint(color, kYellow, "~"),
       " pending/retrying  ", Paint(color, kRed, "X"), " failed  ",
       Paint(color, kMagenta, "?"), " missing (sequence gap)\n");
@@ -152,9 +142,9 @@ std::string RenderTimeline(const pb::Timeline& timeline, bool color, int width) 
     return out;
   }
   // Every bucket of the window, also the empty ones, so that quiet time shows.
-  int64_t first = absl::ToUnixSeconds(FromProto(timeline.from()));
+  int64_t first = absl::ToUnixSeconds(FromTimestamp(timeline.from()));
   first -= ((first % bucket) + bucket) % bucket;
-  int64_t end = absl::ToUnixSeconds(FromProto(timeline.to()));
+  int64_t end = absl::ToUnixSeconds(FromTimestamp(timeline.to()));
   bool elide = (end - first) / bucket > 500;
   for (int64_t t = first; t < end; t += bucket) {
     auto it = buckets.find(t);
@@ -186,17 +176,17 @@ std::string RenderTimeline(const pb::Timeline& timeline, bool color, int width) 
 }
 
 std::string RenderGaps(const pb::Gaps& gaps, bool color) {
-  std::string out = absl::StrCat("Window ", FormatRfc3339(FromProto(gaps.from())), " .. ",
-                                 FormatRfc3339(FromProto(gaps.to())), " (UTC)\n");
+  std::string out = absl::StrCat("Window ", FormatRfc3339(FromTimestamp(gaps.from())), " .. ",
+                                 FormatRfc3339(FromTimestamp(gaps.to())), " (UTC)\n");
   if (gaps.windows().empty()) {
     absl::StrAppend(&out, Paint(color, kGreen, "No failed or pending events: nothing to replay."), "\n");
   } else {
     absl::StrAppend(&out, Paint(color, kBold, absl::StrCat("Suggested replay windows (", gaps.windows_size(), "):")), "\n");
     int i = 0;
     for (const pb::SuggestedWindow& w : gaps.windows()) {
-      int64_t seconds = (FromProto(w.to()) - FromProto(w.from())) / absl::Seconds(1);
-      absl::StrAppend(&out, "  ", ++i, ". ", FormatRfc3339(FromProto(w.from())), " .. ",
-                      FormatRfc3339(FromProto(w.to())), " (", Duration(seconds), ")  sources: ",
+      int64_t seconds = (FromTimestamp(w.to()) - FromTimestamp(w.from())) / absl::Seconds(1);
+      absl::StrAppend(&out, "  ", ++i, ". ", FormatRfc3339(FromTimestamp(w.from())), " .. ",
+                      FormatRfc3339(FromTimestamp(w.to())), " (", Duration(seconds), ")  sources: ",
                       absl::StrJoin(w.sources(), ", "), "\n     ",
                       Paint(color, kRed, absl::StrCat(w.failed(), " failed")), ", ", w.pending(),
                       " pending, ", w.retrying(), " retrying, ", w.missing(), " missing\n     ",
@@ -213,8 +203,8 @@ std::string RenderGaps(const pb::Gaps& gaps, bool color) {
       absl::StrAppend(&out, "  ", g.source(), "  sequence ", g.first_missing(),
                       g.first_missing() == g.last_missing() ? "" : absl::StrCat("..", g.last_missing()),
                       " (", g.last_missing() - g.first_missing() + 1, ")  between ",
-                      FormatRfc3339(FromProto(g.after_ingested_at())), " and ",
-                      FormatRfc3339(FromProto(g.before_ingested_at())), "\n");
+                      FormatRfc3339(FromTimestamp(g.after_ingested_at())), " and ",
+                      FormatRfc3339(FromTimestamp(g.before_ingested_at())), "\n");
     }
   }
   return out;
@@ -225,7 +215,7 @@ std::string RenderTrace(const pb::EventTrace& trace) {
   const pb::Event& e = s.event();
   auto time = [](const pb::StoredEvent& ev, bool has, const google::protobuf::Timestamp& t) {
     (void)ev;
-    return has ? FormatRfc3339(FromProto(t)) : std::string("-");
+    return has ? FormatRfc3339(FromTimestamp(t)) : std::string("-");
   };
   std::string out = absl::StrCat(
       "Event       ", e.source(), " / ", e.event_id(), "\n",
@@ -245,7 +235,7 @@ std::string RenderTrace(const pb::EventTrace& trace) {
   for (const pb::DeliveryAttempt& a : trace.attempts()) {
     absl::StrAppend(&out, absl::StrFormat("  #%-3d %-24s %-12s %s %8.1f ms  %s  %s%s%s\n",
                                           a.attempt(), a.trigger(), a.route(),
-                                          FormatRfc3339(FromProto(a.started_at())), a.duration_ms(),
+                                          FormatRfc3339(FromTimestamp(a.started_at())), a.duration_ms(),
                                           a.http_status() ? absl::StrCat("HTTP ", a.http_status()) : "-",
                                           pb::Outcome_Name(a.outcome()),
                                           a.record_id().empty() ? "" : absl::StrCat("  record ", a.record_id()),

@@ -1,4 +1,5 @@
 #include "client/replayctl/replay_commands.h"
+#include "client/replayctl/proto_time.h"
 
 #include <unistd.h>
 
@@ -53,16 +54,6 @@ void AddRequestFlags(CLI::App* cmd, RequestFlags& f) {
   cmd->add_flag("--verify-downstream", f.verify_downstream,
                 "ask the downstream's lookup before each delivery");
   cmd->add_option("--reason", f.reason, "why (recorded in the audit log)");
-}
-
-void ToTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
-  int64_t us = absl::ToUnixMicros(t);
-  out->set_seconds(us / 1000000);
-  out->set_nanos(static_cast<int32_t>(us % 1000000) * 1000);
-}
-
-absl::Time FromTimestamp(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
 }
 
 [[noreturn]] void Fail(int code) { throw CLI::RuntimeError(code); }

@@ -17,15 +17,11 @@ namespace replayd {
 namespace {
 
 namespace pb = replay::v1;
+using proto_convert::FromProto;
 using proto_convert::ToProto;
 
 constexpr int kMaxBuckets = 10000;
 constexpr int kMaxSequenceGaps = 1000;
-
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
 void ToProto(const OutcomeTally& c, pb::OutcomeCounts* out) {
   out->set_pending(c.pending);
   out->set_retrying(c.retrying);

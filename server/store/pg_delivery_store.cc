@@ -176,21 +176,6 @@ std::string TraceAttemptsSql() {
                       " AND event_position = $2 ORDER BY attempt");
 }
 
-// A text[] literal; elements are quoted and escaped.
-std::string TextArray(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += ",";
-    out += "\"";
-    for (char ch : items[i]) {
-      if (ch == '"' || ch == '\\') out += '\\';
-      out += ch;
-    }
-    out += "\"";
-  }
-  return out + "}";
-}
-
 int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
 
 using RecordRow = std::tuple<std::string, int64_t, int, std::string, std::string, std::string,
@@ -225,8 +210,8 @@ absl::StatusOr<std::vector<StoredEvent>> PgDeliveryStore::ClaimDue(const ClaimDu
     lease.Prepare(kClaimDueName, ClaimDueSql());
     pqxx::work tx(lease.conn());
     tx.exec0(kIndexJoins);
-    auto rows = tx.exec_prepared(kClaimDueName, TextArray(r.sources), r.limit * 2,
-                                 TextArray(r.strict_sources), r.limit, r.owner,
+    auto rows = tx.exec_prepared(kClaimDueName, PgTextArray(r.sources), r.limit * 2,
+                                 PgTextArray(r.strict_sources), r.limit, r.owner,
                                  Micros(r.lease));
     tx.commit();
     claimed.reserve(rows.size());

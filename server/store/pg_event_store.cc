@@ -50,22 +50,6 @@ SELECT k.source, k.event_id
   FROM unnest($1::text[], $2::text[]) AS b(source, event_id)
   JOIN event_keys k USING (source, event_id))sql";
 
-// A PostgreSQL array literal of text values: {"a","b\"c"}.
-std::string TextArray(const std::vector<NewEvent>& events, bool source) {
-  std::string out = "{";
-  for (size_t i = 0; i < events.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    out.push_back('"');
-    for (char c : source ? events[i].source : events[i].event_id) {
-      if (c == '"' || c == '\\') out.push_back('\\');
-      out.push_back(c);
-    }
-    out.push_back('"');
-  }
-  out.push_back('}');
-  return out;
-}
-
 std::string BatchKey(const std::string& source, const std::string& event_id) {
   return absl::StrCat(source, "\n", event_id);
 }
@@ -101,7 +85,14 @@ absl::StatusOr<std::vector<bool>> PgEventStore::AppendFast(absl::Time ingested_a
   absl::Status status = pool_->Run(kKnownKeysName, [&](PgPool::Lease& lease) {
     lease.Prepare(kKnownKeysName, kKnownKeysSql);
     pqxx::work tx(lease.conn());
-    auto known = tx.exec_prepared(kKnownKeysName, TextArray(events, true), TextArray(events, false));
+    std::vector<std::string> sources, event_ids;
+    sources.reserve(events.size());
+    event_ids.reserve(events.size());
+    for (const NewEvent& e : events) {
+      sources.push_back(e.source);
+      event_ids.push_back(e.event_id);
+    }
+    auto known = tx.exec_prepared(kKnownKeysName, PgTextArray(sources), PgTextArray(event_ids));
     if (!known.empty()) {
       std::unordered_map<std::string, size_t> index;
       for (size_t i = 0; i < events.size(); ++i) {

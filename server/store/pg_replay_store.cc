@@ -115,22 +115,6 @@ ReplayJob JobFromRow(const pqxx::row& r) {
   return j;
 }
 
-// A text[] literal: {"a","b"} with quotes and backslashes escaped.
-std::string PgTextArray(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += ',';
-    out += '"';
-    for (char c : items[i]) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  out += '}';
-  return out;
-}
-
 std::string OutcomeArray(const std::vector<Outcome>& outcomes) {
   std::vector<std::string> names;
   for (Outcome o : outcomes) names.emplace_back(OutcomeName(o));

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <pqxx/pqxx>
 
@@ -22,6 +23,9 @@ std::optional<absl::Time> TimeFromEpochUs(const pqxx::field& field);
 
 // RFC 3339 with microseconds, for timestamptz parameters and COPY.
 std::string PgTime(absl::Time t);
+
+// A text[] literal for a parameter: {"a","b\"c"}, every element quoted and escaped.
+std::string PgTextArray(const std::vector<std::string>& items);
 
 // The select list StoredEventFromRow reads, in order, from the events table
 // (optionally qualified by `alias`).
