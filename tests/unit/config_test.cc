@@ -12,8 +12,10 @@ namespace {
 using ::testing::Contains;
 using ::testing::HasSubstr;
 
+// One file per test: CTest runs the test cases as parallel processes.
 std::string WriteConfig(const std::string& text) {
-  std::string path = ::testing::TempDir() + "/config_test.yaml";
+  const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string path = ::testing::TempDir() + "/config_test_" + test->name() + ".yaml";
   std::ofstream(path) << text;
   return path;
 }
