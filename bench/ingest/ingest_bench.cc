@@ -47,9 +47,7 @@ std::string Payload(int i) {
                       R"(","qty":1}],"note":"benchmark event with a realistic body size"})");
 }
 
-void RunGrpc(const Options& o, int first, int count) {
-  auto stub = replay::v1::IngestService::NewStub(
-      grpc::CreateChannel(o.address, grpc::InsecureChannelCredentials()));
+void RunGrpc(const Options& o, replay::v1::IngestService::Stub& stub, int first, int count) {
   replay::v1::PublishRequest request;
   for (int i = first; i < first + count; ++i) {
     auto* e = request.add_events();
@@ -62,7 +60,7 @@ void RunGrpc(const Options& o, int first, int count) {
   }
   replay::v1::PublishResponse response;
   grpc::ClientContext ctx;
-  grpc::Status status = stub->Publish(&ctx, request, &response);
+  grpc::Status status = stub.Publish(&ctx, request, &response);
   if (!status.ok()) throw std::runtime_error("Publish: " + status.error_message());
   for (const auto& r : response.results()) {
     if (r.status() != replay::v1::EventResult::ACCEPTED) throw std::runtime_error("not accepted");
@@ -129,9 +127,17 @@ int main(int argc, char** argv) {
   for (int w = 0; w < o.concurrency; ++w) {
     workers.emplace_back([&] {
       try {
+        // One connection per worker on every path, kept for the whole run.
         std::unique_ptr<pqxx::connection> conn;
         std::unique_ptr<httplib::Client> http;
+        std::unique_ptr<replay::v1::IngestService::Stub> stub;
         if (o.mode == "copy") conn = std::make_unique<pqxx::connection>(o.dsn);
+        if (o.mode == "grpc") {
+          grpc::ChannelArguments args;
+          args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // not shared with other workers
+          stub = replay::v1::IngestService::NewStub(
+              grpc::CreateCustomChannel(o.address, grpc::InsecureChannelCredentials(), args));
+        }
         if (o.mode == "http") {
           auto colon = o.address.rfind(':');
           http = std::make_unique<httplib::Client>(o.address.substr(0, colon),
@@ -142,7 +148,7 @@ int main(int argc, char** argv) {
         for (int b = next_batch++; b < batches && !failed; b = next_batch++) {
           int first = b * o.batch;
           int count = std::min(o.batch, o.events - first);
-          if (o.mode == "grpc") RunGrpc(o, first, count);
+          if (o.mode == "grpc") RunGrpc(o, *stub, first, count);
           if (o.mode == "http") RunHttp(o, *http, first, count);
           if (o.mode == "copy") RunCopy(o, *conn, first, count);
         }
