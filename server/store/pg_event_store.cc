@@ -1,6 +1,5 @@
 #include "server/store/pg_event_store.h"
 
-#include <tuple>
 #include <unordered_map>
 
 #include "absl/status/status.h"
@@ -43,33 +42,27 @@ RETURNING source, event_id)sql";
 
 constexpr const char* kFindName = "event_find";
 
-// The fast path's probe: which of the batch's keys the log already holds.
-constexpr const char* kKnownKeysName = "ingest_known_keys";
-constexpr const char* kKnownKeysSql = R"sql(
-SELECT k.source, k.event_id
-  FROM unnest($1::text[], $2::text[]) AS b(source, event_id)
-  JOIN event_keys k USING (source, event_id))sql";
+// The fast path: COPY straight into event_keys and events.
+constexpr const char* kCopyName = "ingest_copy";
 
 std::string BatchKey(const std::string& source, const std::string& event_id) {
   return absl::StrCat(source, "\n", event_id);
 }
 
-// One staging row for COPY; nullptr fields are NULL. libpqxx escapes the rest.
-using StageRow = std::tuple<const char*, const char*, const char*, const char*, const char*,
-                            const char*, const char*, const char*>;
-using KeyRow = std::tuple<const char*, const char*, const char*>;
-using LogRow = std::tuple<const char*, const char*, const char*, const char*, const char*,
-                          const char*, const char*, const char*, const char*>;
+size_t PayloadBytes(const std::vector<NewEvent>& events) {
+  size_t n = 0;
+  for (const NewEvent& e : events) n += e.payload.size();
+  return n;
+}
 
 }  // namespace
 
 absl::StatusOr<std::vector<bool>> PgEventStore::Append(absl::Time ingested_at,
                                                        const std::vector<NewEvent>& events) {
   auto result = AppendFast(ingested_at, events);
-  // A concurrent writer stored one of these keys between the probe and the
-  // COPY: the conflict-safe path sorts out which ones are duplicates.
+  // Some of these keys are in the log already (a retried batch, or a
+  // concurrent writer): the conflict-safe path sorts out which ones.
   if (absl::IsAlreadyExists(result.status())) result = AppendOnce(ingested_at, events);
-  if (result.ok() || !absl::IsFailedPrecondition(result.status())) return result;
   if (result.ok() || !absl::IsFailedPrecondition(result.status())) return result;
   // No partition for this day yet (the maintenance loop creates them ahead;
   // this covers a clock jump or a daemon started long after the last run).
@@ -80,54 +73,30 @@ absl::StatusOr<std::vector<bool>> PgEventStore::Append(absl::Time ingested_at,
 
 absl::StatusOr<std::vector<bool>> PgEventStore::AppendFast(absl::Time ingested_at,
                                                            const std::vector<NewEvent>& events) {
-  std::vector<bool> stored(events.size(), true);
   bool missing_partition = false;
-  absl::Status status = pool_->Run(kKnownKeysName, [&](PgPool::Lease& lease) {
-    lease.Prepare(kKnownKeysName, kKnownKeysSql);
+  absl::Status status = pool_->Run(kCopyName, [&](PgPool::Lease& lease) {
     pqxx::work tx(lease.conn());
-    std::vector<std::string> sources, event_ids;
-    sources.reserve(events.size());
-    event_ids.reserve(events.size());
-    for (const NewEvent& e : events) {
-      sources.push_back(e.source);
-      event_ids.push_back(e.event_id);
-    }
-    auto known = tx.exec_prepared(kKnownKeysName, PgTextArray(sources), PgTextArray(event_ids));
-    if (!known.empty()) {
-      std::unordered_map<std::string, size_t> index;
-      for (size_t i = 0; i < events.size(); ++i) {
-        index.emplace(BatchKey(events[i].source, events[i].event_id), i);
-      }
-      for (const auto& row : known) {
-        stored[index.at(BatchKey(row[0].c_str(), row[1].c_str()))] = false;
-      }
-    }
     const std::string now = PgTime(ingested_at);
-    {
-      pqxx::stream_to keys(tx, "event_keys",
-                           std::vector<std::string>{"source", "event_id", "ingested_at"});
-      for (size_t i = 0; i < events.size(); ++i) {
-        if (stored[i]) keys << KeyRow{events[i].source.c_str(), events[i].event_id.c_str(), now.c_str()};
-      }
-      keys.complete();
+    // The COPY is the probe: a key already in the log fails it with a unique
+    // violation (ALREADY_EXISTS), and the caller takes the conflict-safe path.
+    // The rows up to the first known key are wasted.
+    CopyRows keys(events.size() * 64);
+    for (const NewEvent& e : events) {
+      keys.Text(e.source).Text(e.event_id).Text(now).EndRow();
+    }
+    keys.Send(tx, "event_keys", {"source", "event_id", "ingested_at"});
+    CopyRows rows(events.size() * 160 + PayloadBytes(events));
+    for (const NewEvent& e : events) {
+      rows.Text(e.source).Text(e.event_id);
+      if (e.sequence) rows.Int(*e.sequence); else rows.Null();
+      rows.TextOrNull(e.key).TextOrNull(e.type);
+      if (e.occurred_at) rows.Text(PgTime(*e.occurred_at)); else rows.Null();
+      rows.Text(now).Text(now).Text(e.payload).EndRow();
     }
     try {
-      pqxx::stream_to rows(tx, "events",
-                           std::vector<std::string>{"source", "event_id", "sequence", "key", "type",
-                                                    "occurred_at", "ingested_at", "next_attempt_at",
-                                                    "payload"});
-      for (size_t i = 0; i < events.size(); ++i) {
-        if (!stored[i]) continue;
-        const NewEvent& e = events[i];
-        std::string sequence = e.sequence ? absl::StrCat(*e.sequence) : "";
-        std::string occurred_at = e.occurred_at ? PgTime(*e.occurred_at) : "";
-        rows << LogRow{e.source.c_str(), e.event_id.c_str(), e.sequence ? sequence.c_str() : nullptr,
-                       e.key.empty() ? nullptr : e.key.c_str(),
-                       e.type.empty() ? nullptr : e.type.c_str(),
-                       e.occurred_at ? occurred_at.c_str() : nullptr, now.c_str(), now.c_str(),
-                       e.payload.c_str()};
-      }
-      rows.complete();
+      rows.Send(tx, "events",
+                {"source", "event_id", "sequence", "key", "type", "occurred_at", "ingested_at",
+                 "next_attempt_at", "payload"});
     } catch (const pqxx::check_violation&) {
       missing_partition = true;  // 23514 "no partition of relation found for row"
       return;
@@ -138,7 +107,7 @@ absl::StatusOr<std::vector<bool>> PgEventStore::AppendFast(absl::Time ingested_a
   if (missing_partition) {
     return absl::FailedPreconditionError("no events partition for the ingest day");
   }
-  return stored;
+  return std::vector<bool>(events.size(), true);
 }
 
 absl::StatusOr<std::vector<bool>> PgEventStore::AppendOnce(absl::Time ingested_at,
@@ -152,23 +121,17 @@ absl::StatusOr<std::vector<bool>> PgEventStore::AppendOnce(absl::Time ingested_a
       lease.SetFlag("ingest_stage");
     }
     pqxx::work tx(lease.conn());
-    {
-      pqxx::stream_to copy(tx, "ingest_stage",
-                           std::vector<std::string>{"ord", "source", "event_id", "sequence", "key",
-                                                    "type", "occurred_at", "payload"});
-      for (size_t i = 0; i < events.size(); ++i) {
-        const NewEvent& e = events[i];
-        std::string ord = absl::StrCat(i);
-        std::string sequence = e.sequence ? absl::StrCat(*e.sequence) : "";
-        std::string occurred_at = e.occurred_at ? PgTime(*e.occurred_at) : "";
-        copy << StageRow{ord.c_str(), e.source.c_str(), e.event_id.c_str(),
-                         e.sequence ? sequence.c_str() : nullptr,
-                         e.key.empty() ? nullptr : e.key.c_str(),
-                         e.type.empty() ? nullptr : e.type.c_str(),
-                         e.occurred_at ? occurred_at.c_str() : nullptr, e.payload.c_str()};
-      }
-      copy.complete();
+    CopyRows stage(events.size() * 160 + PayloadBytes(events));
+    for (size_t i = 0; i < events.size(); ++i) {
+      const NewEvent& e = events[i];
+      stage.Int(static_cast<int64_t>(i)).Text(e.source).Text(e.event_id);
+      if (e.sequence) stage.Int(*e.sequence); else stage.Null();
+      stage.TextOrNull(e.key).TextOrNull(e.type);
+      if (e.occurred_at) stage.Text(PgTime(*e.occurred_at)); else stage.Null();
+      stage.Text(e.payload).EndRow();
     }
+    stage.Send(tx, "ingest_stage",
+               {"ord", "source", "event_id", "sequence", "key", "type", "occurred_at", "payload"});
     pqxx::result rows;
     try {
       rows = tx.exec_prepared(kAppendName, PgTime(ingested_at));

@@ -18,8 +18,8 @@ class PgEventStore final : public EventStore {
                                    const std::string& event_id) override;
 
  private:
-  // Probes for known keys, then COPYs the new rows straight into event_keys
-  // and events. ALREADY_EXISTS when a concurrent writer won a race for a key.
+  // COPYs the batch straight into event_keys and events. ALREADY_EXISTS when
+  // a key is already in the log (stored before, or by a concurrent writer).
   absl::StatusOr<std::vector<bool>> AppendFast(absl::Time ingested_at,
                                                const std::vector<NewEvent>& events);
   // Conflict-safe: stage, then claim keys with ON CONFLICT DO NOTHING.

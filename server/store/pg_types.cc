@@ -1,5 +1,7 @@
 #include "server/store/pg_types.h"
 
+#include <pqxx/tablewriter>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -31,6 +33,68 @@ std::string PgTextArray(const std::vector<std::string>& items) {
   }
   out += '}';
   return out;
+}
+
+void CopyRows::Separate() {
+  if (row_started_) buf_ += '\t';
+  row_started_ = true;
+}
+
+CopyRows& CopyRows::Text(std::string_view value) {
+  Separate();
+  // Only the backslash, the delimiter and line ends need escaping; runs of
+  // other bytes are copied whole.
+  size_t run = 0;
+  for (size_t i = 0; i < value.size(); ++i) {
+    char escaped;
+    switch (value[i]) {
+      case '\\': escaped = '\\'; break;
+      case '\t': escaped = 't'; break;
+      case '\n': escaped = 'n'; break;
+      case '\r': escaped = 'r'; break;
+      default: continue;
+    }
+    buf_.append(value.data() + run, i - run);
+    buf_ += '\\';
+    buf_ += escaped;
+    run = i + 1;
+  }
+  buf_.append(value.data() + run, value.size() - run);
+  return *this;
+}
+
+CopyRows& CopyRows::TextOrNull(std::string_view value) {
+  return value.empty() ? Null() : Text(value);
+}
+
+CopyRows& CopyRows::Int(int64_t value) {
+  Separate();
+  absl::StrAppend(&buf_, value);
+  return *this;
+}
+
+CopyRows& CopyRows::Null() {
+  Separate();
+  buf_ += "\\N";
+  return *this;
+}
+
+void CopyRows::EndRow() {
+  buf_ += '\n';
+  row_started_ = false;
+}
+
+void CopyRows::Send(pqxx::transaction_base& tx, const std::string& table,
+                    const std::vector<std::string>& columns) const {
+  // tablewriter is deprecated in libpqxx 6.4, but its write_raw_line is the
+  // only public way to send preformatted COPY data. The whole buffer goes as
+  // one "line": libpqxx strips its final newline and adds one back.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  pqxx::tablewriter writer(tx, table, columns.begin(), columns.end());
+#pragma GCC diagnostic pop
+  if (!buf_.empty()) writer.write_raw_line(buf_);
+  writer.complete();
 }
 
 std::string StoredEventColumns(std::string_view alias) {
