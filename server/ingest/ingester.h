@@ -33,14 +33,24 @@ class Ingester {
       : store_(store), clock_(clock), limits_(limits), observer_(observer) {}
 
   // One result per event, in order, returned only after the accepted events
-  // are committed. A bad event never affects the good ones. Errors for the
-  // whole batch: INVALID_ARGUMENT (empty, too large), UNAVAILABLE (database).
+  // are committed. A bad event never affects the good ones: when the store
+  // refuses the batch (INVALID_ARGUMENT, e.g. a payload that is not JSON), the
+  // bad events are found and rejected and the rest stored. Errors for the
+  // whole batch: INVALID_ARGUMENT (empty, too large), UNAVAILABLE (database;
+  // retrying the batch is safe, stored events come back as duplicates).
   // Thread safe.
   absl::StatusOr<std::vector<IngestResult>> Ingest(const std::vector<NewEvent>& events);
 
   const IngestLimits& limits() const { return limits_; }
 
  private:
+  // After the store refused `to_store` (INVALID_ARGUMENT, nothing stored):
+  // stores the events whose payload parses here in one batch and tries every
+  // other one alone, filling in `results`. Errors other than refusals.
+  absl::Status StoreRefusedBatch(absl::Time now, const std::vector<NewEvent>& events,
+                                 const std::vector<size_t>& to_store,
+                                 std::vector<IngestResult>& results);
+
   EventStore* store_;
   const Clock* clock_;
   const IngestLimits limits_;

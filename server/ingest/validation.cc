@@ -37,7 +37,7 @@ absl::Status CheckText(const char* field, std::string_view value, size_t max) {
 
 }  // namespace
 
-absl::Status ValidateEvent(const NewEvent& e, const IngestLimits& limits, absl::Time now) {
+absl::Status ValidateFields(const NewEvent& e, const IngestLimits& limits, absl::Time now) {
   if (e.source.empty()) return absl::InvalidArgumentError("source is empty");
   if (!ValidSource(e.source)) {
     return absl::InvalidArgumentError(
@@ -62,14 +62,23 @@ absl::Status ValidateEvent(const NewEvent& e, const IngestLimits& limits, absl::
                                                    " bytes, over the limit of ",
                                                    limits.max_payload_bytes));
   }
-  if (!nlohmann::json::accept(e.payload)) {
-    return absl::InvalidArgumentError("payload is not valid JSON");
-  }
   if (e.payload.find("\\u0000") != std::string::npos) {
     return absl::InvalidArgumentError(
         "payload contains \\u0000, which PostgreSQL jsonb cannot store");
   }
   return absl::OkStatus();
+}
+
+absl::Status ValidatePayloadJson(const NewEvent& e) {
+  if (!nlohmann::json::accept(e.payload)) {
+    return absl::InvalidArgumentError("payload is not valid JSON");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateEvent(const NewEvent& e, const IngestLimits& limits, absl::Time now) {
+  if (absl::Status s = ValidateFields(e, limits, now); !s.ok()) return s;
+  return ValidatePayloadJson(e);
 }
 
 absl::Status ValidateBatchSize(size_t size, const IngestLimits& limits) {

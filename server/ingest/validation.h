@@ -19,8 +19,16 @@ struct IngestLimits {
 // source must match [a-z0-9_.-]{1,64}; event_id 1-256 bytes with no control
 // characters; key up to 256 and type up to 128 such bytes; occurred_at after
 // 1970 and at most max_future_skew past `now`; payload valid JSON of at most
-// max_payload_bytes.
+// max_payload_bytes. The same as ValidateFields, then ValidatePayloadJson.
 absl::Status ValidateEvent(const NewEvent& event, const IngestLimits& limits, absl::Time now);
+
+// Every check of ValidateEvent except the payload's JSON syntax (its size,
+// emptiness and \u0000 are checked here). The ingester leaves the syntax to
+// the store, whose jsonb input checks it for the whole batch at once.
+absl::Status ValidateFields(const NewEvent& event, const IngestLimits& limits, absl::Time now);
+
+// OK, or INVALID_ARGUMENT "payload is not valid JSON".
+absl::Status ValidatePayloadJson(const NewEvent& event);
 
 // OK, or INVALID_ARGUMENT for an empty batch or one over limits.max_batch.
 absl::Status ValidateBatchSize(size_t size, const IngestLimits& limits);

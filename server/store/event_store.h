@@ -19,7 +19,8 @@ class EventStore {
   // Returns, per event, true if it was stored now and false if its (source,
   // event_id) was already in the log. The batch must not repeat a (source,
   // event_id). Returns only after commit; on error nothing is stored:
-  // UNAVAILABLE when the database cannot be reached.
+  // UNAVAILABLE when the database cannot be reached, INVALID_ARGUMENT when it
+  // refuses a value (e.g. a payload that is not valid JSON for jsonb).
   virtual absl::StatusOr<std::vector<bool>> Append(absl::Time ingested_at,
                                                    const std::vector<NewEvent>& events) = 0;
 

@@ -127,6 +127,47 @@ TEST_F(EventLogTest, BatchOfNineGoodAndOneBadStoresTheNine) {
             "mixed-0,mixed-1,mixed-2,mixed-3,mixed-4,mixed-5,mixed-7,mixed-8,mixed-9");
 }
 
+TEST_F(EventLogTest, InvalidJsonPayloadRefusesTheBatchAndStoresNothing) {
+  absl::Time now = absl::Now();
+  ASSERT_TRUE(partitions_.EnsureDays(now, now).ok());
+  // Fast path: jsonb input refuses the COPY (SQLSTATE 22P02).
+  auto fast = store_.Append(now, {Event("ok-1"), Event("bad-1", "{\"broken\": ")});
+  EXPECT_EQ(fast.status().code(), absl::StatusCode::kInvalidArgument) << fast.status();
+  EXPECT_THAT(std::string(fast.status().message()), HasSubstr("invalid input syntax for type json"));
+  // Conflict-safe path (a known key sends the batch there): refused too.
+  ASSERT_TRUE(store_.Append(now, {Event("known")}).ok());
+  auto safe = store_.Append(now, {Event("known"), Event("ok-2"), Event("bad-2", "nope")});
+  EXPECT_EQ(safe.status().code(), absl::StatusCode::kInvalidArgument) << safe.status();
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events"), 1);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM event_keys"), 1);
+}
+
+TEST_F(EventLogTest, IngesterRejectsOnlyTheBadPayloadsOfARefusedBatch) {
+  FakeClock clock(absl::Now());
+  ASSERT_TRUE(partitions_.EnsureDays(clock.Now(), clock.Now()).ok());
+  Ingester ingester(&store_, &clock, {});
+  ASSERT_TRUE(store_.Append(clock.Now(), {Event("stored-before")}).ok());
+  std::vector<NewEvent> batch = {Event("r-0"), Event("stored-before"), Event("r-2", "[1, 2"),
+                                 Event("r-3", R"({"n": 1e400})"), Event("r-4", "{\"a\": tru}"),
+                                 Event("r-5")};
+  auto results = ingester.Ingest(batch);
+  ASSERT_TRUE(results.ok()) << results.status();
+  using S = IngestResult::Status;
+  std::vector<S> statuses;
+  for (const auto& r : *results) statuses.push_back(r.status);
+  EXPECT_THAT(statuses,
+              ElementsAre(S::kAccepted, S::kDuplicate, S::kRejected, S::kAccepted, S::kRejected,
+                          S::kAccepted));
+  EXPECT_EQ((*results)[2].reason, "payload is not valid JSON");
+  EXPECT_EQ((*results)[4].reason, "payload is not valid JSON");
+  EXPECT_EQ(db_.QueryText("SELECT string_agg(event_id, ',' ORDER BY event_id) FROM events"),
+            "r-0,r-3,r-5,stored-before");
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM event_keys"), 4);
+  // jsonb keeps the number beyond double range exactly.
+  EXPECT_EQ(db_.QueryText("SELECT payload->>'n' FROM events WHERE event_id = 'r-3'"),
+            "1" + std::string(400, '0'));
+}
+
 TEST_F(EventLogTest, StoresEveryFieldExactly) {
   absl::Time now = At("2026-11-22T10:00:00.123456Z");
   ASSERT_TRUE(partitions_.EnsureDays(now, now).ok());

@@ -1,6 +1,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <set>
+
 #include "server/ingest/ingester.h"
 #include "server/ingest/validation.h"
 
@@ -95,12 +98,21 @@ TEST(ValidateBatchSize, EmptyAndOversized) {
   EXPECT_TRUE(ValidateBatchSize(3, limits).ok());
 }
 
-// An in-memory EventStore: enough to test the ingester's own decisions.
+// An in-memory EventStore: enough to test the ingester's own decisions. Like
+// the real one, it refuses a whole batch (and stores nothing) when `refuses`
+// says one of its events holds a value the database does not take.
 class FakeEventStore : public EventStore {
  public:
   absl::StatusOr<std::vector<bool>> Append(absl::Time,
                                            const std::vector<NewEvent>& events) override {
     if (!available) return absl::UnavailableError("database down");
+    batch_sizes.push_back(events.size());
+    for (const auto& e : events) {
+      if (refuses && refuses(e)) {
+        return absl::InvalidArgumentError(
+            "ingest_copy: ERROR:  invalid input syntax for type json\nCONTEXT:  COPY events, line 1");
+      }
+    }
     std::vector<bool> out;
     for (const auto& e : events) out.push_back(keys.insert(e.source + "/" + e.event_id).second);
     appended += events.size();
@@ -111,8 +123,17 @@ class FakeEventStore : public EventStore {
   }
   std::set<std::string> keys;
   size_t appended = 0;
+  std::vector<size_t> batch_sizes;  // of every Append call, refused ones too
   bool available = true;
+  std::function<bool(const NewEvent&)> refuses;
 };
+
+NewEvent WithPayload(const std::string& id, const std::string& payload) {
+  NewEvent e = Good();
+  e.event_id = id;
+  e.payload = payload;
+  return e;
+}
 
 TEST(Ingester, RejectsBadEventsAndDedupesWithinTheBatch) {
   FakeEventStore store;
@@ -131,6 +152,69 @@ TEST(Ingester, RejectsBadEventsAndDedupesWithinTheBatch) {
   auto again = ingester.Ingest({Good()});
   ASSERT_TRUE(again.ok());
   EXPECT_EQ((*again)[0].status, IngestResult::Status::kDuplicate);
+}
+
+TEST(Ingester, BatchRefusedForOnePayloadStoresTheRestAndNamesTheBadOne) {
+  FakeEventStore store;
+  store.refuses = [](const NewEvent& e) { return !ValidatePayloadJson(e).ok(); };  // as jsonb
+  FakeClock clock(kNow);
+  Ingester ingester(&store, &clock, {});
+  std::vector<NewEvent> batch = {WithPayload("a", "{}"), WithPayload("b", "[1]"),
+                                 WithPayload("c", "{\"broken\": "), WithPayload("d", "2"),
+                                 WithPayload("e", "\"text\"")};
+  auto results = ingester.Ingest(batch);
+  ASSERT_TRUE(results.ok()) << results.status();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    EXPECT_EQ((*results)[i].status,
+              i == 2 ? IngestResult::Status::kRejected : IngestResult::Status::kAccepted)
+        << i;
+  }
+  EXPECT_EQ((*results)[2].reason, "payload is not valid JSON");
+  EXPECT_EQ(store.keys, (std::set<std::string>{"orders/a", "orders/b", "orders/d", "orders/e"}));
+  // The whole batch (refused), the four that parse, the bad one alone (refused).
+  EXPECT_THAT(store.batch_sizes, ::testing::ElementsAre(5u, 4u, 1u));
+}
+
+TEST(Ingester, TheDatabaseHasTheLastWordOnEachPayload) {
+  // 1e400 is beyond double range: the parser here refuses it, jsonb stores it.
+  ASSERT_FALSE(ValidatePayloadJson(WithPayload("x", R"({"n": 1e400})")).ok());
+  FakeEventStore store;
+  store.refuses = [](const NewEvent& e) {
+    return e.payload == "{\"broken\": " || e.payload == R"({"db": "no"})";
+  };
+  FakeClock clock(kNow);
+  Ingester ingester(&store, &clock, {});
+  std::vector<NewEvent> batch = {WithPayload("big", R"({"n": 1e400})"),
+                                 WithPayload("broken", "{\"broken\": "),
+                                 WithPayload("db-no", R"({"db": "no"})"),
+                                 WithPayload("fine", R"({"n": 1})")};
+  auto results = ingester.Ingest(batch);
+  ASSERT_TRUE(results.ok()) << results.status();
+  EXPECT_EQ((*results)[0].status, IngestResult::Status::kAccepted);
+  EXPECT_EQ((*results)[1].status, IngestResult::Status::kRejected);
+  EXPECT_EQ((*results)[1].reason, "payload is not valid JSON");
+  EXPECT_EQ((*results)[2].status, IngestResult::Status::kRejected);
+  EXPECT_EQ((*results)[2].reason,
+            "refused by the database: ingest_copy: ERROR:  invalid input syntax for type json");
+  EXPECT_EQ((*results)[3].status, IngestResult::Status::kAccepted);
+  EXPECT_EQ(store.keys, (std::set<std::string>{"orders/big", "orders/fine"}));
+  // The first event alone gets the same answer as in the batch.
+  store.refuses = nullptr;
+  auto alone = ingester.Ingest({WithPayload("big-2", R"({"n": 1e400})")});
+  ASSERT_TRUE(alone.ok());
+  EXPECT_EQ((*alone)[0].status, IngestResult::Status::kAccepted);
+}
+
+TEST(Ingester, AValidBatchGoesToTheStoreOnceWithoutJsonParsing) {
+  FakeEventStore store;
+  store.refuses = [](const NewEvent&) { return false; };
+  FakeClock clock(kNow);
+  Ingester ingester(&store, &clock, {});
+  auto results = ingester.Ingest({WithPayload("a", "{}"), WithPayload("b", "{not json")});
+  ASSERT_TRUE(results.ok());
+  // The store (the database) is the judge of JSON syntax: this one took it.
+  EXPECT_EQ((*results)[1].status, IngestResult::Status::kAccepted);
+  EXPECT_THAT(store.batch_sizes, ::testing::ElementsAre(2u));
 }
 
 TEST(Ingester, WholeBatchErrors) {
