@@ -2,6 +2,10 @@
 
 #include <httplib.h>
 
+#include <map>
+#include <string_view>
+#include <utility>
+
 #include "server/common/logging.h"
 
 namespace replayd {
@@ -16,16 +20,20 @@ void RegisterMetricsRoutes(httplib::Server& server, Metrics* metrics,
 
 void MetricsIngestObserver::OnIngested(const std::vector<NewEvent>& events,
                                        const std::vector<IngestResult>& results) {
+  // One counter update per (source, result) of the batch, not one per event.
+  std::map<std::pair<std::string_view, std::string_view>, int64_t> counts;
   for (size_t i = 0; i < events.size() && i < results.size(); ++i) {
     std::string_view result = "rejected";
     if (results[i].status == IngestResult::Status::kAccepted) result = "accepted";
     if (results[i].status == IngestResult::Status::kDuplicate) result = "duplicate";
     // A rejected event's source may be anything the client sent: keep the
     // label set bounded.
-    metrics_->CountIngested(
-        results[i].status == IngestResult::Status::kRejected ? std::string("_rejected")
-                                                             : events[i].source,
-        result);
+    std::string_view source =
+        results[i].status == IngestResult::Status::kRejected ? "_rejected" : events[i].source;
+    ++counts[{source, result}];
+  }
+  for (const auto& [labels, n] : counts) {
+    metrics_->CountIngested(std::string(labels.first), labels.second, n);
   }
 }
 
