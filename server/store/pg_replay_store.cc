@@ -30,12 +30,14 @@ constexpr const char* kAggregateName = "replay_aggregate_window";
 constexpr const char* kGapsName = "replay_sequence_gaps";
 constexpr const char* kCheckpointName = "replay_checkpoint";
 
-constexpr const char* kAggregateSql = R"sql(
-SELECT source, outcome, sequence >> 12, count(*)
+std::string AggregateSql() {
+  return absl::StrCat(R"sql(
+SELECT source, outcome, sequence >> )sql", kSequenceBucketBits, R"sql(, count(*)
   FROM events
  WHERE ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz
    AND (cardinality($3::text[]) = 0 OR source = ANY($3::text[]))
- GROUP BY 1, 2, 3)sql";
+ GROUP BY 1, 2, 3)sql");
+}
 
 constexpr const char* kGapsSql = R"sql(
 SELECT r.source, s.prev + 1, s.sequence - 1, sum(s.sequence - s.prev - 1) OVER ()
@@ -480,12 +482,12 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
     const ReplayWindow& window) {
   std::vector<WindowAggregate> out;
   absl::Status status = pool_->Run(kAggregateName, [&](PgPool::Lease& l) {
-    l.Prepare(kAggregateName, kAggregateSql);
+    l.Prepare(kAggregateName, AggregateSql());
     pqxx::read_transaction tx(l.conn());
     // The planner takes the sequence buckets for as many groups as sequence
     // numbers and plans a spilling or sorting aggregate; there are a few per
-    // 4096 events, so a hash aggregate in memory is right. JIT only adds
-    // compile time to this one scan.
+    // bucket of 2^kSequenceBucketBits events, so a hash aggregate in memory is
+    // right. JIT only adds compile time to this one scan.
     tx.exec("SET LOCAL work_mem = '64MB'");
     tx.exec("SET LOCAL jit = off");
     tx.exec(kCustomPlans);

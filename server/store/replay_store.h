@@ -82,7 +82,7 @@ struct AuditEntry {
 
 // Sequence numbers are aggregated in buckets of 2^kSequenceBucketBits so that
 // the one aggregate scan also says where the holes are.
-inline constexpr int kSequenceBucketBits = 12;
+inline constexpr int kSequenceBucketBits = 9;
 
 // Window counts by (source, outcome, sequence bucket); a bucket's count says
 // whether it is full (no hole) or must be read again for its holes.

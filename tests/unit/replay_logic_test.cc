@@ -247,22 +247,23 @@ namespace replayd {
 namespace {
 
 TEST(PlanGapScan, RunsOfBucketsThatAreNotFull) {
+  const int64_t size = int64_t{1} << kSequenceBucketBits;
   std::map<int64_t, int64_t> buckets;
-  buckets[0] = 4000;  // the source's first bucket, partial
-  buckets[1] = 4096;  // full
-  buckets[2] = 4090;  // holes inside
-  buckets[5] = 4096;  // full; buckets 3 and 4 are empty (all missing)
-  buckets[6] = 100;   // the last, partial
+  buckets[0] = size - 96;  // the source's first bucket, partial
+  buckets[1] = size;       // full
+  buckets[2] = size - 6;   // holes inside
+  buckets[5] = size;       // full; buckets 3 and 4 are empty (all missing)
+  buckets[6] = 100;        // the last, partial
   auto scan = PlanGapScan("s", buckets);
   ASSERT_EQ(scan.size(), 3u);
   EXPECT_EQ(scan[0].first, -1);
-  EXPECT_EQ(scan[0].last, 4096);
-  EXPECT_EQ(scan[1].first, 2 * 4096 - 1);  // bucket 2 through the empty 3 and 4
-  EXPECT_EQ(scan[1].last, 5 * 4096);
-  EXPECT_EQ(scan[2].first, 6 * 4096 - 1);
-  EXPECT_EQ(scan[2].last, 7 * 4096);
+  EXPECT_EQ(scan[0].last, size);
+  EXPECT_EQ(scan[1].first, 2 * size - 1);  // bucket 2 through the empty 3 and 4
+  EXPECT_EQ(scan[1].last, 5 * size);
+  EXPECT_EQ(scan[2].first, 6 * size - 1);
+  EXPECT_EQ(scan[2].last, 7 * size);
   EXPECT_TRUE(PlanGapScan("s", {}).empty());
-  EXPECT_TRUE(PlanGapScan("s", {{3, 4096}, {4, 4096}}).empty());
+  EXPECT_TRUE(PlanGapScan("s", {{3, size}, {4, size}}).empty());
 }
 
 }  // namespace
