@@ -49,12 +49,6 @@ std::string BatchKey(const std::string& source, const std::string& event_id) {
   return absl::StrCat(source, "\n", event_id);
 }
 
-size_t PayloadBytes(const std::vector<NewEvent>& events) {
-  size_t n = 0;
-  for (const NewEvent& e : events) n += e.payload.size();
-  return n;
-}
-
 }  // namespace
 
 absl::StatusOr<std::vector<bool>> PgEventStore::Append(absl::Time ingested_at,
@@ -80,23 +74,25 @@ absl::StatusOr<std::vector<bool>> PgEventStore::AppendFast(absl::Time ingested_a
     // The COPY is the probe: a key already in the log fails it with a unique
     // violation (ALREADY_EXISTS), and the caller takes the conflict-safe path.
     // The rows up to the first known key are wasted.
-    CopyRows keys(events.size() * 64);
-    for (const NewEvent& e : events) {
-      keys.Text(e.source).Text(e.event_id).Text(now).EndRow();
-    }
-    keys.Send(tx, "event_keys", {"source", "event_id", "ingested_at"});
-    CopyRows rows(events.size() * 160 + PayloadBytes(events));
-    for (const NewEvent& e : events) {
-      rows.Text(e.source).Text(e.event_id);
-      if (e.sequence) rows.Int(*e.sequence); else rows.Null();
-      rows.TextOrNull(e.key).TextOrNull(e.type);
-      if (e.occurred_at) rows.Text(PgTime(*e.occurred_at)); else rows.Null();
-      rows.Text(now).Text(now).Text(e.payload).EndRow();
+    {
+      CopyWriter keys(tx, "event_keys", {"source", "event_id", "ingested_at"});
+      for (const NewEvent& e : events) {
+        keys.Text(e.source).Text(e.event_id).Text(now).EndRow();
+      }
+      keys.Complete();
     }
     try {
-      rows.Send(tx, "events",
-                {"source", "event_id", "sequence", "key", "type", "occurred_at", "ingested_at",
-                 "next_attempt_at", "payload"});
+      CopyWriter rows(tx, "events",
+                      {"source", "event_id", "sequence", "key", "type", "occurred_at",
+                       "ingested_at", "next_attempt_at", "payload"});
+      for (const NewEvent& e : events) {
+        rows.Text(e.source).Text(e.event_id);
+        if (e.sequence) rows.Int(*e.sequence); else rows.Null();
+        rows.TextOrNull(e.key).TextOrNull(e.type);
+        if (e.occurred_at) rows.Text(PgTime(*e.occurred_at)); else rows.Null();
+        rows.Text(now).Text(now).Text(e.payload).EndRow();
+      }
+      rows.Complete();
     } catch (const pqxx::check_violation&) {
       missing_partition = true;  // 23514 "no partition of relation found for row"
       return;
@@ -121,17 +117,20 @@ absl::StatusOr<std::vector<bool>> PgEventStore::AppendOnce(absl::Time ingested_a
       lease.SetFlag("ingest_stage");
     }
     pqxx::work tx(lease.conn());
-    CopyRows stage(events.size() * 160 + PayloadBytes(events));
-    for (size_t i = 0; i < events.size(); ++i) {
-      const NewEvent& e = events[i];
-      stage.Int(static_cast<int64_t>(i)).Text(e.source).Text(e.event_id);
-      if (e.sequence) stage.Int(*e.sequence); else stage.Null();
-      stage.TextOrNull(e.key).TextOrNull(e.type);
-      if (e.occurred_at) stage.Text(PgTime(*e.occurred_at)); else stage.Null();
-      stage.Text(e.payload).EndRow();
+    {
+      CopyWriter stage(tx, "ingest_stage",
+                       {"ord", "source", "event_id", "sequence", "key", "type", "occurred_at",
+                        "payload"});
+      for (size_t i = 0; i < events.size(); ++i) {
+        const NewEvent& e = events[i];
+        stage.Int(static_cast<int64_t>(i)).Text(e.source).Text(e.event_id);
+        if (e.sequence) stage.Int(*e.sequence); else stage.Null();
+        stage.TextOrNull(e.key).TextOrNull(e.type);
+        if (e.occurred_at) stage.Text(PgTime(*e.occurred_at)); else stage.Null();
+        stage.Text(e.payload).EndRow();
+      }
+      stage.Complete();
     }
-    stage.Send(tx, "ingest_stage",
-               {"ord", "source", "event_id", "sequence", "key", "type", "occurred_at", "payload"});
     pqxx::result rows;
     try {
       rows = tx.exec_prepared(kAppendName, PgTime(ingested_at));

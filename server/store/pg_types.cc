@@ -1,7 +1,5 @@
 #include "server/store/pg_types.h"
 
-#include <pqxx/tablewriter>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -35,12 +33,33 @@ std::string PgTextArray(const std::vector<std::string>& items) {
   return out;
 }
 
-void CopyRows::Separate() {
-  if (row_started_) buf_ += '\t';
+namespace {
+constexpr size_t kCopyPieceBytes = 32 << 10;
+}  // namespace
+
+CopyWriter::CopyWriter(pqxx::transaction_base& tx, const std::string& table,
+                       const std::vector<std::string>& columns) {
+  // tablewriter is deprecated in libpqxx 6.4, but its write_raw_line is the
+  // only public way to send preformatted COPY data.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  writer_ = std::make_unique<pqxx::tablewriter>(tx, table, columns.begin(), columns.end());
+#pragma GCC diagnostic pop
+  buf_.reserve(kCopyPieceBytes + (4 << 10));
+}
+
+CopyWriter::~CopyWriter() = default;
+
+void CopyWriter::Separate() {
+  if (row_started_) {
+    buf_ += '\t';
+  } else if (!buf_.empty()) {
+    buf_ += '\n';
+  }
   row_started_ = true;
 }
 
-CopyRows& CopyRows::Text(std::string_view value) {
+CopyWriter& CopyWriter::Text(std::string_view value) {
   Separate();
   // Only the backslash, the delimiter and line ends need escaping; runs of
   // other bytes are copied whole.
@@ -63,38 +82,36 @@ CopyRows& CopyRows::Text(std::string_view value) {
   return *this;
 }
 
-CopyRows& CopyRows::TextOrNull(std::string_view value) {
+CopyWriter& CopyWriter::TextOrNull(std::string_view value) {
   return value.empty() ? Null() : Text(value);
 }
 
-CopyRows& CopyRows::Int(int64_t value) {
+CopyWriter& CopyWriter::Int(int64_t value) {
   Separate();
   absl::StrAppend(&buf_, value);
   return *this;
 }
 
-CopyRows& CopyRows::Null() {
+CopyWriter& CopyWriter::Null() {
   Separate();
   buf_ += "\\N";
   return *this;
 }
 
-void CopyRows::EndRow() {
-  buf_ += '\n';
+void CopyWriter::EndRow() {
   row_started_ = false;
+  if (buf_.size() >= kCopyPieceBytes) Flush();
 }
 
-void CopyRows::Send(pqxx::transaction_base& tx, const std::string& table,
-                    const std::vector<std::string>& columns) const {
-  // tablewriter is deprecated in libpqxx 6.4, but its write_raw_line is the
-  // only public way to send preformatted COPY data. The whole buffer goes as
-  // one "line": libpqxx strips its final newline and adds one back.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  pqxx::tablewriter writer(tx, table, columns.begin(), columns.end());
-#pragma GCC diagnostic pop
-  if (!buf_.empty()) writer.write_raw_line(buf_);
-  writer.complete();
+void CopyWriter::Flush() {
+  // One "line" to libpqxx, which adds the newline that ends its last row.
+  if (!buf_.empty()) writer_->write_raw_line(buf_);
+  buf_.clear();
+}
+
+void CopyWriter::Complete() {
+  Flush();
+  writer_->complete();
 }
 
 std::string StoredEventColumns(std::string_view alias) {

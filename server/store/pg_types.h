@@ -4,12 +4,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <pqxx/pqxx>
+#include <pqxx/tablewriter>
 
 #include "absl/time/time.h"
 #include "server/store/event.h"
@@ -28,29 +30,33 @@ std::string PgTime(absl::Time t);
 // A text[] literal for a parameter: {"a","b\"c"}, every element quoted and escaped.
 std::string PgTextArray(const std::vector<std::string>& items);
 
-// Rows for COPY ... FROM STDIN in text format, formatted into one buffer and
-// sent in one piece (libpqxx's stream_to escapes every field byte by byte and
-// sends every row on its own).
-class CopyRows {
+// COPY table (columns) FROM STDIN in text format within a transaction. Rows
+// are formatted into a buffer that is sent in pieces of about 32 KiB
+// (libpqxx's stream_to escapes every field byte by byte and sends every row on
+// its own). libpqxx exceptions (sql_error subclasses by SQLSTATE, e.g.
+// unique_violation) come from the constructor, EndRow and Complete.
+class CopyWriter {
  public:
-  explicit CopyRows(size_t reserve_bytes = 0) { buf_.reserve(reserve_bytes); }
-  // Text with COPY's backslash escapes; empty text is an empty string, not NULL.
-  CopyRows& Text(std::string_view value);
-  // NULL when empty.
-  CopyRows& TextOrNull(std::string_view value);
-  CopyRows& Int(int64_t value);
-  CopyRows& Null();
-  void EndRow();
+  CopyWriter(pqxx::transaction_base& tx, const std::string& table,
+             const std::vector<std::string>& columns);
+  ~CopyWriter();
 
-  // COPY table (columns) FROM STDIN within `tx`. Throws what libpqxx throws
-  // (sql_error subclasses by SQLSTATE, e.g. unique_violation).
-  void Send(pqxx::transaction_base& tx, const std::string& table,
-            const std::vector<std::string>& columns) const;
+  // Text with COPY's backslash escapes; empty text is an empty string, not NULL.
+  CopyWriter& Text(std::string_view value);
+  // NULL when empty.
+  CopyWriter& TextOrNull(std::string_view value);
+  CopyWriter& Int(int64_t value);
+  CopyWriter& Null();
+  void EndRow();
+  // Sends what is left and ends the COPY; the server's verdict comes here.
+  void Complete();
 
  private:
   void Separate();
+  void Flush();
 
-  std::string buf_;
+  std::unique_ptr<pqxx::tablewriter> writer_;
+  std::string buf_;  // rows separated by newlines, without a final one
   bool row_started_ = false;
 };
 

@@ -6,6 +6,7 @@
 
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "server/common/clock.h"
 #include "server/common/time_format.h"
 #include "server/ingest/ingester.h"
@@ -186,6 +187,28 @@ TEST_F(EventLogTest, StoresEveryFieldExactly) {
   EXPECT_EQ(found->ingested_at, now);
   EXPECT_EQ(found->next_attempt_at, now);
   EXPECT_EQ(found->event.payload, R"({"n": [1, 2], "text": "tab\there \\ back"})");
+}
+
+TEST_F(EventLogTest, BatchLargerThanOneCopyPieceKeepsEveryByte) {
+  absl::Time now = absl::Now();
+  ASSERT_TRUE(partitions_.EnsureDays(now, now).ok());
+  // About 200 KiB of COPY data, sent in several pieces, with bytes that COPY
+  // escapes (backslash, tab, newline, carriage return) in text and as JSON
+  // whitespace.
+  std::vector<NewEvent> batch;
+  for (int i = 0; i < 500; ++i) {
+    NewEvent e = Event(absl::StrCat("big\\", i),
+                       absl::StrCat("{\"t\":\t\"a\\tb\\\\c\\nd\",\r\n \"i\": ", i, ", \"pad\": \"",
+                                    std::string(300, 'x'), "\"}"));
+    e.key = "k\\1";
+    batch.push_back(std::move(e));
+  }
+  auto stored = store_.Append(now, batch);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events WHERE payload->>'t' = E'a\\tb\\\\c\\nd'"
+                         " AND event_id = 'big\\' || (payload->>'i') AND key = 'k\\1'"),
+            500);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM event_keys WHERE event_id LIKE 'big\\\\%'"), 500);
 }
 
 TEST_F(EventLogTest, ConcurrentWritersOfTheSameKeysStoreEachOnce) {
