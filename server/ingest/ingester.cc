@@ -1,12 +1,23 @@
 #include "server/ingest/ingester.h"
 
 #include <algorithm>
-#include <unordered_map>
+#include <string_view>
+#include <unordered_set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
 namespace replayd {
 namespace {
+
+// (source, event_id), viewing the batch's own strings.
+using EventKey = std::pair<std::string_view, std::string_view>;
+struct EventKeyHash {
+  size_t operator()(const EventKey& k) const {
+    size_t h = std::hash<std::string_view>{}(k.first);
+    return h ^ (std::hash<std::string_view>{}(k.second) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
+  }
+};
 
 // The events at `index` (all of `events`, without a copy, when the index covers them).
 absl::StatusOr<std::vector<bool>> AppendSubset(EventStore& store, absl::Time now,
@@ -34,7 +45,8 @@ absl::StatusOr<std::vector<IngestResult>> Ingester::Ingest(const std::vector<New
   const absl::Time now = clock_->Now();
   std::vector<IngestResult> results(events.size());
   std::vector<size_t> to_store;  // indexes into `events`, in order
-  std::unordered_map<std::string, size_t> first_seen;
+  std::unordered_set<EventKey, EventKeyHash> seen;
+  seen.reserve(events.size());
   to_store.reserve(events.size());
   for (size_t i = 0; i < events.size(); ++i) {
     if (absl::Status s = ValidateFields(events[i], limits_, now); !s.ok()) {
@@ -43,9 +55,7 @@ absl::StatusOr<std::vector<IngestResult>> Ingester::Ingest(const std::vector<New
     }
     // The same (source, event_id) twice in one batch: the first is the event,
     // the later ones are duplicates of it.
-    auto [it, inserted] =
-        first_seen.emplace(absl::StrCat(events[i].source, "\n", events[i].event_id), i);
-    if (!inserted) {
+    if (!seen.insert({events[i].source, events[i].event_id}).second) {
       results[i] = {IngestResult::Status::kDuplicate, ""};
       continue;
     }
