@@ -6,6 +6,11 @@ bench_pids=()
 bench_cleanup() {
   for pid in "${bench_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${bench_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # BENCH_KEEP_LOGS=DIR keeps replayd's log (REPLAYD_LOG_LEVEL=debug adds the
+  # dispatcher's pipeline summaries).
+  if [ -n "${BENCH_KEEP_LOGS:-}" ]; then
+    mkdir -p "$BENCH_KEEP_LOGS" && cp "$bench_tmp"/*.log "$BENCH_KEEP_LOGS"/ 2>/dev/null || true
+  fi
   rm -rf "$bench_tmp"
 }
 trap bench_cleanup EXIT

@@ -127,7 +127,7 @@ absl::StatusOr<DeliveryReport> Deliverer::DeliverOneAsync(
   record.started_at = started_at;
 
   if (report.action == CheckDecision::Action::kSkipAlreadyDelivered) {
-    if (absl::Status s = store_->Release(event.position, event.ingested_at, ctx.claim_owner);
+    if (absl::Status s = store_->Release(event.position, ctx.claim_owner);
         !s.ok()) {
       return s;
     }

@@ -57,7 +57,10 @@ Dispatcher::Dispatcher(DeliveryStore* store, Deliverer* deliverer, DispatcherOpt
       deliverer_(deliverer),
       options_(std::move(options)),
       sources_(deliverer->RoutedSources()),
-      strict_sources_(deliverer->StrictSources()) {
+      strict_sources_(deliverer->StrictSources()),
+      // Up to two claim batches in flight: the next claim runs while workers
+      // still have a batch to deliver.
+      capacity_(std::max(2 * options_.claim_batch, options_.workers)) {
   if (options_.owner.empty()) options_.owner = DefaultOwner();
 }
 
@@ -99,6 +102,10 @@ void Dispatcher::Stop() {
   Logger("delivery")->info("dispatcher {} stopped", options_.owner);
 }
 
+bool Dispatcher::HasRoomToClaim() const {
+  return capacity_ - in_flight_events_ >= options_.claim_batch / 2;
+}
+
 bool Dispatcher::SleepUnlessStopping(absl::Duration d) {
   std::unique_lock lock(mu_);
   return !poll_cv_.wait_for(lock, absl::ToChronoMicroseconds(d), [&] { return stopping_; });
@@ -107,12 +114,10 @@ bool Dispatcher::SleepUnlessStopping(absl::Duration d) {
 void Dispatcher::PollLoop() {
   auto log = Logger("delivery");
   absl::Time next_heartbeat = absl::Now() + options_.claim_lease / 3;
-  // Up to two claim batches in flight: the next claim runs while workers
-  // still have a batch to deliver.
-  const int capacity = std::max(2 * options_.claim_batch, options_.workers);
   int64_t polls = 0, claimed_total = 0;
   absl::Duration claim_time;
   absl::Time next_summary = absl::Now() + absl::Seconds(5);
+  absl::Time summary_start = absl::Now();
   for (;;) {
     int room;
     {
@@ -120,10 +125,10 @@ void Dispatcher::PollLoop() {
       // Claim again once there is room for half a batch, so that
       // workers never run dry while a claim is on its way.
       poll_cv_.wait_for(lock, absl::ToChronoMicroseconds(options_.poll_interval), [&] {
-        return stopping_ || capacity - in_flight_events_ >= options_.claim_batch / 2;
+        return stopping_ || HasRoomToClaim();
       });
       if (stopping_) return;
-      room = capacity - in_flight_events_;
+      room = capacity_ - in_flight_events_;
     }
     RetryReleases();
     if (absl::Now() >= next_heartbeat) {
@@ -140,8 +145,20 @@ void Dispatcher::PollLoop() {
     ++polls;
     if (claimed.ok()) claimed_total += static_cast<int64_t>(claimed->size());
     if (absl::Now() >= next_summary) {
-      log->debug("claims: {} polls, {} events claimed, {:.1f} ms per poll", polls, claimed_total,
-                 polls > 0 ? absl::ToDoubleMilliseconds(claim_time) / polls : 0.0);
+      int in_flight, queued;
+      {
+        std::lock_guard lock(mu_);
+        in_flight = in_flight_events_;
+        queued = static_cast<int>(queue_.size());
+      }
+      const double busy = absl::ToDoubleSeconds(absl::Microseconds(worker_busy_us_.exchange(0)));
+      log->debug(
+          "claims: {} polls, {} events claimed, {:.1f} ms per poll; workers {:.0f}% busy;"
+          " now {} in flight, {} chains queued",
+          polls, claimed_total, polls > 0 ? absl::ToDoubleMilliseconds(claim_time) / polls : 0.0,
+          100.0 * busy / (options_.workers * absl::ToDoubleSeconds(absl::Now() - summary_start)),
+          in_flight, queued);
+      summary_start = absl::Now();
       polls = 0;
       claimed_total = 0;
       claim_time = absl::ZeroDuration();
@@ -157,8 +174,10 @@ void Dispatcher::PollLoop() {
       // key's next event) or for the poll interval (new or due events).
       std::unique_lock lock(mu_);
       const int64_t seen = progress_;
+      awaiting_progress_ = true;
       poll_cv_.wait_for(lock, absl::ToChronoMicroseconds(options_.poll_interval),
                         [&] { return stopping_ || progress_ != seen; });
+      awaiting_progress_ = false;
       if (stopping_) return;
       continue;
     }
@@ -174,15 +193,15 @@ void Dispatcher::PollLoop() {
 }
 
 void Dispatcher::RetryReleases() {
-  std::vector<std::pair<int64_t, absl::Time>> pending;
+  std::vector<int64_t> pending;
   {
     std::lock_guard lock(mu_);
     pending.swap(unreleased_);
   }
-  for (const auto& [position, ingested_at] : pending) {
-    if (!store_->Release(position, ingested_at, options_.owner).ok()) {
+  for (int64_t position : pending) {
+    if (!store_->Release(position, options_.owner).ok()) {
       std::lock_guard lock(mu_);
-      unreleased_.emplace_back(position, ingested_at);
+      unreleased_.push_back(position);
     }
   }
 }
@@ -197,7 +216,9 @@ void Dispatcher::WorkerLoop() {
       chain = std::move(queue_.front());
       queue_.pop_front();
     }
+    const absl::Time start = absl::Now();
     DeliverChain(chain);
+    worker_busy_us_ += absl::ToInt64Microseconds(absl::Now() - start);
   }
 }
 
@@ -205,12 +226,17 @@ void Dispatcher::DeliverChain(const Chain& chain) {
   auto log = Logger("delivery");
   // One event is finished: recorded, released, or left to its lease.
   auto finished = [this](int n) {
+    bool wake;
     {
       std::lock_guard lock(mu_);
+      const bool had_room = HasRoomToClaim();
       in_flight_events_ -= n;
       ++progress_;
+      // Wake the poller only when it waits for this: one wake-up per
+      // finished event would cost a context switch each.
+      wake = stopping_ || awaiting_progress_ || (!had_room && HasRoomToClaim());
     }
-    poll_cv_.notify_one();
+    if (wake) poll_cv_.notify_one();
   };
   size_t next = 0;
   while (next < chain.size()) {
@@ -248,11 +274,10 @@ void Dispatcher::DeliverChain(const Chain& chain) {
   }
   // The rest of the chain must wait behind the event that stopped it.
   for (size_t i = next; i < chain.size(); ++i) {
-    if (absl::Status s = store_->Release(chain[i].position, chain[i].ingested_at, options_.owner);
-        !s.ok()) {
+    if (absl::Status s = store_->Release(chain[i].position, options_.owner); !s.ok()) {
       log->warn("releasing a claim failed (the poller tries again): {}", s);
       std::lock_guard lock(mu_);
-      unreleased_.emplace_back(chain[i].position, chain[i].ingested_at);
+      unreleased_.push_back(chain[i].position);
     }
   }
   finished(static_cast<int>(chain.size() - next));

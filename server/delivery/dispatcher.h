@@ -63,20 +63,25 @@ class Dispatcher {
   void RetryReleases();
   void DeliverChain(const Chain& chain);
   bool SleepUnlessStopping(absl::Duration d);
+  // Whether enough claimed events have finished to claim again (mu_ held).
+  bool HasRoomToClaim() const;
 
   DeliveryStore* store_;
   Deliverer* deliverer_;
   DispatcherOptions options_;
   const std::vector<std::string> sources_;
   const std::vector<std::string> strict_sources_;
+  const int capacity_;  // claimed events in flight at most
 
   std::mutex mu_;
   std::condition_variable work_cv_;  // workers: a chain is queued, or stopping
   std::condition_variable poll_cv_;  // poller: capacity freed, or stopping
   std::deque<Chain> queue_;
   int in_flight_events_ = 0;  // claimed, not yet finished (queued or running)
-  int64_t progress_ = 0;  // events finished so far; wakes the poller
-  std::vector<std::pair<int64_t, absl::Time>> unreleased_;  // (position, ingested_at)
+  int64_t progress_ = 0;  // events finished so far
+  bool awaiting_progress_ = false;  // the poller waits for any event to finish
+  std::atomic<int64_t> worker_busy_us_{0};  // time workers spent on chains, for the summary
+  std::vector<int64_t> unreleased_;  // positions
   bool stopping_ = false;
   bool started_ = false;
   std::thread poller_;

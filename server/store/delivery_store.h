@@ -2,7 +2,8 @@
 // workers (threads, daemons, a replay beside live traffic) deliver one event
 // at once, recording attempts and outcomes, and reading one event's trace.
 //
-// Claims live in the event row (claimed_by, claim_expires_at): a claim is held
+// Claims live in their own table (delivery_claims, one row per event being
+// delivered), so that claiming never writes the event row: a claim is held
 // until it is released or recorded, or until its lease expires (a crashed
 // daemon's claims become claimable again). All lease and due-time arithmetic
 // uses the database's clock, so several daemons agree on it.
@@ -77,15 +78,17 @@ class DeliveryStore {
                                                               const std::string& owner,
                                                               absl::Duration lease) = 0;
 
-  // Drops `owner`'s claim on one event (no-op when it does not hold it).
-  virtual absl::Status Release(int64_t position, absl::Time ingested_at,
-                               const std::string& owner) = 0;
+  // Drops `owner`'s claim on the event at `position` (no-op when it does not
+  // hold it).
+  virtual absl::Status Release(int64_t position, const std::string& owner) = 0;
 
-  // Pushes the expiry of every claim `owner` holds on an undelivered event
-  // to now + lease (the dispatcher's heartbeat; claims being written are skipped).
+  // Pushes the expiry of every claim `owner` holds to now + lease (the
+  // dispatcher's heartbeat; claims being released are skipped). Also deletes
+  // claims of any owner that expired over an hour ago: their owners are gone
+  // (an expired claim blocks nobody; this only keeps the table small).
   virtual absl::Status ExtendClaims(const std::string& owner, absl::Duration lease) = 0;
 
-  // Drops every claim `owner` holds on an undelivered event (graceful stop).
+  // Drops every claim `owner` holds (graceful stop).
   virtual absl::Status ReleaseAll(const std::string& owner) = 0;
 
   // In one transaction: inserts `attempt` into delivery_attempts, sets the

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <future>
+#include <set>
 #include <tuple>
 #include <unordered_set>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "server/common/logging.h"
 #include "server/store/delivery_table.h"
 #include "server/store/pg_errors.h"
@@ -21,27 +23,40 @@ namespace {
 constexpr const char* kIndexJoins =
     "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
 
-// $1 routed sources, $2 scan window, $3 strict sources, $4 claim limit,
-// $5 owner, $6 lease in microseconds.
-// `cand` locks the first due, unclaimed events (SKIP LOCKED: rows
-// another claimer is taking right now are left to it). `ok` keeps an event of
-// rank r among its key's events in `cand` only when its key has exactly r
-// earlier undelivered events (pending, retrying, or failed on a strict route)
-// in the whole log: the earlier ones are then all in `cand`, so a key's events
-// are claimed as one ordered chain, never around an event someone else holds,
-// one not yet due, or a strict route's failed one. The probe stops at r + 1.
+// Claiming due events takes three statements in one transaction.
+//
+// 1. kClaimDueSql, $1 routed sources, $2 scan window, $3 strict sources,
+// $4 claim limit, $5 owner, $6 lease in microseconds. `cand` reads the first
+// due events nobody holds an unexpired claim on. `ok` keeps an event of rank r
+// among its key's events in `cand` only when its key has exactly r earlier
+// undelivered events (pending, retrying, or failed on a strict route) in the
+// whole log: the earlier ones are then all in `cand`, so a key's events are
+// claimed as one ordered chain, never around an event someone else holds, one
+// not yet due, or a strict route's failed one. The probe stops at r + 1.
+// `taken` inserts the claims in position order, so two claimers never
+// deadlock: one racing for the same events waits on the first row it shares
+// with the other and then finds it taken (ON CONFLICT ... WHERE expired).
+// Returns the positions taken, each with how many events `ok` wanted.
+//
+// The statement reads the log as of its start, and a claim row is deleted
+// when its attempt is recorded, so what it took may have moved on since:
+// 2. kUnchainSql, only when fewer events were taken than wanted (another
+// worker won the start of a chain): gives back the rest of such chains.
+// 3. kVerifySql re-reads what is still held, as of now: every competing
+// claim or record on these events has committed by then (the insert waited
+// for it or found its claim row gone). ClaimDue gives back what is no longer
+// due, and the rest of its key's chain.
 constexpr const char* kClaimDueName = "delivery_claim_due";
-std::string ClaimDueSql() {
-  return absl::StrCat(R"sql(
+constexpr const char* kClaimDueSql = R"sql(
 WITH cand AS (
-  SELECT ingested_at, position, source, key FROM events
+  SELECT ingested_at, position, source, key FROM events e
    WHERE outcome IN ('pending', 'retrying')
      AND next_attempt_at <= now()
-     AND (claim_expires_at IS NULL OR claim_expires_at < now())
      AND source = ANY($1::text[])
+     AND NOT EXISTS (SELECT 1 FROM delivery_claims c
+                      WHERE c.position = e.position AND c.expires_at >= now())
    ORDER BY next_attempt_at, position
-   LIMIT $2
-   FOR UPDATE SKIP LOCKED),
+   LIMIT $2),
 ranked AS (
   SELECT c.*, row_number() OVER (PARTITION BY c.source, c.key ORDER BY c.position) - 1 AS rank
     FROM cand c),
@@ -56,48 +71,89 @@ ok AS (
           AND (p.outcome <> 'failed' OR p.source = ANY($3::text[]))
         LIMIT r.rank + 1) earlier)
    ORDER BY r.position
-   LIMIT $4)
-UPDATE events e
-   SET claimed_by = $5, claim_expires_at = now() + $6 * interval '1 microsecond'
-  FROM ok
- WHERE e.ingested_at = ok.ingested_at AND e.position = ok.position
-RETURNING )sql",
-                      StoredEventColumns("e"));
+   LIMIT $4),
+taken AS (
+  INSERT INTO delivery_claims AS c (position, ingested_at, owner, expires_at)
+  SELECT position, ingested_at, $5, now() + $6 * interval '1 microsecond'
+    FROM ok ORDER BY position
+  ON CONFLICT (position) DO UPDATE
+     SET owner = excluded.owner, expires_at = excluded.expires_at
+   WHERE c.expires_at < now()
+  RETURNING c.position)
+SELECT position, (SELECT count(*) FROM ok) AS wanted FROM taken)sql";
+
+// $1 owner, $2 positions taken, $3 strict sources. Gives back each taken
+// event of a key with an earlier undelivered event that was not taken.
+constexpr const char* kUnchainName = "delivery_unchain";
+constexpr const char* kUnchainSql = R"sql(
+DELETE FROM delivery_claims c
+ USING events e
+ WHERE c.owner = $1 AND c.position = ANY($2::bigint[])
+   AND e.ingested_at = c.ingested_at AND e.position = c.position AND e.key IS NOT NULL
+   AND EXISTS (
+     SELECT 1 FROM events p
+      WHERE p.key IS NOT NULL
+        AND p.outcome IN ('pending', 'retrying', 'failed')
+        AND p.source = e.source AND p.key = e.key AND p.position < e.position
+        AND (p.outcome <> 'failed' OR p.source = ANY($3::text[]))
+        AND p.position <> ALL($2::bigint[]))
+RETURNING c.position)sql";
+
+// $1 owner, $2 positions: the rows of the events `owner` holds among them,
+// in position order, each with whether it is due now.
+constexpr const char* kVerifyName = "delivery_claim_verify";
+std::string VerifySql() {
+  return absl::StrCat("SELECT ", StoredEventColumns("e"), R"sql(,
+       e.outcome IN ('pending', 'retrying') AND e.next_attempt_at <= now() AS due
+  FROM delivery_claims c JOIN events e ON e.ingested_at = c.ingested_at AND e.position = c.position
+ WHERE c.owner = $1 AND c.position = ANY($2::bigint[])
+ ORDER BY e.position)sql");
 }
 
+// $1 owner, $2 positions.
+constexpr const char* kGiveBackName = "delivery_give_back";
+constexpr const char* kGiveBackSql =
+    "DELETE FROM delivery_claims WHERE owner = $1 AND position = ANY($2::bigint[])";
+
+// $1 ingested_at, $2 position, $3 owner, $4 lease in microseconds. Takes the
+// claim when it is free, expired, or already `owner`'s.
 constexpr const char* kTryClaimName = "delivery_try_claim";
-std::string TryClaimSql() {
-  return absl::StrCat(R"sql(
-UPDATE events e
-   SET claimed_by = $3, claim_expires_at = now() + $4 * interval '1 microsecond'
- WHERE e.ingested_at = $1 AND e.position = $2
-   AND (e.claimed_by IS NULL OR e.claimed_by = $3 OR e.claim_expires_at < now())
-RETURNING )sql",
-                      StoredEventColumns("e"));
-}
+constexpr const char* kTryClaimSql = R"sql(
+INSERT INTO delivery_claims AS c (position, ingested_at, owner, expires_at)
+VALUES ($2, $1, $3, now() + $4 * interval '1 microsecond')
+ON CONFLICT (position) DO UPDATE
+   SET owner = excluded.owner, expires_at = excluded.expires_at
+ WHERE c.owner = excluded.owner OR c.expires_at < now()
+RETURNING 1)sql";
 
-constexpr const char* kExistsName = "delivery_event_exists";
-constexpr const char* kExistsSql = "SELECT 1 FROM events WHERE ingested_at = $1 AND position = $2";
+constexpr const char* kEventName = "delivery_event";
+std::string EventSql() {
+  return absl::StrCat("SELECT ", StoredEventColumns("e"),
+                      " FROM events e WHERE e.ingested_at = $1 AND e.position = $2");
+}
 
 constexpr const char* kReleaseName = "delivery_release";
-constexpr const char* kReleaseSql = R"sql(
-UPDATE events SET claimed_by = NULL, claim_expires_at = NULL
- WHERE ingested_at = $1 AND position = $2 AND claimed_by = $3)sql";
+constexpr const char* kReleaseSql =
+    "DELETE FROM delivery_claims WHERE position = $1 AND owner = $2";
 
 constexpr const char* kExtendName = "delivery_extend_claims";
-// Rows being written right now (a record releasing them) are skipped, so the
-// heartbeat never waits on a record group nor the other way round.
+// Claims being released right now (a record deleting them) are skipped, so
+// the heartbeat never waits on a record group nor the other way round.
 constexpr const char* kExtendSql = R"sql(
-UPDATE events e SET claim_expires_at = now() + $2 * interval '1 microsecond'
-  FROM (SELECT ingested_at, position FROM events
-         WHERE outcome IN ('pending', 'retrying') AND claimed_by = $1
-         FOR UPDATE SKIP LOCKED) mine
- WHERE e.ingested_at = mine.ingested_at AND e.position = mine.position)sql";
+UPDATE delivery_claims c SET expires_at = now() + $2 * interval '1 microsecond'
+  FROM (SELECT position FROM delivery_claims WHERE owner = $1
+           FOR UPDATE SKIP LOCKED) mine
+ WHERE c.position = mine.position)sql";
+
+constexpr const char* kSweepName = "delivery_sweep_claims";
+constexpr const char* kSweepSql = R"sql(
+DELETE FROM delivery_claims
+ WHERE position IN (SELECT position FROM delivery_claims
+                     WHERE expires_at < now() - interval '1 hour'
+                       FOR UPDATE SKIP LOCKED))sql";
 
 constexpr const char* kReleaseAllName = "delivery_release_all";
-constexpr const char* kReleaseAllSql = R"sql(
-UPDATE events SET claimed_by = NULL, claim_expires_at = NULL
- WHERE outcome IN ('pending', 'retrying') AND claimed_by = $1)sql";
+constexpr const char* kReleaseAllSql = "DELETE FROM delivery_claims WHERE owner = $1";
 
 // Per-session staging table the group of records is COPYed into.
 constexpr const char* kCreateRecordStage = R"sql(
@@ -119,6 +175,15 @@ CREATE TEMP TABLE IF NOT EXISTS record_stage (
     owner            text
 ) ON COMMIT DELETE ROWS)sql";
 
+// Releases the claims the group's owners still hold; kRecordUpdateSql then
+// updates exactly those events ($1): an event whose claim expired and was
+// taken over is left to its new owner (its attempt is still inserted).
+constexpr const char* kRecordReleaseName = "delivery_record_release";
+constexpr const char* kRecordReleaseSql = R"sql(
+DELETE FROM delivery_claims c USING record_stage s
+ WHERE c.position = s.position AND c.owner = s.owner
+RETURNING c.position)sql";
+
 constexpr const char* kRecordUpdateName = "delivery_record_update";
 constexpr const char* kRecordUpdateSql = R"sql(
 UPDATE events e
@@ -130,12 +195,10 @@ UPDATE events e
                               THEN now() + s.retry_delay_us * interval '1 microsecond'
                               WHEN s.outcome = 'pending' THEN e.next_attempt_at END,
        processed_at = CASE WHEN s.outcome IN ('succeeded', 'already_processed', 'failed')
-                           THEN now() END,
-       claimed_by = NULL,
-       claim_expires_at = NULL
+                           THEN now() END
   FROM record_stage s
- WHERE e.ingested_at = s.ingested_at AND e.position = s.position AND e.claimed_by = s.owner
-RETURNING e.position)sql";
+ WHERE e.ingested_at = s.ingested_at AND e.position = s.position
+   AND s.position = ANY($1::bigint[]))sql";
 
 constexpr const char* kRecordInsertName = "delivery_record_insert";
 constexpr const char* kRecordInsertSql = R"sql(
@@ -146,13 +209,12 @@ SELECT position, ingested_at, attempt, trigger, route, started_at, duration_ms, 
   FROM record_stage
 ON CONFLICT DO NOTHING)sql";
 
-// DeliverToLogTable: the claim check (locks the event row), the attempt, and
-// the event's outcome; the downstream insert is DeliveryTableInsertSql.
+// DeliverToLogTable: the claim's release (which also checks it is still
+// held), the attempt, and the event's outcome; the downstream insert is
+// DeliveryTableInsertSql.
 constexpr const char* kLogTableHeldName = "delivery_log_table_held";
 constexpr const char* kLogTableHeldSql = R"sql(
-SELECT 1 FROM events
- WHERE ingested_at = $1 AND position = $2 AND claimed_by = $3
-   FOR UPDATE)sql";
+DELETE FROM delivery_claims WHERE position = $1 AND owner = $2 RETURNING 1)sql";
 constexpr const char* kLogTableAttemptName = "delivery_log_table_attempt";
 constexpr const char* kLogTableAttemptSql = R"sql(
 INSERT INTO delivery_attempts (event_position, event_ingested_at, attempt, trigger, route,
@@ -163,7 +225,7 @@ constexpr const char* kLogTableOutcomeName = "delivery_log_table_outcome";
 constexpr const char* kLogTableOutcomeSql = R"sql(
 UPDATE events
    SET outcome = $3, attempts = GREATEST(attempts, $4), last_error = NULL,
-       target_record_id = $5, processed_at = now(), claimed_by = NULL, claim_expires_at = NULL
+       target_record_id = $5, processed_at = now()
  WHERE ingested_at = $1 AND position = $2)sql";
 
 constexpr const char* kTraceEventName = "delivery_trace_event";
@@ -177,6 +239,11 @@ std::string TraceAttemptsSql() {
 }
 
 int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
+
+// A bigint[] literal from decimal numbers.
+std::string PgBigintArray(const std::vector<std::string>& numbers) {
+  return absl::StrCat("{", absl::StrJoin(numbers, ","), "}");
+}
 
 using RecordRow = std::tuple<std::string, int64_t, int, std::string, std::string, std::string,
                              double, const char*, std::string, std::string, std::string,
@@ -207,19 +274,44 @@ absl::StatusOr<std::vector<StoredEvent>> PgDeliveryStore::ClaimDue(const ClaimDu
   std::vector<StoredEvent> claimed;
   if (r.sources.empty() || r.limit <= 0) return claimed;
   absl::Status status = pool_->Run(kClaimDueName, [&](PgPool::Lease& lease) {
-    lease.Prepare(kClaimDueName, ClaimDueSql());
+    lease.Prepare(kClaimDueName, kClaimDueSql);
+    lease.Prepare(kVerifyName, VerifySql());
     pqxx::work tx(lease.conn());
     tx.exec0(kIndexJoins);
     auto rows = tx.exec_prepared(kClaimDueName, PgTextArray(r.sources), r.limit * 2,
                                  PgTextArray(r.strict_sources), r.limit, r.owner,
                                  Micros(r.lease));
+    claimed.clear();
+    if (rows.empty()) return;  // nothing taken: nothing to commit
+    std::vector<std::string> taken;
+    for (const auto& row : rows) taken.push_back(row[0].c_str());
+    if (static_cast<int64_t>(rows.size()) < rows[0][1].as<int64_t>()) {
+      lease.Prepare(kUnchainName, kUnchainSql);
+      tx.exec_prepared(kUnchainName, r.owner, PgBigintArray(taken),
+                       PgTextArray(r.strict_sources));
+    }
+    // Keep what is still due, in chain order: once an event of a key is given
+    // back, so are the later ones.
+    std::vector<std::string> given_back;
+    std::set<std::pair<std::string, std::string>> broken_keys;
+    for (const auto& row : tx.exec_prepared(kVerifyName, r.owner, PgBigintArray(taken))) {
+      StoredEvent e = StoredEventFromRow(row);
+      const bool keyed = !e.event.key.empty();
+      if (row[row.size() - 1].as<bool>() &&
+          !(keyed && broken_keys.count({e.event.source, e.event.key}) > 0)) {
+        claimed.push_back(std::move(e));
+        continue;
+      }
+      given_back.push_back(absl::StrCat(e.position));
+      if (keyed) broken_keys.emplace(e.event.source, e.event.key);
+    }
+    if (!given_back.empty()) {
+      lease.Prepare(kGiveBackName, kGiveBackSql);
+      tx.exec_prepared(kGiveBackName, r.owner, PgBigintArray(given_back));
+    }
     tx.commit();
-    claimed.reserve(rows.size());
-    for (const auto& row : rows) claimed.push_back(StoredEventFromRow(row));
   });
   if (!status.ok()) return status;
-  std::sort(claimed.begin(), claimed.end(),
-            [](const StoredEvent& a, const StoredEvent& b) { return a.position < b.position; });
   return claimed;
 }
 
@@ -230,17 +322,16 @@ absl::StatusOr<std::optional<StoredEvent>> PgDeliveryStore::TryClaim(int64_t pos
   std::optional<StoredEvent> claimed;
   bool exists = false;
   absl::Status status = pool_->Run(kTryClaimName, [&](PgPool::Lease& lease) {
-    lease.Prepare(kTryClaimName, TryClaimSql());
-    lease.Prepare(kExistsName, kExistsSql);
+    lease.Prepare(kTryClaimName, kTryClaimSql);
+    lease.Prepare(kEventName, EventSql());
+    const std::string at = PgTime(ingested_at);
     pqxx::work tx(lease.conn());
-    auto rows = tx.exec_prepared(kTryClaimName, PgTime(ingested_at), position, owner,
-                                 Micros(lease_time));
-    if (!rows.empty()) {
-      claimed = StoredEventFromRow(rows[0]);
-      exists = true;
-    } else {
-      exists = !tx.exec_prepared(kExistsName, PgTime(ingested_at), position).empty();
-    }
+    exists = !tx.exec_prepared(kEventName, at, position).empty();
+    if (!exists) return;
+    if (tx.exec_prepared(kTryClaimName, at, position, owner, Micros(lease_time)).empty()) return;
+    // Read again under the claim: a record committed by the previous owner
+    // while this claim waited for it is in the row now.
+    claimed = StoredEventFromRow(tx.exec_prepared1(kEventName, at, position));
     tx.commit();
   });
   if (!status.ok()) return status;
@@ -250,12 +341,11 @@ absl::StatusOr<std::optional<StoredEvent>> PgDeliveryStore::TryClaim(int64_t pos
   return claimed;
 }
 
-absl::Status PgDeliveryStore::Release(int64_t position, absl::Time ingested_at,
-                                      const std::string& owner) {
+absl::Status PgDeliveryStore::Release(int64_t position, const std::string& owner) {
   return pool_->Run(kReleaseName, [&](PgPool::Lease& lease) {
     lease.Prepare(kReleaseName, kReleaseSql);
     pqxx::work tx(lease.conn());
-    tx.exec_prepared(kReleaseName, PgTime(ingested_at), position, owner);
+    tx.exec_prepared(kReleaseName, position, owner);
     tx.commit();
   });
 }
@@ -263,8 +353,10 @@ absl::Status PgDeliveryStore::Release(int64_t position, absl::Time ingested_at,
 absl::Status PgDeliveryStore::ExtendClaims(const std::string& owner, absl::Duration lease_time) {
   return pool_->Run(kExtendName, [&](PgPool::Lease& lease) {
     lease.Prepare(kExtendName, kExtendSql);
+    lease.Prepare(kSweepName, kSweepSql);
     pqxx::work tx(lease.conn());
     tx.exec_prepared(kExtendName, owner, Micros(lease_time));
+    tx.exec_prepared(kSweepName);
     tx.commit();
   });
 }
@@ -357,6 +449,7 @@ absl::Status PgDeliveryStore::WriteGroupOnce(
     const std::vector<std::shared_ptr<PendingRecord>>& group, std::unordered_set<int64_t>* out) {
   std::unordered_set<int64_t>& updated = *out;
   return pool_->Run(kRecordUpdateName, [&](PgPool::Lease& lease) {
+    lease.Prepare(kRecordReleaseName, kRecordReleaseSql);
     lease.Prepare(kRecordUpdateName, kRecordUpdateSql);
     lease.Prepare(kRecordInsertName, kRecordInsertSql);
     // Session set-up outside the transaction: a rollback must not undo it.
@@ -394,10 +487,14 @@ absl::Status PgDeliveryStore::WriteGroupOnce(
       }
       copy.complete();
     }
-    auto rows = tx.exec_prepared(kRecordUpdateName);
+    std::vector<std::string> held;
+    for (const auto& row : tx.exec_prepared(kRecordReleaseName)) {
+      updated.insert(row[0].as<int64_t>());
+      held.push_back(row[0].c_str());
+    }
+    tx.exec_prepared(kRecordUpdateName, PgBigintArray(held));
     tx.exec_prepared(kRecordInsertName);
     tx.commit();
-    for (const auto& row : rows) updated.insert(row[0].as<int64_t>());
   });
 }
 
@@ -430,7 +527,7 @@ absl::StatusOr<LogTableDelivery> PgDeliveryStore::DeliverToLogTable(
     result = LogTableDelivery{};
     const std::string ingested_at = PgTime(attempt.event_ingested_at);
     pqxx::work tx(lease.conn());
-    if (tx.exec_prepared(kLogTableHeldName, ingested_at, attempt.event_position, owner).empty()) {
+    if (tx.exec_prepared(kLogTableHeldName, attempt.event_position, owner).empty()) {
       return;  // claim lost: nothing written
     }
     auto rows = tx.exec_prepared1(insert_name, idempotency_key, payload_json);

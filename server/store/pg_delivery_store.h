@@ -1,4 +1,4 @@
-// DeliveryStore on PostgreSQL. Claims are columns of the event row; attempts
+// DeliveryStore on PostgreSQL. Claims are rows of delivery_claims; attempts
 // go to the partitioned delivery_attempts table. RecordAttempt calls from many
 // workers are group-committed by one writer thread: each caller blocks until
 // the transaction holding its record commits.
@@ -27,8 +27,7 @@ class PgDeliveryStore final : public DeliveryStore {
   absl::StatusOr<std::optional<StoredEvent>> TryClaim(int64_t position, absl::Time ingested_at,
                                                       const std::string& owner,
                                                       absl::Duration lease) override;
-  absl::Status Release(int64_t position, absl::Time ingested_at,
-                       const std::string& owner) override;
+  absl::Status Release(int64_t position, const std::string& owner) override;
   absl::Status ExtendClaims(const std::string& owner, absl::Duration lease) override;
   absl::Status ReleaseAll(const std::string& owner) override;
   absl::StatusOr<bool> RecordAttempt(const AttemptRecord& attempt, const OutcomeUpdate& update,

@@ -292,13 +292,14 @@ int KillDuringDelivery(bool lookup) {
   EXPECT_TRUE(WaitFor([&] { return Count(db, "outcome <> 'pending'") >= 600; },
                       std::chrono::seconds(60)));
   d.KillHard();
-  int64_t claimed_at_kill = Count(db, "claimed_by IS NOT NULL");
+  int64_t claimed_at_kill = db.QueryInt("SELECT count(*) FROM delivery_claims");
   d.Restart();
   EXPECT_TRUE(WaitFor(
       [&] { return Count(db, "outcome IN ('succeeded', 'already_processed')") == n; },
       std::chrono::seconds(120)))
       << db.QueryText("SELECT string_agg(outcome || '=' || n, ' ') FROM (SELECT outcome || '/'"
-                      " || (claimed_by IS NOT NULL) AS outcome, count(*) n FROM events GROUP BY 1) t")
+                      " || (c.owner IS NOT NULL) AS outcome, count(*) n FROM events e"
+                      " LEFT JOIN delivery_claims c USING (position) GROUP BY 1) t")
       << "\n" << db.QueryText("SELECT string_agg(DISTINCT coalesce(last_error, ''), ' | ') FROM events")
       << "\n" << Warnings(d.log());
   Seen seen = Collect(ds);

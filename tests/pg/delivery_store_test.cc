@@ -93,7 +93,7 @@ TEST_F(DeliveryStoreTest, ClaimsEachKeyAsOneOrderedChainAndUnroutedSourcesNever)
   // Everything routed is held by A now.
   EXPECT_THAT(Claim("B"), IsEmpty());
   EXPECT_EQ(db_.QueryText("SELECT outcome FROM events WHERE event_id = 'o1'"), "pending");
-  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events WHERE claimed_by IS NULL"), 1);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_claims WHERE owner = 'A'"), 5);
 }
 
 TEST_F(DeliveryStoreTest, LaterEventsOfAClaimedKeyWaitForIt) {
@@ -130,13 +130,26 @@ TEST_F(DeliveryStoreTest, ExpiredLeasesAreReclaimedAndHeartbeatsKeepThem) {
   ASSERT_THAT(Ids(Claim("dead")), ElementsAre("a1", "x1"));
   ASSERT_TRUE(store_.ExtendClaims("dead", absl::Seconds(60)).ok());
   EXPECT_THAT(Claim("B"), IsEmpty());
-  db_.Exec("UPDATE events SET claim_expires_at = now() - interval '1 second'");
+  db_.Exec("UPDATE delivery_claims SET expires_at = now() - interval '1 second'");
   EXPECT_THAT(Ids(Claim("B")), ElementsAre("a1", "x1"));
   // The old owner's late record must not touch the row B now holds.
   EXPECT_EQ(Record(Find("a1"), Outcome::kSucceeded, "dead").value(), false);
   EXPECT_EQ(Find("a1").outcome, Outcome::kPending);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_claims WHERE owner = 'B'"), 2);
   ASSERT_TRUE(store_.ReleaseAll("B").ok());
-  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events WHERE claimed_by IS NOT NULL"), 0);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_claims"), 0);
+}
+
+TEST_F(DeliveryStoreTest, TheHeartbeatSweepsClaimsLongExpiredAndKeepsRecentOnes) {
+  Append({Event("a1", "a"), Event("b1", "b"), Event("c1", "c")});
+  ASSERT_THAT(Ids(Claim("gone")), ElementsAre("a1", "b1", "c1"));
+  db_.Exec("UPDATE delivery_claims SET owner = 'stalled', expires_at = now() - interval '1 minute'"
+           " WHERE position = (SELECT position FROM events WHERE event_id = 'b1')");
+  db_.Exec("UPDATE delivery_claims SET expires_at = now() - interval '2 hours'"
+           " WHERE owner = 'gone'");
+  ASSERT_TRUE(store_.ExtendClaims("A", absl::Seconds(60)).ok());
+  // The recently expired claim stays: its owner may still record its attempt.
+  EXPECT_EQ(db_.QueryText("SELECT string_agg(owner, ',') FROM delivery_claims"), "stalled");
 }
 
 TEST_F(DeliveryStoreTest, TryClaimIsExclusiveAndNotFoundForUnknownEvents) {
@@ -152,7 +165,7 @@ TEST_F(DeliveryStoreTest, TryClaimIsExclusiveAndNotFoundForUnknownEvents) {
   ASSERT_TRUE(theirs.ok());
   EXPECT_FALSE(theirs->has_value());
   EXPECT_THAT(Claim("dispatcher"), IsEmpty());
-  ASSERT_TRUE(store_.Release(e.position, e.ingested_at, "replay:1").ok());
+  ASSERT_TRUE(store_.Release(e.position, "replay:1").ok());
   EXPECT_THAT(Ids(Claim("dispatcher")), ElementsAre("a1"));
   auto missing = store_.TryClaim(e.position + 1000, e.ingested_at, "x", absl::Seconds(30));
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
@@ -177,8 +190,9 @@ TEST_F(DeliveryStoreTest, ConcurrentRecordsAreGroupCommittedAndTheTraceTellsTheS
   for (auto& t : threads) t.join();
   EXPECT_EQ(held.load(), 200);
   EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events WHERE outcome = 'succeeded'"
-                         " AND claimed_by IS NULL AND processed_at IS NOT NULL AND attempts = 1"),
+                         " AND processed_at IS NOT NULL AND attempts = 1"),
             200);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_claims"), 0);
   EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_attempts"), 200);
 
   // A retried event: 503 then success.
@@ -241,8 +255,8 @@ TEST_F(DeliveryStoreTest, LogTableDeliveryWritesTheRowTheAttemptAndTheOutcomeTog
                           " FROM downstream WHERE idempotency_key = 'shop:t1'"),
             id + "/1");
   EXPECT_EQ(db_.QueryText("SELECT outcome || '/' || target_record_id || '/' || attempts || '/' ||"
-                          " (claimed_by IS NULL) || '/' || (processed_at IS NOT NULL)"
-                          " FROM events WHERE event_id = 't1'"),
+                          " (SELECT count(*) = 0 FROM delivery_claims) || '/' ||"
+                          " (processed_at IS NOT NULL) FROM events WHERE event_id = 't1'"),
             "succeeded/" + id + "/1/true/true");
 
   // A second delivery (a replay resending it) finds the row: already_processed,
@@ -257,7 +271,8 @@ TEST_F(DeliveryStoreTest, LogTableDeliveryWritesTheRowTheAttemptAndTheOutcomeTog
   EXPECT_EQ(second->record_id, id);
   EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM downstream"), 1);
   EXPECT_EQ(db_.QueryText("SELECT outcome || '/' || target_record_id || '/' || attempts || '/' ||"
-                          " (claimed_by IS NULL) FROM events WHERE event_id = 't1'"),
+                          " (SELECT count(*) = 0 FROM delivery_claims)"
+                          " FROM events WHERE event_id = 't1'"),
             "already_processed/" + id + "/2/true");
   EXPECT_EQ(db_.QueryText("SELECT string_agg(attempt || ':' || trigger || ':' || outcome || ':' ||"
                           " record_id, ',' ORDER BY attempt) FROM delivery_attempts"),
@@ -279,7 +294,8 @@ TEST_F(DeliveryStoreTest, LogTableDeliveryRollsTheDownstreamRowBackWhenTheLogUpd
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM downstream"), 0);
   EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_attempts"), 0);
-  EXPECT_EQ(db_.QueryText("SELECT outcome || '/' || claimed_by FROM events WHERE event_id = 't2'"),
+  EXPECT_EQ(db_.QueryText("SELECT e.outcome || '/' || c.owner FROM events e"
+                          " JOIN delivery_claims c USING (position) WHERE e.event_id = 't2'"),
             "pending/A");
 }
 
