@@ -62,31 +62,38 @@ std::vector<SequenceGap> PlanGapScan(const std::string& source,
                                      const std::map<int64_t, int64_t>& bucket_counts) {
   const int64_t size = int64_t{1} << kSequenceBucketBits;
   std::vector<SequenceGap> out;
-  std::optional<int64_t> run_start;
-  std::optional<int64_t> previous;
-  auto close = [&](int64_t last_bucket) {
-    out.push_back({source, *run_start * size - 1, (last_bucket + 1) * size});
-    run_start.reset();
-  };
+  bool in_run = false;
+  int64_t run_start = 0;  // the run's first bucket, when in_run
+  bool first = true;
+  int64_t previous = 0;  // the last bucket seen, unless first
   for (const auto& [bucket, count] : bucket_counts) {
-    if (previous && bucket > *previous + 1 && !run_start) run_start = *previous + 1;
-    if (count < size) {
-      if (!run_start) run_start = bucket;
-    } else if (run_start) {
-      close(bucket - 1);
+    if (!first && bucket > previous + 1 && !in_run) {
+      in_run = true;  // empty buckets: all missing
+      run_start = previous + 1;
+    }
+    if (count != size) {  // more rows than numbers: duplicates, read them too
+      if (!in_run) {
+        in_run = true;
+        run_start = bucket;
+      }
+    } else if (in_run) {
+      out.push_back({source, run_start * size - 1, bucket * size});
+      in_run = false;
     }
     previous = bucket;
+    first = false;
   }
-  if (run_start) close(*previous);
+  if (in_run) out.push_back({source, run_start * size - 1, (previous + 1) * size});
   return out;
 }
 
 absl::StatusOr<std::vector<WindowAggregate>> DryRunner::AggregateInSlices(
     const ReplayWindow& window) {
-  // Consecutive time slices aggregated side by side on their own connections
-  // (Postgres will not parallelise this aggregate itself: it takes the
-  // sequence buckets for as many groups as rows). The rows of all slices
-  // merge by addition.
+  // Consecutive time slices aggregated side by side on their own connections;
+  // the rows of all slices merge by addition. Postgres does not parallelise
+  // this aggregate itself (it takes the sequence buckets for as many groups
+  // as rows), and its parallel plan, where it can be made to pick one, spends
+  // more CPU than the slices (worker start-up, gathering).
   const int slices = window.to - window.from >= absl::Minutes(10) ? kAggregateSlices : 1;
   std::vector<std::future<absl::StatusOr<std::vector<WindowAggregate>>>> parts;
   const absl::Duration step = (window.to - window.from) / slices;

@@ -52,8 +52,9 @@ struct DryRunResult {
 // by bucket number): every run of consecutive buckets, between the first and
 // the last, that is not full (empty ones included), widened by one number on
 // each side so that the neighbouring full buckets' edge values bound the
-// holes. A full bucket has no hole. Pure. Assumes sequence numbers are unique
-// per source.
+// holes. A full bucket has no hole; one with more rows than numbers has
+// duplicates and is read too. Pure. Assumes sequence numbers are unique per
+// source (a duplicate and a hole in the same bucket could look full).
 std::vector<SequenceGap> PlanGapScan(const std::string& source,
                                      const std::map<int64_t, int64_t>& bucket_counts);
 

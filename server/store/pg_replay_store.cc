@@ -39,6 +39,16 @@ SELECT source, outcome, sequence >> )sql", kSequenceBucketBits, R"sql(, count(*)
  GROUP BY 1, 2, 3)sql");
 }
 
+// The dry run runs a few of these side by side over time slices of its
+// window, each without parallel workers (a slice must not multiply the
+// processes). The planner takes the sequence buckets for as many groups as
+// sequence numbers and would plan a spilling or sorting aggregate; there are a
+// few per bucket, so a hash aggregate in memory is right. JIT only adds
+// compile time to this one scan.
+constexpr const char* kAggregateSettings =
+    "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL work_mem = '64MB';"
+    " SET LOCAL jit = off";
+
 constexpr const char* kGapsSql = R"sql(
 SELECT r.source, s.prev + 1, s.sequence - 1, sum(s.sequence - s.prev - 1) OVER ()
   FROM unnest($3::text[], $4::bigint[], $5::bigint[]) AS r(source, lo, hi)
@@ -484,12 +494,7 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
   absl::Status status = pool_->Run(kAggregateName, [&](PgPool::Lease& l) {
     l.Prepare(kAggregateName, AggregateSql());
     pqxx::read_transaction tx(l.conn());
-    // The planner takes the sequence buckets for as many groups as sequence
-    // numbers and plans a spilling or sorting aggregate; there are a few per
-    // bucket of 2^kSequenceBucketBits events, so a hash aggregate in memory is
-    // right. JIT only adds compile time to this one scan.
-    tx.exec("SET LOCAL work_mem = '64MB'");
-    tx.exec("SET LOCAL jit = off");
+    tx.exec(kAggregateSettings);
     tx.exec(kCustomPlans);
     auto rows = tx.exec_prepared(kAggregateName, PgTime(window.from), PgTime(window.to),
                                  PgTextArray(window.sources));

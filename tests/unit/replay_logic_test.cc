@@ -264,6 +264,11 @@ TEST(PlanGapScan, RunsOfBucketsThatAreNotFull) {
   EXPECT_EQ(scan[2].last, 7 * size);
   EXPECT_TRUE(PlanGapScan("s", {}).empty());
   EXPECT_TRUE(PlanGapScan("s", {{3, size}, {4, size}}).empty());
+  // More rows than numbers: duplicates, read like a bucket with holes.
+  auto duplicates = PlanGapScan("s", {{3, size}, {4, size + 1}, {5, size}});
+  ASSERT_EQ(duplicates.size(), 1u);
+  EXPECT_EQ(duplicates[0].first, 4 * size - 1);
+  EXPECT_EQ(duplicates[0].last, 5 * size);
 }
 
 }  // namespace
