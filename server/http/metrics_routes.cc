@@ -28,8 +28,9 @@ void MetricsIngestObserver::OnIngested(const std::vector<NewEvent>& events,
     if (results[i].status == IngestResult::Status::kDuplicate) result = "duplicate";
     // A rejected event's source may be anything the client sent: keep the
     // label set bounded.
-    std::string_view source =
-        results[i].status == IngestResult::Status::kRejected ? "_rejected" : events[i].source;
+    std::string_view source = results[i].status == IngestResult::Status::kRejected
+                                  ? std::string_view("_rejected")
+                                  : std::string_view(events[i].source);
     ++counts[{source, result}];
   }
   for (const auto& [labels, n] : counts) {
