@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <future>
 #include <map>
 #include <random>
 
@@ -186,7 +185,9 @@ void Dispatcher::PollLoop() {
     {
       std::lock_guard lock(mu_);
       in_flight_events_ += static_cast<int>(n);
-      for (auto& c : chains) queue_.push_back(std::move(c));
+      for (auto& c : chains) {
+        queue_.push_back(Work{std::make_shared<const Chain>(std::move(c)), 0});
+      }
     }
     work_cv_.notify_all();
   }
@@ -208,79 +209,119 @@ void Dispatcher::RetryReleases() {
 
 void Dispatcher::WorkerLoop() {
   for (;;) {
-    Chain chain;
+    Work work;
     {
       std::unique_lock lock(mu_);
       work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping
-      chain = std::move(queue_.front());
+      work = std::move(queue_.front());
       queue_.pop_front();
     }
     const absl::Time start = absl::Now();
-    DeliverChain(chain);
+    DeliverNext(std::move(work));
     worker_busy_us_ += absl::ToInt64Microseconds(absl::Now() - start);
   }
 }
 
-void Dispatcher::DeliverChain(const Chain& chain) {
-  auto log = Logger("delivery");
-  // One event is finished: recorded, released, or left to its lease.
-  auto finished = [this](int n) {
-    bool wake;
-    {
-      std::lock_guard lock(mu_);
-      const bool had_room = HasRoomToClaim();
-      in_flight_events_ -= n;
-      ++progress_;
-      // Wake the poller only when it waits for this: one wake-up per
-      // finished event would cost a context switch each.
-      wake = stopping_ || awaiting_progress_ || (!had_room && HasRoomToClaim());
-    }
-    if (wake) poll_cv_.notify_one();
-  };
-  size_t next = 0;
-  while (next < chain.size()) {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) break;
-    }
-    const StoredEvent& event = chain[next];
-    const Route* route = deliverer_->RouteFor(event.event.source);
-    DeliveryContext ctx;
-    ctx.trigger = event.attempts > 0 ? "retry" : "live";
-    ctx.claim_owner = options_.owner;
-    auto recorded = std::make_shared<std::promise<absl::Status>>();
-    auto record_done = recorded->get_future();
-    auto report = deliverer_->DeliverOneAsync(event, ctx, [recorded, finished](absl::Status s) {
-      recorded->set_value(s);
-      finished(1);
-    });
-    if (!report.ok()) {
-      log->warn("{}/{}: delivery not recorded (it will be retried): {}", event.event.source,
-                event.event.event_id, report.status());
-      break;  // released with the rest of the chain below
-    }
-    ++next;
-    if (next == chain.size()) break;
-    if (!ContinueChain(report->outcome, route != nullptr && route->strict_order)) break;
-    // The key's next event goes out only once this one's outcome is durable:
-    // if the write failed, this event is delivered again later, and its
-    // successor must not overtake it.
-    if (absl::Status s = record_done.get(); !s.ok()) {
-      log->warn("{}/{}: recording the attempt failed; the rest of its key waits: {}",
-                event.event.source, event.event.event_id, s);
-      break;
+void Dispatcher::Finished(int n) {
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    const bool had_room = HasRoomToClaim();
+    in_flight_events_ -= n;
+    ++progress_;
+    // Wake the poller only when it waits for this: one wake-up per finished
+    // event would cost a context switch each.
+    wake = stopping_ || awaiting_progress_ || (!had_room && HasRoomToClaim());
+  }
+  if (wake) poll_cv_.notify_one();
+}
+
+// What happens after one event of a chain: its record's commit and the
+// worker's decision whether the chain goes on arrive in either order; the
+// second one moves the chain on.
+struct Dispatcher::Step {
+  Work rest;                     // the chain from the following event
+  bool proceed = false;          // set by the worker
+  absl::Status recorded;         // set by the record's callback
+  std::atomic<int> arrivals{0};
+};
+
+void Dispatcher::DeliverNext(Work work) {
+  bool stopping;
+  {
+    std::lock_guard lock(mu_);
+    stopping = stopping_;
+  }
+  if (work.release_only || stopping) {
+    ReleaseRest(work);
+    return;
+  }
+  const StoredEvent& event = (*work.chain)[work.next];
+  const Route* route = deliverer_->RouteFor(event.event.source);
+  DeliveryContext ctx;
+  ctx.trigger = event.attempts > 0 ? "retry" : "live";
+  ctx.claim_owner = options_.owner;
+  auto step = std::make_shared<Step>();
+  step->rest = Work{work.chain, work.next + 1};
+  auto report = deliverer_->DeliverOneAsync(event, ctx, [this, step](absl::Status s) {
+    step->recorded = std::move(s);
+    Finished(1);
+    Arrive(step);
+  });
+  if (!report.ok()) {
+    Logger("delivery")->warn("{}/{}: delivery not recorded (it will be retried): {}",
+                             event.event.source, event.event.event_id, report.status());
+    ReleaseRest(work);  // this event and the rest of its chain
+    return;
+  }
+  const bool more = step->rest.next < step->rest.chain->size();
+  step->proceed =
+      more && ContinueChain(report->outcome, route != nullptr && route->strict_order);
+  // The rest of the chain must wait behind the event that stopped it.
+  if (more && !step->proceed) ReleaseRest(step->rest);
+  Arrive(step);
+}
+
+void Dispatcher::Arrive(const std::shared_ptr<Step>& step) {
+  if (step->arrivals.fetch_add(1, std::memory_order_acq_rel) == 0) return;
+  if (!step->proceed) return;
+  // The key's next event goes out only once this one's outcome is durable:
+  // if the write failed, this event is delivered again later, and its
+  // successor must not overtake it. Workers go on with other chains meanwhile.
+  Work rest = step->rest;
+  if (!step->recorded.ok()) {
+    const StoredEvent& event = (*rest.chain)[rest.next - 1];
+    Logger("delivery")->warn("{}/{}: recording the attempt failed; the rest of its key waits: {}",
+                             event.event.source, event.event.event_id, step->recorded);
+    rest.release_only = true;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      // First in line: the chain's key is held until it is through.
+      queue_.push_front(std::move(rest));
+      rest.chain = nullptr;
     }
   }
-  // The rest of the chain must wait behind the event that stopped it.
-  for (size_t i = next; i < chain.size(); ++i) {
+  if (rest.chain == nullptr) {
+    work_cv_.notify_one();
+  } else {
+    // Stopping: the workers may be gone; Stop() releases every claim left.
+    Finished(static_cast<int>(rest.chain->size() - rest.next));
+  }
+}
+
+void Dispatcher::ReleaseRest(const Work& work) {
+  const Chain& chain = *work.chain;
+  for (size_t i = work.next; i < chain.size(); ++i) {
     if (absl::Status s = store_->Release(chain[i].position, options_.owner); !s.ok()) {
-      log->warn("releasing a claim failed (the poller tries again): {}", s);
+      Logger("delivery")->warn("releasing a claim failed (the poller tries again): {}", s);
       std::lock_guard lock(mu_);
       unreleased_.push_back(chain[i].position);
     }
   }
-  finished(static_cast<int>(chain.size() - next));
+  Finished(static_cast<int>(chain.size() - work.next));
 }
 
 }  // namespace replayd

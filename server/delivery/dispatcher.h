@@ -2,10 +2,11 @@
 // through the Deliverer on a pool of worker threads.
 //
 // Ordering: the store claims a key's events as one ordered chain (see
-// DeliveryStore::ClaimDue); one worker delivers a chain in order and stops at
-// the first event that will be retried (or, on strict routes, that failed),
-// releasing the rest of the chain, so a key's events are never delivered out
-// of ingest order nor two at once. Events without a key and different keys run
+// DeliveryStore::ClaimDue); its events go out one at a time, in order, each
+// once the previous one's record has committed (the workers deliver other
+// chains meanwhile), and the chain stops at the first event that will be
+// retried (or, on strict routes, that failed), releasing the rest, so a key's
+// events are never delivered out of ingest order nor two at once. Events without a key and different keys run
 // concurrently. Claims carry a lease that a heartbeat extends; a crashed
 // daemon's claims expire and another daemon takes the events over.
 // Events of sources with no route are never claimed: they stay pending.
@@ -14,6 +15,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -55,13 +57,26 @@ class Dispatcher {
 
  private:
   using Chain = std::vector<StoredEvent>;
+  // A chain from its event `next` on: deliver it, or only release its claims.
+  struct Work {
+    std::shared_ptr<const Chain> chain;
+    size_t next = 0;
+    bool release_only = false;
+  };
+  struct Step;
 
   void PollLoop();
   void WorkerLoop();
   // Releases again the claims a worker failed to release, so that the
   // heartbeat does not keep them alive.
   void RetryReleases();
-  void DeliverChain(const Chain& chain);
+  // Delivers the work's next event; the rest of its chain is queued again
+  // once that event's record commits (Arrive), or released.
+  void DeliverNext(Work work);
+  void Arrive(const std::shared_ptr<Step>& step);
+  void ReleaseRest(const Work& work);
+  // `n` claimed events are done with: recorded, released, or left to Stop().
+  void Finished(int n);
   bool SleepUnlessStopping(absl::Duration d);
   // Whether enough claimed events have finished to claim again (mu_ held).
   bool HasRoomToClaim() const;
@@ -76,7 +91,7 @@ class Dispatcher {
   std::mutex mu_;
   std::condition_variable work_cv_;  // workers: a chain is queued, or stopping
   std::condition_variable poll_cv_;  // poller: capacity freed, or stopping
-  std::deque<Chain> queue_;
+  std::deque<Work> queue_;
   int in_flight_events_ = 0;  // claimed, not yet finished (queued or running)
   int64_t progress_ = 0;  // events finished so far
   bool awaiting_progress_ = false;  // the poller waits for any event to finish

@@ -259,7 +259,9 @@ struct PgDeliveryStore::PendingRecord {
 };
 
 PgDeliveryStore::PgDeliveryStore(PgPool* pool, int max_group)
-    : pool_(pool), max_group_(max_group), writer_([this] { WriterLoop(); }) {}
+    : pool_(pool), max_group_(max_group) {
+  for (int i = 0; i < kWriters; ++i) writers_.emplace_back([this] { WriterLoop(); });
+}
 
 PgDeliveryStore::~PgDeliveryStore() {
   {
@@ -267,7 +269,7 @@ PgDeliveryStore::~PgDeliveryStore() {
     stopping_ = true;
   }
   cv_.notify_all();
-  writer_.join();
+  for (auto& w : writers_) w.join();
 }
 
 absl::StatusOr<std::vector<StoredEvent>> PgDeliveryStore::ClaimDue(const ClaimDueRequest& r) {

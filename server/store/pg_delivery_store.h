@@ -1,6 +1,6 @@
 // DeliveryStore on PostgreSQL. Claims are rows of delivery_claims; attempts
 // go to the partitioned delivery_attempts table. RecordAttempt calls from many
-// workers are group-committed by one writer thread: each caller blocks until
+// workers are group-committed by two writer threads: each caller blocks until
 // the transaction holding its record commits.
 #pragma once
 
@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 #include <unordered_set>
+#include <vector>
 
 #include "server/store/delivery_store.h"
 #include "server/store/pg_pool.h"
@@ -57,7 +58,10 @@ class PgDeliveryStore final : public DeliveryStore {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<PendingRecord>> queue_;
   bool stopping_ = false;
-  std::thread writer_;
+  // Writers commit groups concurrently: one group's commit (its WAL flush)
+  // overlaps the next group's statements.
+  static constexpr int kWriters = 2;
+  std::vector<std::thread> writers_;
   std::mutex tables_mu_;
   std::unordered_set<std::string> tables_ready_;  // DeliverToLogTable's tables
 };
