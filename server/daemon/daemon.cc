@@ -292,8 +292,9 @@ void Daemon::PollMetrics() {
 void Daemon::HealthLoop() {
   auto log = Logger("daemon");
   bool serving = true;
+  SchemaProbe probe(config_.database_url);
   do {
-    bool ok = CheckMigrated(config_.database_url).ok();
+    bool ok = probe.Check().ok();
     std::lock_guard lock(mu_);
     // Once draining, Run() owns the status (NOT_SERVING); do not flip it back.
     if (stopping_) break;

@@ -76,10 +76,30 @@ absl::StatusOr<std::vector<std::string>> Migrate(const std::string& dsn) {
   return applied;
 }
 
-absl::Status CheckMigrated(const std::string& dsn) {
+absl::Status CheckMigrated(const std::string& dsn) { return SchemaProbe(dsn).Check(); }
+
+struct SchemaProbe::Connection {
+  explicit Connection(const std::string& dsn) : conn(dsn) {}
+  pqxx::connection conn;
+};
+
+SchemaProbe::SchemaProbe(std::string dsn) : dsn_(std::move(dsn)) {}
+SchemaProbe::~SchemaProbe() = default;
+
+absl::Status SchemaProbe::Check() {
+  // A kept connection may have died since the last check (a Postgres
+  // restart): that is not the database's state now, so ask once more on a
+  // fresh one.
+  const bool reused = conn_ != nullptr;
+  absl::Status status = CheckOnce();
+  if (reused && absl::IsUnavailable(status)) status = CheckOnce();
+  return status;
+}
+
+absl::Status SchemaProbe::CheckOnce() {
   try {
-    pqxx::connection conn(dsn);
-    pqxx::read_transaction tx(conn);
+    if (conn_ == nullptr || !conn_->conn.is_open()) conn_ = std::make_unique<Connection>(dsn_);
+    pqxx::read_transaction tx(conn_->conn);
     auto exists = tx.exec1("SELECT to_regclass('schema_migrations') IS NOT NULL")[0].as<bool>();
     std::set<int> done;
     if (exists) {
@@ -94,6 +114,7 @@ absl::Status CheckMigrated(const std::string& dsn) {
     }
     return absl::OkStatus();
   } catch (const std::exception& e) {
+    conn_.reset();  // opened again next time
     return StatusFromPg(e, "check_migrated");
   }
 }

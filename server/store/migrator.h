@@ -4,6 +4,7 @@
 // daemons starting together all succeed.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,5 +28,22 @@ absl::StatusOr<std::vector<std::string>> Migrate(const std::string& dsn);
 // OK when every built-in migration is recorded as applied; FAILED_PRECONDITION
 // naming the first missing one otherwise.
 absl::Status CheckMigrated(const std::string& dsn);
+
+// CheckMigrated over one connection of its own, kept open between checks and
+// opened again after a failure: the health check asks every second, and the
+// pool's connections may all be busy under load. Not thread-safe.
+class SchemaProbe {
+ public:
+  explicit SchemaProbe(std::string dsn);
+  ~SchemaProbe();
+  absl::Status Check();
+
+ private:
+  struct Connection;
+  absl::Status CheckOnce();
+
+  std::string dsn_;
+  std::unique_ptr<Connection> conn_;
+};
 
 }  // namespace replayd

@@ -253,5 +253,26 @@ TEST(Migrator, TwoDaemonsMigratingTogetherBothSucceed) {
   EXPECT_EQ(CheckMigrated(db.dsn()).code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST(Migrator, SchemaProbeKeepsOneConnectionAndOutlivesItsBackend) {
+  testing::ScratchDatabase db;
+  ASSERT_TRUE(Migrate(db.dsn()).ok());
+  const std::string dsn = db.dsn() + (db.dsn().find('?') == std::string::npos ? "?" : "&") +
+                          "application_name=schema_probe";
+  const std::string backends =
+      "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'schema_probe'";
+  SchemaProbe probe(dsn);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(probe.Check().ok());
+  EXPECT_EQ(db.QueryInt(backends), 1);
+  const int64_t first = db.QueryInt(
+      "SELECT pid FROM pg_stat_activity WHERE application_name = 'schema_probe'");
+  db.QueryInt("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+              " WHERE application_name = 'schema_probe'");
+  // The dead connection is not the database's state: the check opens a new one.
+  EXPECT_TRUE(probe.Check().ok());
+  EXPECT_EQ(db.QueryInt(backends), 1);
+  EXPECT_NE(db.QueryInt("SELECT pid FROM pg_stat_activity WHERE application_name = 'schema_probe'"),
+            first);
+}
+
 }  // namespace
 }  // namespace replayd
