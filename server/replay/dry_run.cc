@@ -1,7 +1,6 @@
 #include "server/replay/dry_run.h"
 
 #include <algorithm>
-#include <future>
 #include <tuple>
 #include <set>
 
@@ -87,38 +86,6 @@ std::vector<SequenceGap> PlanGapScan(const std::string& source,
   return out;
 }
 
-absl::StatusOr<std::vector<WindowAggregate>> DryRunner::AggregateInSlices(
-    const ReplayWindow& window) {
-  // Consecutive time slices aggregated side by side on their own connections;
-  // the rows of all slices merge by addition. Postgres does not parallelise
-  // this aggregate itself (it takes the sequence buckets for as many groups
-  // as rows), and its parallel plan, where it can be made to pick one, spends
-  // more CPU than the slices (worker start-up, gathering).
-  const int slices = window.to - window.from >= absl::Minutes(10) ? kAggregateSlices : 1;
-  std::vector<std::future<absl::StatusOr<std::vector<WindowAggregate>>>> parts;
-  const absl::Duration step = (window.to - window.from) / slices;
-  for (int i = 0; i < slices; ++i) {
-    ReplayWindow slice = window;
-    slice.from = window.from + step * i;
-    slice.to = i + 1 == slices ? window.to : window.from + step * (i + 1);
-    parts.push_back(std::async(std::launch::async,
-                               [this, slice] { return store_->AggregateWindow(slice); }));
-  }
-  std::vector<WindowAggregate> out;
-  absl::Status status;
-  for (auto& part : parts) {
-    auto rows = part.get();
-    if (!rows.ok()) {
-      status.Update(rows.status());
-      continue;
-    }
-    out.insert(out.end(), std::make_move_iterator(rows->begin()),
-               std::make_move_iterator(rows->end()));
-  }
-  if (!status.ok()) return status;
-  return out;
-}
-
 double DryRunner::EffectiveRate(const ReplaySpec& spec,
                                 const std::vector<std::string>& sources) const {
   double rate = spec.rate;
@@ -134,7 +101,7 @@ double DryRunner::EffectiveRate(const ReplaySpec& spec,
 
 absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
   DryRunResult result;
-  auto aggregates = AggregateInSlices(spec.window);
+  auto aggregates = store_->AggregateWindow(spec.window);
   if (!aggregates.ok()) return aggregates.status();
 
   // Per source, the rows of each sequence bucket summed over outcomes.

@@ -59,8 +59,6 @@ std::vector<SequenceGap> PlanGapScan(const std::string& source,
                                      const std::map<int64_t, int64_t>& bucket_counts);
 
 inline constexpr int kSamplesPerCategory = 5;
-// Concurrent aggregate queries over consecutive slices of a window.
-inline constexpr int kAggregateSlices = 3;
 inline constexpr int kMaxMissingRanges = 100;
 
 class DryRunner {
@@ -79,7 +77,6 @@ class DryRunner {
   double EffectiveRate(const ReplaySpec& spec, const std::vector<std::string>& sources) const;
 
  private:
-  absl::StatusOr<std::vector<WindowAggregate>> AggregateInSlices(const ReplayWindow& window);
   absl::Status CountByAggregate(const ReplaySpec& spec,
                                 const std::vector<WindowAggregate>& aggregates,
                                 DryRunResult* result);

@@ -28,6 +28,10 @@ SELECT substring(c.relname from 9) AS day
 
 }  // namespace
 
+std::string EventsPartitionName(absl::Time day_start) {
+  return absl::StrCat("events_p", DayName(day_start));
+}
+
 absl::Status Partitions::EnsureDays(absl::Time from, absl::Time to) {
   std::vector<absl::Time> days;
   for (absl::Time d = StartOfUtcDay(from); d <= to; d += absl::Hours(24)) days.push_back(d);

@@ -11,6 +11,9 @@
 
 namespace replayd {
 
+// "events_pYYYYMMDD": the events partition of the UTC day starting at `day_start`.
+std::string EventsPartitionName(absl::Time day_start);
+
 class Partitions {
  public:
   explicit Partitions(PgPool* pool) : pool_(pool) {}

@@ -158,7 +158,8 @@ class ReplayStore {
   // The first `limit` events of the window whose outcome is in `outcomes`.
   virtual absl::StatusOr<std::vector<StoredEvent>> FirstEventsWithOutcome(
       const ReplayWindow& window, const std::vector<Outcome>& outcomes, int limit) = 0;
-  // One aggregate scan of the window.
+  // The window's events counted by (source, outcome, sequence bucket), all
+  // from one snapshot. A key may come in several rows: their counts add up.
   virtual absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(
       const ReplayWindow& window) = 0;
   // The holes between the sequence numbers of the window inside each of

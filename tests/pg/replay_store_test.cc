@@ -6,10 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <map>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/clock.h"
+#include "server/common/time_format.h"
 #include "server/replay/dry_run.h"
 #include "server/replay/limits.h"
 #include "server/store/partitions.h"
@@ -133,6 +135,103 @@ TEST_F(ReplayStoreTest, DryRunCountsGapsSamplesAndWarnings) {
   EXPECT_THAT(result->warnings, Contains(HasSubstr("4 events are missing upstream")));
   EXPECT_EQ(sink_->lookups, 0);
   EXPECT_EQ(sink_->deliveries, 0);
+}
+
+// Holes next to the window's first and last number, across the edges of
+// the sequence buckets, and a whole empty bucket; numbers of the same source
+// outside the window are neither counted nor holes.
+TEST_F(ReplayStoreTest, HolesAtBucketAndWindowEdges) {
+  const int64_t b = int64_t{1} << kSequenceBucketBits;
+  const std::string holes = absl::StrCat(
+      "g = ", b - 4, " OR g IN (", b - 1, ", ", b, ", ", 2 * b - 1, ", ", 2 * b, ", ", 4 * b + 2,
+      ") OR g BETWEEN ", 3 * b - 1, " AND ", 4 * b - 1);
+  auto insert = [&](int64_t first, int64_t last, absl::Time at, const std::string& where) {
+    db_.Exec(absl::StrCat(
+        "INSERT INTO events (source, event_id, sequence, ingested_at, outcome, payload)"
+        " SELECT 'edges', 'x' || g, g, '", PgTimeText(at), "'::timestamptz + g * interval '1 ms',"
+        " 'failed', '{}' FROM generate_series(", first, ", ", last, ") g WHERE ", where));
+  };
+  insert(0, b - 6, base_ - absl::Hours(2), "true");  // before the window
+  insert(b - 5, 4 * b + 3, base_ + absl::Minutes(10), absl::StrCat("NOT (", holes, ")"));
+  insert(4 * b + 4, 4 * b + 10, base_ + absl::Hours(2), "true");  // after it
+
+  auto result = Runner().Run(Spec(false));
+  ASSERT_TRUE(result.ok()) << result.status();
+  std::vector<std::pair<int64_t, int64_t>> edges;
+  for (const auto& g : result->missing_ranges) {
+    if (g.source == "edges") edges.emplace_back(g.first, g.last);
+  }
+  EXPECT_THAT(edges, ::testing::ElementsAre(std::pair(b - 4, b - 4), std::pair(b - 1, b),
+                                            std::pair(2 * b - 1, 2 * b),
+                                            std::pair(3 * b - 1, 4 * b - 1),
+                                            std::pair(4 * b + 2, 4 * b + 2)));
+  EXPECT_EQ(result->missing, 4 + (1 + 2 + 2 + (b + 1) + 1));  // orders' 4 and these
+}
+
+// A number logged twice is no hole, and does not make its bucket look full:
+// bucket 0 holds a duplicate and two holes, bucket 1 a duplicate only.
+TEST_F(ReplayStoreTest, DuplicateSequenceNumbers) {
+  const int64_t b = int64_t{1} << kSequenceBucketBits;
+  db_.Exec(absl::StrCat(
+      "INSERT INTO events (source, event_id, sequence, ingested_at, outcome, payload)"
+      " SELECT 'dups', 'd' || n, g, '", PgTimeText(base_ + absl::Minutes(5)),
+      "'::timestamptz + n * interval '1 ms', 'failed', '{}'"
+      " FROM (SELECT g, row_number() OVER () AS n FROM (SELECT generate_series(0, ", 2 * b - 1,
+      ") UNION ALL VALUES (5), (", b + 3, ")) AS s(g) WHERE g NOT IN (7, 8)) AS t"));
+  auto result = Runner().Run(Spec(false));
+  ASSERT_TRUE(result.ok()) << result.status();
+  std::vector<std::pair<int64_t, int64_t>> dups;
+  for (const auto& g : result->missing_ranges) {
+    if (g.source == "dups") dups.emplace_back(g.first, g.last);
+  }
+  EXPECT_THAT(dups, ::testing::ElementsAre(std::pair<int64_t, int64_t>(7, 8)));
+  EXPECT_EQ(result->missing, 4 + 2);
+  EXPECT_EQ(result->total, 34 + 2 * b);
+}
+
+// A whole day is aggregated in slices of its partition's blocks, a window
+// starting a second later in slices of time: both count every event once,
+// and the dry run finds the day's holes.
+TEST_F(ReplayStoreTest, WholeDayInBlockSlicesCountsEveryEventOnce) {
+  const absl::Time day = StartOfUtcDay(base_ - absl::Hours(24));
+  const int64_t n = 40000;  // some 400 blocks: split by blocks
+  db_.Exec(absl::StrCat(
+      "INSERT INTO events (source, event_id, sequence, ingested_at, outcome, payload)"
+      " SELECT 'bulk', 'b' || i, i, '", PgTimeText(day), "'::timestamptz + i * interval '",
+      86400000 / (n + 1), " ms', CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'succeeded' END, '{}'"
+      " FROM generate_series(1, ", n, ") i WHERE i NOT IN (700, 701, 15000)"));
+  std::map<int64_t, int64_t> expected_buckets;
+  for (int64_t i = 1; i <= n; ++i) {
+    if (i != 700 && i != 701 && i != 15000) ++expected_buckets[i >> kSequenceBucketBits];
+  }
+  for (absl::Time from : {day, day + absl::Seconds(1)}) {
+    auto rows = store_.AggregateWindow(ReplayWindow{from, day + absl::Hours(24), {}});
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    std::map<Outcome, int64_t> by_outcome;
+    std::map<int64_t, int64_t> buckets;
+    for (const WindowAggregate& a : *rows) {
+      EXPECT_EQ(a.source, "bulk");
+      by_outcome[a.outcome] += a.count;
+      if (a.sequence_bucket) buckets[*a.sequence_bucket] += a.count;
+    }
+    EXPECT_EQ(by_outcome[Outcome::kFailed], n / 10 - 2);
+    EXPECT_EQ(by_outcome[Outcome::kSucceeded], n - n / 10 - 1);
+    EXPECT_EQ(buckets, expected_buckets);
+  }
+  ReplayRequestInput in;
+  in.from = day;
+  in.to = day + absl::Hours(24);
+  auto spec = ValidateReplayRequest(in, config_.replay, base_ + absl::Hours(3));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto result = Runner().Run(*spec);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->total, n - 3);
+  EXPECT_EQ(result->missing, 3);
+  ASSERT_EQ(result->missing_ranges.size(), 2u);
+  EXPECT_EQ(result->missing_ranges[0].first, 700);
+  EXPECT_EQ(result->missing_ranges[0].last, 701);
+  EXPECT_EQ(result->missing_ranges[1].first, 15000);
+  EXPECT_EQ(result->missing_ranges[1].last, 15000);
 }
 
 TEST_F(ReplayStoreTest, StreamingPathDecidesLikeTheAggregatePath) {
