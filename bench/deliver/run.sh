@@ -24,17 +24,22 @@ log() { echo "deliver: $*" >&2; }
 ds_ports=$bench_tmp/downstream.port
 "$BUILD_DIR/bin/downstream_server" --mode idempotent --threads "$workers" \
   --port-file "$ds_ports" >"$bench_tmp/downstream.log" 2>&1 &
-bench_pids+=("$!")
+ds_pid=$!
+bench_pids+=("$ds_pid")
 for _ in $(seq 100); do [ -s "$ds_ports" ] && break; sleep 0.1; done
 ds_port=$(grep -o '[0-9]*' "$ds_ports" | tail -1)
 ds_url=http://127.0.0.1:$ds_port
 
 # Baseline: the server's ceiling under wrk, same concurrency as replayd's workers.
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 log "wrk -t2 -c$workers -d${wrk_seconds}s against the downstream"
+ds_ticks0=$(proc_ticks "$ds_pid")
 wrk_out=$(wrk -t2 -c"$workers" -d"${wrk_seconds}s" -s "$REPLAYD_ROOT/tests/tools/downstream/post.lua" \
   "$ds_url/records")
 echo "$wrk_out" >&2
 ceiling=$(echo "$wrk_out" | awk '/^Requests\/sec:/ {print $2}')
+wrk_requests=$(echo "$wrk_out" | awk '/requests in/ {print $1}')
+ds_wrk_ticks=$(($(proc_ticks "$ds_pid") - ds_ticks0))
 curl -sf -d "" "$ds_url/admin/reset" >/dev/null
 
 dsn=$(bench_database bench_deliver)
@@ -72,7 +77,7 @@ kill -TERM "$REPLAYD_PID"; wait "$REPLAYD_PID" || true
 log "delivering with $workers workers"
 bench_replayd "$dsn" "$route_yaml
 delivery: {workers: $workers, claim_batch: ${CLAIM_BATCH:-512}}"
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$REPLAYD_PID/stat"; }
+cpu_ticks() { proc_ticks "$REPLAYD_PID"; }
 # Postgres's CPU: every backend and helper process of the bench's own
 # cluster (the postmaster's children), so one connection held open for
 # the whole phase would not be missed. The poll below runs in a psql
@@ -87,6 +92,7 @@ pg_ticks() {
 }
 ticks0=$(cpu_ticks)
 pg_ticks0=$(pg_ticks)
+ds_ticks0=$(proc_ticks "$ds_pid")
 # Polled every half second: the rate comes from the attempts' own timestamps.
 for _ in $(seq 1200); do
   done_count=$(psql -tA "$dsn" -c "SELECT count(*) FROM events WHERE outcome IN ('succeeded', 'already_processed')")
@@ -95,6 +101,7 @@ for _ in $(seq 1200); do
 done
 ticks1=$(cpu_ticks)
 pg_ticks1=$(pg_ticks)
+ds_ticks1=$(proc_ticks "$ds_pid")
 [ "$done_count" -ge "$events" ] || { echo "only $done_count of $events delivered" >&2; exit 1; }
 read -r seconds attempts < <(psql -tA -F' ' "$dsn" -c \
   "SELECT extract(epoch FROM max(started_at + duration_ms * interval '1 millisecond') - min(started_at)),
@@ -104,6 +111,10 @@ hz=$(getconf CLK_TCK)
 rate=$(python3 -c "print($events / $seconds)")
 cpu_us=$(python3 -c "print(round(($ticks1 - $ticks0) / $hz * 1e6 / $events, 1))")
 pg_cpu_us=$(python3 -c "print(round(($pg_ticks1 - $pg_ticks0) / $hz * 1e6 / $events, 1))")
-log "delivered $events events ($attempts attempts, downstream records: $created) in ${seconds}s = $rate events/s; downstream ceiling $ceiling req/s; CPU per event: replayd ${cpu_us} us, postgres ${pg_cpu_us} us"
+# The downstream's own CPU per request, under wrk and under replayd: the
+# two runs share it, so the rest of each run's CPU is the client's side.
+ds_cpu_us=$(python3 -c "print(round(($ds_ticks1 - $ds_ticks0) / $hz * 1e6 / $events, 1))")
+ds_wrk_cpu_us=$(python3 -c "print(round($ds_wrk_ticks / $hz * 1e6 / $wrk_requests, 1))")
+log "delivered $events events ($attempts attempts, downstream records: $created) in ${seconds}s = $rate events/s; downstream ceiling $ceiling req/s; CPU per event: replayd ${cpu_us} us, postgres ${pg_cpu_us} us, downstream ${ds_cpu_us} us (${ds_wrk_cpu_us} us per request under wrk)"
 bench_json deliver "$rate" events/s "$ceiling" \
-  "{\"cpu_us_per_event\": $cpu_us, \"pg_cpu_us_per_event\": $pg_cpu_us, \"events\": $events, \"keys\": $keys, \"workers\": $workers, \"attempts\": $attempts}"
+  "{\"cpu_us_per_event\": $cpu_us, \"pg_cpu_us_per_event\": $pg_cpu_us, \"downstream_cpu_us_per_event\": $ds_cpu_us, \"downstream_cpu_us_per_wrk_request\": $ds_wrk_cpu_us, \"events\": $events, \"keys\": $keys, \"workers\": $workers, \"attempts\": $attempts}"
