@@ -233,13 +233,14 @@ std::string RenderTrace(const pb::EventTrace& trace) {
   }
   absl::StrAppend(&out, "Attempts:\n");
   for (const pb::DeliveryAttempt& a : trace.attempts()) {
-    absl::StrAppend(&out, absl::StrFormat("  #%-3d %-24s %-12s %s %8.1f ms  %s  %s%s%s\n",
+    absl::StrAppend(&out, absl::StrFormat("  #%-3d %-24s %-12s %s %8.1f ms  %s  %s%s%s%s\n",
                                           a.attempt(), a.trigger(), a.route(),
                                           FormatRfc3339(FromTimestamp(a.started_at())), a.duration_ms(),
                                           a.http_status() ? absl::StrCat("HTTP ", a.http_status()) : "-",
                                           pb::Outcome_Name(a.outcome()),
                                           a.record_id().empty() ? "" : absl::StrCat("  record ", a.record_id()),
-                                          a.error().empty() ? "" : absl::StrCat("  error: ", a.error())));
+                                          a.error().empty() ? "" : absl::StrCat("  error: ", a.error()),
+                                          a.worker().empty() ? "" : absl::StrCat("  by ", a.worker())));
   }
   return out;
 }

@@ -60,6 +60,7 @@ void ToProto(const AttemptRecord& a, pb::DeliveryAttempt* out) {
   out->set_error(a.error);
   out->set_outcome(ToProto(a.outcome));
   out->set_record_id(a.record_id);
+  out->set_worker(a.worker);
 }
 
 absl::Status ValidateSources(const google::protobuf::RepeatedPtrField<std::string>& sources) {

@@ -53,6 +53,7 @@ struct AttemptRecord {
   std::string error;
   Outcome outcome = Outcome::kPending;
   std::string record_id;
+  std::string worker;  // the claim owner that made it; filled in by the store
 };
 
 }  // namespace replayd

@@ -203,9 +203,10 @@ UPDATE events e
 constexpr const char* kRecordInsertName = "delivery_record_insert";
 constexpr const char* kRecordInsertSql = R"sql(
 INSERT INTO delivery_attempts (event_position, event_ingested_at, attempt, trigger, route,
-                               started_at, duration_ms, http_status, error, outcome, record_id)
+                               started_at, duration_ms, http_status, error, outcome, record_id,
+                               worker)
 SELECT position, ingested_at, attempt, trigger, route, started_at, duration_ms, http_status,
-       NULLIF(error, ''), outcome, NULLIF(record_id, '')
+       NULLIF(error, ''), outcome, NULLIF(record_id, ''), owner
   FROM record_stage
 ON CONFLICT DO NOTHING)sql";
 
@@ -218,8 +219,9 @@ DELETE FROM delivery_claims WHERE position = $1 AND owner = $2 RETURNING 1)sql";
 constexpr const char* kLogTableAttemptName = "delivery_log_table_attempt";
 constexpr const char* kLogTableAttemptSql = R"sql(
 INSERT INTO delivery_attempts (event_position, event_ingested_at, attempt, trigger, route,
-                               started_at, duration_ms, http_status, error, outcome, record_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9)
+                               started_at, duration_ms, http_status, error, outcome, record_id,
+                               worker)
+VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9, $10)
 ON CONFLICT DO NOTHING)sql";
 constexpr const char* kLogTableOutcomeName = "delivery_log_table_outcome";
 constexpr const char* kLogTableOutcomeSql = R"sql(
@@ -233,7 +235,7 @@ constexpr const char* kTraceAttemptsName = "delivery_trace_attempts";
 std::string TraceAttemptsSql() {
   return absl::StrCat("SELECT event_position, ", EpochUs("event_ingested_at"),
                       ", attempt, trigger, route, ", EpochUs("started_at"),
-                      ", duration_ms, http_status, error, outcome, record_id"
+                      ", duration_ms, http_status, error, outcome, record_id, worker"
                       " FROM delivery_attempts WHERE event_ingested_at = $1"
                       " AND event_position = $2 ORDER BY attempt");
 }
@@ -541,7 +543,7 @@ absl::StatusOr<LogTableDelivery> PgDeliveryStore::DeliverToLogTable(
     const double duration_ms = absl::ToDoubleMilliseconds(absl::Now() - attempt.started_at);
     tx.exec_prepared(kLogTableAttemptName, attempt.event_position, ingested_at, attempt.attempt,
                      attempt.trigger, attempt.route, PgTime(attempt.started_at), duration_ms,
-                     outcome, result.record_id);
+                     outcome, result.record_id, owner);
     tx.exec_prepared0(kLogTableOutcomeName, ingested_at, attempt.event_position, outcome,
                       attempt.attempt, result.record_id);
     tx.commit();
@@ -580,6 +582,7 @@ absl::StatusOr<EventTrace> PgDeliveryStore::GetTrace(const std::string& source,
       a.error = row[8].is_null() ? "" : row[8].as<std::string>();
       a.outcome = ParseOutcome(row[9].as<std::string>()).value_or(Outcome::kPending);
       a.record_id = row[10].is_null() ? "" : row[10].as<std::string>();
+      a.worker = row[11].as<std::string>();
       trace->attempts.push_back(std::move(a));
     }
   });

@@ -221,6 +221,7 @@ TEST_F(DeliveryStoreTest, ConcurrentRecordsAreGroupCommittedAndTheTraceTellsTheS
   EXPECT_EQ(trace->attempts[1].http_status, 201);
   EXPECT_EQ(trace->attempts[1].record_id, "rec-t1");
   EXPECT_EQ(trace->attempts[1].outcome, Outcome::kSucceeded);
+  EXPECT_EQ(trace->attempts[1].worker, "A");
   EXPECT_EQ(store_.GetTrace("shop", "nope").status().code(), absl::StatusCode::kNotFound);
 }
 
@@ -275,8 +276,8 @@ TEST_F(DeliveryStoreTest, LogTableDeliveryWritesTheRowTheAttemptAndTheOutcomeTog
                           " FROM events WHERE event_id = 't1'"),
             "already_processed/" + id + "/2/true");
   EXPECT_EQ(db_.QueryText("SELECT string_agg(attempt || ':' || trigger || ':' || outcome || ':' ||"
-                          " record_id, ',' ORDER BY attempt) FROM delivery_attempts"),
-            "1:live:succeeded:" + id + ",2:replay:r:already_processed:" + id);
+                          " record_id || ':' || worker, ',' ORDER BY attempt) FROM delivery_attempts"),
+            "1:live:succeeded:" + id + ":A,2:replay:r:already_processed:" + id + ":replay:r");
 }
 
 TEST_F(DeliveryStoreTest, LogTableDeliveryRollsTheDownstreamRowBackWhenTheLogUpdateFails) {

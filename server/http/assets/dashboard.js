@@ -277,11 +277,11 @@ function renderTrace(trace) {
     <pre class="payload">${esc(payload)}</pre>
     ${attempts.length === 0 ? '<p class="muted">No delivery attempts recorded.</p>' :
       `<table data-testid="trace-attempts"><tr><th>#</th><th>trigger</th><th>route</th><th>started</th>
-        <th>ms</th><th>HTTP</th><th>outcome</th><th>record</th><th>error</th></tr>
+        <th>ms</th><th>HTTP</th><th>outcome</th><th>record</th><th>error</th><th>worker</th></tr>
         ${attempts.map((a) => `<tr><td>${num(a.attempt)}</td><td>${esc(a.trigger)}</td><td>${esc(a.route)}</td>
           <td>${esc(a.started_at)}</td><td>${num(a.duration_ms).toFixed(1)}</td>
           <td>${num(a.http_status) || ''}</td><td>${esc(a.outcome)}</td><td>${esc(a.record_id)}</td>
-          <td>${esc(a.error)}</td></tr>`).join('')}</table>`}`;
+          <td>${esc(a.error)}</td><td>${esc(a.worker)}</td></tr>`).join('')}</table>`}`;
 }
 
 async function refreshReplays() {
