@@ -24,8 +24,13 @@ function(replayd_test name)
   if(ARG_LABEL STREQUAL "e2e")
     set(serial TRUE)
   endif()
+  set(environment "")
+  if(REPLAYD_SANITIZE)
+    set(environment "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan.supp")
+  endif()
   gtest_discover_tests(${name}
     DISCOVERY_MODE PRE_TEST
     PROPERTIES LABELS ${ARG_LABEL} TIMEOUT ${ARG_TIMEOUT} RUN_SERIAL ${serial}
+               ENVIRONMENT "${environment}"
     TEST_PREFIX "${ARG_LABEL}.")
 endfunction()
