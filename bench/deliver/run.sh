@@ -90,6 +90,7 @@ pg_ticks() {
   done
   echo "$total"
 }
+wal0=$(psql -tA "$dsn" -c "SELECT pg_current_wal_lsn()")
 ticks0=$(cpu_ticks)
 pg_ticks0=$(pg_ticks)
 ds_ticks0=$(proc_ticks "$ds_pid")
@@ -102,6 +103,7 @@ done
 ticks1=$(cpu_ticks)
 pg_ticks1=$(pg_ticks)
 ds_ticks1=$(proc_ticks "$ds_pid")
+wal_bytes=$(psql -tA "$dsn" -c "SELECT pg_current_wal_lsn() - '$wal0'::pg_lsn")
 [ "$done_count" -ge "$events" ] || { echo "only $done_count of $events delivered" >&2; exit 1; }
 read -r seconds attempts < <(psql -tA -F' ' "$dsn" -c \
   "SELECT extract(epoch FROM max(started_at + duration_ms * interval '1 millisecond') - min(started_at)),
@@ -115,6 +117,7 @@ pg_cpu_us=$(python3 -c "print(round(($pg_ticks1 - $pg_ticks0) / $hz * 1e6 / $eve
 # two runs share it, so the rest of each run's CPU is the client's side.
 ds_cpu_us=$(python3 -c "print(round(($ds_ticks1 - $ds_ticks0) / $hz * 1e6 / $events, 1))")
 ds_wrk_cpu_us=$(python3 -c "print(round($ds_wrk_ticks / $hz * 1e6 / $wrk_requests, 1))")
-log "delivered $events events ($attempts attempts, downstream records: $created) in ${seconds}s = $rate events/s; downstream ceiling $ceiling req/s; CPU per event: replayd ${cpu_us} us, postgres ${pg_cpu_us} us, downstream ${ds_cpu_us} us (${ds_wrk_cpu_us} us per request under wrk)"
+wal_per_event=$(python3 -c "print(round($wal_bytes / $events))")
+log "delivered $events events ($attempts attempts, downstream records: $created) in ${seconds}s = $rate events/s; downstream ceiling $ceiling req/s; CPU per event: replayd ${cpu_us} us, postgres ${pg_cpu_us} us, downstream ${ds_cpu_us} us (${ds_wrk_cpu_us} us per request under wrk); WAL ${wal_per_event} bytes per event"
 bench_json deliver "$rate" events/s "$ceiling" \
-  "{\"cpu_us_per_event\": $cpu_us, \"pg_cpu_us_per_event\": $pg_cpu_us, \"downstream_cpu_us_per_event\": $ds_cpu_us, \"downstream_cpu_us_per_wrk_request\": $ds_wrk_cpu_us, \"events\": $events, \"keys\": $keys, \"workers\": $workers, \"attempts\": $attempts}"
+  "{\"cpu_us_per_event\": $cpu_us, \"pg_cpu_us_per_event\": $pg_cpu_us, \"downstream_cpu_us_per_event\": $ds_cpu_us, \"downstream_cpu_us_per_wrk_request\": $ds_wrk_cpu_us, \"wal_bytes_per_event\": $wal_per_event, \"events\": $events, \"keys\": $keys, \"workers\": $workers, \"attempts\": $attempts}"
