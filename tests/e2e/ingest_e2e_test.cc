@@ -160,9 +160,6 @@ TEST(IngestE2E, KillDashNineLosesNothingAcknowledged) {
 }
 
 TEST(IngestE2E, PostgresRestartMeansUnavailableThenRecovery) {
-  const char* cluster = std::getenv("PG_THROWAWAY_DIR");
-  ASSERT_NE(cluster, nullptr) << "run under deploy/local/pg-throwaway run";
-  const std::string launcher = std::string(REPLAYD_SOURCE_DIR) + "/deploy/local/pg-throwaway";
   testing::ScratchDatabase db;
   testing::DaemonProcess daemon(db.dsn(), "delivery: {enabled: false}\n");
   daemon.Start();
@@ -170,7 +167,8 @@ TEST(IngestE2E, PostgresRestartMeansUnavailableThenRecovery) {
   publisher.Start();
   WaitForBatches(publisher, 10);
 
-  ASSERT_EQ(testing::RunCommand({"/bin/bash", launcher, "stop-server", cluster}).exit_code, 0);
+  auto stopped = testing::SetPostgresRunning(false);
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.err;
   int answered_before = publisher.batches_answered;
   std::this_thread::sleep_for(std::chrono::seconds(2));
   // While Postgres is down nothing is acknowledged.
@@ -180,7 +178,8 @@ TEST(IngestE2E, PostgresRestartMeansUnavailableThenRecovery) {
   EXPECT_EQ(Publish(*stub, Batch("probe-", 0, 1), &response).error_code(),
             grpc::StatusCode::UNAVAILABLE);
 
-  ASSERT_EQ(testing::RunCommand({"/bin/bash", launcher, "start-server", cluster}).exit_code, 0);
+  auto started = testing::SetPostgresRunning(true);
+  ASSERT_EQ(started.exit_code, 0) << started.err;
   WaitForBatches(publisher, answered_before + 10, 60);
   publisher.Stop();
   ASSERT_TRUE(daemon.Running()) << "the daemon must recover by itself, not exit";

@@ -67,20 +67,19 @@ bool WaitForHealth(const std::string& address, HealthStatus::ServingStatus want,
 }
 
 TEST(HealthE2E, FlipsToNotServingWhilePostgresIsDownAndBack) {
-  const char* cluster = std::getenv("PG_THROWAWAY_DIR");
-  ASSERT_NE(cluster, nullptr) << "run under deploy/local/pg-throwaway run";
-  const std::string launcher = std::string(REPLAYD_SOURCE_DIR) + "/deploy/local/pg-throwaway";
   testing::ScratchDatabase db;
   testing::DaemonProcess daemon(db.dsn(), "delivery: {enabled: false}\n");
   daemon.Start();
   EXPECT_EQ(Health(daemon.grpc_address()), HealthStatus::SERVING);
   EXPECT_EQ(Health(daemon.grpc_address(), "liveness"), HealthStatus::SERVING);
 
-  ASSERT_EQ(testing::RunCommand({"/bin/bash", launcher, "stop-server", cluster}).exit_code, 0);
+  auto stopped = testing::SetPostgresRunning(false);
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.err;
   bool flipped_down = WaitForHealth(daemon.grpc_address(), HealthStatus::NOT_SERVING, 20);
   // Liveness stays up: a database outage must not restart every replica.
   HealthStatus::ServingStatus liveness_while_down = Health(daemon.grpc_address(), "liveness");
-  ASSERT_EQ(testing::RunCommand({"/bin/bash", launcher, "start-server", cluster}).exit_code, 0);
+  auto started = testing::SetPostgresRunning(true);
+  ASSERT_EQ(started.exit_code, 0) << started.err;
   EXPECT_TRUE(flipped_down) << "health stayed SERVING while Postgres was down";
   EXPECT_EQ(liveness_while_down, HealthStatus::SERVING);
   EXPECT_TRUE(WaitForHealth(daemon.grpc_address(), HealthStatus::SERVING, 30))

@@ -110,6 +110,13 @@ int Process::Signal(int sig, int timeout_ms) {
   return Wait(timeout_ms);
 }
 
+CommandResult SetPostgresRunning(bool running) {
+  const char* cluster = std::getenv("PG_THROWAWAY_DIR");
+  if (cluster == nullptr) return {-1, "", "run the tests under deploy/local/pg-throwaway run"};
+  return RunCommand({"/bin/bash", kPgThrowawayPath, running ? "start-server" : "stop-server",
+                     cluster});
+}
+
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::map<std::string, std::string>& env, int timeout_ms) {
   int out_pipe[2], err_pipe[2];

@@ -13,10 +13,11 @@
 
 namespace replayd::testing {
 
-// Paths of the binaries under test, set by CMake.
+// Paths of the binaries under test and of the cluster launcher, set by CMake.
 extern const char* const kReplaydPath;
 extern const char* const kReplayctlPath;
 extern const char* const kDownstreamServerPath;
+extern const char* const kPgThrowawayPath;
 
 // A fresh temporary directory, removed with the object.
 class TempDir {
@@ -62,6 +63,12 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::map<std::string, std::string>& env = {},
                          int timeout_ms = 120000);
+
+// Stops, or starts again, the PostgreSQL server of the throwaway cluster the
+// tests run on (`deploy/local/pg-throwaway run` exports PG_THROWAWAY_DIR), on
+// the same port and data. The launcher's outcome, with its stderr when it
+// failed or when the tests do not run under the launcher.
+CommandResult SetPostgresRunning(bool running);
 
 // Reads "key=value" lines written by a server once it listens; waits up to
 // `timeout_ms`. Empty map on timeout.
