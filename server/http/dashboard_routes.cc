@@ -14,17 +14,11 @@
 #include "server/common/logging.h"
 #include "server/common/time_format.h"
 #include "server/http/dashboard_assets.h"
+#include "server/rpc/proto_convert.h"
 #include "replay/v1/replay.grpc.pb.h"
 
 namespace replayd {
 namespace {
-
-void SetTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
-  int64_t us = absl::ToUnixMicros(t);
-  int64_t seconds = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
-  out->set_seconds(seconds);
-  out->set_nanos(static_cast<int32_t>((us - seconds * 1000000) * 1000));
-}
 
 // Fills the window fields shared by TimelineRequest and GapsRequest.
 template <typename Request>
@@ -34,7 +28,8 @@ absl::Status WindowFromQuery(const httplib::Request& req, Request* out) {
     if (!req.has_param(name) || req.get_param_value(name).empty()) continue;
     auto t = ParseTimeArg(req.get_param_value(name), now);
     if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", t.status().message()));
-    SetTimestamp(*t, std::string_view(name) == "from" ? out->mutable_from() : out->mutable_to());
+    proto_convert::ToProto(*t,
+                           std::string_view(name) == "from" ? out->mutable_from() : out->mutable_to());
   }
   if (req.has_param("bucket_seconds") && !req.get_param_value("bucket_seconds").empty()) {
     int64_t seconds = 0;

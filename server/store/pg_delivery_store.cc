@@ -126,6 +126,9 @@ ON CONFLICT (position) DO UPDATE
  WHERE c.owner = excluded.owner OR c.expires_at < now()
 RETURNING 1)sql";
 
+constexpr const char* kExistsName = "delivery_event_exists";
+constexpr const char* kExistsSql = "SELECT 1 FROM events WHERE ingested_at = $1 AND position = $2";
+
 constexpr const char* kEventName = "delivery_event";
 std::string EventSql() {
   return absl::StrCat("SELECT ", StoredEventColumns("e"),
@@ -242,10 +245,6 @@ std::string TraceAttemptsSql() {
 
 int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
 
-// A bigint[] literal from decimal numbers.
-std::string PgBigintArray(const std::vector<std::string>& numbers) {
-  return absl::StrCat("{", absl::StrJoin(numbers, ","), "}");
-}
 
 using RecordRow = std::tuple<std::string, int64_t, int, std::string, std::string, std::string,
                              double, const char*, std::string, std::string, std::string,
@@ -287,8 +286,8 @@ absl::StatusOr<std::vector<StoredEvent>> PgDeliveryStore::ClaimDue(const ClaimDu
                                  Micros(r.lease));
     claimed.clear();
     if (rows.empty()) return;  // nothing taken: nothing to commit
-    std::vector<std::string> taken;
-    for (const auto& row : rows) taken.push_back(row[0].c_str());
+    std::vector<int64_t> taken;
+    for (const auto& row : rows) taken.push_back(row[0].as<int64_t>());
     if (static_cast<int64_t>(rows.size()) < rows[0][1].as<int64_t>()) {
       lease.Prepare(kUnchainName, kUnchainSql);
       tx.exec_prepared(kUnchainName, r.owner, PgBigintArray(taken),
@@ -296,7 +295,7 @@ absl::StatusOr<std::vector<StoredEvent>> PgDeliveryStore::ClaimDue(const ClaimDu
     }
     // Keep what is still due, in chain order: once an event of a key is given
     // back, so are the later ones.
-    std::vector<std::string> given_back;
+    std::vector<int64_t> given_back;
     std::set<std::pair<std::string, std::string>> broken_keys;
     for (const auto& row : tx.exec_prepared(kVerifyName, r.owner, PgBigintArray(taken))) {
       StoredEvent e = StoredEventFromRow(row);
@@ -306,7 +305,7 @@ absl::StatusOr<std::vector<StoredEvent>> PgDeliveryStore::ClaimDue(const ClaimDu
         claimed.push_back(std::move(e));
         continue;
       }
-      given_back.push_back(absl::StrCat(e.position));
+      given_back.push_back(e.position);
       if (keyed) broken_keys.emplace(e.event.source, e.event.key);
     }
     if (!given_back.empty()) {
@@ -327,10 +326,11 @@ absl::StatusOr<std::optional<StoredEvent>> PgDeliveryStore::TryClaim(int64_t pos
   bool exists = false;
   absl::Status status = pool_->Run(kTryClaimName, [&](PgPool::Lease& lease) {
     lease.Prepare(kTryClaimName, kTryClaimSql);
+    lease.Prepare(kExistsName, kExistsSql);
     lease.Prepare(kEventName, EventSql());
     const std::string at = PgTime(ingested_at);
     pqxx::work tx(lease.conn());
-    exists = !tx.exec_prepared(kEventName, at, position).empty();
+    exists = !tx.exec_prepared(kExistsName, at, position).empty();
     if (!exists) return;
     if (tx.exec_prepared(kTryClaimName, at, position, owner, Micros(lease_time)).empty()) return;
     // Read again under the claim: a record committed by the previous owner
@@ -491,10 +491,10 @@ absl::Status PgDeliveryStore::WriteGroupOnce(
       }
       copy.complete();
     }
-    std::vector<std::string> held;
+    std::vector<int64_t> held;
     for (const auto& row : tx.exec_prepared(kRecordReleaseName)) {
       updated.insert(row[0].as<int64_t>());
-      held.push_back(row[0].c_str());
+      held.push_back(row[0].as<int64_t>());
     }
     tx.exec_prepared(kRecordUpdateName, PgBigintArray(held));
     tx.exec_prepared(kRecordInsertName);

@@ -54,8 +54,7 @@ std::string AggregateSql(bool blocks) {
   return absl::StrCat(R"sql(
 SELECT source, outcome, sequence >> )sql", kSequenceBucketBits, R"sql(, count(*)
   FROM events
- WHERE ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz
-   AND (cardinality($3::text[]) = 0 OR source = ANY($3::text[])))sql",
+ WHERE )sql", kWindowPredicate,
                       blocks ? "\n   AND ctid >= $4::tid AND ctid < $5::tid" : "", R"sql(
  GROUP BY 1, 2, 3)sql");
 }
@@ -651,11 +650,12 @@ absl::StatusOr<std::vector<SequenceGap>> PgReplayStore::SequenceGaps(
   std::vector<SequenceGap> out;
   *missing = 0;
   if (ranges.empty()) return out;
-  std::vector<std::string> sources, los, his;
+  std::vector<std::string> sources;
+  std::vector<int64_t> los, his;
   for (const SequenceGap& r : ranges) {
     sources.push_back(r.source);
-    los.push_back(absl::StrCat(r.first));
-    his.push_back(absl::StrCat(r.last));
+    los.push_back(r.first);
+    his.push_back(r.last);
   }
   absl::Status status = pool_->Run(kGapsName, [&](PgPool::Lease& l) {
     l.Prepare(kGapsName, kGapsSql);
@@ -663,8 +663,7 @@ absl::StatusOr<std::vector<SequenceGap>> PgReplayStore::SequenceGaps(
     tx.exec(kCustomPlans);
     auto rows =
         tx.exec_prepared(kGapsName, PgTime(window.from), PgTime(window.to), PgTextArray(sources),
-                         absl::StrCat("{", absl::StrJoin(los, ","), "}"),
-                         absl::StrCat("{", absl::StrJoin(his, ","), "}"), limit);
+                         PgBigintArray(los), PgBigintArray(his), limit);
     out.clear();
     *missing = 0;
     for (const auto& r : rows) {

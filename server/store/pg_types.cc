@@ -18,6 +18,10 @@ std::string PgTime(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone());
 }
 
+std::string PgBigintArray(const std::vector<int64_t>& numbers) {
+  return absl::StrCat("{", absl::StrJoin(numbers, ","), "}");
+}
+
 std::string PgTextArray(const std::vector<std::string>& items) {
   std::string out = "{";
   for (size_t i = 0; i < items.size(); ++i) {

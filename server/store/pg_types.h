@@ -29,6 +29,8 @@ std::string PgTime(absl::Time t);
 
 // A text[] literal for a parameter: {"a","b\"c"}, every element quoted and escaped.
 std::string PgTextArray(const std::vector<std::string>& items);
+// A bigint[] literal: "{1,2,3}".
+std::string PgBigintArray(const std::vector<int64_t>& numbers);
 
 // COPY table (columns) FROM STDIN in text format within a transaction. Rows
 // are formatted into a buffer that is sent in pieces of about 32 KiB
