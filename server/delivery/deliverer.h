@@ -30,9 +30,6 @@ namespace replayd {
 struct DeliveryContext {
   std::string trigger;    // "live", "retry", "replay:<id>"
   std::string replay_id;  // sent as X-Replay-Id; empty for live delivery
-  // Ask the sink's lookup first. Delivery asks whenever the sink has a lookup,
-  // so this only matters to callers that report it (the dry run).
-  bool verify_downstream = false;
   bool resend_delivered = false;   // send events the log records as delivered
   // The claim holder (ClaimDue / TryClaim owner); DeliverOne releases it.
   std::string claim_owner;

@@ -1,7 +1,6 @@
 #include "server/replay/dry_run.h"
 
 #include <algorithm>
-#include <tuple>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -112,7 +111,6 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
     if (a.sequence_bucket) buckets[*a.sequence_bucket] += a.count;
   }
   std::vector<std::string> sources_seen;
-  std::vector<SequenceGap> ranges;
   std::vector<SequenceGap> to_scan;
   for (const auto& [source, buckets] : by_source) {
     sources_seen.push_back(source);
@@ -123,13 +121,9 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
   if (!to_scan.empty()) {
     auto gaps = store_->SequenceGaps(spec.window, to_scan, kMaxMissingRanges, &result.missing);
     if (!gaps.ok()) return gaps.status();
-    ranges = *std::move(gaps);
+    // By source then first, at most kMaxMissingRanges (SequenceGaps' contract).
+    result.missing_ranges = *std::move(gaps);
   }
-  std::sort(ranges.begin(), ranges.end(), [](const SequenceGap& a, const SequenceGap& b) {
-    return std::tie(a.source, a.first) < std::tie(b.source, b.first);
-  });
-  if (static_cast<int>(ranges.size()) > kMaxMissingRanges) ranges.resize(kMaxMissingRanges);
-  result.missing_ranges = std::move(ranges);
 
   absl::Status counted = spec.verify_downstream ? CountByStreaming(spec, &result)
                                                 : CountByAggregate(spec, *aggregates, &result);

@@ -113,7 +113,6 @@ class ReplayRunner::JobRun {
   int in_flight_ = 0;
   int idle_workers_ = 0;
   bool workers_exit_ = false;
-  int verify_remaining_ = 0;
   std::string last_error_;
   std::vector<std::thread> workers_;
 
@@ -134,8 +133,8 @@ void ReplayRunner::JobRun::Run() {
     return;
   }
   // After a crash the deliveries that were in flight may have reached the
-  // downstream without being recorded: ask the sink's lookup for them.
-  if (job_.cursor || job_.counters.processed > 0) verify_remaining_ = r_->options_.max_in_flight;
+  // downstream without being recorded: the Deliverer asks the sink's lookup
+  // before every create call, so they are found there.
   StartWorkers();
   std::optional<ReplayCursor> read_cursor = job_.cursor;
   bool exhausted = false;
@@ -318,14 +317,6 @@ ReplayRunner::JobRun::Result ReplayRunner::JobRun::Deliver(const StoredEvent& e)
     ctx.replay_id = job_.id;
     ctx.resend_delivered = job_.spec.include_succeeded;
     ctx.claim_owner = claim_owner_;
-    ctx.verify_downstream = job_.spec.verify_downstream;
-    {
-      std::lock_guard lock(mu_);
-      if (verify_remaining_ > 0) {
-        --verify_remaining_;
-        ctx.verify_downstream = true;
-      }
-    }
     auto report = r_->deliverer_->DeliverOne(fresh, ctx);
     if (!report.ok()) {
       if (absl::IsUnavailable(report.status())) {
