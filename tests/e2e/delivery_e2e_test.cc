@@ -168,8 +168,6 @@ TEST(DeliveryE2E, TwoDaemonsDeliverTenThousandEventsExactlyOnceInKeyOrder) {
   EXPECT_EQ(db.QueryInt("SELECT count(DISTINCT worker) FROM delivery_attempts"), 2)
       << db.QueryText("SELECT string_agg(worker || '=' || n, ' ') FROM"
                       " (SELECT worker, count(*) n FROM delivery_attempts GROUP BY 1) t");
-  EXPECT_THAT(a.log(), HasSubstr("dispatcher"));
-  EXPECT_THAT(b.log(), HasSubstr("dispatcher"));
   EXPECT_EQ(a.Terminate(), 0);
   EXPECT_EQ(b.Terminate(), 0);
 }
@@ -295,6 +293,8 @@ int KillDuringDelivery(bool lookup) {
                       std::chrono::seconds(60)));
   d.KillHard();
   int64_t claimed_at_kill = db.QueryInt("SELECT count(*) FROM delivery_claims");
+  EXPECT_LT(Count(db, "outcome IN ('succeeded', 'already_processed')"), n)
+      << "every event was delivered before the kill: it interrupted nothing";
   d.Restart();
   EXPECT_TRUE(WaitFor(
       [&] { return Count(db, "outcome IN ('succeeded', 'already_processed')") == n; },
@@ -318,7 +318,6 @@ int KillDuringDelivery(bool lookup) {
 TEST(DeliveryE2E, KillDashNineLosesNothingAndReportsDuplicatesWithoutLookup) {
   int duplicates = KillDuringDelivery(false);
   ::testing::Test::RecordProperty("duplicates_without_lookup", duplicates);
-  EXPECT_GE(duplicates, 0);
 }
 
 TEST(DeliveryE2E, KillDashNineWithTheLookupMakesNoDuplicate) {

@@ -328,8 +328,11 @@ TEST_F(ScriptedRunE2E, MetricsAgreeWithTheLogAndReplayctlShowsTheOutage) {
       EXPECT_THAT(text, HasSubstr(absl::StrCat("# TYPE ", name, " "))) << name;
     }
   }
-  EXPECT_EQ(m["replayd_backlog_events{outcome=\"pending\"}"], 0);
-  EXPECT_EQ(m["replayd_backlog_events{outcome=\"retrying\"}"], 0);
+  for (const std::string outcome : {"pending", "retrying"}) {
+    const std::string key = absl::StrCat("replayd_backlog_events{outcome=\"", outcome, "\"}");
+    ASSERT_EQ(m.count(key), 1u) << key << " missing";
+    EXPECT_EQ(m[key], 0) << key;
+  }
 
   // replayctl shows the same run.
   const std::string server = daemon_->grpc_address();

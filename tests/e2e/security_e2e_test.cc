@@ -71,10 +71,12 @@ TEST(SecurityE2E, TokensAndRolesOnBothApis) {
   EXPECT_EQ(anonymous->status, 401);
   auto as_viewer = http.Post("/v1/events", {{"Authorization", std::string("Bearer ") + kViewerToken}},
                              body, "application/json");
+  ASSERT_TRUE(as_viewer);
   EXPECT_EQ(as_viewer->status, 403);
   auto as_publisher = http.Post(
       "/v1/events", {{"Authorization", std::string("Bearer ") + kPublisherToken}}, body,
       "application/json");
+  ASSERT_TRUE(as_publisher);
   EXPECT_EQ(as_publisher->status, 200);
   EXPECT_EQ(db.QueryText("SELECT string_agg(event_id, ',' ORDER BY position) FROM events"), "a,h");
 

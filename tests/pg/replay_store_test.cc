@@ -262,21 +262,25 @@ TEST_F(ReplayStoreTest, WindowPagesAreInOriginalOrder) {
                         "', 'failed', '{}'), ('orders', 'tie-b', '",
                         PgTimeText(base_ + absl::Seconds(5)), "', 'failed', '{}')"));
   ReplayWindow window{base_, base_ + absl::Hours(1), {"orders"}};
-  std::vector<std::string> ids;
-  std::optional<ReplayCursor> cursor;
-  while (true) {
-    auto page = store_.ReadWindowPage(window, cursor, 7);
-    ASSERT_TRUE(page.ok());
-    if (page->empty()) break;
-    for (const auto& e : *page) ids.push_back(e.event.event_id);
-    cursor = ReplayCursor{page->back().ingested_at, page->back().position};
+  // Page size 6 ends the first page on tie-a: the cursor then sits between
+  // two rows of one ingested_at, and only the position finds tie-b.
+  for (int page_size : {6, 7}) {
+    std::vector<std::string> ids;
+    std::optional<ReplayCursor> cursor;
+    while (true) {
+      auto page = store_.ReadWindowPage(window, cursor, page_size);
+      ASSERT_TRUE(page.ok());
+      if (page->empty()) break;
+      for (const auto& e : *page) ids.push_back(e.event.event_id);
+      cursor = ReplayCursor{page->back().ingested_at, page->back().position};
+    }
+    ASSERT_EQ(ids.size(), 33u) << "page size " << page_size;
+    EXPECT_EQ(ids[0], "e1");
+    EXPECT_EQ(ids[4], "e5");
+    EXPECT_EQ(ids[5], "tie-a");
+    EXPECT_EQ(ids[6], "tie-b") << "page size " << page_size;
+    EXPECT_EQ(ids.back(), "e35");
   }
-  ASSERT_EQ(ids.size(), 33u);
-  EXPECT_EQ(ids[0], "e1");
-  EXPECT_EQ(ids[4], "e5");
-  EXPECT_EQ(ids[5], "tie-a");
-  EXPECT_EQ(ids[6], "tie-b");
-  EXPECT_EQ(ids.back(), "e35");
 }
 
 TEST_F(ReplayStoreTest, LeasePassesOnWhenTheOwnerStopsRenewing) {
