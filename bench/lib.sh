@@ -38,6 +38,29 @@ bench_replayd() {
   HTTP_ADDR=127.0.0.1:$(sed -n 's/^http=//p' "$ports")
 }
 
+# bench_stop_replayd: SIGTERM to the replayd bench_replayd started, waits for
+# it, and drops it from the cleanup list.
+bench_stop_replayd() {
+  kill -TERM "$REPLAYD_PID" 2>/dev/null || true
+  wait "$REPLAYD_PID" 2>/dev/null || true
+  local kept=() pid
+  for pid in "${bench_pids[@]}"; do [ "$pid" = "$REPLAYD_PID" ] || kept+=("$pid"); done
+  bench_pids=("${kept[@]}")
+}
+
+# bench_downstream [ARGS...]: starts the downstream test server on a free
+# loopback port with ARGS, waits until it listens, and sets DS_URL and DS_PID.
+bench_downstream() {
+  local ports=$bench_tmp/downstream-$RANDOM.port
+  "$BUILD_DIR/bin/downstream_server" --listen 127.0.0.1:0 --port-file "$ports" "$@" \
+    >>"$bench_tmp/downstream.log" 2>&1 &
+  DS_PID=$!
+  bench_pids+=("$DS_PID")
+  for _ in $(seq 100); do [ -s "$ports" ] && break; sleep 0.1; done
+  [ -s "$ports" ] || { cat "$bench_tmp/downstream.log" >&2; echo "downstream did not start" >&2; exit 1; }
+  DS_URL=http://127.0.0.1:$(grep -o '[0-9]*' "$ports" | tail -1)
+}
+
 # bench_json NAME VALUE UNIT BASELINE [EXTRA_JSON_FIELDS]: the final line.
 bench_json() {
   python3 - "$@" <<'PY'

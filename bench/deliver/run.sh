@@ -21,14 +21,9 @@ source "$REPLAYD_ROOT/bench/lib.sh"
 log() { echo "deliver: $*" >&2; }
 
 # The downstream, idempotent, answering at once.
-ds_ports=$bench_tmp/downstream.port
-"$BUILD_DIR/bin/downstream_server" --mode idempotent --threads "$workers" \
-  --port-file "$ds_ports" >"$bench_tmp/downstream.log" 2>&1 &
-ds_pid=$!
-bench_pids+=("$ds_pid")
-for _ in $(seq 100); do [ -s "$ds_ports" ] && break; sleep 0.1; done
-ds_port=$(grep -o '[0-9]*' "$ds_ports" | tail -1)
-ds_url=http://127.0.0.1:$ds_port
+bench_downstream --mode idempotent --threads "$workers"
+ds_pid=$DS_PID
+ds_url=$DS_URL
 
 # Baseline: the server's ceiling under wrk, same concurrency as replayd's workers.
 proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -71,7 +66,7 @@ for start in range(0, n, 1000):
     if r.status != 200:
         sys.exit(f"ingest failed: {r.status} {body[:200]}")
 PY
-kill -TERM "$REPLAYD_PID"; wait "$REPLAYD_PID" || true
+bench_stop_replayd
 
 # Deliver.
 log "delivering with $workers workers"

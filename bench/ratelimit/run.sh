@@ -12,11 +12,8 @@ shift || true
 rates=("$@")
 [ ${#rates[@]} -eq 0 ] && rates=(100 1000)
 
-"$BUILD_DIR/bin/downstream_server" --listen 127.0.0.1:0 --mode idempotent --threads 64 \
-  --port-file "$bench_tmp/ds-port" >"$bench_tmp/ds.log" 2>&1 &
-bench_pids+=("$!")
-for _ in $(seq 100); do [ -s "$bench_tmp/ds-port" ] && break; sleep 0.1; done
-ds=http://127.0.0.1:$(cat "$bench_tmp/ds-port")
+bench_downstream --mode idempotent --threads 64
+ds=$DS_URL
 
 db=$(bench_database bench_ratelimit)
 bench_replayd "$db" "delivery: {enabled: false}
@@ -45,6 +42,8 @@ import json, sys
 reqs = json.load(open(sys.argv[1]))
 rate, n, burst = float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 t = sorted(r["arrival_us"] for r in reqs)
+if len(t) != n:
+    sys.exit(f"the replay delivered {len(t)} of {n} events: no rate to report")
 achieved = (len(t) - 1) * 1e6 / (t[-1] - t[0])
 best, j = 0, 0
 for i in range(len(t)):

@@ -9,11 +9,8 @@ set -euo pipefail
 source "$REPLAYD_ROOT/bench/lib.sh"
 small=${1:-100000} large=${2:-1000000}
 
-"$BUILD_DIR/bin/downstream_server" --listen 127.0.0.1:0 --mode idempotent --threads 64 \
-  --port-file "$bench_tmp/ds-port" >"$bench_tmp/ds.log" 2>&1 &
-bench_pids+=("$!")
-for _ in $(seq 100); do [ -s "$bench_tmp/ds-port" ] && break; sleep 0.1; done
-ds=http://127.0.0.1:$(cat "$bench_tmp/ds-port")
+bench_downstream --mode idempotent --threads 64
+ds=$DS_URL
 db=$(bench_database bench_replay_memory)
 config="delivery: {enabled: false}
 database_pool_size: 48
@@ -25,7 +22,7 @@ replay: {default_rate: 50, high_rate_threshold: 10000000, max_rate: 10000000}"
 
 # Schema and today's partitions from a short-lived daemon, stopped before measuring.
 bench_replayd "$db" "$config"
-kill -TERM "$REPLAYD_PID" && wait "$REPLAYD_PID" || true
+bench_stop_replayd
 
 peak_for() {  # peak_for N -> "peak_kb seconds delivered"
   local n=$1
@@ -41,13 +38,17 @@ peak_for() {  # peak_for N -> "peak_kb seconds delivered"
     --reason "replay-memory bench" >"$bench_tmp/run-$n.json" 2>/dev/null
   local end=$(date +%s.%N)
   local peak=$(awk '/VmHWM/ {print $2}' "/proc/$REPLAYD_PID/status")
-  kill -TERM "$REPLAYD_PID" && wait "$REPLAYD_PID" || true
+  bench_stop_replayd
   local delivered=$(python3 -c "import json; print(json.load(open('$bench_tmp/run-$n.json'))['delivered'])")
   echo "  $n events: delivered $delivered, peak RSS $peak kB, $(python3 -c "print(round($end - $start, 1))") s" >&2
   echo "$peak $(python3 -c "print(round($end - $start, 1))") $delivered"
 }
 
-read -r small_kb small_s small_delivered < <(peak_for "$small")
-read -r large_kb large_s large_delivered < <(peak_for "$large")
+# In this shell, not a process substitution: the replayd each run starts must
+# be on this shell's cleanup list if the run fails.
+peak_for "$small" >"$bench_tmp/small.out"
+peak_for "$large" >"$bench_tmp/large.out"
+read -r small_kb small_s small_delivered <"$bench_tmp/small.out"
+read -r large_kb large_s large_delivered <"$bench_tmp/large.out"
 bench_json replay-memory "$(python3 -c "print($large_kb / 1024)")" MiB "$(python3 -c "print($small_kb / 1024)")" \
   "{\"small_events\": $small, \"large_events\": $large, \"small_seconds\": $small_s, \"large_seconds\": $large_s, \"small_delivered\": $small_delivered, \"large_delivered\": $large_delivered, \"baseline_is\": \"peak RSS replaying the small window\", \"target\": \"ratio <= 1.10\"}"
