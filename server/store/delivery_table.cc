@@ -22,6 +22,16 @@ std::string DeliveryTableInsertSql(const std::string& table) {
       " WHERE idempotency_key = $1 AND NOT EXISTS (SELECT 1 FROM ins)");
 }
 
+absl::Status CreateDeliveryTable(PgPool* pool, const std::string& table) {
+  absl::Status s = pool->Run("delivery_table_create", [&](PgPool::Lease& lease) {
+    pqxx::work tx(lease.conn());
+    tx.exec0(DeliveryTableDdl(table));
+    tx.commit();
+  });
+  // Two daemons creating it at once: the loser sees a unique violation on the catalog.
+  return s.ok() || absl::IsAlreadyExists(s) ? absl::OkStatus() : s;
+}
+
 DeliveryTable::DeliveryTable(std::string dsn, std::string table, int pool_size)
     : table_(std::move(table)), pool_(std::make_unique<PgPool>(std::move(dsn), pool_size)) {}
 
@@ -30,13 +40,7 @@ DeliveryTable::~DeliveryTable() = default;
 absl::Status DeliveryTable::EnsureTable() {
   std::lock_guard lock(mu_);
   if (table_ready_) return absl::OkStatus();
-  absl::Status s = pool_->Run("delivery_table_create", [&](PgPool::Lease& lease) {
-    pqxx::work tx(lease.conn());
-    tx.exec0(DeliveryTableDdl(table_));
-    tx.commit();
-  });
-  // Two daemons creating it at once: the loser sees a unique violation on the catalog.
-  if (!s.ok() && !absl::IsAlreadyExists(s)) return s;
+  if (absl::Status s = CreateDeliveryTable(pool_.get(), table_); !s.ok()) return s;
   table_ready_ = true;
   return absl::OkStatus();
 }

@@ -19,6 +19,9 @@ std::string DeliveryTableDdl(const std::string& table);
 // Inserts ($1 idempotency key, $2 payload json) unless the key exists;
 // returns one row (record_id, created): the new row's, or the existing one's.
 std::string DeliveryTableInsertSql(const std::string& table);
+// Creates `table` unless it exists; a concurrent creator winning the race is
+// not an error.
+absl::Status CreateDeliveryTable(PgPool* pool, const std::string& table);
 
 class DeliveryTable {
  public:

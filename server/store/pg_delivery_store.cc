@@ -511,13 +511,7 @@ absl::StatusOr<LogTableDelivery> PgDeliveryStore::DeliverToLogTable(
     ready = tables_ready_.count(table) > 0;
   }
   if (!ready) {
-    absl::Status s = pool_->Run("delivery_log_table_create", [&](PgPool::Lease& lease) {
-      pqxx::work tx(lease.conn());
-      tx.exec0(DeliveryTableDdl(table));
-      tx.commit();
-    });
-    // Two creators at once: the loser sees a unique violation on the catalog.
-    if (!s.ok() && !absl::IsAlreadyExists(s)) return s;
+    if (absl::Status s = CreateDeliveryTable(pool_, table); !s.ok()) return s;
     std::lock_guard lock(tables_mu_);
     tables_ready_.insert(table);
   }
