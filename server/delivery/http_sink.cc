@@ -73,22 +73,17 @@ std::string TimeOrNull(const std::optional<absl::Time>& t) {
            : "null";
 }
 
-// The POST body, read by curl through a callback with no seek function: curl
-// cannot rewind it, so it never silently re-sends a create call on a fresh
-// connection when a reused one dies without an answer (the downstream may have
-// committed it). That case surfaces as CURLE_SEND_FAIL_REWIND and goes through
-// check-then-act on the next attempt instead.
-struct Upload {
-  const std::string* body;
-  size_t offset = 0;
-};
-
-size_t ReadUpload(char* buffer, size_t size, size_t n, void* user) {
-  auto* u = static_cast<Upload*>(user);
-  size_t len = std::min(size * n, u->body->size() - u->offset);
-  std::memcpy(buffer, u->body->data() + u->offset, len);
-  u->offset += len;
-  return len;
+// Called by curl before it sends a request on a connection. The first call
+// sends the create call; a second one within the same transfer would be
+// curl's silent re-send on a fresh connection after a reused one died
+// without an answer, and the downstream may have committed the first. It is
+// refused (CURLE_ABORTED_BY_CALLBACK), and the next attempt goes through
+// check-then-act instead. The body itself is handed over with
+// CURLOPT_POSTFIELDS, so headers and body leave in one send.
+int RefuseResend(void* user, char* /*remote_ip*/, char* /*local_ip*/, int /*remote_port*/,
+                 int /*local_port*/) {
+  int* requests = static_cast<int*>(user);
+  return ++*requests == 1 ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
 }
 
 struct CurlCall {
@@ -122,7 +117,7 @@ CurlCall Perform(CURL* h, const SinkConfig& config) {
   } else {
     call.error = errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(call.code);
     if (call.code == CURLE_OPERATION_TIMEDOUT) call.error = absl::StrCat("timeout: ", call.error);
-    if (call.code == CURLE_SEND_FAIL_REWIND || call.code == CURLE_GOT_NOTHING) {
+    if (call.code == CURLE_ABORTED_BY_CALLBACK || call.code == CURLE_GOT_NOTHING) {
       call.error = "connection closed with no response (the downstream may have the record)";
     }
   }
@@ -197,11 +192,11 @@ DeliveryResult HttpSink::Deliver(const DeliveryRequest& request) {
   }
   curl_easy_setopt(h, CURLOPT_URL, config_.url.c_str());
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-  Upload upload{&body};
-  curl_easy_setopt(h, CURLOPT_POST, 1L);
-  curl_easy_setopt(h, CURLOPT_READFUNCTION, ReadUpload);
-  curl_easy_setopt(h, CURLOPT_READDATA, &upload);
   curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
+  int requests = 0;
+  curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, RefuseResend);
+  curl_easy_setopt(h, CURLOPT_PREREQDATA, &requests);
   CurlCall call = Perform(h, config_);
   curl_slist_free_all(headers);
 
