@@ -71,123 +71,169 @@ std::vector<std::string> Deliverer::StrictSources() const {
 
 absl::StatusOr<DeliveryReport> Deliverer::DeliverOne(const StoredEvent& event,
                                                      const DeliveryContext& ctx) {
+  std::promise<absl::StatusOr<DeliveryReport>> reported;
   std::promise<absl::Status> recorded;
+  auto report = reported.get_future();
   auto done = recorded.get_future();
-  auto report = DeliverOneAsync(event, ctx,
-                                [&recorded](absl::Status s) { recorded.set_value(std::move(s)); });
-  if (!report.ok()) return report;
+  DeliverOneAsync(
+      event, ctx,
+      [&reported](absl::StatusOr<DeliveryReport> r) { reported.set_value(std::move(r)); },
+      [&recorded](absl::Status s) { recorded.set_value(std::move(s)); });
+  absl::StatusOr<DeliveryReport> r = report.get();
+  if (!r.ok()) return r;
   if (absl::Status s = done.get(); !s.ok()) return s;
-  return report;
+  return r;
 }
 
-absl::StatusOr<DeliveryReport> Deliverer::DeliverOneAsync(
-    const StoredEvent& event, const DeliveryContext& ctx,
-    std::function<void(absl::Status)> recorded) {
+// One event on its way: the check, then (through the sink's asynchronous
+// calls) the create call and the record. Owned by the callbacks in flight.
+struct Deliverer::Delivery {
+  const StoredEvent* event;  // alive until `reported` is called
+  DeliveryContext ctx;
+  const Route* route;
+  ReportDone reported;
+  RecordDone recorded;
+  absl::Time started_at;
+  int attempt;
+  CheckFacts facts;
+  AttemptRecord record;
+};
+
+void Deliverer::DeliverOneAsync(const StoredEvent& event, const DeliveryContext& ctx,
+                                ReportDone reported, RecordDone recorded) {
   const Route* route = RouteFor(event.event.source);
   if (route == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("source ", event.event.source, " has no route"));
+    reported(absl::FailedPreconditionError(
+        absl::StrCat("source ", event.event.source, " has no route")));
+    return;
   }
-  const absl::Time started_at = absl::Now();
-  const int attempt = event.attempts + 1;
+  auto d = std::make_shared<Delivery>(Delivery{&event, ctx, route, std::move(reported),
+                                               std::move(recorded), absl::Now(),
+                                               event.attempts + 1, {}, {}});
   const bool delivered =
       event.outcome == Outcome::kSucceeded || event.outcome == Outcome::kAlreadyProcessed;
-
-  CheckFacts facts;
-  facts.resend_delivered = ctx.resend_delivered;
+  d->facts.resend_delivered = ctx.resend_delivered;
+  d->record.event_position = event.position;
+  d->record.event_ingested_at = event.ingested_at;
+  d->record.attempt = d->attempt;
+  d->record.trigger = ctx.trigger;
+  d->record.route = route->name;
+  d->record.started_at = d->started_at;
   // Whenever the sink can answer: a retry may follow a call that reached the
   // downstream and lost its answer, and after a crash even a first attempt may
   // follow a call whose record the dead daemon never wrote.
   // A table in the log's own database is looked up inside DeliverToLogTable's
   // transaction instead.
-  const std::optional<std::string> log_table = route->sink->LogDatabaseTable();
-  bool ask = !log_table && route->sink->HasLookup() && (!delivered || ctx.resend_delivered);
-  std::optional<DeliveryResult> lookup_failure;
-  if (ask) {
-    auto found = route->sink->Lookup(event);
-    if (found.ok()) {
-      facts.downstream_record = *found;
-    } else {
-      lookup_failure.emplace();
-      lookup_failure->kind = DeliveryResult::Kind::kRetryable;
-      lookup_failure->error = std::string(found.status().message());
-    }
+  const bool ask = !route->sink->LogDatabaseTable() && route->sink->HasLookup() &&
+                   (!delivered || ctx.resend_delivered);
+  if (!ask) {
+    Decide(d, std::nullopt);
+    return;
   }
-
-  DeliveryReport report;
-  report.action = lookup_failure ? CheckDecision::Action::kDeliver
-                                 : DecideCheckThenAct(event, facts).action;
-  OutcomeUpdate update;
-  AttemptRecord record;
-  record.event_position = event.position;
-  record.event_ingested_at = event.ingested_at;
-  record.attempt = attempt;
-  record.trigger = ctx.trigger;
-  record.route = route->name;
-  record.started_at = started_at;
-
-  if (report.action == CheckDecision::Action::kSkipAlreadyDelivered) {
-    if (absl::Status s = store_->Release(event.position, ctx.claim_owner);
-        !s.ok()) {
-      return s;
+  route->sink->LookupAsync(event, [this, d](LookupResult found) {
+    if (found.ok()) {
+      d->facts.downstream_record = *found;
+      Decide(d, std::nullopt);
+      return;
     }
+    DeliveryResult failure;
+    failure.kind = DeliveryResult::Kind::kRetryable;
+    failure.error = std::string(found.status().message());
+    Decide(d, std::move(failure));
+  });
+}
+
+void Deliverer::Decide(const std::shared_ptr<Delivery>& d,
+                       std::optional<DeliveryResult> lookup_failure) {
+  const StoredEvent& event = *d->event;
+  const Route& route = *d->route;
+  if (lookup_failure) {
+    Record(d, *lookup_failure);
+    return;
+  }
+  const CheckDecision decision = DecideCheckThenAct(event, d->facts);
+  if (decision.action == CheckDecision::Action::kSkipAlreadyDelivered) {
+    if (absl::Status s = store_->Release({event.position}, d->ctx.claim_owner); !s.ok()) {
+      d->reported(s);
+      return;
+    }
+    DeliveryReport report;
+    report.action = decision.action;
     report.outcome = event.outcome;
     report.record_id = event.target_record_id;
-    report.duration = absl::Now() - started_at;
-    recorded(absl::OkStatus());
-    return report;
+    report.duration = absl::Now() - d->started_at;
+    d->reported(report);
+    d->recorded(absl::OkStatus());
+    return;
   }
-  if (lookup_failure) {
-    update = DecideOutcome(*lookup_failure, attempt, route->retry, Jitter());
-    record.error = lookup_failure->error;
-  } else if (report.action == CheckDecision::Action::kSkipFoundDownstream) {
-    update.outcome = Outcome::kAlreadyProcessed;
-    update.target_record_id = **facts.downstream_record;
-    record.record_id = update.target_record_id;
-  } else {
+  if (decision.action == CheckDecision::Action::kSkipFoundDownstream) {
+    DeliveryResult found;
+    found.kind = DeliveryResult::Kind::kAlreadyProcessed;
+    found.record_id = **d->facts.downstream_record;
+    Record(d, found, decision.action);
+    return;
+  }
+  if (const std::optional<std::string> log_table = route.sink->LogDatabaseTable()) {
+    DeliverToLogTable(d, *log_table);
+    return;
+  }
+  route.sink->DeliverAsync({&event, d->attempt, d->ctx.replay_id},
+                           [this, d](DeliveryResult result) { Record(d, result); });
+}
+
+void Deliverer::DeliverToLogTable(const std::shared_ptr<Delivery>& d, const std::string& table) {
+  const StoredEvent& event = *d->event;
+  auto done = store_->DeliverToLogTable(table, IdempotencyKey(event), EnvelopeJson(event),
+                                        d->record, d->ctx.claim_owner);
+  if (!done.ok()) {
+    // Nothing was written: record the failure like a sink's.
     DeliveryResult result;
-    if (log_table) {
-      auto done = store_->DeliverToLogTable(*log_table, IdempotencyKey(event), EnvelopeJson(event),
-                                            record, ctx.claim_owner);
-      if (done.ok()) {
-        report.duration = absl::Now() - started_at;
-        if (!done->held) {
-          Logger("delivery")->warn("{}/{}: claim lost before attempt {} (lease expired?)",
-                                   event.event.source, event.event.event_id, attempt);
-          report.outcome = event.outcome;
-          recorded(absl::OkStatus());
-          return report;
-        }
-        report.outcome = done->created ? Outcome::kSucceeded : Outcome::kAlreadyProcessed;
-        report.attempt = attempt;
-        report.record_id = done->record_id;
-        if (observer_ != nullptr) {
-          observer_->OnAttempt(route->name, report.outcome, report.duration);
-        }
-        recorded(absl::OkStatus());
-        return report;
-      }
-      // Nothing was written: record the failure like a sink's.
-      result.kind = absl::IsUnavailable(done.status()) ? DeliveryResult::Kind::kRetryable
-                                                        : DeliveryResult::Kind::kFinal;
-      result.error = std::string(done.status().message());
-    } else {
-      result = route->sink->Deliver({&event, attempt, ctx.replay_id});
-    }
-    update = DecideOutcome(result, attempt, route->retry, Jitter());
-    record.http_status = result.http_status;
-    record.error = result.error;
-    record.record_id = result.record_id;
+    result.kind = absl::IsUnavailable(done.status()) ? DeliveryResult::Kind::kRetryable
+                                                      : DeliveryResult::Kind::kFinal;
+    result.error = std::string(done.status().message());
+    Record(d, result);
+    return;
   }
-  report.duration = absl::Now() - started_at;
+  DeliveryReport report;
+  report.duration = absl::Now() - d->started_at;
+  if (!done->held) {
+    Logger("delivery")->warn("{}/{}: claim lost before attempt {} (lease expired?)",
+                             event.event.source, event.event.event_id, d->attempt);
+    report.outcome = event.outcome;
+  } else {
+    report.outcome = done->created ? Outcome::kSucceeded : Outcome::kAlreadyProcessed;
+    report.attempt = d->attempt;
+    report.record_id = done->record_id;
+    if (observer_ != nullptr) observer_->OnAttempt(d->route->name, report.outcome, report.duration);
+  }
+  d->reported(report);
+  d->recorded(absl::OkStatus());
+}
+
+void Deliverer::Record(const std::shared_ptr<Delivery>& d, const DeliveryResult& result,
+                       CheckDecision::Action action) {
+  const StoredEvent& event = *d->event;
+  OutcomeUpdate update;
+  if (action == CheckDecision::Action::kSkipFoundDownstream) {
+    update.outcome = Outcome::kAlreadyProcessed;
+    update.target_record_id = result.record_id;
+  } else {
+    update = DecideOutcome(result, d->attempt, d->route->retry, Jitter());
+  }
+  AttemptRecord& record = d->record;
+  record.http_status = result.http_status;
+  record.error = result.error;
+  record.record_id = result.record_id;
+  DeliveryReport report;
+  report.action = action;
+  report.duration = absl::Now() - d->started_at;
   record.duration_ms = absl::ToDoubleMilliseconds(report.duration);
   record.outcome = update.outcome;
-
-  if (observer_ != nullptr) observer_->OnAttempt(route->name, update.outcome, report.duration);
+  if (observer_ != nullptr) observer_->OnAttempt(d->route->name, update.outcome, report.duration);
   store_->RecordAttemptAsync(
-      record, update, ctx.claim_owner,
-      [recorded = std::move(recorded), source = event.event.source,
-       event_id = event.event.event_id, attempt](absl::StatusOr<bool> held) {
+      record, update, d->ctx.claim_owner,
+      [recorded = d->recorded, source = event.event.source, event_id = event.event.event_id,
+       attempt = d->attempt](absl::StatusOr<bool> held) {
         if (held.ok() && !*held) {
           Logger("delivery")->warn("{}/{}: claim lost before attempt {} was recorded (lease expired?)",
                                    source, event_id, attempt);
@@ -195,11 +241,11 @@ absl::StatusOr<DeliveryReport> Deliverer::DeliverOneAsync(
         recorded(held.status());
       });
   report.outcome = update.outcome;
-  report.attempt = attempt;
+  report.attempt = d->attempt;
   report.http_status = record.http_status;
   report.error = record.error;
   report.record_id = record.record_id;
-  return report;
+  d->reported(report);
 }
 
 }  // namespace replayd

@@ -81,17 +81,20 @@ class Deliverer {
   // expires by itself and the event is retried). Thread safe.
   absl::StatusOr<DeliveryReport> DeliverOne(const StoredEvent& event, const DeliveryContext& ctx);
 
-  // DeliverOne without waiting for the record to commit: the report (the
-  // outcome is decided before the write) comes back at once, and `recorded`
-  // is called exactly once, when the write is done (from another thread, or
-  // before this returns when the write was synchronous: a skip, or a table
-  // sink in the log's database), with OK or the write's error — only when
-  // this returns OK. Until then the claim is held,
-  // so no one else takes the event. The dispatcher uses it to keep its
-  // workers calling the downstream while records are group-committed.
-  absl::StatusOr<DeliveryReport> DeliverOneAsync(const StoredEvent& event,
-                                                 const DeliveryContext& ctx,
-                                                 std::function<void(absl::Status)> recorded);
+  using ReportDone = std::function<void(absl::StatusOr<DeliveryReport>)>;
+  using RecordDone = std::function<void(absl::Status)>;
+  // DeliverOne without waiting, neither for the downstream nor for the
+  // record: `reported` is called exactly once with the report (the outcome
+  // is decided before the write) or DeliverOne's error, from the sink's
+  // thread or before this returns; only after an OK report, `recorded` is
+  // called exactly once, when the write is done (from another thread, or at
+  // once when the write was synchronous: a skip, or a table sink in the log's
+  // database), with OK or the write's error. Until then the claim is held,
+  // so no one else takes the event. `event` must live until `reported` is
+  // called. The dispatcher keeps its downstream calls in flight this way
+  // while records are group-committed.
+  void DeliverOneAsync(const StoredEvent& event, const DeliveryContext& ctx, ReportDone reported,
+                       RecordDone recorded);
 
   // The route for `source`, or nullptr.
   const Route* RouteFor(const std::string& source) const;
@@ -99,6 +102,14 @@ class Deliverer {
   std::vector<std::string> StrictSources() const;
 
  private:
+  struct Delivery;
+  // After the check's facts are in: skip, or call the sink.
+  void Decide(const std::shared_ptr<Delivery>& d, std::optional<DeliveryResult> lookup_failure);
+  void DeliverToLogTable(const std::shared_ptr<Delivery>& d, const std::string& table);
+  // Records the attempt `result` was (or the lookup's find) and reports.
+  void Record(const std::shared_ptr<Delivery>& d, const DeliveryResult& result,
+              CheckDecision::Action action = CheckDecision::Action::kDeliver);
+
   DeliveryStore* store_;
   const std::map<std::string, Route> routes_;
   DeliveryObserver* observer_;

@@ -69,17 +69,25 @@ void Dispatcher::Start() {
   std::lock_guard lock(mu_);
   if (started_) return;
   started_ = true;
-  Logger("delivery")->info("dispatcher {} starting: {} workers, {} routed sources",
+  Logger("delivery")->info("dispatcher {} starting: {} deliveries at once, {} routed sources",
                            options_.owner, options_.workers, sources_.size());
-  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  bool any_blocking = false;
+  for (const std::string& source : sources_) {
+    any_blocking = any_blocking || !deliverer_->RouteFor(source)->sink->NonBlocking();
+  }
+  if (any_blocking) {
+    for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  }
   poller_ = std::thread([this] { PollLoop(); });
 }
 
 void Dispatcher::Stop() {
+  std::deque<Work> unstarted;
   {
     std::lock_guard lock(mu_);
     if (!started_ || stopping_) return;
     stopping_ = true;
+    unstarted.swap(queue_);
   }
   work_cv_.notify_all();
   poll_cv_.notify_all();
@@ -87,14 +95,22 @@ void Dispatcher::Stop() {
   for (auto& w : workers_) w.join();
   workers_.clear();
   {
-    // Records still being written call back into this object.
+    std::lock_guard lock(mu_);
+    active_ -= static_cast<int>(blocking_queue_.size());
+    for (Work& w : blocking_queue_) unstarted.push_back(std::move(w));
+    blocking_queue_.clear();
+  }
+  for (const Work& w : unstarted) ReleaseRest(w);
+  {
+    // Calls in flight and records still being written call back into this
+    // object.
     std::unique_lock lock(mu_);
     if (!poll_cv_.wait_for(lock, std::chrono::seconds(60), [&] { return in_flight_events_ == 0; })) {
       Logger("delivery")->error("{} deliveries still unrecorded at stop", in_flight_events_);
     }
   }
-  // Workers release what they did not deliver; this covers what a failed
-  // store call left behind.
+  // What was given back, and what a failed store call left behind.
+  ReleaseGivenBack();
   if (absl::Status s = store_->ReleaseAll(options_.owner); !s.ok()) {
     Logger("delivery")->warn("releasing claims at stop failed (they expire by themselves): {}", s);
   }
@@ -129,7 +145,7 @@ void Dispatcher::PollLoop() {
       if (stopping_) return;
       room = capacity_ - in_flight_events_;
     }
-    RetryReleases();
+    ReleaseGivenBack();
     if (absl::Now() >= next_heartbeat) {
       if (absl::Status s = store_->ExtendClaims(options_.owner, options_.claim_lease); !s.ok()) {
         log->warn("extending claims failed: {}", s);
@@ -150,9 +166,10 @@ void Dispatcher::PollLoop() {
         in_flight = in_flight_events_;
         queued = static_cast<int>(queue_.size());
       }
-      const double busy = absl::ToDoubleSeconds(absl::Microseconds(worker_busy_us_.exchange(0)));
+      const double busy = absl::ToDoubleSeconds(absl::Microseconds(call_busy_us_.exchange(0)));
       log->debug(
-          "claims: {} polls, {} events claimed, {:.1f} ms per poll; workers {:.0f}% busy;"
+          "claims: {} polls, {} events claimed, {:.1f} ms per poll; calls in flight {:.0f}% of"
+          " the workers;"
           " now {} in flight, {} chains queued",
           polls, claimed_total, polls > 0 ? absl::ToDoubleMilliseconds(claim_time) / polls : 0.0,
           100.0 * busy / (options_.workers * absl::ToDoubleSeconds(absl::Now() - summary_start)),
@@ -189,22 +206,53 @@ void Dispatcher::PollLoop() {
         queue_.push_back(Work{std::make_shared<const Chain>(std::move(c)), 0});
       }
     }
-    work_cv_.notify_all();
+    Pump();
   }
 }
 
-void Dispatcher::RetryReleases() {
-  std::vector<int64_t> pending;
+void Dispatcher::ReleaseGivenBack() {
+  std::vector<int64_t> positions;
   {
     std::lock_guard lock(mu_);
-    pending.swap(unreleased_);
+    positions.swap(to_release_);
   }
-  for (int64_t position : pending) {
-    if (!store_->Release(position, options_.owner).ok()) {
+  if (positions.empty()) return;
+  if (absl::Status s = store_->Release(positions, options_.owner); !s.ok()) {
+    Logger("delivery")->warn("releasing {} claims failed (will retry): {}", positions.size(), s);
+    std::lock_guard lock(mu_);
+    to_release_.insert(to_release_.end(), positions.begin(), positions.end());
+  }
+}
+
+bool Dispatcher::Blocks(const Work& work) const {
+  const Route* route = deliverer_->RouteFor((*work.chain)[work.next].event.source);
+  return route != nullptr && !route->sink->NonBlocking();
+}
+
+void Dispatcher::Pump() {
+  // Runs on whichever thread freed a slot or queued work (the poller, a
+  // sink's thread, a record writer). Deliveries it starts may report at once
+  // and call Pump again: the outer loop picks their work up instead.
+  thread_local bool pumping = false;
+  if (pumping) return;
+  pumping = true;
+  for (;;) {
+    Work work;
+    {
       std::lock_guard lock(mu_);
-      unreleased_.push_back(position);
+      if (stopping_ || queue_.empty() || active_ >= options_.workers) break;
+      work = std::move(queue_.front());
+      queue_.pop_front();
+      ++active_;
+      if (Blocks(work)) {
+        blocking_queue_.push_back(std::move(work));
+        work_cv_.notify_one();
+        continue;
+      }
     }
+    DeliverNext(std::move(work));
   }
+  pumping = false;
 }
 
 void Dispatcher::WorkerLoop() {
@@ -212,14 +260,12 @@ void Dispatcher::WorkerLoop() {
     Work work;
     {
       std::unique_lock lock(mu_);
-      work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping
-      work = std::move(queue_.front());
-      queue_.pop_front();
+      work_cv_.wait(lock, [&] { return stopping_ || !blocking_queue_.empty(); });
+      if (stopping_) return;  // Stop() releases what is left
+      work = std::move(blocking_queue_.front());
+      blocking_queue_.pop_front();
     }
-    const absl::Time start = absl::Now();
     DeliverNext(std::move(work));
-    worker_busy_us_ += absl::ToInt64Microseconds(absl::Now() - start);
   }
 }
 
@@ -255,32 +301,54 @@ void Dispatcher::DeliverNext(Work work) {
   }
   if (work.release_only || stopping) {
     ReleaseRest(work);
+    Reported();
     return;
   }
   const StoredEvent& event = (*work.chain)[work.next];
-  const Route* route = deliverer_->RouteFor(event.event.source);
   DeliveryContext ctx;
   ctx.trigger = event.attempts > 0 ? "retry" : "live";
   ctx.claim_owner = options_.owner;
   auto step = std::make_shared<Step>();
   step->rest = Work{work.chain, work.next + 1};
-  auto report = deliverer_->DeliverOneAsync(event, ctx, [this, step](absl::Status s) {
-    step->recorded = std::move(s);
-    Finished(1);
-    Arrive(step);
-  });
+  const absl::Time start = absl::Now();
+  deliverer_->DeliverOneAsync(
+      event, ctx,
+      [this, step, work, start](absl::StatusOr<DeliveryReport> report) {
+        call_busy_us_ += absl::ToInt64Microseconds(absl::Now() - start);
+        OnReported(work, step, report);
+        Reported();
+      },
+      [this, step](absl::Status s) {
+        step->recorded = std::move(s);
+        Finished(1);
+        Arrive(step);
+      });
+}
+
+void Dispatcher::OnReported(const Work& work, const std::shared_ptr<Step>& step,
+                            const absl::StatusOr<DeliveryReport>& report) {
   if (!report.ok()) {
+    const StoredEvent& event = (*work.chain)[work.next];
     Logger("delivery")->warn("{}/{}: delivery not recorded (it will be retried): {}",
                              event.event.source, event.event.event_id, report.status());
     ReleaseRest(work);  // this event and the rest of its chain
     return;
   }
+  const Route* route = deliverer_->RouteFor((*work.chain)[work.next].event.source);
   const bool more = step->rest.next < step->rest.chain->size();
   step->proceed =
       more && ContinueChain(report->outcome, route != nullptr && route->strict_order);
   // The rest of the chain must wait behind the event that stopped it.
   if (more && !step->proceed) ReleaseRest(step->rest);
   Arrive(step);
+}
+
+void Dispatcher::Reported() {
+  {
+    std::lock_guard lock(mu_);
+    --active_;
+  }
+  Pump();
 }
 
 void Dispatcher::Arrive(const std::shared_ptr<Step>& step) {
@@ -305,7 +373,7 @@ void Dispatcher::Arrive(const std::shared_ptr<Step>& step) {
     }
   }
   if (rest.chain == nullptr) {
-    work_cv_.notify_one();
+    Pump();
   } else {
     // Stopping: the workers may be gone; Stop() releases every claim left.
     Finished(static_cast<int>(rest.chain->size() - rest.next));
@@ -313,13 +381,13 @@ void Dispatcher::Arrive(const std::shared_ptr<Step>& step) {
 }
 
 void Dispatcher::ReleaseRest(const Work& work) {
+  // Given back by the poller in one statement, before its next claim: the
+  // threads that get here (a sink's, a record writer's) do not wait on the
+  // database.
   const Chain& chain = *work.chain;
-  for (size_t i = work.next; i < chain.size(); ++i) {
-    if (absl::Status s = store_->Release(chain[i].position, options_.owner); !s.ok()) {
-      Logger("delivery")->warn("releasing a claim failed (the poller tries again): {}", s);
-      std::lock_guard lock(mu_);
-      unreleased_.push_back(chain[i].position);
-    }
+  {
+    std::lock_guard lock(mu_);
+    for (size_t i = work.next; i < chain.size(); ++i) to_release_.push_back(chain[i].position);
   }
   Finished(static_cast<int>(chain.size() - work.next));
 }

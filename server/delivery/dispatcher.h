@@ -1,5 +1,9 @@
 // Live delivery: claims due events from the log in batches and delivers them
-// through the Deliverer on a pool of worker threads.
+// through the Deliverer, up to `workers` calls at once. A sink that does not
+// block (HTTP: its calls run on the sink's own event loop) is called from
+// whichever thread freed a slot — the poller, the sink's loop, a record
+// writer — so no thread waits for the downstream; a blocking sink (a table)
+// is called from a pool of `workers` threads.
 //
 // Ordering: the store claims a key's events as one ordered chain (see
 // DeliveryStore::ClaimDue); its events go out one at a time, in order, each
@@ -66,14 +70,23 @@ class Dispatcher {
   struct Step;
 
   void PollLoop();
+  // Starts queued work while fewer than `workers` calls are in flight.
+  void Pump();
+  // Delivers the blocking sinks' work Pump hands over.
   void WorkerLoop();
-  // Releases again the claims a worker failed to release, so that the
-  // heartbeat does not keep them alive.
-  void RetryReleases();
-  // Delivers the work's next event; the rest of its chain is queued again
-  // once that event's record commits (Arrive), or released.
+  bool Blocks(const Work& work) const;
+  // Gives back the claims queued by ReleaseRest (and any a failed call left).
+  void ReleaseGivenBack();
+  // Delivers the work's next event (one slot taken by Pump); the rest of its
+  // chain is queued again once that event's record commits (Arrive), or
+  // released.
   void DeliverNext(Work work);
+  void OnReported(const Work& work, const std::shared_ptr<Step>& step,
+                  const absl::StatusOr<DeliveryReport>& report);
+  // A call is over: its slot is free.
+  void Reported();
   void Arrive(const std::shared_ptr<Step>& step);
+  // Queues the claims of the work's events for ReleaseGivenBack.
   void ReleaseRest(const Work& work);
   // `n` claimed events are done with: recorded, released, or left to Stop().
   void Finished(int n);
@@ -89,14 +102,16 @@ class Dispatcher {
   const int capacity_;  // claimed events in flight at most
 
   std::mutex mu_;
-  std::condition_variable work_cv_;  // workers: a chain is queued, or stopping
+  std::condition_variable work_cv_;  // workers: blocking work is queued, or stopping
   std::condition_variable poll_cv_;  // poller: capacity freed, or stopping
-  std::deque<Work> queue_;
+  std::deque<Work> queue_;           // chains whose next event may go out
+  std::deque<Work> blocking_queue_;  // handed to the workers (slot taken)
+  int active_ = 0;  // calls started and not yet reported
   int in_flight_events_ = 0;  // claimed, not yet finished (queued or running)
   int64_t progress_ = 0;  // events finished so far
   bool awaiting_progress_ = false;  // the poller waits for any event to finish
-  std::atomic<int64_t> worker_busy_us_{0};  // time workers spent on chains, for the summary
-  std::vector<int64_t> unreleased_;  // positions
+  std::atomic<int64_t> call_busy_us_{0};  // time calls were in flight, for the summary
+  std::vector<int64_t> to_release_;  // positions whose claims to give back
   bool stopping_ = false;
   bool started_ = false;
   std::thread poller_;

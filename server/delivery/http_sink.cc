@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <future>
 #include <mutex>
-#include <unordered_map>
+#include <thread>
+#include <unordered_set>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -16,31 +19,13 @@
 #include "server/delivery/retry_policy.h"
 
 namespace replayd {
-namespace {
+namespace http_sink_internal {
 
 using json = nlohmann::json;
-
-std::atomic<uint64_t> next_sink_id{1};
 
 void GlobalInit() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-// One easy handle per (thread, sink): curl keeps the connection alive between
-// calls of the same thread.
-struct HandleDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
-};
-CURL* ThreadHandle(uint64_t sink_id) {
-  thread_local std::unordered_map<uint64_t, std::unique_ptr<CURL, HandleDeleter>> handles;
-  auto& h = handles[sink_id];
-  if (h == nullptr) {
-    h.reset(curl_easy_init());
-  } else {
-    curl_easy_reset(h.get());  // keeps the connection cache
-  }
-  return h.get();
 }
 
 struct Response {
@@ -57,9 +42,9 @@ size_t WriteBody(char* data, size_t size, size_t n, void* user) {
 
 size_t ReadHeader(char* data, size_t size, size_t n, void* user) {
   auto* r = static_cast<Response*>(user);
-  std::string line(data, size * n);
+  absl::string_view line(data, size * n);
   auto colon = line.find(':');
-  if (colon != std::string::npos) {
+  if (colon != absl::string_view::npos) {
     std::string name = absl::AsciiStrToLower(line.substr(0, colon));
     std::string value(absl::StripAsciiWhitespace(line.substr(colon + 1)));
     if (name == "x-record-id") r->record_id_header = value;
@@ -86,45 +71,194 @@ int RefuseResend(void* user, char* /*remote_ip*/, char* /*local_ip*/, int /*remo
   return ++*requests == 1 ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
 }
 
+// One request in flight: what curl reads and writes while it runs, and whom
+// to tell when it ends.
+struct Transfer {
+  CURL* easy = nullptr;
+  std::string url;
+  std::string body;  // empty for a lookup (GET)
+  curl_slist* headers = nullptr;
+  int requests = 0;  // RefuseResend's count
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  Response response;
+  absl::Time start;
+  Sink::DeliverDone deliver_done;  // exactly one of the two is set
+  Sink::LookupDone lookup_done;
+
+  ~Transfer() { curl_slist_free_all(headers); }
+};
+
+// Every transfer of the sink runs on one thread, on one curl multi handle:
+// its connection cache keeps connections alive between transfers, and one
+// poll() serves every connection, instead of a thread and a poll per call.
+// Submit() may be called from any thread, the loop's own included.
+class Loop {
+ public:
+  Loop() : multi_(curl_multi_init()) {
+    // Connections kept alive for reuse (curl's default follows the number of
+    // handles added, which drops as transfers end).
+    curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 512L);
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  ~Loop() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    curl_multi_wakeup(multi_);
+    thread_.join();
+    for (CURL* easy : idle_) curl_easy_cleanup(easy);
+    curl_multi_cleanup(multi_);
+  }
+
+  void Submit(std::unique_ptr<Transfer> t) {
+    {
+      std::lock_guard lock(mu_);
+      submitted_.push_back(std::move(t));
+    }
+    if (std::this_thread::get_id() != thread_.get_id()) curl_multi_wakeup(multi_);
+  }
+
+  // An easy handle to set up a transfer on (pooled: set-up allocations are
+  // kept between transfers).
+  CURL* Handle() {
+    {
+      std::lock_guard lock(mu_);
+      if (!idle_.empty()) {
+        CURL* easy = idle_.back();
+        idle_.pop_back();
+        return easy;
+      }
+    }
+    return curl_easy_init();
+  }
+
+ private:
+  void Run() {
+    std::vector<std::unique_ptr<Transfer>> batch;
+    for (;;) {
+      bool stopping;
+      {
+        std::lock_guard lock(mu_);
+        batch.swap(submitted_);
+        stopping = stopping_;
+      }
+      for (auto& t : batch) {
+        curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t.get());
+        curl_multi_add_handle(multi_, t->easy);
+        running_.insert(t.release());
+      }
+      batch.clear();
+      if (stopping && running_.empty()) return;
+      int still_running = 0;
+      curl_multi_perform(multi_, &still_running);
+      int left = 0;
+      while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        Transfer* raw = nullptr;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &raw);
+        const CURLcode code = msg->data.result;
+        curl_multi_remove_handle(multi_, msg->easy_handle);
+        running_.erase(raw);
+        Finish(std::unique_ptr<Transfer>(raw), code);
+      }
+      // Callbacks above may have submitted more: look again at once.
+      {
+        std::lock_guard lock(mu_);
+        if (!submitted_.empty()) continue;
+      }
+      curl_multi_poll(multi_, nullptr, 0, 1000, nullptr);
+    }
+  }
+
+  void Finish(std::unique_ptr<Transfer> t, CURLcode code);
+
+  CURLM* const multi_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Transfer>> submitted_;
+  std::vector<CURL*> idle_;
+  bool stopping_ = false;
+  std::unordered_set<Transfer*> running_;  // loop thread only
+};
+
+// The transfer's outcome as the sinks report it.
 struct CurlCall {
   CURLcode code = CURLE_OK;
   long status = 0;
   std::string error;
-  Response response;
 };
 
-// Performs the request set up on `h`.
-CurlCall Perform(CURL* h, const SinkConfig& config) {
+CurlCall CallOf(CURL* easy, CURLcode code, const char* errbuf) {
   CurlCall call;
-  char errbuf[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(absl::ToInt64Milliseconds(config.connect_timeout)));
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(absl::ToInt64Milliseconds(config.timeout)));
-  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-  // Below common server keep-alive timeouts, so an idle connection is not
-  // reused just as the server closes it.
-  curl_easy_setopt(h, CURLOPT_MAXAGE_CONN, 2L);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, WriteBody);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &call.response);
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, ReadHeader);
-  curl_easy_setopt(h, CURLOPT_HEADERDATA, &call.response);
-  call.code = curl_easy_perform(h);
-  if (call.code == CURLE_OK) {
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &call.status);
-  } else {
-    call.error = errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(call.code);
-    if (call.code == CURLE_OPERATION_TIMEDOUT) call.error = absl::StrCat("timeout: ", call.error);
-    if (call.code == CURLE_ABORTED_BY_CALLBACK || call.code == CURLE_GOT_NOTHING) {
-      call.error = "connection closed with no response (the downstream may have the record)";
-    }
+  call.code = code;
+  if (code == CURLE_OK) {
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &call.status);
+    return call;
+  }
+  call.error = errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(code);
+  if (code == CURLE_OPERATION_TIMEDOUT) call.error = absl::StrCat("timeout: ", call.error);
+  if (code == CURLE_ABORTED_BY_CALLBACK || code == CURLE_GOT_NOTHING) {
+    call.error = "connection closed with no response (the downstream may have the record)";
   }
   return call;
 }
 
-}  // namespace
+DeliveryResult DeliveryResultOf(const CurlCall& call, const Response& response, absl::Time start) {
+  DeliveryResult result;
+  result.duration = absl::Now() - start;
+  if (call.code != CURLE_OK) {
+    result.kind = DeliveryResult::Kind::kRetryable;
+    result.error = call.error;
+    return result;
+  }
+  result.http_status = static_cast<int>(call.status);
+  result.kind = ClassifyHttpStatus(result.http_status.value());
+  result.record_id = !response.record_id_header.empty() ? response.record_id_header
+                                                         : RecordIdFromBody(response.body);
+  if (result.kind == DeliveryResult::Kind::kRetryable ||
+      result.kind == DeliveryResult::Kind::kFinal) {
+    std::string snippet = response.body.substr(0, 200);
+    result.error = absl::StrCat("HTTP ", call.status, snippet.empty() ? "" : ": ", snippet);
+    result.retry_after = ParseRetryAfter(response.retry_after_header, absl::Now());
+  }
+  return result;
+}
+
+LookupResult LookupResultOf(const CurlCall& call, const Response& response) {
+  if (call.code != CURLE_OK) {
+    return absl::UnavailableError(absl::StrCat("lookup failed: ", call.error));
+  }
+  if (call.status == 404) return std::optional<std::string>();
+  if (call.status == 200) {
+    std::string id = !response.record_id_header.empty() ? response.record_id_header
+                                                         : RecordIdFromBody(response.body);
+    // A 200 without an id still says the record exists.
+    return std::optional<std::string>(id.empty() ? "(unknown)" : id);
+  }
+  return absl::UnavailableError(absl::StrCat("lookup failed: HTTP ", call.status));
+}
+
+void Loop::Finish(std::unique_ptr<Transfer> t, CURLcode code) {
+  const CurlCall call = CallOf(t->easy, code, t->errbuf);
+  curl_easy_reset(t->easy);
+  {
+    std::lock_guard lock(mu_);
+    idle_.push_back(t->easy);
+  }
+  t->easy = nullptr;
+  if (t->deliver_done) {
+    t->deliver_done(DeliveryResultOf(call, t->response, t->start));
+  } else {
+    t->lookup_done(LookupResultOf(call, t->response));
+  }
+}
+
+}  // namespace http_sink_internal
+
+using http_sink_internal::json;
+using http_sink_internal::Transfer;
 
 std::string EnvelopeJson(const StoredEvent& event) {
   const NewEvent& e = event.event;
@@ -134,8 +268,8 @@ std::string EnvelopeJson(const StoredEvent& event) {
       ",\"sequence\":", e.sequence ? absl::StrCat(*e.sequence) : "null",
       ",\"key\":", e.key.empty() ? "null" : json(e.key).dump(-1, ' ', false, json::error_handler_t::replace),
       ",\"type\":", e.type.empty() ? "null" : json(e.type).dump(-1, ' ', false, json::error_handler_t::replace),
-      ",\"occurred_at\":", TimeOrNull(e.occurred_at),
-      ",\"ingested_at\":", TimeOrNull(event.ingested_at),
+      ",\"occurred_at\":", http_sink_internal::TimeOrNull(e.occurred_at),
+      ",\"ingested_at\":", http_sink_internal::TimeOrNull(event.ingested_at),
       // The log holds the payload as jsonb: its text is valid JSON already.
       ",\"payload\":", e.payload.empty() ? "null" : e.payload, "}");
 }
@@ -153,7 +287,7 @@ std::string RecordIdFromBody(const std::string& body) {
 }
 
 absl::StatusOr<std::unique_ptr<HttpSink>> HttpSink::Create(const SinkConfig& config) {
-  GlobalInit();
+  http_sink_internal::GlobalInit();
   for (const std::string* url : {&config.url, &config.lookup_url}) {
     if (url->empty() && url == &config.lookup_url) continue;
     CURLU* u = curl_url();
@@ -173,15 +307,39 @@ absl::StatusOr<std::unique_ptr<HttpSink>> HttpSink::Create(const SinkConfig& con
   return std::unique_ptr<HttpSink>(new HttpSink(config));
 }
 
-HttpSink::HttpSink(SinkConfig config) : config_(std::move(config)), id_(next_sink_id++) {}
+HttpSink::HttpSink(SinkConfig config)
+    : config_(std::move(config)), loop_(std::make_unique<http_sink_internal::Loop>()) {}
 
 HttpSink::~HttpSink() = default;
 
-DeliveryResult HttpSink::Deliver(const DeliveryRequest& request) {
-  absl::Time start = absl::Now();
+std::unique_ptr<Transfer> HttpSink::NewTransfer(std::string url) const {
+  auto t = std::make_unique<Transfer>();
+  t->easy = loop_->Handle();
+  t->url = std::move(url);
+  t->start = absl::Now();
+  CURL* h = t->easy;
+  curl_easy_setopt(h, CURLOPT_URL, t->url.c_str());
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(config_.connect_timeout)));
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(config_.timeout)));
+  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  // Below common server keep-alive timeouts, so an idle connection is not
+  // reused just as the server closes it.
+  curl_easy_setopt(h, CURLOPT_MAXAGE_CONN, 2L);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, http_sink_internal::WriteBody);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &t->response);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, http_sink_internal::ReadHeader);
+  curl_easy_setopt(h, CURLOPT_HEADERDATA, &t->response);
+  return t;
+}
+
+void HttpSink::DeliverAsync(const DeliveryRequest& request, DeliverDone done) {
   const StoredEvent& event = *request.event;
-  CURL* h = ThreadHandle(id_);
-  std::string body = EnvelopeJson(event);
+  auto t = NewTransfer(config_.url);
+  t->body = EnvelopeJson(event);
   curl_slist* headers = nullptr;
   headers = curl_slist_append(headers, "Content-Type: application/json");
   headers = curl_slist_append(headers, "Expect:");
@@ -190,61 +348,44 @@ DeliveryResult HttpSink::Deliver(const DeliveryRequest& request) {
   if (!request.replay_id.empty()) {
     headers = curl_slist_append(headers, absl::StrCat("X-Replay-Id: ", request.replay_id).c_str());
   }
-  curl_easy_setopt(h, CURLOPT_URL, config_.url.c_str());
+  t->headers = headers;
+  CURL* h = t->easy;
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
-  int requests = 0;
-  curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, RefuseResend);
-  curl_easy_setopt(h, CURLOPT_PREREQDATA, &requests);
-  CurlCall call = Perform(h, config_);
-  curl_slist_free_all(headers);
-
-  DeliveryResult result;
-  result.duration = absl::Now() - start;
-  if (call.code != CURLE_OK) {
-    result.kind = DeliveryResult::Kind::kRetryable;
-    result.error = call.error;
-    return result;
-  }
-  result.http_status = static_cast<int>(call.status);
-  result.kind = ClassifyHttpStatus(result.http_status.value());
-  result.record_id = !call.response.record_id_header.empty()
-                         ? call.response.record_id_header
-                         : RecordIdFromBody(call.response.body);
-  if (result.kind == DeliveryResult::Kind::kRetryable ||
-      result.kind == DeliveryResult::Kind::kFinal) {
-    std::string snippet = call.response.body.substr(0, 200);
-    result.error = absl::StrCat("HTTP ", call.status, snippet.empty() ? "" : ": ", snippet);
-    result.retry_after = ParseRetryAfter(call.response.retry_after_header, absl::Now());
-  }
-  return result;
+  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t->body.size()));
+  curl_easy_setopt(h, CURLOPT_POSTFIELDS, t->body.data());
+  curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, http_sink_internal::RefuseResend);
+  curl_easy_setopt(h, CURLOPT_PREREQDATA, &t->requests);
+  t->deliver_done = std::move(done);
+  loop_->Submit(std::move(t));
 }
 
-absl::StatusOr<std::optional<std::string>> HttpSink::Lookup(const StoredEvent& event) {
+void HttpSink::LookupAsync(const StoredEvent& event, LookupDone done) {
   if (!HasLookup()) {
-    return absl::UnimplementedError(absl::StrCat("sink ", config_.name, " has no lookup_url"));
+    done(absl::UnimplementedError(absl::StrCat("sink ", config_.name, " has no lookup_url")));
+    return;
   }
-  CURL* h = ThreadHandle(id_);
   std::string key = IdempotencyKey(event);
-  char* escaped = curl_easy_escape(h, key.data(), static_cast<int>(key.size()));
+  char* escaped = curl_easy_escape(nullptr, key.data(), static_cast<int>(key.size()));
   std::string url = absl::StrReplaceAll(config_.lookup_url, {{"{idempotency_key}", escaped}});
   curl_free(escaped);
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-  CurlCall call = Perform(h, config_);
-  if (call.code != CURLE_OK) {
-    return absl::UnavailableError(absl::StrCat("lookup failed: ", call.error));
-  }
-  if (call.status == 404) return std::optional<std::string>();
-  if (call.status == 200) {
-    std::string id = !call.response.record_id_header.empty()
-                         ? call.response.record_id_header
-                         : RecordIdFromBody(call.response.body);
-    // A 200 without an id still says the record exists.
-    return std::optional<std::string>(id.empty() ? "(unknown)" : id);
-  }
-  return absl::UnavailableError(absl::StrCat("lookup failed: HTTP ", call.status));
+  auto t = NewTransfer(std::move(url));
+  curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
+  t->lookup_done = std::move(done);
+  loop_->Submit(std::move(t));
+}
+
+DeliveryResult HttpSink::Deliver(const DeliveryRequest& request) {
+  std::promise<DeliveryResult> answer;
+  auto result = answer.get_future();
+  DeliverAsync(request, [&answer](DeliveryResult r) { answer.set_value(std::move(r)); });
+  return result.get();
+}
+
+LookupResult HttpSink::Lookup(const StoredEvent& event) {
+  std::promise<LookupResult> answer;
+  auto result = answer.get_future();
+  LookupAsync(event, [&answer](LookupResult r) { answer.set_value(std::move(r)); });
+  return result.get();
 }
 
 }  // namespace replayd

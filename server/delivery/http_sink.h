@@ -1,6 +1,9 @@
 // The HTTP sink (SPEC §4): POSTs the JSON envelope to the configured URL with
-// libcurl, one keep-alive connection per calling thread, and answers lookups
-// with GET lookup_url. Thread safe.
+// libcurl and answers lookups with GET lookup_url. Every call of a sink runs
+// on the sink's own thread, on one curl multi handle (keep-alive connections
+// shared by all calls, many calls in flight); the blocking Deliver and Lookup
+// wait for their asynchronous forms and must not be called from a `done`
+// callback. Thread safe.
 #pragma once
 
 #include <memory>
@@ -11,6 +14,10 @@
 #include "server/delivery/sink.h"
 
 namespace replayd {
+namespace http_sink_internal {
+struct Transfer;
+class Loop;
+}  // namespace http_sink_internal
 
 class HttpSink final : public Sink {
  public:
@@ -21,13 +28,18 @@ class HttpSink final : public Sink {
   const std::string& name() const override { return config_.name; }
   DeliveryResult Deliver(const DeliveryRequest& request) override;
   bool HasLookup() const override { return !config_.lookup_url.empty(); }
-  absl::StatusOr<std::optional<std::string>> Lookup(const StoredEvent& event) override;
+  LookupResult Lookup(const StoredEvent& event) override;
+  void DeliverAsync(const DeliveryRequest& request, DeliverDone done) override;
+  void LookupAsync(const StoredEvent& event, LookupDone done) override;
+  bool NonBlocking() const override { return true; }
 
  private:
   explicit HttpSink(SinkConfig config);
+  // A transfer of `url` with the sink's timeouts and response readers set.
+  std::unique_ptr<http_sink_internal::Transfer> NewTransfer(std::string url) const;
 
   const SinkConfig config_;
-  const uint64_t id_;  // keys this sink's per-thread curl handles
+  std::unique_ptr<http_sink_internal::Loop> loop_;
 };
 
 // The body POSTed for `event`: source, event_id, sequence, key, type,

@@ -3,6 +3,7 @@
 // Lookup are called from many workers at once.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -35,8 +36,13 @@ struct DeliveryResult {
   absl::Duration duration;
 };
 
+using LookupResult = absl::StatusOr<std::optional<std::string>>;
+
 class Sink {
  public:
+  using DeliverDone = std::function<void(DeliveryResult)>;
+  using LookupDone = std::function<void(LookupResult)>;
+
   virtual ~Sink() = default;
   virtual const std::string& name() const = 0;
 
@@ -48,7 +54,18 @@ class Sink {
   // Read-only: the downstream record id for this event, or nullopt when it
   // has none. UNAVAILABLE when the downstream cannot answer, UNIMPLEMENTED
   // when !HasLookup().
-  virtual absl::StatusOr<std::optional<std::string>> Lookup(const StoredEvent& event) = 0;
+  virtual LookupResult Lookup(const StoredEvent& event) = 0;
+
+  // Deliver and Lookup without waiting for the downstream, when the sink can
+  // (NonBlocking()): `done` is called exactly once, on the sink's own thread,
+  // or before these return. The request's event need only live until they
+  // return. By default they call the blocking forms.
+  virtual void DeliverAsync(const DeliveryRequest& request, DeliverDone done) {
+    done(Deliver(request));
+  }
+  virtual void LookupAsync(const StoredEvent& event, LookupDone done) { done(Lookup(event)); }
+  // Whether DeliverAsync and LookupAsync return before the downstream answers.
+  virtual bool NonBlocking() const { return false; }
 
   // The downstream table when this sink writes to a table in the log's own
   // database: delivery then does the lookup, the insert and the log's update

@@ -304,12 +304,12 @@ ReplayRunner::JobRun::Result ReplayRunner::JobRun::Deliver(const StoredEvent& e)
     const StoredEvent& fresh = **claimed;
     if (CurrentStop() != Stop::kNone) {
       // Stopped while claiming: the create call has not started, leave it.
-      (void)r_->delivery_store_->Release(fresh.position, claim_owner_);
+      (void)r_->delivery_store_->Release({fresh.position}, claim_owner_);
       return {Result::kAbandoned, ""};
     }
     const Route* route = r_->routes_(fresh.event.source);
     if (Classify(fresh, job_.spec, route != nullptr, std::nullopt) != ReplayCategory::kDeliver) {
-      (void)r_->delivery_store_->Release(fresh.position, claim_owner_);
+      (void)r_->delivery_store_->Release({fresh.position}, claim_owner_);
       return {Result::kSkipped, ""};
     }
     DeliveryContext ctx;
@@ -325,7 +325,7 @@ ReplayRunner::JobRun::Result ReplayRunner::JobRun::Deliver(const StoredEvent& e)
         absl::SleepFor(kRetryDelay);
         continue;
       }
-      (void)r_->delivery_store_->Release(fresh.position, claim_owner_);
+      (void)r_->delivery_store_->Release({fresh.position}, claim_owner_);
       return {Result::kFailed, std::string(report.status().message())};
     }
     if (report->action != CheckDecision::Action::kDeliver) return {Result::kSkipped, ""};

@@ -78,9 +78,10 @@ class DeliveryStore {
                                                               const std::string& owner,
                                                               absl::Duration lease) = 0;
 
-  // Drops `owner`'s claim on the event at `position` (no-op when it does not
-  // hold it).
-  virtual absl::Status Release(int64_t position, const std::string& owner) = 0;
+  // Drops `owner`'s claims on the events at `positions` (those it does not
+  // hold are left alone), in one statement.
+  virtual absl::Status Release(const std::vector<int64_t>& positions,
+                               const std::string& owner) = 0;
 
   // Pushes the expiry of every claim `owner` holds to now + lease (the
   // dispatcher's heartbeat; claims being released are skipped). Also deletes

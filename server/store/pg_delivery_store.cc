@@ -110,7 +110,7 @@ std::string VerifySql() {
  ORDER BY e.position)sql");
 }
 
-// $1 owner, $2 positions.
+// $1 owner, $2 positions: also Release().
 constexpr const char* kGiveBackName = "delivery_give_back";
 constexpr const char* kGiveBackSql =
     "DELETE FROM delivery_claims WHERE owner = $1 AND position = ANY($2::bigint[])";
@@ -134,10 +134,6 @@ std::string EventSql() {
   return absl::StrCat("SELECT ", StoredEventColumns("e"),
                       " FROM events e WHERE e.ingested_at = $1 AND e.position = $2");
 }
-
-constexpr const char* kReleaseName = "delivery_release";
-constexpr const char* kReleaseSql =
-    "DELETE FROM delivery_claims WHERE position = $1 AND owner = $2";
 
 constexpr const char* kExtendName = "delivery_extend_claims";
 // Claims being released right now (a record deleting them) are skipped, so
@@ -345,11 +341,13 @@ absl::StatusOr<std::optional<StoredEvent>> PgDeliveryStore::TryClaim(int64_t pos
   return claimed;
 }
 
-absl::Status PgDeliveryStore::Release(int64_t position, const std::string& owner) {
-  return pool_->Run(kReleaseName, [&](PgPool::Lease& lease) {
-    lease.Prepare(kReleaseName, kReleaseSql);
+absl::Status PgDeliveryStore::Release(const std::vector<int64_t>& positions,
+                                      const std::string& owner) {
+  if (positions.empty()) return absl::OkStatus();
+  return pool_->Run(kGiveBackName, [&](PgPool::Lease& lease) {
+    lease.Prepare(kGiveBackName, kGiveBackSql);
     pqxx::work tx(lease.conn());
-    tx.exec_prepared(kReleaseName, position, owner);
+    tx.exec_prepared(kGiveBackName, owner, PgBigintArray(positions));
     tx.commit();
   });
 }

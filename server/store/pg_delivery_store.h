@@ -28,7 +28,7 @@ class PgDeliveryStore final : public DeliveryStore {
   absl::StatusOr<std::optional<StoredEvent>> TryClaim(int64_t position, absl::Time ingested_at,
                                                       const std::string& owner,
                                                       absl::Duration lease) override;
-  absl::Status Release(int64_t position, const std::string& owner) override;
+  absl::Status Release(const std::vector<int64_t>& positions, const std::string& owner) override;
   absl::Status ExtendClaims(const std::string& owner, absl::Duration lease) override;
   absl::Status ReleaseAll(const std::string& owner) override;
   absl::StatusOr<bool> RecordAttempt(const AttemptRecord& attempt, const OutcomeUpdate& update,

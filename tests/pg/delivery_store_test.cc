@@ -165,7 +165,7 @@ TEST_F(DeliveryStoreTest, TryClaimIsExclusiveAndNotFoundForUnknownEvents) {
   ASSERT_TRUE(theirs.ok());
   EXPECT_FALSE(theirs->has_value());
   EXPECT_THAT(Claim("dispatcher"), IsEmpty());
-  ASSERT_TRUE(store_.Release(e.position, "replay:1").ok());
+  ASSERT_TRUE(store_.Release({e.position}, "replay:1").ok());
   EXPECT_THAT(Ids(Claim("dispatcher")), ElementsAre("a1"));
   auto missing = store_.TryClaim(e.position + 1000, e.ingested_at, "x", absl::Seconds(30));
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
