@@ -94,10 +94,13 @@ struct Transfer {
 // Submit() may be called from any thread, the loop's own included.
 class Loop {
  public:
-  Loop() : multi_(curl_multi_init()) {
+  // At most `max_connections` connections, so at most that many calls in
+  // flight: curl queues the rest until a connection is free.
+  explicit Loop(int max_connections) : multi_(curl_multi_init()) {
+    curl_multi_setopt(multi_, CURLMOPT_MAX_TOTAL_CONNECTIONS, static_cast<long>(max_connections));
     // Connections kept alive for reuse (curl's default follows the number of
     // handles added, which drops as transfers end).
-    curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 512L);
+    curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(max_connections));
     thread_ = std::thread([this] { Run(); });
   }
 
@@ -308,7 +311,8 @@ absl::StatusOr<std::unique_ptr<HttpSink>> HttpSink::Create(const SinkConfig& con
 }
 
 HttpSink::HttpSink(SinkConfig config)
-    : config_(std::move(config)), loop_(std::make_unique<http_sink_internal::Loop>()) {}
+    : config_(std::move(config)),
+      loop_(std::make_unique<http_sink_internal::Loop>(config_.max_in_flight)) {}
 
 HttpSink::~HttpSink() = default;
 
