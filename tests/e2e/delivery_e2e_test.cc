@@ -1,11 +1,12 @@
 // Delivery through real replayd processes to the real downstream test server:
 // exactly once and in key order with two daemons, outage and retries,
 // commit-then-timeout with the lookup, strict per-key mode, kill -9 during
-// heavy delivery, and bad delivery configuration.
+// heavy delivery, a sink's cap on calls at once, and bad delivery configuration.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <functional>
@@ -15,6 +16,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "replay/v1/ingest.grpc.pb.h"
@@ -322,6 +324,30 @@ TEST(DeliveryE2E, KillDashNineLosesNothingAndReportsDuplicatesWithoutLookup) {
 
 TEST(DeliveryE2E, KillDashNineWithTheLookupMakesNoDuplicate) {
   EXPECT_EQ(KillDuringDelivery(true), 0);
+}
+
+TEST(DeliveryE2E, SinkMaxInFlightCapsConcurrentCalls) {
+  testing::ScratchDatabase db;
+  testing::DownstreamServer ds("idempotent");
+  std::string yaml = Yaml(ds, false, "{max_attempts: 3, base_delay: 50ms, max_delay: 500ms}");
+  // 16 workers, but at most 2 calls to this sink at once.
+  yaml = absl::StrReplaceAll(yaml, {{"    timeout: 2s\n", "    timeout: 2s\n    max_in_flight: 2\n"}});
+  testing::DaemonProcess d(db.dsn(), yaml);
+  d.Start();
+  ds.SetFaults({{"latency_ms", 300}});
+  Publish(d.grpc_address(), "orders", Events("cap", 8, 8));  // 8 keys: all may go at once
+  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 8; },
+                      std::chrono::seconds(30)))
+      << d.log();
+  std::vector<int64_t> arrivals;
+  for (const json& r : ds.Requests()) arrivals.push_back(r["arrival_us"].get<int64_t>());
+  ASSERT_EQ(arrivals.size(), 8u);
+  std::sort(arrivals.begin(), arrivals.end());
+  // Each call takes 300 ms: a third call can only start once one of two ended.
+  for (size_t i = 2; i < arrivals.size(); ++i) {
+    EXPECT_GE(arrivals[i] - arrivals[i - 2], 250'000) << "calls " << i - 2 << " and " << i;
+  }
+  EXPECT_EQ(d.Terminate(), 0);
 }
 
 TEST(DeliveryE2E, PostgresTableSinkInsertsOncePerIdempotencyKey) {
