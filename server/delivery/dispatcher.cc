@@ -232,10 +232,12 @@ bool Dispatcher::Blocks(const Work& work) const {
 void Dispatcher::Pump() {
   // Runs on whichever thread freed a slot or queued work (the poller, a
   // sink's thread, a record writer). Deliveries it starts may report at once
-  // and call Pump again: the outer loop picks their work up instead.
-  thread_local bool pumping = false;
-  if (pumping) return;
-  pumping = true;
+  // and call this dispatcher's Pump again: the outer loop picks their work up
+  // instead. Per dispatcher, so that a thread pumping one never skips another.
+  thread_local const Dispatcher* pumping = nullptr;
+  if (pumping == this) return;
+  const Dispatcher* outer = pumping;
+  pumping = this;
   for (;;) {
     Work work;
     {
@@ -252,7 +254,7 @@ void Dispatcher::Pump() {
     }
     DeliverNext(std::move(work));
   }
-  pumping = false;
+  pumping = outer;
 }
 
 void Dispatcher::WorkerLoop() {

@@ -8,7 +8,7 @@
 #include <future>
 #include <mutex>
 #include <thread>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -148,9 +148,8 @@ class Loop {
         stopping = stopping_;
       }
       for (auto& t : batch) {
-        curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t.get());
         curl_multi_add_handle(multi_, t->easy);
-        running_.insert(t.release());
+        running_.emplace(t->easy, std::move(t));
       }
       batch.clear();
       if (stopping && running_.empty()) return;
@@ -159,12 +158,11 @@ class Loop {
       int left = 0;
       while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
         if (msg->msg != CURLMSG_DONE) continue;
-        Transfer* raw = nullptr;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &raw);
+        CURL* easy = msg->easy_handle;
         const CURLcode code = msg->data.result;
-        curl_multi_remove_handle(multi_, msg->easy_handle);
-        running_.erase(raw);
-        Finish(std::unique_ptr<Transfer>(raw), code);
+        curl_multi_remove_handle(multi_, easy);
+        auto done = running_.extract(easy);
+        Finish(std::move(done.mapped()), code);
       }
       // Callbacks above may have submitted more: look again at once.
       {
@@ -183,7 +181,7 @@ class Loop {
   std::vector<std::unique_ptr<Transfer>> submitted_;
   std::vector<CURL*> idle_;
   bool stopping_ = false;
-  std::unordered_set<Transfer*> running_;  // loop thread only
+  std::unordered_map<CURL*, std::unique_ptr<Transfer>> running_;  // loop thread only
 };
 
 // The transfer's outcome as the sinks report it.
