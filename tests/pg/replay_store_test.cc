@@ -8,6 +8,8 @@
 #include <atomic>
 #include <map>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/clock.h"
@@ -24,6 +26,13 @@ namespace {
 
 using ::testing::Contains;
 using ::testing::HasSubstr;
+
+// The dry run's missing ranges as (first, last) pairs, in order.
+std::vector<std::pair<int64_t, int64_t>> Ranges(const std::vector<SequenceGap>& gaps) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const SequenceGap& g : gaps) out.emplace_back(g.first, g.last);
+  return out;
+}
 
 // A downstream whose lookup knows some event ids; its create path must never be called.
 class LookupOnlySink final : public Sink {
@@ -118,11 +127,8 @@ TEST_F(ReplayStoreTest, DryRunCountsGapsSamplesAndWarnings) {
   EXPECT_EQ(result->skipped_by_reason["already_delivered"], 10);
   EXPECT_EQ(result->skipped_by_reason["no_route"], 3);
   EXPECT_EQ(result->missing, 4);
-  ASSERT_EQ(result->missing_ranges.size(), 2u);
-  EXPECT_EQ(result->missing_ranges[0].first, 10);
-  EXPECT_EQ(result->missing_ranges[0].last, 12);
-  EXPECT_EQ(result->missing_ranges[1].first, 20);
-  EXPECT_EQ(result->missing_ranges[1].last, 20);
+  EXPECT_EQ(Ranges(result->missing_ranges),
+            (std::vector<std::pair<int64_t, int64_t>>{{10, 12}, {20, 20}}));
   EXPECT_EQ(result->effective_rate, 30);  // capped by the sink's replay budget
   EXPECT_DOUBLE_EQ(result->estimated_seconds, 21.0 / 30);
   std::vector<std::string> deliver_samples;
@@ -227,11 +233,8 @@ TEST_F(ReplayStoreTest, WholeDayInBlockSlicesCountsEveryEventOnce) {
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->total, n - 3);
   EXPECT_EQ(result->missing, 3);
-  ASSERT_EQ(result->missing_ranges.size(), 2u);
-  EXPECT_EQ(result->missing_ranges[0].first, 700);
-  EXPECT_EQ(result->missing_ranges[0].last, 701);
-  EXPECT_EQ(result->missing_ranges[1].first, 15000);
-  EXPECT_EQ(result->missing_ranges[1].last, 15000);
+  EXPECT_EQ(Ranges(result->missing_ranges),
+            (std::vector<std::pair<int64_t, int64_t>>{{700, 701}, {15000, 15000}}));
 }
 
 TEST_F(ReplayStoreTest, StreamingPathDecidesLikeTheAggregatePath) {
