@@ -31,7 +31,7 @@ struct DeliveryContext {
   std::string trigger;    // "live", "retry", "replay:<id>"
   std::string replay_id;  // sent as X-Replay-Id; empty for live delivery
   bool resend_delivered = false;   // send events the log records as delivered
-  // The claim holder (ClaimDue / TryClaim owner); DeliverOne releases it.
+  // The claim holder (Claim / TryClaim owner); DeliverOne releases it.
   std::string claim_owner;
 };
 
@@ -74,7 +74,7 @@ class Deliverer {
             DeliveryObserver* observer = nullptr);
 
   // Delivers one event the caller has claimed as ctx.claim_owner (use the
-  // fresh row ClaimDue/TryClaim returned). Never two create calls: the
+  // fresh row Claim/TryClaim returned). Never two create calls: the
   // decision, the call and the record happen once. On OK the claim is
   // released. Errors: FAILED_PRECONDITION when the event's source has no
   // route; UNAVAILABLE when the log cannot be written (the claim then

@@ -2,7 +2,7 @@
 
 #include <unistd.h>
 
-#include <map>
+#include <algorithm>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -20,46 +20,15 @@ std::string DefaultOwner() {
 
 }  // namespace
 
-std::vector<std::vector<StoredEvent>> GroupIntoChains(std::vector<StoredEvent> claimed) {
-  std::sort(claimed.begin(), claimed.end(),
-            [](const StoredEvent& a, const StoredEvent& b) { return a.position < b.position; });
-  std::vector<std::vector<StoredEvent>> chains;
-  std::map<std::pair<std::string, std::string>, size_t> by_key;
-  for (StoredEvent& e : claimed) {
-    if (e.event.key.empty()) {
-      chains.push_back({std::move(e)});
-      continue;
-    }
-    auto [it, inserted] = by_key.try_emplace({e.event.source, e.event.key}, chains.size());
-    if (inserted) chains.emplace_back();
-    chains[it->second].push_back(std::move(e));
-  }
-  return chains;
-}
-
-bool ContinueChain(Outcome outcome, bool strict_order) {
-  switch (outcome) {
-    case Outcome::kSucceeded:
-    case Outcome::kAlreadyProcessed:
-      return true;
-    case Outcome::kFailed:
-      return !strict_order;
-    case Outcome::kPending:
-    case Outcome::kRetrying:
-      return false;
-  }
-  return false;
-}
-
 Dispatcher::Dispatcher(DeliveryStore* store, Deliverer* deliverer, DispatcherOptions options)
     : store_(store),
       deliverer_(deliverer),
       options_(std::move(options)),
       sources_(deliverer->RoutedSources()),
       strict_sources_(deliverer->StrictSources()),
-      // Up to two claim batches in flight: the next claim runs while workers
+      // Up to two batches held: the next read and claim run while workers
       // still have a batch to deliver.
-      capacity_(std::max(2 * options_.claim_batch, options_.workers)) {
+      capacity_(static_cast<size_t>(std::max(2 * options_.claim_batch, options_.workers))) {
   if (options_.owner.empty()) options_.owner = DefaultOwner();
 }
 
@@ -82,12 +51,10 @@ void Dispatcher::Start() {
 }
 
 void Dispatcher::Stop() {
-  std::deque<Work> unstarted;
   {
     std::lock_guard lock(mu_);
     if (!started_ || stopping_) return;
     stopping_ = true;
-    unstarted.swap(queue_);
   }
   work_cv_.notify_all();
   poll_cv_.notify_all();
@@ -95,21 +62,17 @@ void Dispatcher::Stop() {
   for (auto& w : workers_) w.join();
   workers_.clear();
   {
-    std::lock_guard lock(mu_);
+    // Handed to the workers but never started: ReleaseAll gives them back.
+    std::unique_lock lock(mu_);
     active_ -= static_cast<int>(blocking_queue_.size());
-    for (Work& w : blocking_queue_) unstarted.push_back(std::move(w));
+    unfinished_ -= static_cast<int>(blocking_queue_.size());
     blocking_queue_.clear();
-  }
-  for (const Work& w : unstarted) ReleaseRest(w);
-  {
     // Calls in flight and records still being written call back into this
     // object.
-    std::unique_lock lock(mu_);
-    if (!poll_cv_.wait_for(lock, std::chrono::seconds(60), [&] { return in_flight_events_ == 0; })) {
-      Logger("delivery")->error("{} deliveries still unrecorded at stop", in_flight_events_);
+    if (!poll_cv_.wait_for(lock, std::chrono::seconds(60), [&] { return unfinished_ == 0; })) {
+      Logger("delivery")->error("{} deliveries still unrecorded at stop", unfinished_);
     }
   }
-  // What was given back, and what a failed store call left behind.
   ReleaseGivenBack();
   if (absl::Status s = store_->ReleaseAll(options_.owner); !s.ok()) {
     Logger("delivery")->warn("releasing claims at stop failed (they expire by themselves): {}", s);
@@ -117,8 +80,9 @@ void Dispatcher::Stop() {
   Logger("delivery")->info("dispatcher {} stopped", options_.owner);
 }
 
-bool Dispatcher::HasRoomToClaim() const {
-  return capacity_ - in_flight_events_ >= options_.claim_batch / 2;
+bool Dispatcher::PollerHasWork() const {
+  const bool room = queues_.size() + options_.claim_batch / 2 <= capacity_;
+  return claim_wanted_ || (room && !caught_up_);
 }
 
 bool Dispatcher::SleepUnlessStopping(absl::Duration d) {
@@ -134,16 +98,15 @@ void Dispatcher::PollLoop() {
   absl::Time next_summary = absl::Now() + absl::Seconds(5);
   absl::Time summary_start = absl::Now();
   for (;;) {
-    int room;
     {
       std::unique_lock lock(mu_);
-      // Claim again once there is room for half a batch, so that
-      // workers never run dry while a claim is on its way.
-      poll_cv_.wait_for(lock, absl::ToChronoMicroseconds(options_.poll_interval), [&] {
-        return stopping_ || HasRoomToClaim();
-      });
+      // Read again once there is room for half a batch, so that workers
+      // never run dry while a read is on its way; otherwise every poll
+      // interval, for new events and retries coming due.
+      const bool woken = poll_cv_.wait_for(lock, absl::ToChronoMicroseconds(options_.poll_interval),
+                                           [&] { return stopping_ || PollerHasWork(); });
       if (stopping_) return;
-      room = capacity_ - in_flight_events_;
+      if (!woken) caught_up_ = false;
     }
     ReleaseGivenBack();
     if (absl::Now() >= next_heartbeat) {
@@ -152,62 +115,125 @@ void Dispatcher::PollLoop() {
       }
       next_heartbeat = absl::Now() + options_.claim_lease / 3;
     }
-    ClaimDueRequest request{options_.owner, options_.claim_lease,
-                            std::min(room, options_.claim_batch), sources_, strict_sources_};
-    absl::Time claim_start = absl::Now();
-    auto claimed = store_->ClaimDue(request);
+    const absl::Time claim_start = absl::Now();
+    Scan(claim_start);
+    CheckParked();
+    claimed_total += ClaimQueued();
     claim_time += absl::Now() - claim_start;
     ++polls;
-    if (claimed.ok()) claimed_total += static_cast<int64_t>(claimed->size());
+    Pump();
     if (absl::Now() >= next_summary) {
-      int in_flight, queued;
+      size_t held;
+      int64_t cursor;
       {
         std::lock_guard lock(mu_);
-        in_flight = in_flight_events_;
-        queued = static_cast<int>(queue_.size());
+        held = queues_.size();
+        cursor = cursor_;
       }
       const double busy = absl::ToDoubleSeconds(absl::Microseconds(call_busy_us_.exchange(0)));
       log->debug(
           "claims: {} polls, {} events claimed, {:.1f} ms per poll; calls in flight {:.0f}% of"
-          " the workers;"
-          " now {} in flight, {} chains queued",
+          " the workers; {} events held, cursor at {}",
           polls, claimed_total, polls > 0 ? absl::ToDoubleMilliseconds(claim_time) / polls : 0.0,
           100.0 * busy / (options_.workers * absl::ToDoubleSeconds(absl::Now() - summary_start)),
-          in_flight, queued);
+          held, cursor);
       summary_start = absl::Now();
       polls = 0;
       claimed_total = 0;
       claim_time = absl::ZeroDuration();
       next_summary = absl::Now() + absl::Seconds(5);
     }
-    if (!claimed.ok()) {
-      log->warn("claiming due events failed (will retry): {}", claimed.status());
-      if (!SleepUnlessStopping(options_.poll_interval * 10)) return;
-      continue;
-    }
-    if (claimed->empty()) {
-      // Nothing claimable: wait for a chain to finish (it may unblock its
-      // key's next event) or for the poll interval (new or due events).
-      std::unique_lock lock(mu_);
-      const int64_t seen = progress_;
-      awaiting_progress_ = true;
-      poll_cv_.wait_for(lock, absl::ToChronoMicroseconds(options_.poll_interval),
-                        [&] { return stopping_ || progress_ != seen; });
-      awaiting_progress_ = false;
-      if (stopping_) return;
-      continue;
-    }
-    size_t n = claimed->size();
-    auto chains = GroupIntoChains(std::move(*claimed));
-    {
-      std::lock_guard lock(mu_);
-      in_flight_events_ += static_cast<int>(n);
-      for (auto& c : chains) {
-        queue_.push_back(Work{std::make_shared<const Chain>(std::move(c)), 0});
-      }
-    }
-    Pump();
   }
+}
+
+void Dispatcher::Scan(absl::Time now) {
+  int64_t after;
+  int limit;
+  bool rescan;
+  size_t held;
+  {
+    std::lock_guard lock(mu_);
+    after = cursor_;
+    held = queues_.size();
+    limit = caught_up_ || held >= capacity_
+                ? 0
+                : static_cast<int>(std::min<size_t>(capacity_ - held, options_.claim_batch));
+    rescan = now >= next_rescan_;
+    if (rescan) next_rescan_ = now + absl::Seconds(1);
+  }
+  auto log = Logger("delivery");
+  if (limit > 0) {
+    auto found = store_->ScanUndelivered(sources_, after, limit);
+    if (!found.ok()) {
+      log->warn("reading undelivered events failed (will retry): {}", found.status());
+    } else {
+      std::lock_guard lock(mu_);
+      for (const UndeliveredEvent& e : *found) {
+        queues_.Add(e, now);
+        cursor_ = std::max(cursor_, e.ref.position);
+      }
+      caught_up_ = static_cast<int>(found->size()) < limit;
+    }
+  }
+  if (!rescan) return;
+  // The cursor passes positions whose ingest had not committed yet: find
+  // them among the first undelivered events (those held, and what is new
+  // below the cursor).
+  auto again = store_->ScanUndelivered(
+      sources_, 0, static_cast<int>(held) + std::max(options_.claim_batch, 1));
+  if (!again.ok()) {
+    log->warn("reading undelivered events failed (will retry): {}", again.status());
+    return;
+  }
+  std::lock_guard lock(mu_);
+  int late = 0;
+  for (const UndeliveredEvent& e : *again) {
+    if (e.ref.position <= cursor_ && queues_.Add(e, now)) ++late;
+  }
+  if (late > 0) log->debug("{} events found below the cursor (committed late)", late);
+}
+
+int Dispatcher::ClaimQueued() {
+  const absl::Time now = absl::Now();
+  std::vector<EventRef> refs;
+  {
+    std::lock_guard lock(mu_);
+    claim_wanted_ = false;
+    refs = queues_.ToClaim(now, static_cast<size_t>(std::max(options_.claim_batch, 1)));
+  }
+  if (refs.empty()) return 0;
+  auto results = store_->Claim(refs, options_.owner, options_.claim_lease, strict_sources_);
+  if (!results.ok()) {
+    Logger("delivery")->warn("claiming {} events failed (will retry): {}", refs.size(),
+                             results.status());
+    return 0;
+  }
+  int claimed = 0;
+  for (const ClaimResult& r : *results) claimed += r.state == ClaimResult::State::kClaimed;
+  std::lock_guard lock(mu_);
+  // A key whose event another worker holds is tried again a little later.
+  std::vector<int64_t> released =
+      queues_.Claimed(refs, std::move(*results), absl::Now(), 4 * options_.poll_interval);
+  to_release_.insert(to_release_.end(), released.begin(), released.end());
+  return claimed;
+}
+
+void Dispatcher::CheckParked() {
+  std::vector<EventRef> blockers;
+  {
+    std::lock_guard lock(mu_);
+    if (absl::Now() < next_parked_check_) return;
+    next_parked_check_ = absl::Now() + absl::Seconds(1);
+    blockers = queues_.Blockers();
+  }
+  if (blockers.empty()) return;
+  auto failed = store_->StillFailed(blockers);
+  if (!failed.ok()) {
+    Logger("delivery")->warn("checking parked keys failed (will retry): {}", failed.status());
+    return;
+  }
+  std::lock_guard lock(mu_);
+  queues_.Unpark(*failed);
 }
 
 void Dispatcher::ReleaseGivenBack() {
@@ -224,13 +250,13 @@ void Dispatcher::ReleaseGivenBack() {
   }
 }
 
-bool Dispatcher::Blocks(const Work& work) const {
-  const Route* route = deliverer_->RouteFor((*work.chain)[work.next].event.source);
+bool Dispatcher::Blocks(const StoredEvent& event) const {
+  const Route* route = deliverer_->RouteFor(event.event.source);
   return route != nullptr && !route->sink->NonBlocking();
 }
 
 void Dispatcher::Pump() {
-  // Runs on whichever thread freed a slot or queued work (the poller, a
+  // Runs on whichever thread freed a slot or claimed events (the poller, a
   // sink's thread, a record writer). Deliveries it starts may report at once
   // and call this dispatcher's Pump again: the outer loop picks their work up
   // instead. Per dispatcher, so that a thread pumping one never skips another.
@@ -239,110 +265,112 @@ void Dispatcher::Pump() {
   const Dispatcher* outer = pumping;
   pumping = this;
   for (;;) {
-    Work work;
+    std::shared_ptr<const StoredEvent> event;
     {
       std::lock_guard lock(mu_);
-      if (stopping_ || queue_.empty() || active_ >= options_.workers) break;
-      work = std::move(queue_.front());
-      queue_.pop_front();
+      if (stopping_ || active_ >= options_.workers) break;
+      std::optional<StoredEvent> next = queues_.NextToStart();
+      if (!next) break;
       ++active_;
-      if (Blocks(work)) {
-        blocking_queue_.push_back(std::move(work));
+      ++unfinished_;
+      event = std::make_shared<const StoredEvent>(std::move(*next));
+      if (Blocks(*event)) {
+        blocking_queue_.push_back(std::move(event));
         work_cv_.notify_one();
         continue;
       }
     }
-    DeliverNext(std::move(work));
+    Deliver(std::move(event));
   }
   pumping = outer;
 }
 
 void Dispatcher::WorkerLoop() {
   for (;;) {
-    Work work;
+    std::shared_ptr<const StoredEvent> event;
     {
       std::unique_lock lock(mu_);
       work_cv_.wait(lock, [&] { return stopping_ || !blocking_queue_.empty(); });
-      if (stopping_) return;  // Stop() releases what is left
-      work = std::move(blocking_queue_.front());
+      if (stopping_) return;  // Stop() counts off what is left
+      event = std::move(blocking_queue_.front());
       blocking_queue_.pop_front();
     }
-    DeliverNext(std::move(work));
+    Deliver(std::move(event));
   }
 }
 
-void Dispatcher::Finished(int n) {
-  bool wake;
-  {
-    std::lock_guard lock(mu_);
-    const bool had_room = HasRoomToClaim();
-    in_flight_events_ -= n;
-    ++progress_;
-    // Wake the poller only when it waits for this: one wake-up per finished
-    // event would cost a context switch each.
-    wake = stopping_ || awaiting_progress_ || (!had_room && HasRoomToClaim());
-  }
-  if (wake) poll_cv_.notify_one();
-}
-
-// What happens after one event of a chain: its record's commit and the
-// worker's decision whether the chain goes on arrive in either order; the
-// second one moves the chain on.
+// One started event: its report and its record's commit arrive in either
+// order (a failed report comes alone); the second one ends it.
 struct Dispatcher::Step {
-  Work rest;                     // the chain from the following event
-  bool proceed = false;          // set by the worker
+  std::shared_ptr<const StoredEvent> event;
+  bool reported_ok = false;      // set by the report
+  Outcome outcome = Outcome::kPending;
   absl::Status recorded;         // set by the record's callback
   std::atomic<int> arrivals{0};
 };
 
-void Dispatcher::DeliverNext(Work work) {
-  bool stopping;
-  {
-    std::lock_guard lock(mu_);
-    stopping = stopping_;
-  }
-  if (work.release_only || stopping) {
-    ReleaseRest(work);
-    Reported();
-    return;
-  }
-  const StoredEvent& event = (*work.chain)[work.next];
+void Dispatcher::Deliver(std::shared_ptr<const StoredEvent> event) {
   DeliveryContext ctx;
-  ctx.trigger = event.attempts > 0 ? "retry" : "live";
+  ctx.trigger = event->attempts > 0 ? "retry" : "live";
   ctx.claim_owner = options_.owner;
   auto step = std::make_shared<Step>();
-  step->rest = Work{work.chain, work.next + 1};
+  step->event = event;
   const absl::Time start = absl::Now();
   deliverer_->DeliverOneAsync(
-      event, ctx,
-      [this, step, work, start](absl::StatusOr<DeliveryReport> report) {
+      *event, ctx,
+      [this, step, start](absl::StatusOr<DeliveryReport> report) {
         call_busy_us_ += absl::ToInt64Microseconds(absl::Now() - start);
-        OnReported(work, step, report);
+        if (report.ok()) {
+          step->reported_ok = true;
+          step->outcome = report->outcome;
+          Arrive(step);
+        } else {
+          Logger("delivery")->warn("{}/{}: delivery not recorded (it will be retried): {}",
+                                   step->event->event.source, step->event->event.event_id,
+                                   report.status());
+          // No record follows a failed report: this is both arrivals.
+          step->arrivals.fetch_add(1, std::memory_order_acq_rel);
+          Arrive(step);
+        }
         Reported();
       },
       [this, step](absl::Status s) {
         step->recorded = std::move(s);
-        Finished(1);
         Arrive(step);
       });
 }
 
-void Dispatcher::OnReported(const Work& work, const std::shared_ptr<Step>& step,
-                            const absl::StatusOr<DeliveryReport>& report) {
-  if (!report.ok()) {
-    const StoredEvent& event = (*work.chain)[work.next];
-    Logger("delivery")->warn("{}/{}: delivery not recorded (it will be retried): {}",
-                             event.event.source, event.event.event_id, report.status());
-    ReleaseRest(work);  // this event and the rest of its chain
-    return;
+void Dispatcher::Arrive(const std::shared_ptr<Step>& step) {
+  if (step->arrivals.fetch_add(1, std::memory_order_acq_rel) == 0) return;
+  const StoredEvent& event = *step->event;
+  KeyQueues::Ending ending;
+  // The key's next event goes out only once this one's outcome is durable:
+  // if the write failed, this event is delivered again later, and its
+  // successor must not overtake it.
+  ending.recorded = step->reported_ok && step->recorded.ok();
+  ending.outcome = step->outcome;
+  const Route* route = deliverer_->RouteFor(event.event.source);
+  ending.strict_order = route != nullptr && route->strict_order;
+  if (step->reported_ok && !step->recorded.ok()) {
+    Logger("delivery")->warn("{}/{}: recording the attempt failed; the rest of its key waits: {}",
+                             event.event.source, event.event.event_id, step->recorded);
   }
-  const Route* route = deliverer_->RouteFor((*work.chain)[work.next].event.source);
-  const bool more = step->rest.next < step->rest.chain->size();
-  step->proceed =
-      more && ContinueChain(report->outcome, route != nullptr && route->strict_order);
-  // The rest of the chain must wait behind the event that stopped it.
-  if (more && !step->proceed) ReleaseRest(step->rest);
-  Arrive(step);
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    const bool had_work = PollerHasWork();
+    std::vector<int64_t> released =
+        queues_.Finished({event.position, event.ingested_at}, ending, absl::Now(),
+                         20 * options_.poll_interval);
+    to_release_.insert(to_release_.end(), released.begin(), released.end());
+    if (ending.recorded && ending.outcome == Outcome::kRetrying) claim_wanted_ = true;
+    --unfinished_;
+    // Wake the poller only when this gives it work: one wake-up per
+    // finished event would cost a context switch each.
+    wake = stopping_ || (!had_work && PollerHasWork());
+  }
+  if (wake) poll_cv_.notify_all();
+  Pump();
 }
 
 void Dispatcher::Reported() {
@@ -351,47 +379,6 @@ void Dispatcher::Reported() {
     --active_;
   }
   Pump();
-}
-
-void Dispatcher::Arrive(const std::shared_ptr<Step>& step) {
-  if (step->arrivals.fetch_add(1, std::memory_order_acq_rel) == 0) return;
-  if (!step->proceed) return;
-  // The key's next event goes out only once this one's outcome is durable:
-  // if the write failed, this event is delivered again later, and its
-  // successor must not overtake it. Workers go on with other chains meanwhile.
-  Work rest = step->rest;
-  if (!step->recorded.ok()) {
-    const StoredEvent& event = (*rest.chain)[rest.next - 1];
-    Logger("delivery")->warn("{}/{}: recording the attempt failed; the rest of its key waits: {}",
-                             event.event.source, event.event.event_id, step->recorded);
-    rest.release_only = true;
-  }
-  {
-    std::lock_guard lock(mu_);
-    if (!stopping_) {
-      // First in line: the chain's key is held until it is through.
-      queue_.push_front(std::move(rest));
-      rest.chain = nullptr;
-    }
-  }
-  if (rest.chain == nullptr) {
-    Pump();
-  } else {
-    // Stopping: the workers may be gone; Stop() releases every claim left.
-    Finished(static_cast<int>(rest.chain->size() - rest.next));
-  }
-}
-
-void Dispatcher::ReleaseRest(const Work& work) {
-  // Given back by the poller in one statement, before its next claim: the
-  // threads that get here (a sink's, a record writer's) do not wait on the
-  // database.
-  const Chain& chain = *work.chain;
-  {
-    std::lock_guard lock(mu_);
-    for (size_t i = work.next; i < chain.size(); ++i) to_release_.push_back(chain[i].position);
-  }
-  Finished(static_cast<int>(chain.size() - work.next));
 }
 
 }  // namespace replayd

@@ -1,19 +1,23 @@
-// Live delivery: claims due events from the log in batches and delivers them
-// through the Deliverer, up to `workers` calls at once. A sink that does not
-// block (HTTP: its calls run on the sink's own event loop) is called from
-// whichever thread freed a slot — the poller, the sink's loop, a record
-// writer — so no thread waits for the downstream; a blocking sink (a table)
-// is called from a pool of `workers` threads.
+// Live delivery: reads the log's undelivered events in position order from
+// a cursor, keeps them in per-key queues (KeyQueues), claims them in batches,
+// and delivers them through the Deliverer, up to `workers` calls at once. A
+// sink that does not block (HTTP: its calls run on the sink's own event loop)
+// is called from whichever thread freed a slot — the poller, the sink's loop,
+// a record writer — so no thread waits for the downstream; a blocking sink (a
+// table) is called from a pool of `workers` threads.
 //
-// Ordering: the store claims a key's events as one ordered chain (see
-// DeliveryStore::ClaimDue); its events go out one at a time, in order, each
-// once the previous one's record has committed (the workers deliver other
-// chains meanwhile), and the chain stops at the first event that will be
-// retried (or, on strict routes, that failed), releasing the rest, so a key's
-// events are never delivered out of ingest order nor two at once. Events without a key and different keys run
-// concurrently. Claims carry a lease that a heartbeat extends; a crashed
-// daemon's claims expire and another daemon takes the events over.
-// Events of sources with no route are never claimed: they stay pending.
+// Ordering: a key's events go out one at a time, in log order, each once the
+// previous one's record has committed; a retry holds back its key's later
+// events until it is through, and on a strict route a failed event parks them
+// until a replay delivers it. Events without a key and different keys run
+// concurrently. An event is delivered only while claimed (delivery_claims),
+// so another daemon or a replay never delivers it at the same time, and a key
+// whose event someone else holds waits for that claim to go. Claims carry a
+// lease that a heartbeat extends; a crashed daemon's claims expire and
+// another daemon takes the events over. Events that committed after the
+// cursor passed their position (concurrent ingests) are found by a rescan
+// every second. Events of sources with no route are never read: they stay
+// pending.
 #pragma once
 
 #include <atomic>
@@ -27,25 +31,20 @@
 
 #include "absl/time/time.h"
 #include "server/delivery/deliverer.h"
+#include "server/delivery/key_queues.h"
 #include "server/store/delivery_store.h"
 
 namespace replayd {
 
 struct DispatcherOptions {
   int workers = 64;
+  // Events read and claimed per statement; up to twice as many are held.
   int claim_batch = 256;
   absl::Duration poll_interval = absl::Milliseconds(50);
   absl::Duration claim_lease = absl::Seconds(60);
   // Unique per process; empty = "<hostname>:<pid>:<random>".
   std::string owner;
 };
-
-// The chains of one claim batch: events grouped by (source, key) in position
-// order, each event without a key alone. Pure; exposed for tests.
-std::vector<std::vector<StoredEvent>> GroupIntoChains(std::vector<StoredEvent> claimed);
-
-// Whether a worker goes on with the next event of its chain after `outcome`.
-bool ContinueChain(Outcome outcome, bool strict_order);
 
 class Dispatcher {
  public:
@@ -60,56 +59,53 @@ class Dispatcher {
   const std::string& owner() const { return options_.owner; }
 
  private:
-  using Chain = std::vector<StoredEvent>;
-  // A chain from its event `next` on: deliver it, or only release its claims.
-  struct Work {
-    std::shared_ptr<const Chain> chain;
-    size_t next = 0;
-    bool release_only = false;
-  };
   struct Step;
 
   void PollLoop();
-  // Starts queued work while fewer than `workers` calls are in flight.
+  // Reads more of the log into the key queues (and, every second, the events
+  // the cursor passed before their ingest committed).
+  void Scan(absl::Time now);
+  // Claims what the key queues want claimed. Returns how many were claimed.
+  int ClaimQueued();
+  // Checks whether the failed events parked keys wait behind are delivered.
+  void CheckParked();
+  // Starts claimed events while fewer than `workers` calls are in flight.
   void Pump();
-  // Delivers the blocking sinks' work Pump hands over.
+  // Delivers the blocking sinks' events Pump hands over.
   void WorkerLoop();
-  bool Blocks(const Work& work) const;
-  // Gives back the claims queued by ReleaseRest (and any a failed call left).
+  bool Blocks(const StoredEvent& event) const;
+  // Gives back the claims the key queues let go.
   void ReleaseGivenBack();
-  // Delivers the work's next event (one slot taken by Pump); the rest of its
-  // chain is queued again once that event's record commits (Arrive), or
-  // released.
-  void DeliverNext(Work work);
-  void OnReported(const Work& work, const std::shared_ptr<Step>& step,
-                  const absl::StatusOr<DeliveryReport>& report);
+  // Delivers one started event (its slot taken by Pump).
+  void Deliver(std::shared_ptr<const StoredEvent> event);
+  // The report and the record of one event, in either order: the second one
+  // ends it in the key queues.
+  void Arrive(const std::shared_ptr<Step>& step);
   // A call is over: its slot is free.
   void Reported();
-  void Arrive(const std::shared_ptr<Step>& step);
-  // Queues the claims of the work's events for ReleaseGivenBack.
-  void ReleaseRest(const Work& work);
-  // `n` claimed events are done with: recorded, released, or left to Stop().
-  void Finished(int n);
   bool SleepUnlessStopping(absl::Duration d);
-  // Whether enough claimed events have finished to claim again (mu_ held).
-  bool HasRoomToClaim() const;
+  // Whether the poller has work: room to read, or events to claim (mu_ held).
+  bool PollerHasWork() const;
 
   DeliveryStore* store_;
   Deliverer* deliverer_;
   DispatcherOptions options_;
   const std::vector<std::string> sources_;
   const std::vector<std::string> strict_sources_;
-  const int capacity_;  // claimed events in flight at most
+  const size_t capacity_;  // events held in the key queues at most
 
   std::mutex mu_;
   std::condition_variable work_cv_;  // workers: blocking work is queued, or stopping
-  std::condition_variable poll_cv_;  // poller: capacity freed, or stopping
-  std::deque<Work> queue_;           // chains whose next event may go out
-  std::deque<Work> blocking_queue_;  // handed to the workers (slot taken)
-  int active_ = 0;  // calls started and not yet reported
-  int in_flight_events_ = 0;  // claimed, not yet finished (queued or running)
-  int64_t progress_ = 0;  // events finished so far
-  bool awaiting_progress_ = false;  // the poller waits for any event to finish
+  std::condition_variable poll_cv_;  // poller: work for it, or stopping
+  KeyQueues queues_;
+  int64_t cursor_ = 0;  // the highest position read
+  absl::Time next_rescan_ = absl::InfinitePast();
+  absl::Time next_parked_check_ = absl::InfinitePast();
+  bool caught_up_ = false;     // the last read found the end of the log
+  bool claim_wanted_ = false;  // an event became claimable (a retry)  // an event became claimable (a retry, a failed write)
+  std::deque<std::shared_ptr<const StoredEvent>> blocking_queue_;  // slot taken
+  int active_ = 0;     // calls started and not yet reported
+  int unfinished_ = 0;  // started events not yet ended in the key queues
   std::atomic<int64_t> call_busy_us_{0};  // time calls were in flight, for the summary
   std::vector<int64_t> to_release_;  // positions whose claims to give back
   bool stopping_ = false;

@@ -22,13 +22,38 @@
 
 namespace replayd {
 
-// Which due events the dispatcher may claim.
-struct ClaimDueRequest {
-  std::string owner;                        // unique per daemon process
-  absl::Duration lease = absl::Seconds(60);
-  int limit = 256;                          // at most this many events claimed
-  std::vector<std::string> sources;         // routed sources; others stay pending
-  std::vector<std::string> strict_sources;  // a failed event parks its key's later events
+// One event by its place in the log: position names it, ingested_at finds its
+// partition.
+struct EventRef {
+  int64_t position = 0;
+  absl::Time ingested_at;
+};
+
+// An undelivered (pending or retrying) event as the dispatcher's scan of the
+// log sees it: enough to queue it behind its key's earlier events and to
+// claim it.
+struct UndeliveredEvent {
+  EventRef ref;
+  std::string source;
+  std::string key;  // empty: no key
+  // How long until it is due by the database's clock; zero: due now.
+  absl::Duration due_in = absl::ZeroDuration();
+};
+
+// What claiming one event found. Only kClaimed leaves a claim held: the
+// others were given back in the same transaction.
+struct ClaimResult {
+  enum class State {
+    kClaimed,        // held by the owner and due: deliver `event`
+    kBusy,           // another worker holds an unexpired claim on it
+    kNotDue,         // a retry due in `due_in`
+    kSettled,        // no longer pending or retrying (delivered or failed by someone else)
+    kBehindFailure,  // a strict source's key with an earlier failed event, `blocker`
+  };
+  State state = State::kBusy;
+  StoredEvent event;  // the row as of the claim (all but kBusy)
+  absl::Duration due_in = absl::ZeroDuration();
+  EventRef blocker;
 };
 
 // The new state of an event after one attempt (or a check that found it
@@ -58,16 +83,26 @@ class DeliveryStore {
  public:
   virtual ~DeliveryStore() = default;
 
-  // Claims due events (pending or retrying with next_attempt_at <= now) of
-  // `sources` for `owner`, earliest due first, under the per-key rules:
-  // an event with a key is claimed only when every earlier undelivered event
-  // of its (source, key) is claimed in the same call (so a key's events form
-  // one ordered chain held by one owner, and never two of a key run at once);
-  // a retrying event not yet due, or an event claimed by anyone, blocks the
-  // later events of its key; for `strict_sources` a failed event does too.
-  // Events without a key are claimed freely. Returns the claimed rows in
-  // position order. UNAVAILABLE when the database cannot be reached.
-  virtual absl::StatusOr<std::vector<StoredEvent>> ClaimDue(const ClaimDueRequest& request) = 0;
+  // Undelivered (pending or retrying) events of `sources` with a position
+  // after `after_position`, in position order, at most `limit`: the
+  // dispatcher's scan of the log. Reads only; claims nothing.
+  virtual absl::StatusOr<std::vector<UndeliveredEvent>> ScanUndelivered(
+      const std::vector<std::string>& sources, int64_t after_position, int limit) = 0;
+
+  // Claims `events` for `owner` (those nobody else holds, or whose claim
+  // expired; `owner`'s own claims are renewed) in position order, then reads
+  // them again as of now: an event still undelivered and due stays claimed
+  // (kClaimed); one delivered or failed meanwhile, a retry not yet due, and
+  // an event of a `strict_sources` key with an earlier failed event are given
+  // back. One result per event, in the order of `events`. Per-key order is
+  // the caller's to keep (the dispatcher's key queues).
+  virtual absl::StatusOr<std::vector<ClaimResult>> Claim(
+      const std::vector<EventRef>& events, const std::string& owner, absl::Duration lease,
+      const std::vector<std::string>& strict_sources) = 0;
+
+  // Which of `events` are failed now (a strict key's blocker that a replay
+  // has not delivered yet).
+  virtual absl::StatusOr<std::vector<int64_t>> StillFailed(const std::vector<EventRef>& events) = 0;
 
   // Claims one event for `owner` whatever its outcome (the replay runner).
   // Returns the fresh row when claimed (also when `owner` already held it),

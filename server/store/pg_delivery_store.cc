@@ -4,6 +4,7 @@
 #include <future>
 #include <set>
 #include <tuple>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "absl/status/status.h"
@@ -23,92 +24,76 @@ namespace {
 constexpr const char* kIndexJoins =
     "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
 
-// Claiming due events takes three statements in one transaction.
-//
-// 1. kClaimDueSql, $1 routed sources, $2 scan window, $3 strict sources,
-// $4 claim limit, $5 owner, $6 lease in microseconds. `cand` reads the first
-// due events nobody holds an unexpired claim on. `ok` keeps an event of rank r
-// among its key's events in `cand` only when its key has exactly r earlier
-// undelivered events (pending, retrying, or failed on a strict route) in the
-// whole log: the earlier ones are then all in `cand`, so a key's events are
-// claimed as one ordered chain, never around an event someone else holds, one
-// not yet due, or a strict route's failed one. The probe stops at r + 1.
-// `taken` inserts the claims in position order, so two claimers never
-// deadlock: one racing for the same events waits on the first row it shares
-// with the other and then finds it taken (ON CONFLICT ... WHERE expired).
-// Returns the positions taken, each with how many events `ok` wanted.
-//
-// The statement reads the log as of its start, and a claim row is deleted
-// when its attempt is recorded, so what it took may have moved on since:
-// 2. kUnchainSql, only when fewer events were taken than wanted (another
-// worker won the start of a chain): gives back the rest of such chains.
-// 3. kVerifySql re-reads what is still held, as of now: every competing
-// claim or record on these events has committed by then (the insert waited
-// for it or found its claim row gone). ClaimDue gives back what is no longer
-// due, and the rest of its key's chain.
-constexpr const char* kClaimDueName = "delivery_claim_due";
-constexpr const char* kClaimDueSql = R"sql(
-WITH cand AS (
-  SELECT ingested_at, position, source, key FROM events e
-   WHERE outcome IN ('pending', 'retrying')
-     AND next_attempt_at <= now()
-     AND source = ANY($1::text[])
-     AND NOT EXISTS (SELECT 1 FROM delivery_claims c
-                      WHERE c.position = e.position AND c.expires_at >= now())
-   ORDER BY next_attempt_at, position
-   LIMIT $2),
-ranked AS (
-  SELECT c.*, row_number() OVER (PARTITION BY c.source, c.key ORDER BY c.position) - 1 AS rank
-    FROM cand c),
-ok AS (
-  SELECT r.ingested_at, r.position FROM ranked r
-   WHERE r.key IS NULL OR r.rank = (
-     SELECT count(*) FROM (
-       SELECT 1 FROM events p
-        WHERE p.key IS NOT NULL
-          AND p.outcome IN ('pending', 'retrying', 'failed')
-          AND p.source = r.source AND p.key = r.key AND p.position < r.position
-          AND (p.outcome <> 'failed' OR p.source = ANY($3::text[]))
-        LIMIT r.rank + 1) earlier)
-   ORDER BY r.position
-   LIMIT $4),
-taken AS (
-  INSERT INTO delivery_claims AS c (position, ingested_at, owner, expires_at)
-  SELECT position, ingested_at, $5, now() + $6 * interval '1 microsecond'
-    FROM ok ORDER BY position
-  ON CONFLICT (position) DO UPDATE
-     SET owner = excluded.owner, expires_at = excluded.expires_at
-   WHERE c.expires_at < now()
-  RETURNING c.position)
-SELECT position, (SELECT count(*) FROM ok) AS wanted FROM taken)sql";
+// The dispatcher's scan: $1 routed sources, $2 after this position, $3 limit.
+// Reads events_undelivered (position) from the cursor on, in index order:
+// with stale statistics the planner would rather collect every undelivered
+// event through a bitmap and sort them (25 ms instead of 1.5 ms for 1,500 of
+// 50,000 in EXPLAIN ANALYZE).
+constexpr const char* kIndexOrder =
+    "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off;"
+    " SET LOCAL enable_sort = off; SET LOCAL jit = off";
+constexpr const char* kScanName = "delivery_scan_undelivered";
+std::string ScanSql() {
+  return absl::StrCat("SELECT position, ", EpochUs("ingested_at"), R"sql(, source, key,
+       GREATEST(0, extract(epoch FROM next_attempt_at - now()) * 1e6)::bigint
+  FROM events
+ WHERE outcome IN ('pending', 'retrying') AND position > $2 AND source = ANY($1::text[])
+ ORDER BY position
+ LIMIT $3)sql");
+}
 
-// $1 owner, $2 positions taken, $3 strict sources. Gives back each taken
-// event of a key with an earlier undelivered event that was not taken.
-constexpr const char* kUnchainName = "delivery_unchain";
-constexpr const char* kUnchainSql = R"sql(
-DELETE FROM delivery_claims c
- USING events e
- WHERE c.owner = $1 AND c.position = ANY($2::bigint[])
-   AND e.ingested_at = c.ingested_at AND e.position = c.position AND e.key IS NOT NULL
-   AND EXISTS (
-     SELECT 1 FROM events p
-      WHERE p.key IS NOT NULL
-        AND p.outcome IN ('pending', 'retrying', 'failed')
-        AND p.source = e.source AND p.key = e.key AND p.position < e.position
-        AND (p.outcome <> 'failed' OR p.source = ANY($3::text[]))
-        AND p.position <> ALL($2::bigint[]))
+// Claiming takes two statements in one transaction.
+//
+// 1. kClaimSql, $1 positions, $2 their ingested_at in epoch microseconds,
+// $3 owner, $4 lease in microseconds: inserts the claims in position order,
+// so two claimers never deadlock (one racing for the same events waits on the
+// first row it shares with the other and then finds it taken). Takes over
+// expired claims and renews the owner's own. Returns the positions taken.
+//
+// 2. kClaimVerifySql re-reads what is held, as of now: every competing claim
+// or record on these events has committed by then (the insert waited for it
+// or found its claim row gone). $1 owner, $2 positions taken, $3 strict
+// sources. Each row comes with whether it is still undelivered, how long
+// until it is due, and for a strict source's key its earliest failed event
+// before it. Claim() gives back all but the due ones in the same transaction.
+constexpr const char* kClaimName = "delivery_claim";
+constexpr const char* kClaimSql = R"sql(
+INSERT INTO delivery_claims AS c (position, ingested_at, owner, expires_at)
+SELECT t.position, 'epoch'::timestamptz + t.us * interval '1 microsecond', $3,
+       now() + $4 * interval '1 microsecond'
+  FROM unnest($1::bigint[], $2::bigint[]) AS t(position, us)
+ ORDER BY t.position
+ON CONFLICT (position) DO UPDATE
+   SET owner = excluded.owner, expires_at = excluded.expires_at
+ WHERE c.owner = excluded.owner OR c.expires_at < now()
 RETURNING c.position)sql";
 
-// $1 owner, $2 positions: the rows of the events `owner` holds among them,
-// in position order, each with whether it is due now.
-constexpr const char* kVerifyName = "delivery_claim_verify";
-std::string VerifySql() {
+constexpr const char* kClaimVerifyName = "delivery_claim_verify";
+std::string ClaimVerifySql() {
   return absl::StrCat("SELECT ", StoredEventColumns("e"), R"sql(,
-       e.outcome IN ('pending', 'retrying') AND e.next_attempt_at <= now() AS due
-  FROM delivery_claims c JOIN events e ON e.ingested_at = c.ingested_at AND e.position = c.position
- WHERE c.owner = $1 AND c.position = ANY($2::bigint[])
- ORDER BY e.position)sql");
+       e.outcome IN ('pending', 'retrying') AS undelivered,
+       GREATEST(0, extract(epoch FROM e.next_attempt_at - now()) * 1e6)::bigint AS due_in_us,
+       f.position, )sql", EpochUs("f.ingested_at"), R"sql(
+  FROM delivery_claims c
+  JOIN events e ON e.ingested_at = c.ingested_at AND e.position = c.position
+  LEFT JOIN LATERAL (
+    SELECT p.position, p.ingested_at FROM events p
+     WHERE e.source = ANY($3::text[]) AND e.key IS NOT NULL
+       AND p.key IS NOT NULL AND p.outcome = 'failed'
+       AND p.source = e.source AND p.key = e.key AND p.position < e.position
+     ORDER BY p.position
+     LIMIT 1) f ON true
+ WHERE c.owner = $1 AND c.position = ANY($2::bigint[]))sql");
 }
+
+// $1 positions, $2 their ingested_at in epoch microseconds.
+constexpr const char* kStillFailedName = "delivery_still_failed";
+constexpr const char* kStillFailedSql = R"sql(
+SELECT e.position
+  FROM unnest($1::bigint[], $2::bigint[]) AS t(position, us)
+  JOIN events e ON e.ingested_at = 'epoch'::timestamptz + t.us * interval '1 microsecond'
+               AND e.position = t.position
+ WHERE e.outcome = 'failed')sql";
 
 // $1 owner, $2 positions: also Release().
 constexpr const char* kGiveBackName = "delivery_give_back";
@@ -269,49 +254,121 @@ PgDeliveryStore::~PgDeliveryStore() {
   for (auto& w : writers_) w.join();
 }
 
-absl::StatusOr<std::vector<StoredEvent>> PgDeliveryStore::ClaimDue(const ClaimDueRequest& r) {
-  std::vector<StoredEvent> claimed;
-  if (r.sources.empty() || r.limit <= 0) return claimed;
-  absl::Status status = pool_->Run(kClaimDueName, [&](PgPool::Lease& lease) {
-    lease.Prepare(kClaimDueName, kClaimDueSql);
-    lease.Prepare(kVerifyName, VerifySql());
+absl::StatusOr<std::vector<UndeliveredEvent>> PgDeliveryStore::ScanUndelivered(
+    const std::vector<std::string>& sources, int64_t after_position, int limit) {
+  std::vector<UndeliveredEvent> found;
+  if (sources.empty() || limit <= 0) return found;
+  absl::Status status = pool_->Run(kScanName, [&](PgPool::Lease& lease) {
+    lease.Prepare(kScanName, ScanSql());
+    found.clear();
+    pqxx::read_transaction tx(lease.conn());
+    tx.exec0(kIndexOrder);
+    for (const auto& row : tx.exec_prepared(kScanName, PgTextArray(sources), after_position, limit)) {
+      UndeliveredEvent e;
+      e.ref.position = row[0].as<int64_t>();
+      e.ref.ingested_at = TimeFromEpochUs(row[1]).value_or(absl::UnixEpoch());
+      e.source = row[2].as<std::string>();
+      e.key = row[3].is_null() ? "" : row[3].as<std::string>();
+      e.due_in = row[4].is_null() ? absl::ZeroDuration() : absl::Microseconds(row[4].as<int64_t>());
+      found.push_back(std::move(e));
+    }
+  });
+  if (!status.ok()) return status;
+  return found;
+}
+
+namespace {
+
+std::pair<std::string, std::string> RefArrays(const std::vector<EventRef>& events) {
+  std::vector<int64_t> positions, us;
+  for (const EventRef& e : events) {
+    positions.push_back(e.position);
+    us.push_back(absl::ToUnixMicros(e.ingested_at));
+  }
+  return {PgBigintArray(positions), PgBigintArray(us)};
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<ClaimResult>> PgDeliveryStore::Claim(
+    const std::vector<EventRef>& events, const std::string& owner, absl::Duration lease_time,
+    const std::vector<std::string>& strict_sources) {
+  std::vector<ClaimResult> results;
+  if (events.empty()) return results;
+  const auto [positions, ingested_us] = RefArrays(events);
+  absl::Status status = pool_->Run(kClaimName, [&](PgPool::Lease& lease) {
+    lease.Prepare(kClaimName, kClaimSql);
+    lease.Prepare(kClaimVerifyName, ClaimVerifySql());
+    results.assign(events.size(), ClaimResult{});
     pqxx::work tx(lease.conn());
     tx.exec0(kIndexJoins);
-    auto rows = tx.exec_prepared(kClaimDueName, PgTextArray(r.sources), r.limit * 2,
-                                 PgTextArray(r.strict_sources), r.limit, r.owner,
-                                 Micros(r.lease));
-    claimed.clear();
-    if (rows.empty()) return;  // nothing taken: nothing to commit
     std::vector<int64_t> taken;
-    for (const auto& row : rows) taken.push_back(row[0].as<int64_t>());
-    if (static_cast<int64_t>(rows.size()) < rows[0][1].as<int64_t>()) {
-      lease.Prepare(kUnchainName, kUnchainSql);
-      tx.exec_prepared(kUnchainName, r.owner, PgBigintArray(taken),
-                       PgTextArray(r.strict_sources));
+    for (const auto& row : tx.exec_prepared(kClaimName, positions, ingested_us, owner,
+                                            Micros(lease_time))) {
+      taken.push_back(row[0].as<int64_t>());
     }
-    // Keep what is still due, in chain order: once an event of a key is given
-    // back, so are the later ones.
+    if (taken.empty()) return;  // all busy: nothing to commit
+    std::unordered_map<int64_t, size_t> index;
+    for (size_t i = 0; i < events.size(); ++i) index.emplace(events[i].position, i);
+    std::unordered_set<int64_t> seen;
     std::vector<int64_t> given_back;
-    std::set<std::pair<std::string, std::string>> broken_keys;
-    for (const auto& row : tx.exec_prepared(kVerifyName, r.owner, PgBigintArray(taken))) {
-      StoredEvent e = StoredEventFromRow(row);
-      const bool keyed = !e.event.key.empty();
-      if (row[row.size() - 1].as<bool>() &&
-          !(keyed && broken_keys.count({e.event.source, e.event.key}) > 0)) {
-        claimed.push_back(std::move(e));
+    for (const auto& row : tx.exec_prepared(kClaimVerifyName, owner, PgBigintArray(taken),
+                                            PgTextArray(strict_sources))) {
+      const int n = kStoredEventColumnCount;
+      ClaimResult& r = results[index.at(row[0].as<int64_t>())];
+      r.event = StoredEventFromRow(row);
+      seen.insert(r.event.position);
+      const bool undelivered = row[n].as<bool>();
+      r.due_in = row[n + 1].is_null() ? absl::ZeroDuration()
+                                      : absl::Microseconds(row[n + 1].as<int64_t>());
+      if (!row[n + 2].is_null()) {
+        r.blocker = {row[n + 2].as<int64_t>(), TimeFromEpochUs(row[n + 3]).value_or(absl::UnixEpoch())};
+      }
+      if (!undelivered) {
+        r.state = ClaimResult::State::kSettled;
+      } else if (!row[n + 2].is_null()) {
+        r.state = ClaimResult::State::kBehindFailure;
+      } else if (r.due_in > absl::ZeroDuration()) {
+        r.state = ClaimResult::State::kNotDue;
+      } else {
+        r.state = ClaimResult::State::kClaimed;
         continue;
       }
-      given_back.push_back(e.position);
-      if (keyed) broken_keys.emplace(e.event.source, e.event.key);
+      given_back.push_back(r.event.position);
+    }
+    for (int64_t position : taken) {
+      // Taken but gone from the log (its partition dropped by retention).
+      if (seen.count(position) > 0) continue;
+      results[index.at(position)].state = ClaimResult::State::kSettled;
+      given_back.push_back(position);
     }
     if (!given_back.empty()) {
       lease.Prepare(kGiveBackName, kGiveBackSql);
-      tx.exec_prepared(kGiveBackName, r.owner, PgBigintArray(given_back));
+      tx.exec_prepared(kGiveBackName, owner, PgBigintArray(given_back));
     }
     tx.commit();
   });
   if (!status.ok()) return status;
-  return claimed;
+  return results;
+}
+
+absl::StatusOr<std::vector<int64_t>> PgDeliveryStore::StillFailed(
+    const std::vector<EventRef>& events) {
+  std::vector<int64_t> failed;
+  if (events.empty()) return failed;
+  const auto [positions, ingested_us] = RefArrays(events);
+  absl::Status status = pool_->Run(kStillFailedName, [&](PgPool::Lease& lease) {
+    lease.Prepare(kStillFailedName, kStillFailedSql);
+    failed.clear();
+    pqxx::work tx(lease.conn());
+    tx.exec0(kIndexJoins);
+    for (const auto& row : tx.exec_prepared(kStillFailedName, positions, ingested_us)) {
+      failed.push_back(row[0].as<int64_t>());
+    }
+    tx.commit();
+  });
+  if (!status.ok()) return status;
+  return failed;
 }
 
 absl::StatusOr<std::optional<StoredEvent>> PgDeliveryStore::TryClaim(int64_t position,

@@ -24,7 +24,12 @@ class PgDeliveryStore final : public DeliveryStore {
   explicit PgDeliveryStore(PgPool* pool, int max_group = 512);
   ~PgDeliveryStore() override;
 
-  absl::StatusOr<std::vector<StoredEvent>> ClaimDue(const ClaimDueRequest& request) override;
+  absl::StatusOr<std::vector<UndeliveredEvent>> ScanUndelivered(
+      const std::vector<std::string>& sources, int64_t after_position, int limit) override;
+  absl::StatusOr<std::vector<ClaimResult>> Claim(
+      const std::vector<EventRef>& events, const std::string& owner, absl::Duration lease,
+      const std::vector<std::string>& strict_sources) override;
+  absl::StatusOr<std::vector<int64_t>> StillFailed(const std::vector<EventRef>& events) override;
   absl::StatusOr<std::optional<StoredEvent>> TryClaim(int64_t position, absl::Time ingested_at,
                                                       const std::string& owner,
                                                       absl::Duration lease) override;

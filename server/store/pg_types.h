@@ -65,6 +65,8 @@ class CopyWriter {
 // The select list StoredEventFromRow reads, in order, from the events table
 // (optionally qualified by `alias`).
 std::string StoredEventColumns(std::string_view alias = "");
+// How many columns StoredEventColumns selects: a query's own columns follow.
+inline constexpr int kStoredEventColumnCount = 15;
 StoredEvent StoredEventFromRow(const pqxx::row& row);
 
 }  // namespace replayd

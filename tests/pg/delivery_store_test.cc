@@ -1,6 +1,7 @@
-// The delivery store against a real PostgreSQL: claim ordering rules (per-key
-// chains, blocking by claimed, not-yet-due and strict-failed events), leases,
-// TryClaim, group-committed records, and the trace.
+// The delivery store against a real PostgreSQL: the dispatcher's scan of the
+// log, what a claim finds (claimed, busy, not due, settled, behind a strict
+// route's failure), leases, TryClaim, group-committed records, and the trace.
+// Per-key order is the dispatcher's (KeyQueues, tests/unit).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -47,11 +48,35 @@ class DeliveryStoreTest : public ::testing::Test {
     ASSERT_TRUE(r.ok()) << r.status();
   }
 
-  std::vector<StoredEvent> Claim(const std::string& owner, int limit = 100,
-                                 std::vector<std::string> strict = {}) {
-    auto r = store_.ClaimDue({owner, absl::Seconds(60), limit, {"shop"}, std::move(strict)});
+  std::vector<EventRef> Scan(int64_t after = 0, int limit = 100) {
+    auto r = store_.ScanUndelivered({"shop"}, after, limit);
     EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? *r : std::vector<StoredEvent>{};
+    std::vector<EventRef> refs;
+    if (r.ok()) {
+      for (const UndeliveredEvent& e : *r) refs.push_back(e.ref);
+    }
+    return refs;
+  }
+
+  std::vector<ClaimResult> ClaimRefs(const std::vector<EventRef>& refs, const std::string& owner,
+                                     std::vector<std::string> strict = {}) {
+    auto r = store_.Claim(refs, owner, absl::Seconds(60), strict);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : std::vector<ClaimResult>{};
+  }
+
+  // Claims every undelivered event of "shop" for `owner`: those it now holds.
+  std::vector<StoredEvent> Claim(const std::string& owner, int limit = 100) {
+    std::vector<StoredEvent> claimed;
+    for (ClaimResult& r : ClaimRefs(Scan(0, limit), owner)) {
+      if (r.state == ClaimResult::State::kClaimed) claimed.push_back(std::move(r.event));
+    }
+    return claimed;
+  }
+
+  EventRef Ref(const std::string& id) {
+    StoredEvent e = Find(id);
+    return {e.position, e.ingested_at};
   }
 
   StoredEvent Find(const std::string& id) { return *events_.Find("shop", id); }
@@ -86,43 +111,77 @@ class DeliveryStoreTest : public ::testing::Test {
   absl::Time now_;
 };
 
-TEST_F(DeliveryStoreTest, ClaimsEachKeyAsOneOrderedChainAndUnroutedSourcesNever) {
+std::vector<ClaimResult::State> States(const std::vector<ClaimResult>& results) {
+  std::vector<ClaimResult::State> out;
+  for (const auto& r : results) out.push_back(r.state);
+  return out;
+}
+
+TEST_F(DeliveryStoreTest, TheScanReadsRoutedUndeliveredEventsInLogOrderFromTheCursor) {
   Append({Event("a1", "a"), Event("b1", "b"), Event("a2", "a"), Event("x1", ""),
           Event("o1", "a", "other"), Event("a3", "a")});
+  auto scanned = store_.ScanUndelivered({"shop"}, 0, 100);
+  ASSERT_TRUE(scanned.ok()) << scanned.status();
+  std::vector<std::string> keys;
+  for (const auto& e : *scanned) keys.push_back(e.key);
+  EXPECT_THAT(keys, ElementsAre("a", "b", "a", "", "a"));
+  EXPECT_EQ((*scanned)[0].ref.position, Find("a1").position);
+  EXPECT_EQ((*scanned)[0].due_in, absl::ZeroDuration());
+  // From the cursor on, at most `limit`.
+  auto after = Scan(Find("a2").position, 1);
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].position, Find("x1").position);
+  // Claimed events are still undelivered: the scan still reads them.
   EXPECT_THAT(Ids(Claim("A")), ElementsAre("a1", "b1", "a2", "x1", "a3"));
-  // Everything routed is held by A now.
-  EXPECT_THAT(Claim("B"), IsEmpty());
-  EXPECT_EQ(db_.QueryText("SELECT outcome FROM events WHERE event_id = 'o1'"), "pending");
-  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_claims WHERE owner = 'A'"), 5);
-}
-
-TEST_F(DeliveryStoreTest, LaterEventsOfAClaimedKeyWaitForIt) {
-  Append({Event("a1", "a"), Event("b1", "b")});
-  EXPECT_THAT(Ids(Claim("A", 1)), ElementsAre("a1"));
-  Append({Event("a2", "a"), Event("b2", "b")});
-  // a2 waits behind a1 (held by A); b1, b2 are free.
-  EXPECT_THAT(Ids(Claim("B")), ElementsAre("b1", "b2"));
-  // Once a1 is recorded delivered, a2 is next.
+  EXPECT_EQ(Scan().size(), 5u);
+  // Delivered ones it does not.
   ASSERT_EQ(Record(Find("a1"), Outcome::kSucceeded, "A").value(), true);
-  EXPECT_THAT(Ids(Claim("B")), ElementsAre("a2"));
+  EXPECT_EQ(Scan().size(), 4u);
+  EXPECT_EQ(db_.QueryText("SELECT outcome FROM events WHERE event_id = 'o1'"), "pending");
 }
 
-TEST_F(DeliveryStoreTest, ARetryNotYetDueBlocksItsKeyAndFailuresBlockOnlyStrictKeys) {
-  Append({Event("a1", "a"), Event("a2", "a"), Event("b1", "b"), Event("b2", "b")});
-  auto claimed = Claim("A", 1);
-  ASSERT_THAT(Ids(claimed), ElementsAre("a1"));
-  ASSERT_EQ(Record(claimed[0], Outcome::kRetrying, "A", absl::Hours(1)).value(), true);
-  EXPECT_THAT(Ids(Claim("B", 1)), ElementsAre("b1"));
-  ASSERT_EQ(Record(Find("b1"), Outcome::kFailed, "B").value(), true);
-  // a2 waits behind the retry; b2 waits behind the failed b1 only when strict.
-  EXPECT_THAT(Claim("C", 100, {"shop"}), IsEmpty());
-  EXPECT_THAT(Ids(Claim("C", 100, {})), ElementsAre("b2"));
-  // When the retry is due, a1 comes first, with a2 behind it in the same chain.
-  db_.Exec("UPDATE events SET next_attempt_at = now() - interval '1 second' WHERE event_id = 'a1'");
-  auto again = Claim("D");
-  EXPECT_THAT(Ids(again), ElementsAre("a1", "a2"));
-  EXPECT_EQ(again[0].attempts, 1);
-  EXPECT_EQ(again[0].outcome, Outcome::kRetrying);
+TEST_F(DeliveryStoreTest, AClaimTellsWhatItFoundAndHoldsOnlyWhatIsDue) {
+  Append({Event("a1", "a"), Event("a2", "a"), Event("b1", "b"), Event("b2", "b"),
+          Event("c1", "c")});
+  // Busy: another worker holds it.
+  ASSERT_THAT(States(ClaimRefs({Ref("a1"), Ref("b1"), Ref("c1")}, "A")),
+              ElementsAre(ClaimResult::State::kClaimed, ClaimResult::State::kClaimed,
+                          ClaimResult::State::kClaimed));
+  auto busy = ClaimRefs({Ref("c1"), Ref("b2")}, "B");
+  EXPECT_THAT(States(busy), ElementsAre(ClaimResult::State::kBusy, ClaimResult::State::kClaimed));
+  EXPECT_EQ(busy[1].event.event.event_id, "b2");
+  // The owner's own claim is renewed, not refused.
+  EXPECT_THAT(States(ClaimRefs({Ref("c1")}, "A")), ElementsAre(ClaimResult::State::kClaimed));
+  // Not due: a retry an hour away, given back with the time left.
+  ASSERT_EQ(Record(Find("a1"), Outcome::kRetrying, "A", absl::Hours(1)).value(), true);
+  auto not_due = ClaimRefs({Ref("a1")}, "B");
+  ASSERT_THAT(States(not_due), ElementsAre(ClaimResult::State::kNotDue));
+  EXPECT_GT(not_due[0].due_in, absl::Minutes(59));
+  EXPECT_LE(not_due[0].due_in, absl::Hours(1));
+  // Settled: delivered by someone else since it was read.
+  ASSERT_EQ(Record(Find("c1"), Outcome::kSucceeded, "A").value(), true);
+  EXPECT_THAT(States(ClaimRefs({Ref("c1")}, "B")), ElementsAre(ClaimResult::State::kSettled));
+  // Behind a failure: only for strict sources.
+  ASSERT_EQ(Record(Find("b1"), Outcome::kFailed, "A").value(), true);
+  ASSERT_TRUE(store_.Release({Find("b2").position}, "B").ok());
+  auto behind = ClaimRefs({Ref("b2")}, "C", {"shop"});
+  ASSERT_THAT(States(behind), ElementsAre(ClaimResult::State::kBehindFailure));
+  EXPECT_EQ(behind[0].blocker.position, Find("b1").position);
+  EXPECT_EQ(behind[0].blocker.ingested_at, Find("b1").ingested_at);
+  // Only what was claimed and due is held: here nothing (recorded or given back).
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_claims"), 0);
+  EXPECT_THAT(States(ClaimRefs({Ref("b2")}, "C")), ElementsAre(ClaimResult::State::kClaimed));
+  // The blocker stays failed until a replay delivers it.
+  auto failed = store_.StillFailed({Ref("b1"), Ref("a1")});
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  EXPECT_THAT(*failed, ElementsAre(Find("b1").position));
+  auto replay = store_.TryClaim(Find("b1").position, Find("b1").ingested_at, "replay:1",
+                                absl::Seconds(30));
+  ASSERT_TRUE(replay.ok() && replay->has_value());
+  ASSERT_EQ(Record(**replay, Outcome::kSucceeded, "replay:1").value(), true);
+  failed = store_.StillFailed({Ref("b1")});
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  EXPECT_THAT(*failed, IsEmpty());
 }
 
 TEST_F(DeliveryStoreTest, ExpiredLeasesAreReclaimedAndHeartbeatsKeepThem) {

@@ -2,9 +2,11 @@
 // chain grouping and the envelope.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "nlohmann/json.hpp"
 #include "server/delivery/check_then_act.h"
-#include "server/delivery/dispatcher.h"
+#include "server/delivery/key_queues.h"
 #include "server/delivery/http_sink.h"
 #include "server/delivery/retry_policy.h"
 
@@ -162,36 +164,170 @@ TEST(CheckThenAct, NoRecordOrNoLookupDelivers) {
   EXPECT_EQ(ActionName(CheckDecision::Action::kSkipFoundDownstream), "found_downstream");
 }
 
-StoredEvent At(int64_t position, std::string key, std::string source = "shop") {
-  StoredEvent e;
-  e.position = position;
-  e.event.source = std::move(source);
-  e.event.key = std::move(key);
+// KeyQueues: the dispatcher's per-key order.
+const absl::Time kT0 = absl::FromUnixSeconds(1'800'000'000);
+
+UndeliveredEvent Undelivered(int64_t position, std::string key,
+                             absl::Duration due_in = absl::ZeroDuration()) {
+  UndeliveredEvent e;
+  e.ref = {position, kT0};
+  e.source = "shop";
+  e.key = std::move(key);
+  e.due_in = due_in;
   return e;
 }
 
-std::vector<std::vector<int64_t>> Positions(const std::vector<std::vector<StoredEvent>>& chains) {
-  std::vector<std::vector<int64_t>> out;
-  for (const auto& c : chains) {
-    out.emplace_back();
-    for (const auto& e : c) out.back().push_back(e.position);
-  }
+std::vector<int64_t> PositionsOf(const std::vector<EventRef>& refs) {
+  std::vector<int64_t> out;
+  for (const EventRef& r : refs) out.push_back(r.position);
   return out;
 }
 
-TEST(GroupIntoChains, OneOrderedChainPerKeyAndKeylessEventsAlone) {
-  auto chains = GroupIntoChains(
-      {At(5, "a"), At(1, "a"), At(2, "b"), At(3, ""), At(4, ""), At(6, "b"), At(7, "a", "other")});
-  EXPECT_EQ(Positions(chains),
-            (std::vector<std::vector<int64_t>>{{1, 5}, {2, 6}, {3}, {4}, {7}}));
+// Claims whatever the queues want at `now`, every claim found in `state`.
+std::vector<int64_t> ClaimAll(KeyQueues& q, absl::Time now,
+                              ClaimResult::State state = ClaimResult::State::kClaimed,
+                              absl::Duration due_in = absl::ZeroDuration()) {
+  std::vector<EventRef> refs = q.ToClaim(now, 100);
+  std::vector<ClaimResult> results;
+  for (const EventRef& r : refs) {
+    ClaimResult c;
+    c.state = state;
+    c.event.position = r.position;
+    c.event.ingested_at = r.ingested_at;
+    c.due_in = due_in;
+    c.blocker = {99, kT0};
+    results.push_back(c);
+  }
+  q.Claimed(refs, results, now, absl::Seconds(1));
+  return PositionsOf(refs);
 }
 
-TEST(ContinueChain, StopsAtRetriesAndAtFailuresOnStrictRoutes) {
-  EXPECT_TRUE(ContinueChain(Outcome::kSucceeded, false));
-  EXPECT_TRUE(ContinueChain(Outcome::kAlreadyProcessed, true));
-  EXPECT_FALSE(ContinueChain(Outcome::kRetrying, false));
-  EXPECT_TRUE(ContinueChain(Outcome::kFailed, false));
-  EXPECT_FALSE(ContinueChain(Outcome::kFailed, true));
+std::vector<int64_t> StartAll(KeyQueues& q) {
+  std::vector<int64_t> started;
+  while (auto e = q.NextToStart()) started.push_back(e->position);
+  std::sort(started.begin(), started.end());
+  return started;
+}
+
+KeyQueues::Ending Ended(Outcome outcome, bool strict = false, bool recorded = true) {
+  return {recorded, outcome, strict};
+}
+
+std::vector<int64_t> Finish(KeyQueues& q, int64_t position, KeyQueues::Ending ending,
+                            absl::Time now = kT0) {
+  return q.Finished({position, kT0}, ending, now, absl::Seconds(5));
+}
+
+TEST(KeyQueues, OneEventOfAKeyAtATimeInLogOrderAndKeysSideBySide) {
+  KeyQueues q;
+  for (auto [p, k] : std::vector<std::pair<int64_t, std::string>>{
+           {1, "a"}, {2, "b"}, {3, "a"}, {4, ""}, {5, ""}, {6, "a"}}) {
+    EXPECT_TRUE(q.Add(Undelivered(p, k), kT0));
+  }
+  EXPECT_FALSE(q.Add(Undelivered(3, "a"), kT0));  // held already
+  EXPECT_EQ(q.size(), 6u);
+  EXPECT_EQ(ClaimAll(q, kT0), (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_TRUE(q.ToClaim(kT0, 100).empty());
+  // a's later events wait; b and the keyless events go at once.
+  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{1, 2, 4, 5}));
+  EXPECT_TRUE(Finish(q, 1, Ended(Outcome::kSucceeded)).empty());
+  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{3}));
+  Finish(q, 3, Ended(Outcome::kAlreadyProcessed));
+  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{6}));
+  for (int64_t p : {2, 4, 5, 6}) Finish(q, p, Ended(Outcome::kSucceeded));
+  EXPECT_EQ(q.size(), 0u);
+}
+
+TEST(KeyQueues, ARetryHoldsItsKeyBackUntilItIsDueAndThrough) {
+  KeyQueues q;
+  q.Add(Undelivered(1, "a"), kT0);
+  q.Add(Undelivered(2, "a"), kT0);
+  q.Add(Undelivered(3, "b", absl::Seconds(30)), kT0);  // read as a retry not yet due
+  EXPECT_EQ(ClaimAll(q, kT0), (std::vector<int64_t>{1, 2}));
+  ASSERT_EQ(StartAll(q), (std::vector<int64_t>{1}));
+  Finish(q, 1, Ended(Outcome::kRetrying));
+  // Claimed again at once: the claim says when it is due.
+  EXPECT_TRUE(StartAll(q).empty());
+  EXPECT_EQ(ClaimAll(q, kT0, ClaimResult::State::kNotDue, absl::Seconds(10)),
+            (std::vector<int64_t>{1}));
+  EXPECT_TRUE(q.ToClaim(kT0 + absl::Seconds(9), 100).empty());
+  EXPECT_EQ(PositionsOf(q.ToClaim(kT0 + absl::Seconds(11), 100)), (std::vector<int64_t>{1}));
+  EXPECT_EQ(ClaimAll(q, kT0 + absl::Seconds(31)), (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{1, 3}));
+  Finish(q, 1, Ended(Outcome::kSucceeded));
+  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{2}));
+}
+
+TEST(KeyQueues, AFailedWriteKeepsTheEventFirstAndTriesItAgainLater) {
+  KeyQueues q;
+  q.Add(Undelivered(1, "a"), kT0);
+  q.Add(Undelivered(2, "a"), kT0);
+  ClaimAll(q, kT0);
+  ASSERT_EQ(StartAll(q), (std::vector<int64_t>{1}));
+  Finish(q, 1, Ended(Outcome::kSucceeded, false, /*recorded=*/false));
+  EXPECT_TRUE(StartAll(q).empty());  // 2 must not overtake it
+  EXPECT_TRUE(q.ToClaim(kT0 + absl::Seconds(4), 100).empty());
+  EXPECT_EQ(ClaimAll(q, kT0 + absl::Seconds(6)), (std::vector<int64_t>{1}));
+  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{1}));
+}
+
+TEST(KeyQueues, AStrictFailureParksItsKeyAndGivesBackTheClaimsBehindIt) {
+  KeyQueues q;
+  for (int64_t p : {1, 2, 3}) q.Add(Undelivered(p, "a"), kT0);
+  q.Add(Undelivered(4, "b"), kT0);
+  q.Add(Undelivered(5, "b"), kT0);
+  ClaimAll(q, kT0);
+  ASSERT_EQ(StartAll(q), (std::vector<int64_t>{1, 4}));
+  EXPECT_EQ(Finish(q, 1, Ended(Outcome::kFailed, /*strict=*/true)),
+            (std::vector<int64_t>{2, 3}));
+  // Not strict: a failure does not stop the key.
+  EXPECT_TRUE(Finish(q, 4, Ended(Outcome::kFailed, false)).empty());
+  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{5}));
+  EXPECT_TRUE(q.ToClaim(kT0, 100).empty());
+  ASSERT_EQ(q.Blockers().size(), 1u);
+  EXPECT_EQ(q.Blockers()[0].position, 1);
+  q.Unpark({1});  // still failed
+  EXPECT_TRUE(q.ToClaim(kT0, 100).empty());
+  q.Unpark({});  // a replay delivered it
+  EXPECT_EQ(ClaimAll(q, kT0), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{2}));
+}
+
+TEST(KeyQueues, ClaimFindingsBusySettledAndBehindAFailure) {
+  KeyQueues q;
+  q.Add(Undelivered(1, "a"), kT0);
+  q.Add(Undelivered(2, "a"), kT0);
+  // Another worker holds them: the key waits, then is tried again.
+  EXPECT_EQ(ClaimAll(q, kT0, ClaimResult::State::kBusy), (std::vector<int64_t>{1, 2}));
+  EXPECT_TRUE(q.ToClaim(kT0 + absl::Milliseconds(500), 100).empty());
+  // Delivered by someone else meanwhile: dropped.
+  EXPECT_EQ(ClaimAll(q, kT0 + absl::Seconds(2), ClaimResult::State::kSettled),
+            (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(q.size(), 0u);
+  // Found behind an earlier failed event: parked behind it.
+  q.Add(Undelivered(3, "c"), kT0);
+  ClaimAll(q, kT0, ClaimResult::State::kBehindFailure);
+  ASSERT_EQ(q.Blockers().size(), 1u);
+  EXPECT_EQ(q.Blockers()[0].position, 99);
+  EXPECT_TRUE(StartAll(q).empty());
+}
+
+TEST(KeyQueues, ALateCommitGoesBeforeItsKeysLaterEventsButNotBeforeTheOneRunning) {
+  KeyQueues q;
+  q.Add(Undelivered(5, "a"), kT0);
+  ClaimAll(q, kT0);
+  ASSERT_EQ(StartAll(q), (std::vector<int64_t>{5}));
+  q.Add(Undelivered(8, "a"), kT0);
+  q.Add(Undelivered(3, "a"), kT0);  // committed after 5 was read
+  q.Add(Undelivered(7, "a"), kT0);
+  ClaimAll(q, kT0);
+  Finish(q, 5, Ended(Outcome::kSucceeded));
+  std::vector<int64_t> order;
+  while (auto e = q.NextToStart()) {
+    order.push_back(e->position);
+    Finish(q, e->position, Ended(Outcome::kSucceeded));
+  }
+  EXPECT_EQ(order, (std::vector<int64_t>{3, 7, 8}));
 }
 
 TEST(EnvelopeJson, CarriesEveryFieldAndThePayloadAsJson) {

@@ -1,0 +1,194 @@
+#include "server/delivery/key_queues.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "absl/strings/str_cat.h"
+
+namespace replayd {
+namespace {
+
+// Events without a key are each a queue of their own.
+std::string KeyId(const std::string& source, const std::string& key, int64_t position) {
+  if (key.empty()) return absl::StrCat("\x1e", position);
+  return absl::StrCat(source, "\x1f", key);
+}
+
+}  // namespace
+
+bool KeyQueues::Add(const UndeliveredEvent& event, absl::Time now) {
+  const int64_t position = event.ref.position;
+  std::string id = KeyId(event.source, event.key, position);
+  if (!key_of_.emplace(position, id).second) return false;
+  Key& key = keys_[id];
+  // Usually last; an event whose ingest committed late goes before the
+  // key's later events, though never before the one being delivered.
+  auto at = std::find_if(key.events.begin(), key.events.end(),
+                         [&](const Entry& e) { return e.ref.position > position; });
+  if (key.running && at == key.events.begin()) ++at;
+  key.events.insert(at, Entry{event.ref, now + event.due_in, std::nullopt});
+  return true;
+}
+
+std::vector<EventRef> KeyQueues::ToClaim(absl::Time now, size_t limit) const {
+  std::vector<EventRef> refs;
+  for (const auto& [id, key] : keys_) {
+    if (key.parked_behind || key.wait_until > now) continue;
+    for (size_t i = key.running ? 1 : 0; i < key.events.size(); ++i) {
+      const Entry& e = key.events[i];
+      if (e.claimed) continue;
+      if (e.due > now) break;  // a retry not yet due holds back the rest
+      refs.push_back(e.ref);
+    }
+  }
+  std::sort(refs.begin(), refs.end(),
+            [](const EventRef& a, const EventRef& b) { return a.position < b.position; });
+  if (refs.size() > limit) refs.resize(limit);
+  return refs;
+}
+
+KeyQueues::Entry* KeyQueues::Find(const std::string& id, int64_t position) {
+  auto k = keys_.find(id);
+  if (k == keys_.end()) return nullptr;
+  for (Entry& e : k->second.events) {
+    if (e.ref.position == position) return &e;
+  }
+  return nullptr;
+}
+
+std::vector<int64_t> KeyQueues::Claimed(const std::vector<EventRef>& refs,
+                                        std::vector<ClaimResult> results, absl::Time now,
+                                        absl::Duration busy_wait) {
+  std::vector<int64_t> released;
+  std::unordered_set<std::string> touched;
+  for (size_t i = 0; i < refs.size() && i < results.size(); ++i) {
+    const int64_t position = refs[i].position;
+    ClaimResult& r = results[i];
+    auto known = key_of_.find(position);
+    Entry* entry = known == key_of_.end() ? nullptr : Find(known->second, position);
+    if (entry == nullptr) {
+      if (r.state == ClaimResult::State::kClaimed) released.push_back(position);
+      continue;
+    }
+    const std::string id = known->second;
+    Key& key = keys_[id];
+    touched.insert(id);
+    switch (r.state) {
+      case ClaimResult::State::kClaimed:
+        entry->claimed = std::move(r.event);
+        break;
+      case ClaimResult::State::kBusy:
+        key.wait_until = now + busy_wait;
+        break;
+      case ClaimResult::State::kNotDue:
+        entry->due = now + r.due_in;
+        break;
+      case ClaimResult::State::kSettled:
+        key.events.erase(key.events.begin() + (entry - &key.events[0]));
+        key_of_.erase(position);
+        break;
+      case ClaimResult::State::kBehindFailure:
+        if (!key.parked_behind) key.parked_behind = r.blocker;
+        break;
+    }
+  }
+  for (const std::string& id : touched) {
+    Key& key = keys_[id];
+    if (key.parked_behind) Unclaim(key, &released);
+    Settle(id);
+  }
+  return released;
+}
+
+void KeyQueues::Unclaim(Key& key, std::vector<int64_t>* released) {
+  for (size_t i = key.running ? 1 : 0; i < key.events.size(); ++i) {
+    Entry& e = key.events[i];
+    if (!e.claimed) continue;
+    released->push_back(e.ref.position);
+    e.claimed.reset();
+  }
+}
+
+void KeyQueues::Settle(const std::string& id) {
+  auto k = keys_.find(id);
+  if (k == keys_.end()) return;
+  Key& key = k->second;
+  if (key.running) return;
+  if (key.events.empty()) {
+    keys_.erase(k);
+    return;
+  }
+  if (!key.parked_behind && key.events.front().claimed) ready_.push_back(id);
+}
+
+std::optional<StoredEvent> KeyQueues::NextToStart() {
+  while (!ready_.empty()) {
+    const std::string id = std::move(ready_.front());
+    ready_.pop_front();
+    auto k = keys_.find(id);
+    if (k == keys_.end()) continue;
+    Key& key = k->second;
+    if (key.running || key.parked_behind || key.events.empty() || !key.events.front().claimed) {
+      continue;  // started already, or changed since it was queued
+    }
+    key.running = true;
+    StoredEvent event = std::move(*key.events.front().claimed);
+    key.events.front().claimed.reset();
+    return event;
+  }
+  return std::nullopt;
+}
+
+std::vector<int64_t> KeyQueues::Finished(const EventRef& ref, const Ending& ending,
+                                         absl::Time now, absl::Duration retry_wait) {
+  std::vector<int64_t> released;
+  auto known = key_of_.find(ref.position);
+  if (known == key_of_.end()) return released;
+  const std::string id = known->second;
+  Key& key = keys_[id];
+  key.running = false;
+  if (key.events.empty() || key.events.front().ref.position != ref.position) return released;
+  Entry& front = key.events.front();
+  const bool done = ending.recorded && (ending.outcome == Outcome::kSucceeded ||
+                                        ending.outcome == Outcome::kAlreadyProcessed ||
+                                        ending.outcome == Outcome::kFailed);
+  if (done) {
+    key.events.pop_front();
+    key_of_.erase(ref.position);
+    if (ending.outcome == Outcome::kFailed && ending.strict_order) {
+      key.parked_behind = ref;
+      Unclaim(key, &released);
+    }
+  } else if (ending.recorded && ending.outcome == Outcome::kRetrying) {
+    // Claimed again at once: the claim reads when the retry is due.
+    front.due = now;
+  } else {
+    // Nothing durable happened (or a pending event was left alone): the
+    // event stays first and is tried again after a pause.
+    front.due = now + retry_wait;
+  }
+  Settle(id);
+  return released;
+}
+
+std::vector<EventRef> KeyQueues::Blockers() const {
+  std::vector<EventRef> blockers;
+  for (const auto& [id, key] : keys_) {
+    if (key.parked_behind) blockers.push_back(*key.parked_behind);
+  }
+  return blockers;
+}
+
+void KeyQueues::Unpark(const std::vector<int64_t>& still_failed) {
+  const std::unordered_set<int64_t> failed(still_failed.begin(), still_failed.end());
+  std::vector<std::string> unparked;
+  for (auto& [id, key] : keys_) {
+    if (key.parked_behind && failed.count(key.parked_behind->position) == 0) {
+      key.parked_behind.reset();
+      unparked.push_back(id);
+    }
+  }
+  for (const std::string& id : unparked) Settle(id);
+}
+
+}  // namespace replayd
