@@ -116,12 +116,17 @@ void Dispatcher::PollLoop() {
       next_heartbeat = absl::Now() + options_.claim_lease / 3;
     }
     const absl::Time claim_start = absl::Now();
-    Scan(claim_start);
+    const bool scanned = Scan(claim_start);
     CheckParked();
-    claimed_total += ClaimQueued();
+    const int claimed = ClaimQueued();
     claim_time += absl::Now() - claim_start;
     ++polls;
     Pump();
+    claimed_total += std::max(claimed, 0);
+    if (!scanned || claimed < 0) {
+      // The database is unreachable or failing: do not hammer it.
+      if (!SleepUnlessStopping(options_.poll_interval * 10)) return;
+    }
     if (absl::Now() >= next_summary) {
       size_t held;
       int64_t cursor;
@@ -146,7 +151,7 @@ void Dispatcher::PollLoop() {
   }
 }
 
-void Dispatcher::Scan(absl::Time now) {
+bool Dispatcher::Scan(absl::Time now) {
   int64_t after;
   int limit;
   bool rescan;
@@ -166,6 +171,7 @@ void Dispatcher::Scan(absl::Time now) {
     auto found = store_->ScanUndelivered(sources_, after, limit);
     if (!found.ok()) {
       log->warn("reading undelivered events failed (will retry): {}", found.status());
+      return false;
     } else {
       std::lock_guard lock(mu_);
       for (const UndeliveredEvent& e : *found) {
@@ -175,7 +181,7 @@ void Dispatcher::Scan(absl::Time now) {
       caught_up_ = static_cast<int>(found->size()) < limit;
     }
   }
-  if (!rescan) return;
+  if (!rescan) return true;
   // The cursor passes positions whose ingest had not committed yet: find
   // them among the first undelivered events (those held, and what is new
   // below the cursor).
@@ -183,7 +189,7 @@ void Dispatcher::Scan(absl::Time now) {
       sources_, 0, static_cast<int>(held) + std::max(options_.claim_batch, 1));
   if (!again.ok()) {
     log->warn("reading undelivered events failed (will retry): {}", again.status());
-    return;
+    return false;
   }
   std::lock_guard lock(mu_);
   int late = 0;
@@ -191,6 +197,7 @@ void Dispatcher::Scan(absl::Time now) {
     if (e.ref.position <= cursor_ && queues_.Add(e, now)) ++late;
   }
   if (late > 0) log->debug("{} events found below the cursor (committed late)", late);
+  return true;
 }
 
 int Dispatcher::ClaimQueued() {
@@ -206,7 +213,7 @@ int Dispatcher::ClaimQueued() {
   if (!results.ok()) {
     Logger("delivery")->warn("claiming {} events failed (will retry): {}", refs.size(),
                              results.status());
-    return 0;
+    return -1;
   }
   int claimed = 0;
   for (const ClaimResult& r : *results) claimed += r.state == ClaimResult::State::kClaimed;

@@ -63,9 +63,10 @@ class Dispatcher {
 
   void PollLoop();
   // Reads more of the log into the key queues (and, every second, the events
-  // the cursor passed before their ingest committed).
-  void Scan(absl::Time now);
-  // Claims what the key queues want claimed. Returns how many were claimed.
+  // the cursor passed before their ingest committed). False on a failed read.
+  bool Scan(absl::Time now);
+  // Claims what the key queues want claimed. Returns how many were claimed,
+  // -1 when the claim failed.
   int ClaimQueued();
   // Checks whether the failed events parked keys wait behind are delivered.
   void CheckParked();

@@ -47,13 +47,9 @@ std::vector<EventRef> KeyQueues::ToClaim(absl::Time now, size_t limit) const {
   return refs;
 }
 
-KeyQueues::Entry* KeyQueues::Find(const std::string& id, int64_t position) {
-  auto k = keys_.find(id);
-  if (k == keys_.end()) return nullptr;
-  for (Entry& e : k->second.events) {
-    if (e.ref.position == position) return &e;
-  }
-  return nullptr;
+std::deque<KeyQueues::Entry>::iterator KeyQueues::Find(Key& key, int64_t position) {
+  return std::find_if(key.events.begin(), key.events.end(),
+                      [&](const Entry& e) { return e.ref.position == position; });
 }
 
 std::vector<int64_t> KeyQueues::Claimed(const std::vector<EventRef>& refs,
@@ -65,13 +61,14 @@ std::vector<int64_t> KeyQueues::Claimed(const std::vector<EventRef>& refs,
     const int64_t position = refs[i].position;
     ClaimResult& r = results[i];
     auto known = key_of_.find(position);
-    Entry* entry = known == key_of_.end() ? nullptr : Find(known->second, position);
-    if (entry == nullptr) {
+    auto k = known == key_of_.end() ? keys_.end() : keys_.find(known->second);
+    auto entry = k == keys_.end() ? std::deque<Entry>::iterator() : Find(k->second, position);
+    if (k == keys_.end() || entry == k->second.events.end()) {
       if (r.state == ClaimResult::State::kClaimed) released.push_back(position);
       continue;
     }
     const std::string id = known->second;
-    Key& key = keys_[id];
+    Key& key = k->second;
     touched.insert(id);
     switch (r.state) {
       case ClaimResult::State::kClaimed:
@@ -84,7 +81,7 @@ std::vector<int64_t> KeyQueues::Claimed(const std::vector<EventRef>& refs,
         entry->due = now + r.due_in;
         break;
       case ClaimResult::State::kSettled:
-        key.events.erase(key.events.begin() + (entry - &key.events[0]));
+        key.events.erase(entry);
         key_of_.erase(position);
         break;
       case ClaimResult::State::kBehindFailure:

@@ -90,7 +90,7 @@ class KeyQueues {
   void Settle(const std::string& id);
   // Gives back the claims of a parked key's events.
   void Unclaim(Key& key, std::vector<int64_t>* released);
-  Entry* Find(const std::string& id, int64_t position);
+  static std::deque<Entry>::iterator Find(Key& key, int64_t position);
 
   std::unordered_map<std::string, Key> keys_;
   std::unordered_map<int64_t, std::string> key_of_;  // position -> key id
