@@ -264,7 +264,10 @@ TEST_F(ReplayE2eTest, RateIsHeldFromDownstreamArrivalTimes) {
   double rate = Rate(t);
   RecordProperty("achieved_rate", std::to_string(rate));
   EXPECT_NEAR(rate, 100, 1.0);
-  EXPECT_LE(MaxIn(t, 100000), 20) << "more than the burst in some 100 ms";
+  // A token bucket's bound over any 100 ms: the burst (20) plus what refills
+  // meanwhile (100/s × 0.1 s). Arrivals bunch after a stall of the machine,
+  // so the burst alone is not a bound (26 in one CI run under load).
+  EXPECT_LE(MaxIn(t, 100000), 20 + 10) << "more than burst + refill in some 100 ms";
 }
 
 TEST_F(ReplayE2eTest, TwoReplaysShareTheSinkBudget) {
