@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <random>
+#include <unordered_set>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/logging.h"
@@ -18,6 +19,13 @@ std::string DefaultOwner() {
   return absl::StrCat(host, ":", getpid(), ":", absl::Hex(rd(), absl::kZeroPad8));
 }
 
+// Pauses, in poll intervals: before a key whose event another worker holds
+// is tried again; after a failed read or claim; before an event whose
+// attempt was not recorded is tried again.
+constexpr int kBusyWaits = 4;
+constexpr int kBackOffWaits = 10;
+constexpr int kRetryWaits = 20;
+
 }  // namespace
 
 Dispatcher::Dispatcher(DeliveryStore* store, Deliverer* deliverer, DispatcherOptions options)
@@ -28,7 +36,8 @@ Dispatcher::Dispatcher(DeliveryStore* store, Deliverer* deliverer, DispatcherOpt
       strict_sources_(deliverer->StrictSources()),
       // Up to two batches held: the next read and claim run while workers
       // still have a batch to deliver.
-      capacity_(static_cast<size_t>(std::max(2 * options_.claim_batch, options_.workers))) {
+      capacity_(static_cast<size_t>(std::max(2 * options_.claim_batch, options_.workers))),
+      queues_(strict_sources_) {
   if (options_.owner.empty()) options_.owner = DefaultOwner();
 }
 
@@ -68,9 +77,13 @@ void Dispatcher::Stop() {
     unfinished_ -= static_cast<int>(blocking_queue_.size());
     blocking_queue_.clear();
     // Calls in flight and records still being written call back into this
-    // object.
-    if (!poll_cv_.wait_for(lock, std::chrono::seconds(60), [&] { return unfinished_ == 0; })) {
-      Logger("delivery")->error("{} deliveries still unrecorded at stop", unfinished_);
+    // object: it must outlive them.
+    for (absl::Duration waited; !poll_cv_.wait_for(lock, std::chrono::seconds(10), [&] {
+           return unfinished_ == 0 && active_ == 0 && callbacks_ == 0;
+         });) {
+      waited += absl::Seconds(10);
+      Logger("delivery")->warn("stopping: {} deliveries still unrecorded after {}", unfinished_,
+                               absl::FormatDuration(waited));
     }
   }
   ReleaseGivenBack();
@@ -81,8 +94,9 @@ void Dispatcher::Stop() {
 }
 
 bool Dispatcher::PollerHasWork() const {
-  const bool room = queues_.size() + options_.claim_batch / 2 <= capacity_;
-  return claim_wanted_ || (room && !caught_up_);
+  const size_t half_batch = static_cast<size_t>(std::max(1, options_.claim_batch / 2));
+  const bool room = queues_.size() + half_batch <= capacity_;
+  return claim_wanted_ || (room && absl::Now() >= read_again_at_);
 }
 
 bool Dispatcher::SleepUnlessStopping(absl::Duration d) {
@@ -103,10 +117,9 @@ void Dispatcher::PollLoop() {
       // Read again once there is room for half a batch, so that workers
       // never run dry while a read is on its way; otherwise every poll
       // interval, for new events and retries coming due.
-      const bool woken = poll_cv_.wait_for(lock, absl::ToChronoMicroseconds(options_.poll_interval),
-                                           [&] { return stopping_ || PollerHasWork(); });
+      poll_cv_.wait_for(lock, absl::ToChronoMicroseconds(options_.poll_interval),
+                        [&] { return stopping_ || PollerHasWork(); });
       if (stopping_) return;
-      if (!woken) caught_up_ = false;
     }
     ReleaseGivenBack();
     if (absl::Now() >= next_heartbeat) {
@@ -125,7 +138,7 @@ void Dispatcher::PollLoop() {
     claimed_total += std::max(claimed, 0);
     if (!scanned || claimed < 0) {
       // The database is unreachable or failing: do not hammer it.
-      if (!SleepUnlessStopping(options_.poll_interval * 10)) return;
+      if (!SleepUnlessStopping(kBackOffWaits * options_.poll_interval)) return;
     }
     if (absl::Now() >= next_summary) {
       size_t held;
@@ -160,7 +173,7 @@ bool Dispatcher::Scan(absl::Time now) {
     std::lock_guard lock(mu_);
     after = cursor_;
     held = queues_.size();
-    limit = caught_up_ || held >= capacity_
+    limit = now < read_again_at_ || held >= capacity_
                 ? 0
                 : static_cast<int>(std::min<size_t>(capacity_ - held, options_.claim_batch));
     rescan = now >= next_rescan_;
@@ -172,14 +185,14 @@ bool Dispatcher::Scan(absl::Time now) {
     if (!found.ok()) {
       log->warn("reading undelivered events failed (will retry): {}", found.status());
       return false;
-    } else {
-      std::lock_guard lock(mu_);
-      for (const UndeliveredEvent& e : *found) {
-        queues_.Add(e, now);
-        cursor_ = std::max(cursor_, e.ref.position);
-      }
-      caught_up_ = static_cast<int>(found->size()) < limit;
     }
+    std::lock_guard lock(mu_);
+    for (const UndeliveredEvent& e : *found) {
+      queues_.Add(e, now);
+      cursor_ = std::max(cursor_, e.ref.position);
+    }
+    // At the end of the log: look again after the poll interval.
+    if (static_cast<int>(found->size()) < limit) read_again_at_ = now + options_.poll_interval;
   }
   if (!rescan) return true;
   // The cursor passes positions whose ingest had not committed yet: find
@@ -207,6 +220,13 @@ int Dispatcher::ClaimQueued() {
     std::lock_guard lock(mu_);
     claim_wanted_ = false;
     refs = queues_.ToClaim(now, static_cast<size_t>(std::max(options_.claim_batch, 1)));
+    // Claimed again (a claim renews the owner's own): a give-back still
+    // queued must not delete the claim this takes.
+    if (!to_release_.empty()) {
+      std::unordered_set<int64_t> taking;
+      for (const EventRef& r : refs) taking.insert(r.position);
+      std::erase_if(to_release_, [&](int64_t p) { return taking.count(p) > 0; });
+    }
   }
   if (refs.empty()) return 0;
   auto results = store_->Claim(refs, options_.owner, options_.claim_lease, strict_sources_);
@@ -220,7 +240,7 @@ int Dispatcher::ClaimQueued() {
   std::lock_guard lock(mu_);
   // A key whose event another worker holds is tried again a little later.
   std::vector<int64_t> released =
-      queues_.Claimed(refs, std::move(*results), absl::Now(), 4 * options_.poll_interval);
+      queues_.Claimed(refs, std::move(*results), absl::Now(), kBusyWaits * options_.poll_interval);
   to_release_.insert(to_release_.end(), released.begin(), released.end());
   return claimed;
 }
@@ -240,7 +260,12 @@ void Dispatcher::CheckParked() {
     return;
   }
   std::lock_guard lock(mu_);
-  queues_.Unpark(*failed);
+  // The parked keys' events were let go: read the log again from their
+  // blockers on (what is held already is not added twice).
+  for (int64_t position : queues_.Unpark(*failed)) {
+    cursor_ = std::min(cursor_, position - 1);
+    read_again_at_ = absl::InfinitePast();
+  }
 }
 
 void Dispatcher::ReleaseGivenBack() {
@@ -307,14 +332,25 @@ void Dispatcher::WorkerLoop() {
 }
 
 // One started event: its report and its record's commit arrive in either
-// order (a failed report comes alone); the second one ends it.
+// order; the second one ends it. A failed report has no record after it.
 struct Dispatcher::Step {
   std::shared_ptr<const StoredEvent> event;
-  bool reported_ok = false;      // set by the report
-  Outcome outcome = Outcome::kPending;
-  absl::Status recorded;         // set by the record's callback
+  std::optional<Outcome> outcome;  // set by an OK report
+  absl::Status recorded;           // set by the record's callback
   std::atomic<int> arrivals{0};
 };
+
+void Dispatcher::EnterCallback() {
+  std::lock_guard lock(mu_);
+  ++callbacks_;
+}
+
+void Dispatcher::LeaveCallback() {
+  // Notified under the lock: once it is released, Stop() may return and this
+  // object go away.
+  std::lock_guard lock(mu_);
+  if (--callbacks_ == 0 && stopping_) poll_cv_.notify_all();
+}
 
 void Dispatcher::Deliver(std::shared_ptr<const StoredEvent> event) {
   DeliveryContext ctx;
@@ -326,40 +362,42 @@ void Dispatcher::Deliver(std::shared_ptr<const StoredEvent> event) {
   deliverer_->DeliverOneAsync(
       *event, ctx,
       [this, step, start](absl::StatusOr<DeliveryReport> report) {
+        EnterCallback();
         call_busy_us_ += absl::ToInt64Microseconds(absl::Now() - start);
         if (report.ok()) {
-          step->reported_ok = true;
           step->outcome = report->outcome;
           Arrive(step);
         } else {
           Logger("delivery")->warn("{}/{}: delivery not recorded (it will be retried): {}",
                                    step->event->event.source, step->event->event.event_id,
                                    report.status());
-          // No record follows a failed report: this is both arrivals.
-          step->arrivals.fetch_add(1, std::memory_order_acq_rel);
-          Arrive(step);
+          End(step);
         }
         Reported();
+        LeaveCallback();
       },
       [this, step](absl::Status s) {
+        EnterCallback();
         step->recorded = std::move(s);
         Arrive(step);
+        LeaveCallback();
       });
 }
 
 void Dispatcher::Arrive(const std::shared_ptr<Step>& step) {
-  if (step->arrivals.fetch_add(1, std::memory_order_acq_rel) == 0) return;
+  if (step->arrivals.fetch_add(1, std::memory_order_acq_rel) == 1) End(step);
+}
+
+void Dispatcher::End(const std::shared_ptr<Step>& step) {
   const StoredEvent& event = *step->event;
   KeyQueues::Ending ending;
   // The key's next event goes out only once this one's outcome is durable:
-  // if the write failed, this event is delivered again later, and its
-  // successor must not overtake it.
-  ending.recorded = step->reported_ok && step->recorded.ok();
-  ending.outcome = step->outcome;
-  const Route* route = deliverer_->RouteFor(event.event.source);
-  ending.strict_order = route != nullptr && route->strict_order;
-  if (step->reported_ok && !step->recorded.ok()) {
-    Logger("delivery")->warn("{}/{}: recording the attempt failed; the rest of its key waits: {}",
+  // if the write failed (or the claim was lost), this event is delivered
+  // again later, and its successor must not overtake it.
+  ending.recorded = step->outcome.has_value() && step->recorded.ok();
+  ending.outcome = step->outcome.value_or(Outcome::kPending);
+  if (step->outcome && !step->recorded.ok()) {
+    Logger("delivery")->warn("{}/{}: the attempt was not recorded; the rest of its key waits: {}",
                              event.event.source, event.event.event_id, step->recorded);
   }
   bool wake;
@@ -368,7 +406,7 @@ void Dispatcher::Arrive(const std::shared_ptr<Step>& step) {
     const bool had_work = PollerHasWork();
     std::vector<int64_t> released =
         queues_.Finished({event.position, event.ingested_at}, ending, absl::Now(),
-                         20 * options_.poll_interval);
+                         kRetryWaits * options_.poll_interval);
     to_release_.insert(to_release_.end(), released.begin(), released.end());
     if (ending.recorded && ending.outcome == Outcome::kRetrying) claim_wanted_ = true;
     --unfinished_;

@@ -80,8 +80,13 @@ class Dispatcher {
   // Delivers one started event (its slot taken by Pump).
   void Deliver(std::shared_ptr<const StoredEvent> event);
   // The report and the record of one event, in either order: the second one
-  // ends it in the key queues.
+  // ends it.
   void Arrive(const std::shared_ptr<Step>& step);
+  // Ends a started event in the key queues.
+  void End(const std::shared_ptr<Step>& step);
+  // Brackets every callback from the deliverer: Stop() waits for them.
+  void EnterCallback();
+  void LeaveCallback();
   // A call is over: its slot is free.
   void Reported();
   bool SleepUnlessStopping(absl::Duration d);
@@ -102,11 +107,13 @@ class Dispatcher {
   int64_t cursor_ = 0;  // the highest position read
   absl::Time next_rescan_ = absl::InfinitePast();
   absl::Time next_parked_check_ = absl::InfinitePast();
-  bool caught_up_ = false;     // the last read found the end of the log
-  bool claim_wanted_ = false;  // an event became claimable (a retry)  // an event became claimable (a retry, a failed write)
+  // The last read found the end of the log: the next one not before this.
+  absl::Time read_again_at_ = absl::InfinitePast();
+  bool claim_wanted_ = false;  // a retry ended: claim it to learn when it is due
   std::deque<std::shared_ptr<const StoredEvent>> blocking_queue_;  // slot taken
   int active_ = 0;     // calls started and not yet reported
   int unfinished_ = 0;  // started events not yet ended in the key queues
+  int callbacks_ = 0;   // deliverer callbacks running
   std::atomic<int64_t> call_busy_us_{0};  // time calls were in flight, for the summary
   std::vector<int64_t> to_release_;  // positions whose claims to give back
   bool stopping_ = false;

@@ -16,17 +16,30 @@ std::string KeyId(const std::string& source, const std::string& key, int64_t pos
 
 }  // namespace
 
+KeyQueues::KeyQueues(const std::vector<std::string>& strict_sources)
+    : strict_sources_(strict_sources) {}
+
 bool KeyQueues::Add(const UndeliveredEvent& event, absl::Time now) {
   const int64_t position = event.ref.position;
+  if (key_of_.count(position) > 0) return false;
   std::string id = KeyId(event.source, event.key, position);
-  if (!key_of_.emplace(position, id).second) return false;
-  Key& key = keys_[id];
+  auto [k, created] = keys_.try_emplace(id);
+  Key& key = k->second;
+  if (created) {
+    key.strict = !event.key.empty() && std::find(strict_sources_.begin(), strict_sources_.end(),
+                                                  event.source) != strict_sources_.end();
+  }
+  if (key.parked_behind) return false;
   // Usually last; an event whose ingest committed late goes before the
   // key's later events, though never before the one being delivered.
-  auto at = std::find_if(key.events.begin(), key.events.end(),
-                         [&](const Entry& e) { return e.ref.position > position; });
-  if (key.running && at == key.events.begin()) ++at;
+  auto at = key.events.end();
+  if (!key.events.empty() && key.events.back().ref.position > position) {
+    at = std::find_if(key.events.begin(), key.events.end(),
+                      [&](const Entry& e) { return e.ref.position > position; });
+    if (key.running && at == key.events.begin()) ++at;
+  }
   key.events.insert(at, Entry{event.ref, now + event.due_in, std::nullopt});
+  key_of_.emplace(position, std::move(id));
   return true;
 }
 
@@ -67,9 +80,8 @@ std::vector<int64_t> KeyQueues::Claimed(const std::vector<EventRef>& refs,
       if (r.state == ClaimResult::State::kClaimed) released.push_back(position);
       continue;
     }
-    const std::string id = known->second;
     Key& key = k->second;
-    touched.insert(id);
+    touched.insert(k->first);
     switch (r.state) {
       case ClaimResult::State::kClaimed:
         entry->claimed = std::move(r.event);
@@ -81,24 +93,29 @@ std::vector<int64_t> KeyQueues::Claimed(const std::vector<EventRef>& refs,
         entry->due = now + r.due_in;
         break;
       case ClaimResult::State::kSettled:
+        // Delivered or failed by another worker. A failure on a strict
+        // route parks the key just as one of ours would.
         key.events.erase(entry);
         key_of_.erase(position);
+        if (key.strict && r.event.outcome == Outcome::kFailed) Park(key, refs[i]);
         break;
       case ClaimResult::State::kBehindFailure:
-        if (!key.parked_behind) key.parked_behind = r.blocker;
+        Park(key, r.blocker);
         break;
     }
   }
-  for (const std::string& id : touched) {
-    Key& key = keys_[id];
-    if (key.parked_behind) Unclaim(key, &released);
-    Settle(id);
-  }
+  for (const std::string& id : touched) Settle(id, &released);
   return released;
 }
 
-void KeyQueues::Unclaim(Key& key, std::vector<int64_t>* released) {
-  for (size_t i = key.running ? 1 : 0; i < key.events.size(); ++i) {
+void KeyQueues::Park(Key& key, const EventRef& blocker) {
+  if (!key.parked_behind || blocker.position < key.parked_behind->position) {
+    key.parked_behind = blocker;
+  }
+}
+
+void KeyQueues::UnclaimLater(Key& key, std::vector<int64_t>* released) {
+  for (size_t i = 1; i < key.events.size(); ++i) {
     Entry& e = key.events[i];
     if (!e.claimed) continue;
     released->push_back(e.ref.position);
@@ -106,16 +123,32 @@ void KeyQueues::Unclaim(Key& key, std::vector<int64_t>* released) {
   }
 }
 
-void KeyQueues::Settle(const std::string& id) {
+void KeyQueues::Settle(const std::string& id, std::vector<int64_t>* released) {
   auto k = keys_.find(id);
   if (k == keys_.end()) return;
   Key& key = k->second;
+  if (key.parked_behind) {
+    // Let go of every event but the one being delivered.
+    for (size_t i = key.events.size(); i-- > (key.running ? 1 : 0);) {
+      const Entry& e = key.events[i];
+      if (e.claimed) released->push_back(e.ref.position);
+      key_of_.erase(e.ref.position);
+      key.events.erase(key.events.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    return;  // kept, empty, to remember the park
+  }
   if (key.running) return;
   if (key.events.empty()) {
     keys_.erase(k);
     return;
   }
-  if (!key.parked_behind && key.events.front().claimed) ready_.push_back(id);
+  if (key.events.front().claimed) {
+    ready_.push_back(id);
+  } else {
+    // The first event waits (a retry, another worker's claim): the later
+    // ones must not be held from others meanwhile (a replay may want them).
+    UnclaimLater(key, released);
+  }
 }
 
 std::optional<StoredEvent> KeyQueues::NextToStart() {
@@ -152,10 +185,7 @@ std::vector<int64_t> KeyQueues::Finished(const EventRef& ref, const Ending& endi
   if (done) {
     key.events.pop_front();
     key_of_.erase(ref.position);
-    if (ending.outcome == Outcome::kFailed && ending.strict_order) {
-      key.parked_behind = ref;
-      Unclaim(key, &released);
-    }
+    if (ending.outcome == Outcome::kFailed && key.strict) Park(key, ref);
   } else if (ending.recorded && ending.outcome == Outcome::kRetrying) {
     // Claimed again at once: the claim reads when the retry is due.
     front.due = now;
@@ -164,7 +194,7 @@ std::vector<int64_t> KeyQueues::Finished(const EventRef& ref, const Ending& endi
     // event stays first and is tried again after a pause.
     front.due = now + retry_wait;
   }
-  Settle(id);
+  Settle(id, &released);
   return released;
 }
 
@@ -176,16 +206,20 @@ std::vector<EventRef> KeyQueues::Blockers() const {
   return blockers;
 }
 
-void KeyQueues::Unpark(const std::vector<int64_t>& still_failed) {
+std::vector<int64_t> KeyQueues::Unpark(const std::vector<int64_t>& still_failed) {
   const std::unordered_set<int64_t> failed(still_failed.begin(), still_failed.end());
+  std::vector<int64_t> resume_at;
   std::vector<std::string> unparked;
   for (auto& [id, key] : keys_) {
     if (key.parked_behind && failed.count(key.parked_behind->position) == 0) {
+      resume_at.push_back(key.parked_behind->position);
       key.parked_behind.reset();
       unparked.push_back(id);
     }
   }
-  for (const std::string& id : unparked) Settle(id);
+  std::vector<int64_t> released;  // nothing is claimed in a parked key
+  for (const std::string& id : unparked) Settle(id, &released);
+  return resume_at;
 }
 
 }  // namespace replayd

@@ -20,7 +20,6 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -30,22 +29,25 @@ namespace replayd {
 
 class KeyQueues {
  public:
+  // On `strict_sources` a failed event parks its key's later events.
+  explicit KeyQueues(const std::vector<std::string>& strict_sources);
+
   // Adds an event read from the log, after its key's events with lower
   // positions (but never before one being delivered). Returns false when the
-  // event is held already.
+  // event is held already, or its key is parked (the event stays in the log
+  // and is read again once the key is unparked).
   bool Add(const UndeliveredEvent& event, absl::Time now);
   // Events held (queued, claimed or being delivered).
   size_t size() const { return key_of_.size(); }
 
   // The events to claim now, in position order, at most `limit`: for each key
-  // that is not waiting (on another worker's claim, or behind a strict
-  // route's failed event), its unclaimed events from the first on, up to the
-  // first one not yet due.
+  // that is not waiting (on another worker's claim) or parked, its unclaimed
+  // events from the first on, up to the first one not yet due.
   std::vector<EventRef> ToClaim(absl::Time now, size_t limit) const;
   // Applies what claiming `refs` found (`results` in the same order). A key
   // whose event another worker holds waits `busy_wait` before it is tried
-  // again. Returns the positions whose claims to give back (the events of a
-  // key found behind a failure).
+  // again. Returns the positions whose claims to give back: a key holds
+  // claims only while its first event is claimed or being delivered.
   std::vector<int64_t> Claimed(const std::vector<EventRef>& refs,
                                std::vector<ClaimResult> results, absl::Time now,
                                absl::Duration busy_wait);
@@ -57,21 +59,23 @@ class KeyQueues {
 
   // How a started event ended.
   struct Ending {
-    // false: nothing durable happened (the call or its record failed): the
-    // event stays first in its key and is claimed again after `retry_wait`.
+    // false: nothing durable happened (the call or its record failed, or the
+    // claim was lost): the event stays first in its key and is claimed again
+    // after `retry_wait`.
     bool recorded = false;
     Outcome outcome = Outcome::kPending;
-    bool strict_order = false;  // its route parks a key behind a failed event
   };
   // The event at `ref` (started by NextToStart) is over. Returns the
-  // positions whose claims to give back (a strict key's later events).
+  // positions whose claims to give back.
   std::vector<int64_t> Finished(const EventRef& ref, const Ending& ending, absl::Time now,
                                 absl::Duration retry_wait);
 
-  // The failed events keys are parked behind; Unpark() those a replay has
-  // delivered since (not in `still_failed`).
+  // The failed events parked keys wait behind. Unpark() unparks the keys
+  // whose blocker is not in `still_failed` (a replay delivered it, or put it
+  // back to a retry) and returns their blockers' positions: the caller reads
+  // the log again from there, the blocker first if it is undelivered again.
   std::vector<EventRef> Blockers() const;
-  void Unpark(const std::vector<int64_t>& still_failed);
+  std::vector<int64_t> Unpark(const std::vector<int64_t>& still_failed);
 
  private:
   struct Entry {
@@ -81,17 +85,23 @@ class KeyQueues {
   };
   struct Key {
     std::deque<Entry> events;  // position order
+    bool strict = false;       // a failure parks the key
     bool running = false;      // events.front() is being delivered
     absl::Time wait_until = absl::InfinitePast();  // another worker holds an event
-    std::optional<EventRef> parked_behind;         // strict: an earlier failed event
+    // Parked behind this failed event: the key's events are not held (they
+    // would fill the memory for as long as nobody replays the failure).
+    std::optional<EventRef> parked_behind;
   };
 
-  // The key is settled: make it startable, or forget it when empty.
-  void Settle(const std::string& id);
-  // Gives back the claims of a parked key's events.
-  void Unclaim(Key& key, std::vector<int64_t>* released);
+  // After a change to the key: lets go of what it may no longer hold, makes
+  // it startable, or forgets it.
+  void Settle(const std::string& id, std::vector<int64_t>* released);
+  void Park(Key& key, const EventRef& blocker);
+  // Gives back the claims of the key's events after the first.
+  void UnclaimLater(Key& key, std::vector<int64_t>* released);
   static std::deque<Entry>::iterator Find(Key& key, int64_t position);
 
+  const std::vector<std::string> strict_sources_;
   std::unordered_map<std::string, Key> keys_;
   std::unordered_map<int64_t, std::string> key_of_;  // position -> key id
   std::deque<std::string> ready_;  // keys whose first event may start (checked again on pop)

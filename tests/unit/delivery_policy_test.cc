@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 
 #include "nlohmann/json.hpp"
 #include "server/delivery/check_then_act.h"
@@ -164,14 +165,16 @@ TEST(CheckThenAct, NoRecordOrNoLookupDelivers) {
   EXPECT_EQ(ActionName(CheckDecision::Action::kSkipFoundDownstream), "found_downstream");
 }
 
-// KeyQueues: the dispatcher's per-key order.
+// KeyQueues: the dispatcher's per-key order. Source "shop" is strict,
+// "other" is not.
 const absl::Time kT0 = absl::FromUnixSeconds(1'800'000'000);
 
 UndeliveredEvent Undelivered(int64_t position, std::string key,
-                             absl::Duration due_in = absl::ZeroDuration()) {
+                             absl::Duration due_in = absl::ZeroDuration(),
+                             std::string source = "shop") {
   UndeliveredEvent e;
   e.ref = {position, kT0};
-  e.source = "shop";
+  e.source = std::move(source);
   e.key = std::move(key);
   e.due_in = due_in;
   return e;
@@ -183,23 +186,31 @@ std::vector<int64_t> PositionsOf(const std::vector<EventRef>& refs) {
   return out;
 }
 
-// Claims whatever the queues want at `now`, every claim found in `state`.
-std::vector<int64_t> ClaimAll(KeyQueues& q, absl::Time now,
-                              ClaimResult::State state = ClaimResult::State::kClaimed,
-                              absl::Duration due_in = absl::ZeroDuration()) {
+ClaimResult Found(const EventRef& ref, ClaimResult::State state,
+                  Outcome outcome = Outcome::kPending) {
+  ClaimResult c;
+  c.state = state;
+  c.event.position = ref.position;
+  c.event.ingested_at = ref.ingested_at;
+  c.event.outcome = outcome;
+  c.due_in = absl::Seconds(10);
+  c.blocker = {99, kT0};
+  return c;
+}
+
+// Claims whatever the queues want at `now`; each claim finds `states[position]`
+// (claimed when absent). Returns the positions given back.
+std::vector<int64_t> ClaimWith(KeyQueues& q, absl::Time now,
+                               std::map<int64_t, ClaimResult::State> states = {},
+                               Outcome outcome = Outcome::kPending) {
   std::vector<EventRef> refs = q.ToClaim(now, 100);
   std::vector<ClaimResult> results;
   for (const EventRef& r : refs) {
-    ClaimResult c;
-    c.state = state;
-    c.event.position = r.position;
-    c.event.ingested_at = r.ingested_at;
-    c.due_in = due_in;
-    c.blocker = {99, kT0};
-    results.push_back(c);
+    auto it = states.find(r.position);
+    results.push_back(
+        Found(r, it == states.end() ? ClaimResult::State::kClaimed : it->second, outcome));
   }
-  q.Claimed(refs, results, now, absl::Seconds(1));
-  return PositionsOf(refs);
+  return q.Claimed(refs, results, now, absl::Seconds(1));
 }
 
 std::vector<int64_t> StartAll(KeyQueues& q) {
@@ -209,125 +220,152 @@ std::vector<int64_t> StartAll(KeyQueues& q) {
   return started;
 }
 
-KeyQueues::Ending Ended(Outcome outcome, bool strict = false, bool recorded = true) {
-  return {recorded, outcome, strict};
-}
+KeyQueues::Ending Ended(Outcome outcome, bool recorded = true) { return {recorded, outcome}; }
 
 std::vector<int64_t> Finish(KeyQueues& q, int64_t position, KeyQueues::Ending ending,
                             absl::Time now = kT0) {
   return q.Finished({position, kT0}, ending, now, absl::Seconds(5));
 }
 
+using Positions = std::vector<int64_t>;
+
 TEST(KeyQueues, OneEventOfAKeyAtATimeInLogOrderAndKeysSideBySide) {
-  KeyQueues q;
+  KeyQueues q({"shop"});
   for (auto [p, k] : std::vector<std::pair<int64_t, std::string>>{
            {1, "a"}, {2, "b"}, {3, "a"}, {4, ""}, {5, ""}, {6, "a"}}) {
     EXPECT_TRUE(q.Add(Undelivered(p, k), kT0));
   }
   EXPECT_FALSE(q.Add(Undelivered(3, "a"), kT0));  // held already
   EXPECT_EQ(q.size(), 6u);
-  EXPECT_EQ(ClaimAll(q, kT0), (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(PositionsOf(q.ToClaim(kT0, 100)), (Positions{1, 2, 3, 4, 5, 6}));
+  EXPECT_TRUE(ClaimWith(q, kT0).empty());
   EXPECT_TRUE(q.ToClaim(kT0, 100).empty());
   // a's later events wait; b and the keyless events go at once.
-  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{1, 2, 4, 5}));
+  EXPECT_EQ(StartAll(q), (Positions{1, 2, 4, 5}));
   EXPECT_TRUE(Finish(q, 1, Ended(Outcome::kSucceeded)).empty());
-  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{3}));
+  EXPECT_EQ(StartAll(q), (Positions{3}));
   Finish(q, 3, Ended(Outcome::kAlreadyProcessed));
-  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{6}));
+  EXPECT_EQ(StartAll(q), (Positions{6}));
   for (int64_t p : {2, 4, 5, 6}) Finish(q, p, Ended(Outcome::kSucceeded));
   EXPECT_EQ(q.size(), 0u);
 }
 
-TEST(KeyQueues, ARetryHoldsItsKeyBackUntilItIsDueAndThrough) {
-  KeyQueues q;
+TEST(KeyQueues, ARetryHoldsItsKeyBackAndLetsGoOfTheLaterClaimsMeanwhile) {
+  KeyQueues q({"shop"});
   q.Add(Undelivered(1, "a"), kT0);
   q.Add(Undelivered(2, "a"), kT0);
   q.Add(Undelivered(3, "b", absl::Seconds(30)), kT0);  // read as a retry not yet due
-  EXPECT_EQ(ClaimAll(q, kT0), (std::vector<int64_t>{1, 2}));
-  ASSERT_EQ(StartAll(q), (std::vector<int64_t>{1}));
-  Finish(q, 1, Ended(Outcome::kRetrying));
-  // Claimed again at once: the claim says when it is due.
+  EXPECT_EQ(PositionsOf(q.ToClaim(kT0, 100)), (Positions{1, 2}));
+  ClaimWith(q, kT0);
+  ASSERT_EQ(StartAll(q), (Positions{1}));
+  // 2's claim is given back while 1 waits: a replay may want it.
+  EXPECT_EQ(Finish(q, 1, Ended(Outcome::kRetrying)), (Positions{2}));
   EXPECT_TRUE(StartAll(q).empty());
-  EXPECT_EQ(ClaimAll(q, kT0, ClaimResult::State::kNotDue, absl::Seconds(10)),
-            (std::vector<int64_t>{1}));
+  // Claimed again at once: the claim says when it is due.
+  EXPECT_EQ(PositionsOf(q.ToClaim(kT0, 100)), (Positions{1, 2}));
+  EXPECT_EQ(ClaimWith(q, kT0, {{1, ClaimResult::State::kNotDue}}), (Positions{2}));
   EXPECT_TRUE(q.ToClaim(kT0 + absl::Seconds(9), 100).empty());
-  EXPECT_EQ(PositionsOf(q.ToClaim(kT0 + absl::Seconds(11), 100)), (std::vector<int64_t>{1}));
-  EXPECT_EQ(ClaimAll(q, kT0 + absl::Seconds(31)), (std::vector<int64_t>{1, 3}));
-  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(PositionsOf(q.ToClaim(kT0 + absl::Seconds(11), 100)), (Positions{1, 2}));
+  EXPECT_TRUE(ClaimWith(q, kT0 + absl::Seconds(31)).empty());
+  EXPECT_EQ(StartAll(q), (Positions{1, 3}));
   Finish(q, 1, Ended(Outcome::kSucceeded));
-  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{2}));
+  EXPECT_EQ(StartAll(q), (Positions{2}));
 }
 
-TEST(KeyQueues, AFailedWriteKeepsTheEventFirstAndTriesItAgainLater) {
-  KeyQueues q;
+TEST(KeyQueues, AnAttemptNotRecordedKeepsTheEventFirstAndTriesItAgainLater) {
+  KeyQueues q({"shop"});
   q.Add(Undelivered(1, "a"), kT0);
   q.Add(Undelivered(2, "a"), kT0);
-  ClaimAll(q, kT0);
-  ASSERT_EQ(StartAll(q), (std::vector<int64_t>{1}));
-  Finish(q, 1, Ended(Outcome::kSucceeded, false, /*recorded=*/false));
+  ClaimWith(q, kT0);
+  ASSERT_EQ(StartAll(q), (Positions{1}));
+  EXPECT_EQ(Finish(q, 1, Ended(Outcome::kSucceeded, /*recorded=*/false)), (Positions{2}));
   EXPECT_TRUE(StartAll(q).empty());  // 2 must not overtake it
   EXPECT_TRUE(q.ToClaim(kT0 + absl::Seconds(4), 100).empty());
-  EXPECT_EQ(ClaimAll(q, kT0 + absl::Seconds(6)), (std::vector<int64_t>{1}));
-  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{1}));
+  EXPECT_EQ(PositionsOf(q.ToClaim(kT0 + absl::Seconds(6), 100)), (Positions{1, 2}));
+  ClaimWith(q, kT0 + absl::Seconds(6));
+  EXPECT_EQ(StartAll(q), (Positions{1}));
 }
 
-TEST(KeyQueues, AStrictFailureParksItsKeyAndGivesBackTheClaimsBehindIt) {
-  KeyQueues q;
+TEST(KeyQueues, AStrictFailureParksItsKeyLetsGoOfItsEventsAndUnparksForAReplay) {
+  KeyQueues q({"shop"});
   for (int64_t p : {1, 2, 3}) q.Add(Undelivered(p, "a"), kT0);
-  q.Add(Undelivered(4, "b"), kT0);
-  q.Add(Undelivered(5, "b"), kT0);
-  ClaimAll(q, kT0);
-  ASSERT_EQ(StartAll(q), (std::vector<int64_t>{1, 4}));
-  EXPECT_EQ(Finish(q, 1, Ended(Outcome::kFailed, /*strict=*/true)),
-            (std::vector<int64_t>{2, 3}));
+  q.Add(Undelivered(4, "b", absl::ZeroDuration(), "other"), kT0);
+  q.Add(Undelivered(5, "b", absl::ZeroDuration(), "other"), kT0);
+  ClaimWith(q, kT0);
+  ASSERT_EQ(StartAll(q), (Positions{1, 4}));
+  // The parked key's events are let go, claims and all.
+  EXPECT_EQ(Finish(q, 1, Ended(Outcome::kFailed)), (Positions{3, 2}));
+  EXPECT_EQ(q.size(), 2u);
+  EXPECT_FALSE(q.Add(Undelivered(2, "a"), kT0));  // read again while parked: not held
   // Not strict: a failure does not stop the key.
-  EXPECT_TRUE(Finish(q, 4, Ended(Outcome::kFailed, false)).empty());
-  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{5}));
+  EXPECT_TRUE(Finish(q, 4, Ended(Outcome::kFailed)).empty());
+  EXPECT_EQ(StartAll(q), (Positions{5}));
   EXPECT_TRUE(q.ToClaim(kT0, 100).empty());
   ASSERT_EQ(q.Blockers().size(), 1u);
   EXPECT_EQ(q.Blockers()[0].position, 1);
-  q.Unpark({1});  // still failed
-  EXPECT_TRUE(q.ToClaim(kT0, 100).empty());
-  q.Unpark({});  // a replay delivered it
-  EXPECT_EQ(ClaimAll(q, kT0), (std::vector<int64_t>{2, 3}));
-  EXPECT_EQ(StartAll(q), (std::vector<int64_t>{2}));
+  EXPECT_TRUE(q.Unpark({1}).empty());  // still failed
+  EXPECT_FALSE(q.Add(Undelivered(2, "a"), kT0));
+  // A replay delivered it: read the log again from the blocker on.
+  EXPECT_EQ(q.Unpark({}), (Positions{1}));
+  EXPECT_TRUE(q.Blockers().empty());
+  EXPECT_TRUE(q.Add(Undelivered(2, "a"), kT0));
+  EXPECT_TRUE(q.Add(Undelivered(3, "a"), kT0));
+  ClaimWith(q, kT0);
+  EXPECT_EQ(StartAll(q), (Positions{2}));
 }
 
 TEST(KeyQueues, ClaimFindingsBusySettledAndBehindAFailure) {
-  KeyQueues q;
+  KeyQueues q({"shop"});
   q.Add(Undelivered(1, "a"), kT0);
   q.Add(Undelivered(2, "a"), kT0);
-  // Another worker holds them: the key waits, then is tried again.
-  EXPECT_EQ(ClaimAll(q, kT0, ClaimResult::State::kBusy), (std::vector<int64_t>{1, 2}));
+  // Another worker holds the first: the key waits, and holds nothing meanwhile.
+  EXPECT_EQ(ClaimWith(q, kT0, {{1, ClaimResult::State::kBusy}}), (Positions{2}));
   EXPECT_TRUE(q.ToClaim(kT0 + absl::Milliseconds(500), 100).empty());
   // Delivered by someone else meanwhile: dropped.
-  EXPECT_EQ(ClaimAll(q, kT0 + absl::Seconds(2), ClaimResult::State::kSettled),
-            (std::vector<int64_t>{1, 2}));
+  ClaimWith(q, kT0 + absl::Seconds(2),
+            {{1, ClaimResult::State::kSettled}, {2, ClaimResult::State::kSettled}});
   EXPECT_EQ(q.size(), 0u);
   // Found behind an earlier failed event: parked behind it.
   q.Add(Undelivered(3, "c"), kT0);
-  ClaimAll(q, kT0, ClaimResult::State::kBehindFailure);
+  ClaimWith(q, kT0, {{3, ClaimResult::State::kBehindFailure}});
   ASSERT_EQ(q.Blockers().size(), 1u);
   EXPECT_EQ(q.Blockers()[0].position, 99);
+  EXPECT_EQ(q.size(), 0u);
   EXPECT_TRUE(StartAll(q).empty());
 }
 
+TEST(KeyQueues, AFailureByAnotherWorkerParksAStrictKeyToo) {
+  KeyQueues q({"shop"});
+  q.Add(Undelivered(1, "a"), kT0);
+  q.Add(Undelivered(2, "a"), kT0);
+  q.Add(Undelivered(3, "b", absl::ZeroDuration(), "other"), kT0);
+  q.Add(Undelivered(4, "b", absl::ZeroDuration(), "other"), kT0);
+  // 1 and 3 failed elsewhere (a replay, another daemon) since they were read.
+  EXPECT_EQ(ClaimWith(q, kT0,
+                      {{1, ClaimResult::State::kSettled}, {3, ClaimResult::State::kSettled}},
+                      Outcome::kFailed),
+            (Positions{2}));
+  ASSERT_EQ(q.Blockers().size(), 1u);
+  EXPECT_EQ(q.Blockers()[0].position, 1);
+  EXPECT_EQ(StartAll(q), (Positions{4}));
+}
+
 TEST(KeyQueues, ALateCommitGoesBeforeItsKeysLaterEventsButNotBeforeTheOneRunning) {
-  KeyQueues q;
+  KeyQueues q({"shop"});
   q.Add(Undelivered(5, "a"), kT0);
-  ClaimAll(q, kT0);
-  ASSERT_EQ(StartAll(q), (std::vector<int64_t>{5}));
+  ClaimWith(q, kT0);
+  ASSERT_EQ(StartAll(q), (Positions{5}));
   q.Add(Undelivered(8, "a"), kT0);
   q.Add(Undelivered(3, "a"), kT0);  // committed after 5 was read
   q.Add(Undelivered(7, "a"), kT0);
-  ClaimAll(q, kT0);
+  ClaimWith(q, kT0);
   Finish(q, 5, Ended(Outcome::kSucceeded));
   std::vector<int64_t> order;
   while (auto e = q.NextToStart()) {
     order.push_back(e->position);
     Finish(q, e->position, Ended(Outcome::kSucceeded));
   }
-  EXPECT_EQ(order, (std::vector<int64_t>{3, 7, 8}));
+  EXPECT_EQ(order, (Positions{3, 7, 8}));
 }
 
 TEST(EnvelopeJson, CarriesEveryFieldAndThePayloadAsJson) {
