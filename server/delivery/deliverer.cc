@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/await.h"
 #include "server/common/logging.h"
 #include "server/delivery/http_sink.h"
 #include "server/delivery/pg_table_sink.h"
@@ -16,6 +17,13 @@ namespace {
 double Jitter() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+// What `recorded` gets when the caller's claim expired and another worker
+// took the event: the attempt is in the trace, the event's row untouched.
+absl::Status ClaimLost(const std::string& source, const std::string& event_id, int attempt) {
+  return absl::AbortedError(absl::StrCat(source, "/", event_id, ": claim lost before attempt ",
+                                         attempt, " was recorded (lease expired?)"));
 }
 
 }  // namespace
@@ -71,17 +79,17 @@ std::vector<std::string> Deliverer::StrictSources() const {
 
 absl::StatusOr<DeliveryReport> Deliverer::DeliverOne(const StoredEvent& event,
                                                      const DeliveryContext& ctx) {
-  std::promise<absl::StatusOr<DeliveryReport>> reported;
+  // The record is waited for only after an OK report: none follows an error.
   std::promise<absl::Status> recorded;
-  auto report = reported.get_future();
   auto done = recorded.get_future();
-  DeliverOneAsync(
-      event, ctx,
-      [&reported](absl::StatusOr<DeliveryReport> r) { reported.set_value(std::move(r)); },
-      [&recorded](absl::Status s) { recorded.set_value(std::move(s)); });
-  absl::StatusOr<DeliveryReport> r = report.get();
+  absl::StatusOr<DeliveryReport> r = Await<absl::StatusOr<DeliveryReport>>([&](ReportDone report) {
+    DeliverOneAsync(event, ctx, std::move(report),
+                    [&recorded](absl::Status s) { recorded.set_value(std::move(s)); });
+  });
   if (!r.ok()) return r;
-  if (absl::Status s = done.get(); !s.ok()) return s;
+  // A lost claim (ABORTED) wrote nothing of the event's, but the call was
+  // made: the caller gets its report.
+  if (absl::Status s = done.get(); !s.ok() && !absl::IsAborted(s)) return s;
   return r;
 }
 
@@ -124,33 +132,29 @@ void Deliverer::DeliverOneAsync(const StoredEvent& event, const DeliveryContext&
   // follow a call whose record the dead daemon never wrote.
   // A table in the log's own database is looked up inside DeliverToLogTable's
   // transaction instead.
-  const bool ask = !route->sink->LogDatabaseTable() && route->sink->HasLookup() &&
-                   (!delivered || ctx.resend_delivered);
+  // A delivered event is either skipped or resent as it is: its lookup
+  // would decide nothing.
+  const bool ask = !route->sink->LogDatabaseTable() && route->sink->HasLookup() && !delivered;
   if (!ask) {
-    Decide(d, std::nullopt);
+    Decide(d);
     return;
   }
   route->sink->LookupAsync(event, [this, d](LookupResult found) {
     if (found.ok()) {
       d->facts.downstream_record = *found;
-      Decide(d, std::nullopt);
+      Decide(d);
       return;
     }
     DeliveryResult failure;
     failure.kind = DeliveryResult::Kind::kRetryable;
     failure.error = std::string(found.status().message());
-    Decide(d, std::move(failure));
+    Record(d, failure);
   });
 }
 
-void Deliverer::Decide(const std::shared_ptr<Delivery>& d,
-                       std::optional<DeliveryResult> lookup_failure) {
+void Deliverer::Decide(const std::shared_ptr<Delivery>& d) {
   const StoredEvent& event = *d->event;
   const Route& route = *d->route;
-  if (lookup_failure) {
-    Record(d, *lookup_failure);
-    return;
-  }
   const CheckDecision decision = DecideCheckThenAct(event, d->facts);
   if (decision.action == CheckDecision::Action::kSkipAlreadyDelivered) {
     if (absl::Status s = store_->Release({event.position}, d->ctx.claim_owner); !s.ok()) {
@@ -197,15 +201,15 @@ void Deliverer::DeliverToLogTable(const std::shared_ptr<Delivery>& d, const std:
   DeliveryReport report;
   report.duration = absl::Now() - d->started_at;
   if (!done->held) {
-    Logger("delivery")->warn("{}/{}: claim lost before attempt {} (lease expired?)",
-                             event.event.source, event.event.event_id, d->attempt);
     report.outcome = event.outcome;
-  } else {
-    report.outcome = done->created ? Outcome::kSucceeded : Outcome::kAlreadyProcessed;
-    report.attempt = d->attempt;
-    report.record_id = done->record_id;
-    if (observer_ != nullptr) observer_->OnAttempt(d->route->name, report.outcome, report.duration);
+    d->reported(report);
+    d->recorded(ClaimLost(event.event.source, event.event.event_id, d->attempt));
+    return;
   }
+  report.outcome = done->created ? Outcome::kSucceeded : Outcome::kAlreadyProcessed;
+  report.attempt = d->attempt;
+  report.record_id = done->record_id;
+  if (observer_ != nullptr) observer_->OnAttempt(d->route->name, report.outcome, report.duration);
   d->reported(report);
   d->recorded(absl::OkStatus());
 }
@@ -213,13 +217,7 @@ void Deliverer::DeliverToLogTable(const std::shared_ptr<Delivery>& d, const std:
 void Deliverer::Record(const std::shared_ptr<Delivery>& d, const DeliveryResult& result,
                        CheckDecision::Action action) {
   const StoredEvent& event = *d->event;
-  OutcomeUpdate update;
-  if (action == CheckDecision::Action::kSkipFoundDownstream) {
-    update.outcome = Outcome::kAlreadyProcessed;
-    update.target_record_id = result.record_id;
-  } else {
-    update = DecideOutcome(result, d->attempt, d->route->retry, Jitter());
-  }
+  const OutcomeUpdate update = DecideOutcome(result, d->attempt, d->route->retry, Jitter());
   AttemptRecord& record = d->record;
   record.http_status = result.http_status;
   record.error = result.error;
@@ -235,8 +233,8 @@ void Deliverer::Record(const std::shared_ptr<Delivery>& d, const DeliveryResult&
       [recorded = d->recorded, source = event.event.source, event_id = event.event.event_id,
        attempt = d->attempt](absl::StatusOr<bool> held) {
         if (held.ok() && !*held) {
-          Logger("delivery")->warn("{}/{}: claim lost before attempt {} was recorded (lease expired?)",
-                                   source, event_id, attempt);
+          recorded(ClaimLost(source, event_id, attempt));
+          return;
         }
         recorded(held.status());
       });

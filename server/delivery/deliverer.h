@@ -86,13 +86,15 @@ class Deliverer {
   // DeliverOne without waiting, neither for the downstream nor for the
   // record: `reported` is called exactly once with the report (the outcome
   // is decided before the write) or DeliverOne's error, from the sink's
-  // thread or before this returns; only after an OK report, `recorded` is
-  // called exactly once, when the write is done (from another thread, or at
-  // once when the write was synchronous: a skip, or a table sink in the log's
-  // database), with OK or the write's error. Until then the claim is held,
-  // so no one else takes the event. `event` must live until `reported` is
-  // called. The dispatcher keeps its downstream calls in flight this way
-  // while records are group-committed.
+  // thread or before this returns; only when the report is OK, `recorded` is
+  // also called exactly once, when the write is done, in either order with
+  // `reported` (from another thread, or at once when the write was
+  // synchronous: a skip, or a table sink in the log's database), with OK,
+  // the write's error, or ABORTED when the caller's claim was lost (its lease
+  // expired and another worker took the event: the event's row was left
+  // alone). Until then the claim is held, so no one else takes the event.
+  // `event` must live until `reported` is called. The dispatcher keeps its
+  // downstream calls in flight this way while records are group-committed.
   void DeliverOneAsync(const StoredEvent& event, const DeliveryContext& ctx, ReportDone reported,
                        RecordDone recorded);
 
@@ -104,7 +106,7 @@ class Deliverer {
  private:
   struct Delivery;
   // After the check's facts are in: skip, or call the sink.
-  void Decide(const std::shared_ptr<Delivery>& d, std::optional<DeliveryResult> lookup_failure);
+  void Decide(const std::shared_ptr<Delivery>& d);
   void DeliverToLogTable(const std::shared_ptr<Delivery>& d, const std::string& table);
   // Records the attempt `result` was (or the lookup's find) and reports.
   void Record(const std::shared_ptr<Delivery>& d, const DeliveryResult& result,

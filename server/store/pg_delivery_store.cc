@@ -1,15 +1,13 @@
 #include "server/store/pg_delivery_store.h"
 
 #include <algorithm>
-#include <future>
-#include <set>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "server/common/await.h"
 #include "server/common/logging.h"
 #include "server/store/delivery_table.h"
 #include "server/store/pg_errors.h"
@@ -432,11 +430,8 @@ absl::Status PgDeliveryStore::ReleaseAll(const std::string& owner) {
 absl::StatusOr<bool> PgDeliveryStore::RecordAttempt(const AttemptRecord& attempt,
                                                     const OutcomeUpdate& update,
                                                     const std::string& owner) {
-  std::promise<absl::StatusOr<bool>> recorded;
-  auto result = recorded.get_future();
-  RecordAttemptAsync(attempt, update, owner,
-                     [&recorded](absl::StatusOr<bool> held) { recorded.set_value(std::move(held)); });
-  return result.get();
+  return Await<absl::StatusOr<bool>>(
+      [&](RecordDone done) { RecordAttemptAsync(attempt, update, owner, std::move(done)); });
 }
 
 void PgDeliveryStore::RecordAttemptAsync(const AttemptRecord& attempt,
