@@ -3,9 +3,8 @@
 #include <curl/curl.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
-#include <future>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -16,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "nlohmann/json.hpp"
+#include "server/common/await.h"
 #include "server/delivery/retry_policy.h"
 
 namespace replayd {
@@ -45,12 +45,20 @@ size_t ReadHeader(char* data, size_t size, size_t n, void* user) {
   absl::string_view line(data, size * n);
   auto colon = line.find(':');
   if (colon != absl::string_view::npos) {
-    std::string name = absl::AsciiStrToLower(line.substr(0, colon));
-    std::string value(absl::StripAsciiWhitespace(line.substr(colon + 1)));
-    if (name == "x-record-id") r->record_id_header = value;
-    if (name == "retry-after") r->retry_after_header = value;
+    const absl::string_view name = line.substr(0, colon);
+    std::string* keep = absl::EqualsIgnoreCase(name, "x-record-id")   ? &r->record_id_header
+                        : absl::EqualsIgnoreCase(name, "retry-after") ? &r->retry_after_header
+                                                                      : nullptr;
+    if (keep != nullptr) *keep = std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
   }
   return size * n;
+}
+
+// The record id of a 2xx answer, or of a lookup's 200: header first, then
+// the body's "id".
+std::string RecordIdOf(const Response& response) {
+  return !response.record_id_header.empty() ? response.record_id_header
+                                            : RecordIdFromBody(response.body);
 }
 
 std::string TimeOrNull(const std::optional<absl::Time>& t) {
@@ -74,8 +82,7 @@ int RefuseResend(void* user, char* /*remote_ip*/, char* /*local_ip*/, int /*remo
 // One request in flight: what curl reads and writes while it runs, and whom
 // to tell when it ends.
 struct Transfer {
-  CURL* easy = nullptr;
-  std::string url;
+  CURL* easy = nullptr;  // back to the loop's pool once finished
   std::string body;  // empty for a lookup (GET)
   curl_slist* headers = nullptr;
   int requests = 0;  // RefuseResend's count
@@ -85,7 +92,10 @@ struct Transfer {
   Sink::DeliverDone deliver_done;  // exactly one of the two is set
   Sink::LookupDone lookup_done;
 
-  ~Transfer() { curl_slist_free_all(headers); }
+  ~Transfer() {
+    curl_slist_free_all(headers);
+    if (easy != nullptr) curl_easy_cleanup(easy);
+  }
 };
 
 // Every transfer of the sink runs on one thread, on one curl multi handle:
@@ -94,13 +104,14 @@ struct Transfer {
 // Submit() may be called from any thread, the loop's own included.
 class Loop {
  public:
-  // At most `max_connections` connections, so at most that many calls in
-  // flight: curl queues the rest until a connection is free.
-  explicit Loop(int max_connections) : multi_(curl_multi_init()) {
-    curl_multi_setopt(multi_, CURLMOPT_MAX_TOTAL_CONNECTIONS, static_cast<long>(max_connections));
+  // At most `max_in_flight` calls at once; the rest wait in order, and their
+  // timeouts start only when they are handed to curl (curl's own connection
+  // cap would start them while they wait).
+  explicit Loop(int max_in_flight)
+      : multi_(curl_multi_init()), max_in_flight_(static_cast<size_t>(std::max(1, max_in_flight))) {
     // Connections kept alive for reuse (curl's default follows the number of
     // handles added, which drops as transfers end).
-    curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(max_connections));
+    curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(max_in_flight_));
     thread_ = std::thread([this] { Run(); });
   }
 
@@ -111,20 +122,26 @@ class Loop {
     }
     curl_multi_wakeup(multi_);
     thread_.join();
+    // Submitted after the loop ended: never sent.
+    for (auto& t : submitted_) Finish(std::move(t), CURLE_FAILED_INIT);
     for (CURL* easy : idle_) curl_easy_cleanup(easy);
     curl_multi_cleanup(multi_);
   }
 
   void Submit(std::unique_ptr<Transfer> t) {
+    bool first;
     {
       std::lock_guard lock(mu_);
+      first = submitted_.empty();
       submitted_.push_back(std::move(t));
     }
-    if (std::this_thread::get_id() != thread_.get_id()) curl_multi_wakeup(multi_);
+    // The loop takes every submitted transfer when it wakes: one wake-up
+    // serves the ones submitted before it looks.
+    if (first && std::this_thread::get_id() != thread_.get_id()) curl_multi_wakeup(multi_);
   }
 
   // An easy handle to set up a transfer on (pooled: set-up allocations are
-  // kept between transfers).
+  // kept between transfers). Null when curl cannot make one.
   CURL* Handle() {
     {
       std::lock_guard lock(mu_);
@@ -147,15 +164,24 @@ class Loop {
         batch.swap(submitted_);
         stopping = stopping_;
       }
-      for (auto& t : batch) {
-        curl_multi_add_handle(multi_, t->easy);
-        running_.emplace(t->easy, std::move(t));
-      }
+      for (auto& t : batch) waiting_.push_back(std::move(t));
       batch.clear();
-      if (stopping && running_.empty()) return;
+      while (!waiting_.empty() && running_.size() < max_in_flight_) {
+        std::unique_ptr<Transfer> t = std::move(waiting_.front());
+        waiting_.pop_front();
+        t->start = absl::Now();
+        if (t->easy == nullptr || curl_multi_add_handle(multi_, t->easy) != CURLM_OK) {
+          Finish(std::move(t), CURLE_FAILED_INIT);
+          continue;
+        }
+        CURL* easy = t->easy;
+        running_.emplace(easy, std::move(t));
+      }
+      if (stopping && running_.empty() && waiting_.empty()) return;
       int still_running = 0;
       curl_multi_perform(multi_, &still_running);
       int left = 0;
+      bool finished = false;
       while (CURLMsg* msg = curl_multi_info_read(multi_, &left)) {
         if (msg->msg != CURLMSG_DONE) continue;
         CURL* easy = msg->easy_handle;
@@ -163,8 +189,11 @@ class Loop {
         curl_multi_remove_handle(multi_, easy);
         auto done = running_.extract(easy);
         Finish(std::move(done.mapped()), code);
+        finished = true;
       }
-      // Callbacks above may have submitted more: look again at once.
+      // Callbacks above may have submitted more, or freed room for what
+      // waits: look again at once.
+      if (finished && !waiting_.empty()) continue;
       {
         std::lock_guard lock(mu_);
         if (!submitted_.empty()) continue;
@@ -176,12 +205,15 @@ class Loop {
   void Finish(std::unique_ptr<Transfer> t, CURLcode code);
 
   CURLM* const multi_;
+  const size_t max_in_flight_;
   std::thread thread_;
   std::mutex mu_;
   std::vector<std::unique_ptr<Transfer>> submitted_;
   std::vector<CURL*> idle_;
   bool stopping_ = false;
-  std::unordered_map<CURL*, std::unique_ptr<Transfer>> running_;  // loop thread only
+  // Loop thread only.
+  std::deque<std::unique_ptr<Transfer>> waiting_;
+  std::unordered_map<CURL*, std::unique_ptr<Transfer>> running_;
 };
 
 // The transfer's outcome as the sinks report it.
@@ -216,8 +248,7 @@ DeliveryResult DeliveryResultOf(const CurlCall& call, const Response& response, 
   }
   result.http_status = static_cast<int>(call.status);
   result.kind = ClassifyHttpStatus(result.http_status.value());
-  result.record_id = !response.record_id_header.empty() ? response.record_id_header
-                                                         : RecordIdFromBody(response.body);
+  result.record_id = RecordIdOf(response);
   if (result.kind == DeliveryResult::Kind::kRetryable ||
       result.kind == DeliveryResult::Kind::kFinal) {
     std::string snippet = response.body.substr(0, 200);
@@ -233,8 +264,7 @@ LookupResult LookupResultOf(const CurlCall& call, const Response& response) {
   }
   if (call.status == 404) return std::optional<std::string>();
   if (call.status == 200) {
-    std::string id = !response.record_id_header.empty() ? response.record_id_header
-                                                         : RecordIdFromBody(response.body);
+    std::string id = RecordIdOf(response);
     // A 200 without an id still says the record exists.
     return std::optional<std::string>(id.empty() ? "(unknown)" : id);
   }
@@ -243,12 +273,12 @@ LookupResult LookupResultOf(const CurlCall& call, const Response& response) {
 
 void Loop::Finish(std::unique_ptr<Transfer> t, CURLcode code) {
   const CurlCall call = CallOf(t->easy, code, t->errbuf);
-  curl_easy_reset(t->easy);
-  {
+  if (t->easy != nullptr) {
+    curl_easy_reset(t->easy);
     std::lock_guard lock(mu_);
     idle_.push_back(t->easy);
+    t->easy = nullptr;
   }
-  t->easy = nullptr;
   if (t->deliver_done) {
     t->deliver_done(DeliveryResultOf(call, t->response, t->start));
   } else {
@@ -314,13 +344,12 @@ HttpSink::HttpSink(SinkConfig config)
 
 HttpSink::~HttpSink() = default;
 
-std::unique_ptr<Transfer> HttpSink::NewTransfer(std::string url) const {
+std::unique_ptr<Transfer> HttpSink::NewTransfer(const std::string& url) const {
   auto t = std::make_unique<Transfer>();
   t->easy = loop_->Handle();
-  t->url = std::move(url);
-  t->start = absl::Now();
   CURL* h = t->easy;
-  curl_easy_setopt(h, CURLOPT_URL, t->url.c_str());
+  if (h == nullptr) return t;  // the loop finishes it as failed
+  curl_easy_setopt(h, CURLOPT_URL, url.c_str());  // curl keeps a copy
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
@@ -370,24 +399,19 @@ void HttpSink::LookupAsync(const StoredEvent& event, LookupDone done) {
   char* escaped = curl_easy_escape(nullptr, key.data(), static_cast<int>(key.size()));
   std::string url = absl::StrReplaceAll(config_.lookup_url, {{"{idempotency_key}", escaped}});
   curl_free(escaped);
-  auto t = NewTransfer(std::move(url));
+  auto t = NewTransfer(url);
   curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
   t->lookup_done = std::move(done);
   loop_->Submit(std::move(t));
 }
 
 DeliveryResult HttpSink::Deliver(const DeliveryRequest& request) {
-  std::promise<DeliveryResult> answer;
-  auto result = answer.get_future();
-  DeliverAsync(request, [&answer](DeliveryResult r) { answer.set_value(std::move(r)); });
-  return result.get();
+  return Await<DeliveryResult>(
+      [&](DeliverDone done) { DeliverAsync(request, std::move(done)); });
 }
 
 LookupResult HttpSink::Lookup(const StoredEvent& event) {
-  std::promise<LookupResult> answer;
-  auto result = answer.get_future();
-  LookupAsync(event, [&answer](LookupResult r) { answer.set_value(std::move(r)); });
-  return result.get();
+  return Await<LookupResult>([&](LookupDone done) { LookupAsync(event, std::move(done)); });
 }
 
 }  // namespace replayd

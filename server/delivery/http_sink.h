@@ -36,7 +36,7 @@ class HttpSink final : public Sink {
  private:
   explicit HttpSink(SinkConfig config);
   // A transfer of `url` with the sink's timeouts and response readers set.
-  std::unique_ptr<http_sink_internal::Transfer> NewTransfer(std::string url) const;
+  std::unique_ptr<http_sink_internal::Transfer> NewTransfer(const std::string& url) const;
 
   const SinkConfig config_;
   std::unique_ptr<http_sink_internal::Loop> loop_;

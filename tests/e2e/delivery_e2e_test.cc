@@ -16,7 +16,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "replay/v1/ingest.grpc.pb.h"
@@ -78,12 +77,14 @@ bool WaitFor(const std::function<bool()>& done, std::chrono::seconds timeout) {
 }
 
 std::string Yaml(const testing::DownstreamServer& ds, bool lookup, const std::string& retry,
-                 bool strict = false, const std::string& sources = "[orders]") {
+                 bool strict = false, const std::string& sources = "[orders]",
+                 int max_in_flight = 0) {
   return absl::StrCat(
       "delivery:\n  poll_interval: 20ms\n  claim_lease: 3s\n  workers: 16\n",
       "sinks:\n  - name: downstream\n    type: http\n    url: ", ds.records_url(), "\n",
       lookup ? absl::StrCat("    lookup_url: ", ds.lookup_url(), "\n") : "",
       "    timeout: 2s\n    connect_timeout: 1s\n",
+      max_in_flight > 0 ? absl::StrCat("    max_in_flight: ", max_in_flight, "\n") : "",
       "routes:\n  - name: orders\n    sources: ", sources, "\n    sink: downstream\n",
       "    strict_order: ", strict ? "true" : "false", "\n    retry: ", retry, "\n");
 }
@@ -329,19 +330,23 @@ TEST(DeliveryE2E, KillDashNineWithTheLookupMakesNoDuplicate) {
 TEST(DeliveryE2E, SinkMaxInFlightCapsConcurrentCalls) {
   testing::ScratchDatabase db;
   testing::DownstreamServer ds("idempotent");
-  std::string yaml = Yaml(ds, false, "{max_attempts: 3, base_delay: 50ms, max_delay: 500ms}");
   // 16 workers, but at most 2 calls to this sink at once.
-  yaml = absl::StrReplaceAll(yaml, {{"    timeout: 2s\n", "    timeout: 2s\n    max_in_flight: 2\n"}});
-  testing::DaemonProcess d(db.dsn(), yaml);
+  testing::DaemonProcess d(
+      db.dsn(), Yaml(ds, false, "{max_attempts: 3, base_delay: 50ms, max_delay: 500ms}", false,
+                     "[orders]", /*max_in_flight=*/2));
   d.Start();
   ds.SetFaults({{"latency_ms", 300}});
-  Publish(d.grpc_address(), "orders", Events("cap", 8, 8));  // 8 keys: all may go at once
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 8; },
+  // 16 keys: all may go at once. The last pair starts 2.1 s after the first,
+  // past the 2 s call timeout: the timeout must count from the send, not
+  // from the wait for a free slot.
+  Publish(d.grpc_address(), "orders", Events("cap", 16, 16));
+  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 16; },
                       std::chrono::seconds(30)))
       << d.log();
+  EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts"), 16) << "a call timed out waiting";
   std::vector<int64_t> arrivals;
   for (const json& r : ds.Requests()) arrivals.push_back(r["arrival_us"].get<int64_t>());
-  ASSERT_EQ(arrivals.size(), 8u);
+  ASSERT_EQ(arrivals.size(), 16u);
   std::sort(arrivals.begin(), arrivals.end());
   // Each call takes 300 ms: a third call can only start once one of two ended.
   for (size_t i = 2; i < arrivals.size(); ++i) {
