@@ -84,7 +84,7 @@ postmaster=$(head -n 1 "$PG_THROWAWAY_DIR/data/postmaster.pid")
 pg_ticks() {
   local total=0 pid
   for pid in $(pgrep -P "$postmaster"); do
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    total=$((total + $(proc_ticks "$pid" 2>/dev/null || echo 0)))
   done
   echo "$total"
 }
@@ -96,7 +96,11 @@ ds_ticks0=$(proc_ticks "$ds_pid")
 # costs next to nothing (a psql started every half second to count over the
 # log was 3.9% of perf's samples in the run it measured); the log is checked
 # once at the end. The rate comes from the attempts' own timestamps.
-ds_records() { curl -sf "$ds_url/admin/stats" | grep -o '"records":[0-9]*' | cut -d: -f2; }
+ds_records() {
+  local n
+  n=$(curl -sf "$ds_url/admin/stats" | grep -o '"records":[0-9]*' | cut -d: -f2) || true
+  echo "${n:-0}"
+}
 for _ in $(seq 1200); do
   [ "$(ds_records)" -ge "$events" ] && break
   sleep 0.5

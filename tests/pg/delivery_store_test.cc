@@ -187,7 +187,12 @@ TEST_F(DeliveryStoreTest, AClaimTellsWhatItFoundAndHoldsOnlyWhatIsDue) {
 TEST_F(DeliveryStoreTest, ExpiredLeasesAreReclaimedAndHeartbeatsKeepThem) {
   Append({Event("a1", "a"), Event("x1", "")});
   ASSERT_THAT(Ids(Claim("dead")), ElementsAre("a1", "x1"));
+  // The heartbeat pushes the expiry out again.
+  db_.Exec("UPDATE delivery_claims SET expires_at = now() + interval '1 second'");
   ASSERT_TRUE(store_.ExtendClaims("dead", absl::Seconds(60)).ok());
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_claims"
+                         " WHERE expires_at > now() + interval '50 seconds'"),
+            2);
   EXPECT_THAT(Claim("B"), IsEmpty());
   db_.Exec("UPDATE delivery_claims SET expires_at = now() - interval '1 second'");
   EXPECT_THAT(Ids(Claim("B")), ElementsAre("a1", "x1"));
