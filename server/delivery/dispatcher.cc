@@ -37,6 +37,10 @@ Dispatcher::Dispatcher(DeliveryStore* store, Deliverer* deliverer, DispatcherOpt
       // Up to two batches held: the next read and claim run while workers
       // still have a batch to deliver.
       capacity_(static_cast<size_t>(std::max(2 * options_.claim_batch, options_.workers))),
+      // A batch, or enough to keep every worker busy between claims if that
+      // is more: a daemon does not claim keys it cannot start soon, which
+      // leaves them to the other daemons on the log.
+      claim_budget_(static_cast<size_t>(std::max(options_.claim_batch, 4 * options_.workers))),
       queues_(strict_sources_) {
   if (options_.owner.empty()) options_.owner = DefaultOwner();
 }
@@ -96,7 +100,11 @@ void Dispatcher::Stop() {
 bool Dispatcher::PollerHasWork() const {
   const size_t half_batch = static_cast<size_t>(std::max(1, options_.claim_batch / 2));
   const bool room = queues_.size() + half_batch <= capacity_;
-  return claim_wanted_ || (room && absl::Now() >= read_again_at_);
+  const bool claimable = 2 * queues_.holding() <= claim_budget_ &&
+                         queues_.size() > queues_.holding();
+  const absl::Time now = absl::Now();
+  return claim_wanted_ || (room && now >= read_again_at_) ||
+         (claimable && now >= claim_again_at_);
 }
 
 bool Dispatcher::SleepUnlessStopping(absl::Duration d) {
@@ -219,7 +227,14 @@ int Dispatcher::ClaimQueued() {
   {
     std::lock_guard lock(mu_);
     claim_wanted_ = false;
-    refs = queues_.ToClaim(now, static_cast<size_t>(std::max(options_.claim_batch, 1)));
+    const size_t holding = queues_.holding();
+    const size_t limit =
+        std::min(static_cast<size_t>(std::max(options_.claim_batch, 1)),
+                 holding < claim_budget_ ? claim_budget_ - holding : 0);
+    if (limit > 0) refs = queues_.ToClaim(now, limit);
+    // Nothing more to claim for now (keys wait on retries or on others'
+    // claims): look again after the poll interval.
+    claim_again_at_ = refs.size() < limit ? now + options_.poll_interval : absl::InfinitePast();
     // Claimed again (a claim renews the owner's own): a give-back still
     // queued must not delete the claim this takes.
     if (!to_release_.empty()) {

@@ -98,7 +98,8 @@ class Dispatcher {
   DispatcherOptions options_;
   const std::vector<std::string> sources_;
   const std::vector<std::string> strict_sources_;
-  const size_t capacity_;  // events held in the key queues at most
+  const size_t capacity_;      // events held in the key queues at most
+  const size_t claim_budget_;  // events claimed or being delivered at most
 
   std::mutex mu_;
   std::condition_variable work_cv_;  // workers: blocking work is queued, or stopping
@@ -109,6 +110,8 @@ class Dispatcher {
   absl::Time next_parked_check_ = absl::InfinitePast();
   // The last read found the end of the log: the next one not before this.
   absl::Time read_again_at_ = absl::InfinitePast();
+  // The last claim found nothing more to claim: the next one not before this.
+  absl::Time claim_again_at_ = absl::InfinitePast();
   bool claim_wanted_ = false;  // a retry ended: claim it to learn when it is due
   std::deque<std::shared_ptr<const StoredEvent>> blocking_queue_;  // slot taken
   int active_ = 0;     // calls started and not yet reported

@@ -44,19 +44,34 @@ bool KeyQueues::Add(const UndeliveredEvent& event, absl::Time now) {
 }
 
 std::vector<EventRef> KeyQueues::ToClaim(absl::Time now, size_t limit) const {
-  std::vector<EventRef> refs;
+  // Each key's run of claimable events, oldest keys first, whole runs: two
+  // daemons reading the same log then claim different keys (the second one
+  // finds the first one's keys busy and takes the next ones) instead of the
+  // first one taking the first events of every key.
+  std::vector<std::vector<EventRef>> runs;
   for (const auto& [id, key] : keys_) {
     if (key.parked_behind || key.wait_until > now) continue;
+    std::vector<EventRef> run;
     for (size_t i = key.running ? 1 : 0; i < key.events.size(); ++i) {
       const Entry& e = key.events[i];
       if (e.claimed) continue;
       if (e.due > now) break;  // a retry not yet due holds back the rest
-      refs.push_back(e.ref);
+      run.push_back(e.ref);
+    }
+    if (!run.empty()) runs.push_back(std::move(run));
+  }
+  std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) {
+    return a.front().position < b.front().position;
+  });
+  std::vector<EventRef> refs;
+  for (const auto& run : runs) {
+    for (const EventRef& r : run) {
+      if (refs.size() == limit) break;
+      refs.push_back(r);
     }
   }
   std::sort(refs.begin(), refs.end(),
             [](const EventRef& a, const EventRef& b) { return a.position < b.position; });
-  if (refs.size() > limit) refs.resize(limit);
   return refs;
 }
 
@@ -85,6 +100,7 @@ std::vector<int64_t> KeyQueues::Claimed(const std::vector<EventRef>& refs,
     switch (r.state) {
       case ClaimResult::State::kClaimed:
         entry->claimed = std::move(r.event);
+        ++holding_;
         break;
       case ClaimResult::State::kBusy:
         key.wait_until = now + busy_wait;
@@ -120,6 +136,7 @@ void KeyQueues::UnclaimLater(Key& key, std::vector<int64_t>* released) {
     if (!e.claimed) continue;
     released->push_back(e.ref.position);
     e.claimed.reset();
+    --holding_;
   }
 }
 
@@ -131,7 +148,10 @@ void KeyQueues::Settle(const std::string& id, std::vector<int64_t>* released) {
     // Let go of every event but the one being delivered.
     for (size_t i = key.events.size(); i-- > (key.running ? 1 : 0);) {
       const Entry& e = key.events[i];
-      if (e.claimed) released->push_back(e.ref.position);
+      if (e.claimed) {
+        released->push_back(e.ref.position);
+        --holding_;
+      }
       key_of_.erase(e.ref.position);
       key.events.erase(key.events.begin() + static_cast<std::ptrdiff_t>(i));
     }
@@ -178,6 +198,7 @@ std::vector<int64_t> KeyQueues::Finished(const EventRef& ref, const Ending& endi
   Key& key = keys_[id];
   key.running = false;
   if (key.events.empty() || key.events.front().ref.position != ref.position) return released;
+  --holding_;
   Entry& front = key.events.front();
   const bool done = ending.recorded && (ending.outcome == Outcome::kSucceeded ||
                                         ending.outcome == Outcome::kAlreadyProcessed ||

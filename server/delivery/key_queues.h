@@ -39,10 +39,13 @@ class KeyQueues {
   bool Add(const UndeliveredEvent& event, absl::Time now);
   // Events held (queued, claimed or being delivered).
   size_t size() const { return key_of_.size(); }
+  // Of those, the ones claimed or being delivered.
+  size_t holding() const { return holding_; }
 
   // The events to claim now, in position order, at most `limit`: for each key
   // that is not waiting (on another worker's claim) or parked, its unclaimed
-  // events from the first on, up to the first one not yet due.
+  // events from the first on, up to the first one not yet due; whole runs of
+  // the keys whose run starts earliest.
   std::vector<EventRef> ToClaim(absl::Time now, size_t limit) const;
   // Applies what claiming `refs` found (`results` in the same order). A key
   // whose event another worker holds waits `busy_wait` before it is tried
@@ -105,6 +108,7 @@ class KeyQueues {
   std::unordered_map<std::string, Key> keys_;
   std::unordered_map<int64_t, std::string> key_of_;  // position -> key id
   std::deque<std::string> ready_;  // keys whose first event may start (checked again on pop)
+  size_t holding_ = 0;
 };
 
 }  // namespace replayd

@@ -272,6 +272,25 @@ TEST(KeyQueues, ARetryHoldsItsKeyBackAndLetsGoOfTheLaterClaimsMeanwhile) {
   EXPECT_EQ(StartAll(q), (Positions{2}));
 }
 
+TEST(KeyQueues, ClaimsWholeRunsOfTheOldestKeysAndCountsWhatItHolds) {
+  KeyQueues q({"shop"});
+  for (int64_t p : {1, 3, 5}) q.Add(Undelivered(p, "a"), kT0);
+  for (int64_t p : {2, 4, 6}) q.Add(Undelivered(p, "b"), kT0);
+  // Another daemon asking for the same three finds a busy and takes b.
+  EXPECT_EQ(PositionsOf(q.ToClaim(kT0, 3)), (Positions{1, 3, 5}));
+  std::vector<EventRef> refs = q.ToClaim(kT0, 3);
+  q.Claimed(refs, {Found(refs[0], ClaimResult::State::kClaimed),
+                   Found(refs[1], ClaimResult::State::kClaimed),
+                   Found(refs[2], ClaimResult::State::kClaimed)},
+            kT0, absl::Seconds(1));
+  EXPECT_EQ(q.holding(), 3u);
+  EXPECT_EQ(PositionsOf(q.ToClaim(kT0, 3)), (Positions{2, 4, 6}));
+  ASSERT_EQ(StartAll(q), (Positions{1}));
+  EXPECT_EQ(q.holding(), 3u);  // one running, two claimed
+  Finish(q, 1, Ended(Outcome::kSucceeded));
+  EXPECT_EQ(q.holding(), 2u);
+}
+
 TEST(KeyQueues, AnAttemptNotRecordedKeepsTheEventFirstAndTriesItAgainLater) {
   KeyQueues q({"shop"});
   q.Add(Undelivered(1, "a"), kT0);
