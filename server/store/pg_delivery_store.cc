@@ -1,7 +1,7 @@
 #include "server/store/pg_delivery_store.h"
 
 #include <algorithm>
-#include <tuple>
+#include <cmath>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -16,8 +16,8 @@
 namespace replayd {
 namespace {
 
-// Index-driven plans only: the stage and CTE row estimates are guesses, and a
-// hash join would scan every partition of the log.
+// Index-driven plans only: the CTE row estimates are guesses, and a hash join
+// would scan every partition of the log.
 // JIT compilation costs more than these short statements ever run.
 constexpr const char* kIndexJoins =
     "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
@@ -137,60 +137,58 @@ DELETE FROM delivery_claims
 constexpr const char* kReleaseAllName = "delivery_release_all";
 constexpr const char* kReleaseAllSql = "DELETE FROM delivery_claims WHERE owner = $1";
 
-// Per-session staging table the group of records is COPYed into.
-constexpr const char* kCreateRecordStage = R"sql(
-CREATE TEMP TABLE IF NOT EXISTS record_stage (
-    ingested_at      timestamptz,
-    position         bigint,
-    attempt          integer,
-    trigger          text,
-    route            text,
-    started_at       timestamptz,
-    duration_ms      double precision,
-    http_status      integer,
-    error            text,
-    outcome          text,
-    record_id        text,
-    last_error       text,
-    target_record_id text,
-    retry_delay_us   bigint,
-    owner            text
-) ON COMMIT DELETE ROWS)sql";
-
-// Releases the claims the group's owners still hold; kRecordUpdateSql then
-// updates exactly those events ($1): an event whose claim expired and was
-// taken over is left to its new owner (its attempt is still inserted).
-constexpr const char* kRecordReleaseName = "delivery_record_release";
-constexpr const char* kRecordReleaseSql = R"sql(
-DELETE FROM delivery_claims c USING record_stage s
- WHERE c.position = s.position AND c.owner = s.owner
-RETURNING c.position)sql";
-
-constexpr const char* kRecordUpdateName = "delivery_record_update";
-constexpr const char* kRecordUpdateSql = R"sql(
-UPDATE events e
-   SET outcome = s.outcome,
-       attempts = GREATEST(e.attempts, s.attempt),
-       last_error = NULLIF(s.last_error, ''),
-       target_record_id = COALESCE(NULLIF(s.target_record_id, ''), e.target_record_id),
-       next_attempt_at = CASE WHEN s.outcome = 'retrying'
-                              THEN now() + s.retry_delay_us * interval '1 microsecond'
-                              WHEN s.outcome = 'pending' THEN e.next_attempt_at END,
-       processed_at = CASE WHEN s.outcome IN ('succeeded', 'already_processed', 'failed')
-                           THEN now() END
-  FROM record_stage s
- WHERE e.ingested_at = s.ingested_at AND e.position = s.position
-   AND s.position = ANY($1::bigint[]))sql";
-
-constexpr const char* kRecordInsertName = "delivery_record_insert";
-constexpr const char* kRecordInsertSql = R"sql(
-INSERT INTO delivery_attempts (event_position, event_ingested_at, attempt, trigger, route,
-                               started_at, duration_ms, http_status, error, outcome, record_id,
-                               worker)
-SELECT position, ingested_at, attempt, trigger, route, started_at, duration_ms, http_status,
-       NULLIF(error, ''), outcome, NULLIF(record_id, ''), owner
-  FROM record_stage
-ON CONFLICT DO NOTHING)sql";
+// A group of records in one statement, so in one implicit transaction and
+// one round trip. $1..$15 are the group's columns as arrays, in position
+// order (rows are locked in that global order: two daemons' groups cannot
+// deadlock). Times are epoch microseconds; empty text, and http_status 0,
+// stand for NULL.
+//
+// `released` deletes the claims the group's owners still hold; only those
+// events are updated: an event whose claim expired and was taken over is left
+// to its new owner (its attempt is still inserted). The statement returns the
+// released positions.
+constexpr const char* kRecordName = "delivery_record";
+constexpr const char* kRecordSql = R"sql(
+WITH s AS (
+  SELECT t.position, 'epoch'::timestamptz + t.ingested_us * interval '1 microsecond' AS ingested_at,
+         t.attempt, t.trigger, t.route,
+         'epoch'::timestamptz + t.started_us * interval '1 microsecond' AS started_at,
+         t.duration_us / 1000.0 AS duration_ms, NULLIF(t.http_status, 0) AS http_status,
+         NULLIF(t.error, '') AS error, t.outcome, NULLIF(t.record_id, '') AS record_id,
+         NULLIF(t.last_error, '') AS last_error, NULLIF(t.target_record_id, '') AS target_record_id,
+         t.retry_delay_us, t.owner
+    FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[], $5::text[], $6::bigint[],
+                $7::bigint[], $8::int[], $9::text[], $10::text[], $11::text[], $12::text[],
+                $13::text[], $14::bigint[], $15::text[])
+      AS t(position, ingested_us, attempt, trigger, route, started_us, duration_us, http_status,
+           error, outcome, record_id, last_error, target_record_id, retry_delay_us, owner)
+), released AS (
+  DELETE FROM delivery_claims c USING s
+   WHERE c.position = s.position AND c.owner = s.owner
+  RETURNING c.position
+), updated AS (
+  UPDATE events e
+     SET outcome = s.outcome,
+         attempts = GREATEST(e.attempts, s.attempt),
+         last_error = s.last_error,
+         target_record_id = COALESCE(s.target_record_id, e.target_record_id),
+         next_attempt_at = CASE WHEN s.outcome = 'retrying'
+                                THEN now() + s.retry_delay_us * interval '1 microsecond'
+                                WHEN s.outcome = 'pending' THEN e.next_attempt_at END,
+         processed_at = CASE WHEN s.outcome IN ('succeeded', 'already_processed', 'failed')
+                             THEN now() END
+    FROM s JOIN released r ON r.position = s.position
+   WHERE e.ingested_at = s.ingested_at AND e.position = s.position
+), inserted AS (
+  INSERT INTO delivery_attempts (event_position, event_ingested_at, attempt, trigger, route,
+                                 started_at, duration_ms, http_status, error, outcome, record_id,
+                                 worker)
+  SELECT position, ingested_at, attempt, trigger, route, started_at, duration_ms, http_status,
+         error, outcome, record_id, owner
+    FROM s
+  ON CONFLICT DO NOTHING
+)
+SELECT position FROM released)sql";
 
 // DeliverToLogTable: the claim's release (which also checks it is still
 // held), the attempt, and the event's outcome; the downstream insert is
@@ -224,10 +222,31 @@ std::string TraceAttemptsSql() {
 
 int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
 
+// kRecordSql's parameters: the group's columns as array literals.
+struct RecordArrays {
+  std::vector<int64_t> position, ingested_us, attempt, started_us, duration_us, http_status,
+      retry_delay_us;
+  std::vector<std::string> trigger, route, error, outcome, record_id, last_error,
+      target_record_id, owner;
 
-using RecordRow = std::tuple<std::string, int64_t, int, std::string, std::string, std::string,
-                             double, const char*, std::string, std::string, std::string,
-                             std::string, std::string, int64_t, std::string>;
+  void Add(const AttemptRecord& a, const OutcomeUpdate& u, const std::string& by) {
+    position.push_back(a.event_position);
+    ingested_us.push_back(absl::ToUnixMicros(a.event_ingested_at));
+    attempt.push_back(a.attempt);
+    trigger.push_back(a.trigger);
+    route.push_back(a.route);
+    started_us.push_back(absl::ToUnixMicros(a.started_at));
+    duration_us.push_back(std::llround(a.duration_ms * 1000));
+    http_status.push_back(a.http_status.value_or(0));
+    error.push_back(a.error);
+    outcome.push_back(std::string(OutcomeName(u.outcome)));
+    record_id.push_back(a.record_id);
+    last_error.push_back(u.last_error);
+    target_record_id.push_back(u.target_record_id);
+    retry_delay_us.push_back(Micros(u.retry_delay));
+    owner.push_back(by);
+  }
+};
 
 }  // namespace
 
@@ -502,53 +521,20 @@ void PgDeliveryStore::WriteGroup(std::vector<std::shared_ptr<PendingRecord>>& gr
 absl::Status PgDeliveryStore::WriteGroupOnce(
     const std::vector<std::shared_ptr<PendingRecord>>& group, std::unordered_set<int64_t>* out) {
   std::unordered_set<int64_t>& updated = *out;
-  return pool_->Run(kRecordUpdateName, [&](PgPool::Lease& lease) {
-    lease.Prepare(kRecordReleaseName, kRecordReleaseSql);
-    lease.Prepare(kRecordUpdateName, kRecordUpdateSql);
-    lease.Prepare(kRecordInsertName, kRecordInsertSql);
-    // Session set-up outside the transaction: a rollback must not undo it.
-    if (!lease.HasFlag("record_stage")) {
-      pqxx::nontransaction(lease.conn()).exec0(kCreateRecordStage);
-      lease.SetFlag("record_stage");
-    }
-    pqxx::work tx(lease.conn());
-    tx.exec0(kIndexJoins);
-    {
-      pqxx::stream_to copy(
-          tx, "record_stage",
-          std::vector<std::string>{"ingested_at", "position", "attempt", "trigger", "route",
-                                   "started_at", "duration_ms", "http_status", "error", "outcome",
-                                   "record_id", "last_error", "target_record_id",
-                                   "retry_delay_us", "owner"});
-      for (const auto& r : group) {
-        const AttemptRecord& a = r->attempt;
-        std::string status_text = a.http_status ? absl::StrCat(*a.http_status) : "";
-        copy << RecordRow{PgTime(a.event_ingested_at),
-                          a.event_position,
-                          a.attempt,
-                          a.trigger,
-                          a.route,
-                          PgTime(a.started_at),
-                          a.duration_ms,
-                          a.http_status ? status_text.c_str() : nullptr,
-                          a.error,
-                          std::string(OutcomeName(r->update.outcome)),
-                          a.record_id,
-                          r->update.last_error,
-                          r->update.target_record_id,
-                          Micros(r->update.retry_delay),
-                          r->owner};
-      }
-      copy.complete();
-    }
-    std::vector<int64_t> held;
-    for (const auto& row : tx.exec_prepared(kRecordReleaseName)) {
-      updated.insert(row[0].as<int64_t>());
-      held.push_back(row[0].as<int64_t>());
-    }
-    tx.exec_prepared(kRecordUpdateName, PgBigintArray(held));
-    tx.exec_prepared(kRecordInsertName);
-    tx.commit();
+  RecordArrays c;
+  for (const auto& r : group) c.Add(r->attempt, r->update, r->owner);
+  return pool_->Run(kRecordName, [&](PgPool::Lease& lease) {
+    lease.Prepare(kRecordName, kRecordSql);
+    updated.clear();
+    pqxx::nontransaction tx(lease.conn());
+    const pqxx::result released = tx.exec_prepared(
+        kRecordName, PgBigintArray(c.position), PgBigintArray(c.ingested_us),
+        PgBigintArray(c.attempt), PgTextArray(c.trigger), PgTextArray(c.route),
+        PgBigintArray(c.started_us), PgBigintArray(c.duration_us), PgBigintArray(c.http_status),
+        PgTextArray(c.error), PgTextArray(c.outcome), PgTextArray(c.record_id),
+        PgTextArray(c.last_error), PgTextArray(c.target_record_id),
+        PgBigintArray(c.retry_delay_us), PgTextArray(c.owner));
+    for (const auto& row : released) updated.insert(row[0].as<int64_t>());
   });
 }
 
