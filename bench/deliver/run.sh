@@ -9,7 +9,10 @@
 # delivery on and the time from the first to the last recorded attempt
 # (delivery_attempts.started_at + duration) gives the rate. CPU time is
 # replayd's own (user + system) over the delivery, per delivered event, and
-# Postgres's (every process of the bench's cluster) likewise.
+# Postgres's (every process of the bench's cluster) likewise. Beside it, the
+# HTTP sink alone (bench/deliver/sink_bench.cc: same events and concurrency,
+# no database) shows how much of the ceiling delivery through the sink could
+# reach at all on this machine.
 # CLAIM_BATCH (default 512) sets delivery.claim_batch.
 set -euo pipefail
 events=${1:-50000}
@@ -38,6 +41,16 @@ ds_wrk_ticks=$(($(proc_ticks "$ds_pid") - ds_ticks0))
 # wrk stops on time, not on answers: let the requests still in the server
 # finish before its counts are reset.
 sleep 0.5
+curl -sf -d "" "$ds_url/admin/reset" >/dev/null
+
+# replayd's HTTP sink alone, no database: the most live delivery through it
+# could reach on this machine, same events and concurrency.
+log "the HTTP sink alone: $events calls, $workers in flight"
+sink_out=$("$BUILD_DIR/bin/sink_bench" --url "$ds_url/records" --events "$events" --keys "$keys" \
+  --workers "$workers")
+echo "$sink_out" >&2
+sink_rate=$(echo "$sink_out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["calls_per_s"])')
+sink_cpu_us=$(echo "$sink_out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cpu_us_per_call"])')
 curl -sf -d "" "$ds_url/admin/reset" >/dev/null
 
 dsn=$(bench_database bench_deliver)
@@ -129,6 +142,8 @@ pg_cpu_us=$(python3 -c "print(round(($pg_ticks1 - $pg_ticks0) / $hz * 1e6 / $eve
 ds_cpu_us=$(python3 -c "print(round(($ds_ticks1 - $ds_ticks0) / $hz * 1e6 / $events, 1))")
 ds_wrk_cpu_us=$(python3 -c "print(round($ds_wrk_ticks / $hz * 1e6 / $wrk_requests, 1))")
 wal_per_event=$(python3 -c "print(round($wal_bytes / $events))")
+sink_ratio=$(python3 -c "print(round($sink_rate / $ceiling, 3))")
+log "the HTTP sink alone: $sink_rate calls/s = $sink_ratio of the ceiling, ${sink_cpu_us} us CPU per call"
 log "delivered $events events ($attempts attempts, downstream records: $created) in ${seconds}s = $rate events/s; downstream ceiling $ceiling req/s; CPU per event: replayd ${cpu_us} us, postgres ${pg_cpu_us} us, downstream ${ds_cpu_us} us (${ds_wrk_cpu_us} us per request under wrk); WAL ${wal_per_event} bytes per event"
 bench_json deliver "$rate" events/s "$ceiling" \
-  "{\"cpu_us_per_event\": $cpu_us, \"pg_cpu_us_per_event\": $pg_cpu_us, \"downstream_cpu_us_per_event\": $ds_cpu_us, \"downstream_cpu_us_per_wrk_request\": $ds_wrk_cpu_us, \"wal_bytes_per_event\": $wal_per_event, \"events\": $events, \"keys\": $keys, \"workers\": $workers, \"attempts\": $attempts}"
+  "{\"cpu_us_per_event\": $cpu_us, \"pg_cpu_us_per_event\": $pg_cpu_us, \"downstream_cpu_us_per_event\": $ds_cpu_us, \"downstream_cpu_us_per_wrk_request\": $ds_wrk_cpu_us, \"wal_bytes_per_event\": $wal_per_event, \"sink_alone_per_s\": $sink_rate, \"sink_alone_ratio\": $sink_ratio, \"sink_alone_cpu_us_per_call\": $sink_cpu_us, \"events\": $events, \"keys\": $keys, \"workers\": $workers, \"attempts\": $attempts}"
