@@ -259,7 +259,7 @@ struct PgDeliveryStore::PendingRecord {
 
 PgDeliveryStore::PgDeliveryStore(PgPool* pool, int max_group)
     : pool_(pool), max_group_(max_group) {
-  for (int i = 0; i < kWriters; ++i) writers_.emplace_back([this] { WriterLoop(); });
+  writer_ = std::thread([this] { WriterLoop(); });
 }
 
 PgDeliveryStore::~PgDeliveryStore() {
@@ -268,7 +268,7 @@ PgDeliveryStore::~PgDeliveryStore() {
     stopping_ = true;
   }
   cv_.notify_all();
-  for (auto& w : writers_) w.join();
+  writer_.join();
 }
 
 absl::StatusOr<std::vector<UndeliveredEvent>> PgDeliveryStore::ScanUndelivered(
