@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 #include <random>
 #include <unordered_set>
 
@@ -206,8 +207,8 @@ bool Dispatcher::Scan(absl::Time now) {
   // The cursor passes positions whose ingest had not committed yet: find
   // them among the first undelivered events (those held, and what is new
   // below the cursor).
-  auto again = store_->ScanUndelivered(
-      sources_, 0, static_cast<int>(held) + std::max(options_.claim_batch, 1));
+  const int limit_again = static_cast<int>(held) + std::max(options_.claim_batch, 1);
+  auto again = store_->ScanUndelivered(sources_, 0, limit_again);
   if (!again.ok()) {
     log->warn("reading undelivered events failed (will retry): {}", again.status());
     return false;
@@ -218,6 +219,15 @@ bool Dispatcher::Scan(absl::Time now) {
     if (e.ref.position <= cursor_ && queues_.Add(e, now)) ++late;
   }
   if (late > 0) log->debug("{} events found below the cursor (committed late)", late);
+  // The read holds every undelivered event up to its last one, or all of
+  // them when it did not fill its limit.
+  const int64_t through = static_cast<int>(again->size()) < limit_again
+                              ? std::numeric_limits<int64_t>::max()
+                              : again->back().ref.position;
+  if (int dropped = queues_.DropSettled(*again, through); dropped > 0) {
+    log->debug("{} held events were settled by another worker", dropped);
+    claim_again_at_ = absl::InfinitePast();
+  }
   return true;
 }
 

@@ -219,6 +219,33 @@ std::vector<int64_t> KeyQueues::Finished(const EventRef& ref, const Ending& endi
   return released;
 }
 
+int KeyQueues::DropSettled(const std::vector<UndeliveredEvent>& undelivered, int64_t through) {
+  std::unordered_set<int64_t> still;
+  for (const UndeliveredEvent& e : undelivered) still.insert(e.ref.position);
+  int dropped = 0;
+  std::vector<std::string> touched;
+  for (auto& [id, key] : keys_) {
+    if (key.strict || key.parked_behind) continue;
+    const size_t before = key.events.size();
+    for (auto it = key.events.begin() + (key.running ? 1 : 0); it != key.events.end();) {
+      const int64_t position = it->ref.position;
+      if (it->claimed || position > through || still.count(position) > 0) {
+        ++it;
+        continue;
+      }
+      key_of_.erase(position);
+      it = key.events.erase(it);
+    }
+    if (key.events.size() != before) {
+      dropped += static_cast<int>(before - key.events.size());
+      touched.push_back(id);
+    }
+  }
+  std::vector<int64_t> released;  // nothing dropped was claimed
+  for (const std::string& id : touched) Settle(id, &released);
+  return dropped;
+}
+
 std::vector<EventRef> KeyQueues::Blockers() const {
   std::vector<EventRef> blockers;
   for (const auto& [id, key] : keys_) {

@@ -1,7 +1,8 @@
 // Delivery through real replayd processes to the real downstream test server:
 // exactly once and in key order with two daemons, outage and retries,
-// commit-then-timeout with the lookup, strict per-key mode, kill -9 during
-// heavy delivery, a sink's cap on calls at once, and bad delivery configuration.
+// commit-then-timeout with the lookup, strict per-key mode, a key waiting on a
+// retry that another worker settles, kill -9 during heavy delivery, a sink's
+// cap on calls at once, and bad delivery configuration.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -278,6 +279,33 @@ TEST(DeliveryE2E, StrictModeParksAKeyBehindItsFailedEventWhileOtherKeysFlow) {
   ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 5; },
                       std::chrono::seconds(30)));
   EXPECT_EQ(Collect(ds).order_by_key["A"], (std::vector<std::string>{"a1", "a2", "a3"}));
+  EXPECT_EQ(d.Terminate(), 0);
+}
+
+TEST(DeliveryE2E, AKeyWaitingOnARetryGoesOnOnceAnotherWorkerDeliversItsEvent) {
+  testing::ScratchDatabase db;
+  testing::DownstreamServer ds("idempotent");
+  testing::DaemonProcess d(db.dsn(),
+                           Yaml(ds, false, "{max_attempts: 5, base_delay: 30s, max_delay: 30s}"));
+  d.Start();
+  ds.SetFaults({{"status", 503}, {"count", 1}});
+  Publish(d.grpc_address(), "orders", {{"a1", "A"}});
+  ASSERT_TRUE(WaitFor([&] { return Count(db, "event_id = 'a1' AND outcome = 'retrying'") == 1; },
+                      std::chrono::seconds(30)));
+  Publish(d.grpc_address(), "orders", {{"a2", "A"}});
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  ASSERT_EQ(Count(db, "event_id = 'a2' AND outcome = 'pending' AND attempts = 0"), 1)
+      << "a2 overtook a1, which waits on its retry";
+  // What a replay's record does when it delivers a1: the daemon's queue for
+  // key A still waits on a1's retry, due in 30 s.
+  db.Exec("UPDATE events SET outcome = 'succeeded', attempts = 2, processed_at = now()"
+          " WHERE event_id = 'a1'");
+  const auto marked = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitFor([&] { return Count(db, "event_id = 'a2' AND outcome = 'succeeded'") == 1; },
+                      std::chrono::seconds(30)));
+  EXPECT_LT(std::chrono::steady_clock::now() - marked, std::chrono::seconds(10))
+      << "a2 waited out a1's old due time";
+  EXPECT_EQ(Collect(ds).creates["orders:a1"], 1) << "a1 was sent again";
   EXPECT_EQ(d.Terminate(), 0);
 }
 
