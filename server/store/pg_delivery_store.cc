@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -10,14 +11,14 @@
 #include "server/common/await.h"
 #include "server/common/logging.h"
 #include "server/store/delivery_table.h"
-#include "server/store/pg_errors.h"
 #include "server/store/pg_types.h"
 
 namespace replayd {
 namespace {
 
 // Index-driven plans only: the CTE row estimates are guesses, and a hash join
-// would scan every partition of the log.
+// would scan every partition of the log (and lock rows in heap order rather
+// than in the position order that keeps two writers from deadlocking).
 // JIT compilation costs more than these short statements ever run.
 constexpr const char* kIndexJoins =
     "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
@@ -137,16 +138,16 @@ DELETE FROM delivery_claims
 constexpr const char* kReleaseAllName = "delivery_release_all";
 constexpr const char* kReleaseAllSql = "DELETE FROM delivery_claims WHERE owner = $1";
 
-// A group of records in one statement, so in one implicit transaction and
-// one round trip. $1..$15 are the group's columns as arrays, in position
+// A group of records in one statement (with kIndexJoins in its transaction). $1..$15 are the group's columns as arrays, in position
 // order (rows are locked in that global order: two daemons' groups cannot
 // deadlock). Times are epoch microseconds; empty text, and http_status 0,
 // stand for NULL.
 //
 // `released` deletes the claims the group's owners still hold; only those
-// events are updated: an event whose claim expired and was taken over is left
-// to its new owner (its attempt is still inserted). The statement returns the
-// released positions.
+// records update their events: an event whose claim expired and was taken
+// over is left to its new owner (its attempt is still inserted), even when the
+// new owner's record is in the same group. Returns the released (position,
+// owner) pairs.
 constexpr const char* kRecordName = "delivery_record";
 constexpr const char* kRecordSql = R"sql(
 WITH s AS (
@@ -165,7 +166,7 @@ WITH s AS (
 ), released AS (
   DELETE FROM delivery_claims c USING s
    WHERE c.position = s.position AND c.owner = s.owner
-  RETURNING c.position
+  RETURNING c.position, c.owner
 ), updated AS (
   UPDATE events e
      SET outcome = s.outcome,
@@ -177,7 +178,7 @@ WITH s AS (
                                 WHEN s.outcome = 'pending' THEN e.next_attempt_at END,
          processed_at = CASE WHEN s.outcome IN ('succeeded', 'already_processed', 'failed')
                              THEN now() END
-    FROM s JOIN released r ON r.position = s.position
+    FROM s JOIN released r ON r.position = s.position AND r.owner = s.owner
    WHERE e.ingested_at = s.ingested_at AND e.position = s.position
 ), inserted AS (
   INSERT INTO delivery_attempts (event_position, event_ingested_at, attempt, trigger, route,
@@ -188,7 +189,7 @@ WITH s AS (
     FROM s
   ON CONFLICT DO NOTHING
 )
-SELECT position FROM released)sql";
+SELECT position, owner FROM released)sql";
 
 // DeliverToLogTable: the claim's release (which also checks it is still
 // held), the attempt, and the event's outcome; the downstream insert is
@@ -238,11 +239,14 @@ struct RecordArrays {
     started_us.push_back(absl::ToUnixMicros(a.started_at));
     duration_us.push_back(std::llround(a.duration_ms * 1000));
     http_status.push_back(a.http_status.value_or(0));
-    error.push_back(a.error);
+    // The downstream's words (an answer's body, a record id header) may be
+    // cut mid-character or hold NUL bytes: one such text must not fail
+    // every record of the group.
+    error.push_back(PgText(a.error));
     outcome.push_back(std::string(OutcomeName(u.outcome)));
-    record_id.push_back(a.record_id);
-    last_error.push_back(u.last_error);
-    target_record_id.push_back(u.target_record_id);
+    record_id.push_back(PgText(a.record_id));
+    last_error.push_back(PgText(u.last_error));
+    target_record_id.push_back(PgText(u.target_record_id));
     retry_delay_us.push_back(Micros(u.retry_delay));
     owner.push_back(by);
   }
@@ -497,36 +501,34 @@ void PgDeliveryStore::WriterLoop() {
 }
 
 void PgDeliveryStore::WriteGroup(std::vector<std::shared_ptr<PendingRecord>>& group) {
-  std::unordered_set<int64_t> updated;
-  absl::Status status;
+  absl::StatusOr<std::set<std::pair<int64_t, std::string>>> held;
   // A deadlock or a dropped connection rolls the whole group back: write it
   // again a few times before its callers see the error.
   for (int attempt = 0; attempt < 4; ++attempt) {
     if (attempt > 0) absl::SleepFor(absl::Milliseconds(25 << attempt));
-    updated.clear();
-    status = WriteGroupOnce(group, &updated);
-    if (status.ok()) break;
+    held = WriteGroupOnce(group);
+    if (held.ok()) break;
     Logger("store")->warn("writing {} delivery records failed (try {} of 4): {}", group.size(),
-                          attempt + 1, status);
+                          attempt + 1, held.status());
   }
   for (auto& r : group) {
-    if (!status.ok()) {
-      r->done(status);
+    if (!held.ok()) {
+      r->done(held.status());
     } else {
-      r->done(updated.count(r->attempt.event_position) > 0);
+      r->done(held->count({r->attempt.event_position, r->owner}) > 0);
     }
   }
 }
 
-absl::Status PgDeliveryStore::WriteGroupOnce(
-    const std::vector<std::shared_ptr<PendingRecord>>& group, std::unordered_set<int64_t>* out) {
-  std::unordered_set<int64_t>& updated = *out;
+absl::StatusOr<std::set<std::pair<int64_t, std::string>>> PgDeliveryStore::WriteGroupOnce(
+    const std::vector<std::shared_ptr<PendingRecord>>& group) {
   RecordArrays c;
   for (const auto& r : group) c.Add(r->attempt, r->update, r->owner);
-  return pool_->Run(kRecordName, [&](PgPool::Lease& lease) {
+  std::set<std::pair<int64_t, std::string>> held;
+  absl::Status status = pool_->Run(kRecordName, [&](PgPool::Lease& lease) {
     lease.Prepare(kRecordName, kRecordSql);
-    updated.clear();
-    pqxx::nontransaction tx(lease.conn());
+    pqxx::work tx(lease.conn());
+    tx.exec0(kIndexJoins);
     const pqxx::result released = tx.exec_prepared(
         kRecordName, PgBigintArray(c.position), PgBigintArray(c.ingested_us),
         PgBigintArray(c.attempt), PgTextArray(c.trigger), PgTextArray(c.route),
@@ -534,8 +536,13 @@ absl::Status PgDeliveryStore::WriteGroupOnce(
         PgTextArray(c.error), PgTextArray(c.outcome), PgTextArray(c.record_id),
         PgTextArray(c.last_error), PgTextArray(c.target_record_id),
         PgBigintArray(c.retry_delay_us), PgTextArray(c.owner));
-    for (const auto& row : released) updated.insert(row[0].as<int64_t>());
+    tx.commit();
+    for (const auto& row : released) {
+      held.emplace(row[0].as<int64_t>(), row[1].as<std::string>());
+    }
   });
+  if (!status.ok()) return status;
+  return held;
 }
 
 absl::StatusOr<LogTableDelivery> PgDeliveryStore::DeliverToLogTable(

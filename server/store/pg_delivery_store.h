@@ -1,13 +1,14 @@
 // DeliveryStore on PostgreSQL. Claims are rows of delivery_claims; attempts
 // go to the partitioned delivery_attempts table. RecordAttempt calls from many
 // workers are group-committed by one writer thread: each caller blocks until
-// the statement holding its record commits.
+// the transaction holding its record commits.
 #pragma once
 
 #include <condition_variable>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -54,8 +55,9 @@ class PgDeliveryStore final : public DeliveryStore {
   void WriterLoop();
   // Writes a group in one transaction and completes every record in it.
   void WriteGroup(std::vector<std::shared_ptr<PendingRecord>>& group);
-  absl::Status WriteGroupOnce(const std::vector<std::shared_ptr<PendingRecord>>& group,
-                              std::unordered_set<int64_t>* updated);
+  // The (position, owner) of the records whose claims were still held.
+  absl::StatusOr<std::set<std::pair<int64_t, std::string>>> WriteGroupOnce(
+      const std::vector<std::shared_ptr<PendingRecord>>& group);
 
   PgPool* pool_;
   const int max_group_;

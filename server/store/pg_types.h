@@ -27,6 +27,11 @@ std::optional<absl::Time> TimeFromEpochUs(const pqxx::field& field);
 // RFC 3339 with microseconds, for timestamptz parameters and COPY.
 std::string PgTime(absl::Time t);
 
+// `text` as a value any text column takes: NUL bytes dropped, and bytes that
+// are not valid UTF-8 (a multi-byte character cut off, binary) replaced by
+// U+FFFD.
+std::string PgText(std::string_view text);
+
 // A text[] literal for a parameter: {"a","b\"c"}, every element quoted and escaped.
 std::string PgTextArray(const std::vector<std::string>& items);
 // A bigint[] literal: "{1,2,3}".

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <future>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -287,6 +288,86 @@ TEST_F(DeliveryStoreTest, ConcurrentRecordsAreGroupCommittedAndTheTraceTellsTheS
   EXPECT_EQ(trace->attempts[1].outcome, Outcome::kSucceeded);
   EXPECT_EQ(trace->attempts[1].worker, "A");
   EXPECT_EQ(store_.GetTrace("shop", "nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(DeliveryStoreTest, ADownstreamsBytesAreRecordedAsValidTextWithoutFailingTheGroup) {
+  Append({Event("w1", "w")});
+  auto claimed = Claim("A");
+  ASSERT_THAT(Ids(claimed), ElementsAre("w1"));
+  // A transport error has no status; the body snippet holds quotes, a
+  // backslash, array punctuation, a NUL byte and a character cut in two.
+  const std::string body = std::string("HTTP 500: \"q\" \\ ,{} caf\xC3\xA9 ") +
+                           std::string(1, '\0') + "end \xC3";
+  AttemptRecord a;
+  a.event_position = claimed[0].position;
+  a.event_ingested_at = claimed[0].ingested_at;
+  a.attempt = 1;
+  a.trigger = "live";
+  a.route = "r";
+  a.started_at = absl::Now();
+  a.error = body;
+  a.record_id = "id,{\"x\"}";
+  a.outcome = Outcome::kRetrying;
+  OutcomeUpdate u;
+  u.outcome = Outcome::kRetrying;
+  u.last_error = body;
+  u.retry_delay = absl::Seconds(30);
+  auto held = store_.RecordAttempt(a, u, "A");
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_TRUE(*held);
+  const std::string stored = "HTTP 500: \"q\" \\ ,{} caf\xC3\xA9 end \xEF\xBF\xBD";
+  auto trace = store_.GetTrace("shop", "w1");
+  ASSERT_TRUE(trace.ok()) << trace.status();
+  ASSERT_EQ(trace->attempts.size(), 1u);
+  EXPECT_EQ(trace->attempts[0].error, stored);
+  EXPECT_EQ(trace->attempts[0].record_id, "id,{\"x\"}");
+  EXPECT_FALSE(trace->attempts[0].http_status.has_value());
+  EXPECT_EQ(trace->event.outcome, Outcome::kRetrying);
+  EXPECT_EQ(trace->event.last_error, stored);
+}
+
+TEST_F(DeliveryStoreTest, TwoOwnersRecordsOfOneEventInOneGroupOnlyTheHoldersCounts) {
+  Append({Event("g1", "g"), Event("h1", "h")});
+  ASSERT_THAT(Ids(Claim("dead")), ElementsAre("g1", "h1"));
+  db_.Exec("UPDATE delivery_claims SET expires_at = now() - interval '1 second'"
+           " WHERE position = (SELECT position FROM events WHERE event_id = 'g1')");
+  ASSERT_THAT(Ids(Claim("B")), ElementsAre("g1"));
+  // Keep the writer busy on h1 (its claim row locked here) so that the next
+  // two records, both for g1, queue up and go out in one group.
+  pqxx::connection blocker(db_.dsn());
+  pqxx::work lock(blocker);
+  lock.exec("SELECT 1 FROM delivery_claims WHERE position = (SELECT position FROM events"
+            " WHERE event_id = 'h1') FOR UPDATE");
+  std::thread first([&] { EXPECT_TRUE(Record(Find("h1"), Outcome::kSucceeded, "dead").value()); });
+  absl::SleepFor(absl::Milliseconds(300));
+  const StoredEvent g1 = Find("g1");
+  auto record = [&](const std::string& owner, int attempt, Outcome outcome) {
+    AttemptRecord a;
+    a.event_position = g1.position;
+    a.event_ingested_at = g1.ingested_at;
+    a.attempt = attempt;
+    a.trigger = "live";
+    a.route = "r";
+    a.started_at = absl::Now();
+    a.outcome = outcome;
+    OutcomeUpdate u;
+    u.outcome = outcome;
+    u.last_error = outcome == Outcome::kFailed ? "stale" : "";
+    auto done = std::make_shared<std::promise<absl::StatusOr<bool>>>();
+    store_.RecordAttemptAsync(a, u, owner, [done](absl::StatusOr<bool> r) { done->set_value(r); });
+    return done->get_future();
+  };
+  auto stale = record("dead", 1, Outcome::kFailed);
+  auto holder = record("B", 2, Outcome::kSucceeded);
+  lock.commit();
+  first.join();
+  EXPECT_EQ(stale.get().value(), false);
+  EXPECT_EQ(holder.get().value(), true);
+  EXPECT_EQ(Find("g1").outcome, Outcome::kSucceeded);
+  EXPECT_EQ(Find("g1").last_error, "");
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_attempts WHERE event_position = " +
+                         std::to_string(g1.position)),
+            2);
 }
 
 AttemptRecord TableAttempt(const StoredEvent& e) {
