@@ -26,6 +26,8 @@ std::string DefaultOwner() {
 constexpr int kBusyWaits = 4;
 constexpr int kBackOffWaits = 10;
 constexpr int kRetryWaits = 20;
+// Pages of undelivered events the once-a-second rescan reads at most.
+constexpr int kRescanPages = 8;
 
 }  // namespace
 
@@ -205,28 +207,37 @@ bool Dispatcher::Scan(absl::Time now) {
   }
   if (!rescan) return true;
   // The cursor passes positions whose ingest had not committed yet: find
-  // them among the first undelivered events (those held, and what is new
-  // below the cursor).
-  const int limit_again = static_cast<int>(held) + std::max(options_.claim_batch, 1);
-  auto again = store_->ScanUndelivered(sources_, 0, limit_again);
-  if (!again.ok()) {
-    log->warn("reading undelivered events failed (will retry): {}", again.status());
-    return false;
-  }
-  std::lock_guard lock(mu_);
-  int late = 0;
-  for (const UndeliveredEvent& e : *again) {
-    if (e.ref.position <= cursor_ && queues_.Add(e, now)) ++late;
-  }
-  if (late > 0) log->debug("{} events found below the cursor (committed late)", late);
-  // The read holds every undelivered event up to its last one, or all of
-  // them when it did not fill its limit.
-  const int64_t through = static_cast<int>(again->size()) < limit_again
-                              ? std::numeric_limits<int64_t>::max()
-                              : again->back().ref.position;
-  if (int dropped = queues_.DropSettled(*again, through); dropped > 0) {
-    log->debug("{} held events were settled by another worker", dropped);
-    claim_again_at_ = absl::InfinitePast();
+  // them among the undelivered events below it, a few pages a second (the
+  // events of parked keys stay there until a replay and may be many). The
+  // same read tells which held events another worker settled meanwhile.
+  const int page = static_cast<int>(held) + std::max(options_.claim_batch, 1);
+  for (int pages = 0; pages < kRescanPages; ++pages) {
+    int64_t from;
+    {
+      std::lock_guard lock(mu_);
+      from = rescan_from_;
+    }
+    auto again = store_->ScanUndelivered(sources_, from, page);
+    if (!again.ok()) {
+      log->warn("reading undelivered events failed (will retry): {}", again.status());
+      return false;
+    }
+    std::lock_guard lock(mu_);
+    int late = 0;
+    for (const UndeliveredEvent& e : *again) {
+      if (e.ref.position <= cursor_ && queues_.Add(e, now)) ++late;
+    }
+    if (late > 0) log->debug("{} events found below the cursor (committed late)", late);
+    // The page holds every undelivered event after `from` up to its last
+    // one, or all of them when it is not full.
+    const bool last = static_cast<int>(again->size()) < page || again->back().ref.position >= cursor_;
+    const int64_t through = last ? std::numeric_limits<int64_t>::max() : again->back().ref.position;
+    if (int gone = queues_.ClaimAgainIfGone(*again, from, through); gone > 0) {
+      log->debug("{} held events are no longer undelivered: claiming them to see why", gone);
+      claim_again_at_ = absl::InfinitePast();
+    }
+    rescan_from_ = last ? 0 : through;
+    if (last) break;
   }
   return true;
 }

@@ -107,6 +107,9 @@ class Dispatcher {
   KeyQueues queues_;
   int64_t cursor_ = 0;  // the highest position read
   absl::Time next_rescan_ = absl::InfinitePast();
+  // Where the rescan of the undelivered events below the cursor goes on (it
+  // reads a few pages a second, from 0 up to the cursor, and starts over).
+  int64_t rescan_from_ = 0;
   absl::Time next_parked_check_ = absl::InfinitePast();
   // The last read found the end of the log: the next one not before this.
   absl::Time read_again_at_ = absl::InfinitePast();

@@ -219,31 +219,24 @@ std::vector<int64_t> KeyQueues::Finished(const EventRef& ref, const Ending& endi
   return released;
 }
 
-int KeyQueues::DropSettled(const std::vector<UndeliveredEvent>& undelivered, int64_t through) {
+int KeyQueues::ClaimAgainIfGone(const std::vector<UndeliveredEvent>& undelivered,
+                                int64_t after, int64_t through) {
   std::unordered_set<int64_t> still;
   for (const UndeliveredEvent& e : undelivered) still.insert(e.ref.position);
-  int dropped = 0;
-  std::vector<std::string> touched;
+  int gone = 0;
   for (auto& [id, key] : keys_) {
-    if (key.strict || key.parked_behind) continue;
-    const size_t before = key.events.size();
-    for (auto it = key.events.begin() + (key.running ? 1 : 0); it != key.events.end();) {
-      const int64_t position = it->ref.position;
-      if (it->claimed || position > through || still.count(position) > 0) {
-        ++it;
+    for (size_t i = key.running ? 1 : 0; i < key.events.size(); ++i) {
+      Entry& e = key.events[i];
+      const int64_t position = e.ref.position;
+      if (e.claimed || position <= after || position > through || still.count(position) > 0 ||
+          e.due == absl::InfinitePast()) {
         continue;
       }
-      key_of_.erase(position);
-      it = key.events.erase(it);
-    }
-    if (key.events.size() != before) {
-      dropped += static_cast<int>(before - key.events.size());
-      touched.push_back(id);
+      e.due = absl::InfinitePast();
+      ++gone;
     }
   }
-  std::vector<int64_t> released;  // nothing dropped was claimed
-  for (const std::string& id : touched) Settle(id, &released);
-  return dropped;
+  return gone;
 }
 
 std::vector<EventRef> KeyQueues::Blockers() const {

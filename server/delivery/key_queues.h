@@ -73,14 +73,15 @@ class KeyQueues {
   std::vector<int64_t> Finished(const EventRef& ref, const Ending& ending, absl::Time now,
                                 absl::Duration retry_wait);
 
-  // `undelivered` is a read of the log's first undelivered events, complete
-  // up to position `through`. A held event up to there that it does not
-  // hold, neither claimed nor being delivered, was settled by another worker
-  // (a replay delivered it while its key waited on a retry) or left the log
-  // with its partition: it is let go, so that its key goes on now instead of
-  // at its old due time. Not on strict routes: a failure there must park the
-  // key, which the claim finds out. Returns how many were let go.
-  int DropSettled(const std::vector<UndeliveredEvent>& undelivered, int64_t through);
+  // `undelivered` is a read of the log's undelivered events after position
+  // `after`, complete up to position `through`. A held event in that range
+  // that it does not hold (neither claimed nor being delivered) was settled
+  // by another worker, e.g. a replay delivered it while its key waited on a
+  // retry, or left the log with its partition: it is made due at once, so
+  // that its claim finds it settled (and, on a strict route, whether it
+  // failed) now instead of at its old due time. Returns how many.
+  int ClaimAgainIfGone(const std::vector<UndeliveredEvent>& undelivered, int64_t after,
+                       int64_t through);
 
   // The failed events parked keys wait behind. Unpark() unparks the keys
   // whose blocker is not in `still_failed` (a replay delivered it, or put it

@@ -309,6 +309,38 @@ TEST(DeliveryE2E, AKeyWaitingOnARetryGoesOnOnceAnotherWorkerDeliversItsEvent) {
   EXPECT_EQ(d.Terminate(), 0);
 }
 
+TEST(DeliveryE2E, ALateCommitIsFoundBeyondAParkedKeysBacklog) {
+  testing::ScratchDatabase db;
+  testing::DownstreamServer ds("idempotent");
+  testing::DaemonProcess d(
+      db.dsn(), Yaml(ds, false, "{max_attempts: 2, base_delay: 50ms, max_delay: 100ms}", true));
+  d.Start();
+  ds.SetFaults({{"status", 422}, {"count", 1}});
+  Publish(d.grpc_address(), "orders", {{"a0", "A"}});
+  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'failed'") == 1; },
+                      std::chrono::seconds(30)));
+  // More events behind the parked key than one read of the rescan takes
+  // (claim_batch, 256 by default).
+  std::vector<Ev> backlog;
+  for (int i = 1; i <= 600; ++i) backlog.push_back({absl::StrCat("a", i), "A"});
+  Publish(d.grpc_address(), "orders", backlog);
+  // An ingest that took its position before b1's and commits after the
+  // dispatcher has read past it.
+  const int64_t late = db.QueryInt("SELECT nextval('events_position_seq')");
+  Publish(d.grpc_address(), "orders", {{"b1", "B"}});
+  ASSERT_TRUE(WaitFor([&] { return Count(db, "event_id = 'b1' AND outcome = 'succeeded'") == 1; },
+                      std::chrono::seconds(30)));
+  db.Exec(absl::StrCat(
+      "INSERT INTO event_keys (source, event_id, ingested_at) VALUES ('orders', 'c1', now());",
+      "INSERT INTO events (position, source, event_id, key, ingested_at, next_attempt_at, payload)",
+      " VALUES (", late, ", 'orders', 'c1', 'C', now(), now(), '{}')"));
+  EXPECT_TRUE(WaitFor([&] { return Count(db, "event_id = 'c1' AND outcome = 'succeeded'") == 1; },
+                      std::chrono::seconds(30)))
+      << Warnings(d.log());
+  EXPECT_EQ(Count(db, "key = 'A' AND outcome = 'pending'"), 600);
+  EXPECT_EQ(d.Terminate(), 0);
+}
+
 // kill -9 during heavy delivery, then restart: nothing lost. Returns the
 // number of duplicate create calls the non-idempotent downstream saw.
 int KillDuringDelivery(bool lookup) {

@@ -388,26 +388,33 @@ TEST(KeyQueues, ALateCommitGoesBeforeItsKeysLaterEventsButNotBeforeTheOneRunning
   EXPECT_EQ(order, (Positions{3, 7, 8}));
 }
 
-TEST(KeyQueues, AnEventSettledElsewhereIsLetGoSoItsKeyGoesOnBeforeTheOldDueTime) {
+TEST(KeyQueues, AnEventSettledElsewhereIsClaimedAgainAtOnceInsteadOfAtItsOldDueTime) {
   KeyQueues q({"shop"});
   for (int64_t p : {1, 2}) q.Add(Undelivered(p, "a", absl::ZeroDuration(), "other"), kT0);
   q.Add(Undelivered(3, "b", absl::ZeroDuration(), "other"), kT0);
   q.Add(Undelivered(4, "s"), kT0);  // strict
+  q.Add(Undelivered(5, "s"), kT0);
   // 1 and 4 wait on retries due in 10 s; 3 is being delivered.
   ClaimWith(q, kT0, {{1, ClaimResult::State::kNotDue}, {4, ClaimResult::State::kNotDue}});
   ASSERT_EQ(StartAll(q), (Positions{3}));
-  EXPECT_TRUE(q.ToClaim(kT0 + absl::Seconds(1), 100).empty());
-  // A replay delivered 1 and 4, and 3's record committed: the log's first
-  // undelivered events are 2 alone. A read that stops at 1 says nothing
-  // about what comes after.
-  EXPECT_EQ(q.DropSettled({}, 0), 0);
-  EXPECT_EQ(q.DropSettled({Undelivered(2, "a", absl::ZeroDuration(), "other")},
-                          std::numeric_limits<int64_t>::max()),
-            1);
-  EXPECT_EQ(q.size(), 3u);  // 2, 3 (running: its own ending settles it), 4 (strict)
-  EXPECT_EQ(PositionsOf(q.ToClaim(kT0 + absl::Seconds(1), 100)), (Positions{2}));
-  // The strict key learns of 4 through its claim, which may find it failed.
-  EXPECT_EQ(PositionsOf(q.ToClaim(kT0 + absl::Seconds(11), 100)), (Positions{2, 4}));
+  const absl::Time t1 = kT0 + absl::Seconds(1);
+  EXPECT_TRUE(q.ToClaim(t1, 100).empty());
+  // A replay delivered 1 and failed 4, and 3's record committed: the log's
+  // undelivered events are 2 and 5. A read that covers nothing, or starts
+  // after 4, says nothing about them.
+  const std::vector<UndeliveredEvent> log = {Undelivered(2, "a", absl::ZeroDuration(), "other"),
+                                             Undelivered(5, "s")};
+  EXPECT_EQ(q.ClaimAgainIfGone({}, 0, 0), 0);
+  EXPECT_EQ(q.ClaimAgainIfGone(log, 4, std::numeric_limits<int64_t>::max()), 0);
+  EXPECT_EQ(q.ClaimAgainIfGone(log, 0, std::numeric_limits<int64_t>::max()), 2);
+  EXPECT_EQ(q.ClaimAgainIfGone(log, 0, std::numeric_limits<int64_t>::max()), 0);  // once
+  EXPECT_EQ(PositionsOf(q.ToClaim(t1, 100)), (Positions{1, 2, 4, 5}));
+  // The claims find them settled: key a goes on; the strict key parks behind
+  // the failure.
+  ClaimWith(q, t1, {{1, ClaimResult::State::kSettled}, {4, ClaimResult::State::kSettled}},
+            Outcome::kFailed);
+  EXPECT_EQ(StartAll(q), (Positions{2}));
+  EXPECT_EQ(PositionsOf(q.Blockers()), (Positions{4}));
 }
 
 TEST(EnvelopeJson, CarriesEveryFieldAndThePayloadAsJson) {
