@@ -6,7 +6,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/await.h"
-#include "server/common/logging.h"
 #include "server/delivery/http_sink.h"
 #include "server/delivery/pg_table_sink.h"
 #include "server/delivery/retry_policy.h"
@@ -202,8 +201,10 @@ void Deliverer::DeliverToLogTable(const std::shared_ptr<Delivery>& d, const std:
   report.duration = absl::Now() - d->started_at;
   if (!done->held) {
     report.outcome = event.outcome;
+    // The event may be gone once `reported` returns.
+    absl::Status lost = ClaimLost(event.event.source, event.event.event_id, d->attempt);
     d->reported(report);
-    d->recorded(ClaimLost(event.event.source, event.event.event_id, d->attempt));
+    d->recorded(std::move(lost));
     return;
   }
   report.outcome = done->created ? Outcome::kSucceeded : Outcome::kAlreadyProcessed;

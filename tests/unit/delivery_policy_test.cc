@@ -1,5 +1,5 @@
 // Pure delivery decisions: backoff, classification, outcomes, check-then-act,
-// chain grouping and the envelope.
+// the dispatcher's per-key queues and the envelope.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -277,7 +277,7 @@ TEST(KeyQueues, ClaimsWholeRunsOfTheOldestKeysAndCountsWhatItHolds) {
   KeyQueues q({"shop"});
   for (int64_t p : {1, 3, 5}) q.Add(Undelivered(p, "a"), kT0);
   for (int64_t p : {2, 4, 6}) q.Add(Undelivered(p, "b"), kT0);
-  // Another daemon asking for the same three finds a busy and takes b.
+  // The oldest key's whole run, not the first event of every key.
   EXPECT_EQ(PositionsOf(q.ToClaim(kT0, 3)), (Positions{1, 3, 5}));
   std::vector<EventRef> refs = q.ToClaim(kT0, 3);
   q.Claimed(refs, {Found(refs[0], ClaimResult::State::kClaimed),
@@ -286,6 +286,21 @@ TEST(KeyQueues, ClaimsWholeRunsOfTheOldestKeysAndCountsWhatItHolds) {
             kT0, absl::Seconds(1));
   EXPECT_EQ(q.holding(), 3u);
   EXPECT_EQ(PositionsOf(q.ToClaim(kT0, 3)), (Positions{2, 4, 6}));
+  // Another daemon reading the same log asks for a's run too, finds it busy,
+  // and takes b's.
+  KeyQueues other({"shop"});
+  for (int64_t p : {1, 2, 3, 4, 5, 6}) other.Add(Undelivered(p, p % 2 ? "a" : "b"), kT0);
+  refs = other.ToClaim(kT0, 3);
+  ASSERT_EQ(PositionsOf(refs), (Positions{1, 3, 5}));
+  EXPECT_TRUE(other
+                  .Claimed(refs,
+                           {Found(refs[0], ClaimResult::State::kBusy),
+                            Found(refs[1], ClaimResult::State::kBusy),
+                            Found(refs[2], ClaimResult::State::kBusy)},
+                           kT0, absl::Seconds(1))
+                  .empty());
+  EXPECT_EQ(PositionsOf(other.ToClaim(kT0, 3)), (Positions{2, 4, 6}));
+  EXPECT_EQ(other.holding(), 0u);
   ASSERT_EQ(StartAll(q), (Positions{1}));
   EXPECT_EQ(q.holding(), 3u);  // one running, two claimed
   Finish(q, 1, Ended(Outcome::kSucceeded));
