@@ -17,8 +17,7 @@ namespace replayd {
 namespace {
 
 // Index-driven plans only: the CTE row estimates are guesses, and a hash join
-// would scan every partition of the log (and lock rows in heap order rather
-// than in the position order that keeps two writers from deadlocking).
+// would scan every partition of the log.
 // JIT compilation costs more than these short statements ever run.
 constexpr const char* kIndexJoins =
     "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
@@ -138,10 +137,17 @@ DELETE FROM delivery_claims
 constexpr const char* kReleaseAllName = "delivery_release_all";
 constexpr const char* kReleaseAllSql = "DELETE FROM delivery_claims WHERE owner = $1";
 
-// A group of records in one statement (with kIndexJoins in its transaction). $1..$15 are the group's columns as arrays, in position
-// order (rows are locked in that global order: two daemons' groups cannot
-// deadlock). Times are epoch microseconds; empty text, and http_status 0,
-// stand for NULL.
+// A group of records in one statement, so in one implicit transaction and
+// one round trip. Not under kIndexJoins: in a transaction with those
+// settings Postgres used 40-50 us more per event in the deliver bench
+// (bench/README.md). The plan it picks by itself (EXPLAIN ANALYZE, custom
+// and generic) walks `s` in array order through nested loops on the primary
+// keys of delivery_claims and events, which keeps the lock order below; a
+// deadlock from another plan would be retried by WriteGroup.
+//
+// $1..$15 are the group's columns as arrays, in position order (rows are
+// locked in that global order: two daemons' groups cannot deadlock). Times
+// are epoch microseconds; empty text, and http_status 0, stand for NULL.
 //
 // `released` deletes the claims the group's owners still hold; only those
 // records update their events: an event whose claim expired and was taken
@@ -527,8 +533,7 @@ absl::StatusOr<std::set<std::pair<int64_t, std::string>>> PgDeliveryStore::Write
   std::set<std::pair<int64_t, std::string>> held;
   absl::Status status = pool_->Run(kRecordName, [&](PgPool::Lease& lease) {
     lease.Prepare(kRecordName, kRecordSql);
-    pqxx::work tx(lease.conn());
-    tx.exec0(kIndexJoins);
+    pqxx::nontransaction tx(lease.conn());  // one statement: its own transaction
     const pqxx::result released = tx.exec_prepared(
         kRecordName, PgBigintArray(c.position), PgBigintArray(c.ingested_us),
         PgBigintArray(c.attempt), PgTextArray(c.trigger), PgTextArray(c.route),
@@ -536,7 +541,6 @@ absl::StatusOr<std::set<std::pair<int64_t, std::string>>> PgDeliveryStore::Write
         PgTextArray(c.error), PgTextArray(c.outcome), PgTextArray(c.record_id),
         PgTextArray(c.last_error), PgTextArray(c.target_record_id),
         PgBigintArray(c.retry_delay_us), PgTextArray(c.owner));
-    tx.commit();
     for (const auto& row : released) {
       held.emplace(row[0].as<int64_t>(), row[1].as<std::string>());
     }

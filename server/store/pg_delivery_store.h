@@ -1,7 +1,7 @@
 // DeliveryStore on PostgreSQL. Claims are rows of delivery_claims; attempts
 // go to the partitioned delivery_attempts table. RecordAttempt calls from many
 // workers are group-committed by one writer thread: each caller blocks until
-// the transaction holding its record commits.
+// the statement holding its record commits.
 #pragma once
 
 #include <condition_variable>
