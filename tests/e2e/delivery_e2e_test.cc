@@ -252,16 +252,25 @@ TEST(DeliveryE2E, CommitThenTimeoutIsFoundByTheLookupAndNotSentAgain) {
   EXPECT_EQ(d.Terminate(), 0);
 }
 
+constexpr const char* kQuickRetries = "{max_attempts: 2, base_delay: 50ms, max_delay: 100ms}";
+
+// Starts `d` (a strict route) and fails `event_id` of `key` with a 422: the
+// key is parked behind it.
+void StartWithKeyParked(const testing::ScratchDatabase& db, testing::DownstreamServer& ds,
+                        testing::DaemonProcess& d, const std::string& event_id,
+                        const std::string& key) {
+  d.Start();
+  ds.SetFaults({{"status", 422}, {"count", 1}});
+  Publish(d.grpc_address(), "orders", {{event_id, key}});
+  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'failed'") == 1; },
+                      std::chrono::seconds(30)));
+}
+
 TEST(DeliveryE2E, StrictModeParksAKeyBehindItsFailedEventWhileOtherKeysFlow) {
   testing::ScratchDatabase db;
   testing::DownstreamServer ds("idempotent");
-  testing::DaemonProcess d(
-      db.dsn(), Yaml(ds, false, "{max_attempts: 2, base_delay: 50ms, max_delay: 100ms}", true));
-  d.Start();
-  ds.SetFaults({{"status", 422}, {"count", 1}});
-  Publish(d.grpc_address(), "orders", {{"a1", "A"}});
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'failed'") == 1; },
-                      std::chrono::seconds(30)));
+  testing::DaemonProcess d(db.dsn(), Yaml(ds, false, kQuickRetries, true));
+  ASSERT_NO_FATAL_FAILURE(StartWithKeyParked(db, ds, d, "a1", "A"));
   Publish(d.grpc_address(), "orders", {{"a2", "A"}, {"b1", "B"}, {"a3", "A"}, {"b2", "B"}});
   ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 2; },
                       std::chrono::seconds(30)));
@@ -312,13 +321,8 @@ TEST(DeliveryE2E, AKeyWaitingOnARetryGoesOnOnceAnotherWorkerDeliversItsEvent) {
 TEST(DeliveryE2E, ALateCommitIsFoundBeyondAParkedKeysBacklog) {
   testing::ScratchDatabase db;
   testing::DownstreamServer ds("idempotent");
-  testing::DaemonProcess d(
-      db.dsn(), Yaml(ds, false, "{max_attempts: 2, base_delay: 50ms, max_delay: 100ms}", true));
-  d.Start();
-  ds.SetFaults({{"status", 422}, {"count", 1}});
-  Publish(d.grpc_address(), "orders", {{"a0", "A"}});
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'failed'") == 1; },
-                      std::chrono::seconds(30)));
+  testing::DaemonProcess d(db.dsn(), Yaml(ds, false, kQuickRetries, true));
+  ASSERT_NO_FATAL_FAILURE(StartWithKeyParked(db, ds, d, "a0", "A"));
   // More events behind the parked key than one read of the rescan takes
   // (claim_batch, 256 by default).
   std::vector<Ev> backlog;
