@@ -19,6 +19,8 @@ namespace {
 // Index-driven plans only: the CTE row estimates are guesses, and a hash join
 // would scan every partition of the log.
 // JIT compilation costs more than these short statements ever run.
+// Index paths only, joins as the planner likes: see kRecordSql.
+constexpr const char* kIndexScans = "SET LOCAL enable_seqscan = off";
 constexpr const char* kIndexJoins =
     "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
 
@@ -137,13 +139,17 @@ DELETE FROM delivery_claims
 constexpr const char* kReleaseAllName = "delivery_release_all";
 constexpr const char* kReleaseAllSql = "DELETE FROM delivery_claims WHERE owner = $1";
 
-// A group of records in one statement, so in one implicit transaction and
-// one round trip. Not under kIndexJoins: in a transaction with those
-// settings Postgres used 40-50 us more per event in the deliver bench
-// (bench/README.md). The plan it picks by itself (EXPLAIN ANALYZE, custom
+// A group of records in one statement, in one round trip (besides the
+// transaction's own), under kIndexScans only. The plan Postgres caches for it
+// is made while delivery_claims is small, and a hash join over a seq scan of
+// it would then read every dead claim row the table gathers until the next
+// vacuum (in the deliver bench it was the cached plan, scanning up to 50,000
+// dead rows per group). With seq scans off, the plan (EXPLAIN ANALYZE, custom
 // and generic) walks `s` in array order through nested loops on the primary
 // keys of delivery_claims and events, which keeps the lock order below; a
-// deadlock from another plan would be retried by WriteGroup.
+// deadlock from another plan would be retried by WriteGroup. Not under
+// kIndexJoins: Postgres used 40-50 us more per event in the deliver bench
+// with hash joins off too (bench/README.md).
 //
 // $1..$15 are the group's columns as arrays, in position order (rows are
 // locked in that global order: two daemons' groups cannot deadlock). Times
@@ -533,7 +539,8 @@ absl::StatusOr<std::set<std::pair<int64_t, std::string>>> PgDeliveryStore::Write
   std::set<std::pair<int64_t, std::string>> held;
   absl::Status status = pool_->Run(kRecordName, [&](PgPool::Lease& lease) {
     lease.Prepare(kRecordName, kRecordSql);
-    pqxx::nontransaction tx(lease.conn());  // one statement: its own transaction
+    pqxx::work tx(lease.conn());
+    tx.exec0(kIndexScans);
     const pqxx::result released = tx.exec_prepared(
         kRecordName, PgBigintArray(c.position), PgBigintArray(c.ingested_us),
         PgBigintArray(c.attempt), PgTextArray(c.trigger), PgTextArray(c.route),
@@ -544,6 +551,7 @@ absl::StatusOr<std::set<std::pair<int64_t, std::string>>> PgDeliveryStore::Write
     for (const auto& row : released) {
       held.emplace(row[0].as<int64_t>(), row[1].as<std::string>());
     }
+    tx.commit();
   });
   if (!status.ok()) return status;
   return held;
