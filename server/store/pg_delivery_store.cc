@@ -55,7 +55,7 @@ std::string ScanSql() {
 // or found its claim row gone). $1 owner, $2 positions taken, $3 strict
 // sources. Each row comes with whether it is still undelivered, how long
 // until it is due, and for a strict source's key its earliest failed event
-// before it. Claim() gives back all but the due ones in the same transaction.
+// before it (from events_key_failed, migration 0007). Claim() gives back all but the due ones in the same transaction.
 constexpr const char* kClaimName = "delivery_claim";
 constexpr const char* kClaimSql = R"sql(
 INSERT INTO delivery_claims AS c (position, ingested_at, owner, expires_at)
