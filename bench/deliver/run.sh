@@ -12,7 +12,10 @@
 # Postgres's (every process of the bench's cluster) likewise. Beside it, the
 # HTTP sink alone (bench/deliver/sink_bench.cc: same events and concurrency,
 # no database) shows how much of the ceiling delivery through the sink could
-# reach at all on this machine.
+# reach at all on this machine. After it, a Postgres job queue doing the
+# same work (bench/deliver/job_queue_bench.cc: the same events, envelope,
+# downstream and concurrency; one job per transaction, taken with FOR UPDATE
+# SKIP LOCKED) gives SPEC §8's second comparison, `vs_job_queue` in the JSON.
 # CLAIM_BATCH (default 512) sets delivery.claim_batch.
 set -euo pipefail
 events=${1:-50000}
@@ -89,13 +92,16 @@ log "delivering with $workers workers"
 bench_replayd "$dsn" "$route_yaml
 delivery: {workers: $workers, claim_batch: ${CLAIM_BATCH:-512}}"
 cpu_ticks() { proc_ticks "$REPLAYD_PID"; }
-# Postgres's CPU: every backend and helper process of the bench's own
-# cluster (the postmaster's children), so one connection held open for
-# the whole phase would not be missed. The poll below runs in a psql
-# backend that starts and exits between the two readings: not counted.
+# Postgres's CPU: every process of the bench's own cluster, the postmaster,
+# its live children (backends and helpers, so one connection held open for
+# the whole phase is not missed) and the children it has reaped (cutime and
+# cstime), so connections that come and go between two readings count too.
+# That includes the one or two psql backends of the completion check below,
+# about 10 ms each.
 postmaster=$(head -n 1 "$PG_THROWAWAY_DIR/data/postmaster.pid")
 pg_ticks() {
-  local total=0 pid
+  local total pid
+  total=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$postmaster/stat")
   for pid in $(pgrep -P "$postmaster"); do
     total=$((total + $(proc_ticks "$pid" 2>/dev/null || echo 0)))
   done
@@ -133,8 +139,45 @@ read -r seconds attempts < <(psql -tA -F' ' "$dsn" -c \
   "SELECT extract(epoch FROM max(started_at + duration_ms * interval '1 millisecond') - min(started_at)),
           count(*) FROM delivery_attempts")
 created=$(ds_records)
+
+# Second baseline (SPEC §8): a Postgres job queue doing the same work, on the
+# same events, downstream and concurrency (bench/deliver/job_queue_bench.cc).
+bench_stop_replayd
+curl -sf -d "" "$ds_url/admin/reset" >/dev/null
+psql -q "$dsn" <<'SQL'
+CREATE TABLE job_queue (LIKE events INCLUDING DEFAULTS);
+ALTER TABLE job_queue ADD PRIMARY KEY (position);
+INSERT INTO job_queue (position, source, event_id, sequence, key, type, occurred_at,
+                       ingested_at, next_attempt_at, payload)
+SELECT position, source, event_id, sequence, key, type, occurred_at, ingested_at,
+       next_attempt_at, payload
+  FROM events;
+CREATE INDEX job_queue_pending ON job_queue (position) WHERE outcome = 'pending';
+CREATE TABLE job_attempts (
+    position    bigint NOT NULL,
+    attempt     integer NOT NULL,
+    started_at  timestamptz NOT NULL,
+    duration_ms double precision NOT NULL,
+    http_status integer,
+    outcome     text NOT NULL,
+    PRIMARY KEY (position, attempt));
+VACUUM ANALYZE job_queue;
+SQL
+log "the Postgres job queue: $workers workers"
+jq_pg_ticks0=$(pg_ticks)
+jq_out=$("$BUILD_DIR/bin/job_queue_bench" --database-url "$dsn" --url "$ds_url/records" \
+  --workers "$workers")
+jq_pg_ticks=$(($(pg_ticks) - jq_pg_ticks0))
+echo "$jq_out" >&2
+jq_rate=$(echo "$jq_out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs_per_s"])')
+jq_cpu_us=$(echo "$jq_out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cpu_us_per_job"])')
+jq_done=$(psql -tA "$dsn" -c "SELECT count(*) FROM job_queue WHERE outcome = 'succeeded'")
+[ "$jq_done" -eq "$events" ] || { echo "the job queue delivered $jq_done of $events" >&2; exit 1; }
+
 hz=$(getconf CLK_TCK)
 rate=$(python3 -c "print($events / $seconds)")
+jq_pg_cpu_us=$(python3 -c "print(round($jq_pg_ticks / $hz * 1e6 / $events, 1))")
+vs_job_queue=$(python3 -c "print(round($rate / $jq_rate, 2))")
 cpu_us=$(python3 -c "print(round(($ticks1 - $ticks0) / $hz * 1e6 / $events, 1))")
 pg_cpu_us=$(python3 -c "print(round(($pg_ticks1 - $pg_ticks0) / $hz * 1e6 / $events, 1))")
 # The downstream's own CPU per request, under wrk and under replayd: the
@@ -144,6 +187,7 @@ ds_wrk_cpu_us=$(python3 -c "print(round($ds_wrk_ticks / $hz * 1e6 / $wrk_request
 wal_per_event=$(python3 -c "print(round($wal_bytes / $events))")
 sink_ratio=$(python3 -c "print(round($sink_rate / $ceiling, 3))")
 log "the HTTP sink alone: $sink_rate calls/s = $sink_ratio of the ceiling, ${sink_cpu_us} us CPU per call"
+log "the Postgres job queue: $jq_rate jobs/s, CPU per job: the tool ${jq_cpu_us} us, postgres ${jq_pg_cpu_us} us; replayd delivers ${vs_job_queue}x as fast"
 log "delivered $events events ($attempts attempts, downstream records: $created) in ${seconds}s = $rate events/s; downstream ceiling $ceiling req/s; CPU per event: replayd ${cpu_us} us, postgres ${pg_cpu_us} us, downstream ${ds_cpu_us} us (${ds_wrk_cpu_us} us per request under wrk); WAL ${wal_per_event} bytes per event"
 bench_json deliver "$rate" events/s "$ceiling" \
-  "{\"cpu_us_per_event\": $cpu_us, \"pg_cpu_us_per_event\": $pg_cpu_us, \"downstream_cpu_us_per_event\": $ds_cpu_us, \"downstream_cpu_us_per_wrk_request\": $ds_wrk_cpu_us, \"wal_bytes_per_event\": $wal_per_event, \"sink_alone_per_s\": $sink_rate, \"sink_alone_ratio\": $sink_ratio, \"sink_alone_cpu_us_per_call\": $sink_cpu_us, \"events\": $events, \"keys\": $keys, \"workers\": $workers, \"attempts\": $attempts}"
+  "{\"cpu_us_per_event\": $cpu_us, \"pg_cpu_us_per_event\": $pg_cpu_us, \"downstream_cpu_us_per_event\": $ds_cpu_us, \"downstream_cpu_us_per_wrk_request\": $ds_wrk_cpu_us, \"wal_bytes_per_event\": $wal_per_event, \"sink_alone_per_s\": $sink_rate, \"sink_alone_ratio\": $sink_ratio, \"sink_alone_cpu_us_per_call\": $sink_cpu_us, \"job_queue_per_s\": $jq_rate, \"vs_job_queue\": $vs_job_queue, \"job_queue_cpu_us_per_job\": $jq_cpu_us, \"job_queue_pg_cpu_us_per_job\": $jq_pg_cpu_us, \"events\": $events, \"keys\": $keys, \"workers\": $workers, \"attempts\": $attempts}"
