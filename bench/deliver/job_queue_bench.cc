@@ -12,7 +12,6 @@
 // object: jobs, seconds, jobs_per_s, cpu_us_per_job (this process's user +
 // system time), failed.
 #include <curl/curl.h>
-#include <sys/resource.h>
 
 #include <atomic>
 #include <cstdio>
@@ -24,18 +23,12 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "bench/deliver/process_cpu.h"
 #include "server/delivery/http_sink.h"
 #include "server/delivery/sink.h"
 #include "server/store/pg_types.h"
 
 namespace {
-
-double CpuSeconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
-}
 
 size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
 
@@ -112,7 +105,7 @@ int main(int argc, char** argv) {
 
   Counts counts;
   std::atomic<int> errors{0};
-  const double cpu0 = CpuSeconds();
+  const double cpu0 = replayd::bench::ProcessCpuSeconds();
   const absl::Time start = absl::Now();
   std::vector<std::thread> threads;
   for (int i = 0; i < workers; ++i) {
@@ -127,7 +120,7 @@ int main(int argc, char** argv) {
   }
   for (auto& t : threads) t.join();
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  const double cpu = CpuSeconds() - cpu0;
+  const double cpu = replayd::bench::ProcessCpuSeconds() - cpu0;
   const int jobs = counts.jobs.load();
   std::printf(
       R"({"jobs": %d, "seconds": %.3f, "jobs_per_s": %.1f, "cpu_us_per_job": %.1f, )"

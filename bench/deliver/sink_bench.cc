@@ -7,7 +7,6 @@
 //
 // Prints one JSON object: calls, seconds, calls_per_s, cpu_us_per_call (this
 // process's user + system time), failed.
-#include <sys/resource.h>
 
 #include <condition_variable>
 #include <cstdio>
@@ -16,17 +15,11 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "bench/deliver/process_cpu.h"
 #include "server/config/config.h"
 #include "server/delivery/http_sink.h"
 
 namespace {
-
-double CpuSeconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
-}
 
 // The events the deliver bench ingests: same ids, keys and payload.
 std::vector<replayd::StoredEvent> BenchEvents(int count, int keys) {
@@ -71,7 +64,7 @@ int main(int argc, char** argv) {
   std::mutex mu;
   std::condition_variable cv;
   int in_flight = 0, finished = 0, failed = 0;
-  const double cpu0 = CpuSeconds();
+  const double cpu0 = replayd::bench::ProcessCpuSeconds();
   const absl::Time start = absl::Now();
   for (const replayd::StoredEvent& event : events) {
     {
@@ -94,7 +87,7 @@ int main(int argc, char** argv) {
     cv.wait(lock, [&] { return finished == count; });
   }
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  const double cpu = CpuSeconds() - cpu0;
+  const double cpu = replayd::bench::ProcessCpuSeconds() - cpu0;
   std::printf(
       R"({"calls": %d, "seconds": %.3f, "calls_per_s": %.1f, "cpu_us_per_call": %.1f, )"
       R"("failed": %d})"
