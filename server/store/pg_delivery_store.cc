@@ -19,10 +19,11 @@ namespace {
 // Index-driven plans only: the CTE row estimates are guesses, and a hash join
 // would scan every partition of the log.
 // JIT compilation costs more than these short statements ever run.
-// Index paths only, joins as the planner likes: see kRecordSql.
-constexpr const char* kIndexScans = "SET LOCAL enable_seqscan = off";
 constexpr const char* kIndexJoins =
     "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL jit = off";
+
+// Index paths only, joins as the planner likes: see kRecordSql.
+constexpr const char* kIndexScans = "SET LOCAL enable_seqscan = off";
 
 // The dispatcher's scan: $1 routed sources, $2 after this position, $3 limit.
 // Reads events_undelivered (position) from the cursor on, in index order:
@@ -55,7 +56,8 @@ std::string ScanSql() {
 // or found its claim row gone). $1 owner, $2 positions taken, $3 strict
 // sources. Each row comes with whether it is still undelivered, how long
 // until it is due, and for a strict source's key its earliest failed event
-// before it (from events_key_failed, migration 0007). Claim() gives back all but the due ones in the same transaction.
+// before it (from events_key_failed, migration 0007). Claim() gives back all
+// but the due ones in the same transaction.
 constexpr const char* kClaimName = "delivery_claim";
 constexpr const char* kClaimSql = R"sql(
 INSERT INTO delivery_claims AS c (position, ingested_at, owner, expires_at)

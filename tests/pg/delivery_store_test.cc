@@ -82,8 +82,9 @@ class DeliveryStoreTest : public ::testing::Test {
 
   StoredEvent Find(const std::string& id) { return *events_.Find("shop", id); }
 
-  absl::StatusOr<bool> Record(const StoredEvent& e, Outcome outcome, const std::string& owner,
-                              absl::Duration retry_delay = absl::ZeroDuration()) {
+  // An attempt at `e` that ended in `outcome`, and the event's update after it.
+  static std::pair<AttemptRecord, OutcomeUpdate> Attempt(
+      const StoredEvent& e, Outcome outcome, absl::Duration retry_delay = absl::ZeroDuration()) {
     AttemptRecord a;
     a.event_position = e.position;
     a.event_ingested_at = e.ingested_at;
@@ -101,6 +102,12 @@ class DeliveryStoreTest : public ::testing::Test {
     u.last_error = a.error;
     u.target_record_id = a.record_id;
     u.retry_delay = retry_delay;
+    return {a, u};
+  }
+
+  absl::StatusOr<bool> Record(const StoredEvent& e, Outcome outcome, const std::string& owner,
+                              absl::Duration retry_delay = absl::ZeroDuration()) {
+    const auto [a, u] = Attempt(e, outcome, retry_delay);
     return store_.RecordAttempt(a, u, owner);
   }
 
@@ -298,20 +305,11 @@ TEST_F(DeliveryStoreTest, ADownstreamsBytesAreRecordedAsValidTextWithoutFailingT
   // backslash, array punctuation, a NUL byte and a character cut in two.
   const std::string body = std::string("HTTP 500: \"q\" \\ ,{} caf\xC3\xA9 ") +
                            std::string(1, '\0') + "end \xC3";
-  AttemptRecord a;
-  a.event_position = claimed[0].position;
-  a.event_ingested_at = claimed[0].ingested_at;
-  a.attempt = 1;
-  a.trigger = "live";
-  a.route = "r";
-  a.started_at = absl::Now();
+  auto [a, u] = Attempt(claimed[0], Outcome::kRetrying, absl::Seconds(30));
+  a.http_status.reset();
   a.error = body;
   a.record_id = "id,{\"x\"}";
-  a.outcome = Outcome::kRetrying;
-  OutcomeUpdate u;
-  u.outcome = Outcome::kRetrying;
   u.last_error = body;
-  u.retry_delay = absl::Seconds(30);
   auto held = store_.RecordAttempt(a, u, "A");
   ASSERT_TRUE(held.ok()) << held.status();
   EXPECT_TRUE(*held);
@@ -342,17 +340,8 @@ TEST_F(DeliveryStoreTest, TwoOwnersRecordsOfOneEventInOneGroupOnlyTheHoldersCoun
   absl::SleepFor(absl::Milliseconds(300));
   const StoredEvent g1 = Find("g1");
   auto record = [&](const std::string& owner, int attempt, Outcome outcome) {
-    AttemptRecord a;
-    a.event_position = g1.position;
-    a.event_ingested_at = g1.ingested_at;
+    auto [a, u] = Attempt(g1, outcome);
     a.attempt = attempt;
-    a.trigger = "live";
-    a.route = "r";
-    a.started_at = absl::Now();
-    a.outcome = outcome;
-    OutcomeUpdate u;
-    u.outcome = outcome;
-    u.last_error = outcome == Outcome::kFailed ? "stale" : "";
     auto done = std::make_shared<std::promise<absl::StatusOr<bool>>>();
     store_.RecordAttemptAsync(a, u, owner, [done](absl::StatusOr<bool> r) { done->set_value(r); });
     return done->get_future();
