@@ -56,8 +56,10 @@ class PgDeliveryStore final : public DeliveryStore {
   // Writes a group in one transaction and completes every record in it.
   void WriteGroup(std::vector<std::shared_ptr<PendingRecord>>& group);
   // The (position, owner) of the records whose claims were still held.
+  // ALREADY_EXISTS when an attempt is in the log already, unless
+  // `keep_first`, which keeps that one and writes the rest.
   absl::StatusOr<std::set<std::pair<int64_t, std::string>>> WriteGroupOnce(
-      const std::vector<std::shared_ptr<PendingRecord>>& group);
+      const std::vector<std::shared_ptr<PendingRecord>>& group, bool keep_first);
 
   PgPool* pool_;
   const int max_group_;

@@ -359,6 +359,26 @@ TEST_F(DeliveryStoreTest, TwoOwnersRecordsOfOneEventInOneGroupOnlyTheHoldersCoun
             2);
 }
 
+TEST_F(DeliveryStoreTest, AnAttemptNumberRecordedTwiceKeepsTheFirstRowAndTheHoldersOutcome) {
+  Append({Event("g1", "g"), Event("h1", "h")});
+  ASSERT_THAT(Ids(Claim("dead")), ElementsAre("g1", "h1"));
+  db_.Exec("UPDATE delivery_claims SET expires_at = now() - interval '1 second'"
+           " WHERE position = (SELECT position FROM events WHERE event_id = 'g1')");
+  ASSERT_THAT(Ids(Claim("B")), ElementsAre("g1"));
+  // Both owners read attempts = 0, so both record attempt 1: the stale one
+  // first, then the holder, whose group meets the row already there.
+  const StoredEvent g1 = Find("g1");
+  EXPECT_EQ(Record(g1, Outcome::kFailed, "dead").value(), false);
+  EXPECT_EQ(Record(g1, Outcome::kSucceeded, "B").value(), true);
+  EXPECT_EQ(Find("g1").outcome, Outcome::kSucceeded);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_attempts WHERE event_position = " +
+                         std::to_string(g1.position)),
+            1);
+  // The writer goes on with plain inserts afterwards.
+  EXPECT_EQ(Record(Find("h1"), Outcome::kSucceeded, "dead").value(), true);
+  EXPECT_EQ(Find("h1").outcome, Outcome::kSucceeded);
+}
+
 AttemptRecord TableAttempt(const StoredEvent& e) {
   AttemptRecord a;
   a.event_position = e.position;
