@@ -105,6 +105,16 @@ class DeliveryStoreTest : public ::testing::Test {
     return {a, u};
   }
 
+  // Events g1 and h1, both claimed by "dead"; g1's claim expired and was
+  // taken over by "B", h1's is still dead's.
+  void TakeOverG1FromADeadOwner() {
+  Append({Event("g1", "g"), Event("h1", "h")});
+  ASSERT_THAT(Ids(Claim("dead")), ElementsAre("g1", "h1"));
+  db_.Exec("UPDATE delivery_claims SET expires_at = now() - interval '1 second'"
+           " WHERE position = (SELECT position FROM events WHERE event_id = 'g1')");
+  ASSERT_THAT(Ids(Claim("B")), ElementsAre("g1"));
+  }
+
   absl::StatusOr<bool> Record(const StoredEvent& e, Outcome outcome, const std::string& owner,
                               absl::Duration retry_delay = absl::ZeroDuration()) {
     const auto [a, u] = Attempt(e, outcome, retry_delay);
@@ -325,11 +335,7 @@ TEST_F(DeliveryStoreTest, ADownstreamsBytesAreRecordedAsValidTextWithoutFailingT
 }
 
 TEST_F(DeliveryStoreTest, TwoOwnersRecordsOfOneEventInOneGroupOnlyTheHoldersCounts) {
-  Append({Event("g1", "g"), Event("h1", "h")});
-  ASSERT_THAT(Ids(Claim("dead")), ElementsAre("g1", "h1"));
-  db_.Exec("UPDATE delivery_claims SET expires_at = now() - interval '1 second'"
-           " WHERE position = (SELECT position FROM events WHERE event_id = 'g1')");
-  ASSERT_THAT(Ids(Claim("B")), ElementsAre("g1"));
+  ASSERT_NO_FATAL_FAILURE(TakeOverG1FromADeadOwner());
   // Keep the writer busy on h1 (its claim row locked here) so that the next
   // two records, both for g1, queue up and go out in one group.
   pqxx::connection blocker(db_.dsn());
@@ -360,11 +366,7 @@ TEST_F(DeliveryStoreTest, TwoOwnersRecordsOfOneEventInOneGroupOnlyTheHoldersCoun
 }
 
 TEST_F(DeliveryStoreTest, AnAttemptNumberRecordedTwiceKeepsTheFirstRowAndTheHoldersOutcome) {
-  Append({Event("g1", "g"), Event("h1", "h")});
-  ASSERT_THAT(Ids(Claim("dead")), ElementsAre("g1", "h1"));
-  db_.Exec("UPDATE delivery_claims SET expires_at = now() - interval '1 second'"
-           " WHERE position = (SELECT position FROM events WHERE event_id = 'g1')");
-  ASSERT_THAT(Ids(Claim("B")), ElementsAre("g1"));
+  ASSERT_NO_FATAL_FAILURE(TakeOverG1FromADeadOwner());
   // Both owners read attempts = 0, so both record attempt 1: the stale one
   // first, then the holder, whose group meets the row already there.
   const StoredEvent g1 = Find("g1");
