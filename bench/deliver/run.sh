@@ -87,6 +87,18 @@ for start in range(0, n, 1000):
 PY
 bench_stop_replayd
 
+# PAST_DAYS=N (default 0): N empty partitions for the days before today, as a
+# log that retention keeps N days has. Statements that reach events by
+# position cannot be pruned to one partition when they are planned.
+for d in $(seq 1 "${PAST_DAYS:-0}"); do
+  day=$(date -u -d "-$d day" +%Y%m%d)
+  lower=$(date -u -d "-$d day" +%Y-%m-%d)
+  upper=$(date -u -d "-$((d - 1)) day" +%Y-%m-%d)
+  for table in events delivery_attempts; do
+    psql -q "$dsn" -c "CREATE TABLE IF NOT EXISTS ${table}_p$day PARTITION OF $table FOR VALUES FROM ('$lower') TO ('$upper')"
+  done
+done
+
 # Deliver.
 log "delivering with $workers workers"
 bench_replayd "$dsn" "$route_yaml

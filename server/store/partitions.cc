@@ -32,6 +32,10 @@ std::string EventsPartitionName(absl::Time day_start) {
   return absl::StrCat("events_p", DayName(day_start));
 }
 
+std::string DayPartitionOf(absl::string_view table, absl::Time t) {
+  return absl::StrCat(table, "_p", DayName(StartOfUtcDay(t)));
+}
+
 absl::Status Partitions::EnsureDays(absl::Time from, absl::Time to) {
   std::vector<absl::Time> days;
   for (absl::Time d = StartOfUtcDay(from); d <= to; d += absl::Hours(24)) days.push_back(d);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/store/pg_pool.h"
 
@@ -13,6 +14,13 @@ namespace replayd {
 
 // "events_pYYYYMMDD": the events partition of the UTC day starting at `day_start`.
 std::string EventsPartitionName(absl::Time day_start);
+
+// "<table>_pYYYYMMDD": the partition of `table` ("events" or
+// "delivery_attempts") that holds the rows of time `t`. Statements that reach
+// rows by their key name it directly: through the parent, Postgres 15 locks
+// and sets up every partition of the log at each execution of a prepared
+// statement (bench/README.md: the deliver bench with 90 days of partitions).
+std::string DayPartitionOf(absl::string_view table, absl::Time t);
 
 class Partitions {
  public:

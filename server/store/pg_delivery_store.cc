@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -10,7 +11,9 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/await.h"
 #include "server/common/logging.h"
+#include "server/common/time_format.h"
 #include "server/store/delivery_table.h"
+#include "server/store/partitions.h"
 #include "server/store/pg_types.h"
 
 namespace replayd {
@@ -43,7 +46,7 @@ std::string ScanSql() {
  LIMIT $3)sql");
 }
 
-// Claiming takes two statements in one transaction.
+// Claiming takes two or three statements in one transaction.
 //
 // 1. kClaimSql, $1 positions, $2 their ingested_at in epoch microseconds,
 // $3 owner, $4 lease in microseconds: inserts the claims in position order,
@@ -51,13 +54,18 @@ std::string ScanSql() {
 // first row it shares with the other and then finds it taken). Takes over
 // expired claims and renews the owner's own. Returns the positions taken.
 //
-// 2. kClaimVerifySql re-reads what is held, as of now: every competing claim
+// 2. ClaimVerifySql re-reads what was taken, as of now: every competing claim
 // or record on these events has committed by then (the insert waited for it
-// or found its claim row gone). $1 owner, $2 positions taken, $3 strict
-// sources. Each row comes with whether it is still undelivered, how long
-// until it is due, and for a strict source's key its earliest failed event
-// before it (from events_key_failed, migration 0007). Claim() gives back all
-// but the due ones in the same transaction.
+// or found its claim row gone). One statement per day partition, named
+// directly (DayPartitionOf): $1 positions taken, $2 their ingested_at in
+// epoch microseconds. Each row comes with whether it is still undelivered and
+// how long until it is due.
+//
+// 3. Only for undelivered keyed events of strict sources, kBlockersSql: the
+// earliest failed event of each one's key before it (from events_key_failed,
+// migration 0007), in any partition. $1 positions, $2 sources, $3 keys.
+//
+// Claim() gives back all but the due ones in the same transaction.
 constexpr const char* kClaimName = "delivery_claim";
 constexpr const char* kClaimSql = R"sql(
 INSERT INTO delivery_claims AS c (position, ingested_at, owner, expires_at)
@@ -71,21 +79,31 @@ ON CONFLICT (position) DO UPDATE
 RETURNING c.position)sql";
 
 constexpr const char* kClaimVerifyName = "delivery_claim_verify";
-std::string ClaimVerifySql() {
+std::string ClaimVerifySql(const std::string& partition) {
   return absl::StrCat("SELECT ", StoredEventColumns("e"), R"sql(,
        e.outcome IN ('pending', 'retrying') AS undelivered,
-       GREATEST(0, extract(epoch FROM e.next_attempt_at - now()) * 1e6)::bigint AS due_in_us,
-       f.position, )sql", EpochUs("f.ingested_at"), R"sql(
-  FROM delivery_claims c
-  JOIN events e ON e.ingested_at = c.ingested_at AND e.position = c.position
-  LEFT JOIN LATERAL (
+       GREATEST(0, extract(epoch FROM e.next_attempt_at - now()) * 1e6)::bigint AS due_in_us
+  FROM unnest($1::bigint[], $2::bigint[]) AS t(position, us)
+  JOIN )sql", partition, R"sql( e
+    ON e.ingested_at = 'epoch'::timestamptz + t.us * interval '1 microsecond'
+   AND e.position = t.position)sql");
+}
+
+// $1 partition names: those that exist (retention may have dropped one).
+constexpr const char* kExistingPartitionsName = "delivery_existing_partitions";
+constexpr const char* kExistingPartitionsSql =
+    "SELECT n FROM unnest($1::text[]) AS n WHERE to_regclass(n) IS NOT NULL";
+
+constexpr const char* kBlockersName = "delivery_claim_blockers";
+std::string BlockersSql() {
+  return absl::StrCat("SELECT t.position, f.position, ", EpochUs("f.ingested_at"), R"sql(
+  FROM unnest($1::bigint[], $2::text[], $3::text[]) AS t(position, source, key)
+  JOIN LATERAL (
     SELECT p.position, p.ingested_at FROM events p
-     WHERE e.source = ANY($3::text[]) AND e.key IS NOT NULL
-       AND p.key IS NOT NULL AND p.outcome = 'failed'
-       AND p.source = e.source AND p.key = e.key AND p.position < e.position
+     WHERE p.key IS NOT NULL AND p.outcome = 'failed'
+       AND p.source = t.source AND p.key = t.key AND p.position < t.position
      ORDER BY p.position
-     LIMIT 1) f ON true
- WHERE c.owner = $1 AND c.position = ANY($2::bigint[]))sql");
+     LIMIT 1) f ON true)sql");
 }
 
 // $1 positions, $2 their ingested_at in epoch microseconds.
@@ -113,13 +131,11 @@ ON CONFLICT (position) DO UPDATE
  WHERE c.owner = excluded.owner OR c.expires_at < now()
 RETURNING 1)sql";
 
-constexpr const char* kExistsName = "delivery_event_exists";
-constexpr const char* kExistsSql = "SELECT 1 FROM events WHERE ingested_at = $1 AND position = $2";
-
+// One event from its day's partition: $1 ingested_at, $2 position.
 constexpr const char* kEventName = "delivery_event";
-std::string EventSql() {
-  return absl::StrCat("SELECT ", StoredEventColumns("e"),
-                      " FROM events e WHERE e.ingested_at = $1 AND e.position = $2");
+std::string EventSql(const std::string& partition) {
+  return absl::StrCat("SELECT ", StoredEventColumns("e"), " FROM ", partition,
+                      " e WHERE e.ingested_at = $1 AND e.position = $2");
 }
 
 constexpr const char* kExtendName = "delivery_extend_claims";
@@ -156,6 +172,9 @@ constexpr const char* kReleaseAllSql = "DELETE FROM delivery_claims WHERE owner 
 // $1..$15 are the group's columns as arrays, in position order (rows are
 // locked in that global order: two daemons' groups cannot deadlock). Times
 // are epoch microseconds; empty text, and http_status 0, stand for NULL.
+// The statement writes one day's partitions of events and delivery_attempts,
+// named directly (DayPartitionOf); a group that spans two days is two
+// statements in one transaction.
 //
 // `released` deletes the claims the group's owners still hold; only those
 // records update their events: an event whose claim expired and was taken
@@ -171,7 +190,7 @@ constexpr const char* kReleaseAllSql = "DELETE FROM delivery_claims WHERE owner 
 // kRecordKeepFirstName, which keeps the attempt row already there.
 constexpr const char* kRecordName = "delivery_record";
 constexpr const char* kRecordKeepFirstName = "delivery_record_keep_first";
-std::string RecordSql(bool keep_first) {
+std::string RecordSql(bool keep_first, absl::Time day) {
   return absl::StrCat(R"sql(
 WITH s AS (
   SELECT t.position, 'epoch'::timestamptz + t.ingested_us * interval '1 microsecond' AS ingested_at,
@@ -191,7 +210,7 @@ WITH s AS (
    WHERE c.position = s.position AND c.owner = s.owner
   RETURNING c.position, c.owner
 ), updated AS (
-  UPDATE events e
+  UPDATE )sql", DayPartitionOf("events", day), R"sql( e
      SET outcome = s.outcome,
          attempts = GREATEST(e.attempts, s.attempt),
          last_error = s.last_error,
@@ -204,9 +223,9 @@ WITH s AS (
     FROM s JOIN released r ON r.position = s.position AND r.owner = s.owner
    WHERE e.ingested_at = s.ingested_at AND e.position = s.position
 ), inserted AS (
-  INSERT INTO delivery_attempts (event_position, event_ingested_at, attempt, trigger, route,
-                                 started_at, duration_ms, http_status, error, outcome, record_id,
-                                 worker)
+  INSERT INTO )sql", DayPartitionOf("delivery_attempts", day), R"sql(
+              (event_position, event_ingested_at, attempt, trigger, route, started_at,
+               duration_ms, http_status, error, outcome, record_id, worker)
   SELECT position, ingested_at, attempt, trigger, route, started_at, duration_ms, http_status,
          error, outcome, record_id, owner
     FROM s
@@ -220,19 +239,22 @@ SELECT position, owner FROM released)sql");
 constexpr const char* kLogTableHeldName = "delivery_log_table_held";
 constexpr const char* kLogTableHeldSql = R"sql(
 DELETE FROM delivery_claims WHERE position = $1 AND owner = $2 RETURNING 1)sql";
+// The attempt and the outcome go to the event's day partitions (see RecordSql).
 constexpr const char* kLogTableAttemptName = "delivery_log_table_attempt";
-constexpr const char* kLogTableAttemptSql = R"sql(
-INSERT INTO delivery_attempts (event_position, event_ingested_at, attempt, trigger, route,
-                               started_at, duration_ms, http_status, error, outcome, record_id,
-                               worker)
+std::string LogTableAttemptSql(const std::string& partition) {
+  return absl::StrCat("INSERT INTO ", partition, R"sql(
+       (event_position, event_ingested_at, attempt, trigger, route, started_at, duration_ms,
+        http_status, error, outcome, record_id, worker)
 VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9, $10)
-ON CONFLICT DO NOTHING)sql";
+ON CONFLICT DO NOTHING)sql");
+}
 constexpr const char* kLogTableOutcomeName = "delivery_log_table_outcome";
-constexpr const char* kLogTableOutcomeSql = R"sql(
-UPDATE events
+std::string LogTableOutcomeSql(const std::string& partition) {
+  return absl::StrCat("UPDATE ", partition, R"sql(
    SET outcome = $3, attempts = GREATEST(attempts, $4), last_error = NULL,
        target_record_id = $5, processed_at = now()
- WHERE ingested_at = $1 AND position = $2)sql";
+ WHERE ingested_at = $1 AND position = $2)sql");
+}
 
 constexpr const char* kTraceEventName = "delivery_trace_event";
 constexpr const char* kTraceAttemptsName = "delivery_trace_attempts";
@@ -340,51 +362,89 @@ absl::StatusOr<std::vector<ClaimResult>> PgDeliveryStore::Claim(
   std::vector<ClaimResult> results;
   if (events.empty()) return results;
   const auto [positions, ingested_us] = RefArrays(events);
+  std::unordered_map<int64_t, size_t> index;
+  std::map<std::string, std::string> verify_names;  // partition -> statement name
+  for (size_t i = 0; i < events.size(); ++i) {
+    index.emplace(events[i].position, i);
+    const std::string partition = DayPartitionOf("events", events[i].ingested_at);
+    verify_names.emplace(partition, absl::StrCat(kClaimVerifyName, ":", partition));
+  }
+  const std::unordered_set<std::string> strict(strict_sources.begin(), strict_sources.end());
   absl::Status status = pool_->Run(kClaimName, [&](PgPool::Lease& lease) {
     lease.Prepare(kClaimName, kClaimSql);
-    lease.Prepare(kClaimVerifyName, ClaimVerifySql());
+    lease.Prepare(kExistingPartitionsName, kExistingPartitionsSql);
+    lease.Prepare(kBlockersName, BlockersSql());
+    for (const auto& [partition, name] : verify_names) lease.Prepare(name, ClaimVerifySql(partition));
     results.assign(events.size(), ClaimResult{});
     pqxx::work tx(lease.conn());
     tx.exec0(kIndexJoins);
-    std::vector<int64_t> taken;
+    // Taken positions by partition, with their ingested_at.
+    std::map<std::string, std::pair<std::vector<int64_t>, std::vector<int64_t>>> taken;
     for (const auto& row : tx.exec_prepared(kClaimName, positions, ingested_us, owner,
                                             Micros(lease_time))) {
-      taken.push_back(row[0].as<int64_t>());
+      const EventRef& ref = events[index.at(row[0].as<int64_t>())];
+      auto& [p, us] = taken[DayPartitionOf("events", ref.ingested_at)];
+      p.push_back(ref.position);
+      us.push_back(absl::ToUnixMicros(ref.ingested_at));
     }
     if (taken.empty()) return;  // all busy: nothing to commit
-    std::unordered_map<int64_t, size_t> index;
-    for (size_t i = 0; i < events.size(); ++i) index.emplace(events[i].position, i);
-    std::unordered_set<int64_t> seen;
-    std::vector<int64_t> given_back;
-    for (const auto& row : tx.exec_prepared(kClaimVerifyName, owner, PgBigintArray(taken),
-                                            PgTextArray(strict_sources))) {
-      const int n = kStoredEventColumnCount;
-      ClaimResult& r = results[index.at(row[0].as<int64_t>())];
-      r.event = StoredEventFromRow(row);
-      seen.insert(r.event.position);
-      const bool undelivered = row[n].as<bool>();
-      r.due_in = row[n + 1].is_null() ? absl::ZeroDuration()
-                                      : absl::Microseconds(row[n + 1].as<int64_t>());
-      if (!row[n + 2].is_null()) {
-        r.blocker = {row[n + 2].as<int64_t>(), TimeFromEpochUs(row[n + 3]).value_or(absl::UnixEpoch())};
-      }
-      if (!undelivered) {
-        r.state = ClaimResult::State::kSettled;
-      } else if (!row[n + 2].is_null()) {
-        r.state = ClaimResult::State::kBehindFailure;
-      } else if (r.due_in > absl::ZeroDuration()) {
-        r.state = ClaimResult::State::kNotDue;
-      } else {
-        r.state = ClaimResult::State::kClaimed;
-        continue;
-      }
-      given_back.push_back(r.event.position);
+    std::vector<std::string> partitions;
+    for (const auto& [partition, refs] : taken) partitions.push_back(partition);
+    std::unordered_set<std::string> existing;
+    for (const auto& row : tx.exec_prepared(kExistingPartitionsName, PgTextArray(partitions))) {
+      existing.insert(row[0].as<std::string>());
     }
-    for (int64_t position : taken) {
-      // Taken but gone from the log (its partition dropped by retention).
-      if (seen.count(position) > 0) continue;
-      results[index.at(position)].state = ClaimResult::State::kSettled;
-      given_back.push_back(position);
+    std::unordered_set<int64_t> seen;
+    std::vector<int64_t> strict_keyed;  // undelivered keyed events of strict sources
+    std::vector<int64_t> given_back;
+    for (const auto& [partition, refs] : taken) {
+      // A partition dropped by retention holds none of them any more.
+      if (existing.count(partition) == 0) continue;
+      for (const auto& row : tx.exec_prepared(verify_names.at(partition),
+                                              PgBigintArray(refs.first),
+                                              PgBigintArray(refs.second))) {
+        const int n = kStoredEventColumnCount;
+        ClaimResult& r = results[index.at(row[0].as<int64_t>())];
+        r.event = StoredEventFromRow(row);
+        seen.insert(r.event.position);
+        r.due_in = row[n + 1].is_null() ? absl::ZeroDuration()
+                                        : absl::Microseconds(row[n + 1].as<int64_t>());
+        if (!row[n].as<bool>()) {
+          r.state = ClaimResult::State::kSettled;
+        } else if (r.due_in > absl::ZeroDuration()) {
+          r.state = ClaimResult::State::kNotDue;
+        } else {
+          r.state = ClaimResult::State::kClaimed;
+        }
+        if (r.state != ClaimResult::State::kSettled && !r.event.event.key.empty() &&
+            strict.count(r.event.event.source) > 0) {
+          strict_keyed.push_back(r.event.position);
+        }
+      }
+    }
+    if (!strict_keyed.empty()) {
+      // Keyed events of strict sources: an earlier failed event of the key
+      // parks them, due or not.
+      std::vector<std::string> sources, keys;
+      for (int64_t position : strict_keyed) {
+        const StoredEvent& e = results[index.at(position)].event;
+        sources.push_back(e.event.source);
+        keys.push_back(e.event.key);
+      }
+      for (const auto& row : tx.exec_prepared(kBlockersName, PgBigintArray(strict_keyed),
+                                              PgTextArray(sources), PgTextArray(keys))) {
+        ClaimResult& r = results[index.at(row[0].as<int64_t>())];
+        r.state = ClaimResult::State::kBehindFailure;
+        r.blocker = {row[1].as<int64_t>(), TimeFromEpochUs(row[2]).value_or(absl::UnixEpoch())};
+      }
+    }
+    for (const auto& [partition, refs] : taken) {
+      for (int64_t position : refs.first) {
+        ClaimResult& r = results[index.at(position)];
+        // Taken but gone from the log (its partition dropped by retention).
+        if (seen.count(position) == 0) r.state = ClaimResult::State::kSettled;
+        if (r.state != ClaimResult::State::kClaimed) given_back.push_back(position);
+      }
     }
     if (!given_back.empty()) {
       lease.Prepare(kGiveBackName, kGiveBackSql);
@@ -421,18 +481,23 @@ absl::StatusOr<std::optional<StoredEvent>> PgDeliveryStore::TryClaim(int64_t pos
                                                                     absl::Duration lease_time) {
   std::optional<StoredEvent> claimed;
   bool exists = false;
+  const std::string partition = DayPartitionOf("events", ingested_at);
+  const std::string event_name = absl::StrCat(kEventName, ":", partition);
   absl::Status status = pool_->Run(kTryClaimName, [&](PgPool::Lease& lease) {
     lease.Prepare(kTryClaimName, kTryClaimSql);
-    lease.Prepare(kExistsName, kExistsSql);
-    lease.Prepare(kEventName, EventSql());
+    lease.Prepare(event_name, EventSql(partition));
     const std::string at = PgTime(ingested_at);
     pqxx::work tx(lease.conn());
-    exists = !tx.exec_prepared(kExistsName, at, position).empty();
+    try {
+      exists = !tx.exec_prepared(event_name, at, position).empty();
+    } catch (const pqxx::undefined_table&) {
+      return;  // its day's partition is gone (retention), or never was
+    }
     if (!exists) return;
     if (tx.exec_prepared(kTryClaimName, at, position, owner, Micros(lease_time)).empty()) return;
     // Read again under the claim: a record committed by the previous owner
     // while this claim waited for it is in the row now.
-    claimed = StoredEventFromRow(tx.exec_prepared1(kEventName, at, position));
+    claimed = StoredEventFromRow(tx.exec_prepared1(event_name, at, position));
     tx.commit();
   });
   if (!status.ok()) return status;
@@ -547,23 +612,32 @@ void PgDeliveryStore::WriteGroup(std::vector<std::shared_ptr<PendingRecord>>& gr
 
 absl::StatusOr<std::set<std::pair<int64_t, std::string>>> PgDeliveryStore::WriteGroupOnce(
     const std::vector<std::shared_ptr<PendingRecord>>& group, bool keep_first) {
-  RecordArrays c;
-  for (const auto& r : group) c.Add(r->attempt, r->update, r->owner);
+  // One statement per UTC day of the events, in position order within each.
+  std::map<absl::Time, RecordArrays> days;
+  for (const auto& r : group) {
+    days[StartOfUtcDay(r->attempt.event_ingested_at)].Add(r->attempt, r->update, r->owner);
+  }
   std::set<std::pair<int64_t, std::string>> held;
-  const char* name = keep_first ? kRecordKeepFirstName : kRecordName;
-  absl::Status status = pool_->Run(name, [&](PgPool::Lease& lease) {
-    lease.Prepare(name, RecordSql(keep_first));
+  const char* base = keep_first ? kRecordKeepFirstName : kRecordName;
+  absl::Status status = pool_->Run(base, [&](PgPool::Lease& lease) {
+    held.clear();
+    for (const auto& [day, c] : days) {
+      lease.Prepare(absl::StrCat(base, ":", DayPartitionOf("events", day)),
+                    RecordSql(keep_first, day));
+    }
     pqxx::work tx(lease.conn());
     tx.exec0(kIndexScans);
-    const pqxx::result released = tx.exec_prepared(
-        name, PgBigintArray(c.position), PgBigintArray(c.ingested_us),
-        PgBigintArray(c.attempt), PgTextArray(c.trigger), PgTextArray(c.route),
-        PgBigintArray(c.started_us), PgBigintArray(c.duration_us), PgBigintArray(c.http_status),
-        PgTextArray(c.error), PgTextArray(c.outcome), PgTextArray(c.record_id),
-        PgTextArray(c.last_error), PgTextArray(c.target_record_id),
-        PgBigintArray(c.retry_delay_us), PgTextArray(c.owner));
-    for (const auto& row : released) {
-      held.emplace(row[0].as<int64_t>(), row[1].as<std::string>());
+    for (const auto& [day, c] : days) {
+      const pqxx::result released = tx.exec_prepared(
+          absl::StrCat(base, ":", DayPartitionOf("events", day)), PgBigintArray(c.position),
+          PgBigintArray(c.ingested_us), PgBigintArray(c.attempt), PgTextArray(c.trigger),
+          PgTextArray(c.route), PgBigintArray(c.started_us), PgBigintArray(c.duration_us),
+          PgBigintArray(c.http_status), PgTextArray(c.error), PgTextArray(c.outcome),
+          PgTextArray(c.record_id), PgTextArray(c.last_error), PgTextArray(c.target_record_id),
+          PgBigintArray(c.retry_delay_us), PgTextArray(c.owner));
+      for (const auto& row : released) {
+        held.emplace(row[0].as<int64_t>(), row[1].as<std::string>());
+      }
     }
     tx.commit();
   });
@@ -586,11 +660,16 @@ absl::StatusOr<LogTableDelivery> PgDeliveryStore::DeliverToLogTable(
   }
   LogTableDelivery result;
   const std::string insert_name = absl::StrCat("delivery_log_table_insert:", table);
+  const std::string events_partition = DayPartitionOf("events", attempt.event_ingested_at);
+  const std::string attempts_partition =
+      DayPartitionOf("delivery_attempts", attempt.event_ingested_at);
+  const std::string attempt_name = absl::StrCat(kLogTableAttemptName, ":", attempts_partition);
+  const std::string outcome_name = absl::StrCat(kLogTableOutcomeName, ":", events_partition);
   absl::Status status = pool_->Run(kLogTableOutcomeName, [&](PgPool::Lease& lease) {
     lease.Prepare(kLogTableHeldName, kLogTableHeldSql);
     lease.Prepare(insert_name, DeliveryTableInsertSql(table));
-    lease.Prepare(kLogTableAttemptName, kLogTableAttemptSql);
-    lease.Prepare(kLogTableOutcomeName, kLogTableOutcomeSql);
+    lease.Prepare(attempt_name, LogTableAttemptSql(attempts_partition));
+    lease.Prepare(outcome_name, LogTableOutcomeSql(events_partition));
     result = LogTableDelivery{};
     const std::string ingested_at = PgTime(attempt.event_ingested_at);
     pqxx::work tx(lease.conn());
@@ -604,10 +683,10 @@ absl::StatusOr<LogTableDelivery> PgDeliveryStore::DeliverToLogTable(
     const std::string outcome(
         OutcomeName(result.created ? Outcome::kSucceeded : Outcome::kAlreadyProcessed));
     const double duration_ms = absl::ToDoubleMilliseconds(absl::Now() - attempt.started_at);
-    tx.exec_prepared(kLogTableAttemptName, attempt.event_position, ingested_at, attempt.attempt,
+    tx.exec_prepared(attempt_name, attempt.event_position, ingested_at, attempt.attempt,
                      attempt.trigger, attempt.route, PgTime(attempt.started_at), duration_ms,
                      outcome, result.record_id, owner);
-    tx.exec_prepared0(kLogTableOutcomeName, ingested_at, attempt.event_position, outcome,
+    tx.exec_prepared0(outcome_name, ingested_at, attempt.event_position, outcome,
                       attempt.attempt, result.record_id);
     tx.commit();
   });

@@ -381,6 +381,71 @@ TEST_F(DeliveryStoreTest, AnAttemptNumberRecordedTwiceKeepsTheFirstRowAndTheHold
   EXPECT_EQ(Find("h1").outcome, Outcome::kSucceeded);
 }
 
+// Claims and record groups name each day's partition directly: a batch that
+// spans midnight reaches both days, a strict key's blocker is found in
+// another day's partition, and an event whose partition retention dropped
+// after the scan is settled.
+TEST_F(DeliveryStoreTest, ClaimsAndRecordGroupsSpanningTwoDaysReachBothDaysPartitions) {
+  const absl::Time yesterday = now_ - absl::Hours(24);
+  ASSERT_TRUE(events_.Append(yesterday, {Event("y1", "k"), Event("y2", "")}).ok());
+  Append({Event("t1", "k"), Event("t2", ""), Event("w1", "w")});
+  ASSERT_THAT(Ids(Claim("A")), ElementsAre("y1", "y2", "t1", "t2", "w1"));
+  // Keep the writer busy on w1 (its claim row locked here) so that the next
+  // three records, from both days, go out in one group.
+  pqxx::connection blocker(db_.dsn());
+  pqxx::work lock(blocker);
+  lock.exec("SELECT 1 FROM delivery_claims WHERE position = (SELECT position FROM events"
+            " WHERE event_id = 'w1') FOR UPDATE");
+  std::thread first([&] { EXPECT_TRUE(Record(Find("w1"), Outcome::kSucceeded, "A").value()); });
+  absl::SleepFor(absl::Milliseconds(300));
+  auto record = [&](const std::string& id, Outcome outcome) {
+    auto [a, u] = Attempt(Find(id), outcome);
+    auto done = std::make_shared<std::promise<absl::StatusOr<bool>>>();
+    store_.RecordAttemptAsync(a, u, "A", [done](absl::StatusOr<bool> r) { done->set_value(r); });
+    return done->get_future();
+  };
+  auto y1 = record("y1", Outcome::kFailed);
+  auto y2 = record("y2", Outcome::kSucceeded);
+  auto t2 = record("t2", Outcome::kSucceeded);
+  lock.commit();
+  first.join();
+  EXPECT_EQ(y1.get().value(), true);
+  EXPECT_EQ(y2.get().value(), true);
+  EXPECT_EQ(t2.get().value(), true);
+  EXPECT_EQ(Find("y1").outcome, Outcome::kFailed);
+  EXPECT_EQ(Find("y2").outcome, Outcome::kSucceeded);
+  EXPECT_EQ(Find("t2").outcome, Outcome::kSucceeded);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM " + DayPartitionOf("delivery_attempts", yesterday)),
+            2);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM " + DayPartitionOf("delivery_attempts", now_)), 2);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_claims"), 1);  // t1's
+
+  // t1 waits behind yesterday's failure of its key on a strict route.
+  ASSERT_TRUE(store_.Release({Find("t1").position}, "A").ok());
+  auto behind = ClaimRefs({Ref("t1")}, "B", {"shop"});
+  ASSERT_THAT(States(behind), ElementsAre(ClaimResult::State::kBehindFailure));
+  EXPECT_EQ(behind[0].blocker.position, Find("y1").position);
+  EXPECT_EQ(behind[0].blocker.ingested_at, Find("y1").ingested_at);
+
+  // Retention drops a day between the scan and the claim.
+  const absl::Time old = now_ - absl::Hours(48);
+  ASSERT_TRUE(partitions_.EnsureDays(old, old).ok());
+  ASSERT_TRUE(events_.Append(old, {Event("o1", "o")}).ok());
+  const EventRef o1 = Ref("o1");
+  db_.Exec("DROP TABLE " + DayPartitionOf("events", old));
+  auto gone = ClaimRefs({o1, Ref("t1")}, "B");
+  EXPECT_THAT(States(gone),
+              ElementsAre(ClaimResult::State::kSettled, ClaimResult::State::kClaimed));
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_claims WHERE position = " +
+                         std::to_string(o1.position)),
+            0);
+  // A replay asking for it is told it is not in the log.
+  EXPECT_EQ(store_.TryClaim(o1.position, o1.ingested_at, "replay:1", absl::Seconds(30))
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+}
+
 AttemptRecord TableAttempt(const StoredEvent& e) {
   AttemptRecord a;
   a.event_position = e.position;
