@@ -16,7 +16,8 @@
 # same work (bench/deliver/job_queue_bench.cc: the same events, envelope,
 # downstream and concurrency; one job per transaction, taken with FOR UPDATE
 # SKIP LOCKED) gives SPEC §8's second comparison, `vs_job_queue` in the JSON.
-# CLAIM_BATCH (default 512) sets delivery.claim_batch.
+# CLAIM_BATCH (default 512) sets delivery.claim_batch; PAST_DAYS (default 0)
+# adds that many empty partitions for the days before today.
 set -euo pipefail
 events=${1:-50000}
 keys=${2:-1000}
