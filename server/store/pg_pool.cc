@@ -7,12 +7,14 @@
 
 namespace replayd {
 
-PgPool::PgPool(std::string dsn, int size) : dsn_(std::move(dsn)), size_(size) {}
+PgPool::PgPool(std::string dsn, int size, std::chrono::steady_clock::duration max_age)
+    : dsn_(std::move(dsn)), size_(size), max_age_(max_age) {}
 
 PgPool::Lease::~Lease() {
   if (c_ != nullptr) {
-    bool broken = discard_ || c_->conn == nullptr || !c_->conn->is_open();
-    pool_->Release(std::move(c_), broken);
+    const bool drop = discard_ || c_->conn == nullptr || !c_->conn->is_open() ||
+                      std::chrono::steady_clock::now() - c_->opened >= pool_->max_age_;
+    pool_->Release(std::move(c_), drop);
   }
 }
 
@@ -35,6 +37,7 @@ absl::StatusOr<PgPool::Lease> PgPool::Acquire(std::chrono::milliseconds wait) {
   auto c = std::make_unique<Connection>();
   try {
     c->conn = std::make_unique<pqxx::connection>(dsn_);
+    c->opened = std::chrono::steady_clock::now();
   } catch (const std::exception& e) {
     {
       std::lock_guard relock(mu_);

@@ -1,6 +1,9 @@
 // A small pool of libpqxx connections to one database. Broken connections are
 // dropped and replaced on the next Acquire, so the daemon recovers by itself
-// when Postgres comes back. Internal to store/.
+// when Postgres comes back. Connections older than `max_age` are closed when
+// they come back to the pool: the statements prepared on them (one per day
+// partition for some, see DayPartitionOf) and their backends' caches do not
+// pile up over a daemon's life. Internal to store/.
 #pragma once
 
 #include <chrono>
@@ -23,6 +26,7 @@ class PgPool {
  public:
   struct Connection {
     std::unique_ptr<pqxx::connection> conn;
+    std::chrono::steady_clock::time_point opened;
     std::set<std::string> prepared;  // statement names prepared on this connection
     std::set<std::string> flags;     // per-session set-up done (temp tables, ...)
   };
@@ -48,7 +52,8 @@ class PgPool {
     bool discard_ = false;
   };
 
-  PgPool(std::string dsn, int size);
+  PgPool(std::string dsn, int size,
+         std::chrono::steady_clock::duration max_age = std::chrono::hours(1));
 
   // A connection, waiting up to `wait` for a free one. UNAVAILABLE when the
   // database cannot be reached or no connection frees up in time.
@@ -66,6 +71,7 @@ class PgPool {
 
   const std::string dsn_;
   const int size_;
+  const std::chrono::steady_clock::duration max_age_;
   std::mutex mu_;
   std::condition_variable freed_;
   std::vector<std::unique_ptr<Connection>> idle_;

@@ -274,5 +274,36 @@ TEST(Migrator, SchemaProbeKeepsOneConnectionAndOutlivesItsBackend) {
             first);
 }
 
+// The pool closes a connection that has served longer than its max age when
+// it comes back, with what was prepared on it, and opens a fresh one.
+TEST(PgPool, ConnectionsPastTheirAgeAreClosedAndReplaced) {
+  testing::ScratchDatabase db;
+  auto backend = [](PgPool& pool) {
+    int64_t pid = 0;
+    EXPECT_TRUE(pool.Run("pid", [&](PgPool::Lease& lease) {
+                      lease.Prepare("pid", "SELECT pg_backend_pid()");
+                      pqxx::nontransaction tx(lease.conn());
+                      pid = tx.exec_prepared1("pid")[0].as<int64_t>();
+                    }).ok());
+    return pid;
+  };
+  PgPool lasting(db.dsn(), 1);
+  const int64_t first = backend(lasting);
+  EXPECT_EQ(backend(lasting), first);
+  PgPool aging(db.dsn(), 1, std::chrono::milliseconds(50));
+  const int64_t old = backend(aging);
+  EXPECT_EQ(backend(aging), old);  // still young
+  absl::SleepFor(absl::Milliseconds(60));
+  const int64_t retired = backend(aging);  // served past its age: closed after this
+  EXPECT_EQ(retired, old);
+  const int64_t fresh = backend(aging);
+  EXPECT_NE(fresh, old);
+  // Its backend exits (the statement prepared there went with it).
+  const std::string alive =
+      "SELECT count(*) FROM pg_stat_activity WHERE pid = " + std::to_string(old);
+  for (int i = 0; i < 100 && db.QueryInt(alive) > 0; ++i) absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_EQ(db.QueryInt(alive), 0);
+}
+
 }  // namespace
 }  // namespace replayd
