@@ -131,6 +131,12 @@ ON CONFLICT (position) DO UPDATE
  WHERE c.owner = excluded.owner OR c.expires_at < now()
 RETURNING 1)sql";
 
+// Whether an event is in its day's partition: $1 ingested_at, $2 position.
+constexpr const char* kExistsName = "delivery_event_exists";
+std::string ExistsSql(const std::string& partition) {
+  return absl::StrCat("SELECT 1 FROM ", partition, " WHERE ingested_at = $1 AND position = $2");
+}
+
 // One event from its day's partition: $1 ingested_at, $2 position.
 constexpr const char* kEventName = "delivery_event";
 std::string EventSql(const std::string& partition) {
@@ -482,14 +488,16 @@ absl::StatusOr<std::optional<StoredEvent>> PgDeliveryStore::TryClaim(int64_t pos
   std::optional<StoredEvent> claimed;
   bool exists = false;
   const std::string partition = DayPartitionOf("events", ingested_at);
+  const std::string exists_name = absl::StrCat(kExistsName, ":", partition);
   const std::string event_name = absl::StrCat(kEventName, ":", partition);
   absl::Status status = pool_->Run(kTryClaimName, [&](PgPool::Lease& lease) {
     lease.Prepare(kTryClaimName, kTryClaimSql);
+    lease.Prepare(exists_name, ExistsSql(partition));
     lease.Prepare(event_name, EventSql(partition));
     const std::string at = PgTime(ingested_at);
     pqxx::work tx(lease.conn());
     try {
-      exists = !tx.exec_prepared(event_name, at, position).empty();
+      exists = !tx.exec_prepared(exists_name, at, position).empty();
     } catch (const pqxx::undefined_table&) {
       return;  // its day's partition is gone (retention), or never was
     }
@@ -612,35 +620,70 @@ void PgDeliveryStore::WriteGroup(std::vector<std::shared_ptr<PendingRecord>>& gr
 
 absl::StatusOr<std::set<std::pair<int64_t, std::string>>> PgDeliveryStore::WriteGroupOnce(
     const std::vector<std::shared_ptr<PendingRecord>>& group, bool keep_first) {
-  // One statement per UTC day of the events, in position order within each.
-  std::map<absl::Time, RecordArrays> days;
+  // Runs of consecutive records of one UTC day, one statement each, in the
+  // group's position order: rows are locked in position order across the
+  // whole group, as a claim locks them (an event's day and its position need
+  // not agree: ingest batches take their time from the clock, positions
+  // from a sequence).
+  std::vector<std::pair<absl::Time, RecordArrays>> runs;
   for (const auto& r : group) {
-    days[StartOfUtcDay(r->attempt.event_ingested_at)].Add(r->attempt, r->update, r->owner);
+    const absl::Time day = StartOfUtcDay(r->attempt.event_ingested_at);
+    if (runs.empty() || runs.back().first != day) runs.emplace_back(day, RecordArrays{});
+    runs.back().second.Add(r->attempt, r->update, r->owner);
   }
-  std::set<std::pair<int64_t, std::string>> held;
   const char* base = keep_first ? kRecordKeepFirstName : kRecordName;
-  absl::Status status = pool_->Run(base, [&](PgPool::Lease& lease) {
-    held.clear();
-    for (const auto& [day, c] : days) {
-      lease.Prepare(absl::StrCat(base, ":", DayPartitionOf("events", day)),
-                    RecordSql(keep_first, day));
-    }
-    pqxx::work tx(lease.conn());
-    tx.exec0(kIndexScans);
-    for (const auto& [day, c] : days) {
-      const pqxx::result released = tx.exec_prepared(
-          absl::StrCat(base, ":", DayPartitionOf("events", day)), PgBigintArray(c.position),
-          PgBigintArray(c.ingested_us), PgBigintArray(c.attempt), PgTextArray(c.trigger),
-          PgTextArray(c.route), PgBigintArray(c.started_us), PgBigintArray(c.duration_us),
-          PgBigintArray(c.http_status), PgTextArray(c.error), PgTextArray(c.outcome),
-          PgTextArray(c.record_id), PgTextArray(c.last_error), PgTextArray(c.target_record_id),
-          PgBigintArray(c.retry_delay_us), PgTextArray(c.owner));
-      for (const auto& row : released) {
-        held.emplace(row[0].as<int64_t>(), row[1].as<std::string>());
+  auto name = [&](absl::Time day) { return absl::StrCat(base, ":", DayPartitionOf("events", day)); };
+  std::set<std::pair<int64_t, std::string>> held;
+  // Set when a day's partition is gone (retention dropped it while its
+  // events were being delivered): the group is written again without that
+  // day, whose records are then not held, instead of failing every record.
+  bool partition_missing = false;
+  auto write = [&](bool skip_missing) {
+    return pool_->Run(base, [&](PgPool::Lease& lease) {
+      held.clear();
+      for (const auto& [day, c] : runs) lease.Prepare(name(day), RecordSql(keep_first, day));
+      pqxx::work tx(lease.conn());
+      tx.exec0(kIndexScans);
+      std::unordered_set<std::string> existing;
+      if (skip_missing) {
+        std::vector<std::string> partitions;
+        for (const auto& [day, c] : runs) {
+          partitions.push_back(DayPartitionOf("events", day));
+          partitions.push_back(DayPartitionOf("delivery_attempts", day));
+        }
+        lease.Prepare(kExistingPartitionsName, kExistingPartitionsSql);
+        for (const auto& row : tx.exec_prepared(kExistingPartitionsName, PgTextArray(partitions))) {
+          existing.insert(row[0].as<std::string>());
+        }
       }
-    }
-    tx.commit();
-  });
+      for (const auto& [day, c] : runs) {
+        if (skip_missing && (existing.count(DayPartitionOf("events", day)) == 0 ||
+                             existing.count(DayPartitionOf("delivery_attempts", day)) == 0)) {
+          continue;
+        }
+        pqxx::result released;
+        try {
+          released = tx.exec_prepared(
+              name(day), PgBigintArray(c.position), PgBigintArray(c.ingested_us),
+              PgBigintArray(c.attempt), PgTextArray(c.trigger), PgTextArray(c.route),
+              PgBigintArray(c.started_us), PgBigintArray(c.duration_us),
+              PgBigintArray(c.http_status), PgTextArray(c.error), PgTextArray(c.outcome),
+              PgTextArray(c.record_id), PgTextArray(c.last_error), PgTextArray(c.target_record_id),
+              PgBigintArray(c.retry_delay_us), PgTextArray(c.owner));
+        } catch (const pqxx::undefined_table&) {
+          partition_missing = true;
+          held.clear();
+          return;  // rolled back
+        }
+        for (const auto& row : released) {
+          held.emplace(row[0].as<int64_t>(), row[1].as<std::string>());
+        }
+      }
+      tx.commit();
+    });
+  };
+  absl::Status status = write(/*skip_missing=*/false);
+  if (status.ok() && partition_missing) status = write(/*skip_missing=*/true);
   if (!status.ok()) return status;
   return held;
 }

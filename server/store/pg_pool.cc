@@ -1,5 +1,7 @@
 #include "server/store/pg_pool.h"
 
+#include <random>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/logging.h"
@@ -13,7 +15,7 @@ PgPool::PgPool(std::string dsn, int size, std::chrono::steady_clock::duration ma
 PgPool::Lease::~Lease() {
   if (c_ != nullptr) {
     const bool drop = discard_ || c_->conn == nullptr || !c_->conn->is_open() ||
-                      std::chrono::steady_clock::now() - c_->opened >= pool_->max_age_;
+                      std::chrono::steady_clock::now() >= c_->retire_at;
     pool_->Release(std::move(c_), drop);
   }
 }
@@ -37,7 +39,9 @@ absl::StatusOr<PgPool::Lease> PgPool::Acquire(std::chrono::milliseconds wait) {
   auto c = std::make_unique<Connection>();
   try {
     c->conn = std::make_unique<pqxx::connection>(dsn_);
-    c->opened = std::chrono::steady_clock::now();
+    thread_local std::minstd_rand jitter(std::random_device{}());
+    c->retire_at = std::chrono::steady_clock::now() + max_age_ +
+                   max_age_ * std::uniform_int_distribution<int>(0, 249)(jitter) / 1000;
   } catch (const std::exception& e) {
     {
       std::lock_guard relock(mu_);

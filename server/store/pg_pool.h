@@ -1,9 +1,11 @@
 // A small pool of libpqxx connections to one database. Broken connections are
 // dropped and replaced on the next Acquire, so the daemon recovers by itself
-// when Postgres comes back. Connections older than `max_age` are closed when
-// they come back to the pool: the statements prepared on them (one per day
-// partition for some, see DayPartitionOf) and their backends' caches do not
-// pile up over a daemon's life. Internal to store/.
+// when Postgres comes back. A connection that has served `max_age` (plus up
+// to a quarter more, at random, so that connections opened together are not
+// all replaced at once) is closed when it comes back to the pool: the
+// statements prepared on it (one per day partition for some, see
+// DayPartitionOf) and its backend's caches do not pile up over a daemon's
+// life. Internal to store/.
 #pragma once
 
 #include <chrono>
@@ -26,7 +28,7 @@ class PgPool {
  public:
   struct Connection {
     std::unique_ptr<pqxx::connection> conn;
-    std::chrono::steady_clock::time_point opened;
+    std::chrono::steady_clock::time_point retire_at;  // closed when released after this
     std::set<std::string> prepared;  // statement names prepared on this connection
     std::set<std::string> flags;     // per-session set-up done (temp tables, ...)
   };

@@ -531,6 +531,9 @@ absl::StatusOr<std::vector<StoredEvent>> PgReplayStore::ReadWindowPage(
                            " AND (ingested_at, position) > ($4::timestamptz, $5)"
                            " ORDER BY ingested_at, position LIMIT $6"));
     pqxx::read_transaction tx(l.conn());
+    // Planned for its bounds each time: a generic plan would lock every
+    // partition of the log at each page.
+    tx.exec(kCustomPlans);
     auto rows = tx.exec_prepared(kReadPageName, PgTime(window.from), PgTime(window.to),
                                  PgTextArray(window.sources), PgTime(from.ingested_at),
                                  from.position, limit);

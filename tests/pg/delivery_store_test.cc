@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -119,6 +120,33 @@ class DeliveryStoreTest : public ::testing::Test {
                               absl::Duration retry_delay = absl::ZeroDuration()) {
     const auto [a, u] = Attempt(e, outcome, retry_delay);
     return store_.RecordAttempt(a, u, owner);
+  }
+
+  // RecordAttemptAsync, its answer as a future.
+  std::future<absl::StatusOr<bool>> RecordLater(const AttemptRecord& a, const OutcomeUpdate& u,
+                                                const std::string& owner) {
+    auto done = std::make_shared<std::promise<absl::StatusOr<bool>>>();
+    store_.RecordAttemptAsync(a, u, owner, [done](absl::StatusOr<bool> r) { done->set_value(r); });
+    return done->get_future();
+  }
+
+  // Keeps the record writer busy on `id`'s record for `owner` (its claim row
+  // locked in `lock`) until `lock` ends, so that the records queued
+  // meanwhile go out in one group. Returns once the writer waits; the
+  // thread writing `id`'s record is the caller's to join.
+  std::thread HoldTheWriter(pqxx::work& lock, const std::string& id, const std::string& owner) {
+    lock.exec("SELECT 1 FROM delivery_claims WHERE position = (SELECT position FROM events"
+              " WHERE event_id = '" + id + "') FOR UPDATE");
+    const StoredEvent e = Find(id);
+    std::thread held([this, e, owner] {
+      EXPECT_TRUE(Record(e, Outcome::kSucceeded, owner).value());
+    });
+    const std::string waits =
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock'";
+    for (int i = 0; i < 250 && db_.QueryInt(waits) == 0; ++i) absl::SleepFor(absl::Milliseconds(20));
+    EXPECT_EQ(db_.QueryInt(waits), 1);
+    return held;
   }
 
   testing::ScratchDatabase db_;
@@ -336,21 +364,15 @@ TEST_F(DeliveryStoreTest, ADownstreamsBytesAreRecordedAsValidTextWithoutFailingT
 
 TEST_F(DeliveryStoreTest, TwoOwnersRecordsOfOneEventInOneGroupOnlyTheHoldersCounts) {
   ASSERT_NO_FATAL_FAILURE(TakeOverG1FromADeadOwner());
-  // Keep the writer busy on h1 (its claim row locked here) so that the next
-  // two records, both for g1, queue up and go out in one group.
+  // The next two records, both for g1, go out in one group.
   pqxx::connection blocker(db_.dsn());
   pqxx::work lock(blocker);
-  lock.exec("SELECT 1 FROM delivery_claims WHERE position = (SELECT position FROM events"
-            " WHERE event_id = 'h1') FOR UPDATE");
-  std::thread first([&] { EXPECT_TRUE(Record(Find("h1"), Outcome::kSucceeded, "dead").value()); });
-  absl::SleepFor(absl::Milliseconds(300));
+  std::thread first = HoldTheWriter(lock, "h1", "dead");
   const StoredEvent g1 = Find("g1");
   auto record = [&](const std::string& owner, int attempt, Outcome outcome) {
     auto [a, u] = Attempt(g1, outcome);
     a.attempt = attempt;
-    auto done = std::make_shared<std::promise<absl::StatusOr<bool>>>();
-    store_.RecordAttemptAsync(a, u, owner, [done](absl::StatusOr<bool> r) { done->set_value(r); });
-    return done->get_future();
+    return RecordLater(a, u, owner);
   };
   auto stale = record("dead", 1, Outcome::kFailed);
   auto holder = record("B", 2, Outcome::kSucceeded);
@@ -383,31 +405,26 @@ TEST_F(DeliveryStoreTest, AnAttemptNumberRecordedTwiceKeepsTheFirstRowAndTheHold
 
 // Claims and record groups name each day's partition directly: a batch that
 // spans midnight reaches both days, a strict key's blocker is found in
-// another day's partition, and an event whose partition retention dropped
-// after the scan is settled.
+// another day's partition, a record whose day retention dropped is not held
+// and does not fail the records grouped with it, and an event read before
+// its day was dropped is settled.
 TEST_F(DeliveryStoreTest, ClaimsAndRecordGroupsSpanningTwoDaysReachBothDaysPartitions) {
   const absl::Time yesterday = now_ - absl::Hours(24);
   ASSERT_TRUE(events_.Append(yesterday, {Event("y1", "k"), Event("y2", "")}).ok());
   Append({Event("t1", "k"), Event("t2", ""), Event("w1", "w")});
   ASSERT_THAT(Ids(Claim("A")), ElementsAre("y1", "y2", "t1", "t2", "w1"));
-  // Keep the writer busy on w1 (its claim row locked here) so that the next
-  // three records, from both days, go out in one group.
-  pqxx::connection blocker(db_.dsn());
-  pqxx::work lock(blocker);
-  lock.exec("SELECT 1 FROM delivery_claims WHERE position = (SELECT position FROM events"
-            " WHERE event_id = 'w1') FOR UPDATE");
-  std::thread first([&] { EXPECT_TRUE(Record(Find("w1"), Outcome::kSucceeded, "A").value()); });
-  absl::SleepFor(absl::Milliseconds(300));
-  auto record = [&](const std::string& id, Outcome outcome) {
+  // The next three records, from both days, go out in one group.
+  std::optional<pqxx::connection> blocker(db_.dsn());
+  std::optional<pqxx::work> lock(*blocker);
+  std::thread first = HoldTheWriter(*lock, "w1", "A");
+  auto record = [&](const std::string& id, Outcome outcome, const std::string& owner) {
     auto [a, u] = Attempt(Find(id), outcome);
-    auto done = std::make_shared<std::promise<absl::StatusOr<bool>>>();
-    store_.RecordAttemptAsync(a, u, "A", [done](absl::StatusOr<bool> r) { done->set_value(r); });
-    return done->get_future();
+    return RecordLater(a, u, owner);
   };
-  auto y1 = record("y1", Outcome::kFailed);
-  auto y2 = record("y2", Outcome::kSucceeded);
-  auto t2 = record("t2", Outcome::kSucceeded);
-  lock.commit();
+  auto y1 = record("y1", Outcome::kFailed, "A");
+  auto y2 = record("y2", Outcome::kSucceeded, "A");
+  auto t2 = record("t2", Outcome::kSucceeded, "A");
+  lock->commit();
   first.join();
   EXPECT_EQ(y1.get().value(), true);
   EXPECT_EQ(y2.get().value(), true);
@@ -427,20 +444,38 @@ TEST_F(DeliveryStoreTest, ClaimsAndRecordGroupsSpanningTwoDaysReachBothDaysParti
   EXPECT_EQ(behind[0].blocker.position, Find("y1").position);
   EXPECT_EQ(behind[0].blocker.ingested_at, Find("y1").ingested_at);
 
-  // Retention drops a day between the scan and the claim.
+  // Retention drops a day while one of its events is being delivered and
+  // after another one was read by the scan.
   const absl::Time old = now_ - absl::Hours(48);
   ASSERT_TRUE(partitions_.EnsureDays(old, old).ok());
-  ASSERT_TRUE(events_.Append(old, {Event("o1", "o")}).ok());
-  const EventRef o1 = Ref("o1");
-  db_.Exec("DROP TABLE " + DayPartitionOf("events", old));
-  auto gone = ClaimRefs({o1, Ref("t1")}, "B");
-  EXPECT_THAT(States(gone),
-              ElementsAre(ClaimResult::State::kSettled, ClaimResult::State::kClaimed));
+  ASSERT_TRUE(events_.Append(old, {Event("o1", "o"), Event("o2", "p")}).ok());
+  Append({Event("w2", "w")});
+  const EventRef o2 = Ref("o2");
+  ASSERT_THAT(States(ClaimRefs({Ref("o1"), Ref("t1"), Ref("w2")}, "B")),
+              ElementsAre(ClaimResult::State::kClaimed, ClaimResult::State::kClaimed,
+                          ClaimResult::State::kClaimed));
+  const StoredEvent o1 = Find("o1"), t1 = Find("t1");
+  auto dropped = partitions_.DropExpired(now_, 1);
+  ASSERT_TRUE(dropped.ok()) << dropped.status();
+  ASSERT_THAT(*dropped, ElementsAre(DayPartitionOf("events", old)));
+  // o1's record has nowhere to go; t1's, in the same group, is written.
+  lock.emplace(*blocker);
+  std::thread second = HoldTheWriter(*lock, "w2", "B");
+  auto [o1_attempt, o1_update] = Attempt(o1, Outcome::kSucceeded);
+  auto [t1_attempt, t1_update] = Attempt(t1, Outcome::kSucceeded);
+  auto o1_record = RecordLater(o1_attempt, o1_update, "B");
+  auto t1_record = RecordLater(t1_attempt, t1_update, "B");
+  lock->commit();
+  second.join();
+  EXPECT_EQ(o1_record.get().value(), false);
+  EXPECT_EQ(t1_record.get().value(), true);
+  EXPECT_EQ(Find("t1").outcome, Outcome::kSucceeded);
+  // o2 is settled by the claim; a replay asking for it is told it is not in the log.
+  EXPECT_THAT(States(ClaimRefs({o2}, "B")), ElementsAre(ClaimResult::State::kSettled));
   EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_claims WHERE position = " +
-                         std::to_string(o1.position)),
+                         std::to_string(o2.position)),
             0);
-  // A replay asking for it is told it is not in the log.
-  EXPECT_EQ(store_.TryClaim(o1.position, o1.ingested_at, "replay:1", absl::Seconds(30))
+  EXPECT_EQ(store_.TryClaim(o2.position, o2.ingested_at, "replay:1", absl::Seconds(30))
                 .status()
                 .code(),
             absl::StatusCode::kNotFound);

@@ -290,10 +290,10 @@ TEST(PgPool, ConnectionsPastTheirAgeAreClosedAndReplaced) {
   PgPool lasting(db.dsn(), 1);
   const int64_t first = backend(lasting);
   EXPECT_EQ(backend(lasting), first);
-  PgPool aging(db.dsn(), 1, std::chrono::milliseconds(50));
+  PgPool aging(db.dsn(), 1, std::chrono::seconds(1));
   const int64_t old = backend(aging);
   EXPECT_EQ(backend(aging), old);  // still young
-  absl::SleepFor(absl::Milliseconds(60));
+  absl::SleepFor(absl::Milliseconds(1300));  // past 1 s and its jitter (at most 0.25 s)
   const int64_t retired = backend(aging);  // served past its age: closed after this
   EXPECT_EQ(retired, old);
   const int64_t fresh = backend(aging);
