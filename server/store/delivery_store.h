@@ -101,7 +101,8 @@ class DeliveryStore {
       const std::vector<std::string>& strict_sources) = 0;
 
   // Which of `events` are failed now (a strict key's blocker that a replay
-  // has not delivered yet).
+  // has not delivered yet). Those that are not no longer hold back their keys
+  // on strict routes, however they stopped being failed.
   virtual absl::StatusOr<std::vector<int64_t>> StillFailed(const std::vector<EventRef>& events) = 0;
 
   // Claims one event for `owner` whatever its outcome (the replay runner).

@@ -61,9 +61,9 @@ std::string ScanSql() {
 // epoch microseconds. Each row comes with whether it is still undelivered and
 // how long until it is due.
 //
-// 3. Only for undelivered keyed events of strict sources, kBlockersSql: the
-// earliest failed event of each one's key before it (from events_key_failed,
-// migration 0007), in any partition. $1 positions, $2 sources, $3 keys.
+// 3. Only for undelivered keyed events of strict sources, BlockersSql: the
+// earliest failed event of each one's key before it, from
+// delivery_failed_keys (migration 0008). $1 positions, $2 sources, $3 keys.
 //
 // Claim() gives back all but the due ones in the same transaction.
 constexpr const char* kClaimName = "delivery_claim";
@@ -99,14 +99,19 @@ std::string BlockersSql() {
   return absl::StrCat("SELECT t.position, f.position, ", EpochUs("f.ingested_at"), R"sql(
   FROM unnest($1::bigint[], $2::text[], $3::text[]) AS t(position, source, key)
   JOIN LATERAL (
-    SELECT p.position, p.ingested_at FROM events p
-     WHERE p.key IS NOT NULL AND p.outcome = 'failed'
-       AND p.source = t.source AND p.key = t.key AND p.position < t.position
+    SELECT p.position, p.ingested_at FROM delivery_failed_keys p
+     WHERE p.source = t.source AND p.key = t.key AND p.position < t.position
      ORDER BY p.position
      LIMIT 1) f ON true)sql");
 }
 
 // $1 positions, $2 their ingested_at in epoch microseconds.
+// $1 positions: failed keyed events that no longer are (changed outside a
+// record, e.g. by hand in SQL) stop holding back their keys.
+constexpr const char* kNoLongerFailedName = "delivery_no_longer_failed";
+constexpr const char* kNoLongerFailedSql =
+    "DELETE FROM delivery_failed_keys WHERE position = ANY($1::bigint[])";
+
 constexpr const char* kStillFailedName = "delivery_still_failed";
 constexpr const char* kStillFailedSql = R"sql(
 SELECT e.position
@@ -186,7 +191,11 @@ constexpr const char* kReleaseAllSql = "DELETE FROM delivery_claims WHERE owner 
 // records update their events: an event whose claim expired and was taken
 // over is left to its new owner (its attempt is still inserted), even when the
 // new owner's record is in the same group. Returns the released (position,
-// owner) pairs.
+// owner) pairs. A keyed event that fails joins delivery_failed_keys (what
+// strict routes park behind, migration 0008) and leaves it with any other
+// outcome: a replay that delivers it, or leaves it to be retried. Only a
+// later attempt can follow a failure, so first attempts, most of live
+// delivery, do not look.
 //
 // The attempts go in with a plain INSERT: Postgres's speculative insertion
 // for ON CONFLICT cost about 8% of the statement (bench/README.md). Two
@@ -228,6 +237,16 @@ WITH s AS (
                              THEN now() END
     FROM s JOIN released r ON r.position = s.position AND r.owner = s.owner
    WHERE e.ingested_at = s.ingested_at AND e.position = s.position
+  RETURNING e.position, e.ingested_at, e.source, e.key, s.outcome, s.attempt
+), failed_keys AS (
+  INSERT INTO delivery_failed_keys (position, ingested_at, source, key)
+  SELECT position, ingested_at, source, key FROM updated
+   WHERE outcome = 'failed' AND key IS NOT NULL
+  ON CONFLICT (position) DO NOTHING
+), replayed_keys AS (
+  DELETE FROM delivery_failed_keys f USING updated u
+   WHERE f.position = u.position AND u.outcome <> 'failed' AND u.key IS NOT NULL
+     AND u.attempt > 1
 ), inserted AS (
   INSERT INTO )sql", DayPartitionOf("delivery_attempts", day), R"sql(
               (event_position, event_ingested_at, attempt, trigger, route, started_at,
@@ -255,8 +274,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9, $10)
 ON CONFLICT DO NOTHING)sql");
 }
 constexpr const char* kLogTableOutcomeName = "delivery_log_table_outcome";
+// The event is delivered: no longer a failed event a strict key waits behind.
 std::string LogTableOutcomeSql(const std::string& partition) {
-  return absl::StrCat("UPDATE ", partition, R"sql(
+  return absl::StrCat("WITH replayed AS (DELETE FROM delivery_failed_keys WHERE position = $2)"
+                      " UPDATE ", partition, R"sql(
    SET outcome = $3, attempts = GREATEST(attempts, $4), last_error = NULL,
        target_record_id = $5, processed_at = now()
  WHERE ingested_at = $1 AND position = $2)sql");
@@ -469,12 +490,20 @@ absl::StatusOr<std::vector<int64_t>> PgDeliveryStore::StillFailed(
   const auto [positions, ingested_us] = RefArrays(events);
   absl::Status status = pool_->Run(kStillFailedName, [&](PgPool::Lease& lease) {
     lease.Prepare(kStillFailedName, kStillFailedSql);
+    lease.Prepare(kNoLongerFailedName, kNoLongerFailedSql);
     failed.clear();
     pqxx::work tx(lease.conn());
     tx.exec0(kIndexJoins);
     for (const auto& row : tx.exec_prepared(kStillFailedName, positions, ingested_us)) {
       failed.push_back(row[0].as<int64_t>());
     }
+    std::vector<int64_t> not_failed;
+    for (const EventRef& e : events) {
+      if (std::find(failed.begin(), failed.end(), e.position) == failed.end()) {
+        not_failed.push_back(e.position);
+      }
+    }
+    if (!not_failed.empty()) tx.exec_prepared(kNoLongerFailedName, PgBigintArray(not_failed));
     tx.commit();
   });
   if (!status.ok()) return status;

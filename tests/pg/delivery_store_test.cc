@@ -224,10 +224,15 @@ TEST_F(DeliveryStoreTest, AClaimTellsWhatItFoundAndHoldsOnlyWhatIsDue) {
   auto replay = store_.TryClaim(Find("b1").position, Find("b1").ingested_at, "replay:1",
                                 absl::Seconds(30));
   ASSERT_TRUE(replay.ok() && replay->has_value());
-  ASSERT_EQ(Record(**replay, Outcome::kSucceeded, "replay:1").value(), true);
+  auto [a, u] = Attempt(**replay, Outcome::kSucceeded);
+  a.trigger = "replay:1";
+  ASSERT_EQ(store_.RecordAttempt(a, u, "replay:1").value(), true);
   failed = store_.StillFailed({Ref("b1")});
   ASSERT_TRUE(failed.ok()) << failed.status();
   EXPECT_THAT(*failed, IsEmpty());
+  // Its key goes on behind it on a strict route.
+  EXPECT_THAT(States(ClaimRefs({Ref("b2")}, "C", {"shop"})),
+              ElementsAre(ClaimResult::State::kClaimed));
 }
 
 TEST_F(DeliveryStoreTest, ExpiredLeasesAreReclaimedAndHeartbeatsKeepThem) {
@@ -443,14 +448,28 @@ TEST_F(DeliveryStoreTest, ClaimsAndRecordGroupsSpanningTwoDaysReachBothDaysParti
   ASSERT_THAT(States(behind), ElementsAre(ClaimResult::State::kBehindFailure));
   EXPECT_EQ(behind[0].blocker.position, Find("y1").position);
   EXPECT_EQ(behind[0].blocker.ingested_at, Find("y1").ingested_at);
+  // Set back by hand (not by a record), y1 stops holding t1 back once the
+  // parked key's check finds it no longer failed.
+  db_.Exec("UPDATE events SET outcome = 'pending' WHERE event_id = 'y1'");
+  auto still = store_.StillFailed({Ref("y1")});
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_THAT(*still, IsEmpty());
+  EXPECT_THAT(States(ClaimRefs({Ref("t1")}, "B", {"shop"})),
+              ElementsAre(ClaimResult::State::kClaimed));
 
   // Retention drops a day while one of its events is being delivered and
   // after another one was read by the scan.
   const absl::Time old = now_ - absl::Hours(48);
   ASSERT_TRUE(partitions_.EnsureDays(old, old).ok());
-  ASSERT_TRUE(events_.Append(old, {Event("o1", "o"), Event("o2", "p")}).ok());
-  Append({Event("w2", "w")});
+  ASSERT_TRUE(events_.Append(old, {Event("o1", "o"), Event("o2", "p"), Event("o3", "q")}).ok());
+  Append({Event("w2", "w"), Event("q2", "q")});
   const EventRef o2 = Ref("o2");
+  // o3 failed: q2, of its key, waits behind it on a strict route until
+  // retention drops o3's day.
+  ASSERT_THAT(States(ClaimRefs({Ref("o3")}, "B")), ElementsAre(ClaimResult::State::kClaimed));
+  ASSERT_EQ(Record(Find("o3"), Outcome::kFailed, "B").value(), true);
+  ASSERT_THAT(States(ClaimRefs({Ref("q2")}, "B", {"shop"})),
+              ElementsAre(ClaimResult::State::kBehindFailure));
   ASSERT_THAT(States(ClaimRefs({Ref("o1"), Ref("t1"), Ref("w2")}, "B")),
               ElementsAre(ClaimResult::State::kClaimed, ClaimResult::State::kClaimed,
                           ClaimResult::State::kClaimed));
@@ -458,6 +477,8 @@ TEST_F(DeliveryStoreTest, ClaimsAndRecordGroupsSpanningTwoDaysReachBothDaysParti
   auto dropped = partitions_.DropExpired(now_, 1);
   ASSERT_TRUE(dropped.ok()) << dropped.status();
   ASSERT_THAT(*dropped, ElementsAre(DayPartitionOf("events", old)));
+  EXPECT_THAT(States(ClaimRefs({Ref("q2")}, "B", {"shop"})),
+              ElementsAre(ClaimResult::State::kClaimed));
   // o1's record has nowhere to go; t1's, in the same group, is written.
   lock.emplace(*blocker);
   std::thread second = HoldTheWriter(*lock, "w2", "B");
