@@ -91,14 +91,16 @@ bench_stop_replayd
 # PAST_DAYS=N (default 0): N empty partitions for the days before today, as a
 # log that retention keeps N days has. Statements that reach events by
 # position cannot be pruned to one partition when they are planned.
-for d in $(seq 1 "${PAST_DAYS:-0}"); do
-  day=$(date -u -d "-$d day" +%Y%m%d)
-  lower=$(date -u -d "-$d day" +%Y-%m-%d)
-  upper=$(date -u -d "-$((d - 1)) day" +%Y-%m-%d)
-  for table in events delivery_attempts; do
-    psql -q "$dsn" -c "CREATE TABLE IF NOT EXISTS ${table}_p$day PARTITION OF $table FOR VALUES FROM ('$lower') TO ('$upper')"
-  done
-done
+if [ "${PAST_DAYS:-0}" -gt 0 ]; then
+  psql -q "$dsn" -v days="$PAST_DAYS" <<'SQL'
+SELECT format('CREATE TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
+              t || '_p' || to_char(d, 'YYYYMMDD'), t, d::text || ' UTC', (d + 1)::text || ' UTC')
+  FROM generate_series(1, :days) AS n,
+       LATERAL (SELECT (now() AT TIME ZONE 'UTC')::date - n AS d) AS day,
+       unnest(ARRAY['events', 'delivery_attempts']) AS t
+\gexec
+SQL
+fi
 
 # Deliver.
 log "delivering with $workers workers"

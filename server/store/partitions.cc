@@ -28,10 +28,6 @@ SELECT substring(c.relname from 9) AS day
 
 }  // namespace
 
-std::string EventsPartitionName(absl::Time day_start) {
-  return absl::StrCat("events_p", DayName(day_start));
-}
-
 std::string DayPartitionOf(absl::string_view table, absl::Time t) {
   return absl::StrCat(table, "_p", DayName(StartOfUtcDay(t)));
 }
@@ -47,7 +43,7 @@ absl::Status Partitions::EnsureDays(absl::Time from, absl::Time to) {
       std::string lower = FormatRfc3339(day);
       std::string upper = FormatRfc3339(day + absl::Hours(24));
       for (const char* table : kPartitionedTables) {
-        tx.exec0(absl::StrCat("CREATE TABLE IF NOT EXISTS ", table, "_p", DayName(day),
+        tx.exec0(absl::StrCat("CREATE TABLE IF NOT EXISTS ", DayPartitionOf(table, day),
                               " PARTITION OF ", table, " FOR VALUES FROM ('", lower, "') TO ('",
                               upper, "')"));
       }

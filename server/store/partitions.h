@@ -12,9 +12,6 @@
 
 namespace replayd {
 
-// "events_pYYYYMMDD": the events partition of the UTC day starting at `day_start`.
-std::string EventsPartitionName(absl::Time day_start);
-
 // "<table>_pYYYYMMDD": the partition of `table` ("events" or
 // "delivery_attempts") that holds the rows of time `t`. Statements that reach
 // rows by their key name it directly: through the parent, Postgres 15 locks

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -105,20 +106,23 @@ std::string BlockersSql() {
      LIMIT 1) f ON true)sql");
 }
 
-// $1 positions, $2 their ingested_at in epoch microseconds.
-// $1 positions: failed keyed events that no longer are (changed outside a
-// record, e.g. by hand in SQL) stop holding back their keys.
-constexpr const char* kNoLongerFailedName = "delivery_no_longer_failed";
-constexpr const char* kNoLongerFailedSql =
-    "DELETE FROM delivery_failed_keys WHERE position = ANY($1::bigint[])";
-
+// $1 positions, $2 their ingested_at in epoch microseconds: those still
+// failed. The others leave delivery_failed_keys in the same statement, so a
+// blocker whose outcome changed outside a record (by hand in SQL) stops
+// holding back its key.
 constexpr const char* kStillFailedName = "delivery_still_failed";
 constexpr const char* kStillFailedSql = R"sql(
-SELECT e.position
-  FROM unnest($1::bigint[], $2::bigint[]) AS t(position, us)
-  JOIN events e ON e.ingested_at = 'epoch'::timestamptz + t.us * interval '1 microsecond'
-               AND e.position = t.position
- WHERE e.outcome = 'failed')sql";
+WITH failed AS (
+  SELECT e.position
+    FROM unnest($1::bigint[], $2::bigint[]) AS t(position, us)
+    JOIN events e ON e.ingested_at = 'epoch'::timestamptz + t.us * interval '1 microsecond'
+                 AND e.position = t.position
+   WHERE e.outcome = 'failed'
+), healed AS (
+  DELETE FROM delivery_failed_keys
+   WHERE position = ANY($1::bigint[]) AND position NOT IN (SELECT position FROM failed)
+)
+SELECT position FROM failed)sql";
 
 // $1 owner, $2 positions: also Release().
 constexpr const char* kGiveBackName = "delivery_give_back";
@@ -274,10 +278,11 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9, $10)
 ON CONFLICT DO NOTHING)sql");
 }
 constexpr const char* kLogTableOutcomeName = "delivery_log_table_outcome";
-// The event is delivered: no longer a failed event a strict key waits behind.
+// The event is delivered: no longer a failed event a strict key waits behind
+// (only a later attempt can follow a failure, as in RecordSql).
 std::string LogTableOutcomeSql(const std::string& partition) {
-  return absl::StrCat("WITH replayed AS (DELETE FROM delivery_failed_keys WHERE position = $2)"
-                      " UPDATE ", partition, R"sql(
+  return absl::StrCat("WITH replayed AS (DELETE FROM delivery_failed_keys"
+                      " WHERE position = $2 AND $4 > 1) UPDATE ", partition, R"sql(
    SET outcome = $3, attempts = GREATEST(attempts, $4), last_error = NULL,
        target_record_id = $5, processed_at = now()
  WHERE ingested_at = $1 AND position = $2)sql");
@@ -372,6 +377,47 @@ absl::StatusOr<std::vector<UndeliveredEvent>> PgDeliveryStore::ScanUndelivered(
 
 namespace {
 
+// The name a statement on one day partition is prepared under.
+std::string OnPartition(const char* name, const std::string& partition) {
+  return absl::StrCat(name, ":", partition);
+}
+
+// Runs `fn` in one transaction and commits what it did. `fn` reaches day
+// partitions by name, and a day may have been dropped by retention since its
+// events were read: `fn` runs first told that none of `partitions` is gone;
+// if a statement then meets a dropped one (undefined_table), the transaction
+// rolls back and `fn` runs again, told which are gone, so it leaves them out
+// instead of failing. `fn` sets its results anew on each run. ABORTED when a
+// day is dropped during the second run too.
+using DayWork = std::function<void(PgPool::Lease& lease, pqxx::work& tx,
+                                   const std::unordered_set<std::string>& gone)>;
+absl::Status RunOnDays(PgPool* pool, const char* what, const std::vector<std::string>& partitions,
+                       const DayWork& fn) {
+  std::unordered_set<std::string> gone;
+  for (int run = 0; run < 2; ++run) {
+    bool dropped = false;
+    absl::Status status = pool->Run(what, [&](PgPool::Lease& lease) {
+      pqxx::work tx(lease.conn());
+      if (run > 0) {
+        lease.Prepare(kExistingPartitionsName, kExistingPartitionsSql);
+        gone.insert(partitions.begin(), partitions.end());
+        for (const auto& row : tx.exec_prepared(kExistingPartitionsName, PgTextArray(partitions))) {
+          gone.erase(row[0].as<std::string>());
+        }
+      }
+      try {
+        fn(lease, tx, gone);
+      } catch (const pqxx::undefined_table&) {
+        dropped = true;
+        return;  // rolled back
+      }
+      tx.commit();
+    });
+    if (!status.ok() || !dropped) return status;
+  }
+  return absl::AbortedError(absl::StrCat(what, ": a day partition was dropped while in use"));
+}
+
 std::pair<std::string, std::string> RefArrays(const std::vector<EventRef>& events) {
   std::vector<int64_t> positions, us;
   for (const EventRef& e : events) {
@@ -390,46 +436,40 @@ absl::StatusOr<std::vector<ClaimResult>> PgDeliveryStore::Claim(
   if (events.empty()) return results;
   const auto [positions, ingested_us] = RefArrays(events);
   std::unordered_map<int64_t, size_t> index;
-  std::map<std::string, std::string> verify_names;  // partition -> statement name
+  std::vector<std::string> partition_of(events.size());  // each event's day partition
+  std::set<std::string> partitions;
   for (size_t i = 0; i < events.size(); ++i) {
     index.emplace(events[i].position, i);
-    const std::string partition = DayPartitionOf("events", events[i].ingested_at);
-    verify_names.emplace(partition, absl::StrCat(kClaimVerifyName, ":", partition));
+    partition_of[i] = DayPartitionOf("events", events[i].ingested_at);
+    partitions.insert(partition_of[i]);
   }
   const std::unordered_set<std::string> strict(strict_sources.begin(), strict_sources.end());
-  absl::Status status = pool_->Run(kClaimName, [&](PgPool::Lease& lease) {
+  auto claim = [&](PgPool::Lease& lease, pqxx::work& tx,
+                   const std::unordered_set<std::string>& gone) {
     lease.Prepare(kClaimName, kClaimSql);
-    lease.Prepare(kExistingPartitionsName, kExistingPartitionsSql);
     lease.Prepare(kBlockersName, BlockersSql());
-    for (const auto& [partition, name] : verify_names) lease.Prepare(name, ClaimVerifySql(partition));
+    for (const std::string& partition : partitions) {
+      lease.Prepare(OnPartition(kClaimVerifyName, partition), ClaimVerifySql(partition));
+    }
     results.assign(events.size(), ClaimResult{});
-    pqxx::work tx(lease.conn());
     tx.exec0(kIndexJoins);
     // Taken positions by partition, with their ingested_at.
     std::map<std::string, std::pair<std::vector<int64_t>, std::vector<int64_t>>> taken;
     for (const auto& row : tx.exec_prepared(kClaimName, positions, ingested_us, owner,
                                             Micros(lease_time))) {
-      const EventRef& ref = events[index.at(row[0].as<int64_t>())];
-      auto& [p, us] = taken[DayPartitionOf("events", ref.ingested_at)];
-      p.push_back(ref.position);
-      us.push_back(absl::ToUnixMicros(ref.ingested_at));
+      const size_t i = index.at(row[0].as<int64_t>());
+      auto& [p, us] = taken[partition_of[i]];
+      p.push_back(events[i].position);
+      us.push_back(absl::ToUnixMicros(events[i].ingested_at));
     }
-    if (taken.empty()) return;  // all busy: nothing to commit
-    std::vector<std::string> partitions;
-    for (const auto& [partition, refs] : taken) partitions.push_back(partition);
-    std::unordered_set<std::string> existing;
-    for (const auto& row : tx.exec_prepared(kExistingPartitionsName, PgTextArray(partitions))) {
-      existing.insert(row[0].as<std::string>());
-    }
+    if (taken.empty()) return;  // all busy
     std::unordered_set<int64_t> seen;
     std::vector<int64_t> strict_keyed;  // undelivered keyed events of strict sources
-    std::vector<int64_t> given_back;
     for (const auto& [partition, refs] : taken) {
-      // A partition dropped by retention holds none of them any more.
-      if (existing.count(partition) == 0) continue;
-      for (const auto& row : tx.exec_prepared(verify_names.at(partition),
-                                              PgBigintArray(refs.first),
-                                              PgBigintArray(refs.second))) {
+      if (gone.count(partition) > 0) continue;
+      for (const auto& row :
+           tx.exec_prepared(OnPartition(kClaimVerifyName, partition), PgBigintArray(refs.first),
+                            PgBigintArray(refs.second))) {
         const int n = kStoredEventColumnCount;
         ClaimResult& r = results[index.at(row[0].as<int64_t>())];
         r.event = StoredEventFromRow(row);
@@ -465,6 +505,7 @@ absl::StatusOr<std::vector<ClaimResult>> PgDeliveryStore::Claim(
         r.blocker = {row[1].as<int64_t>(), TimeFromEpochUs(row[2]).value_or(absl::UnixEpoch())};
       }
     }
+    std::vector<int64_t> given_back;
     for (const auto& [partition, refs] : taken) {
       for (int64_t position : refs.first) {
         ClaimResult& r = results[index.at(position)];
@@ -477,8 +518,8 @@ absl::StatusOr<std::vector<ClaimResult>> PgDeliveryStore::Claim(
       lease.Prepare(kGiveBackName, kGiveBackSql);
       tx.exec_prepared(kGiveBackName, owner, PgBigintArray(given_back));
     }
-    tx.commit();
-  });
+  };
+  absl::Status status = RunOnDays(pool_, kClaimName, {partitions.begin(), partitions.end()}, claim);
   if (!status.ok()) return status;
   return results;
 }
@@ -490,20 +531,12 @@ absl::StatusOr<std::vector<int64_t>> PgDeliveryStore::StillFailed(
   const auto [positions, ingested_us] = RefArrays(events);
   absl::Status status = pool_->Run(kStillFailedName, [&](PgPool::Lease& lease) {
     lease.Prepare(kStillFailedName, kStillFailedSql);
-    lease.Prepare(kNoLongerFailedName, kNoLongerFailedSql);
     failed.clear();
     pqxx::work tx(lease.conn());
     tx.exec0(kIndexJoins);
     for (const auto& row : tx.exec_prepared(kStillFailedName, positions, ingested_us)) {
       failed.push_back(row[0].as<int64_t>());
     }
-    std::vector<int64_t> not_failed;
-    for (const EventRef& e : events) {
-      if (std::find(failed.begin(), failed.end(), e.position) == failed.end()) {
-        not_failed.push_back(e.position);
-      }
-    }
-    if (!not_failed.empty()) tx.exec_prepared(kNoLongerFailedName, PgBigintArray(not_failed));
     tx.commit();
   });
   if (!status.ok()) return status;
@@ -517,8 +550,8 @@ absl::StatusOr<std::optional<StoredEvent>> PgDeliveryStore::TryClaim(int64_t pos
   std::optional<StoredEvent> claimed;
   bool exists = false;
   const std::string partition = DayPartitionOf("events", ingested_at);
-  const std::string exists_name = absl::StrCat(kExistsName, ":", partition);
-  const std::string event_name = absl::StrCat(kEventName, ":", partition);
+  const std::string exists_name = OnPartition(kExistsName, partition);
+  const std::string event_name = OnPartition(kEventName, partition);
   absl::Status status = pool_->Run(kTryClaimName, [&](PgPool::Lease& lease) {
     lease.Prepare(kTryClaimName, kTryClaimSql);
     lease.Prepare(exists_name, ExistsSql(partition));
@@ -655,64 +688,43 @@ absl::StatusOr<std::set<std::pair<int64_t, std::string>>> PgDeliveryStore::Write
   // not agree: ingest batches take their time from the clock, positions
   // from a sequence).
   std::vector<std::pair<absl::Time, RecordArrays>> runs;
+  std::vector<std::string> partitions;
   for (const auto& r : group) {
     const absl::Time day = StartOfUtcDay(r->attempt.event_ingested_at);
-    if (runs.empty() || runs.back().first != day) runs.emplace_back(day, RecordArrays{});
+    if (runs.empty() || runs.back().first != day) {
+      runs.emplace_back(day, RecordArrays{});
+      partitions.push_back(DayPartitionOf("events", day));
+      partitions.push_back(DayPartitionOf("delivery_attempts", day));
+    }
     runs.back().second.Add(r->attempt, r->update, r->owner);
   }
   const char* base = keep_first ? kRecordKeepFirstName : kRecordName;
-  auto name = [&](absl::Time day) { return absl::StrCat(base, ":", DayPartitionOf("events", day)); };
   std::set<std::pair<int64_t, std::string>> held;
-  // Set when a day's partition is gone (retention dropped it while its
-  // events were being delivered): the group is written again without that
-  // day, whose records are then not held, instead of failing every record.
-  bool partition_missing = false;
-  auto write = [&](bool skip_missing) {
-    return pool_->Run(base, [&](PgPool::Lease& lease) {
-      held.clear();
-      for (const auto& [day, c] : runs) lease.Prepare(name(day), RecordSql(keep_first, day));
-      pqxx::work tx(lease.conn());
-      tx.exec0(kIndexScans);
-      std::unordered_set<std::string> existing;
-      if (skip_missing) {
-        std::vector<std::string> partitions;
-        for (const auto& [day, c] : runs) {
-          partitions.push_back(DayPartitionOf("events", day));
-          partitions.push_back(DayPartitionOf("delivery_attempts", day));
-        }
-        lease.Prepare(kExistingPartitionsName, kExistingPartitionsSql);
-        for (const auto& row : tx.exec_prepared(kExistingPartitionsName, PgTextArray(partitions))) {
-          existing.insert(row[0].as<std::string>());
-        }
+  // A day retention dropped while its events were being delivered is left
+  // out: its records are not held, and the rest of the group is written.
+  auto write = [&](PgPool::Lease& lease, pqxx::work& tx,
+                   const std::unordered_set<std::string>& gone) {
+    held.clear();
+    tx.exec0(kIndexScans);
+    for (const auto& [day, c] : runs) {
+      const std::string events = DayPartitionOf("events", day);
+      if (gone.count(events) > 0 || gone.count(DayPartitionOf("delivery_attempts", day)) > 0) {
+        continue;
       }
-      for (const auto& [day, c] : runs) {
-        if (skip_missing && (existing.count(DayPartitionOf("events", day)) == 0 ||
-                             existing.count(DayPartitionOf("delivery_attempts", day)) == 0)) {
-          continue;
-        }
-        pqxx::result released;
-        try {
-          released = tx.exec_prepared(
-              name(day), PgBigintArray(c.position), PgBigintArray(c.ingested_us),
-              PgBigintArray(c.attempt), PgTextArray(c.trigger), PgTextArray(c.route),
-              PgBigintArray(c.started_us), PgBigintArray(c.duration_us),
-              PgBigintArray(c.http_status), PgTextArray(c.error), PgTextArray(c.outcome),
-              PgTextArray(c.record_id), PgTextArray(c.last_error), PgTextArray(c.target_record_id),
-              PgBigintArray(c.retry_delay_us), PgTextArray(c.owner));
-        } catch (const pqxx::undefined_table&) {
-          partition_missing = true;
-          held.clear();
-          return;  // rolled back
-        }
-        for (const auto& row : released) {
-          held.emplace(row[0].as<int64_t>(), row[1].as<std::string>());
-        }
+      const std::string name = OnPartition(base, events);
+      lease.Prepare(name, RecordSql(keep_first, day));
+      const pqxx::result released = tx.exec_prepared(
+          name, PgBigintArray(c.position), PgBigintArray(c.ingested_us), PgBigintArray(c.attempt),
+          PgTextArray(c.trigger), PgTextArray(c.route), PgBigintArray(c.started_us),
+          PgBigintArray(c.duration_us), PgBigintArray(c.http_status), PgTextArray(c.error),
+          PgTextArray(c.outcome), PgTextArray(c.record_id), PgTextArray(c.last_error),
+          PgTextArray(c.target_record_id), PgBigintArray(c.retry_delay_us), PgTextArray(c.owner));
+      for (const auto& row : released) {
+        held.emplace(row[0].as<int64_t>(), row[1].as<std::string>());
       }
-      tx.commit();
-    });
+    }
   };
-  absl::Status status = write(/*skip_missing=*/false);
-  if (status.ok() && partition_missing) status = write(/*skip_missing=*/true);
+  absl::Status status = RunOnDays(pool_, base, partitions, write);
   if (!status.ok()) return status;
   return held;
 }
@@ -735,8 +747,8 @@ absl::StatusOr<LogTableDelivery> PgDeliveryStore::DeliverToLogTable(
   const std::string events_partition = DayPartitionOf("events", attempt.event_ingested_at);
   const std::string attempts_partition =
       DayPartitionOf("delivery_attempts", attempt.event_ingested_at);
-  const std::string attempt_name = absl::StrCat(kLogTableAttemptName, ":", attempts_partition);
-  const std::string outcome_name = absl::StrCat(kLogTableOutcomeName, ":", events_partition);
+  const std::string attempt_name = OnPartition(kLogTableAttemptName, attempts_partition);
+  const std::string outcome_name = OnPartition(kLogTableOutcomeName, events_partition);
   absl::Status status = pool_->Run(kLogTableOutcomeName, [&](PgPool::Lease& lease) {
     lease.Prepare(kLogTableHeldName, kLogTableHeldSql);
     lease.Prepare(insert_name, DeliveryTableInsertSql(table));

@@ -585,7 +585,7 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
     std::map<absl::Time, int64_t> day_blocks;
     std::map<std::string, absl::Time> days;
     for (absl::Time d = StartOfUtcDay(window.from); d < window.to; d += absl::Hours(24)) {
-      days[EventsPartitionName(d)] = d;
+      days[DayPartitionOf("events", d)] = d;
     }
     std::vector<std::string> names;
     for (const auto& [name, day] : days) names.push_back(name);

@@ -419,8 +419,8 @@ TEST_F(DeliveryStoreTest, ClaimsAndRecordGroupsSpanningTwoDaysReachBothDaysParti
   Append({Event("t1", "k"), Event("t2", ""), Event("w1", "w")});
   ASSERT_THAT(Ids(Claim("A")), ElementsAre("y1", "y2", "t1", "t2", "w1"));
   // The next three records, from both days, go out in one group.
-  std::optional<pqxx::connection> blocker(db_.dsn());
-  std::optional<pqxx::work> lock(*blocker);
+  pqxx::connection blocker(db_.dsn());
+  std::optional<pqxx::work> lock(std::in_place, blocker);
   std::thread first = HoldTheWriter(*lock, "w1", "A");
   auto record = [&](const std::string& id, Outcome outcome, const std::string& owner) {
     auto [a, u] = Attempt(Find(id), outcome);
@@ -480,7 +480,7 @@ TEST_F(DeliveryStoreTest, ClaimsAndRecordGroupsSpanningTwoDaysReachBothDaysParti
   EXPECT_THAT(States(ClaimRefs({Ref("q2")}, "B", {"shop"})),
               ElementsAre(ClaimResult::State::kClaimed));
   // o1's record has nowhere to go; t1's, in the same group, is written.
-  lock.emplace(*blocker);
+  lock.emplace(blocker);
   std::thread second = HoldTheWriter(*lock, "w2", "B");
   auto [o1_attempt, o1_update] = Attempt(o1, Outcome::kSucceeded);
   auto [t1_attempt, t1_update] = Attempt(t1, Outcome::kSucceeded);
