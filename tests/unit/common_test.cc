@@ -1,7 +1,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "server/common/auth.h"
+#include "server/common/clock.h"
 #include "server/common/logging.h"
 #include "server/common/time_format.h"
 
@@ -72,6 +78,45 @@ TEST(Authenticator, RolesAndTokens) {
   EXPECT_TRUE(auth.Authorize("Bearer publisher-token-0123456789", Role::kPublisher).ok());
   Authenticator off({});
   EXPECT_TRUE(off.Authorize("", Role::kOperator).ok());
+}
+
+TEST(FakeClock, SleepReturnsOnlyOnceTheClockIsAdvancedPastItsDeadline) {
+  FakeClock clock(kNow);
+  std::atomic<bool> woke{false};
+  std::thread sleeper([&] {
+    clock.SleepFor(absl::Seconds(5));
+    woke = true;
+  });
+  absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_FALSE(woke);
+  clock.Advance(absl::Seconds(4));
+  absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_FALSE(woke);
+  clock.Advance(absl::Seconds(1));
+  sleeper.join();
+  EXPECT_TRUE(woke);
+}
+
+TEST(FakeClock, AutoAdvanceMovesTheClockToTheSleepsDeadline) {
+  FakeClock clock(kNow);
+  clock.set_auto_advance(true);
+  clock.SleepFor(absl::Hours(3));
+  EXPECT_EQ(clock.Now(), kNow + absl::Hours(3));
+}
+
+TEST(FakeClock, WaitReturnsWhenTheDeadlinePassesWithoutANotify) {
+  FakeClock clock(kNow);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::unique_lock lock(mu);
+  std::thread advancer([&] {
+    absl::SleepFor(absl::Milliseconds(10));
+    clock.Advance(absl::Minutes(1));
+  });
+  absl::Time deadline = kNow + absl::Seconds(30);
+  while (clock.Now() < deadline) clock.WaitUntil(cv, lock, deadline);
+  advancer.join();
+  EXPECT_GE(clock.Now(), deadline);
 }
 
 }  // namespace
