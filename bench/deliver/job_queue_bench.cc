@@ -1,4 +1,4 @@
-// The Postgres job queue SPEC §8 compares live delivery with: WORKERS
+// The Postgres job queue the deliver bench compares live delivery with: WORKERS
 // threads, each with its own connection and keep-alive HTTP connection, take
 // one pending job at a time with FOR UPDATE SKIP LOCKED, POST the same
 // envelope replayd sends (same headers), and record the attempt and the job's

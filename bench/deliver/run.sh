@@ -15,7 +15,7 @@
 # reach at all on this machine. After it, a Postgres job queue doing the
 # same work (bench/deliver/job_queue_bench.cc: the same events, envelope,
 # downstream and concurrency; one job per transaction, taken with FOR UPDATE
-# SKIP LOCKED) gives SPEC §8's second comparison, `vs_job_queue` in the JSON.
+# SKIP LOCKED) gives the second comparison, `vs_job_queue` in the JSON.
 # CLAIM_BATCH (default 512) sets delivery.claim_batch; PAST_DAYS (default 0)
 # adds that many empty partitions for the days before today.
 set -euo pipefail
@@ -155,7 +155,7 @@ read -r seconds attempts < <(psql -tA -F' ' "$dsn" -c \
           count(*) FROM delivery_attempts")
 created=$(ds_records)
 
-# Second baseline (SPEC §8): a Postgres job queue doing the same work, on the
+# Second baseline: a Postgres job queue doing the same work, on the
 # same events, downstream and concurrency (bench/deliver/job_queue_bench.cc).
 bench_stop_replayd
 curl -sf -d "" "$ds_url/admin/reset" >/dev/null
