@@ -1,4 +1,4 @@
-// The HTTP sink (SPEC §4): POSTs the JSON envelope to the configured URL with
+// The HTTP sink: POSTs the JSON envelope to the configured URL with
 // libcurl and answers lookups with GET lookup_url. Every call of a sink runs
 // on the sink's own thread, on one curl multi handle (keep-alive connections
 // shared by all calls, many calls in flight); the blocking Deliver and Lookup

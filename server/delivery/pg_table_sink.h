@@ -1,4 +1,4 @@
-// The PostgreSQL table sink (SPEC §4): inserts each event into a downstream
+// The PostgreSQL table sink: inserts each event into a downstream
 // table keyed by its idempotency key; an existing key answers like HTTP 409.
 // Its lookup reads the same table. When the table is in the log's own
 // database, delivery writes it through DeliveryStore::DeliverToLogTable (one

@@ -1,5 +1,5 @@
 // Pure delivery decisions: the backoff schedule, the classification of an HTTP
-// answer (SPEC §4), and the event's outcome after one attempt. Unit tested
+// answer, and the event's outcome after one attempt. Unit tested
 // directly; the sinks and the Deliverer call them.
 #pragma once
 

@@ -20,7 +20,7 @@ struct DeliveryRequest {
   std::string replay_id;  // empty for live delivery
 };
 
-// How the downstream answered, classified per SPEC §4.
+// How the downstream answered, classified.
 struct DeliveryResult {
   enum class Kind {
     kSucceeded,         // 2xx: created

@@ -145,8 +145,8 @@ class DeliveryStore {
   virtual void RecordAttemptAsync(const AttemptRecord& attempt, const OutcomeUpdate& update,
                                   const std::string& owner, RecordDone done) = 0;
 
-  // The PostgreSQL table sink when its table is in the log's own database
-  // (SPEC §4): in ONE transaction, and only while `owner` holds the event's
+  // The PostgreSQL table sink when its table is in the log's own database:
+  // in ONE transaction, and only while `owner` holds the event's
   // claim, looks `idempotency_key` up in `table` and inserts the row
   // (`payload_json`) when absent, inserts `attempt` (its outcome and record id
   // filled in: succeeded with the new row's id, or already_processed with the
