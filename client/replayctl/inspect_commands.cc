@@ -1,7 +1,7 @@
 #include "client/replayctl/inspect_commands.h"
+#include "client/replayctl/json_output.h"
 #include "client/replayctl/proto_time.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,16 +39,6 @@ std::string Duration(int64_t seconds) {
   if (seconds < 7200) return absl::StrCat(seconds / 60, " min");
   if (seconds < 172800) return absl::StrFormat("%.1f h", seconds / 3600.0);
   return absl::StrFormat("%.1f d", seconds / 86400.0);
-}
-
-std::string Json(const google::protobuf::Message& m) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  options.add_whitespace = true;
-  std::string out;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
-  return out;
 }
 
 struct Summed {
@@ -259,7 +249,7 @@ void RegisterInspectCommands(CLI::App& app, InspectEnv env) {
     if (env.prepare_call) env.prepare_call(&context);
     grpc::Status status = pb::InspectionService::NewStub(env.channel())->GetTimeline(&context, request, &response);
     if (!status.ok()) Fail(env, status);
-    std::cout << (WantJson(env, timeline_args->output) ? Json(response) + "\n"
+    std::cout << (WantJson(env, timeline_args->output) ? ToJson(response) + "\n"
                                                    : RenderTimeline(response, StdoutIsTerminal()));
   });
 
@@ -275,7 +265,7 @@ void RegisterInspectCommands(CLI::App& app, InspectEnv env) {
     if (env.prepare_call) env.prepare_call(&context);
     grpc::Status status = pb::InspectionService::NewStub(env.channel())->GetGaps(&context, request, &response);
     if (!status.ok()) Fail(env, status);
-    std::cout << (WantJson(env, gaps_args->output) ? Json(response) + "\n"
+    std::cout << (WantJson(env, gaps_args->output) ? ToJson(response) + "\n"
                                                : RenderGaps(response, StdoutIsTerminal()));
   });
 
@@ -302,7 +292,7 @@ void RegisterInspectCommands(CLI::App& app, InspectEnv env) {
     grpc::Status status =
         pb::InspectionService::NewStub(env.channel())->GetEventTrace(&context, request, &response);
     if (!status.ok()) Fail(env, status);
-    std::cout << (WantJson(env, trace_args->output) ? Json(response) + "\n" : RenderTrace(response));
+    std::cout << (WantJson(env, trace_args->output) ? ToJson(response) + "\n" : RenderTrace(response));
   });
 }
 
