@@ -39,7 +39,7 @@ peak_for() {  # peak_for N -> "peak_kb seconds delivered"
   local end=$(date +%s.%N)
   local peak=$(awk '/VmHWM/ {print $2}' "/proc/$REPLAYD_PID/status")
   bench_stop_replayd
-  local delivered=$(python3 -c "import json; print(json.load(open('$bench_tmp/run-$n.json'))['delivered'])")
+  local delivered=$(python3 -c "import json; print(json.loads(open('$bench_tmp/run-$n.json').read().splitlines()[-1])['delivered'])")
   echo "  $n events: delivered $delivered, peak RSS $peak kB, $(python3 -c "print(round($end - $start, 1))") s" >&2
   echo "$peak $(python3 -c "print(round($end - $start, 1))") $delivered"
 }

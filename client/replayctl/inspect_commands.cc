@@ -1,7 +1,7 @@
 #include "client/replayctl/inspect_commands.h"
+#include "client/replayctl/json_output.h"
 #include "client/replayctl/proto_time.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +30,9 @@ constexpr const char* kMagenta = "\033[35m";
 constexpr const char* kBold = "\033[1m";
 constexpr const char* kReset = "\033[0m";
 
+// Longer runs of empty timeline buckets fold into one line.
+constexpr int64_t kMaxEmptyRows = 2;
+
 std::string Paint(bool color, const char* code, const std::string& text) {
   return color ? absl::StrCat(code, text, kReset) : text;
 }
@@ -39,16 +42,6 @@ std::string Duration(int64_t seconds) {
   if (seconds < 7200) return absl::StrCat(seconds / 60, " min");
   if (seconds < 172800) return absl::StrFormat("%.1f h", seconds / 3600.0);
   return absl::StrFormat("%.1f d", seconds / 86400.0);
-}
-
-std::string Json(const google::protobuf::Message& m) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  options.add_whitespace = true;
-  std::string out;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
-  return out;
 }
 
 struct Summed {
@@ -114,6 +107,15 @@ void Fail(const InspectEnv& env, const grpc::Status& status) {
   throw CLI::RuntimeError(code);
 }
 
+// When the hole's neighbours arrived: "between A and B", or "at T" when they
+// share a timestamp.
+std::string NeighboursText(const pb::SequenceGap& g) {
+  std::string after = FormatRfc3339(FromTimestamp(g.after_ingested_at()));
+  std::string before = FormatRfc3339(FromTimestamp(g.before_ingested_at()));
+  if (after == before) return absl::StrCat("at ", after);
+  return absl::StrCat("between ", after, " and ", before);
+}
+
 }  // namespace
 
 std::string RenderTimeline(const pb::Timeline& timeline, bool color, int width) {
@@ -141,21 +143,35 @@ std::string RenderTimeline(const pb::Timeline& timeline, bool color, int width) 
     absl::StrAppend(&out, "  no events in this window\n");
     return out;
   }
-  // Every bucket of the window, also the empty ones, so that quiet time shows.
-  int64_t first = absl::ToUnixSeconds(FromTimestamp(timeline.from()));
-  first -= ((first % bucket) + bucket) % bucket;
-  int64_t end = absl::ToUnixSeconds(FromTimestamp(timeline.to()));
-  bool elide = (end - first) / bucket > 500;
-  for (int64_t t = first; t < end; t += bucket) {
-    auto it = buckets.find(t);
-    if (it == buckets.end() && elide) continue;
-    Summed s = it == buckets.end() ? Summed{} : it->second;
+  auto label = [&](int64_t t) {
+    return absl::FormatTime(time_format, absl::FromUnixSeconds(t), absl::UTCTimeZone());
+  };
+  // Quiet time shows: a run of up to kMaxEmptyRows empty buckets as empty
+  // rows, a longer one folded into one line, so that the default hour does
+  // not open with a screen of empty rows.
+  auto empty_run = [&](int64_t from, int64_t to) {
+    const int64_t n = (to - from) / bucket;
+    if (n <= 0) return;
+    if (n <= kMaxEmptyRows) {
+      for (int64_t t = from; t < to; t += bucket) {
+        absl::StrAppend(&out, "  ", label(t), " |", std::string(width + 3, ' '),
+                        absl::StrFormat("%7d", 0), "\n");
+      }
+      return;
+    }
+    absl::StrAppend(&out, "  ... ", n, " empty buckets (", label(from), " .. ",
+                    label(from + (n - 1) * bucket), ") ...\n");
+  };
+  int64_t next = absl::ToUnixSeconds(FromTimestamp(timeline.from()));
+  next -= ((next % bucket) + bucket) % bucket;
+  const int64_t end = absl::ToUnixSeconds(FromTimestamp(timeline.to()));
+  for (const auto& [t, s] : buckets) {
+    empty_run(next, t);
     auto cells = [&](int64_t n) {
       if (n == 0) return 0;
       return std::max(1, static_cast<int>(n * width / max_total));
     };
     int d = cells(s.delivered), p = cells(s.pending), f = cells(s.failed);
-    std::string label = absl::FormatTime(time_format, absl::FromUnixSeconds(t), absl::UTCTimeZone());
     std::string bar = absl::StrCat(Paint(color, kGreen, std::string(d, '#')),
                                    Paint(color, kYellow, std::string(p, '~')),
                                    Paint(color, kRed, std::string(f, 'X')));
@@ -166,8 +182,10 @@ std::string RenderTimeline(const pb::Timeline& timeline, bool color, int width) 
     if (s.missing > 0) {
       absl::StrAppend(&notes, "  ", Paint(color, kMagenta, absl::StrCat("? missing ", s.missing)));
     }
-    absl::StrAppend(&out, "  ", label, " |", bar, pad, absl::StrFormat("%7d", s.total), notes, "\n");
+    absl::StrAppend(&out, "  ", label(t), " |", bar, pad, absl::StrFormat("%7d", s.total), notes, "\n");
+    next = t + bucket;
   }
+  if (end > next) empty_run(next, next + (end - next + bucket - 1) / bucket * bucket);
   const pb::OutcomeCounts& t = timeline.totals();
   absl::StrAppend(&out, "Total ", t.total(), " events: ", t.succeeded() + t.already_processed(),
                   " delivered, ", Paint(color, kYellow, absl::StrCat(t.pending() + t.retrying(), " pending")),
@@ -202,9 +220,8 @@ std::string RenderGaps(const pb::Gaps& gaps, bool color) {
     for (const pb::SequenceGap& g : gaps.sequence_gaps()) {
       absl::StrAppend(&out, "  ", g.source(), "  sequence ", g.first_missing(),
                       g.first_missing() == g.last_missing() ? "" : absl::StrCat("..", g.last_missing()),
-                      " (", g.last_missing() - g.first_missing() + 1, ")  between ",
-                      FormatRfc3339(FromTimestamp(g.after_ingested_at())), " and ",
-                      FormatRfc3339(FromTimestamp(g.before_ingested_at())), "\n");
+                      " (", g.last_missing() - g.first_missing() + 1, ")  ",
+                      NeighboursText(g), "\n");
     }
   }
   return out;
@@ -259,7 +276,7 @@ void RegisterInspectCommands(CLI::App& app, InspectEnv env) {
     if (env.prepare_call) env.prepare_call(&context);
     grpc::Status status = pb::InspectionService::NewStub(env.channel())->GetTimeline(&context, request, &response);
     if (!status.ok()) Fail(env, status);
-    std::cout << (WantJson(env, timeline_args->output) ? Json(response) + "\n"
+    std::cout << (WantJson(env, timeline_args->output) ? ToJson(response) + "\n"
                                                    : RenderTimeline(response, StdoutIsTerminal()));
   });
 
@@ -275,7 +292,7 @@ void RegisterInspectCommands(CLI::App& app, InspectEnv env) {
     if (env.prepare_call) env.prepare_call(&context);
     grpc::Status status = pb::InspectionService::NewStub(env.channel())->GetGaps(&context, request, &response);
     if (!status.ok()) Fail(env, status);
-    std::cout << (WantJson(env, gaps_args->output) ? Json(response) + "\n"
+    std::cout << (WantJson(env, gaps_args->output) ? ToJson(response) + "\n"
                                                : RenderGaps(response, StdoutIsTerminal()));
   });
 
@@ -302,7 +319,7 @@ void RegisterInspectCommands(CLI::App& app, InspectEnv env) {
     grpc::Status status =
         pb::InspectionService::NewStub(env.channel())->GetEventTrace(&context, request, &response);
     if (!status.ok()) Fail(env, status);
-    std::cout << (WantJson(env, trace_args->output) ? Json(response) + "\n" : RenderTrace(response));
+    std::cout << (WantJson(env, trace_args->output) ? ToJson(response) + "\n" : RenderTrace(response));
   });
 }
 

@@ -1,4 +1,5 @@
 #include "client/replayctl/replay_commands.h"
+#include "client/replayctl/json_output.h"
 #include "client/replayctl/proto_time.h"
 
 #include <unistd.h>
@@ -6,8 +7,6 @@
 #include <algorithm>
 #include <iostream>
 #include <memory>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -19,7 +18,6 @@ namespace replayd::replayctl {
 namespace {
 
 namespace pb = replay::v1;
-using nlohmann::json;
 
 // Flags shared by dry-run and start.
 struct RequestFlags {
@@ -100,59 +98,6 @@ std::string OutcomeLower(int o) {
   return s;
 }
 
-json DryRunJson(const pb::DryRunReport& d) {
-  json skipped = json::object();
-  for (const auto& s : d.skipped_by_reason()) skipped[s.reason()] = s.count();
-  json ranges = json::array();
-  for (const auto& r : d.missing_ranges()) {
-    ranges.push_back({{"source", r.source()}, {"first", r.first()}, {"last", r.last()}});
-  }
-  json samples = json::array();
-  for (const auto& s : d.samples()) {
-    samples.push_back({{"category", s.category()},
-                       {"source", s.source()},
-                       {"event_id", s.event_id()},
-                       {"ingested_at", FormatRfc3339(FromTimestamp(s.ingested_at()))},
-                       {"outcome", OutcomeLower(s.outcome())},
-                       {"detail", s.detail()}});
-  }
-  return {{"total", d.total()},
-          {"would_deliver", d.would_deliver()},
-          {"would_skip", d.would_skip()},
-          {"skipped_by_reason", skipped},
-          {"missing", d.missing()},
-          {"missing_ranges", ranges},
-          {"samples", samples},
-          {"effective_rate", d.effective_rate()},
-          {"estimated_seconds", d.estimated_seconds()},
-          {"warnings", std::vector<std::string>(d.warnings().begin(), d.warnings().end())}};
-}
-
-json ProgressJson(const pb::ReplayProgress& p) {
-  json j = {{"replay_id", p.replay_id()},
-            {"state", StateName(p.state())},
-            {"total", p.total()},
-            {"processed", p.processed()},
-            {"delivered", p.delivered()},
-            {"skipped", p.skipped()},
-            {"failed", p.failed()},
-            {"current_rate", p.current_rate()},
-            {"eta_seconds", p.eta_seconds()},
-            {"last_error", p.last_error()},
-            {"created_by", p.created_by()},
-            {"created_at", FormatRfc3339(FromTimestamp(p.created_at()))},
-            {"from", FormatRfc3339(FromTimestamp(p.request().from()))},
-            {"to", FormatRfc3339(FromTimestamp(p.request().to()))},
-            {"sources", std::vector<std::string>(p.request().sources().begin(),
-                                                 p.request().sources().end())},
-            {"rate", p.request().rate()},
-            {"reason", p.request().reason()}};
-  j["cursor"] = p.has_cursor() ? json(FormatRfc3339(FromTimestamp(p.cursor()))) : json(nullptr);
-  j["finished_at"] =
-      p.has_finished_at() ? json(FormatRfc3339(FromTimestamp(p.finished_at()))) : json(nullptr);
-  return j;
-}
-
 std::string ProgressText(const pb::ReplayProgress& p) {
   std::string out = absl::StrCat("replay ", p.replay_id(), ": ", StateName(p.state()), "\n");
   absl::StrAppend(&out, "  window    [", FormatRfc3339(FromTimestamp(p.request().from())), ", ",
@@ -178,7 +123,7 @@ std::string ProgressText(const pb::ReplayProgress& p) {
 
 void PrintProgress(const CommonOptions& o, const pb::ReplayProgress& p) {
   if (o.json()) {
-    std::cout << ProgressJson(p).dump() << "\n";
+    std::cout << ToJson(p) << "\n";
   } else {
     std::cout << ProgressText(p);
   }
@@ -188,18 +133,23 @@ client::ReplayClient Client(const CommonOptions& o) {
   return client::ReplayClient(o.ClientOptionsFor());
 }
 
-// Watches until the job ends; draws a bar on a terminal, a line per update
-// otherwise (text mode). Returns the exit code for the final state.
+// Watches until the job ends. Text: a bar redrawn on a terminal, a line per
+// update otherwise, on stderr, then the final progress on stdout. JSON: one
+// progress object per update on stdout (NDJSON), the last one final. Returns
+// the exit code for the final state.
 int Watch(const CommonOptions& o, client::ReplayClient& c, const std::string& id) {
   const bool tty = isatty(STDERR_FILENO) != 0;
   auto last = c.WatchProgress(id, [&](const pb::ReplayProgress& p) {
-    if (o.json()) return;
+    if (o.json()) {
+      std::cout << ToJson(p) << std::endl;
+      return;
+    }
     std::cerr << (tty ? "\r\033[K" : "") << RenderProgressBar(p) << (tty ? "" : "\n")
               << std::flush;
   });
   if (!o.json() && tty) std::cerr << "\n";
   if (!last.ok()) return ReportError(last.status());
-  PrintProgress(o, *last);
+  if (!o.json()) PrintProgress(o, *last);
   return last->state() == pb::REPLAY_COMPLETED ? kExitOk : kExitNotCompleted;
 }
 
@@ -286,7 +236,7 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& o) {
       auto report = c.DryRun(BuildRequest(*flags));
       if (!report.ok()) Fail(ReportError(report.status()));
       if (o.json()) {
-        std::cout << DryRunJson(*report).dump() << "\n";
+        std::cout << ToJson(*report) << "\n";
       } else {
         std::cout << RenderDryRun(*report);
       }
@@ -315,6 +265,8 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& o) {
           std::cerr << "replayctl: not starting without confirmation: pass --yes\n";
           Fail(kExitAborted);
         }
+        // Whoever answers must see what they confirm; stdout stays JSON only.
+        if (o.json()) std::cerr << RenderDryRun(*report);
         std::cerr << "Start the replay: deliver " << report->would_deliver() << " events at "
                   << report->effective_rate() << "/s? [y/N] " << std::flush;
         std::string answer;
@@ -391,9 +343,9 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& o) {
       auto jobs = c.ListReplays(wanted, *limit);
       if (!jobs.ok()) Fail(ReportError(jobs.status()));
       if (o.json()) {
-        json arr = json::array();
-        for (const auto& p : *jobs) arr.push_back(ProgressJson(p));
-        std::cout << json{{"replays", arr}}.dump() << "\n";
+        pb::ListReplaysResponse response;
+        for (const auto& p : *jobs) *response.add_replays() = p;
+        std::cout << ToJson(response) << "\n";
         return;
       }
       std::cout << absl::StrFormat("%-19s %-10s %-21s %-21s %9s %9s %8s %7s  %s\n", "ID", "STATE",

@@ -7,38 +7,32 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
 #include "server/common/logging.h"
 #include "server/common/time_format.h"
 
 namespace replayd {
-namespace {
 
-std::string Escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) continue;
-    out += c;
-  }
-  return out;
+std::string StartAuditDetail(const ReplaySpec& spec, int64_t would_deliver, int64_t total) {
+  nlohmann::json outcomes = nlohmann::json::array();
+  for (Outcome o : spec.outcomes) outcomes.push_back(std::string(OutcomeName(o)));
+  nlohmann::json detail = {
+      {"request",
+       {{"from", FormatRfc3339(spec.window.from)},
+        {"to", FormatRfc3339(spec.window.to)},
+        {"sources", spec.window.sources},
+        {"outcomes", outcomes},
+        {"rate", spec.rate},
+        {"burst", spec.burst},
+        {"allow_high_rate", spec.allow_high_rate},
+        {"include_succeeded", spec.include_succeeded},
+        {"verify_downstream", spec.verify_downstream}}},
+      {"would_deliver", would_deliver},
+      {"total", total}};
+  // Control characters are escaped; a byte that is not UTF-8 becomes U+FFFD
+  // instead of failing the start (jsonb accepts only UTF-8).
+  return detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
-
-std::string SpecJson(const ReplaySpec& s) {
-  std::vector<std::string> outcomes;
-  for (Outcome o : s.outcomes) outcomes.push_back(absl::StrCat("\"", std::string(OutcomeName(o)), "\""));
-  std::vector<std::string> sources;
-  for (const auto& src : s.window.sources) sources.push_back(absl::StrCat("\"", Escape(src), "\""));
-  return absl::StrCat("{\"from\":\"", FormatRfc3339(s.window.from), "\",\"to\":\"",
-                      FormatRfc3339(s.window.to), "\",\"sources\":[", absl::StrJoin(sources, ","),
-                      "],\"outcomes\":[", absl::StrJoin(outcomes, ","), "],\"rate\":", s.rate,
-                      ",\"burst\":", s.burst, ",\"allow_high_rate\":",
-                      s.allow_high_rate ? "true" : "false", ",\"include_succeeded\":",
-                      s.include_succeeded ? "true" : "false", ",\"verify_downstream\":",
-                      s.verify_downstream ? "true" : "false", "}");
-}
-
-}  // namespace
 
 std::string NewReplayId() {
   static std::mutex mu;
@@ -71,9 +65,7 @@ absl::StatusOr<ReplayJob> ReplayController::Start(const ReplayRequestInput& inpu
   job.created_by = who.name;
   job.counters.total = aggregates->total;
   AuditEntry audit{who.name, "start", job.id, spec->reason,
-                   absl::StrCat("{\"request\":", SpecJson(*spec), ",\"would_deliver\":",
-                                aggregates->would_deliver, ",\"total\":", aggregates->total,
-                                "}"),
+                   StartAuditDetail(*spec, aggregates->would_deliver, aggregates->total),
                    absl::Now()};
   bool existed = false;
   auto created = store_->CreateJob(job, audit, &existed);

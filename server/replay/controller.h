@@ -55,6 +55,12 @@ class ReplayController {
   const Clock* clock_;
 };
 
+// The audit detail of a start, a JSON object: the validated request (window,
+// sources, outcomes, rate, burst, flags), would_deliver and total. Every byte
+// of a source name is kept (control characters escaped); bytes that are not
+// UTF-8 become U+FFFD. The reason has the audit entry's own field.
+std::string StartAuditDetail(const ReplaySpec& spec, int64_t would_deliver, int64_t total);
+
 // A new job id: "rp-" + 16 hex digits.
 std::string NewReplayId();
 

@@ -199,10 +199,12 @@ TEST_F(ReplayE2eTest, PartialOutageIsClosedWithReplayctl) {
                         "orders"});
   ASSERT_EQ(dry.exit_code, 0) << dry.err;
   json report = json::parse(dry.out);
-  EXPECT_EQ(report["would_deliver"], 100);
-  EXPECT_EQ(report["would_skip"], 200);
-  EXPECT_EQ(report["skipped_by_reason"]["already_delivered"], 200);
-  EXPECT_EQ(report["missing"], 0);
+  EXPECT_EQ(report["would_deliver"], "100");
+  EXPECT_EQ(report["would_skip"], "200");
+  ASSERT_EQ(report["skipped_by_reason"].size(), 1u);
+  EXPECT_EQ(report["skipped_by_reason"][0]["reason"], "already_delivered");
+  EXPECT_EQ(report["skipped_by_reason"][0]["count"], "200");
+  EXPECT_EQ(report["missing"], "0");
   ASSERT_EQ(report["samples"].size(), 10u);
   EXPECT_EQ(report["samples"][0]["category"], "deliver");
   EXPECT_EQ(report["samples"][0]["event_id"], "outage-0");
@@ -217,13 +219,14 @@ TEST_F(ReplayE2eTest, PartialOutageIsClosedWithReplayctl) {
   auto run = Replayctl({"start", "--yes", "--watch", "-o", "json", "--from", "-1h", "--to", "now",
                         "--source", "orders", "--rate", "200", "--reason", "outage INC-1"});
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
-  json done = json::parse(run.out);
-  EXPECT_EQ(done["state"], "completed");
-  EXPECT_EQ(done["total"], 300);
-  EXPECT_EQ(done["processed"], 300);
-  EXPECT_EQ(done["delivered"], 100);
-  EXPECT_EQ(done["skipped"], 200);
-  EXPECT_EQ(done["failed"], 0);
+  // One progress object per line; the last is final.
+  json done = json::parse(run.out.substr(run.out.rfind('\n', run.out.size() - 2) + 1));
+  EXPECT_EQ(done["state"], "REPLAY_COMPLETED");
+  EXPECT_EQ(done["total"], "300");
+  EXPECT_EQ(done["processed"], "300");
+  EXPECT_EQ(done["delivered"], "100");
+  EXPECT_EQ(done["skipped"], "200");
+  EXPECT_EQ(done["failed"], "0");
 
   json stats = ds_.Stats();
   EXPECT_EQ(stats["records"], 300);
@@ -237,7 +240,7 @@ TEST_F(ReplayE2eTest, PartialOutageIsClosedWithReplayctl) {
 
   auto progress = Replayctl({"progress", "-o", "json", done["replay_id"]});
   ASSERT_EQ(progress.exit_code, 0) << progress.err;
-  EXPECT_EQ(json::parse(progress.out)["delivered"], 100);
+  EXPECT_EQ(json::parse(progress.out)["delivered"], "100");
   auto list = Replayctl({"list", "-o", "json", "--state", "completed"});
   ASSERT_EQ(list.exit_code, 0) << list.err;
   EXPECT_EQ(json::parse(list.out)["replays"].size(), 1u);
@@ -248,7 +251,7 @@ TEST_F(ReplayE2eTest, PartialOutageIsClosedWithReplayctl) {
   // The dry run now has nothing left to deliver.
   dry = Replayctl({"dry-run", "-o", "json", "--from", "-1h", "--to", "now"});
   ASSERT_EQ(dry.exit_code, 0) << dry.err;
-  EXPECT_EQ(json::parse(dry.out)["would_deliver"], 0);
+  EXPECT_EQ(json::parse(dry.out)["would_deliver"], "0");
 }
 
 TEST_F(ReplayE2eTest, RateIsHeldFromDownstreamArrivalTimes) {

@@ -1,0 +1,139 @@
+// replayctl's output: the one JSON shape of every command (the protobuf JSON
+// mapping), the gaps text for a hole whose neighbours share a timestamp, and
+// the timeline's folding of long runs of empty buckets.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "client/replayctl/inspect_commands.h"
+#include "client/replayctl/json_output.h"
+#include "client/replayctl/replay_commands.h"
+
+namespace replayd {
+namespace {
+
+namespace pb = replay::v1;
+using nlohmann::json;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// 2026-11-18T11:00:00Z, hour-aligned.
+const int64_t kT0 = 1795000000 / 3600 * 3600;
+
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+TEST(ReplayctlJson, ProgressKeepsProtoNamesAndPrintsZeroCounts) {
+  pb::ReplayProgress p;
+  p.set_replay_id("rp-1");
+  p.set_state(pb::REPLAY_RUNNING);
+  p.set_total(7);
+  std::string out = replayctl::ToJson(p);
+  EXPECT_EQ(out.find('\n'), std::string::npos) << "one line per document";
+  json j = json::parse(out);
+  EXPECT_EQ(j["replay_id"], "rp-1");
+  EXPECT_EQ(j["state"], "REPLAY_RUNNING");
+  EXPECT_EQ(j["total"], "7");  // int64 is a string in the mapping
+  EXPECT_EQ(j["processed"], "0");
+  EXPECT_EQ(j["delivered"], "0");
+  EXPECT_EQ(j["skipped"], "0");
+  EXPECT_EQ(j["failed"], "0");
+  EXPECT_EQ(j["last_error"], "");
+  EXPECT_FALSE(j.contains("cursor")) << "an unset timestamp is left out";
+  EXPECT_FALSE(j.contains("replayId"));
+}
+
+TEST(ReplayctlJson, DryRunCarriesThePromisedKeys) {
+  pb::DryRunReport d;
+  d.set_would_deliver(3);
+  d.set_estimated_seconds(1.5);
+  auto* s = d.add_samples();
+  s->set_category("deliver");
+  s->set_event_id("e-1");
+  s->mutable_ingested_at()->set_seconds(kT0);
+  json j = json::parse(replayctl::ToJson(d));
+  EXPECT_EQ(j["would_deliver"], "3");
+  EXPECT_EQ(j["would_skip"], "0");
+  EXPECT_EQ(j["missing"], "0");
+  EXPECT_EQ(j["estimated_seconds"], 1.5);
+  ASSERT_EQ(j["samples"].size(), 1u);
+  EXPECT_EQ(j["samples"][0]["event_id"], "e-1");
+  EXPECT_EQ(j["samples"][0]["ingested_at"], "2026-11-18T11:00:00Z");
+  EXPECT_EQ(j["samples"][0]["outcome"], "OUTCOME_UNSPECIFIED");
+  EXPECT_EQ(j["skipped_by_reason"], json::array());
+}
+
+pb::Gaps OneHole(int64_t after, int64_t before) {
+  pb::Gaps g;
+  g.mutable_from()->set_seconds(kT0);
+  g.mutable_to()->set_seconds(kT0 + 3600);
+  g.set_missing(3);
+  auto* hole = g.add_sequence_gaps();
+  hole->set_source("orders");
+  hole->set_first_missing(41);
+  hole->set_last_missing(43);
+  hole->mutable_after_ingested_at()->set_seconds(after);
+  hole->mutable_before_ingested_at()->set_seconds(before);
+  return g;
+}
+
+TEST(RenderGaps, HoleBetweenNeighboursOfTheSameTimestampSaysAt) {
+  std::string text = replayctl::RenderGaps(OneHole(kT0 + 60, kT0 + 60), false);
+  EXPECT_THAT(text, HasSubstr("orders  sequence 41..43 (3)  at 2026-11-18T11:01:00Z\n"));
+  EXPECT_THAT(text, Not(HasSubstr("between")));
+}
+
+TEST(RenderGaps, HoleBetweenDifferentTimestampsSaysBetween) {
+  std::string text = replayctl::RenderGaps(OneHole(kT0 + 60, kT0 + 90), false);
+  EXPECT_THAT(text, HasSubstr("orders  sequence 41..43 (3)  between 2026-11-18T11:01:00Z and "
+                              "2026-11-18T11:01:30Z\n"));
+}
+
+// An hour of minute buckets with events in the given minutes.
+pb::Timeline HourWithEventsAt(std::initializer_list<int> minutes) {
+  pb::Timeline t;
+  t.set_bucket_seconds(60);
+  t.mutable_from()->set_seconds(kT0);
+  t.mutable_to()->set_seconds(kT0 + 3600);
+  for (int m : minutes) {
+    auto* b = t.add_buckets();
+    b->mutable_start()->set_seconds(kT0 + m * 60);
+    b->set_source("a");
+    b->mutable_counts()->set_succeeded(5);
+    b->mutable_counts()->set_total(5);
+  }
+  return t;
+}
+
+TEST(RenderTimeline, FoldsLongRunsOfEmptyBucketsIntoOneLine) {
+  std::vector<std::string> lines = Lines(replayctl::RenderTimeline(HourWithEventsAt({57, 58}), false, 10));
+  // Header (2 lines), the fold, minutes 57 and 58, one empty row (59), totals.
+  ASSERT_EQ(lines.size(), 7u) << absl::StrJoin(lines, "\n");
+  EXPECT_EQ(lines[2], "  ... 57 empty buckets (11-18 11:00 .. 11-18 11:56) ...");
+  EXPECT_THAT(lines[3], HasSubstr("11-18 11:57 |##########"));
+  EXPECT_THAT(lines[4], HasSubstr("11-18 11:58 |##########"));
+  EXPECT_THAT(lines[5], HasSubstr("11-18 11:59 |"));
+  EXPECT_THAT(lines[5], HasSubstr("      0"));
+}
+
+TEST(RenderTimeline, ShowsShortRunsOfEmptyBucketsAsRows) {
+  std::vector<std::string> lines =
+      Lines(replayctl::RenderTimeline(HourWithEventsAt({0, 3, 4, 59}), false, 10));
+  // Minutes 1-2 as rows, 5-58 folded.
+  ASSERT_EQ(lines.size(), 10u) << absl::StrJoin(lines, "\n");
+  EXPECT_THAT(lines[2], HasSubstr("11-18 11:00 |#"));
+  EXPECT_THAT(lines[3], HasSubstr("11-18 11:01 |"));
+  EXPECT_THAT(lines[4], HasSubstr("11-18 11:02 |"));
+  EXPECT_THAT(lines[5], HasSubstr("11-18 11:03 |#"));
+  EXPECT_THAT(lines[6], HasSubstr("11-18 11:04 |#"));
+  EXPECT_EQ(lines[7], "  ... 54 empty buckets (11-18 11:05 .. 11-18 11:58) ...");
+  EXPECT_THAT(lines[8], HasSubstr("11-18 11:59 |#"));
+}
+
+}  // namespace
+}  // namespace replayd
