@@ -1,5 +1,9 @@
 // PgReplayStore's jobs: creation, leases, checkpoints, cancel, finish and
 // the audit trail (tables replays and replay_audit).
+#include <optional>
+#include <string>
+#include <utility>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -30,6 +34,13 @@ void InsertAudit(pqxx::work& tx, const AuditEntry& a) {
       "INSERT INTO replay_audit (actor, action, replay_id, reason, detail)"
       " VALUES ($1, $2, NULLIF($3, ''), $4, $5::jsonb)",
       a.actor, a.action, a.replay_id, a.reason, a.detail_json.empty() ? "{}" : a.detail_json);
+}
+
+// A cursor as the parameters of its two columns, both NULL without one.
+std::pair<std::optional<std::string>, std::optional<int64_t>> CursorParams(
+    const std::optional<ReplayCursor>& cursor) {
+  if (!cursor) return {std::nullopt, std::nullopt};
+  return {PgTime(cursor->ingested_at), cursor->position};
 }
 
 std::string SelectJob(const std::string& where) {
@@ -243,12 +254,7 @@ absl::StatusOr<ReplayState> PgReplayStore::Checkpoint(const std::string& id,
   absl::Status status = pool_->Run(kCheckpointName, [&](PgPool::Lease& l) {
     l.Prepare(kCheckpointName, kCheckpointSql);
     pqxx::work tx(l.conn());
-    std::optional<std::string> cursor_time;
-    std::optional<int64_t> cursor_position;
-    if (cursor) {
-      cursor_time = PgTime(cursor->ingested_at);
-      cursor_position = cursor->position;
-    }
+    const auto [cursor_time, cursor_position] = CursorParams(cursor);
     auto rows = tx.exec_prepared(kCheckpointName, id, owner, c.total, c.processed, c.delivered,
                                  c.skipped, c.failed, cursor_time, cursor_position, current_rate,
                                  absl::ToDoubleSeconds(lease));
@@ -271,12 +277,7 @@ absl::Status PgReplayStore::Finish(const std::string& id, const std::string& own
   bool lost = false;
   absl::Status status = pool_->Run("replay_finish", [&](PgPool::Lease& l) {
     pqxx::work tx(l.conn());
-    std::optional<std::string> cursor_time;
-    std::optional<int64_t> cursor_position;
-    if (cursor) {
-      cursor_time = PgTime(cursor->ingested_at);
-      cursor_position = cursor->position;
-    }
+    const auto [cursor_time, cursor_position] = CursorParams(cursor);
     auto rows = tx.exec_params(
         "UPDATE replays SET state = $3, total = $4, processed = $5, delivered = $6,"
         " skipped = $7, failed = $8, cursor_ingested_at = $9::timestamptz,"

@@ -132,25 +132,25 @@ std::string Tid(int64_t block) { return absl::StrCat("(", block, ",0)"); }
 // A cursor before every event of the window.
 ReplayCursor StartCursor(const ReplayWindow& window) { return {window.from, -1}; }
 
-}  // namespace
-
-absl::StatusOr<std::vector<StoredEvent>> PgReplayStore::ReadWindowPage(
-    const ReplayWindow& window, const std::optional<ReplayCursor>& after, int limit) {
-  ReplayCursor from = after.value_or(StartCursor(window));
+// The first `limit` events of `window` in replay order (ingested_at,
+// position) that `condition` also selects, by the statement prepared as
+// `name`. `condition` takes `params` as $4 on. Planned for its bounds each
+// time: a generic plan would lock every partition of the log at each page.
+template <typename... Params>
+absl::StatusOr<std::vector<StoredEvent>> ReadWindowEvents(PgPool* pool, const char* name,
+                                                          const ReplayWindow& window,
+                                                          const char* condition, int limit,
+                                                          const Params&... params) {
   std::vector<StoredEvent> out;
-  absl::Status status = pool_->Run(kReadPageName, [&](PgPool::Lease& l) {
-    l.Prepare(kReadPageName,
-              absl::StrCat("SELECT ", StoredEventColumns(), " FROM events WHERE ",
-                           kWindowPredicate,
-                           " AND (ingested_at, position) > ($4::timestamptz, $5)"
-                           " ORDER BY ingested_at, position LIMIT $6"));
+  absl::Status status = pool->Run(name, [&](PgPool::Lease& l) {
+    l.Prepare(name, absl::StrCat("SELECT ", StoredEventColumns(), " FROM events WHERE ",
+                                 kWindowPredicate, " AND ", condition,
+                                 " ORDER BY ingested_at, position LIMIT $",
+                                 4 + sizeof...(Params)));
     pqxx::read_transaction tx(l.conn());
-    // Planned for its bounds each time: a generic plan would lock every
-    // partition of the log at each page.
     tx.exec(kCustomPlans);
-    auto rows = tx.exec_prepared(kReadPageName, PgTime(window.from), PgTime(window.to),
-                                 PgTextArray(window.sources), PgTime(from.ingested_at),
-                                 from.position, limit);
+    auto rows = tx.exec_prepared(name, PgTime(window.from), PgTime(window.to),
+                                 PgTextArray(window.sources), params..., limit);
     out.clear();
     out.reserve(rows.size());
     for (const auto& r : rows) out.push_back(StoredEventFromRow(r));
@@ -159,24 +159,20 @@ absl::StatusOr<std::vector<StoredEvent>> PgReplayStore::ReadWindowPage(
   return out;
 }
 
+}  // namespace
+
+absl::StatusOr<std::vector<StoredEvent>> PgReplayStore::ReadWindowPage(
+    const ReplayWindow& window, const std::optional<ReplayCursor>& after, int limit) {
+  ReplayCursor from = after.value_or(StartCursor(window));
+  return ReadWindowEvents(pool_, kReadPageName, window,
+                          "(ingested_at, position) > ($4::timestamptz, $5)", limit,
+                          PgTime(from.ingested_at), from.position);
+}
+
 absl::StatusOr<std::vector<StoredEvent>> PgReplayStore::FirstEventsWithOutcome(
     const ReplayWindow& window, const std::vector<Outcome>& outcomes, int limit) {
-  std::vector<StoredEvent> out;
-  absl::Status status = pool_->Run(kFirstWithOutcomeName, [&](PgPool::Lease& l) {
-    l.Prepare(kFirstWithOutcomeName,
-              absl::StrCat("SELECT ", StoredEventColumns(), " FROM events WHERE ",
-                           kWindowPredicate,
-                           " AND outcome = ANY($4::text[]) ORDER BY ingested_at, position"
-                           " LIMIT $5"));
-    pqxx::read_transaction tx(l.conn());
-    tx.exec(kCustomPlans);
-    auto rows = tx.exec_prepared(kFirstWithOutcomeName, PgTime(window.from), PgTime(window.to),
-                                 PgTextArray(window.sources), OutcomeArray(outcomes), limit);
-    out.clear();
-    for (const auto& r : rows) out.push_back(StoredEventFromRow(r));
-  });
-  if (!status.ok()) return status;
-  return out;
+  return ReadWindowEvents(pool_, kFirstWithOutcomeName, window, "outcome = ANY($4::text[])",
+                          limit, OutcomeArray(outcomes));
 }
 
 absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
