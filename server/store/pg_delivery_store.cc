@@ -39,9 +39,10 @@ std::string TraceAttemptsSql() {
 
 }  // namespace
 
-PgDeliveryStore::PgDeliveryStore(PgPool* pool, int max_group)
+PgDeliveryStore::PgDeliveryStore(PgPool* pool, int max_group, const Clock* clock)
     : pool_(pool),
-      writer_(std::make_unique<PgRecordWriter>(pool, PgRecordWriter::Options{max_group})) {}
+      clock_(clock),
+      writer_(std::make_unique<PgRecordWriter>(pool, PgRecordWriter::Options{max_group, clock})) {}
 
 PgDeliveryStore::~PgDeliveryStore() = default;
 

@@ -13,6 +13,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "server/common/clock.h"
 #include "server/store/delivery_store.h"
 #include "server/store/pg_pool.h"
 
@@ -22,8 +23,10 @@ class PgRecordWriter;
 
 class PgDeliveryStore final : public DeliveryStore {
  public:
-  // `max_group` bounds how many records one commit holds.
-  explicit PgDeliveryStore(PgPool* pool, int max_group = 512);
+  // `max_group` bounds how many records one commit holds. `clock` times the
+  // log-table sink's attempts and paces the writes again of a failed group.
+  explicit PgDeliveryStore(PgPool* pool, int max_group = 512,
+                           const Clock* clock = &SystemClock::Get());
   ~PgDeliveryStore() override;
 
   absl::StatusOr<std::vector<UndeliveredEvent>> ScanUndelivered(
@@ -52,6 +55,7 @@ class PgDeliveryStore final : public DeliveryStore {
 
  private:
   PgPool* pool_;
+  const Clock* clock_;
   std::unique_ptr<PgRecordWriter> writer_;
   std::mutex tables_mu_;
   std::unordered_set<std::string> tables_ready_;  // DeliverToLogTable's tables

@@ -2,7 +2,6 @@
 // downstream log table, its attempt and its outcome in one transaction.
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "server/store/day_partitions.h"
 #include "server/store/delivery_table.h"
 #include "server/store/pg_delivery_store.h"
@@ -76,7 +75,7 @@ absl::StatusOr<LogTableDelivery> PgDeliveryStore::DeliverToLogTable(
     result.created = rows[1].as<bool>();
     const std::string outcome(
         OutcomeName(result.created ? Outcome::kSucceeded : Outcome::kAlreadyProcessed));
-    const double duration_ms = absl::ToDoubleMilliseconds(absl::Now() - attempt.started_at);
+    const double duration_ms = absl::ToDoubleMilliseconds(clock_->Now() - attempt.started_at);
     tx.exec_prepared(attempt_name, attempt.event_position, ingested_at, attempt.attempt,
                      attempt.trigger, attempt.route, PgTime(attempt.started_at), duration_ms,
                      outcome, result.record_id, owner);

@@ -6,7 +6,6 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "server/common/logging.h"
 #include "server/common/time_format.h"
 #include "server/store/day_partitions.h"
@@ -207,7 +206,7 @@ void PgRecordWriter::WriteGroup(std::vector<std::shared_ptr<PendingRecord>>& gro
   // A deadlock or a dropped connection rolls the whole group back: write it
   // again a few times before its callers see the error.
   for (int attempt = 0; attempt < 4; ++attempt) {
-    if (attempt > 0) absl::SleepFor(absl::Milliseconds(25 << attempt));
+    if (attempt > 0) options_.clock->SleepFor(absl::Milliseconds(25 << attempt));
     held = WriteGroupOnce(group, /*keep_first=*/false);
     // An attempt recorded twice (see RecordSql): keep the first, write the rest.
     if (absl::IsAlreadyExists(held.status())) held = WriteGroupOnce(group, /*keep_first=*/true);

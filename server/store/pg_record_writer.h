@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/common/clock.h"
 #include "server/store/delivery_store.h"
 #include "server/store/pg_pool.h"
 
@@ -25,6 +26,8 @@ class PgRecordWriter {
   struct Options {
     // How many records one commit holds at the most.
     int max_group = 512;
+    // Paces the writes again of a group that failed.
+    const Clock* clock = &SystemClock::Get();
   };
 
   PgRecordWriter(PgPool* pool, Options options);
