@@ -16,7 +16,8 @@ namespace {
 constexpr const char* kLogTableHeldName = "delivery_log_table_held";
 constexpr const char* kLogTableHeldSql = R"sql(
 DELETE FROM delivery_claims WHERE position = $1 AND owner = $2 RETURNING 1)sql";
-// The attempt and the outcome go to the event's day partitions (see RecordSql).
+// The attempt and the outcome go to the event's day partitions (see RecordSql in
+// pg_record_writer.cc).
 constexpr const char* kLogTableAttemptName = "delivery_log_table_attempt";
 std::string LogTableAttemptSql(const std::string& partition) {
   return absl::StrCat("INSERT INTO ", partition, R"sql(
