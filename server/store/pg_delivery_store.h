@@ -2,27 +2,31 @@
 // go to the partitioned delivery_attempts table. RecordAttempt calls from many
 // workers are group-committed by one writer thread: each caller blocks until
 // the statement holding its record commits.
+//
+// Its parts: claims in pg_delivery_claims.cc, the record writer in
+// pg_record_writer.h, the PostgreSQL sink's writes in pg_log_table_sink.cc.
 #pragma once
 
-#include <condition_variable>
-#include <deque>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
-#include <thread>
 #include <unordered_set>
 #include <vector>
 
+#include "server/common/clock.h"
 #include "server/store/delivery_store.h"
 #include "server/store/pg_pool.h"
 
 namespace replayd {
 
+class PgRecordWriter;
+
 class PgDeliveryStore final : public DeliveryStore {
  public:
-  // `max_group` bounds how many records one commit holds.
-  explicit PgDeliveryStore(PgPool* pool, int max_group = 512);
+  // `max_group` bounds how many records one commit holds. `clock` times the
+  // log-table sink's attempts and paces the writes again of a failed group.
+  explicit PgDeliveryStore(PgPool* pool, int max_group = 512,
+                           const Clock* clock = &SystemClock::Get());
   ~PgDeliveryStore() override;
 
   absl::StatusOr<std::vector<UndeliveredEvent>> ScanUndelivered(
@@ -50,27 +54,9 @@ class PgDeliveryStore final : public DeliveryStore {
                                       const std::string& event_id) override;
 
  private:
-  struct PendingRecord;
-
-  void WriterLoop();
-  // Writes a group in one transaction and completes every record in it.
-  void WriteGroup(std::vector<std::shared_ptr<PendingRecord>>& group);
-  // The (position, owner) of the records whose claims were still held.
-  // ALREADY_EXISTS when an attempt is in the log already, unless
-  // `keep_first`, which keeps that one and writes the rest.
-  absl::StatusOr<std::set<std::pair<int64_t, std::string>>> WriteGroupOnce(
-      const std::vector<std::shared_ptr<PendingRecord>>& group, bool keep_first);
-
   PgPool* pool_;
-  const int max_group_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::shared_ptr<PendingRecord>> queue_;
-  bool stopping_ = false;
-  // One writer: while it commits a group, the next group gathers. Two
-  // writers committing half-size groups side by side cost Postgres about a
-  // fifth more CPU per record in the deliver bench (bench/README.md).
-  std::thread writer_;
+  const Clock* clock_;
+  std::unique_ptr<PgRecordWriter> writer_;
   std::mutex tables_mu_;
   std::unordered_set<std::string> tables_ready_;  // DeliverToLogTable's tables
 };

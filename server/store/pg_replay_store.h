@@ -1,5 +1,8 @@
 // ReplayStore on PostgreSQL (tables replays and replay_audit, reads of the
 // partitioned events table). Thread safe.
+//
+// Its parts: the jobs in pg_replay_jobs.cc, the window reads in
+// pg_replay_window.cc.
 #pragma once
 
 #include "server/store/pg_pool.h"

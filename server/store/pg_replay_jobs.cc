@@ -1,0 +1,339 @@
+// PgReplayStore's jobs: creation, leases, checkpoints, cancel, finish and
+// the audit trail (tables replays and replay_audit).
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/store/pg_replay_rows.h"
+#include "server/store/pg_replay_store.h"
+#include "server/store/pg_types.h"
+
+namespace replayd {
+namespace {
+
+// pg_advisory_xact_lock key serialising job creation (overlap check, request ids).
+constexpr int64_t kCreateJobLockKey = 0x7265706c61793031;
+
+constexpr const char* kActiveStates = "('pending', 'running', 'cancelling')";
+
+constexpr const char* kCheckpointName = "replay_checkpoint";
+
+constexpr const char* kCheckpointSql = R"sql(
+UPDATE replays
+   SET total = $3, processed = $4, delivered = $5, skipped = $6, failed = $7,
+       cursor_ingested_at = $8::timestamptz, cursor_position = $9, current_rate = $10,
+       lease_until = now() + make_interval(secs => $11), updated_at = now()
+ WHERE id = $1 AND owner = $2
+RETURNING state)sql";
+
+void InsertAudit(pqxx::work& tx, const AuditEntry& a) {
+  tx.exec_params(
+      "INSERT INTO replay_audit (actor, action, replay_id, reason, detail)"
+      " VALUES ($1, $2, NULLIF($3, ''), $4, $5::jsonb)",
+      a.actor, a.action, a.replay_id, a.reason, a.detail_json.empty() ? "{}" : a.detail_json);
+}
+
+// A cursor as the parameters of its two columns, both NULL without one.
+std::pair<std::optional<std::string>, std::optional<int64_t>> CursorParams(
+    const std::optional<ReplayCursor>& cursor) {
+  if (!cursor) return {std::nullopt, std::nullopt};
+  return {PgTime(cursor->ingested_at), cursor->position};
+}
+
+std::string SelectJob(const std::string& where) {
+  return absl::StrCat("SELECT ", JobColumns(), " FROM replays WHERE ", where);
+}
+
+}  // namespace
+
+std::string_view ReplayStateName(ReplayState state) {
+  switch (state) {
+    case ReplayState::kPending: return "pending";
+    case ReplayState::kRunning: return "running";
+    case ReplayState::kCancelling: return "cancelling";
+    case ReplayState::kCancelled: return "cancelled";
+    case ReplayState::kCompleted: return "completed";
+    case ReplayState::kFailed: return "failed";
+  }
+  return "failed";
+}
+
+std::optional<ReplayState> ParseReplayState(std::string_view name) {
+  for (ReplayState s : {ReplayState::kPending, ReplayState::kRunning, ReplayState::kCancelling,
+                        ReplayState::kCancelled, ReplayState::kCompleted, ReplayState::kFailed}) {
+    if (ReplayStateName(s) == name) return s;
+  }
+  return std::nullopt;
+}
+
+bool IsTerminal(ReplayState state) {
+  return state == ReplayState::kCancelled || state == ReplayState::kCompleted ||
+         state == ReplayState::kFailed;
+}
+
+absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const AuditEntry& audit,
+                                                   bool* existed) {
+  std::optional<ReplayJob> out;
+  std::string conflict;
+  *existed = false;
+  absl::Status status = pool_->Run("replay_create_job", [&](PgPool::Lease& lease) {
+    out.reset();
+    conflict.clear();
+    pqxx::work tx(lease.conn());
+    tx.exec(absl::StrCat("SELECT pg_advisory_xact_lock(", kCreateJobLockKey, ")"));
+    if (!job.request_id.empty()) {
+      auto rows = tx.exec_params(SelectJob("request_id = $1"), job.request_id);
+      if (!rows.empty()) {
+        out = JobFromRow(rows[0]);
+        *existed = true;
+        tx.commit();
+        return;
+      }
+    }
+    const ReplaySpec& s = job.spec;
+    std::string sources = PgTextArray(s.window.sources);
+    auto overlap = tx.exec_params(
+        absl::StrCat("SELECT id, window_from, window_to, array_to_string(sources, ',')"
+                     "  FROM replays WHERE state IN ",
+                     kActiveStates,
+                     "   AND window_from < $2::timestamptz AND window_to > $1::timestamptz"
+                     "   AND (cardinality(sources) = 0 OR cardinality($3::text[]) = 0"
+                     "        OR sources && $3::text[])"
+                     " ORDER BY created_at LIMIT 1"),
+        PgTime(s.window.from), PgTime(s.window.to), sources);
+    if (!overlap.empty()) {
+      const auto& r = overlap[0];
+      std::string their_sources = r[3].as<std::string>();
+      conflict = absl::StrCat("the window overlaps replay ", r[0].as<std::string>(), " [",
+                              r[1].as<std::string>(), ", ", r[2].as<std::string>(), ") on ",
+                              their_sources.empty() ? "every source" : "sources " + their_sources,
+                              ", which is still active: wait for it or cancel it");
+      return;
+    }
+    auto rows = tx.exec_params(
+        absl::StrCat(
+            "INSERT INTO replays (id, request_id, state, window_from, window_to, sources,"
+            " outcomes, include_succeeded, verify_downstream, rate, burst, allow_high_rate,"
+            " reason, created_by, total)"
+            " VALUES ($1, NULLIF($2, ''), 'pending', $3::timestamptz, $4::timestamptz,"
+            " $5::text[], $6::text[], $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ",
+            JobColumns()),
+        job.id, job.request_id, PgTime(s.window.from), PgTime(s.window.to), sources,
+        OutcomeArray(s.outcomes), s.include_succeeded, s.verify_downstream, s.rate, s.burst,
+        s.allow_high_rate, s.reason, job.created_by, job.counters.total);
+    out = JobFromRow(rows[0]);
+    InsertAudit(tx, audit);
+    tx.commit();
+  });
+  if (!status.ok()) return status;
+  if (!conflict.empty()) return absl::FailedPreconditionError(conflict);
+  return *out;
+}
+
+absl::StatusOr<ReplayJob> PgReplayStore::GetJob(const std::string& id) {
+  std::optional<ReplayJob> out;
+  absl::Status status = pool_->Run("replay_get_job", [&](PgPool::Lease& lease) {
+    pqxx::read_transaction tx(lease.conn());
+    auto rows = tx.exec_params(SelectJob("id = $1"), id);
+    if (!rows.empty()) out = JobFromRow(rows[0]);
+  });
+  if (!status.ok()) return status;
+  if (!out) return absl::NotFoundError(absl::StrCat("no replay with id \"", id, "\""));
+  return *out;
+}
+
+absl::StatusOr<std::vector<ReplayJob>> PgReplayStore::ListJobs(
+    const std::vector<ReplayState>& states, int limit) {
+  std::vector<std::string> names;
+  for (ReplayState s : states) names.emplace_back(ReplayStateName(s));
+  std::vector<ReplayJob> out;
+  absl::Status status = pool_->Run("replay_list_jobs", [&](PgPool::Lease& lease) {
+    pqxx::read_transaction tx(lease.conn());
+    auto rows = tx.exec_params(
+        SelectJob("(cardinality($1::text[]) = 0 OR state = ANY($1::text[]))"
+                  " ORDER BY created_at DESC, id LIMIT $2"),
+        PgTextArray(names), limit <= 0 ? 100 : limit);
+    for (const auto& r : rows) out.push_back(JobFromRow(r));
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<ReplayJob> PgReplayStore::RequestCancel(const std::string& id,
+                                                       const AuditEntry& audit) {
+  std::optional<ReplayJob> out;
+  std::string ended;
+  absl::Status status = pool_->Run("replay_request_cancel", [&](PgPool::Lease& lease) {
+    out.reset();
+    ended.clear();
+    pqxx::work tx(lease.conn());
+    auto rows = tx.exec_params(
+        "SELECT state, owner IS NOT NULL AND lease_until > now() FROM replays"
+        " WHERE id = $1 FOR UPDATE",
+        id);
+    if (rows.empty()) return;
+    std::string state = rows[0][0].as<std::string>();
+    bool held = rows[0][1].as<bool>();
+    auto parsed = ParseReplayState(state);
+    if (parsed && IsTerminal(*parsed)) {
+      ended = state;
+      return;
+    }
+    if (state == "pending" && !held) {
+      tx.exec_params(
+          "UPDATE replays SET state = 'cancelled', finished_at = now(), updated_at = now(),"
+          " cancel_reason = $2, owner = NULL, lease_until = NULL WHERE id = $1",
+          id, audit.reason);
+    } else if (state != "cancelling") {
+      tx.exec_params(
+          "UPDATE replays SET state = 'cancelling', cancel_reason = $2, updated_at = now()"
+          " WHERE id = $1",
+          id, audit.reason);
+    }
+    InsertAudit(tx, audit);
+    out = JobFromRow(tx.exec_params(SelectJob("id = $1"), id)[0]);
+    tx.commit();
+  });
+  if (!status.ok()) return status;
+  if (!ended.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("replay ", id, " already ended (", ended, "): nothing to cancel"));
+  }
+  if (!out) return absl::NotFoundError(absl::StrCat("no replay with id \"", id, "\""));
+  return *out;
+}
+
+absl::StatusOr<std::optional<ReplayJob>> PgReplayStore::ClaimJob(
+    const std::string& owner, absl::Duration lease, const std::vector<std::string>& exclude) {
+  std::optional<ReplayJob> out;
+  absl::Status status = pool_->Run("replay_claim_job", [&](PgPool::Lease& l) {
+    out.reset();
+    pqxx::work tx(l.conn());
+    auto rows = tx.exec_params(
+        absl::StrCat("SELECT id, state, coalesce(owner, '') FROM replays WHERE state IN ",
+                     kActiveStates,
+                     "   AND (owner IS NULL OR owner = $1 OR lease_until < now())"
+                     "   AND NOT (id = ANY($2::text[]))"
+                     " ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"),
+        owner, PgTextArray(exclude));
+    if (rows.empty()) return;
+    std::string id = rows[0][0].as<std::string>();
+    std::string state = rows[0][1].as<std::string>();
+    std::string previous = rows[0][2].as<std::string>();
+    auto job = tx.exec_params(
+        absl::StrCat("UPDATE replays SET owner = $2,"
+                     " lease_until = now() + make_interval(secs => $3),"
+                     " state = CASE WHEN state = 'pending' THEN 'running' ELSE state END,"
+                     " started_at = coalesce(started_at, now()), updated_at = now()"
+                     " WHERE id = $1 RETURNING ",
+                     JobColumns()),
+        id, owner, absl::ToDoubleSeconds(lease));
+    out = JobFromRow(job[0]);
+    if (state != "pending") {
+      AuditEntry a{owner, previous.empty() || previous == owner ? "resume" : "takeover", id, "",
+                   previous.empty() ? "{}"
+                                    : absl::StrCat("{\"previous_owner\":\"", previous, "\"}"),
+                   absl::Now()};
+      InsertAudit(tx, a);
+    }
+    tx.commit();
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+absl::StatusOr<ReplayState> PgReplayStore::Checkpoint(const std::string& id,
+                                                      const std::string& owner,
+                                                      const ReplayCounters& c,
+                                                      const std::optional<ReplayCursor>& cursor,
+                                                      double current_rate, absl::Duration lease) {
+  std::optional<ReplayState> state;
+  absl::Status status = pool_->Run(kCheckpointName, [&](PgPool::Lease& l) {
+    l.Prepare(kCheckpointName, kCheckpointSql);
+    pqxx::work tx(l.conn());
+    const auto [cursor_time, cursor_position] = CursorParams(cursor);
+    auto rows = tx.exec_prepared(kCheckpointName, id, owner, c.total, c.processed, c.delivered,
+                                 c.skipped, c.failed, cursor_time, cursor_position, current_rate,
+                                 absl::ToDoubleSeconds(lease));
+    tx.commit();
+    state.reset();
+    if (!rows.empty()) state = ParseReplayState(rows[0][0].as<std::string>());
+  });
+  if (!status.ok()) return status;
+  if (!state) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("replay ", id, ": lease lost to another daemon"));
+  }
+  return *state;
+}
+
+absl::Status PgReplayStore::Finish(const std::string& id, const std::string& owner,
+                                   ReplayState state, const ReplayCounters& c,
+                                   const std::optional<ReplayCursor>& cursor,
+                                   const std::string& last_error, const AuditEntry& audit) {
+  bool lost = false;
+  absl::Status status = pool_->Run("replay_finish", [&](PgPool::Lease& l) {
+    pqxx::work tx(l.conn());
+    const auto [cursor_time, cursor_position] = CursorParams(cursor);
+    auto rows = tx.exec_params(
+        "UPDATE replays SET state = $3, total = $4, processed = $5, delivered = $6,"
+        " skipped = $7, failed = $8, cursor_ingested_at = $9::timestamptz,"
+        " cursor_position = $10, last_error = $11, current_rate = 0, finished_at = now(),"
+        " updated_at = now(), owner = NULL, lease_until = NULL"
+        " WHERE id = $1 AND owner = $2 RETURNING id",
+        id, owner, std::string(ReplayStateName(state)), c.total, c.processed, c.delivered,
+        c.skipped, c.failed, cursor_time, cursor_position, last_error);
+    lost = rows.empty();
+    if (lost) return;
+    InsertAudit(tx, audit);
+    tx.commit();
+  });
+  if (!status.ok()) return status;
+  if (lost) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("replay ", id, ": lease lost to another daemon"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PgReplayStore::ReleaseLease(const std::string& id, const std::string& owner) {
+  return pool_->Run("replay_release_lease", [&](PgPool::Lease& l) {
+    pqxx::work tx(l.conn());
+    tx.exec_params(
+        "UPDATE replays SET owner = NULL, lease_until = NULL, current_rate = 0,"
+        " updated_at = now() WHERE id = $1 AND owner = $2",
+        id, owner);
+    tx.commit();
+  });
+}
+
+absl::Status PgReplayStore::Audit(const AuditEntry& entry) {
+  return pool_->Run("replay_audit", [&](PgPool::Lease& l) {
+    pqxx::work tx(l.conn());
+    InsertAudit(tx, entry);
+    tx.commit();
+  });
+}
+
+absl::StatusOr<std::vector<AuditEntry>> PgReplayStore::ListAudit(const std::string& replay_id) {
+  std::vector<AuditEntry> out;
+  absl::Status status = pool_->Run("replay_list_audit", [&](PgPool::Lease& l) {
+    pqxx::read_transaction tx(l.conn());
+    auto rows = tx.exec_params(
+        absl::StrCat("SELECT actor, action, coalesce(replay_id, ''), reason, detail::text, ",
+                     EpochUs("at"), " FROM replay_audit WHERE replay_id = $1 ORDER BY id"),
+        replay_id);
+    for (const auto& r : rows) {
+      AuditEntry a{r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(),
+                   r[3].as<std::string>(), r[4].as<std::string>(), *TimeFromEpochUs(r[5])};
+      out.push_back(std::move(a));
+    }
+  });
+  if (!status.ok()) return status;
+  return out;
+}
+
+}  // namespace replayd

@@ -1,0 +1,76 @@
+#include "server/store/pg_replay_rows.h"
+
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "server/store/pg_types.h"
+
+namespace replayd {
+namespace {
+
+std::vector<std::string> SplitLines(const std::string& text) {
+  if (text.empty()) return {};
+  return absl::StrSplit(text, '\n');
+}
+
+}  // namespace
+
+std::string JobColumns() {
+  return absl::StrJoin(
+      {std::string("id"), std::string("coalesce(request_id, '')"), std::string("state"),
+       EpochUs("window_from"), EpochUs("window_to"),
+       std::string("array_to_string(sources, E'\\n')"),
+       std::string("array_to_string(outcomes, E'\\n')"), std::string("include_succeeded"),
+       std::string("verify_downstream"), std::string("rate"), std::string("burst"),
+       std::string("allow_high_rate"), std::string("reason"), std::string("created_by"),
+       EpochUs("created_at"), EpochUs("started_at"), EpochUs("finished_at"),
+       std::string("total"), std::string("processed"), std::string("delivered"),
+       std::string("skipped"), std::string("failed"), std::string("current_rate"),
+       EpochUs("cursor_ingested_at"), std::string("cursor_position"), std::string("last_error"),
+       std::string("coalesce(owner, '')"), EpochUs("lease_until"), std::string("cancel_reason")},
+      ", ");
+}
+
+ReplayJob JobFromRow(const pqxx::row& r) {
+  ReplayJob j;
+  j.id = r[0].as<std::string>();
+  j.request_id = r[1].as<std::string>();
+  j.state = ParseReplayState(r[2].as<std::string>()).value_or(ReplayState::kFailed);
+  j.spec.window.from = *TimeFromEpochUs(r[3]);
+  j.spec.window.to = *TimeFromEpochUs(r[4]);
+  j.spec.window.sources = SplitLines(r[5].as<std::string>());
+  for (const auto& name : SplitLines(r[6].as<std::string>())) {
+    if (auto o = ParseOutcome(name)) j.spec.outcomes.push_back(*o);
+  }
+  j.spec.include_succeeded = r[7].as<bool>();
+  j.spec.verify_downstream = r[8].as<bool>();
+  j.spec.rate = r[9].as<double>();
+  j.spec.burst = r[10].as<int>();
+  j.spec.allow_high_rate = r[11].as<bool>();
+  j.spec.reason = r[12].as<std::string>();
+  j.created_by = r[13].as<std::string>();
+  j.created_at = *TimeFromEpochUs(r[14]);
+  j.started_at = TimeFromEpochUs(r[15]);
+  j.finished_at = TimeFromEpochUs(r[16]);
+  j.counters.total = r[17].as<int64_t>();
+  j.counters.processed = r[18].as<int64_t>();
+  j.counters.delivered = r[19].as<int64_t>();
+  j.counters.skipped = r[20].as<int64_t>();
+  j.counters.failed = r[21].as<int64_t>();
+  j.current_rate = r[22].as<double>();
+  if (!r[23].is_null() && !r[24].is_null()) {
+    j.cursor = ReplayCursor{*TimeFromEpochUs(r[23]), r[24].as<int64_t>()};
+  }
+  j.last_error = r[25].as<std::string>();
+  j.owner = r[26].as<std::string>();
+  j.lease_until = TimeFromEpochUs(r[27]);
+  j.cancel_reason = r[28].as<std::string>();
+  return j;
+}
+
+std::string OutcomeArray(const std::vector<Outcome>& outcomes) {
+  std::vector<std::string> names;
+  for (Outcome o : outcomes) names.emplace_back(OutcomeName(o));
+  return PgTextArray(names);
+}
+
+}  // namespace replayd

@@ -1,0 +1,21 @@
+// Rows of the replays table as ReplayJob, and outcome lists as parameters.
+// Internal to store/.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "server/store/replay_store.h"
+
+namespace replayd {
+
+// The select list JobFromRow reads, in order, from the replays table.
+std::string JobColumns();
+ReplayJob JobFromRow(const pqxx::row& r);
+
+// A text[] literal of the outcomes' names.
+std::string OutcomeArray(const std::vector<Outcome>& outcomes);
+
+}  // namespace replayd
