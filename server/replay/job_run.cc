@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
 #include "server/common/time_format.h"
 #include "server/replay/limits.h"
 
@@ -16,9 +17,12 @@ constexpr absl::Duration kRetryDelay = absl::Milliseconds(250);
 constexpr absl::Duration kClaimRetryDelay = absl::Milliseconds(20);
 
 std::string CountsJson(const ReplayCounters& c) {
-  return absl::StrCat("{\"total\":", c.total, ",\"processed\":", c.processed,
-                      ",\"delivered\":", c.delivered, ",\"skipped\":", c.skipped,
-                      ",\"failed\":", c.failed, "}");
+  return nlohmann::ordered_json{{"total", c.total},
+                                {"processed", c.processed},
+                                {"delivered", c.delivered},
+                                {"skipped", c.skipped},
+                                {"failed", c.failed}}
+      .dump();
 }
 
 // Events of one key are delivered one at a time; "" = the event has no key.
