@@ -160,9 +160,11 @@ bool JobRun::Dispatch(const StoredEvent& e) {
   if (!key.empty()) keys_in_flight_.insert(key);
   cursor_.Dispatched(at);
   queue_.push_back(e);
-  // Workers are added only when every one is busy: each keeps its own
+  // Workers are added only when the idle ones cannot take every queued
+  // event (an idle worker counts until it wakes): each keeps its own
   // keep-alive connection to the downstream, so a slow replay uses one or two.
-  if (idle_workers_ == 0 && static_cast<int>(workers_.size()) < options_.max_in_flight) {
+  if (static_cast<int>(queue_.size()) > idle_workers_ &&
+      static_cast<int>(workers_.size()) < options_.max_in_flight) {
     workers_.emplace_back([this] { Worker(); });
   }
   cv_.notify_all();
