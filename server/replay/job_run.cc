@@ -144,15 +144,16 @@ bool JobRun::Dispatch(const StoredEvent& e) {
   }
   const std::string key = KeyOf(e);
   while (true) {
-    {
-      std::lock_guard lock(mu_);
-      if (StopLocked() != Stop::kNone) return false;
-      if (in_flight_ < options_.max_in_flight && cursor_.HasRoom() &&
-          (key.empty() || keys_in_flight_.count(key) == 0)) {
-        break;
-      }
+    CheckpointIfDue(false);
+    std::unique_lock lock(mu_);
+    if (StopLocked() != Stop::kNone) return false;
+    if (in_flight_ < options_.max_in_flight && cursor_.HasRoom() &&
+        (key.empty() || keys_in_flight_.count(key) == 0)) {
+      break;
     }
-    if (!Sleep(kWaitSlice)) return false;
+    // Complete() notifies: the next event of a key goes as soon as the one
+    // before it is done, not at the next slice.
+    clock_->WaitFor(cv_, lock, kWaitSlice);
   }
   if (!WaitToken(*route)) return false;
   std::lock_guard lock(mu_);

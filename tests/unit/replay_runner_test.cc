@@ -256,6 +256,23 @@ TEST_F(ReplayRunnerTest, OneKeyIsNeverInFlightTwiceAndGoesInWindowOrder) {
   }
 }
 
+TEST_F(ReplayRunnerTest, OneKeysEventsFollowEachOtherWithoutPolling) {
+  // On the real clock: the next event of a key goes as soon as the one
+  // before it completes, not at the next poll of the dispatcher.
+  options_.clock = &SystemClock::Get();
+  constexpr int kEvents = 50;
+  Append(kEvents, {"only"});
+  ReplayJob job = MakeJob(/*rate=*/1e6, /*burst=*/1000000);
+  const absl::Time start = absl::Now();
+  RunJob(job);
+  const absl::Duration took = absl::Now() - start;
+
+  EXPECT_EQ(replay_store_.Job(kJobId).counters.delivered, kEvents);
+  EXPECT_EQ(sink_->max_in_flight_per_key(), 1);
+  // Polling every 10 ms would take at least 490 ms.
+  EXPECT_LT(took, absl::Milliseconds(250));
+}
+
 TEST_F(ReplayRunnerTest, CancelLetsTheInFlightDeliveryFinishAndDispatchesNoMore) {
   clock_.set_auto_advance(true);
   options_.max_in_flight = 1;
