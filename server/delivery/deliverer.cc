@@ -144,6 +144,8 @@ void Deliverer::DeliverOneAsync(const StoredEvent& event, const DeliveryContext&
       Decide(d);
       return;
     }
+    // A failed lookup is a retryable attempt without a create call; it counts
+    // toward max_attempts, so a dead lookup endpoint cannot retry forever.
     DeliveryResult failure;
     failure.kind = DeliveryResult::Kind::kRetryable;
     failure.error = std::string(found.status().message());

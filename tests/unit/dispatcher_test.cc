@@ -302,6 +302,51 @@ class DelivererTest : public ::testing::Test {
   std::shared_ptr<FakeSink> sink_ = std::make_shared<FakeSink>();
 };
 
+TEST_F(DelivererTest, FailedLookupIsARetryableAttemptWithoutACreateCall) {
+  sink_->EnableLookup(absl::UnavailableError("lookup failed: connection refused"));
+  Deliverer deliverer = Make(Retries(3, absl::Seconds(1)));
+  const int64_t e = store_.Append(kSource, "e1", "k").position;
+  auto report = DeliverOnce(deliverer, e);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->outcome, Outcome::kRetrying);
+  EXPECT_EQ(report->attempt, 1);
+  EXPECT_EQ(report->http_status, std::nullopt);
+  EXPECT_EQ(report->error, "lookup failed: connection refused");
+  EXPECT_EQ(sink_->lookup_count(), 1);
+  EXPECT_TRUE(sink_->deliveries().empty());
+  EXPECT_EQ(store_.Event(e).attempts, 1);
+}
+
+TEST_F(DelivererTest, FailedLookupsUseUpMaxAttempts) {
+  sink_->EnableLookup(absl::UnavailableError("lookup failed: timeout"));
+  Deliverer deliverer = Make(Retries(3, absl::Seconds(1)));
+  const int64_t e = store_.Append(kSource, "e1", "k").position;
+  std::vector<Outcome> outcomes;
+  for (int i = 0; i < 3; ++i) {
+    auto report = DeliverOnce(deliverer, e);
+    ASSERT_TRUE(report.ok()) << report.status();
+    outcomes.push_back(report->outcome);
+    clock_.Advance(absl::Seconds(2));
+  }
+  EXPECT_EQ(outcomes, (std::vector<Outcome>{Outcome::kRetrying, Outcome::kRetrying,
+                                            Outcome::kFailed}));
+  EXPECT_EQ(store_.Event(e).last_error, "lookup failed: timeout (gave up after 3 attempts)");
+  EXPECT_EQ(store_.Attempts(e).size(), 3u);
+  EXPECT_TRUE(sink_->deliveries().empty());
+}
+
+TEST_F(DelivererTest, LookupThatFindsTheRecordSkipsTheCreateCall) {
+  sink_->EnableLookup(std::optional<std::string>("rec-9"));
+  Deliverer deliverer = Make(Retries(3, absl::Seconds(1)));
+  const int64_t e = store_.Append(kSource, "e1", "k").position;
+  auto report = DeliverOnce(deliverer, e);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->action, CheckDecision::Action::kSkipFoundDownstream);
+  EXPECT_EQ(report->outcome, Outcome::kAlreadyProcessed);
+  EXPECT_EQ(store_.Event(e).target_record_id, "rec-9");
+  EXPECT_TRUE(sink_->deliveries().empty());
+}
+
 TEST_F(DelivererTest, TimesTheAttemptWithItsClock) {
   Deliverer deliverer = Make(Retries(3, absl::Seconds(1)));
   const int64_t e = store_.Append(kSource, "e1", "k").position;
