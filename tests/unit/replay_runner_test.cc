@@ -77,7 +77,7 @@ class ReplayRunnerTest : public ::testing::Test {
     sink.replay_rate_budget = 1e6;
     config_.sinks.push_back(sink);
     routes_[kSource] = Route{"orders-route", "downstream", false, RetryPolicy{}, sink_};
-    deliverer_ = std::make_unique<Deliverer>(&delivery_store_, routes_);
+    deliverer_ = std::make_unique<Deliverer>(&delivery_store_, routes_, nullptr, &clock_);
     lookup_ = [this](const std::string& source) { return deliverer_->RouteFor(source); };
     options_.instance = "test-runner";
     options_.clock = &clock_;
