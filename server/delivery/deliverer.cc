@@ -54,8 +54,8 @@ absl::StatusOr<std::map<std::string, Route>> BuildRoutes(const Config& config) {
 }
 
 Deliverer::Deliverer(DeliveryStore* store, std::map<std::string, Route> routes,
-                     DeliveryObserver* observer)
-    : store_(store), routes_(std::move(routes)), observer_(observer) {}
+                     DeliveryObserver* observer, const Clock* clock)
+    : store_(store), routes_(std::move(routes)), observer_(observer), clock_(clock) {}
 
 const Route* Deliverer::RouteFor(const std::string& source) const {
   auto it = routes_.find(source);
@@ -115,7 +115,7 @@ void Deliverer::DeliverOneAsync(const StoredEvent& event, const DeliveryContext&
     return;
   }
   auto d = std::make_shared<Delivery>(Delivery{&event, ctx, route, std::move(reported),
-                                               std::move(recorded), absl::Now(),
+                                               std::move(recorded), clock_->Now(),
                                                event.attempts + 1, {}, {}});
   const bool delivered =
       event.outcome == Outcome::kSucceeded || event.outcome == Outcome::kAlreadyProcessed;
@@ -144,6 +144,8 @@ void Deliverer::DeliverOneAsync(const StoredEvent& event, const DeliveryContext&
       Decide(d);
       return;
     }
+    // A failed lookup is a retryable attempt without a create call; it counts
+    // toward max_attempts, so a dead lookup endpoint cannot retry forever.
     DeliveryResult failure;
     failure.kind = DeliveryResult::Kind::kRetryable;
     failure.error = std::string(found.status().message());
@@ -164,7 +166,7 @@ void Deliverer::Decide(const std::shared_ptr<Delivery>& d) {
     report.action = decision.action;
     report.outcome = event.outcome;
     report.record_id = event.target_record_id;
-    report.duration = absl::Now() - d->started_at;
+    report.duration = clock_->Now() - d->started_at;
     d->reported(report);
     d->recorded(absl::OkStatus());
     return;
@@ -198,7 +200,7 @@ void Deliverer::DeliverToLogTable(const std::shared_ptr<Delivery>& d, const std:
     return;
   }
   DeliveryReport report;
-  report.duration = absl::Now() - d->started_at;
+  report.duration = clock_->Now() - d->started_at;
   if (!done->held) {
     report.outcome = event.outcome;
     // The event may be gone once `reported` returns.
@@ -225,7 +227,7 @@ void Deliverer::Record(const std::shared_ptr<Delivery>& d, const DeliveryResult&
   record.record_id = result.record_id;
   DeliveryReport report;
   report.action = action;
-  report.duration = absl::Now() - d->started_at;
+  report.duration = clock_->Now() - d->started_at;
   record.duration_ms = absl::ToDoubleMilliseconds(report.duration);
   record.outcome = update.outcome;
   if (observer_ != nullptr) observer_->OnAttempt(d->route->name, update.outcome, report.duration);

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/common/clock.h"
 #include "server/config/config.h"
 #include "server/delivery/check_then_act.h"
 #include "server/delivery/sink.h"
@@ -69,9 +70,10 @@ absl::StatusOr<std::map<std::string, Route>> BuildRoutes(const Config& config);
 
 class Deliverer {
  public:
-  // `routes` keyed by source. `store` and `observer` (may be null) outlive this.
+  // `routes` keyed by source. `store`, `observer` (may be null) and `clock`
+  // (times the attempts) outlive this.
   Deliverer(DeliveryStore* store, std::map<std::string, Route> routes,
-            DeliveryObserver* observer = nullptr);
+            DeliveryObserver* observer = nullptr, const Clock* clock = &SystemClock::Get());
 
   // Delivers one event the caller has claimed as ctx.claim_owner (use the
   // fresh row Claim/TryClaim returned). Never two create calls: the
@@ -115,6 +117,7 @@ class Deliverer {
   DeliveryStore* store_;
   const std::map<std::string, Route> routes_;
   DeliveryObserver* observer_;
+  const Clock* clock_;
 };
 
 }  // namespace replayd

@@ -85,7 +85,7 @@ void Dispatcher::Stop() {
     blocking_queue_.clear();
     // Calls in flight and records still being written call back into this
     // object: it must outlive them.
-    for (absl::Duration waited; !poll_cv_.wait_for(lock, std::chrono::seconds(10), [&] {
+    for (absl::Duration waited; !WaitUntil(lock, Now() + absl::Seconds(10), [&] {
            return unfinished_ == 0 && active_ == 0 && callbacks_ == 0;
          });) {
       waited += absl::Seconds(10);
@@ -105,45 +105,45 @@ bool Dispatcher::PollerHasWork() const {
   const bool room = queues_.size() + half_batch <= capacity_;
   const bool claimable = 2 * queues_.holding() <= claim_budget_ &&
                          queues_.size() > queues_.holding();
-  const absl::Time now = absl::Now();
+  const absl::Time now = Now();
   return claim_wanted_ || (room && now >= read_again_at_) ||
          (claimable && now >= claim_again_at_);
 }
 
 bool Dispatcher::SleepUnlessStopping(absl::Duration d) {
   std::unique_lock lock(mu_);
-  return !poll_cv_.wait_for(lock, absl::ToChronoMicroseconds(d), [&] { return stopping_; });
+  return !WaitUntil(lock, Now() + d, [&] { return stopping_; });
 }
 
 void Dispatcher::PollLoop() {
   auto log = Logger("delivery");
-  absl::Time next_heartbeat = absl::Now() + options_.claim_lease / 3;
+  absl::Time next_heartbeat = Now() + options_.claim_lease / 3;
   int64_t polls = 0, claimed_total = 0;
   absl::Duration claim_time;
-  absl::Time next_summary = absl::Now() + absl::Seconds(5);
-  absl::Time summary_start = absl::Now();
+  absl::Time next_summary = Now() + absl::Seconds(5);
+  absl::Time summary_start = Now();
   for (;;) {
     {
       std::unique_lock lock(mu_);
       // Read again once there is room for half a batch, so that workers
       // never run dry while a read is on its way; otherwise every poll
       // interval, for new events and retries coming due.
-      poll_cv_.wait_for(lock, absl::ToChronoMicroseconds(options_.poll_interval),
-                        [&] { return stopping_ || PollerHasWork(); });
+      WaitUntil(lock, Now() + options_.poll_interval,
+                [&] { return stopping_ || PollerHasWork(); });
       if (stopping_) return;
     }
     ReleaseGivenBack();
-    if (absl::Now() >= next_heartbeat) {
+    if (Now() >= next_heartbeat) {
       if (absl::Status s = store_->ExtendClaims(options_.owner, options_.claim_lease); !s.ok()) {
         log->warn("extending claims failed: {}", s);
       }
-      next_heartbeat = absl::Now() + options_.claim_lease / 3;
+      next_heartbeat = Now() + options_.claim_lease / 3;
     }
-    const absl::Time claim_start = absl::Now();
+    const absl::Time claim_start = Now();
     const bool scanned = Scan(claim_start);
     CheckParked();
     const int claimed = ClaimQueued();
-    claim_time += absl::Now() - claim_start;
+    claim_time += Now() - claim_start;
     ++polls;
     Pump();
     claimed_total += std::max(claimed, 0);
@@ -151,7 +151,7 @@ void Dispatcher::PollLoop() {
       // The database is unreachable or failing: do not hammer it.
       if (!SleepUnlessStopping(kBackOffWaits * options_.poll_interval)) return;
     }
-    if (absl::Now() >= next_summary) {
+    if (Now() >= next_summary) {
       size_t held;
       int64_t cursor;
       {
@@ -164,13 +164,13 @@ void Dispatcher::PollLoop() {
           "claims: {} polls, {} events claimed, {:.1f} ms per poll; calls in flight {:.0f}% of"
           " the workers; {} events held, cursor at {}",
           polls, claimed_total, polls > 0 ? absl::ToDoubleMilliseconds(claim_time) / polls : 0.0,
-          100.0 * busy / (options_.workers * absl::ToDoubleSeconds(absl::Now() - summary_start)),
+          100.0 * busy / (options_.workers * absl::ToDoubleSeconds(Now() - summary_start)),
           held, cursor);
-      summary_start = absl::Now();
+      summary_start = Now();
       polls = 0;
       claimed_total = 0;
       claim_time = absl::ZeroDuration();
-      next_summary = absl::Now() + absl::Seconds(5);
+      next_summary = Now() + absl::Seconds(5);
     }
   }
 }
@@ -243,7 +243,7 @@ bool Dispatcher::Scan(absl::Time now) {
 }
 
 int Dispatcher::ClaimQueued() {
-  const absl::Time now = absl::Now();
+  const absl::Time now = Now();
   std::vector<EventRef> refs;
   {
     std::lock_guard lock(mu_);
@@ -276,7 +276,7 @@ int Dispatcher::ClaimQueued() {
   std::lock_guard lock(mu_);
   // A key whose event another worker holds is tried again a little later.
   std::vector<int64_t> released =
-      queues_.Claimed(refs, std::move(*results), absl::Now(), kBusyWaits * options_.poll_interval);
+      queues_.Claimed(refs, std::move(*results), Now(), kBusyWaits * options_.poll_interval);
   to_release_.insert(to_release_.end(), released.begin(), released.end());
   return claimed;
 }
@@ -285,8 +285,8 @@ void Dispatcher::CheckParked() {
   std::vector<EventRef> blockers;
   {
     std::lock_guard lock(mu_);
-    if (absl::Now() < next_parked_check_) return;
-    next_parked_check_ = absl::Now() + absl::Seconds(1);
+    if (Now() < next_parked_check_) return;
+    next_parked_check_ = Now() + absl::Seconds(1);
     blockers = queues_.Blockers();
   }
   if (blockers.empty()) return;
@@ -394,12 +394,12 @@ void Dispatcher::Deliver(std::shared_ptr<const StoredEvent> event) {
   ctx.claim_owner = options_.owner;
   auto step = std::make_shared<Step>();
   step->event = event;
-  const absl::Time start = absl::Now();
+  const absl::Time start = Now();
   deliverer_->DeliverOneAsync(
       *event, ctx,
       [this, step, start](absl::StatusOr<DeliveryReport> report) {
         EnterCallback();
-        call_busy_us_ += absl::ToInt64Microseconds(absl::Now() - start);
+        call_busy_us_ += absl::ToInt64Microseconds(Now() - start);
         if (report.ok()) {
           step->outcome = report->outcome;
           Arrive(step);
@@ -441,7 +441,7 @@ void Dispatcher::End(const std::shared_ptr<Step>& step) {
     std::lock_guard lock(mu_);
     const bool had_work = PollerHasWork();
     std::vector<int64_t> released =
-        queues_.Finished({event.position, event.ingested_at}, ending, absl::Now(),
+        queues_.Finished({event.position, event.ingested_at}, ending, Now(),
                          kRetryWaits * options_.poll_interval);
     to_release_.insert(to_release_.end(), released.begin(), released.end());
     if (ending.recorded && ending.outcome == Outcome::kRetrying) claim_wanted_ = true;

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "server/common/clock.h"
 #include "server/delivery/deliverer.h"
 #include "server/delivery/key_queues.h"
 #include "server/store/delivery_store.h"
@@ -44,6 +45,8 @@ struct DispatcherOptions {
   absl::Duration claim_lease = absl::Seconds(60);
   // Unique per process; empty = "<hostname>:<pid>:<random>".
   std::string owner;
+  // Paces polls, retries, heartbeats and waits; outlives the dispatcher.
+  const Clock* clock = &SystemClock::Get();
 };
 
 class Dispatcher {
@@ -89,6 +92,17 @@ class Dispatcher {
   void LeaveCallback();
   // A call is over: its slot is free.
   void Reported();
+  absl::Time Now() const { return options_.clock->Now(); }
+  // Waits on poll_cv_ (mu_ held through `lock`) until `done` or `deadline`;
+  // returns `done`'s last answer.
+  template <typename Done>
+  bool WaitUntil(std::unique_lock<std::mutex>& lock, absl::Time deadline, Done done) {
+    while (!done()) {
+      if (Now() >= deadline) return false;
+      options_.clock->WaitUntil(poll_cv_, lock, deadline);
+    }
+    return true;
+  }
   bool SleepUnlessStopping(absl::Duration d);
   // Whether the poller has work: room to read, or events to claim (mu_ held).
   bool PollerHasWork() const;

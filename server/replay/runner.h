@@ -1,14 +1,8 @@
 // Runs durable replay jobs. Each daemon runs one ReplayRunner; a job is run
 // by the daemon holding its lease (ReplayStore::ClaimJob), which another
-// daemon takes over when the holder dies. A job walks its window in original
-// order (keyset pages: memory flat in the window's size), decides each event
-// with the same Classify as the dry run, paces deliveries through its own
-// token bucket and the sink's bucket shared by every replay of this process,
-// claims each event (DeliveryStore::TryClaim, so the live dispatcher never
-// delivers it at the same time) and hands it to the Deliverer, at most
-// `max_in_flight` at once and never two of one key. Progress and the cursor
-// are checkpointed every `checkpoint_interval`, which also renews the lease
-// and tells the runner about a cancel asked on another daemon.
+// daemon takes over when the holder dies. The runner claims jobs, runs each on
+// its own thread (JobRun, job_run.h), hands cancels to them, and owns the
+// token buckets that every replay of this process shares per sink.
 #pragma once
 
 #include <atomic>
@@ -16,10 +10,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <thread>
 
+#include "server/common/clock.h"
 #include "server/config/config.h"
 #include "server/delivery/deliverer.h"
 #include "server/replay/dry_run.h"
@@ -50,6 +44,8 @@ struct ReplayRunnerOptions {
   int max_concurrent_jobs = 4;
   int max_in_flight = 64;  // deliveries in flight per job
   ReplayObserver* observer = nullptr;
+  // Every wait and timestamp of the runner and its jobs.
+  const Clock* clock = &SystemClock::Get();
 };
 
 // A lease owner id unique to this process: "<host>:<pid>:<random>".
@@ -78,7 +74,6 @@ class ReplayRunner {
   const std::string& instance() const { return options_.instance; }
 
  private:
-  class JobRun;
   struct Active;
 
   void Loop();

@@ -1,0 +1,380 @@
+#include "server/replay/job_run.h"
+
+#include <algorithm>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "server/common/time_format.h"
+#include "server/replay/limits.h"
+
+namespace replayd {
+namespace {
+
+// Longest uninterrupted wait: bounds how long a cancel or shutdown waits.
+constexpr absl::Duration kWaitSlice = absl::Milliseconds(10);
+constexpr absl::Duration kRetryDelay = absl::Milliseconds(250);
+constexpr absl::Duration kClaimRetryDelay = absl::Milliseconds(20);
+
+std::string CountsJson(const ReplayCounters& c) {
+  return nlohmann::ordered_json{{"total", c.total},
+                                {"processed", c.processed},
+                                {"delivered", c.delivered},
+                                {"skipped", c.skipped},
+                                {"failed", c.failed}}
+      .dump();
+}
+
+// Events of one key are delivered one at a time; "" = the event has no key.
+std::string KeyOf(const StoredEvent& e) {
+  return e.event.key.empty() ? "" : absl::StrCat(e.event.source, "\n", e.event.key);
+}
+
+}  // namespace
+
+JobRun::JobRun(const JobRunEnv& env, ReplayJob job, const std::atomic<bool>* cancel)
+    : env_(env),
+      options_(*env.options),
+      clock_(env.options->clock),
+      job_(std::move(job)),
+      cancel_(cancel),
+      claim_owner_(absl::StrCat("replay:", job_.id, "@", options_.instance)),
+      bucket_(job_.spec.rate, BucketCapacity(job_.spec.rate, job_.spec.burst), clock_->Now()),
+      log_(Logger("replay")),
+      counters_(job_.counters),
+      cursor_(job_.cursor),
+      last_checkpoint_(clock_->Now()),
+      rate_sampled_at_(clock_->Now()) {}
+
+JobRun::~JobRun() = default;
+
+JobRun::Stop JobRun::CurrentStop() {
+  std::lock_guard lock(mu_);
+  return StopLocked();
+}
+
+JobRun::Stop JobRun::StopLocked() {
+  if (stop_ == Stop::kNone) {
+    if (*env_.shutdown) stop_ = Stop::kShutdown;
+    if (*cancel_) stop_ = Stop::kCancel;
+  }
+  return stop_;
+}
+
+void JobRun::Run() {
+  log_->info("replay {}: running window [{}, {}) at {}/s (owner {})", job_.id,
+             FormatRfc3339(job_.spec.window.from), FormatRfc3339(job_.spec.window.to),
+             job_.spec.rate, options_.instance);
+  rate_sampled_processed_ = counters_.processed;
+  if (job_.state == ReplayState::kCancelling) {
+    stop_ = Stop::kCancel;
+    Finish();
+    return;
+  }
+  // After a crash the deliveries that were in flight may have reached the
+  // downstream without being recorded: the Deliverer asks the sink's lookup
+  // before every create call, so they are found there.
+  StartWorkers();
+  std::optional<ReplayCursor> read_cursor = job_.cursor;
+  bool exhausted = false;
+  while (!exhausted && CurrentStop() == Stop::kNone) {
+    auto page = env_.store->ReadWindowPage(job_.spec.window, read_cursor, options_.page_size);
+    if (!page.ok()) {
+      log_->warn("replay {}: reading the window failed (will retry): {}", job_.id,
+                 page.status().message());
+      Sleep(kRetryDelay);
+      continue;
+    }
+    for (const StoredEvent& e : *page) {
+      if (!Dispatch(e)) break;
+      read_cursor = ReplayCursor{e.ingested_at, e.position};
+    }
+    if (static_cast<int>(page->size()) < options_.page_size && CurrentStop() == Stop::kNone) {
+      exhausted = true;
+    }
+  }
+  StopWorkers();
+  Finish();
+}
+
+bool JobRun::Sleep(absl::Duration d) {
+  const absl::Time until = clock_->Now() + d;
+  while (true) {
+    CheckpointIfDue(false);
+    if (CurrentStop() != Stop::kNone) return false;
+    absl::Time now = clock_->Now();
+    if (now >= until) return true;
+    std::unique_lock lock(mu_);
+    clock_->WaitUntil(cv_, lock, std::min(until, now + kWaitSlice));
+  }
+}
+
+bool JobRun::WaitToken(const Route& route) {
+  TokenBucket* sink = env_.sink_bucket(route.sink_name);
+  while (true) {
+    absl::Time now = clock_->Now();
+    absl::Duration wait = bucket_.WaitFor(now);
+    std::string limiter = "replay";
+    if (wait == absl::ZeroDuration()) {
+      wait = sink->TryTake(now);
+      if (wait == absl::ZeroDuration()) {
+        bucket_.TryTake(now);
+        return true;
+      }
+      limiter = absl::StrCat("sink:", route.sink_name);
+    }
+    if (options_.observer != nullptr) options_.observer->OnRateLimitWait(limiter, wait);
+    if (!Sleep(wait)) return false;
+  }
+}
+
+bool JobRun::Dispatch(const StoredEvent& e) {
+  CheckpointIfDue(false);
+  const Route* route = (*env_.routes)(e.event.source);
+  ReplayCategory category = Classify(e, job_.spec, route != nullptr, std::nullopt);
+  const ReplayCursor at{e.ingested_at, e.position};
+  if (category != ReplayCategory::kDeliver) {
+    std::lock_guard lock(mu_);
+    if (StopLocked() != Stop::kNone) return false;
+    cursor_.Skipped(at);
+    ++counters_.processed;
+    ++counters_.skipped;
+    if (options_.observer != nullptr) options_.observer->OnReplayed("skipped");
+    return true;
+  }
+  const std::string key = KeyOf(e);
+  while (true) {
+    CheckpointIfDue(false);
+    std::unique_lock lock(mu_);
+    if (StopLocked() != Stop::kNone) return false;
+    if (in_flight_ < options_.max_in_flight && cursor_.HasRoom() &&
+        (key.empty() || keys_in_flight_.count(key) == 0)) {
+      break;
+    }
+    // Complete() notifies: the next event of a key goes as soon as the one
+    // before it is done, not at the next slice.
+    clock_->WaitFor(cv_, lock, kWaitSlice);
+  }
+  if (!WaitToken(*route)) return false;
+  std::lock_guard lock(mu_);
+  ++in_flight_;
+  if (!key.empty()) keys_in_flight_.insert(key);
+  cursor_.Dispatched(at);
+  queue_.push_back(e);
+  // Workers are added only when the idle ones cannot take every queued
+  // event (an idle worker counts until it wakes): each keeps its own
+  // keep-alive connection to the downstream, so a slow replay uses one or two.
+  if (static_cast<int>(queue_.size()) > idle_workers_ &&
+      static_cast<int>(workers_.size()) < options_.max_in_flight) {
+    workers_.emplace_back([this] { Worker(); });
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void JobRun::StartWorkers() {
+  std::lock_guard lock(mu_);
+  workers_.emplace_back([this] { Worker(); });
+}
+
+void JobRun::StopWorkers() {
+  {
+    std::lock_guard lock(mu_);
+    workers_exit_ = true;
+  }
+  cv_.notify_all();
+  // In-flight deliveries finish; the checkpoint loop keeps the lease alive.
+  while (true) {
+    {
+      std::lock_guard lock(mu_);
+      if (in_flight_ == 0) break;
+    }
+    CheckpointIfDue(false);
+    std::unique_lock lock(mu_);
+    clock_->WaitFor(cv_, lock, kWaitSlice);
+  }
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+}
+
+void JobRun::Worker() {
+  while (true) {
+    StoredEvent e;
+    {
+      std::unique_lock lock(mu_);
+      ++idle_workers_;
+      cv_.wait(lock, [&] { return !queue_.empty() || (workers_exit_ && in_flight_ == 0); });
+      --idle_workers_;
+      if (queue_.empty()) return;
+      e = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    Result result = Deliver(e);
+    Complete(e, KeyOf(e), result);
+  }
+}
+
+JobRun::Result JobRun::Deliver(const StoredEvent& e) {
+  const absl::Duration claim_lease = options_.lease;
+  while (true) {
+    // A cancel lets in-flight deliveries finish, but an event not yet
+    // claimed is not in flight: leave it.
+    if (CurrentStop() != Stop::kNone) return {Result::kAbandoned, ""};
+    auto claimed =
+        env_.delivery_store->TryClaim(e.position, e.ingested_at, claim_owner_, claim_lease);
+    if (!claimed.ok()) {
+      if (absl::IsNotFound(claimed.status())) return {Result::kSkipped, ""};
+      log_->warn("replay {}: claiming {}/{} failed (will retry): {}", job_.id, e.event.source,
+                 e.event.event_id, claimed.status().message());
+      clock_->SleepFor(kRetryDelay);
+      continue;
+    }
+    if (!claimed->has_value()) {
+      // The live dispatcher (or another worker) is delivering it right now.
+      clock_->SleepFor(kClaimRetryDelay);
+      continue;
+    }
+    const StoredEvent& fresh = **claimed;
+    if (CurrentStop() != Stop::kNone) {
+      // Stopped while claiming: the create call has not started, leave it.
+      (void)env_.delivery_store->Release({fresh.position}, claim_owner_);
+      return {Result::kAbandoned, ""};
+    }
+    const Route* route = (*env_.routes)(fresh.event.source);
+    if (Classify(fresh, job_.spec, route != nullptr, std::nullopt) != ReplayCategory::kDeliver) {
+      (void)env_.delivery_store->Release({fresh.position}, claim_owner_);
+      return {Result::kSkipped, ""};
+    }
+    DeliveryContext ctx;
+    ctx.trigger = absl::StrCat("replay:", job_.id);
+    ctx.replay_id = job_.id;
+    ctx.resend_delivered = job_.spec.include_succeeded;
+    ctx.claim_owner = claim_owner_;
+    auto report = env_.deliverer->DeliverOne(fresh, ctx);
+    if (!report.ok()) {
+      if (absl::IsUnavailable(report.status())) {
+        log_->warn("replay {}: recording {}/{} failed (will retry): {}", job_.id,
+                   e.event.source, e.event.event_id, report.status().message());
+        clock_->SleepFor(kRetryDelay);
+        continue;
+      }
+      (void)env_.delivery_store->Release({fresh.position}, claim_owner_);
+      return {Result::kFailed, std::string(report.status().message())};
+    }
+    if (report->action != CheckDecision::Action::kDeliver) return {Result::kSkipped, ""};
+    switch (report->outcome) {
+      case Outcome::kSucceeded: return {Result::kDelivered, ""};
+      case Outcome::kAlreadyProcessed: return {Result::kSkipped, ""};
+      default:
+        return {Result::kFailed,
+                absl::StrCat(e.event.source, "/", e.event.event_id, ": ",
+                             report->error.empty() ? "delivery failed" : report->error)};
+    }
+  }
+}
+
+void JobRun::Complete(const StoredEvent& e, const std::string& key, const Result& result) {
+  std::lock_guard lock(mu_);
+  --in_flight_;
+  if (!key.empty()) keys_in_flight_.erase(key);
+  if (result.kind != Result::kAbandoned) {
+    ++counters_.processed;
+    if (options_.observer != nullptr) {
+      options_.observer->OnReplayed(result.kind == Result::kDelivered ? "delivered"
+                                    : result.kind == Result::kSkipped ? "skipped"
+                                                                      : "failed");
+    }
+    switch (result.kind) {
+      case Result::kDelivered: ++counters_.delivered; break;
+      case Result::kSkipped: ++counters_.skipped; break;
+      case Result::kFailed:
+        ++counters_.failed;
+        last_error_ = result.error;
+        break;
+      case Result::kAbandoned: break;
+    }
+    cursor_.Done({e.ingested_at, e.position});
+  }
+  cv_.notify_all();
+}
+
+void JobRun::CheckpointIfDue(bool force) {
+  absl::Time now = clock_->Now();
+  if (!force && now - last_checkpoint_ < options_.checkpoint_interval) return;
+  last_checkpoint_ = now;
+  ReplayCounters counters;
+  std::optional<ReplayCursor> cursor;
+  {
+    std::lock_guard lock(mu_);
+    if (stop_ == Stop::kLeaseLost) return;
+    counters = counters_;
+    cursor = cursor_.Cursor();
+  }
+  if (now - rate_sampled_at_ >= absl::Seconds(1)) {
+    current_rate_ = static_cast<double>(counters.processed - rate_sampled_processed_) /
+                    absl::ToDoubleSeconds(now - rate_sampled_at_);
+    rate_sampled_at_ = now;
+    rate_sampled_processed_ = counters.processed;
+  }
+  auto state = env_.store->Checkpoint(job_.id, options_.instance, counters, cursor, current_rate_,
+                                      options_.lease);
+  std::lock_guard lock(mu_);
+  if (!state.ok()) {
+    if (absl::IsFailedPrecondition(state.status())) {
+      log_->warn("replay {}: {}", job_.id, state.status().message());
+      stop_ = Stop::kLeaseLost;
+    } else {
+      log_->warn("replay {}: checkpoint failed (will retry): {}", job_.id,
+                 state.status().message());
+    }
+    return;
+  }
+  if (*state == ReplayState::kCancelling && stop_ == Stop::kNone) stop_ = Stop::kCancel;
+}
+
+void JobRun::Finish() {
+  Stop stop;
+  ReplayCounters counters;
+  std::optional<ReplayCursor> cursor;
+  std::string last_error;
+  {
+    std::lock_guard lock(mu_);
+    stop = StopLocked();
+    counters = counters_;
+    cursor = cursor_.Cursor();
+    last_error = last_error_;
+  }
+  if (stop == Stop::kLeaseLost) return;
+  if (stop == Stop::kShutdown) {
+    CheckpointIfDue(true);
+    if (absl::Status s = env_.store->ReleaseLease(job_.id, options_.instance); !s.ok()) {
+      log_->warn("replay {}: releasing the lease failed: {}", job_.id, s.message());
+    }
+    log_->info("replay {}: paused for shutdown at {} of {}", job_.id, counters.processed,
+               counters.total);
+    return;
+  }
+  ReplayState state = stop == Stop::kCancel ? ReplayState::kCancelled : ReplayState::kCompleted;
+  AuditEntry audit{options_.instance,
+                   stop == Stop::kCancel ? "cancelled" : "completed",
+                   job_.id,
+                   "",
+                   CountsJson(counters),
+                   clock_->Now()};
+  // The final write must land: retry while the database is away.
+  for (int attempt = 0;; ++attempt) {
+    absl::Status s = env_.store->Finish(job_.id, options_.instance, state, counters, cursor,
+                                        last_error, audit);
+    if (s.ok() || absl::IsFailedPrecondition(s) || *env_.shutdown) {
+      if (!s.ok()) log_->warn("replay {}: finishing failed: {}", job_.id, s.message());
+      break;
+    }
+    log_->warn("replay {}: finishing failed (will retry): {}", job_.id, s.message());
+    clock_->SleepFor(kRetryDelay);
+  }
+  log_->info("replay {}: {} (processed {}, delivered {}, skipped {}, failed {})", job_.id,
+             ReplayStateName(state), counters.processed, counters.delivered, counters.skipped,
+             counters.failed);
+}
+
+}  // namespace replayd

@@ -1,0 +1,234 @@
+// An in-memory ReplayStore for unit tests of the replay runner: jobs, their
+// leases (which never expire on their own), checkpoints, the final write and
+// the audit trail, and the window read in (ingested_at, position) order. The
+// dry run's aggregate reads are not implemented. Thread safe.
+#pragma once
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "server/store/replay_store.h"
+
+namespace replayd::testing {
+
+class FakeReplayStore final : public ReplayStore {
+ public:
+  // One Checkpoint call as the store saw it.
+  struct CheckpointCall {
+    ReplayCounters counters;
+    std::optional<ReplayCursor> cursor;
+  };
+
+  // Adds a job as if CreateJob had made it (state pending unless set).
+  void AddJob(ReplayJob job) {
+    std::lock_guard lock(mu_);
+    std::string id = job.id;
+    jobs_[id] = std::move(job);
+  }
+  // Adds events to the log the window is read from.
+  void AddEvents(const std::vector<StoredEvent>& events) {
+    std::lock_guard lock(mu_);
+    events_.insert(events_.end(), events.begin(), events.end());
+    std::sort(events_.begin(), events_.end(), [](const StoredEvent& a, const StoredEvent& b) {
+      return std::tie(a.ingested_at, a.position) < std::tie(b.ingested_at, b.position);
+    });
+  }
+  // The job as stored now; a default job for an unknown id.
+  ReplayJob Job(const std::string& id) const {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    return it == jobs_.end() ? ReplayJob{} : it->second;
+  }
+  std::vector<CheckpointCall> Checkpoints(const std::string& id) const {
+    std::lock_guard lock(mu_);
+    auto it = checkpoints_.find(id);
+    return it == checkpoints_.end() ? std::vector<CheckpointCall>{} : it->second;
+  }
+  std::vector<AuditEntry> AuditTrail() const {
+    std::lock_guard lock(mu_);
+    return audit_;
+  }
+  // Makes Checkpoint and Finish answer FAILED_PRECONDITION, as when another
+  // daemon took the lease over.
+  void StealLease(const std::string& id, const std::string& new_owner) {
+    std::lock_guard lock(mu_);
+    jobs_[id].owner = new_owner;
+  }
+
+  absl::StatusOr<ReplayJob> CreateJob(const ReplayJob& job, const AuditEntry& audit,
+                                      bool* existed) override {
+    std::lock_guard lock(mu_);
+    if (existed != nullptr) *existed = jobs_.count(job.id) > 0;
+    if (jobs_.count(job.id) > 0) return jobs_[job.id];
+    jobs_[job.id] = job;
+    audit_.push_back(audit);
+    return job;
+  }
+
+  absl::StatusOr<ReplayJob> GetJob(const std::string& id) override {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("replay ", id, " not found"));
+    return it->second;
+  }
+
+  absl::StatusOr<std::vector<ReplayJob>> ListJobs(const std::vector<ReplayState>& states,
+                                                  int limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<ReplayJob> out;
+    for (const auto& [id, job] : jobs_) {
+      if (states.empty() || std::count(states.begin(), states.end(), job.state) > 0) {
+        out.push_back(job);
+      }
+    }
+    if (limit > 0 && static_cast<int>(out.size()) > limit) out.resize(limit);
+    return out;
+  }
+
+  absl::StatusOr<ReplayJob> RequestCancel(const std::string& id, const AuditEntry& audit) override {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("replay ", id, " not found"));
+    ReplayJob& job = it->second;
+    if (IsTerminal(job.state)) return absl::FailedPreconditionError("replay already ended");
+    job.state = job.owner.empty() && job.state == ReplayState::kPending ? ReplayState::kCancelled
+                                                                        : ReplayState::kCancelling;
+    audit_.push_back(audit);
+    return job;
+  }
+
+  absl::StatusOr<std::optional<ReplayJob>> ClaimJob(
+      const std::string& owner, absl::Duration /*lease*/,
+      const std::vector<std::string>& exclude) override {
+    std::lock_guard lock(mu_);
+    for (auto& [id, job] : jobs_) {
+      if (IsTerminal(job.state)) continue;
+      if (!job.owner.empty() && job.owner != owner) continue;
+      if (std::count(exclude.begin(), exclude.end(), id) > 0) continue;
+      job.owner = owner;
+      if (job.state == ReplayState::kPending) job.state = ReplayState::kRunning;
+      ++claims_;
+      return std::optional<ReplayJob>(job);
+    }
+    return std::optional<ReplayJob>();
+  }
+
+  absl::StatusOr<ReplayState> Checkpoint(const std::string& id, const std::string& owner,
+                                         const ReplayCounters& counters,
+                                         const std::optional<ReplayCursor>& cursor,
+                                         double current_rate, absl::Duration /*lease*/) override {
+    std::lock_guard lock(mu_);
+    ReplayJob* job = Held(id, owner);
+    if (job == nullptr) return absl::FailedPreconditionError("lease lost");
+    job->counters = counters;
+    job->cursor = cursor;
+    job->current_rate = current_rate;
+    checkpoints_[id].push_back({counters, cursor});
+    return job->state;
+  }
+
+  absl::Status Finish(const std::string& id, const std::string& owner, ReplayState state,
+                      const ReplayCounters& counters, const std::optional<ReplayCursor>& cursor,
+                      const std::string& last_error, const AuditEntry& audit) override {
+    std::lock_guard lock(mu_);
+    ReplayJob* job = Held(id, owner);
+    if (job == nullptr) return absl::FailedPreconditionError("lease lost");
+    job->state = state;
+    job->counters = counters;
+    job->cursor = cursor;
+    job->last_error = last_error;
+    job->owner.clear();
+    audit_.push_back(audit);
+    return absl::OkStatus();
+  }
+
+  absl::Status ReleaseLease(const std::string& id, const std::string& owner) override {
+    std::lock_guard lock(mu_);
+    if (ReplayJob* job = Held(id, owner)) job->owner.clear();
+    return absl::OkStatus();
+  }
+
+  absl::Status Audit(const AuditEntry& entry) override {
+    std::lock_guard lock(mu_);
+    audit_.push_back(entry);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<AuditEntry>> ListAudit(const std::string& replay_id) override {
+    std::lock_guard lock(mu_);
+    std::vector<AuditEntry> out;
+    for (const AuditEntry& e : audit_) {
+      if (e.replay_id == replay_id) out.push_back(e);
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::vector<StoredEvent>> ReadWindowPage(
+      const ReplayWindow& window, const std::optional<ReplayCursor>& after, int limit) override {
+    std::lock_guard lock(mu_);
+    ++page_reads_;
+    std::vector<StoredEvent> out;
+    for (const StoredEvent& e : events_) {
+      if (static_cast<int>(out.size()) >= limit) break;
+      if (e.ingested_at < window.from || e.ingested_at >= window.to) continue;
+      if (!window.sources.empty() &&
+          std::count(window.sources.begin(), window.sources.end(), e.event.source) == 0) {
+        continue;
+      }
+      if (after.has_value() && std::tie(e.ingested_at, e.position) <=
+                                   std::tie(after->ingested_at, after->position)) {
+        continue;
+      }
+      out.push_back(e);
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::vector<StoredEvent>> FirstEventsWithOutcome(const ReplayWindow&,
+                                                                  const std::vector<Outcome>&,
+                                                                  int) override {
+    return absl::UnimplementedError("FakeReplayStore::FirstEventsWithOutcome");
+  }
+  absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(const ReplayWindow&) override {
+    return absl::UnimplementedError("FakeReplayStore::AggregateWindow");
+  }
+  absl::StatusOr<std::vector<SequenceGap>> SequenceGaps(const ReplayWindow&,
+                                                        const std::vector<SequenceGap>&, int,
+                                                        int64_t*) override {
+    return absl::UnimplementedError("FakeReplayStore::SequenceGaps");
+  }
+
+  int claims() const {
+    std::lock_guard lock(mu_);
+    return claims_;
+  }
+  int page_reads() const {
+    std::lock_guard lock(mu_);
+    return page_reads_;
+  }
+
+ private:
+  // The job when `owner` holds its lease, else nullptr. mu_ held.
+  ReplayJob* Held(const std::string& id, const std::string& owner) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || it->second.owner != owner) return nullptr;
+    return &it->second;
+  }
+
+  mutable std::mutex mu_;
+  std::map<std::string, ReplayJob> jobs_;
+  std::map<std::string, std::vector<CheckpointCall>> checkpoints_;
+  std::vector<AuditEntry> audit_;
+  std::vector<StoredEvent> events_;
+  int claims_ = 0;
+  int page_reads_ = 0;
+};
+
+}  // namespace replayd::testing
