@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/common/source_name.h"
 #include "server/config/schema.h"
 #include "yaml-cpp/yaml.h"
 
@@ -33,17 +34,6 @@ bool ValidLookupUrl(const std::string& url) {
 bool ValidTableName(const std::string& table) {
   static const std::regex kIdent(R"(^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$)");
   return std::regex_match(table, kIdent);
-}
-
-bool IsSourceName(const std::string& source) {
-  static const std::regex kSource("^[a-z0-9_.-]{1,64}$");
-  return std::regex_match(source, kSource);
-}
-
-absl::Status CheckSourceName(const std::string& source) {
-  if (IsSourceName(source)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("source \"", source, "\" does not match [a-z0-9_.-]{1,64}"));
 }
 
 bool IsHttp(const SinkConfig& s) { return s.type == SinkConfig::Type::kHttp; }
@@ -103,7 +93,7 @@ const schema::Section<Config>& ConfigSchema() {
     route->Add("sources", &RouteConfig::sources,
                "the sources whose events it delivers; a source is in one route at most")
         .Required()
-        .Each(CheckSourceName, "each `[a-z0-9_.-]{1,64}`");
+        .Each(ValidateSourceName, "each `[a-z0-9_.-]{1,64}`");
     route->Add("sink", &RouteConfig::sink, "the `sinks[].name` it delivers to");
     route->Add("strict_order", &RouteConfig::strict_order,
                "a key's failed event holds back the key's later events until it is delivered");
@@ -237,7 +227,7 @@ void CheckAcrossKeys(const Config& c, std::vector<std::string>* p) {
       p->push_back(absl::StrCat(where("routes", i, r.name), ": duplicate route name \"", r.name, "\""));
     }
     for (const auto& source : r.sources) {
-      if (IsSourceName(source) && !routed_sources.insert(source).second) {
+      if (IsValidSourceName(source) && !routed_sources.insert(source).second) {
         p->push_back(absl::StrCat(where("routes", i, r.name), ": source \"", source,
                                   "\" is already routed by another route (one route per source)"));
       }
