@@ -1,5 +1,5 @@
-// replayd: flags -> logging -> config -> run the daemon (or migrate, or check
-// the config) -> exit code.
+// replayd: flags -> logging -> config -> run the daemon (or migrate, check the
+// config, or print its reference) -> exit code.
 //   0 ok, 1 runtime failure, 2 invalid configuration or usage.
 #include <csignal>
 #include <iostream>
@@ -51,24 +51,27 @@ int main(int argc, char** argv) {
   std::string config_path;
   replayd::ConfigOverrides overrides;
   app.add_option("-c,--config", config_path, "YAML configuration file")->envname("REPLAYD_CONFIG");
-  app.add_option("--grpc-listen", overrides.grpc_listen, "gRPC listen address host:port");
-  app.add_option("--http-listen", overrides.http_listen, "HTTP listen address host:port");
-  app.add_option("--database-url", overrides.database_url, "PostgreSQL connection URL");
-  app.add_option("--log-format", overrides.log_format, "text or json");
-  app.add_option("--log-level", overrides.log_level, "trace, debug, info, warn, error");
-  app.add_option("--port-file", overrides.port_file, "write the bound ports here");
+  for (const auto& flag : replayd::ConfigFlags()) {
+    app.add_option(flag.flag, overrides[flag.key], flag.help);
+  }
   // Subcommands accept the top-level options too: replayd check-config --config x.
   app.fallthrough();
   bool version = false;
   app.add_flag("--version", version, "print the version and exit");
   auto* migrate = app.add_subcommand("migrate", "apply pending schema migrations and exit");
   auto* check = app.add_subcommand("check-config", "validate the configuration and exit");
+  auto* reference = app.add_subcommand(
+      "config-reference", "print every configuration key as a Markdown table and exit");
   app.add_subcommand("run", "run the daemon (the default)");
   app.require_subcommand(0, 1);
   CLI11_PARSE(app, argc, argv);
 
   if (version) {
     std::cout << "replayd " << REPLAYD_VERSION << "\n";
+    return kExitOk;
+  }
+  if (reference->parsed()) {
+    std::cout << replayd::ConfigReference();
     return kExitOk;
   }
 

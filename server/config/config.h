@@ -1,6 +1,9 @@
 // The daemon's configuration: a YAML file, then REPLAYD_* environment
 // variables, then command-line flags, each overriding the one before.
 // Validate() lists every problem at once so that start-up fails with all of them.
+// Each key is declared once, in the schema in config.cc (meaning, environment
+// variable, flag, bounds); the fields below hold the defaults. Adding a key is
+// a field here and a line there. The reference is docs/operations/configuration.md.
 #pragma once
 
 #include <cstdint>
@@ -104,25 +107,30 @@ struct Config {
   absl::Duration shutdown_grace = absl::Seconds(20);
 };
 
-// Values given on the command line; empty/unset ones leave the config as is.
-struct ConfigOverrides {
-  std::string grpc_listen;
-  std::string http_listen;
-  std::string database_url;
-  std::string log_format;
-  std::string log_level;
-  std::string port_file;
-};
+// Values given on the command line, by key ("database_url"); empty ones leave
+// the config as is. Only keys that have a flag are read from here.
+using ConfigOverrides = std::map<std::string, std::string>;
 
-// Reads `path` (empty = no file), then the environment (REPLAYD_DATABASE_URL,
-// REPLAYD_GRPC_LISTEN, REPLAYD_HTTP_LISTEN, REPLAYD_LOG_FORMAT,
-// REPLAYD_LOG_LEVEL), then `overrides`. INVALID_ARGUMENT when the file cannot
-// be read or parsed, or has values of the wrong type or unknown keys; the
-// message lists every problem found.
+// Reads `path` (empty = no file), then the environment variables, then
+// `overrides`, for the keys that declare them (ConfigFlags(), the reference
+// table). INVALID_ARGUMENT when the file cannot be read or parsed, or has
+// values of the wrong type or unknown keys; the message lists every problem found.
 absl::StatusOr<Config> LoadConfig(const std::string& path, const ConfigOverrides& overrides);
 
 // Every semantic problem of a loaded config, one readable line each; empty when valid.
 std::vector<std::string> Validate(const Config& config);
+
+// The command-line flags of the configuration, e.g. {"--grpc-listen", "grpc_listen", "..."}.
+struct ConfigFlag {
+  std::string flag;
+  std::string key;
+  std::string help;
+};
+std::vector<ConfigFlag> ConfigFlags();
+
+// Every key with its type, default, environment variable, flag, rules and
+// meaning, as a Markdown table (docs/operations/configuration.md).
+std::string ConfigReference();
 
 // The sink a route sends to, or nullptr.
 const SinkConfig* FindSink(const Config& config, const std::string& name);

@@ -2,19 +2,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "server/common/source_name.h"
 #include "server/common/time_format.h"
 
 namespace replayd {
 namespace {
-
-bool ValidSource(std::string_view s) {
-  if (s.empty() || s.size() > 64) return false;
-  for (char c : s) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
 
 // Printable: no ASCII control characters (UTF-8 bytes above 0x7f are allowed).
 bool Printable(std::string_view s) {
@@ -39,10 +31,7 @@ absl::Status CheckText(const char* field, std::string_view value, size_t max) {
 
 absl::Status ValidateFields(const NewEvent& e, const IngestLimits& limits, absl::Time now) {
   if (e.source.empty()) return absl::InvalidArgumentError("source is empty");
-  if (!ValidSource(e.source)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("source \"", e.source.substr(0, 80), "\" does not match [a-z0-9_.-]{1,64}"));
-  }
+  if (absl::Status s = ValidateSourceName(e.source); !s.ok()) return s;
   if (e.event_id.empty()) return absl::InvalidArgumentError("event_id is empty");
   if (absl::Status s = CheckText("event_id", e.event_id, 256); !s.ok()) return s;
   if (absl::Status s = CheckText("key", e.key, 256); !s.ok()) return s;

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <regex>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/source_name.h"
 #include "server/common/time_format.h"
 
 namespace replayd {
@@ -77,12 +77,8 @@ absl::StatusOr<ReplaySpec> ValidateReplayRequest(const ReplayRequestInput& in,
         absl::StrCat("the window is too wide: ", Span(to - from), " exceeds replay.max_window ",
                      Span(limits.max_window), "; split it into smaller replays"));
   }
-  static const std::regex kSource("^[a-z0-9_.-]{1,64}$");
   for (const std::string& s : in.sources) {
-    if (!std::regex_match(s, kSource)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("source \"", s, "\" does not match [a-z0-9_.-]{1,64}"));
-    }
+    if (absl::Status status = ValidateSourceName(s); !status.ok()) return status;
   }
   if (std::isnan(in.rate) || in.rate < 0) {
     return absl::InvalidArgumentError(absl::StrCat("rate ", in.rate, " must be positive"));

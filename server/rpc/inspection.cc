@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/source_name.h"
 #include "server/common/time_format.h"
 #include "server/rpc/proto_convert.h"
 
@@ -65,15 +66,7 @@ void ToProto(const AttemptRecord& a, pb::DeliveryAttempt* out) {
 
 absl::Status ValidateSources(const google::protobuf::RepeatedPtrField<std::string>& sources) {
   for (const std::string& s : sources) {
-    bool ok = !s.empty() && s.size() <= 64 &&
-              std::all_of(s.begin(), s.end(), [](char c) {
-                return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-                       c == '.' || c == '-';
-              });
-    if (!ok) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("source \"", s, "\" is not a valid source name ([a-z0-9_.-]{1,64})"));
-    }
+    if (absl::Status status = ValidateSourceName(s); !status.ok()) return status;
   }
   return absl::OkStatus();
 }

@@ -47,7 +47,7 @@ replay:
 )");
   setenv("REPLAYD_GRPC_LISTEN", "127.0.0.1:7001", 1);
   ConfigOverrides flags;
-  flags.database_url = "postgresql://flag@db/x";
+  flags["database_url"] = "postgresql://flag@db/x";
   auto config = LoadConfig(path, flags);
   unsetenv("REPLAYD_GRPC_LISTEN");
   ASSERT_TRUE(config.ok()) << config.status();

@@ -53,6 +53,12 @@ TEST(ValidateEvent, Source) {
   EXPECT_TRUE(ValidateEvent(e, {}, kNow).ok());
 }
 
+TEST(ValidateEvent, InvalidUtf8SourceIsEchoedEscaped) {
+  NewEvent e = Good();
+  e.source = "ord\xc3(ers";
+  EXPECT_EQ(Reason(e), "source \"ord\\xc3(ers\" does not match [a-z0-9_.-]{1,64}");
+}
+
 TEST(ValidateEvent, EventId) {
   NewEvent e = Good();
   e.event_id = "";
