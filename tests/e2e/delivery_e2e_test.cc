@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
-#include <functional>
 #include <map>
 #include <set>
 #include <thread>
@@ -22,6 +21,7 @@
 #include "replay/v1/ingest.grpc.pb.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/wait.h"
 
 namespace replayd {
 namespace {
@@ -65,16 +65,6 @@ std::vector<Ev> Events(const std::string& prefix, int n, int keys) {
     out.push_back({absl::StrCat(prefix, i), keys > 0 ? absl::StrCat("k", i % keys) : ""});
   }
   return out;
-}
-
-// Polls `done` every 50 ms until it holds or `timeout` passes.
-bool WaitFor(const std::function<bool()>& done, std::chrono::seconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return done();
 }
 
 std::string Yaml(const testing::DownstreamServer& ds, bool lookup, const std::string& retry,
@@ -153,8 +143,8 @@ TEST(DeliveryE2E, TwoDaemonsDeliverTenThousandEventsExactlyOnceInKeyOrder) {
     std::vector<Ev> part(events.begin() + start, events.begin() + start + 500);
     Publish(((start / 500) % 2 == 0 ? a : b).grpc_address(), "orders", part);
   }
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 10000; },
-                      std::chrono::seconds(180)))
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 10000; },
+                      absl::Seconds(180)))
       << Count(db, "outcome = 'succeeded'") << " succeeded";
   Seen seen = Collect(ds);
   EXPECT_EQ(seen.total, 10000);
@@ -184,8 +174,8 @@ TEST(DeliveryE2E, OutageRetriesWithGrowingDelaysThenFailsAndNewEventsFlowAgain) 
   d.Start();
   ds.SetFaults({{"status", 503}});
   Publish(d.grpc_address(), "orders", Events("down", 5, 5));
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'failed'") == 5; },
-                      std::chrono::seconds(30)));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'failed'") == 5; },
+                      absl::Seconds(30)));
   // Every attempt recorded: 4 per event, 503 each, the delays between them growing.
   EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts WHERE http_status = 503"), 20);
   EXPECT_EQ(db.QueryText("SELECT string_agg(a.outcome, ',' ORDER BY attempt) FROM delivery_attempts a"
@@ -214,8 +204,8 @@ TEST(DeliveryE2E, OutageRetriesWithGrowingDelaysThenFailsAndNewEventsFlowAgain) 
 
   ds.ClearFaults();
   Publish(d.grpc_address(), "orders", Events("up", 5, 5));
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 5; },
-                      std::chrono::seconds(30)));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 5; },
+                      absl::Seconds(30)));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(Count(db, "outcome = 'failed' AND event_id LIKE 'down%'"), 5);
   EXPECT_EQ(Count(db, "outcome = 'succeeded' AND event_id LIKE 'up%'"), 5);
@@ -230,8 +220,8 @@ TEST(DeliveryE2E, CommitThenTimeoutIsFoundByTheLookupAndNotSentAgain) {
   d.Start();
   ds.SetFaults({{"commit_then_drop", true}, {"count", 1}});
   Publish(d.grpc_address(), "orders", {{"ctt-1", "k"}});
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'already_processed'") == 1; },
-                      std::chrono::seconds(30)))
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'already_processed'") == 1; },
+                      absl::Seconds(30)))
       << db.QueryText("SELECT outcome || ' ' || coalesce(last_error, '') FROM events") << "\n"
       << ds.Requests().dump() << "\n" << d.log();
   Seen seen = Collect(ds);
@@ -262,8 +252,8 @@ void StartWithKeyParked(const testing::ScratchDatabase& db, testing::DownstreamS
   d.Start();
   ds.SetFaults({{"status", 422}, {"count", 1}});
   Publish(d.grpc_address(), "orders", {{event_id, key}});
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'failed'") == 1; },
-                      std::chrono::seconds(30)));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'failed'") == 1; },
+                      absl::Seconds(30)));
 }
 
 TEST(DeliveryE2E, StrictModeParksAKeyBehindItsFailedEventWhileOtherKeysFlow) {
@@ -272,8 +262,8 @@ TEST(DeliveryE2E, StrictModeParksAKeyBehindItsFailedEventWhileOtherKeysFlow) {
   testing::DaemonProcess d(db.dsn(), Yaml(ds, false, kQuickRetries, true));
   ASSERT_NO_FATAL_FAILURE(StartWithKeyParked(db, ds, d, "a1", "A"));
   Publish(d.grpc_address(), "orders", {{"a2", "A"}, {"b1", "B"}, {"a3", "A"}, {"b2", "B"}});
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 2; },
-                      std::chrono::seconds(30)));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 2; },
+                      absl::Seconds(30)));
   std::this_thread::sleep_for(std::chrono::seconds(1));
   EXPECT_EQ(Count(db, "event_id IN ('b1', 'b2') AND outcome = 'succeeded'"), 2);
   EXPECT_EQ(Count(db, "event_id IN ('a2', 'a3') AND outcome = 'pending' AND attempts = 0"), 2);
@@ -285,8 +275,8 @@ TEST(DeliveryE2E, StrictModeParksAKeyBehindItsFailedEventWhileOtherKeysFlow) {
   // The failed event delivered again (what a replay does: the same row back to
   // pending) unparks its key, in order.
   db.Exec("UPDATE events SET outcome = 'pending', next_attempt_at = now() WHERE event_id = 'a1'");
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 5; },
-                      std::chrono::seconds(30)));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 5; },
+                      absl::Seconds(30)));
   EXPECT_EQ(Collect(ds).order_by_key["A"], (std::vector<std::string>{"a1", "a2", "a3"}));
   EXPECT_EQ(d.Terminate(), 0);
 }
@@ -299,8 +289,8 @@ TEST(DeliveryE2E, AKeyWaitingOnARetryGoesOnOnceAnotherWorkerDeliversItsEvent) {
   d.Start();
   ds.SetFaults({{"status", 503}, {"count", 1}});
   Publish(d.grpc_address(), "orders", {{"a1", "A"}});
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "event_id = 'a1' AND outcome = 'retrying'") == 1; },
-                      std::chrono::seconds(30)));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "event_id = 'a1' AND outcome = 'retrying'") == 1; },
+                      absl::Seconds(30)));
   Publish(d.grpc_address(), "orders", {{"a2", "A"}});
   std::this_thread::sleep_for(std::chrono::seconds(1));
   ASSERT_EQ(Count(db, "event_id = 'a2' AND outcome = 'pending' AND attempts = 0"), 1)
@@ -310,8 +300,8 @@ TEST(DeliveryE2E, AKeyWaitingOnARetryGoesOnOnceAnotherWorkerDeliversItsEvent) {
   db.Exec("UPDATE events SET outcome = 'succeeded', attempts = 2, processed_at = now()"
           " WHERE event_id = 'a1'");
   const auto marked = std::chrono::steady_clock::now();
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "event_id = 'a2' AND outcome = 'succeeded'") == 1; },
-                      std::chrono::seconds(30)));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "event_id = 'a2' AND outcome = 'succeeded'") == 1; },
+                      absl::Seconds(30)));
   EXPECT_LT(std::chrono::steady_clock::now() - marked, std::chrono::seconds(10))
       << "a2 waited out a1's old due time";
   EXPECT_EQ(Collect(ds).creates["orders:a1"], 1) << "a1 was sent again";
@@ -332,14 +322,14 @@ TEST(DeliveryE2E, ALateCommitIsFoundBeyondAParkedKeysBacklog) {
   // dispatcher has read past it.
   const int64_t late = db.QueryInt("SELECT nextval('events_position_seq')");
   Publish(d.grpc_address(), "orders", {{"b1", "B"}});
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "event_id = 'b1' AND outcome = 'succeeded'") == 1; },
-                      std::chrono::seconds(30)));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "event_id = 'b1' AND outcome = 'succeeded'") == 1; },
+                      absl::Seconds(30)));
   db.Exec(absl::StrCat(
       "INSERT INTO event_keys (source, event_id, ingested_at) VALUES ('orders', 'c1', now());",
       "INSERT INTO events (position, source, event_id, key, ingested_at, next_attempt_at, payload)",
       " VALUES (", late, ", 'orders', 'c1', 'C', now(), now(), '{}')"));
-  EXPECT_TRUE(WaitFor([&] { return Count(db, "event_id = 'c1' AND outcome = 'succeeded'") == 1; },
-                      std::chrono::seconds(30)))
+  EXPECT_TRUE(testing::PollUntil([&] { return Count(db, "event_id = 'c1' AND outcome = 'succeeded'") == 1; },
+                      absl::Seconds(30)))
       << Warnings(d.log());
   EXPECT_EQ(Count(db, "key = 'A' AND outcome = 'pending'"), 600);
   EXPECT_EQ(d.Terminate(), 0);
@@ -356,16 +346,16 @@ int KillDuringDelivery(bool lookup) {
   d.Start();
   const int n = 3000;
   Publish(d.grpc_address(), "orders", Events("kill", n, 50));
-  EXPECT_TRUE(WaitFor([&] { return Count(db, "outcome <> 'pending'") >= 600; },
-                      std::chrono::seconds(60)));
+  EXPECT_TRUE(testing::PollUntil([&] { return Count(db, "outcome <> 'pending'") >= 600; },
+                      absl::Seconds(60)));
   d.KillHard();
   int64_t claimed_at_kill = db.QueryInt("SELECT count(*) FROM delivery_claims");
   EXPECT_LT(Count(db, "outcome IN ('succeeded', 'already_processed')"), n)
       << "every event was delivered before the kill: it interrupted nothing";
   d.Restart();
-  EXPECT_TRUE(WaitFor(
+  EXPECT_TRUE(testing::PollUntil(
       [&] { return Count(db, "outcome IN ('succeeded', 'already_processed')") == n; },
-      std::chrono::seconds(120)))
+      absl::Seconds(120)))
       << db.QueryText("SELECT string_agg(outcome || '=' || n, ' ') FROM (SELECT outcome || '/'"
                       " || (c.owner IS NOT NULL) AS outcome, count(*) n FROM events e"
                       " LEFT JOIN delivery_claims c USING (position) GROUP BY 1) t")
@@ -404,8 +394,8 @@ TEST(DeliveryE2E, SinkMaxInFlightCapsConcurrentCalls) {
   // past the 2 s call timeout: the timeout must count from the send, not
   // from the wait for a free slot.
   Publish(d.grpc_address(), "orders", Events("cap", 16, 16));
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 16; },
-                      std::chrono::seconds(30)))
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 16; },
+                      absl::Seconds(30)))
       << d.log();
   EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts"), 16) << "a call timed out waiting";
   std::vector<int64_t> arrivals;
@@ -436,9 +426,9 @@ TEST(DeliveryE2E, PostgresTableSinkInsertsOncePerIdempotencyKey) {
       " retry: {max_attempts: 3, base_delay: 50ms, max_delay: 200ms}}\n");
   d.Start();
   Publish(d.grpc_address(), "orders", Events("pg", 200, 10));
-  ASSERT_TRUE(WaitFor(
+  ASSERT_TRUE(testing::PollUntil(
       [&] { return Count(db, "outcome IN ('succeeded', 'already_processed')") == 200; },
-      std::chrono::seconds(60)))
+      absl::Seconds(60)))
       << Warnings(d.log());
   EXPECT_EQ(db.QueryInt("SELECT count(*) FROM downstream_records"), 200);
   // The same database: row, attempt and outcome committed together, one attempt each.

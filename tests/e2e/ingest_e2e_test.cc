@@ -15,6 +15,7 @@
 #include "replay/v1/ingest.grpc.pb.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/wait.h"
 
 namespace replayd {
 namespace {
@@ -114,10 +115,8 @@ class Publisher {
 };
 
 void WaitForBatches(Publisher& p, int at_least, int timeout_s = 30) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  while (p.batches_answered < at_least && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  testing::PollUntil([&] { return p.batches_answered >= at_least; }, absl::Seconds(timeout_s),
+                     absl::Milliseconds(20));
   ASSERT_GE(p.batches_answered, at_least) << "publisher made no progress";
 }
 

@@ -15,7 +15,6 @@
 #include <map>
 #include <regex>
 #include <set>
-#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -28,6 +27,7 @@
 #include "replay/v1/inspection.grpc.pb.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/wait.h"
 
 namespace replayd {
 namespace {
@@ -59,11 +59,8 @@ HealthStatus::ServingStatus Health(const std::string& address, const std::string
 }
 
 bool WaitForHealth(const std::string& address, HealthStatus::ServingStatus want, int seconds) {
-  for (int i = 0; i < seconds * 10; ++i) {
-    if (Health(address) == want) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
+  return testing::PollUntil([&] { return Health(address) == want; }, absl::Seconds(seconds),
+                            absl::Milliseconds(100));
 }
 
 TEST(HealthE2E, FlipsToNotServingWhilePostgresIsDownAndBack) {
@@ -223,13 +220,13 @@ class ScriptedRunE2E : public ::testing::Test {
   }
 
   void WaitUntilSettled() {
-    for (int i = 0; i < 300; ++i) {
-      if (db_.QueryInt("SELECT count(*) FROM events WHERE outcome IN ('pending','retrying')") == 0) {
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    FAIL() << "events still undelivered after 30 s";
+    ASSERT_TRUE(testing::PollUntil(
+        [&] {
+          return db_.QueryInt(
+                     "SELECT count(*) FROM events WHERE outcome IN ('pending','retrying')") == 0;
+        },
+        absl::Seconds(30), absl::Milliseconds(100)))
+        << "events still undelivered after 30 s";
   }
 
   std::string Get(const std::string& path) {

@@ -19,6 +19,7 @@
 #include "replay/v1/replay.grpc.pb.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/wait.h"
 
 namespace replayd {
 namespace {
@@ -100,14 +101,6 @@ routes:
   int64_t CountOutcome(const std::string& outcome) {
     return db_.QueryInt(absl::StrCat("SELECT count(*) FROM events WHERE outcome = '", outcome, "'"));
   }
-  static void WaitUntil(const std::function<bool()>& done, absl::Duration timeout,
-                        const std::string& what) {
-    absl::Time deadline = absl::Now() + timeout;
-    while (!done()) {
-      ASSERT_LT(absl::Now(), deadline) << "timed out waiting for " << what;
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-  }
 
   pb::ReplayRequest Request(const std::string& source, double rate, int burst = 0) {
     pb::ReplayRequest r;
@@ -137,13 +130,14 @@ routes:
   }
   pb::ReplayProgress WaitEnded(const std::string& id, absl::Duration timeout) {
     pb::ReplayProgress p;
-    WaitUntil(
+    EXPECT_TRUE(testing::PollUntil(
         [&] {
           p = Get(id);
           return p.state() == pb::REPLAY_COMPLETED || p.state() == pb::REPLAY_CANCELLED ||
                  p.state() == pb::REPLAY_FAILED;
         },
-        timeout, "the replay to end");
+        timeout))
+        << "timed out waiting for the replay to end";
     return p;
   }
 
@@ -186,13 +180,16 @@ routes:
 TEST_F(ReplayE2eTest, PartialOutageIsClosedWithReplayctl) {
   StartDaemon(/*delivery=*/true);
   Publish("orders", "before-", 100);
-  WaitUntil([&] { return CountOutcome("succeeded") == 100; }, absl::Seconds(30), "delivery");
+  EXPECT_TRUE(testing::PollUntil([&] { return CountOutcome("succeeded") == 100; }, absl::Seconds(30)))
+      << "timed out waiting for delivery";
   ds_.SetFaults({{"status", 503}});
   Publish("orders", "outage-", 100);
-  WaitUntil([&] { return CountOutcome("failed") == 100; }, absl::Seconds(30), "failures");
+  EXPECT_TRUE(testing::PollUntil([&] { return CountOutcome("failed") == 100; }, absl::Seconds(30)))
+      << "timed out waiting for failures";
   ds_.ClearFaults();
   Publish("orders", "after-", 100);
-  WaitUntil([&] { return CountOutcome("succeeded") == 200; }, absl::Seconds(30), "delivery");
+  EXPECT_TRUE(testing::PollUntil([&] { return CountOutcome("succeeded") == 200; }, absl::Seconds(30)))
+      << "timed out waiting for delivery";
   ASSERT_EQ(ds_.Stats()["records"], 200);
 
   auto dry = Replayctl({"dry-run", "-o", "json", "--from", "-1h", "--to", "now", "--source",
@@ -302,8 +299,9 @@ TEST_F(ReplayE2eTest, CancelStopsDeliveriesWithin200ms) {
   StartDaemon(/*delivery=*/false);
   Publish("orders", "e", 3000);
   pb::ReplayProgress job = Start(Request("orders", 100));
-  WaitUntil([&] { return Get(job.replay_id()).processed() >= 150; }, absl::Seconds(30),
-            "progress");
+  EXPECT_TRUE(testing::PollUntil([&] { return Get(job.replay_id()).processed() >= 150; },
+                                 absl::Seconds(30)))
+      << "timed out waiting for progress";
   const int64_t cancel_sent_us = absl::ToUnixMicros(absl::Now());
   grpc::ClientContext ctx;
   pb::CancelReplayRequest req;
@@ -328,8 +326,9 @@ TEST_F(ReplayE2eTest, ResumesAfterKill9WithEachEventOnce) {
   StartDaemon(/*delivery=*/false);
   Publish("orders", "e", 1000);
   pb::ReplayProgress job = Start(Request("orders", 200));
-  WaitUntil([&] { return ds_.Stats()["records"].get<int64_t>() >= 300; }, absl::Seconds(30),
-            "progress");
+  EXPECT_TRUE(testing::PollUntil([&] { return ds_.Stats()["records"].get<int64_t>() >= 300; },
+                                 absl::Seconds(30)))
+      << "timed out waiting for progress";
   daemon_->KillHard();
   int64_t before = ds_.Stats()["records"];
   EXPECT_LT(before, 1000);

@@ -15,6 +15,7 @@
 #include "server/store/pg_event_store.h"
 #include "server/store/pg_pool.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/wait.h"
 
 namespace replayd {
 namespace {
@@ -144,7 +145,8 @@ class DeliveryStoreTest : public ::testing::Test {
     const std::string waits =
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
         " AND wait_event_type = 'Lock'";
-    for (int i = 0; i < 250 && db_.QueryInt(waits) == 0; ++i) absl::SleepFor(absl::Milliseconds(20));
+    testing::PollUntil([&] { return db_.QueryInt(waits) != 0; }, absl::Seconds(5),
+                       absl::Milliseconds(20));
     EXPECT_EQ(db_.QueryInt(waits), 1);
     return held;
   }

@@ -15,6 +15,7 @@
 #include "server/store/pg_event_store.h"
 #include "server/store/pg_pool.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/wait.h"
 
 namespace replayd {
 namespace {
@@ -301,7 +302,8 @@ TEST(PgPool, ConnectionsPastTheirAgeAreClosedAndReplaced) {
   // Its backend exits (the statement prepared there went with it).
   const std::string alive =
       "SELECT count(*) FROM pg_stat_activity WHERE pid = " + std::to_string(old);
-  for (int i = 0; i < 100 && db.QueryInt(alive) > 0; ++i) absl::SleepFor(absl::Milliseconds(20));
+  testing::PollUntil([&] { return db.QueryInt(alive) == 0; }, absl::Seconds(2),
+                     absl::Milliseconds(20));
   EXPECT_EQ(db.QueryInt(alive), 0);
 }
 
