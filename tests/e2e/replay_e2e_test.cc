@@ -19,6 +19,7 @@
 #include "replay/v1/replay.grpc.pb.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/time.h"
 #include "tests/support/wait.h"
 
 namespace replayd {
@@ -26,11 +27,6 @@ namespace {
 
 namespace pb = replay::v1;
 using nlohmann::json;
-
-void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
-  out->set_seconds(absl::ToUnixSeconds(t));
-  out->set_nanos(0);
-}
 
 class ReplayE2eTest : public ::testing::Test {
  protected:
@@ -104,8 +100,8 @@ routes:
 
   pb::ReplayRequest Request(const std::string& source, double rate, int burst = 0) {
     pb::ReplayRequest r;
-    SetTime(absl::Now() - absl::Hours(1), r.mutable_from());
-    SetTime(absl::Now() + absl::Seconds(1), r.mutable_to());
+    *r.mutable_from() = testing::ProtoTime(absl::Now() - absl::Hours(1));
+    *r.mutable_to() = testing::ProtoTime(absl::Now() + absl::Seconds(1));
     r.add_sources(source);
     r.set_rate(rate);
     r.set_burst(burst);
