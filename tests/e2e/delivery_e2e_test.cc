@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "replay/v1/ingest.grpc.pb.h"
+#include "tests/support/events.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
 #include "tests/support/wait.h"
@@ -29,42 +30,14 @@ namespace {
 using ::testing::HasSubstr;
 using nlohmann::json;
 
-struct Ev {
-  std::string id;
-  std::string key;
-};
-
-// Publishes through gRPC in batches; every event must be ACCEPTED.
-void Publish(const std::string& address, const std::string& source, const std::vector<Ev>& events,
-             int batch = 500) {
-  auto stub = replay::v1::IngestService::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  for (size_t start = 0; start < events.size(); start += batch) {
-    replay::v1::PublishRequest request;
-    for (size_t i = start; i < std::min(events.size(), start + batch); ++i) {
-      auto* e = request.add_events();
-      e->set_source(source);
-      e->set_event_id(events[i].id);
-      if (!events[i].key.empty()) e->set_key(events[i].key);
-      e->set_payload(absl::StrCat(R"({"i":)", i, "}"));
-    }
-    replay::v1::PublishResponse response;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-    grpc::Status s = stub->Publish(&ctx, request, &response);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    for (const auto& r : response.results()) {
-      ASSERT_EQ(r.status(), replay::v1::EventResult::ACCEPTED) << r.DebugString();
-    }
-  }
+// Publishes through gRPC in calls of at most 500 events; every event must be ACCEPTED.
+void Publish(const std::string& address, const replay::v1::PublishRequest& events) {
+  testing::PublishAccepted(address, events, {.timeout = absl::Seconds(30), .batch = 500});
 }
 
-std::vector<Ev> Events(const std::string& prefix, int n, int keys) {
-  std::vector<Ev> out;
-  for (int i = 0; i < n; ++i) {
-    out.push_back({absl::StrCat(prefix, i), keys > 0 ? absl::StrCat("k", i % keys) : ""});
-  }
-  return out;
+// `n` events of "orders" with ids `prefix`0.. and keys k0..k<keys - 1> in turn.
+replay::v1::PublishRequest Events(const std::string& prefix, int n, int keys) {
+  return testing::NumberedBatch({.prefix = prefix, .count = n, .keys = keys});
 }
 
 std::string Yaml(const testing::DownstreamServer& ds, bool lookup, const std::string& retry,
@@ -137,11 +110,10 @@ TEST(DeliveryE2E, TwoDaemonsDeliverTenThousandEventsExactlyOnceInKeyOrder) {
   testing::DaemonProcess a(db.dsn(), yaml), b(db.dsn(), yaml);
   a.Start();
   b.Start();
-  auto events = Events("e", 10000, 100);
   // Alternate batches between the daemons, as behind a load balancer.
-  for (size_t start = 0; start < events.size(); start += 500) {
-    std::vector<Ev> part(events.begin() + start, events.begin() + start + 500);
-    Publish(((start / 500) % 2 == 0 ? a : b).grpc_address(), "orders", part);
+  for (int start = 0; start < 10000; start += 500) {
+    Publish(((start / 500) % 2 == 0 ? a : b).grpc_address(),
+            testing::NumberedBatch({.prefix = "e", .first = start, .count = 500, .keys = 100}));
   }
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 10000; },
                       absl::Seconds(180)))
@@ -173,7 +145,7 @@ TEST(DeliveryE2E, OutageRetriesWithGrowingDelaysThenFailsAndNewEventsFlowAgain) 
                            Yaml(ds, false, "{max_attempts: 4, base_delay: 100ms, max_delay: 2s}"));
   d.Start();
   ds.SetFaults({{"status", 503}});
-  Publish(d.grpc_address(), "orders", Events("down", 5, 5));
+  Publish(d.grpc_address(), Events("down", 5, 5));
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'failed'") == 5; },
                       absl::Seconds(30)));
   // Every attempt recorded: 4 per event, 503 each, the delays between them growing.
@@ -203,7 +175,7 @@ TEST(DeliveryE2E, OutageRetriesWithGrowingDelaysThenFailsAndNewEventsFlowAgain) 
               HasSubstr("gave up after 4 attempts"));
 
   ds.ClearFaults();
-  Publish(d.grpc_address(), "orders", Events("up", 5, 5));
+  Publish(d.grpc_address(), Events("up", 5, 5));
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 5; },
                       absl::Seconds(30)));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -219,7 +191,7 @@ TEST(DeliveryE2E, CommitThenTimeoutIsFoundByTheLookupAndNotSentAgain) {
                            Yaml(ds, true, "{max_attempts: 5, base_delay: 50ms, max_delay: 1s}"));
   d.Start();
   ds.SetFaults({{"commit_then_drop", true}, {"count", 1}});
-  Publish(d.grpc_address(), "orders", {{"ctt-1", "k"}});
+  Publish(d.grpc_address(), testing::KeyedBatch("orders", {{"ctt-1", "k"}}));
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'already_processed'") == 1; },
                       absl::Seconds(30)))
       << db.QueryText("SELECT outcome || ' ' || coalesce(last_error, '') FROM events") << "\n"
@@ -251,7 +223,7 @@ void StartWithKeyParked(const testing::ScratchDatabase& db, testing::DownstreamS
                         const std::string& key) {
   d.Start();
   ds.SetFaults({{"status", 422}, {"count", 1}});
-  Publish(d.grpc_address(), "orders", {{event_id, key}});
+  Publish(d.grpc_address(), testing::KeyedBatch("orders", {{event_id, key}}));
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'failed'") == 1; },
                       absl::Seconds(30)));
 }
@@ -261,7 +233,8 @@ TEST(DeliveryE2E, StrictModeParksAKeyBehindItsFailedEventWhileOtherKeysFlow) {
   testing::DownstreamServer ds("idempotent");
   testing::DaemonProcess d(db.dsn(), Yaml(ds, false, kQuickRetries, true));
   ASSERT_NO_FATAL_FAILURE(StartWithKeyParked(db, ds, d, "a1", "A"));
-  Publish(d.grpc_address(), "orders", {{"a2", "A"}, {"b1", "B"}, {"a3", "A"}, {"b2", "B"}});
+  Publish(d.grpc_address(),
+          testing::KeyedBatch("orders", {{"a2", "A"}, {"b1", "B"}, {"a3", "A"}, {"b2", "B"}}));
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 2; },
                       absl::Seconds(30)));
   std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -288,10 +261,10 @@ TEST(DeliveryE2E, AKeyWaitingOnARetryGoesOnOnceAnotherWorkerDeliversItsEvent) {
                            Yaml(ds, false, "{max_attempts: 5, base_delay: 30s, max_delay: 30s}"));
   d.Start();
   ds.SetFaults({{"status", 503}, {"count", 1}});
-  Publish(d.grpc_address(), "orders", {{"a1", "A"}});
+  Publish(d.grpc_address(), testing::KeyedBatch("orders", {{"a1", "A"}}));
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "event_id = 'a1' AND outcome = 'retrying'") == 1; },
                       absl::Seconds(30)));
-  Publish(d.grpc_address(), "orders", {{"a2", "A"}});
+  Publish(d.grpc_address(), testing::KeyedBatch("orders", {{"a2", "A"}}));
   std::this_thread::sleep_for(std::chrono::seconds(1));
   ASSERT_EQ(Count(db, "event_id = 'a2' AND outcome = 'pending' AND attempts = 0"), 1)
       << "a2 overtook a1, which waits on its retry";
@@ -315,13 +288,13 @@ TEST(DeliveryE2E, ALateCommitIsFoundBeyondAParkedKeysBacklog) {
   ASSERT_NO_FATAL_FAILURE(StartWithKeyParked(db, ds, d, "a0", "A"));
   // More events behind the parked key than one read of the rescan takes
   // (claim_batch, 256 by default).
-  std::vector<Ev> backlog;
-  for (int i = 1; i <= 600; ++i) backlog.push_back({absl::StrCat("a", i), "A"});
-  Publish(d.grpc_address(), "orders", backlog);
+  std::vector<std::pair<std::string, std::string>> backlog;
+  for (int i = 1; i <= 600; ++i) backlog.emplace_back(absl::StrCat("a", i), "A");
+  Publish(d.grpc_address(), testing::KeyedBatch("orders", backlog));
   // An ingest that took its position before b1's and commits after the
   // dispatcher has read past it.
   const int64_t late = db.QueryInt("SELECT nextval('events_position_seq')");
-  Publish(d.grpc_address(), "orders", {{"b1", "B"}});
+  Publish(d.grpc_address(), testing::KeyedBatch("orders", {{"b1", "B"}}));
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "event_id = 'b1' AND outcome = 'succeeded'") == 1; },
                       absl::Seconds(30)));
   db.Exec(absl::StrCat(
@@ -345,7 +318,7 @@ int KillDuringDelivery(bool lookup) {
                            Yaml(ds, lookup, "{max_attempts: 10, base_delay: 50ms, max_delay: 1s}"));
   d.Start();
   const int n = 3000;
-  Publish(d.grpc_address(), "orders", Events("kill", n, 50));
+  Publish(d.grpc_address(), Events("kill", n, 50));
   EXPECT_TRUE(testing::PollUntil([&] { return Count(db, "outcome <> 'pending'") >= 600; },
                       absl::Seconds(60)));
   d.KillHard();
@@ -393,7 +366,7 @@ TEST(DeliveryE2E, SinkMaxInFlightCapsConcurrentCalls) {
   // 16 keys: all may go at once. The last pair starts 2.1 s after the first,
   // past the 2 s call timeout: the timeout must count from the send, not
   // from the wait for a free slot.
-  Publish(d.grpc_address(), "orders", Events("cap", 16, 16));
+  Publish(d.grpc_address(), Events("cap", 16, 16));
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 16; },
                       absl::Seconds(30)))
       << d.log();
@@ -425,7 +398,7 @@ TEST(DeliveryE2E, PostgresTableSinkInsertsOncePerIdempotencyKey) {
       "routes:\n  - {name: orders, sources: [orders], sink: table,"
       " retry: {max_attempts: 3, base_delay: 50ms, max_delay: 200ms}}\n");
   d.Start();
-  Publish(d.grpc_address(), "orders", Events("pg", 200, 10));
+  Publish(d.grpc_address(), Events("pg", 200, 10));
   ASSERT_TRUE(testing::PollUntil(
       [&] { return Count(db, "outcome IN ('succeeded', 'already_processed')") == 200; },
       absl::Seconds(60)))

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "replay/v1/ingest.grpc.pb.h"
+#include "tests/support/events.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
 #include "tests/support/wait.h"
@@ -25,29 +26,17 @@ using ::testing::Not;
 using nlohmann::json;
 using replay::v1::EventResult;
 
-std::unique_ptr<replay::v1::IngestService::Stub> IngestStub(const std::string& address) {
-  return replay::v1::IngestService::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-}
+using testing::IngestStub;
 
+// Events of "orders" numbered `first`.., with sequence numbers, over 17 keys.
 replay::v1::PublishRequest Batch(const std::string& prefix, int first, int count) {
-  replay::v1::PublishRequest request;
-  for (int i = first; i < first + count; ++i) {
-    auto* e = request.add_events();
-    e->set_source("orders");
-    e->set_event_id(absl::StrCat(prefix, i));
-    e->set_key(absl::StrCat("k", i % 17));
-    e->set_sequence(i);
-    e->set_payload(absl::StrCat(R"({"n":)", i, "}"));
-  }
-  return request;
+  return testing::NumberedBatch(
+      {.prefix = prefix, .first = first, .count = count, .keys = 17, .sequence = true});
 }
 
 grpc::Status Publish(replay::v1::IngestService::Stub& stub, const replay::v1::PublishRequest& req,
                      replay::v1::PublishResponse* resp, int timeout_ms = 5000) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
-  return stub.Publish(&ctx, req, resp);
+  return testing::Publish(stub, req, resp, {.timeout = absl::Milliseconds(timeout_ms)});
 }
 
 std::set<std::string> LoggedIds(const testing::ScratchDatabase& db) {

@@ -25,6 +25,7 @@
 #include "protos/reflection_subset.grpc.pb.h"
 #include "replay/v1/ingest.grpc.pb.h"
 #include "replay/v1/inspection.grpc.pb.h"
+#include "tests/support/events.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
 #include "tests/support/wait.h"
@@ -203,19 +204,16 @@ class ScriptedRunE2E : public ::testing::Test {
  protected:
   void Publish(const std::string& source, const std::string& prefix, int first, int count,
                bool with_sequence = true) {
-    auto stub = replay::v1::IngestService::NewStub(Channel(daemon_->grpc_address()));
-    replay::v1::PublishRequest request;
-    for (int i = first; i < first + count; ++i) {
-      auto* e = request.add_events();
-      e->set_source(source);
-      e->set_event_id(absl::StrCat(prefix, i));
-      e->set_key(absl::StrCat("k", i % 5));
-      if (with_sequence) e->set_sequence(i);
-      e->set_payload(absl::StrCat(R"({"n":)", i, "}"));
-    }
-    grpc::ClientContext ctx;
+    auto stub = testing::IngestStub(daemon_->grpc_address());
     replay::v1::PublishResponse response;
-    grpc::Status status = stub->Publish(&ctx, request, &response);
+    grpc::Status status = testing::Publish(*stub,
+                                           testing::NumberedBatch({.source = source,
+                                                                   .prefix = prefix,
+                                                                   .first = first,
+                                                                   .count = count,
+                                                                   .keys = 5,
+                                                                   .sequence = with_sequence}),
+                                           &response);
     ASSERT_TRUE(status.ok()) << status.error_code() << ": " << status.error_message();
   }
 

@@ -17,6 +17,7 @@
 #include "nlohmann/json.hpp"
 #include "replay/v1/ingest.grpc.pb.h"
 #include "replay/v1/replay.grpc.pb.h"
+#include "tests/support/events.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
 #include "tests/support/time.h"
@@ -59,25 +60,13 @@ routes:
   void Connect() {
     auto channel = grpc::CreateChannel(daemon_->grpc_address(), grpc::InsecureChannelCredentials());
     stub_ = pb::ReplayService::NewStub(channel);
-    ingest_ = pb::IngestService::NewStub(channel);
   }
 
   void Publish(const std::string& source, const std::string& prefix, int count) {
-    for (int first = 0; first < count; first += 1000) {
-      pb::PublishRequest req;
-      for (int i = first; i < std::min(count, first + 1000); ++i) {
-        auto* e = req.add_events();
-        e->set_source(source);
-        e->set_event_id(absl::StrCat(prefix, i));
-        e->set_key(absl::StrCat("k", i % 50));
-        e->set_payload(absl::StrCat(R"({"n":)", i, "}"));
-      }
-      grpc::ClientContext ctx;
-      pb::PublishResponse resp;
-      grpc::Status s = ingest_->Publish(&ctx, req, &resp);
-      ASSERT_TRUE(s.ok()) << s.error_message();
-      for (const auto& r : resp.results()) ASSERT_EQ(r.status(), pb::EventResult::ACCEPTED);
-    }
+    testing::PublishAccepted(
+        daemon_->grpc_address(),
+        testing::NumberedBatch({.source = source, .prefix = prefix, .count = count, .keys = 50}),
+        {.batch = 1000});
   }
 
   // The value of the first /metrics sample whose line starts with `prefix`
@@ -169,7 +158,6 @@ routes:
   testing::DownstreamServer ds_{"non-idempotent"};
   std::unique_ptr<testing::DaemonProcess> daemon_;
   std::unique_ptr<pb::ReplayService::Stub> stub_;
-  std::unique_ptr<pb::IngestService::Stub> ingest_;
 };
 
 // SPEC §1: a partial outage, then dry-run, start --yes --watch, with replayctl only.

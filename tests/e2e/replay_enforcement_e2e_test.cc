@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "replay/v1/ingest.grpc.pb.h"
 #include "replay/v1/replay.grpc.pb.h"
+#include "tests/support/events.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
 #include "tests/support/time.h"
@@ -49,17 +50,10 @@ tokens:
   }
 
   void Publish(int count) {
-    pb::PublishRequest req;
-    for (int i = 0; i < count; ++i) {
-      auto* e = req.add_events();
-      e->set_source("orders");
-      e->set_event_id(absl::StrCat("e", i));
-      e->set_payload("{}");
-    }
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer publisher-token-0123456789");
     pb::PublishResponse resp;
-    ASSERT_TRUE(ingest_->Publish(&ctx, req, &resp).ok());
+    ASSERT_TRUE(testing::Publish(*ingest_, testing::NumberedBatch({.count = count}), &resp,
+                                 {.token = "publisher-token-0123456789"})
+                    .ok());
   }
 
   grpc::Status Start(const pb::ReplayRequest& r, pb::ReplayProgress* out,

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "replay/v1/ingest.grpc.pb.h"
+#include "tests/support/events.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
 
@@ -28,23 +29,12 @@ tokens:
   - {token: viewer-secret-token-123456, role: viewer, name: dashboard}
 )";
 
-replay::v1::PublishRequest OneEvent(const std::string& id) {
-  replay::v1::PublishRequest request;
-  auto* e = request.add_events();
-  e->set_source("orders");
-  e->set_event_id(id);
-  e->set_payload("{}");
-  return request;
-}
-
 grpc::Status PublishWith(const std::shared_ptr<grpc::Channel>& channel, const std::string& id,
                          const std::string& token = "") {
   auto stub = replay::v1::IngestService::NewStub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
   replay::v1::PublishResponse response;
-  return stub->Publish(&ctx, OneEvent(id), &response);
+  return testing::Publish(*stub, testing::KeyedBatch("orders", {{id, ""}}), &response,
+                          {.token = token, .timeout = absl::Seconds(5)});
 }
 
 TEST(SecurityE2E, TokensAndRolesOnBothApis) {
