@@ -7,7 +7,6 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -371,10 +370,8 @@ TEST(DeliveryE2E, SinkMaxInFlightCapsConcurrentCalls) {
                       absl::Seconds(30)))
       << d.log();
   EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts"), 16) << "a call timed out waiting";
-  std::vector<int64_t> arrivals;
-  for (const json& r : ds.Requests()) arrivals.push_back(r["arrival_us"].get<int64_t>());
+  std::vector<int64_t> arrivals = ds.ArrivalTimes();
   ASSERT_EQ(arrivals.size(), 16u);
-  std::sort(arrivals.begin(), arrivals.end());
   // Each call takes 300 ms: a third call can only start once one of two ended.
   for (size_t i = 2; i < arrivals.size(); ++i) {
     EXPECT_GE(arrivals[i] - arrivals[i - 2], 250'000) << "calls " << i - 2 << " and " << i;
@@ -435,7 +432,7 @@ TEST(DeliveryE2E, BadDeliveryConfigIsRefusedAtStartUpWithEveryProblem) {
            "  - {name: r3, sources: [c], sink: s2, retry: {base_delay: 0s}}\n";
   }
   for (const char* command : {"check-config", "run"}) {
-    auto r = testing::RunCommand({testing::kReplaydPath, command, "--config", path});
+    auto r = testing::RunReplayd({command, "--config", path});
     EXPECT_EQ(r.exit_code, 2) << command << ": " << r.err;
     EXPECT_THAT(r.err, HasSubstr("url \"not a url\" is not an http(s) URL"));
     EXPECT_THAT(r.err, HasSubstr("lookup_url \"http://h/nokey\" must be an http(s) URL containing"));
@@ -451,7 +448,7 @@ TEST(DeliveryE2E, BadDeliveryConfigIsRefusedAtStartUpWithEveryProblem) {
            "sinks: [{name: s, type: http, url: 'http://127.0.0.1:1/x'}]\n"
            "routes: [{name: r, sources: [a], sink: s, retry: {base_delay: -1s}}]\n";
   }
-  auto r = testing::RunCommand({testing::kReplaydPath, "check-config", "--config", path});
+  auto r = testing::RunReplayd({"check-config", "--config", path});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("routes[0].retry.base_delay: negative duration \"-1s\""));
 }

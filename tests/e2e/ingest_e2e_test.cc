@@ -305,7 +305,7 @@ sinks:
 routes:
   - {name: orders, sources: [orders], sink: ghost, retry: {max_attempts: 0}}
 )";
-  auto check = testing::RunCommand({testing::kReplaydPath, "check-config", "--config", path});
+  auto check = testing::RunReplayd({"check-config", "--config", path});
   EXPECT_EQ(check.exit_code, 2);
   EXPECT_THAT(check.err, HasSubstr("grpc_listen \"nowhere\" is not host:port"));
   EXPECT_THAT(check.err, HasSubstr("url \"not a url\" is not an http(s) URL"));
@@ -313,16 +313,16 @@ routes:
   EXPECT_THAT(check.err, HasSubstr("retry.max_attempts must be at least 1"));
   EXPECT_THAT(check.err + check.out, Not(HasSubstr("hunter2secret")));
 
-  auto run = testing::RunCommand({testing::kReplaydPath, "--config", path});
+  auto run = testing::RunReplayd({"--config", path});
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_THAT(run.err, HasSubstr("sink \"ghost\""));
 
   std::ofstream(dir.File("typo.yaml")) << "databse_url: x\n";
-  auto typo = testing::RunCommand({testing::kReplaydPath, "check-config", "--config", dir.File("typo.yaml")});
+  auto typo = testing::RunReplayd({"check-config", "--config", dir.File("typo.yaml")});
   EXPECT_EQ(typo.exit_code, 2);
   EXPECT_THAT(typo.err, HasSubstr("unknown key \"databse_url\""));
 
-  auto version = testing::RunCommand({testing::kReplaydPath, "--version"});
+  auto version = testing::RunReplayd({"--version"});
   EXPECT_EQ(version.exit_code, 0);
   EXPECT_THAT(version.out, HasSubstr("replayd "));
 }

@@ -331,15 +331,13 @@ TEST_F(ScriptedRunE2E, MetricsAgreeWithTheLogAndReplayctlShowsTheOutage) {
 
   // replayctl shows the same run.
   const std::string server = daemon_->grpc_address();
-  auto timeline = testing::RunCommand(
-      {testing::kReplayctlPath, "-s", server, "timeline", "--from", "-10m", "-o", "json"});
+  auto timeline = testing::RunReplayctl({"-s", server, "timeline", "--from", "-10m", "-o", "json"});
   ASSERT_EQ(timeline.exit_code, 0) << timeline.err;
   json t = json::parse(timeline.out);
   EXPECT_EQ(t["totals"]["total"], "70");
   EXPECT_EQ(t["totals"]["failed"], "10");
 
-  auto gaps = testing::RunCommand(
-      {testing::kReplayctlPath, "-s", server, "gaps", "--from", "-10m", "-o", "json"});
+  auto gaps = testing::RunReplayctl({"-s", server, "gaps", "--from", "-10m", "-o", "json"});
   ASSERT_EQ(gaps.exit_code, 0) << gaps.err;
   json g = json::parse(gaps.out);
   ASSERT_EQ(g["sequence_gaps"].size(), 1u) << gaps.out;
@@ -354,17 +352,17 @@ TEST_F(ScriptedRunE2E, MetricsAgreeWithTheLogAndReplayctlShowsTheOutage) {
   }
   EXPECT_EQ(failed, 10);
 
-  auto text_gaps = testing::RunCommand({testing::kReplayctlPath, "-s", server, "gaps", "--from", "-10m"});
+  auto text_gaps = testing::RunReplayctl({"-s", server, "gaps", "--from", "-10m"});
   ASSERT_EQ(text_gaps.exit_code, 0) << text_gaps.err;
   EXPECT_THAT(text_gaps.out, HasSubstr("Suggested replay windows"));
   EXPECT_THAT(text_gaps.out, HasSubstr("orders  sequence 41..45 (5)"));
   EXPECT_THAT(text_gaps.out, ::testing::Not(HasSubstr("\033[")));  // not a terminal: no colour
 
-  auto trace = testing::RunCommand({testing::kReplayctlPath, "-s", server, "trace", "orders", "o-50"});
+  auto trace = testing::RunReplayctl({"-s", server, "trace", "orders", "o-50"});
   ASSERT_EQ(trace.exit_code, 0) << trace.err;
   EXPECT_THAT(trace.out, HasSubstr("Outcome     FAILED after 2 attempt(s)"));
   EXPECT_THAT(trace.out, HasSubstr("HTTP 503"));
-  auto missing = testing::RunCommand({testing::kReplayctlPath, "-s", server, "trace", "orders", "o-43"});
+  auto missing = testing::RunReplayctl({"-s", server, "trace", "orders", "o-43"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("not in the log"));
 

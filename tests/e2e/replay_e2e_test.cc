@@ -126,17 +126,6 @@ routes:
     return p;
   }
 
-  // Arrival times (µs) of the create calls of one replay, ascending.
-  std::vector<int64_t> Arrivals(const std::string& replay_id) {
-    std::vector<int64_t> out;
-    for (const auto& r : ds_.Requests()) {
-      if (r["replay_id"].is_string() && r["replay_id"] == replay_id) {
-        out.push_back(r["arrival_us"].get<int64_t>());
-      }
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-  }
   static double Rate(const std::vector<int64_t>& t) {
     return t.size() < 2 ? 0 : (t.size() - 1) * 1e6 / static_cast<double>(t.back() - t.front());
   }
@@ -150,8 +139,7 @@ routes:
   }
 
   testing::CommandResult Replayctl(std::vector<std::string> args) {
-    args.insert(args.begin(), testing::kReplayctlPath);
-    return testing::RunCommand(args, {{"REPLAYCTL_SERVER", daemon_->grpc_address()}});
+    return testing::RunReplayctl(args, {{"REPLAYCTL_SERVER", daemon_->grpc_address()}});
   }
 
   testing::ScratchDatabase db_;
@@ -240,7 +228,7 @@ TEST_F(ReplayE2eTest, RateIsHeldFromDownstreamArrivalTimes) {
   pb::ReplayProgress end = WaitEnded(job.replay_id(), absl::Seconds(90));
   EXPECT_EQ(end.state(), pb::REPLAY_COMPLETED);
   EXPECT_EQ(end.delivered(), 3000);
-  std::vector<int64_t> t = Arrivals(job.replay_id());
+  std::vector<int64_t> t = ds_.ArrivalTimes(job.replay_id());
   ASSERT_EQ(t.size(), 3000u);
   double rate = Rate(t);
   RecordProperty("achieved_rate", std::to_string(rate));
@@ -260,8 +248,8 @@ TEST_F(ReplayE2eTest, TwoReplaysShareTheSinkBudget) {
   pb::ReplayProgress jb = Start(Request("b", 100));
   EXPECT_EQ(WaitEnded(ja.replay_id(), absl::Seconds(60)).delivered(), 500);
   EXPECT_EQ(WaitEnded(jb.replay_id(), absl::Seconds(60)).delivered(), 500);
-  std::vector<int64_t> ta = Arrivals(ja.replay_id());
-  std::vector<int64_t> tb = Arrivals(jb.replay_id());
+  std::vector<int64_t> ta = ds_.ArrivalTimes(ja.replay_id());
+  std::vector<int64_t> tb = ds_.ArrivalTimes(jb.replay_id());
   std::vector<int64_t> all = ta;
   all.insert(all.end(), tb.begin(), tb.end());
   std::sort(all.begin(), all.end());
@@ -295,7 +283,7 @@ TEST_F(ReplayE2eTest, CancelStopsDeliveriesWithin200ms) {
   ASSERT_TRUE(stub_->CancelReplay(&ctx, req, &cancelled).ok());
   EXPECT_EQ(cancelled.state(), pb::REPLAY_CANCELLED);
   absl::SleepFor(absl::Seconds(1));
-  std::vector<int64_t> t = Arrivals(job.replay_id());
+  std::vector<int64_t> t = ds_.ArrivalTimes(job.replay_id());
   int64_t late = std::count_if(t.begin(), t.end(),
                                [&](int64_t at) { return at > cancel_sent_us + 200000; });
   EXPECT_EQ(late, 0) << "deliveries went on after the cancel";
