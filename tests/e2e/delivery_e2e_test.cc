@@ -7,10 +7,8 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <chrono>
 #include <fstream>
-#include <functional>
 #include <map>
 #include <set>
 #include <thread>
@@ -20,8 +18,10 @@
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "replay/v1/ingest.grpc.pb.h"
+#include "tests/support/events.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/wait.h"
 
 namespace replayd {
 namespace {
@@ -29,52 +29,14 @@ namespace {
 using ::testing::HasSubstr;
 using nlohmann::json;
 
-struct Ev {
-  std::string id;
-  std::string key;
-};
-
-// Publishes through gRPC in batches; every event must be ACCEPTED.
-void Publish(const std::string& address, const std::string& source, const std::vector<Ev>& events,
-             int batch = 500) {
-  auto stub = replay::v1::IngestService::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  for (size_t start = 0; start < events.size(); start += batch) {
-    replay::v1::PublishRequest request;
-    for (size_t i = start; i < std::min(events.size(), start + batch); ++i) {
-      auto* e = request.add_events();
-      e->set_source(source);
-      e->set_event_id(events[i].id);
-      if (!events[i].key.empty()) e->set_key(events[i].key);
-      e->set_payload(absl::StrCat(R"({"i":)", i, "}"));
-    }
-    replay::v1::PublishResponse response;
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-    grpc::Status s = stub->Publish(&ctx, request, &response);
-    ASSERT_TRUE(s.ok()) << s.error_message();
-    for (const auto& r : response.results()) {
-      ASSERT_EQ(r.status(), replay::v1::EventResult::ACCEPTED) << r.DebugString();
-    }
-  }
+// Publishes through gRPC in calls of at most 500 events; every event must be ACCEPTED.
+void Publish(const std::string& address, const replay::v1::PublishRequest& events) {
+  testing::PublishAccepted(address, events, {.timeout = absl::Seconds(30), .batch = 500});
 }
 
-std::vector<Ev> Events(const std::string& prefix, int n, int keys) {
-  std::vector<Ev> out;
-  for (int i = 0; i < n; ++i) {
-    out.push_back({absl::StrCat(prefix, i), keys > 0 ? absl::StrCat("k", i % keys) : ""});
-  }
-  return out;
-}
-
-// Polls `done` every 50 ms until it holds or `timeout` passes.
-bool WaitFor(const std::function<bool()>& done, std::chrono::seconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return done();
+// `n` events of "orders" with ids `prefix`0.. and keys k0..k<keys - 1> in turn.
+replay::v1::PublishRequest Events(const std::string& prefix, int n, int keys) {
+  return testing::NumberedBatch({.prefix = prefix, .count = n, .keys = keys});
 }
 
 std::string Yaml(const testing::DownstreamServer& ds, bool lookup, const std::string& retry,
@@ -147,14 +109,13 @@ TEST(DeliveryE2E, TwoDaemonsDeliverTenThousandEventsExactlyOnceInKeyOrder) {
   testing::DaemonProcess a(db.dsn(), yaml), b(db.dsn(), yaml);
   a.Start();
   b.Start();
-  auto events = Events("e", 10000, 100);
   // Alternate batches between the daemons, as behind a load balancer.
-  for (size_t start = 0; start < events.size(); start += 500) {
-    std::vector<Ev> part(events.begin() + start, events.begin() + start + 500);
-    Publish(((start / 500) % 2 == 0 ? a : b).grpc_address(), "orders", part);
+  for (int start = 0; start < 10000; start += 500) {
+    Publish(((start / 500) % 2 == 0 ? a : b).grpc_address(),
+            testing::NumberedBatch({.prefix = "e", .first = start, .count = 500, .keys = 100}));
   }
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 10000; },
-                      std::chrono::seconds(180)))
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 10000; },
+                      absl::Seconds(180)))
       << Count(db, "outcome = 'succeeded'") << " succeeded";
   Seen seen = Collect(ds);
   EXPECT_EQ(seen.total, 10000);
@@ -183,9 +144,9 @@ TEST(DeliveryE2E, OutageRetriesWithGrowingDelaysThenFailsAndNewEventsFlowAgain) 
                            Yaml(ds, false, "{max_attempts: 4, base_delay: 100ms, max_delay: 2s}"));
   d.Start();
   ds.SetFaults({{"status", 503}});
-  Publish(d.grpc_address(), "orders", Events("down", 5, 5));
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'failed'") == 5; },
-                      std::chrono::seconds(30)));
+  Publish(d.grpc_address(), Events("down", 5, 5));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'failed'") == 5; },
+                      absl::Seconds(30)));
   // Every attempt recorded: 4 per event, 503 each, the delays between them growing.
   EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts WHERE http_status = 503"), 20);
   EXPECT_EQ(db.QueryText("SELECT string_agg(a.outcome, ',' ORDER BY attempt) FROM delivery_attempts a"
@@ -213,9 +174,9 @@ TEST(DeliveryE2E, OutageRetriesWithGrowingDelaysThenFailsAndNewEventsFlowAgain) 
               HasSubstr("gave up after 4 attempts"));
 
   ds.ClearFaults();
-  Publish(d.grpc_address(), "orders", Events("up", 5, 5));
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 5; },
-                      std::chrono::seconds(30)));
+  Publish(d.grpc_address(), Events("up", 5, 5));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 5; },
+                      absl::Seconds(30)));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(Count(db, "outcome = 'failed' AND event_id LIKE 'down%'"), 5);
   EXPECT_EQ(Count(db, "outcome = 'succeeded' AND event_id LIKE 'up%'"), 5);
@@ -229,9 +190,9 @@ TEST(DeliveryE2E, CommitThenTimeoutIsFoundByTheLookupAndNotSentAgain) {
                            Yaml(ds, true, "{max_attempts: 5, base_delay: 50ms, max_delay: 1s}"));
   d.Start();
   ds.SetFaults({{"commit_then_drop", true}, {"count", 1}});
-  Publish(d.grpc_address(), "orders", {{"ctt-1", "k"}});
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'already_processed'") == 1; },
-                      std::chrono::seconds(30)))
+  Publish(d.grpc_address(), testing::KeyedBatch("orders", {{"ctt-1", "k"}}));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'already_processed'") == 1; },
+                      absl::Seconds(30)))
       << db.QueryText("SELECT outcome || ' ' || coalesce(last_error, '') FROM events") << "\n"
       << ds.Requests().dump() << "\n" << d.log();
   Seen seen = Collect(ds);
@@ -261,9 +222,9 @@ void StartWithKeyParked(const testing::ScratchDatabase& db, testing::DownstreamS
                         const std::string& key) {
   d.Start();
   ds.SetFaults({{"status", 422}, {"count", 1}});
-  Publish(d.grpc_address(), "orders", {{event_id, key}});
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'failed'") == 1; },
-                      std::chrono::seconds(30)));
+  Publish(d.grpc_address(), testing::KeyedBatch("orders", {{event_id, key}}));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'failed'") == 1; },
+                      absl::Seconds(30)));
 }
 
 TEST(DeliveryE2E, StrictModeParksAKeyBehindItsFailedEventWhileOtherKeysFlow) {
@@ -271,9 +232,10 @@ TEST(DeliveryE2E, StrictModeParksAKeyBehindItsFailedEventWhileOtherKeysFlow) {
   testing::DownstreamServer ds("idempotent");
   testing::DaemonProcess d(db.dsn(), Yaml(ds, false, kQuickRetries, true));
   ASSERT_NO_FATAL_FAILURE(StartWithKeyParked(db, ds, d, "a1", "A"));
-  Publish(d.grpc_address(), "orders", {{"a2", "A"}, {"b1", "B"}, {"a3", "A"}, {"b2", "B"}});
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 2; },
-                      std::chrono::seconds(30)));
+  Publish(d.grpc_address(),
+          testing::KeyedBatch("orders", {{"a2", "A"}, {"b1", "B"}, {"a3", "A"}, {"b2", "B"}}));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 2; },
+                      absl::Seconds(30)));
   std::this_thread::sleep_for(std::chrono::seconds(1));
   EXPECT_EQ(Count(db, "event_id IN ('b1', 'b2') AND outcome = 'succeeded'"), 2);
   EXPECT_EQ(Count(db, "event_id IN ('a2', 'a3') AND outcome = 'pending' AND attempts = 0"), 2);
@@ -285,8 +247,8 @@ TEST(DeliveryE2E, StrictModeParksAKeyBehindItsFailedEventWhileOtherKeysFlow) {
   // The failed event delivered again (what a replay does: the same row back to
   // pending) unparks its key, in order.
   db.Exec("UPDATE events SET outcome = 'pending', next_attempt_at = now() WHERE event_id = 'a1'");
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 5; },
-                      std::chrono::seconds(30)));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 5; },
+                      absl::Seconds(30)));
   EXPECT_EQ(Collect(ds).order_by_key["A"], (std::vector<std::string>{"a1", "a2", "a3"}));
   EXPECT_EQ(d.Terminate(), 0);
 }
@@ -298,10 +260,10 @@ TEST(DeliveryE2E, AKeyWaitingOnARetryGoesOnOnceAnotherWorkerDeliversItsEvent) {
                            Yaml(ds, false, "{max_attempts: 5, base_delay: 30s, max_delay: 30s}"));
   d.Start();
   ds.SetFaults({{"status", 503}, {"count", 1}});
-  Publish(d.grpc_address(), "orders", {{"a1", "A"}});
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "event_id = 'a1' AND outcome = 'retrying'") == 1; },
-                      std::chrono::seconds(30)));
-  Publish(d.grpc_address(), "orders", {{"a2", "A"}});
+  Publish(d.grpc_address(), testing::KeyedBatch("orders", {{"a1", "A"}}));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "event_id = 'a1' AND outcome = 'retrying'") == 1; },
+                      absl::Seconds(30)));
+  Publish(d.grpc_address(), testing::KeyedBatch("orders", {{"a2", "A"}}));
   std::this_thread::sleep_for(std::chrono::seconds(1));
   ASSERT_EQ(Count(db, "event_id = 'a2' AND outcome = 'pending' AND attempts = 0"), 1)
       << "a2 overtook a1, which waits on its retry";
@@ -310,8 +272,8 @@ TEST(DeliveryE2E, AKeyWaitingOnARetryGoesOnOnceAnotherWorkerDeliversItsEvent) {
   db.Exec("UPDATE events SET outcome = 'succeeded', attempts = 2, processed_at = now()"
           " WHERE event_id = 'a1'");
   const auto marked = std::chrono::steady_clock::now();
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "event_id = 'a2' AND outcome = 'succeeded'") == 1; },
-                      std::chrono::seconds(30)));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "event_id = 'a2' AND outcome = 'succeeded'") == 1; },
+                      absl::Seconds(30)));
   EXPECT_LT(std::chrono::steady_clock::now() - marked, std::chrono::seconds(10))
       << "a2 waited out a1's old due time";
   EXPECT_EQ(Collect(ds).creates["orders:a1"], 1) << "a1 was sent again";
@@ -325,21 +287,21 @@ TEST(DeliveryE2E, ALateCommitIsFoundBeyondAParkedKeysBacklog) {
   ASSERT_NO_FATAL_FAILURE(StartWithKeyParked(db, ds, d, "a0", "A"));
   // More events behind the parked key than one read of the rescan takes
   // (claim_batch, 256 by default).
-  std::vector<Ev> backlog;
-  for (int i = 1; i <= 600; ++i) backlog.push_back({absl::StrCat("a", i), "A"});
-  Publish(d.grpc_address(), "orders", backlog);
+  std::vector<std::pair<std::string, std::string>> backlog;
+  for (int i = 1; i <= 600; ++i) backlog.emplace_back(absl::StrCat("a", i), "A");
+  Publish(d.grpc_address(), testing::KeyedBatch("orders", backlog));
   // An ingest that took its position before b1's and commits after the
   // dispatcher has read past it.
   const int64_t late = db.QueryInt("SELECT nextval('events_position_seq')");
-  Publish(d.grpc_address(), "orders", {{"b1", "B"}});
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "event_id = 'b1' AND outcome = 'succeeded'") == 1; },
-                      std::chrono::seconds(30)));
+  Publish(d.grpc_address(), testing::KeyedBatch("orders", {{"b1", "B"}}));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "event_id = 'b1' AND outcome = 'succeeded'") == 1; },
+                      absl::Seconds(30)));
   db.Exec(absl::StrCat(
       "INSERT INTO event_keys (source, event_id, ingested_at) VALUES ('orders', 'c1', now());",
       "INSERT INTO events (position, source, event_id, key, ingested_at, next_attempt_at, payload)",
       " VALUES (", late, ", 'orders', 'c1', 'C', now(), now(), '{}')"));
-  EXPECT_TRUE(WaitFor([&] { return Count(db, "event_id = 'c1' AND outcome = 'succeeded'") == 1; },
-                      std::chrono::seconds(30)))
+  EXPECT_TRUE(testing::PollUntil([&] { return Count(db, "event_id = 'c1' AND outcome = 'succeeded'") == 1; },
+                      absl::Seconds(30)))
       << Warnings(d.log());
   EXPECT_EQ(Count(db, "key = 'A' AND outcome = 'pending'"), 600);
   EXPECT_EQ(d.Terminate(), 0);
@@ -355,17 +317,17 @@ int KillDuringDelivery(bool lookup) {
                            Yaml(ds, lookup, "{max_attempts: 10, base_delay: 50ms, max_delay: 1s}"));
   d.Start();
   const int n = 3000;
-  Publish(d.grpc_address(), "orders", Events("kill", n, 50));
-  EXPECT_TRUE(WaitFor([&] { return Count(db, "outcome <> 'pending'") >= 600; },
-                      std::chrono::seconds(60)));
+  Publish(d.grpc_address(), Events("kill", n, 50));
+  EXPECT_TRUE(testing::PollUntil([&] { return Count(db, "outcome <> 'pending'") >= 600; },
+                      absl::Seconds(60)));
   d.KillHard();
   int64_t claimed_at_kill = db.QueryInt("SELECT count(*) FROM delivery_claims");
   EXPECT_LT(Count(db, "outcome IN ('succeeded', 'already_processed')"), n)
       << "every event was delivered before the kill: it interrupted nothing";
   d.Restart();
-  EXPECT_TRUE(WaitFor(
+  EXPECT_TRUE(testing::PollUntil(
       [&] { return Count(db, "outcome IN ('succeeded', 'already_processed')") == n; },
-      std::chrono::seconds(120)))
+      absl::Seconds(120)))
       << db.QueryText("SELECT string_agg(outcome || '=' || n, ' ') FROM (SELECT outcome || '/'"
                       " || (c.owner IS NOT NULL) AS outcome, count(*) n FROM events e"
                       " LEFT JOIN delivery_claims c USING (position) GROUP BY 1) t")
@@ -403,15 +365,13 @@ TEST(DeliveryE2E, SinkMaxInFlightCapsConcurrentCalls) {
   // 16 keys: all may go at once. The last pair starts 2.1 s after the first,
   // past the 2 s call timeout: the timeout must count from the send, not
   // from the wait for a free slot.
-  Publish(d.grpc_address(), "orders", Events("cap", 16, 16));
-  ASSERT_TRUE(WaitFor([&] { return Count(db, "outcome = 'succeeded'") == 16; },
-                      std::chrono::seconds(30)))
+  Publish(d.grpc_address(), Events("cap", 16, 16));
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 16; },
+                      absl::Seconds(30)))
       << d.log();
   EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts"), 16) << "a call timed out waiting";
-  std::vector<int64_t> arrivals;
-  for (const json& r : ds.Requests()) arrivals.push_back(r["arrival_us"].get<int64_t>());
+  std::vector<int64_t> arrivals = ds.ArrivalTimes();
   ASSERT_EQ(arrivals.size(), 16u);
-  std::sort(arrivals.begin(), arrivals.end());
   // Each call takes 300 ms: a third call can only start once one of two ended.
   for (size_t i = 2; i < arrivals.size(); ++i) {
     EXPECT_GE(arrivals[i] - arrivals[i - 2], 250'000) << "calls " << i - 2 << " and " << i;
@@ -435,10 +395,10 @@ TEST(DeliveryE2E, PostgresTableSinkInsertsOncePerIdempotencyKey) {
       "routes:\n  - {name: orders, sources: [orders], sink: table,"
       " retry: {max_attempts: 3, base_delay: 50ms, max_delay: 200ms}}\n");
   d.Start();
-  Publish(d.grpc_address(), "orders", Events("pg", 200, 10));
-  ASSERT_TRUE(WaitFor(
+  Publish(d.grpc_address(), Events("pg", 200, 10));
+  ASSERT_TRUE(testing::PollUntil(
       [&] { return Count(db, "outcome IN ('succeeded', 'already_processed')") == 200; },
-      std::chrono::seconds(60)))
+      absl::Seconds(60)))
       << Warnings(d.log());
   EXPECT_EQ(db.QueryInt("SELECT count(*) FROM downstream_records"), 200);
   // The same database: row, attempt and outcome committed together, one attempt each.
@@ -472,7 +432,7 @@ TEST(DeliveryE2E, BadDeliveryConfigIsRefusedAtStartUpWithEveryProblem) {
            "  - {name: r3, sources: [c], sink: s2, retry: {base_delay: 0s}}\n";
   }
   for (const char* command : {"check-config", "run"}) {
-    auto r = testing::RunCommand({testing::kReplaydPath, command, "--config", path});
+    auto r = testing::RunReplayd({command, "--config", path});
     EXPECT_EQ(r.exit_code, 2) << command << ": " << r.err;
     EXPECT_THAT(r.err, HasSubstr("url \"not a url\" is not an http(s) URL"));
     EXPECT_THAT(r.err, HasSubstr("lookup_url \"http://h/nokey\" must be an http(s) URL containing"));
@@ -488,7 +448,7 @@ TEST(DeliveryE2E, BadDeliveryConfigIsRefusedAtStartUpWithEveryProblem) {
            "sinks: [{name: s, type: http, url: 'http://127.0.0.1:1/x'}]\n"
            "routes: [{name: r, sources: [a], sink: s, retry: {base_delay: -1s}}]\n";
   }
-  auto r = testing::RunCommand({testing::kReplaydPath, "check-config", "--config", path});
+  auto r = testing::RunReplayd({"check-config", "--config", path});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("routes[0].retry.base_delay: negative duration \"-1s\""));
 }

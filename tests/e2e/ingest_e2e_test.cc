@@ -13,8 +13,10 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "replay/v1/ingest.grpc.pb.h"
+#include "tests/support/events.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/wait.h"
 
 namespace replayd {
 namespace {
@@ -24,29 +26,17 @@ using ::testing::Not;
 using nlohmann::json;
 using replay::v1::EventResult;
 
-std::unique_ptr<replay::v1::IngestService::Stub> IngestStub(const std::string& address) {
-  return replay::v1::IngestService::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-}
+using testing::IngestStub;
 
+// Events of "orders" numbered `first`.., with sequence numbers, over 17 keys.
 replay::v1::PublishRequest Batch(const std::string& prefix, int first, int count) {
-  replay::v1::PublishRequest request;
-  for (int i = first; i < first + count; ++i) {
-    auto* e = request.add_events();
-    e->set_source("orders");
-    e->set_event_id(absl::StrCat(prefix, i));
-    e->set_key(absl::StrCat("k", i % 17));
-    e->set_sequence(i);
-    e->set_payload(absl::StrCat(R"({"n":)", i, "}"));
-  }
-  return request;
+  return testing::NumberedBatch(
+      {.prefix = prefix, .first = first, .count = count, .keys = 17, .sequence = true});
 }
 
 grpc::Status Publish(replay::v1::IngestService::Stub& stub, const replay::v1::PublishRequest& req,
                      replay::v1::PublishResponse* resp, int timeout_ms = 5000) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
-  return stub.Publish(&ctx, req, resp);
+  return testing::Publish(stub, req, resp, {.timeout = absl::Milliseconds(timeout_ms)});
 }
 
 std::set<std::string> LoggedIds(const testing::ScratchDatabase& db) {
@@ -114,10 +104,8 @@ class Publisher {
 };
 
 void WaitForBatches(Publisher& p, int at_least, int timeout_s = 30) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  while (p.batches_answered < at_least && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  testing::PollUntil([&] { return p.batches_answered >= at_least; }, absl::Seconds(timeout_s),
+                     absl::Milliseconds(20));
   ASSERT_GE(p.batches_answered, at_least) << "publisher made no progress";
 }
 
@@ -317,7 +305,7 @@ sinks:
 routes:
   - {name: orders, sources: [orders], sink: ghost, retry: {max_attempts: 0}}
 )";
-  auto check = testing::RunCommand({testing::kReplaydPath, "check-config", "--config", path});
+  auto check = testing::RunReplayd({"check-config", "--config", path});
   EXPECT_EQ(check.exit_code, 2);
   EXPECT_THAT(check.err, HasSubstr("grpc_listen \"nowhere\" is not host:port"));
   EXPECT_THAT(check.err, HasSubstr("url \"not a url\" is not an http(s) URL"));
@@ -325,16 +313,16 @@ routes:
   EXPECT_THAT(check.err, HasSubstr("retry.max_attempts must be at least 1"));
   EXPECT_THAT(check.err + check.out, Not(HasSubstr("hunter2secret")));
 
-  auto run = testing::RunCommand({testing::kReplaydPath, "--config", path});
+  auto run = testing::RunReplayd({"--config", path});
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_THAT(run.err, HasSubstr("sink \"ghost\""));
 
   std::ofstream(dir.File("typo.yaml")) << "databse_url: x\n";
-  auto typo = testing::RunCommand({testing::kReplaydPath, "check-config", "--config", dir.File("typo.yaml")});
+  auto typo = testing::RunReplayd({"check-config", "--config", dir.File("typo.yaml")});
   EXPECT_EQ(typo.exit_code, 2);
   EXPECT_THAT(typo.err, HasSubstr("unknown key \"databse_url\""));
 
-  auto version = testing::RunCommand({testing::kReplaydPath, "--version"});
+  auto version = testing::RunReplayd({"--version"});
   EXPECT_EQ(version.exit_code, 0);
   EXPECT_THAT(version.out, HasSubstr("replayd "));
 }

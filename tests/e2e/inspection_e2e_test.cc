@@ -15,7 +15,6 @@
 #include <map>
 #include <regex>
 #include <set>
-#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -26,8 +25,10 @@
 #include "protos/reflection_subset.grpc.pb.h"
 #include "replay/v1/ingest.grpc.pb.h"
 #include "replay/v1/inspection.grpc.pb.h"
+#include "tests/support/events.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/wait.h"
 
 namespace replayd {
 namespace {
@@ -59,11 +60,8 @@ HealthStatus::ServingStatus Health(const std::string& address, const std::string
 }
 
 bool WaitForHealth(const std::string& address, HealthStatus::ServingStatus want, int seconds) {
-  for (int i = 0; i < seconds * 10; ++i) {
-    if (Health(address) == want) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
+  return testing::PollUntil([&] { return Health(address) == want; }, absl::Seconds(seconds),
+                            absl::Milliseconds(100));
 }
 
 TEST(HealthE2E, FlipsToNotServingWhilePostgresIsDownAndBack) {
@@ -206,30 +204,27 @@ class ScriptedRunE2E : public ::testing::Test {
  protected:
   void Publish(const std::string& source, const std::string& prefix, int first, int count,
                bool with_sequence = true) {
-    auto stub = replay::v1::IngestService::NewStub(Channel(daemon_->grpc_address()));
-    replay::v1::PublishRequest request;
-    for (int i = first; i < first + count; ++i) {
-      auto* e = request.add_events();
-      e->set_source(source);
-      e->set_event_id(absl::StrCat(prefix, i));
-      e->set_key(absl::StrCat("k", i % 5));
-      if (with_sequence) e->set_sequence(i);
-      e->set_payload(absl::StrCat(R"({"n":)", i, "}"));
-    }
-    grpc::ClientContext ctx;
+    auto stub = testing::IngestStub(daemon_->grpc_address());
     replay::v1::PublishResponse response;
-    grpc::Status status = stub->Publish(&ctx, request, &response);
+    grpc::Status status = testing::Publish(*stub,
+                                           testing::NumberedBatch({.source = source,
+                                                                   .prefix = prefix,
+                                                                   .first = first,
+                                                                   .count = count,
+                                                                   .keys = 5,
+                                                                   .sequence = with_sequence}),
+                                           &response);
     ASSERT_TRUE(status.ok()) << status.error_code() << ": " << status.error_message();
   }
 
   void WaitUntilSettled() {
-    for (int i = 0; i < 300; ++i) {
-      if (db_.QueryInt("SELECT count(*) FROM events WHERE outcome IN ('pending','retrying')") == 0) {
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    FAIL() << "events still undelivered after 30 s";
+    ASSERT_TRUE(testing::PollUntil(
+        [&] {
+          return db_.QueryInt(
+                     "SELECT count(*) FROM events WHERE outcome IN ('pending','retrying')") == 0;
+        },
+        absl::Seconds(30), absl::Milliseconds(100)))
+        << "events still undelivered after 30 s";
   }
 
   std::string Get(const std::string& path) {
@@ -336,15 +331,13 @@ TEST_F(ScriptedRunE2E, MetricsAgreeWithTheLogAndReplayctlShowsTheOutage) {
 
   // replayctl shows the same run.
   const std::string server = daemon_->grpc_address();
-  auto timeline = testing::RunCommand(
-      {testing::kReplayctlPath, "-s", server, "timeline", "--from", "-10m", "-o", "json"});
+  auto timeline = testing::RunReplayctl({"-s", server, "timeline", "--from", "-10m", "-o", "json"});
   ASSERT_EQ(timeline.exit_code, 0) << timeline.err;
   json t = json::parse(timeline.out);
   EXPECT_EQ(t["totals"]["total"], "70");
   EXPECT_EQ(t["totals"]["failed"], "10");
 
-  auto gaps = testing::RunCommand(
-      {testing::kReplayctlPath, "-s", server, "gaps", "--from", "-10m", "-o", "json"});
+  auto gaps = testing::RunReplayctl({"-s", server, "gaps", "--from", "-10m", "-o", "json"});
   ASSERT_EQ(gaps.exit_code, 0) << gaps.err;
   json g = json::parse(gaps.out);
   ASSERT_EQ(g["sequence_gaps"].size(), 1u) << gaps.out;
@@ -359,17 +352,17 @@ TEST_F(ScriptedRunE2E, MetricsAgreeWithTheLogAndReplayctlShowsTheOutage) {
   }
   EXPECT_EQ(failed, 10);
 
-  auto text_gaps = testing::RunCommand({testing::kReplayctlPath, "-s", server, "gaps", "--from", "-10m"});
+  auto text_gaps = testing::RunReplayctl({"-s", server, "gaps", "--from", "-10m"});
   ASSERT_EQ(text_gaps.exit_code, 0) << text_gaps.err;
   EXPECT_THAT(text_gaps.out, HasSubstr("Suggested replay windows"));
   EXPECT_THAT(text_gaps.out, HasSubstr("orders  sequence 41..45 (5)"));
   EXPECT_THAT(text_gaps.out, ::testing::Not(HasSubstr("\033[")));  // not a terminal: no colour
 
-  auto trace = testing::RunCommand({testing::kReplayctlPath, "-s", server, "trace", "orders", "o-50"});
+  auto trace = testing::RunReplayctl({"-s", server, "trace", "orders", "o-50"});
   ASSERT_EQ(trace.exit_code, 0) << trace.err;
   EXPECT_THAT(trace.out, HasSubstr("Outcome     FAILED after 2 attempt(s)"));
   EXPECT_THAT(trace.out, HasSubstr("HTTP 503"));
-  auto missing = testing::RunCommand({testing::kReplayctlPath, "-s", server, "trace", "orders", "o-43"});
+  auto missing = testing::RunReplayctl({"-s", server, "trace", "orders", "o-43"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("not in the log"));
 

@@ -17,19 +17,17 @@
 #include "nlohmann/json.hpp"
 #include "replay/v1/ingest.grpc.pb.h"
 #include "replay/v1/replay.grpc.pb.h"
+#include "tests/support/events.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/time.h"
+#include "tests/support/wait.h"
 
 namespace replayd {
 namespace {
 
 namespace pb = replay::v1;
 using nlohmann::json;
-
-void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
-  out->set_seconds(absl::ToUnixSeconds(t));
-  out->set_nanos(0);
-}
 
 class ReplayE2eTest : public ::testing::Test {
  protected:
@@ -62,25 +60,13 @@ routes:
   void Connect() {
     auto channel = grpc::CreateChannel(daemon_->grpc_address(), grpc::InsecureChannelCredentials());
     stub_ = pb::ReplayService::NewStub(channel);
-    ingest_ = pb::IngestService::NewStub(channel);
   }
 
   void Publish(const std::string& source, const std::string& prefix, int count) {
-    for (int first = 0; first < count; first += 1000) {
-      pb::PublishRequest req;
-      for (int i = first; i < std::min(count, first + 1000); ++i) {
-        auto* e = req.add_events();
-        e->set_source(source);
-        e->set_event_id(absl::StrCat(prefix, i));
-        e->set_key(absl::StrCat("k", i % 50));
-        e->set_payload(absl::StrCat(R"({"n":)", i, "}"));
-      }
-      grpc::ClientContext ctx;
-      pb::PublishResponse resp;
-      grpc::Status s = ingest_->Publish(&ctx, req, &resp);
-      ASSERT_TRUE(s.ok()) << s.error_message();
-      for (const auto& r : resp.results()) ASSERT_EQ(r.status(), pb::EventResult::ACCEPTED);
-    }
+    testing::PublishAccepted(
+        daemon_->grpc_address(),
+        testing::NumberedBatch({.source = source, .prefix = prefix, .count = count, .keys = 50}),
+        {.batch = 1000});
   }
 
   // The value of the first /metrics sample whose line starts with `prefix`
@@ -100,19 +86,11 @@ routes:
   int64_t CountOutcome(const std::string& outcome) {
     return db_.QueryInt(absl::StrCat("SELECT count(*) FROM events WHERE outcome = '", outcome, "'"));
   }
-  static void WaitUntil(const std::function<bool()>& done, absl::Duration timeout,
-                        const std::string& what) {
-    absl::Time deadline = absl::Now() + timeout;
-    while (!done()) {
-      ASSERT_LT(absl::Now(), deadline) << "timed out waiting for " << what;
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-  }
 
   pb::ReplayRequest Request(const std::string& source, double rate, int burst = 0) {
     pb::ReplayRequest r;
-    SetTime(absl::Now() - absl::Hours(1), r.mutable_from());
-    SetTime(absl::Now() + absl::Seconds(1), r.mutable_to());
+    *r.mutable_from() = testing::ProtoTime(absl::Now() - absl::Hours(1));
+    *r.mutable_to() = testing::ProtoTime(absl::Now() + absl::Seconds(1));
     r.add_sources(source);
     r.set_rate(rate);
     r.set_burst(burst);
@@ -137,27 +115,17 @@ routes:
   }
   pb::ReplayProgress WaitEnded(const std::string& id, absl::Duration timeout) {
     pb::ReplayProgress p;
-    WaitUntil(
+    EXPECT_TRUE(testing::PollUntil(
         [&] {
           p = Get(id);
           return p.state() == pb::REPLAY_COMPLETED || p.state() == pb::REPLAY_CANCELLED ||
                  p.state() == pb::REPLAY_FAILED;
         },
-        timeout, "the replay to end");
+        timeout))
+        << "timed out waiting for the replay to end";
     return p;
   }
 
-  // Arrival times (µs) of the create calls of one replay, ascending.
-  std::vector<int64_t> Arrivals(const std::string& replay_id) {
-    std::vector<int64_t> out;
-    for (const auto& r : ds_.Requests()) {
-      if (r["replay_id"].is_string() && r["replay_id"] == replay_id) {
-        out.push_back(r["arrival_us"].get<int64_t>());
-      }
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-  }
   static double Rate(const std::vector<int64_t>& t) {
     return t.size() < 2 ? 0 : (t.size() - 1) * 1e6 / static_cast<double>(t.back() - t.front());
   }
@@ -171,28 +139,29 @@ routes:
   }
 
   testing::CommandResult Replayctl(std::vector<std::string> args) {
-    args.insert(args.begin(), testing::kReplayctlPath);
-    return testing::RunCommand(args, {{"REPLAYCTL_SERVER", daemon_->grpc_address()}});
+    return testing::RunReplayctl(args, {{"REPLAYCTL_SERVER", daemon_->grpc_address()}});
   }
 
   testing::ScratchDatabase db_;
   testing::DownstreamServer ds_{"non-idempotent"};
   std::unique_ptr<testing::DaemonProcess> daemon_;
   std::unique_ptr<pb::ReplayService::Stub> stub_;
-  std::unique_ptr<pb::IngestService::Stub> ingest_;
 };
 
 // SPEC §1: a partial outage, then dry-run, start --yes --watch, with replayctl only.
 TEST_F(ReplayE2eTest, PartialOutageIsClosedWithReplayctl) {
   StartDaemon(/*delivery=*/true);
   Publish("orders", "before-", 100);
-  WaitUntil([&] { return CountOutcome("succeeded") == 100; }, absl::Seconds(30), "delivery");
+  EXPECT_TRUE(testing::PollUntil([&] { return CountOutcome("succeeded") == 100; }, absl::Seconds(30)))
+      << "timed out waiting for delivery";
   ds_.SetFaults({{"status", 503}});
   Publish("orders", "outage-", 100);
-  WaitUntil([&] { return CountOutcome("failed") == 100; }, absl::Seconds(30), "failures");
+  EXPECT_TRUE(testing::PollUntil([&] { return CountOutcome("failed") == 100; }, absl::Seconds(30)))
+      << "timed out waiting for failures";
   ds_.ClearFaults();
   Publish("orders", "after-", 100);
-  WaitUntil([&] { return CountOutcome("succeeded") == 200; }, absl::Seconds(30), "delivery");
+  EXPECT_TRUE(testing::PollUntil([&] { return CountOutcome("succeeded") == 200; }, absl::Seconds(30)))
+      << "timed out waiting for delivery";
   ASSERT_EQ(ds_.Stats()["records"], 200);
 
   auto dry = Replayctl({"dry-run", "-o", "json", "--from", "-1h", "--to", "now", "--source",
@@ -262,7 +231,7 @@ TEST_F(ReplayE2eTest, RateIsHeldFromDownstreamArrivalTimes) {
   pb::ReplayProgress end = WaitEnded(job.replay_id(), absl::Seconds(90));
   EXPECT_EQ(end.state(), pb::REPLAY_COMPLETED);
   EXPECT_EQ(end.delivered(), 3000);
-  std::vector<int64_t> t = Arrivals(job.replay_id());
+  std::vector<int64_t> t = ds_.ArrivalTimes(job.replay_id());
   ASSERT_EQ(t.size(), 3000u);
   double rate = Rate(t);
   RecordProperty("achieved_rate", std::to_string(rate));
@@ -282,8 +251,8 @@ TEST_F(ReplayE2eTest, TwoReplaysShareTheSinkBudget) {
   pb::ReplayProgress jb = Start(Request("b", 100));
   EXPECT_EQ(WaitEnded(ja.replay_id(), absl::Seconds(60)).delivered(), 500);
   EXPECT_EQ(WaitEnded(jb.replay_id(), absl::Seconds(60)).delivered(), 500);
-  std::vector<int64_t> ta = Arrivals(ja.replay_id());
-  std::vector<int64_t> tb = Arrivals(jb.replay_id());
+  std::vector<int64_t> ta = ds_.ArrivalTimes(ja.replay_id());
+  std::vector<int64_t> tb = ds_.ArrivalTimes(jb.replay_id());
   std::vector<int64_t> all = ta;
   all.insert(all.end(), tb.begin(), tb.end());
   std::sort(all.begin(), all.end());
@@ -305,8 +274,9 @@ TEST_F(ReplayE2eTest, CancelStopsDeliveriesWithin200ms) {
   StartDaemon(/*delivery=*/false);
   Publish("orders", "e", 3000);
   pb::ReplayProgress job = Start(Request("orders", 100));
-  WaitUntil([&] { return Get(job.replay_id()).processed() >= 150; }, absl::Seconds(30),
-            "progress");
+  EXPECT_TRUE(testing::PollUntil([&] { return Get(job.replay_id()).processed() >= 150; },
+                                 absl::Seconds(30)))
+      << "timed out waiting for progress";
   const int64_t cancel_sent_us = absl::ToUnixMicros(absl::Now());
   grpc::ClientContext ctx;
   pb::CancelReplayRequest req;
@@ -316,7 +286,7 @@ TEST_F(ReplayE2eTest, CancelStopsDeliveriesWithin200ms) {
   ASSERT_TRUE(stub_->CancelReplay(&ctx, req, &cancelled).ok());
   EXPECT_EQ(cancelled.state(), pb::REPLAY_CANCELLED);
   absl::SleepFor(absl::Seconds(1));
-  std::vector<int64_t> t = Arrivals(job.replay_id());
+  std::vector<int64_t> t = ds_.ArrivalTimes(job.replay_id());
   int64_t late = std::count_if(t.begin(), t.end(),
                                [&](int64_t at) { return at > cancel_sent_us + 200000; });
   EXPECT_EQ(late, 0) << "deliveries went on after the cancel";
@@ -331,8 +301,9 @@ TEST_F(ReplayE2eTest, ResumesAfterKill9WithEachEventOnce) {
   StartDaemon(/*delivery=*/false);
   Publish("orders", "e", 1000);
   pb::ReplayProgress job = Start(Request("orders", 200));
-  WaitUntil([&] { return ds_.Stats()["records"].get<int64_t>() >= 300; }, absl::Seconds(30),
-            "progress");
+  EXPECT_TRUE(testing::PollUntil([&] { return ds_.Stats()["records"].get<int64_t>() >= 300; },
+                                 absl::Seconds(30)))
+      << "timed out waiting for progress";
   daemon_->KillHard();
   int64_t before = ds_.Stats()["records"];
   EXPECT_LT(before, 1000);

@@ -9,8 +9,10 @@
 #include "absl/time/clock.h"
 #include "replay/v1/ingest.grpc.pb.h"
 #include "replay/v1/replay.grpc.pb.h"
+#include "tests/support/events.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/time.h"
 
 namespace replayd {
 namespace {
@@ -20,10 +22,6 @@ using ::testing::HasSubstr;
 
 constexpr char kOperator[] = "operator-token-0123456789";
 constexpr char kViewer[] = "viewer-token-0123456789";
-
-void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
-  out->set_seconds(absl::ToUnixSeconds(t));
-}
 
 class ReplayEnforcementTest : public ::testing::Test {
  protected:
@@ -52,17 +50,10 @@ tokens:
   }
 
   void Publish(int count) {
-    pb::PublishRequest req;
-    for (int i = 0; i < count; ++i) {
-      auto* e = req.add_events();
-      e->set_source("orders");
-      e->set_event_id(absl::StrCat("e", i));
-      e->set_payload("{}");
-    }
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer publisher-token-0123456789");
     pb::PublishResponse resp;
-    ASSERT_TRUE(ingest_->Publish(&ctx, req, &resp).ok());
+    ASSERT_TRUE(testing::Publish(*ingest_, testing::NumberedBatch({.count = count}), &resp,
+                                 {.token = "publisher-token-0123456789"})
+                    .ok());
   }
 
   grpc::Status Start(const pb::ReplayRequest& r, pb::ReplayProgress* out,
@@ -89,8 +80,8 @@ tokens:
   // A valid request over the last hour.
   pb::ReplayRequest Valid() {
     pb::ReplayRequest r;
-    SetTime(absl::Now() - absl::Hours(1), r.mutable_from());
-    SetTime(absl::Now(), r.mutable_to());
+    *r.mutable_from() = testing::ProtoTime(absl::Now() - absl::Hours(1));
+    *r.mutable_to() = testing::ProtoTime(absl::Now());
     r.add_sources("orders");
     r.set_reason("test");
     return r;
@@ -139,11 +130,11 @@ TEST_F(ReplayEnforcementTest, WindowRules) {
   ExpectRefused(r, grpc::StatusCode::INVALID_ARGUMENT, "empty");
 
   r = Valid();
-  SetTime(absl::Now() + absl::Hours(1), r.mutable_to());
+  *r.mutable_to() = testing::ProtoTime(absl::Now() + absl::Hours(1));
   ExpectRefused(r, grpc::StatusCode::INVALID_ARGUMENT, "in the future");
 
   r = Valid();
-  SetTime(absl::Now() - absl::Hours(24 * 8), r.mutable_from());
+  *r.mutable_from() = testing::ProtoTime(absl::Now() - absl::Hours(24 * 8));
   ExpectRefused(r, grpc::StatusCode::INVALID_ARGUMENT, "replay.max_window 7d");
 
   EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM replays"), 0);
@@ -174,7 +165,7 @@ TEST_F(ReplayEnforcementTest, RateRules) {
 TEST_F(ReplayEnforcementTest, JobsOverlapCancelAndIdempotency) {
   Publish(20);
   pb::ReplayRequest r = Valid();
-  SetTime(absl::Now() + absl::Seconds(1), r.mutable_to());
+  *r.mutable_to() = testing::ProtoTime(absl::Now() + absl::Seconds(1));
   r.set_rate(1);  // 20 events at 1/s: still running during the test
   pb::ReplayProgress a;
   ASSERT_TRUE(Start(r, &a).ok());
@@ -187,7 +178,7 @@ TEST_F(ReplayEnforcementTest, JobsOverlapCancelAndIdempotency) {
 
   // Overlap on the same source, even with a shifted window.
   pb::ReplayRequest overlap = Valid();
-  SetTime(absl::Now() - absl::Minutes(30), overlap.mutable_from());
+  *overlap.mutable_from() = testing::ProtoTime(absl::Now() - absl::Minutes(30));
   pb::ReplayProgress b;
   grpc::Status s = Start(overlap, &b);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();

@@ -5,10 +5,8 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "replay/v1/ingest.grpc.pb.h"
+#include "tests/support/events.h"
 #include "tests/support/processes.h"
 #include "tests/support/scratch_database.h"
 
@@ -28,23 +26,12 @@ tokens:
   - {token: viewer-secret-token-123456, role: viewer, name: dashboard}
 )";
 
-replay::v1::PublishRequest OneEvent(const std::string& id) {
-  replay::v1::PublishRequest request;
-  auto* e = request.add_events();
-  e->set_source("orders");
-  e->set_event_id(id);
-  e->set_payload("{}");
-  return request;
-}
-
 grpc::Status PublishWith(const std::shared_ptr<grpc::Channel>& channel, const std::string& id,
                          const std::string& token = "") {
   auto stub = replay::v1::IngestService::NewStub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
   replay::v1::PublishResponse response;
-  return stub->Publish(&ctx, OneEvent(id), &response);
+  return testing::Publish(*stub, testing::KeyedBatch("orders", {{id, ""}}), &response,
+                          {.token = token, .timeout = absl::Seconds(5)});
 }
 
 TEST(SecurityE2E, TokensAndRolesOnBothApis) {
@@ -84,13 +71,6 @@ TEST(SecurityE2E, TokensAndRolesOnBothApis) {
   EXPECT_THAT(daemon.log(), Not(HasSubstr("secret-token")));
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // A CA, a server certificate for 127.0.0.1 and a client certificate, by openssl.
 void MakeCertificates(const testing::TempDir& dir) {
   auto run = [](const std::string& script) {
@@ -120,11 +100,11 @@ TEST(SecurityE2E, MutualTlsOnGrpc) {
   daemon.Start();
 
   grpc::SslCredentialsOptions with_client_cert;
-  with_client_cert.pem_root_certs = ReadFile(certs.File("ca.pem"));
-  with_client_cert.pem_private_key = ReadFile(certs.File("client.key"));
-  with_client_cert.pem_cert_chain = ReadFile(certs.File("client.pem"));
+  with_client_cert.pem_root_certs = testing::ReadFile(certs.File("ca.pem"));
+  with_client_cert.pem_private_key = testing::ReadFile(certs.File("client.key"));
+  with_client_cert.pem_cert_chain = testing::ReadFile(certs.File("client.pem"));
   grpc::SslCredentialsOptions without_client_cert;
-  without_client_cert.pem_root_certs = ReadFile(certs.File("ca.pem"));
+  without_client_cert.pem_root_certs = testing::ReadFile(certs.File("ca.pem"));
 
   EXPECT_TRUE(PublishWith(grpc::CreateChannel(daemon.grpc_address(),
                                               grpc::SslCredentials(with_client_cert)),

@@ -15,6 +15,7 @@
 #include "server/store/pg_event_store.h"
 #include "server/store/pg_pool.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/wait.h"
 
 namespace replayd {
 namespace {
@@ -29,6 +30,18 @@ NewEvent Event(const std::string& id, const std::string& key, const std::string&
   e.key = key;
   e.payload = R"({"n": 1})";
   return e;
+}
+
+// The next attempt at `e`, started now: "live" for its first, `retry_trigger` after.
+AttemptRecord NextAttempt(const StoredEvent& e, const std::string& retry_trigger) {
+  AttemptRecord a;
+  a.event_position = e.position;
+  a.event_ingested_at = e.ingested_at;
+  a.attempt = e.attempts + 1;
+  a.trigger = e.attempts > 0 ? retry_trigger : "live";
+  a.route = "r";
+  a.started_at = absl::Now();
+  return a;
 }
 
 std::vector<std::string> Ids(const std::vector<StoredEvent>& events) {
@@ -86,13 +99,7 @@ class DeliveryStoreTest : public ::testing::Test {
   // An attempt at `e` that ended in `outcome`, and the event's update after it.
   static std::pair<AttemptRecord, OutcomeUpdate> Attempt(
       const StoredEvent& e, Outcome outcome, absl::Duration retry_delay = absl::ZeroDuration()) {
-    AttemptRecord a;
-    a.event_position = e.position;
-    a.event_ingested_at = e.ingested_at;
-    a.attempt = e.attempts + 1;
-    a.trigger = e.attempts > 0 ? "retry" : "live";
-    a.route = "r";
-    a.started_at = absl::Now();
+    AttemptRecord a = NextAttempt(e, "retry");
     a.duration_ms = 1.5;
     a.http_status = outcome == Outcome::kSucceeded ? 201 : 503;
     a.error = outcome == Outcome::kSucceeded ? "" : "HTTP 503";
@@ -144,7 +151,8 @@ class DeliveryStoreTest : public ::testing::Test {
     const std::string waits =
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
         " AND wait_event_type = 'Lock'";
-    for (int i = 0; i < 250 && db_.QueryInt(waits) == 0; ++i) absl::SleepFor(absl::Milliseconds(20));
+    testing::PollUntil([&] { return db_.QueryInt(waits) != 0; }, absl::Seconds(5),
+                       absl::Milliseconds(20));
     EXPECT_EQ(db_.QueryInt(waits), 1);
     return held;
   }
@@ -502,16 +510,7 @@ TEST_F(DeliveryStoreTest, ClaimsAndRecordGroupsSpanningTwoDaysReachBothDaysParti
             absl::StatusCode::kNotFound);
 }
 
-AttemptRecord TableAttempt(const StoredEvent& e) {
-  AttemptRecord a;
-  a.event_position = e.position;
-  a.event_ingested_at = e.ingested_at;
-  a.attempt = e.attempts + 1;
-  a.trigger = e.attempts > 0 ? "replay:r" : "live";
-  a.route = "r";
-  a.started_at = absl::Now();
-  return a;
-}
+AttemptRecord TableAttempt(const StoredEvent& e) { return NextAttempt(e, "replay:r"); }
 
 TEST_F(DeliveryStoreTest, LogTableDeliveryWritesTheRowTheAttemptAndTheOutcomeTogether) {
   Append({Event("t1", "a")});

@@ -8,13 +8,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/clock.h"
-#include "server/common/time_format.h"
 #include "server/ingest/ingester.h"
 #include "server/store/migrator.h"
 #include "server/store/partitions.h"
 #include "server/store/pg_event_store.h"
 #include "server/store/pg_pool.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/time.h"
+#include "tests/support/wait.h"
 
 namespace replayd {
 namespace {
@@ -22,7 +23,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-absl::Time At(const char* rfc3339) { return *ParseTimeArg(rfc3339, absl::Now()); }
+using testing::At;
 
 NewEvent Event(const std::string& id, const std::string& payload = R"({"n": 1})") {
   NewEvent e;
@@ -301,7 +302,8 @@ TEST(PgPool, ConnectionsPastTheirAgeAreClosedAndReplaced) {
   // Its backend exits (the statement prepared there went with it).
   const std::string alive =
       "SELECT count(*) FROM pg_stat_activity WHERE pid = " + std::to_string(old);
-  for (int i = 0; i < 100 && db.QueryInt(alive) > 0; ++i) absl::SleepFor(absl::Milliseconds(20));
+  testing::PollUntil([&] { return db.QueryInt(alive) == 0; }, absl::Seconds(2),
+                     absl::Milliseconds(20));
   EXPECT_EQ(db.QueryInt(alive), 0);
 }
 

@@ -19,18 +19,15 @@
 #include "server/store/pg_pool.h"
 #include "server/store/pg_types.h"
 #include "tests/support/scratch_database.h"
+#include "tests/support/time.h"
 
 namespace replayd {
 namespace {
 
 using ::testing::ElementsAre;
 
-absl::Time At(const std::string& rfc3339) {
-  absl::Time t;
-  std::string err;
-  EXPECT_TRUE(absl::ParseTime(absl::RFC3339_full, rfc3339, &t, &err)) << err;
-  return t;
-}
+using testing::At;
+using testing::ProtoTime;
 
 const absl::Time kStart = At("2026-11-20T10:00:00Z");
 const absl::Time kOutageFrom = At("2026-11-20T10:10:00Z");
@@ -92,12 +89,6 @@ class InspectionStoreTest : public ::testing::Test {
         "SELECT source, event_id, ingested_at FROM events;"));
   }
 
-  static google::protobuf::Timestamp Ts(absl::Time t) {
-    google::protobuf::Timestamp out;
-    out.set_seconds(absl::ToUnixSeconds(t));
-    return out;
-  }
-
   testing::ScratchDatabase db_;
   PgPool pool_;
   Partitions partitions_;
@@ -118,8 +109,8 @@ TEST_F(InspectionStoreTest, TimelineMatchesTheScriptBucketByBucket) {
     c["total"]++;
   }
   replay::v1::TimelineRequest request;
-  *request.mutable_from() = Ts(kStart);
-  *request.mutable_to() = Ts(kStart + absl::Minutes(30));
+  *request.mutable_from() = ProtoTime(kStart);
+  *request.mutable_to() = ProtoTime(kStart + absl::Minutes(30));
   request.set_bucket_seconds(60);
   auto timeline = inspector_.GetTimeline(request);
   ASSERT_TRUE(timeline.ok()) << timeline.status();
@@ -148,8 +139,8 @@ TEST_F(InspectionStoreTest, TimelineMatchesTheScriptBucketByBucket) {
 
 TEST_F(InspectionStoreTest, GapsGiveTheHoleAndTheOutageAsWindows) {
   replay::v1::GapsRequest request;
-  *request.mutable_from() = Ts(kStart);
-  *request.mutable_to() = Ts(kStart + absl::Minutes(30));
+  *request.mutable_from() = ProtoTime(kStart);
+  *request.mutable_to() = ProtoTime(kStart + absl::Minutes(30));
   request.set_bucket_seconds(60);
   auto gaps = inspector_.GetGaps(request);
   ASSERT_TRUE(gaps.ok()) << gaps.status();
@@ -186,8 +177,8 @@ TEST_F(InspectionStoreTest, GapsGiveTheHoleAndTheOutageAsWindows) {
 
 TEST_F(InspectionStoreTest, SourceFilterAndAutomaticBuckets) {
   replay::v1::GapsRequest request;
-  *request.mutable_from() = Ts(kStart);
-  *request.mutable_to() = Ts(kStart + absl::Minutes(30));
+  *request.mutable_from() = ProtoTime(kStart);
+  *request.mutable_to() = ProtoTime(kStart + absl::Minutes(30));
   request.add_sources("orders");
   auto gaps = inspector_.GetGaps(request);
   ASSERT_TRUE(gaps.ok()) << gaps.status();
@@ -207,8 +198,8 @@ TEST_F(InspectionStoreTest, SourceFilterAndAutomaticBuckets) {
 TEST_F(InspectionStoreTest, PendingEventsYoungerThanAMinuteOpenNoWindow) {
   clock_.Set(At("2026-11-20T10:20:50Z"));  // billing's pending events are 20-50 s old
   replay::v1::GapsRequest request;
-  *request.mutable_from() = Ts(At("2026-11-20T10:16:00Z"));
-  *request.mutable_to() = Ts(At("2026-11-20T10:20:50Z"));
+  *request.mutable_from() = ProtoTime(At("2026-11-20T10:16:00Z"));
+  *request.mutable_to() = ProtoTime(At("2026-11-20T10:20:50Z"));
   request.set_bucket_seconds(60);
   auto gaps = inspector_.GetGaps(request);
   ASSERT_TRUE(gaps.ok()) << gaps.status();

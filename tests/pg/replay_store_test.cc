@@ -19,6 +19,7 @@
 #include "server/store/partitions.h"
 #include "server/store/pg_pool.h"
 #include "server/store/pg_replay_store.h"
+#include "server/store/pg_types.h"
 #include "tests/support/scratch_database.h"
 
 namespace replayd {
@@ -65,17 +66,17 @@ class ReplayStoreTest : public ::testing::Test {
     // 1 failed, 2 pending. ghost: 3 failed events of a source without a route.
     db_.Exec(absl::StrCat(
         "INSERT INTO events (source, event_id, sequence, ingested_at, outcome, payload)"
-        " SELECT 'orders', 'e' || i, i, '", PgTimeText(base_), "'::timestamptz + i * interval '1 second',"
+        " SELECT 'orders', 'e' || i, i, '", PgTime(base_), "'::timestamptz + i * interval '1 second',"
         " CASE i % 3 WHEN 0 THEN 'succeeded' WHEN 1 THEN 'failed' ELSE 'pending' END, '{}'"
         " FROM generate_series(1, 35) i WHERE i NOT IN (10, 11, 12, 20)"));
     db_.Exec(absl::StrCat(
         "INSERT INTO events (source, event_id, ingested_at, outcome, payload)"
-        " SELECT 'ghost', 'g' || i, '", PgTimeText(base_), "'::timestamptz + i * interval '1 second',"
+        " SELECT 'ghost', 'g' || i, '", PgTime(base_), "'::timestamptz + i * interval '1 second',"
         " 'failed', '{}' FROM generate_series(1, 3) i"));
     // Outside the window: never counted.
     db_.Exec(absl::StrCat("INSERT INTO events (source, event_id, sequence, ingested_at, outcome,"
                           " payload) VALUES ('orders', 'late', 99, '",
-                          PgTimeText(base_ + absl::Hours(2)), "', 'failed', '{}')"));
+                          PgTime(base_ + absl::Hours(2)), "', 'failed', '{}')"));
     route_.name = "orders";
     route_.sink_name = "down";
     route_.sink = sink_;
@@ -83,10 +84,6 @@ class ReplayStoreTest : public ::testing::Test {
     sink.name = "down";
     sink.replay_rate_budget = 30;
     config_.sinks.push_back(sink);
-  }
-
-  static std::string PgTimeText(absl::Time t) {
-    return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone());
   }
 
   ReplaySpec Spec(bool verify) {
@@ -154,7 +151,7 @@ TEST_F(ReplayStoreTest, HolesAtBucketAndWindowEdges) {
   auto insert = [&](int64_t first, int64_t last, absl::Time at, const std::string& where) {
     db_.Exec(absl::StrCat(
         "INSERT INTO events (source, event_id, sequence, ingested_at, outcome, payload)"
-        " SELECT 'edges', 'x' || g, g, '", PgTimeText(at), "'::timestamptz + g * interval '1 ms',"
+        " SELECT 'edges', 'x' || g, g, '", PgTime(at), "'::timestamptz + g * interval '1 ms',"
         " 'failed', '{}' FROM generate_series(", first, ", ", last, ") g WHERE ", where));
   };
   insert(0, b - 6, base_ - absl::Hours(2), "true");  // before the window
@@ -180,7 +177,7 @@ TEST_F(ReplayStoreTest, DuplicateSequenceNumbers) {
   const int64_t b = int64_t{1} << kSequenceBucketBits;
   db_.Exec(absl::StrCat(
       "INSERT INTO events (source, event_id, sequence, ingested_at, outcome, payload)"
-      " SELECT 'dups', 'd' || n, g, '", PgTimeText(base_ + absl::Minutes(5)),
+      " SELECT 'dups', 'd' || n, g, '", PgTime(base_ + absl::Minutes(5)),
       "'::timestamptz + n * interval '1 ms', 'failed', '{}'"
       " FROM (SELECT g, row_number() OVER () AS n FROM (SELECT generate_series(0, ", 2 * b - 1,
       ") UNION ALL VALUES (5), (", b + 3, ")) AS s(g) WHERE g NOT IN (7, 8)) AS t"));
@@ -203,7 +200,7 @@ TEST_F(ReplayStoreTest, WholeDayInBlockSlicesCountsEveryEventOnce) {
   const int64_t n = 40000;  // some 400 blocks: split by blocks
   db_.Exec(absl::StrCat(
       "INSERT INTO events (source, event_id, sequence, ingested_at, outcome, payload)"
-      " SELECT 'bulk', 'b' || i, i, '", PgTimeText(day), "'::timestamptz + i * interval '",
+      " SELECT 'bulk', 'b' || i, i, '", PgTime(day), "'::timestamptz + i * interval '",
       86400000 / (n + 1), " ms', CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'succeeded' END, '{}'"
       " FROM generate_series(1, ", n, ") i WHERE i NOT IN (700, 701, 15000)"));
   std::map<int64_t, int64_t> expected_buckets;
@@ -261,9 +258,9 @@ TEST_F(ReplayStoreTest, VerifyDownstreamSkipsWhatTheLookupFinds) {
 TEST_F(ReplayStoreTest, WindowPagesAreInOriginalOrder) {
   // Two events share one ingested_at: position breaks the tie.
   db_.Exec(absl::StrCat("INSERT INTO events (source, event_id, ingested_at, outcome, payload)"
-                        " VALUES ('orders', 'tie-a', '", PgTimeText(base_ + absl::Seconds(5)),
+                        " VALUES ('orders', 'tie-a', '", PgTime(base_ + absl::Seconds(5)),
                         "', 'failed', '{}'), ('orders', 'tie-b', '",
-                        PgTimeText(base_ + absl::Seconds(5)), "', 'failed', '{}')"));
+                        PgTime(base_ + absl::Seconds(5)), "', 'failed', '{}')"));
   ReplayWindow window{base_, base_ + absl::Hours(1), {"orders"}};
   // Page size 6 ends the first page on tie-a: the cursor then sits between
   // two rows of one ingested_at, and only the position finds tie-b.

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -49,14 +50,14 @@ int ExitCode(int status) {
   return -1;
 }
 
+}  // namespace
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
 }
-
-}  // namespace
 
 TempDir::TempDir() {
   std::string templ = (std::filesystem::temp_directory_path() / "replayd-test-XXXXXX").string();
@@ -154,6 +155,26 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
   return result;
 }
 
+namespace {
+
+CommandResult RunWithPathFirst(const char* path, const std::vector<std::string>& args,
+                               const std::map<std::string, std::string>& env) {
+  std::vector<std::string> argv = {path};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, env);
+}
+
+}  // namespace
+
+CommandResult RunReplayd(const std::vector<std::string>& args) {
+  return RunWithPathFirst(kReplaydPath, args, {});
+}
+
+CommandResult RunReplayctl(const std::vector<std::string>& args,
+                           const std::map<std::string, std::string>& env) {
+  return RunWithPathFirst(kReplayctlPath, args, env);
+}
+
 std::map<std::string, std::string> WaitForPortFile(const std::string& path, int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -209,6 +230,18 @@ void DownstreamServer::SetFaults(const nlohmann::json& faults) {
 void DownstreamServer::ClearFaults() { Call("DELETE", "/admin/faults"); }
 nlohmann::json DownstreamServer::Requests() { return Call("GET", "/admin/requests"); }
 nlohmann::json DownstreamServer::Stats() { return Call("GET", "/admin/stats"); }
+
+std::vector<int64_t> DownstreamServer::ArrivalTimes(const std::string& replay_id) {
+  std::vector<int64_t> out;
+  for (const nlohmann::json& r : Requests()) {
+    if (replay_id.empty() || (r["replay_id"].is_string() && r["replay_id"] == replay_id)) {
+      out.push_back(r["arrival_us"].get<int64_t>());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 void DownstreamServer::Reset() { Call("POST", "/admin/reset"); }
 
 DaemonProcess::DaemonProcess(std::string database_url, std::string extra_yaml)

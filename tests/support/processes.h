@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,6 +31,9 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// The whole content of the file at `path` ("" when it cannot be read).
+std::string ReadFile(const std::string& path);
 
 // A child process with stdout and stderr appended to a log file.
 class Process {
@@ -64,6 +68,11 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::map<std::string, std::string>& env = {},
                          int timeout_ms = 120000);
 
+// Runs replayd, or replayctl, to completion with `args` after its path.
+CommandResult RunReplayd(const std::vector<std::string>& args);
+CommandResult RunReplayctl(const std::vector<std::string>& args,
+                           const std::map<std::string, std::string>& env = {});
+
 // Stops, or starts again, the PostgreSQL server of the throwaway cluster the
 // tests run on (`deploy/local/pg-throwaway run` exports PG_THROWAWAY_DIR), on
 // the same port and data. The launcher's outcome, with its stderr when it
@@ -93,6 +102,9 @@ class DownstreamServer {
   void ClearFaults();
   nlohmann::json Requests();  // every create request, in arrival order
   nlohmann::json Stats();
+  // Arrival times (µs) of the create requests, ascending; with `replay_id`,
+  // only those that replay sent.
+  std::vector<int64_t> ArrivalTimes(const std::string& replay_id = "");
   void Reset();
 
  private:
