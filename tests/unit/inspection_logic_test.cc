@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "client/replayctl/inspect_commands.h"
-#include "server/rpc/inspection.h"
+#include "server/inspection/decisions.h"
 
 namespace replayd {
 namespace {
@@ -49,7 +49,7 @@ TEST(PickBucket, GivesAtMostSixtyRoundBuckets) {
 }
 
 TEST(ResolveWindow, DefaultsToTheLastHourEndingNow) {
-  auto w = ResolveWindow(nullptr, nullptr, 0, kT0);
+  auto w = ResolveWindow(std::nullopt, std::nullopt, 0, kT0);
   ASSERT_TRUE(w.ok()) << w.status();
   EXPECT_EQ(w->to, kT0);
   EXPECT_EQ(w->from, kT0 - absl::Hours(1));
@@ -57,14 +57,13 @@ TEST(ResolveWindow, DefaultsToTheLastHourEndingNow) {
 }
 
 TEST(ResolveWindow, RejectsInvertedWindowsAndTooManyBuckets) {
-  google::protobuf::Timestamp from, to;
-  from.set_seconds(absl::ToUnixSeconds(kT0));
-  to.set_seconds(absl::ToUnixSeconds(kT0));
-  EXPECT_EQ(ResolveWindow(&from, &to, 0, kT0).status().code(), absl::StatusCode::kInvalidArgument);
-  to.set_seconds(absl::ToUnixSeconds(kT0) + 86400);
-  EXPECT_EQ(ResolveWindow(&from, &to, 1, kT0).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ResolveWindow(&from, &to, -5, kT0).status().code(), absl::StatusCode::kInvalidArgument);
-  auto ok = ResolveWindow(&from, &to, 60, kT0);
+  absl::Time from = kT0;
+  absl::Time to = kT0;
+  EXPECT_EQ(ResolveWindow(from, to, 0, kT0).status().code(), absl::StatusCode::kInvalidArgument);
+  to = kT0 + absl::Hours(24);
+  EXPECT_EQ(ResolveWindow(from, to, 1, kT0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ResolveWindow(from, to, -5, kT0).status().code(), absl::StatusCode::kInvalidArgument);
+  auto ok = ResolveWindow(from, to, 60, kT0);
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(ok->bucket, absl::Minutes(1));
 }
