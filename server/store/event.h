@@ -7,10 +7,9 @@
 #include <string_view>
 
 #include "absl/time/time.h"
+#include "server/model/outcome.h"
 
 namespace replayd {
-
-enum class Outcome { kPending, kRetrying, kSucceeded, kAlreadyProcessed, kFailed };
 
 // "pending", "retrying", "succeeded", "already_processed", "failed": the log's spelling.
 std::string_view OutcomeName(Outcome outcome);

@@ -10,75 +10,15 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/model/replay_types.h"
 #include "server/store/event.h"
 
 namespace replayd {
 
-// The rows a replay looks at: [from, to) on ingested_at, of these sources
-// (empty = every source).
-struct ReplayWindow {
-  absl::Time from;
-  absl::Time to;
-  std::vector<std::string> sources;
-};
-
-// A position in window order: (ingested_at, position) of the last event done.
-struct ReplayCursor {
-  absl::Time ingested_at;
-  int64_t position = 0;
-};
-
-enum class ReplayState { kPending, kRunning, kCancelling, kCancelled, kCompleted, kFailed };
-std::string_view ReplayStateName(ReplayState state);  // "pending", ...
+// The log's spelling of a job's state: "pending", "running", ...
+std::string_view ReplayStateName(ReplayState state);
 std::optional<ReplayState> ParseReplayState(std::string_view name);
 bool IsTerminal(ReplayState state);
-
-struct ReplayCounters {
-  int64_t total = 0;
-  int64_t processed = 0;
-  int64_t delivered = 0;
-  int64_t skipped = 0;
-  int64_t failed = 0;
-};
-
-// What a job was asked to do, after server-side defaults were applied.
-struct ReplaySpec {
-  ReplayWindow window;
-  std::vector<Outcome> outcomes;  // never empty once defaults are applied
-  bool include_succeeded = false;
-  bool verify_downstream = false;
-  double rate = 0;
-  int burst = 0;
-  bool allow_high_rate = false;
-  std::string reason;
-};
-
-struct ReplayJob {
-  std::string id;
-  std::string request_id;  // empty = none
-  ReplayState state = ReplayState::kPending;
-  ReplaySpec spec;
-  std::string created_by;
-  absl::Time created_at;
-  std::optional<absl::Time> started_at;
-  std::optional<absl::Time> finished_at;
-  ReplayCounters counters;
-  double current_rate = 0;
-  std::optional<ReplayCursor> cursor;
-  std::string last_error;
-  std::string owner;  // empty = nobody holds the lease
-  std::optional<absl::Time> lease_until;
-  std::string cancel_reason;
-};
-
-struct AuditEntry {
-  std::string actor;
-  std::string action;
-  std::string replay_id;
-  std::string reason;
-  std::string detail_json = "{}";
-  absl::Time at;  // filled in on read
-};
 
 // Sequence numbers are aggregated in buckets of 2^kSequenceBucketBits so that
 // the one aggregate scan also says where the holes are.

@@ -5,7 +5,8 @@
 #include <gtest/gtest.h>
 
 #include "client/replayctl/inspect_commands.h"
-#include "server/rpc/inspection.h"
+#include "server/inspection/decisions.h"
+#include "server/inspection/inspector.h"
 
 namespace replayd {
 namespace {
@@ -49,7 +50,7 @@ TEST(PickBucket, GivesAtMostSixtyRoundBuckets) {
 }
 
 TEST(ResolveWindow, DefaultsToTheLastHourEndingNow) {
-  auto w = ResolveWindow(nullptr, nullptr, 0, kT0);
+  auto w = ResolveWindow(std::nullopt, std::nullopt, 0, kT0);
   ASSERT_TRUE(w.ok()) << w.status();
   EXPECT_EQ(w->to, kT0);
   EXPECT_EQ(w->from, kT0 - absl::Hours(1));
@@ -57,14 +58,13 @@ TEST(ResolveWindow, DefaultsToTheLastHourEndingNow) {
 }
 
 TEST(ResolveWindow, RejectsInvertedWindowsAndTooManyBuckets) {
-  google::protobuf::Timestamp from, to;
-  from.set_seconds(absl::ToUnixSeconds(kT0));
-  to.set_seconds(absl::ToUnixSeconds(kT0));
-  EXPECT_EQ(ResolveWindow(&from, &to, 0, kT0).status().code(), absl::StatusCode::kInvalidArgument);
-  to.set_seconds(absl::ToUnixSeconds(kT0) + 86400);
-  EXPECT_EQ(ResolveWindow(&from, &to, 1, kT0).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(ResolveWindow(&from, &to, -5, kT0).status().code(), absl::StatusCode::kInvalidArgument);
-  auto ok = ResolveWindow(&from, &to, 60, kT0);
+  absl::Time from = kT0;
+  absl::Time to = kT0;
+  EXPECT_EQ(ResolveWindow(from, to, 0, kT0).status().code(), absl::StatusCode::kInvalidArgument);
+  to = kT0 + absl::Hours(24);
+  EXPECT_EQ(ResolveWindow(from, to, 1, kT0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ResolveWindow(from, to, -5, kT0).status().code(), absl::StatusCode::kInvalidArgument);
+  auto ok = ResolveWindow(from, to, 60, kT0);
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(ok->bucket, absl::Minutes(1));
 }
@@ -122,6 +122,66 @@ TEST(DryRunCommand, NamesTheWindowAndEverySource) {
                           {"billing", "orders"}),
             "replayctl dry-run --from 2026-11-18T11:07:00Z --to 2026-11-18T11:22:00Z"
             " --source billing --source orders");
+}
+
+// Answers from fixed rows and holes, and records what it was asked.
+class FakeInspectionStore : public InspectionStore {
+ public:
+  std::vector<BucketRow> rows;
+  std::vector<SequenceHole> holes;
+  std::vector<TimelineQuery> queries;
+
+  absl::StatusOr<std::vector<BucketRow>> Timeline(const TimelineQuery& query) override {
+    queries.push_back(query);
+    return rows;
+  }
+  absl::StatusOr<std::vector<SequenceHole>> SequenceHoles(absl::Time, absl::Time,
+                                                          const std::vector<std::string>&,
+                                                          int) override {
+    return holes;
+  }
+  absl::StatusOr<Backlog> CountBacklog() override { return Backlog{}; }
+};
+
+TEST(Inspection, GapsSumTheHolesAndSuggestWindowsUpToNow) {
+  FakeInspectionStore store;
+  store.rows = {Row(0, "a", Failed(2)), Row(1, "a", Failed(1))};
+  store.holes = {{"a", 10, 12, kT0, kT0 + absl::Seconds(5)}, {"b", 4, 4, kT0, kT0}};
+  FakeClock clock(kT0 + absl::Seconds(90));
+  Inspection inspection(&store, nullptr, nullptr, &clock);
+  WindowQuery query;
+  query.from = kT0;
+  query.bucket_seconds = 60;
+  query.sources = {"b", "a", "b"};
+  auto gaps = inspection.Gaps(query);
+  ASSERT_TRUE(gaps.ok()) << gaps.status();
+  EXPECT_EQ(gaps->window.to, kT0 + absl::Seconds(90));
+  EXPECT_EQ(gaps->missing, 4);
+  ASSERT_EQ(gaps->windows.size(), 1u);
+  EXPECT_EQ(gaps->windows[0].window.to, kT0 + absl::Seconds(90));
+  EXPECT_EQ(gaps->windows[0].dry_run_command,
+            DryRunCommand(kT0, kT0 + absl::Seconds(90), {"a"}));
+  ASSERT_EQ(store.queries.size(), 1u);
+  EXPECT_THAT(store.queries[0].sources, ElementsAre("a", "b"));
+  EXPECT_EQ(store.queries[0].settled_before, kT0 + absl::Seconds(30));
+}
+
+TEST(Inspection, TimelineTotalsTheBucketsAndRejectsBadSources) {
+  FakeInspectionStore store;
+  store.rows = {Row(0, "a", Failed(2, 3)), Row(1, "a", Ok(4))};
+  FakeClock clock(kT0 + absl::Minutes(2));
+  Inspection inspection(&store, nullptr, nullptr, &clock);
+  auto timeline = inspection.Timeline({});
+  ASSERT_TRUE(timeline.ok()) << timeline.status();
+  EXPECT_EQ(timeline->window.from, kT0 + absl::Minutes(2) - absl::Hours(1));
+  ASSERT_EQ(timeline->buckets.size(), 2u);
+  EXPECT_EQ(timeline->totals.succeeded, 7);
+  EXPECT_EQ(timeline->totals.failed, 2);
+  EXPECT_EQ(timeline->totals.total, 9);
+  WindowQuery bad_source;
+  bad_source.sources = {"Orders"};
+  EXPECT_EQ(inspection.Timeline(bad_source).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(inspection.Trace("", "e-1").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(RenderTimeline, ShowsFailedAndPendingAndColoursOnlyWhenAsked) {

@@ -33,6 +33,33 @@ function duration(seconds) {
   return (seconds / 86400).toFixed(1) + ' d';
 }
 
+// A log younger than the page's default range would show as a few thin bars
+// at the right edge: while the range is the default, it starts just before
+// the log's first bucket instead, until the log is as old as the range.
+let fittedFrom = null;  // ms; null = the range as entered
+let defaultSpan = 0;    // ms, the default range's width
+
+function defaultRange() {
+  return $('from').value.trim() === $('from').defaultValue &&
+         $('to').value.trim() === $('to').defaultValue;
+}
+
+// Moves the start of a default range up to the first bucket when the range
+// opens with a quarter or more without events; true when it moved.
+function fitRange(timeline) {
+  if (!defaultRange()) return false;
+  const from = ms(timeline.from);
+  const to = ms(timeline.to);
+  const starts = (timeline.buckets || []).map((b) => ms(b.start));
+  if (!starts.length) return false;
+  const first = Math.min(...starts);
+  if (first - from < (to - from) / 4) return false;
+  if (fittedFrom === null) defaultSpan = to - from;
+  const margin = Math.max(num(timeline.bucket_seconds) * 1000, (to - first) / 10);
+  fittedFrom = Math.floor((first - margin) / 1000) * 1000;
+  return true;
+}
+
 function query() {
   const q = new URLSearchParams();
   for (const [id, name] of [['from', 'from'], ['to', 'to'], ['bucket', 'bucket_seconds'],
@@ -40,6 +67,11 @@ function query() {
     const v = $(id).value.trim();
     if (v) q.set(name, v);
   }
+  if (fittedFrom !== null && (!defaultRange() || Date.now() - fittedFrom >= defaultSpan)) {
+    fittedFrom = null;
+  }
+  if (fittedFrom !== null) q.set('from', iso(fittedFrom));
+  document.body.dataset.fitted = String(fittedFrom !== null);
   return q;
 }
 
@@ -168,7 +200,8 @@ function renderChart(timeline, gaps) {
   $('summary').textContent =
       `${iso(from)} – ${iso(to)}, ${duration(num(timeline.bucket_seconds))} buckets: ` +
       `${num(tot.total)} events, ${num(tot.failed)} failed, ` +
-      `${num(tot.pending) + num(tot.retrying)} pending, ${num(gaps.missing)} missing`;
+      `${num(tot.pending) + num(tot.retrying)} pending, ${num(gaps.missing)} missing` +
+      (fittedFrom !== null ? ' (the log is younger than the range: fitted to its events)' : '');
 }
 
 async function copyText(text) {
@@ -301,8 +334,10 @@ async function refresh() {
   if (busy) return;
   busy = true;
   try {
-    const q = query();
-    const [timeline, gaps] = await Promise.all([api('/api/timeline', q), api('/api/gaps', q)]);
+    const load = (q) => Promise.all([api('/api/timeline', q), api('/api/gaps', q)]);
+    let [timeline, gaps] = await load(query());
+    // Each fit picks finer buckets, which may show more of the empty start.
+    for (let i = 0; i < 3 && fitRange(timeline); i++) [timeline, gaps] = await load(query());
     lastTimeline = timeline;
     lastGaps = gaps;
     nextLogRefresh = Date.now() +
@@ -332,6 +367,7 @@ function init() {
   $('token').addEventListener('change', () => sessionStorage.setItem('replayd-token', $('token').value));
   $('range').addEventListener('submit', (ev) => {
     ev.preventDefault();
+    fittedFrom = null;
     history.replaceState(null, '', '?' + query().toString());
     refresh();
   });

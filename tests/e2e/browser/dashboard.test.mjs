@@ -181,6 +181,33 @@ async function main() {
     });
     await page.screenshot({ path: path.join(OUT, 'dashboard-outage.png'), fullPage: true });
 
+    await step('a log younger than the default range fills the chart', async () => {
+      const fresh = await context.newPage();
+      try {
+        await fresh.goto(`${base}/`);  // the default range: the last hour
+        await fresh.waitForFunction(() => Number(document.body.dataset.refreshes) >= 1, null,
+                                    { timeout: 15000 });
+        assert.equal(await fresh.evaluate(() => document.body.dataset.fitted), 'true');
+        // The range starts shortly before the first event, not an hour back.
+        const summary = await fresh.textContent('#summary');
+        const rangeFrom = Date.parse(summary.split(' – ')[0]);
+        const firstEvent = Date.parse(script.start.at);
+        assert.ok(rangeFrom <= firstEvent && rangeFrom >= firstEvent - 60000,
+                  `range from ${summary} vs first event ${script.start.at}`);
+        // The first bar is in the plot's first quarter, not at its right edge.
+        const [left, right, firstBar] = await fresh.$eval('#chart svg', (svg) => {
+          const axis = svg.querySelector('line');
+          const xs = [...svg.querySelectorAll('rect[class^=bar-]')].map((r) => Number(r.getAttribute('x')));
+          return [Number(axis.getAttribute('x1')), Number(axis.getAttribute('x2')), Math.min(...xs)];
+        });
+        assert.ok(firstBar - left <= (right - left) / 4,
+                  `first bar at ${firstBar} in a plot from ${left} to ${right}`);
+        await fresh.screenshot({ path: path.join(OUT, 'dashboard-young-log.png'), fullPage: true });
+      } finally {
+        await fresh.close();
+      }
+    });
+
     await step('after the replay the same page shows the window closed', async () => {
       const started = JSON.parse(replayctl(grpc, ['start', ...window.command.split(' ').slice(2),
                                                   '--yes', '--reason', 'browser test', '-o', 'json']));

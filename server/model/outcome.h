@@ -1,0 +1,10 @@
+// What became of an event's delivery: the outcome every layer speaks of.
+// Its spelling in the log ("pending", ...) is the store's: OutcomeName in
+// server/store/event.h.
+#pragma once
+
+namespace replayd {
+
+enum class Outcome { kPending, kRetrying, kSucceeded, kAlreadyProcessed, kFailed };
+
+}  // namespace replayd
