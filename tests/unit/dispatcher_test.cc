@@ -272,6 +272,24 @@ TEST_F(DispatcherTest, StopLetsTheCallInFlightFinishAndReleasesEveryClaim) {
   EXPECT_EQ(store_.release_all_calls(), 1);
 }
 
+TEST_F(DispatcherTest, HeartbeatKeepsTheClaimOfALongCall) {
+  const int64_t slow = Append("slow", "k");
+  sink_->CloseGate();
+  Start(/*workers=*/1);
+  ASSERT_TRUE(sink_->WaitForInFlight(1));
+  // A minute and a half with a 60 s lease: the heartbeat (every 20 s) renews it.
+  for (int i = 0; i < 9; ++i) {
+    clock_.Advance(absl::Seconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto taken = store_.TryClaim(slow, absl::Time(), "replay-worker", absl::Seconds(60));
+  ASSERT_TRUE(taken.ok());
+  EXPECT_FALSE(taken->has_value());
+  EXPECT_EQ(store_.ClaimOwner(slow), kOwner);
+  sink_->OpenGate();
+  ASSERT_TRUE(store_.WaitForOutcome(slow, Outcome::kSucceeded));
+}
+
 TEST_F(DispatcherTest, KeysNextEventWaitsForThePreviousRecordToCommit) {
   const int64_t first = Append("first", "k");
   const int64_t second = Append("second", "k");
