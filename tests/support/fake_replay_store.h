@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/store/replay_store.h"
+#include "tests/support/locked.h"
 
 namespace replayd::testing {
 
@@ -51,10 +52,7 @@ class FakeReplayStore final : public ReplayStore {
     auto it = checkpoints_.find(id);
     return it == checkpoints_.end() ? std::vector<CheckpointCall>{} : it->second;
   }
-  std::vector<AuditEntry> AuditTrail() const {
-    std::lock_guard lock(mu_);
-    return audit_;
-  }
+  std::vector<AuditEntry> AuditTrail() const { return ReadLocked(mu_, audit_); }
   // Makes Checkpoint and Finish answer FAILED_PRECONDITION, as when another
   // daemon took the lease over.
   void StealLease(const std::string& id, const std::string& new_owner) {
@@ -205,14 +203,8 @@ class FakeReplayStore final : public ReplayStore {
     return absl::UnimplementedError("FakeReplayStore::SequenceGaps");
   }
 
-  int claims() const {
-    std::lock_guard lock(mu_);
-    return claims_;
-  }
-  int page_reads() const {
-    std::lock_guard lock(mu_);
-    return page_reads_;
-  }
+  int claims() const { return ReadLocked(mu_, claims_); }
+  int page_reads() const { return ReadLocked(mu_, page_reads_); }
 
  private:
   // The job when `owner` holds its lease, else nullptr. mu_ held.
