@@ -123,10 +123,8 @@ class FakeReplayStore final : public ReplayStore {
                                          const std::optional<ReplayCursor>& cursor,
                                          double current_rate, absl::Duration /*lease*/) override {
     std::lock_guard lock(mu_);
-    ReplayJob* job = Held(id, owner);
+    ReplayJob* job = Progressed(id, owner, counters, cursor);
     if (job == nullptr) return absl::FailedPreconditionError("lease lost");
-    job->counters = counters;
-    job->cursor = cursor;
     job->current_rate = current_rate;
     checkpoints_[id].push_back({counters, cursor});
     return job->state;
@@ -136,11 +134,9 @@ class FakeReplayStore final : public ReplayStore {
                       const ReplayCounters& counters, const std::optional<ReplayCursor>& cursor,
                       const std::string& last_error, const AuditEntry& audit) override {
     std::lock_guard lock(mu_);
-    ReplayJob* job = Held(id, owner);
+    ReplayJob* job = Progressed(id, owner, counters, cursor);
     if (job == nullptr) return absl::FailedPreconditionError("lease lost");
     job->state = state;
-    job->counters = counters;
-    job->cursor = cursor;
     job->last_error = last_error;
     job->owner.clear();
     audit_.push_back(audit);
@@ -212,6 +208,15 @@ class FakeReplayStore final : public ReplayStore {
     auto it = jobs_.find(id);
     if (it == jobs_.end() || it->second.owner != owner) return nullptr;
     return &it->second;
+  }
+  // Held, with the job's counters and cursor set to those reported. mu_ held.
+  ReplayJob* Progressed(const std::string& id, const std::string& owner,
+                        const ReplayCounters& counters, const std::optional<ReplayCursor>& cursor) {
+    ReplayJob* job = Held(id, owner);
+    if (job == nullptr) return nullptr;
+    job->counters = counters;
+    job->cursor = cursor;
+    return job;
   }
 
   mutable std::mutex mu_;

@@ -43,18 +43,10 @@ class FakeSink final : public Sink {
     return r;
   }
   static DeliveryResult Retryable(int http_status = 503) {
-    DeliveryResult r;
-    r.kind = DeliveryResult::Kind::kRetryable;
-    r.http_status = http_status;
-    r.error = "HTTP " + std::to_string(http_status);
-    return r;
+    return Failed(DeliveryResult::Kind::kRetryable, http_status);
   }
   static DeliveryResult Final(int http_status = 422) {
-    DeliveryResult r;
-    r.kind = DeliveryResult::Kind::kFinal;
-    r.http_status = http_status;
-    r.error = "HTTP " + std::to_string(http_status);
-    return r;
+    return Failed(DeliveryResult::Kind::kFinal, http_status);
   }
 
   // The answers to the create calls for `idempotency_key`, one per call in
@@ -166,6 +158,15 @@ class FakeSink final : public Sink {
   }
 
  private:
+  // A failed call's answer: `kind`, with the error "HTTP <http_status>".
+  static DeliveryResult Failed(DeliveryResult::Kind kind, int http_status) {
+    DeliveryResult r;
+    r.kind = kind;
+    r.http_status = http_status;
+    r.error = "HTTP " + std::to_string(http_status);
+    return r;
+  }
+
   const std::string name_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
