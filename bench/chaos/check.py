@@ -40,6 +40,7 @@ def main():
     parser.add_argument("--settle-seconds", type=int, required=True)
     parser.add_argument("--seed", required=True)
     parser.add_argument("--replay-rate", type=float, required=True)
+    parser.add_argument("--lookup", default="on")
     parser.add_argument("--live-from", required=True,
                         help="events ingested from then on are delivered live only")
     args = parser.parse_args()
@@ -136,6 +137,7 @@ def main():
         "chaos_s": args.chaos_seconds,
         "publisher": {k: publisher[k] for k in ("acked", "duplicate", "rejected",
                                                 "unanswered_tries", "unacked_at_stop", "seconds")},
+        "lookup": args.lookup,
         "seed": args.seed,
     }
     if len(cycles) != args.cycles:
