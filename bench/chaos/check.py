@@ -101,9 +101,19 @@ def main():
                  "max": round(latency[-1], 3) if latency else None}
 
     replays = load(d, "replays.json")["replays"]
+    # What happened to each replay on the way (start, takeover, resume, ...).
+    audit = collections.defaultdict(dict)
+    try:
+        for replay_id, action, count in psql_rows(
+                args.dsn, "SELECT replay_id, action, count(*) FROM replay_audit "
+                          "WHERE replay_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2"):
+            audit[replay_id][action] = int(count)
+    except subprocess.CalledProcessError as e:
+        print(f"reading replay_audit failed: {e.stderr.strip()}", file=sys.stderr)
     replay_rows = [{"id": r["replay_id"], "state": r["state"], "total": int(r["total"]),
                     "delivered": int(r["delivered"]), "skipped": int(r["skipped"]),
-                    "failed": int(r["failed"])} for r in replays]
+                    "failed": int(r["failed"]), "audit": audit.get(r["replay_id"], {})}
+                   for r in replays]
     not_ended = [r for r in replay_rows if r["state"] not in END_STATES]
     if not_ended:
         print(f"REPLAYS NOT ENDED: {not_ended}", file=sys.stderr)

@@ -31,6 +31,7 @@ settle_timeout=${SETTLE_TIMEOUT:-300}
 lookup=${LOOKUP:-on}
 source "$REPLAYD_ROOT/bench/lib.sh"
 RANDOM=$seed
+export PGCONNECT_TIMEOUT=10
 
 log() { echo "chaos: $(date -u +%H:%M:%S) $*" >&2; }
 # A random number of milliseconds in [LOW, HIGH].
@@ -128,13 +129,13 @@ log "replicas: gRPC ${grpc[*]}, HTTP ${http[*]}; downstream $DS_URL"
 # (not retried) while the publisher runs for a few seconds.
 window_from=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 sleep 1
-curl -sf -X POST "$DS_URL/admin/faults" -d '{"status": 422}' >/dev/null
+curl -sf --max-time 10 -X POST "$DS_URL/admin/faults" -d '{"status": 422}' >/dev/null
 python3 "$REPLAYD_ROOT/bench/chaos/publisher.py" --targets "${http[0]},${http[1]}" \
-  --acked "$bench_tmp/acked.txt" --rate "$rate" --max-seconds 7200 >"$bench_tmp/publisher.json" &
+  --acked "$bench_tmp/acked.txt" --rate "$rate" --max-seconds $((cycles * 30 + 600)) >"$bench_tmp/publisher.json" &
 publisher_pid=$!
 bench_pids+=("$publisher_pid")
 sleep 5
-curl -sf -X DELETE "$DS_URL/admin/faults" >/dev/null
+curl -sf --max-time 10 -X DELETE "$DS_URL/admin/faults" >/dev/null
 sleep 2
 window_to=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 sleep 1
@@ -144,14 +145,14 @@ log "$failed events failed in [$window_from, $window_to)"
 # The replay should run through most of the cycles (about 3 s each).
 replay_rate=$(( failed / (cycles * 3) ))
 [ "$replay_rate" -ge 1 ] || replay_rate=1
-REPLAYCTL_SERVER=${grpc[0]} "$replayctl" start --yes -o json --from "$window_from" \
+REPLAYCTL_SERVER=${grpc[0]} timeout 120 "$replayctl" start --yes -o json --from "$window_from" \
   --to "$window_to" --source chaos --rate "$replay_rate" --reason "chaos soak" \
   >"$bench_tmp/replay-start.json" 2>>"$bench_tmp/replayctl.log"
 replay_id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["replay_id"])' \
   "$bench_tmp/replay-start.json")
 log "replay $replay_id started at $replay_rate/s"
 
-curl -sf -X POST "$DS_URL/admin/faults" -d "{\"commit_then_drop\": true, \"percent\": $drop_percent}" \
+curl -sf --max-time 10 -X POST "$DS_URL/admin/faults" -d "{\"commit_then_drop\": true, \"percent\": $drop_percent}" \
   >/dev/null
 started=$(date +%s)
 pg_restarts=0
@@ -198,10 +199,10 @@ done
 settle_seconds=$(( $(date +%s) - settle_started ))
 log "settled=$settled after $settle_seconds s"
 
-REPLAYCTL_SERVER=${grpc[0]} "$replayctl" list -o json --limit 100 >"$bench_tmp/replays.json" \
+REPLAYCTL_SERVER=${grpc[0]} timeout 120 "$replayctl" list -o json --limit 100 >"$bench_tmp/replays.json" \
   2>>"$bench_tmp/replayctl.log"
-curl -sf "$DS_URL/admin/stats" >"$bench_tmp/downstream-stats.json"
-curl -sf "$DS_URL/admin/requests" >"$bench_tmp/downstream-requests.json"
+curl -sf --max-time 10 "$DS_URL/admin/stats" >"$bench_tmp/downstream-stats.json"
+curl -sf --max-time 60 "$DS_URL/admin/requests" >"$bench_tmp/downstream-requests.json"
 rc=0
 python3 "$REPLAYD_ROOT/bench/chaos/check.py" --dsn "$db" --dir "$bench_tmp" --cycles "$cycles" \
   --pg-restarts "$pg_restarts" --chaos-seconds "$chaos_seconds" --settled "$settled" \
