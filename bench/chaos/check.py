@@ -99,6 +99,19 @@ def main():
     latency_s = {"p50": round(latency[len(latency) // 2], 3) if latency else None,
                  "p99": round(latency[len(latency) * 99 // 100], 3) if latency else None,
                  "max": round(latency[-1], 3) if latency else None}
+    for event_id, key, ingested_at, processed_at, waited in psql_rows(args.dsn, f"""
+            SELECT event_id, key, ingested_at, processed_at,
+                   round(extract(epoch FROM processed_at - ingested_at)::numeric, 1)
+              FROM events WHERE source = '{SOURCE}' AND ingested_at >= '{args.live_from}'
+               AND processed_at IS NOT NULL ORDER BY processed_at - ingested_at DESC LIMIT 3"""):
+        attempts = psql_rows(args.dsn, f"""
+            SELECT a.attempt, a.trigger, a.started_at, a.outcome, a.worker, coalesce(a.error, '')
+              FROM delivery_attempts a JOIN events e ON e.position = a.event_position
+               AND e.ingested_at = a.event_ingested_at
+             WHERE e.source = '{SOURCE}' AND e.event_id = '{event_id}' ORDER BY a.attempt""")
+        print(f"slow: {event_id} (key {key}) ingested {ingested_at}, delivered {processed_at} "
+              f"({waited} s); attempts: " + "; ".join(" ".join(a) for a in attempts),
+              file=sys.stderr)
 
     replays = load(d, "replays.json")["replays"]
     # What happened to each replay on the way (start, takeover, resume, ...).

@@ -142,9 +142,9 @@ sleep 1
 failed=$(psql -tA "$db" -c "SELECT count(*) FROM events WHERE outcome = 'failed'")
 log "$failed events failed in [$window_from, $window_to)"
 
-# The replay should run through most of the cycles (about 3 s each).
-replay_rate=$(( failed / (cycles * 3) ))
-[ "$replay_rate" -ge 1 ] || replay_rate=1
+# The replay should run through the cycles (about 3 s each): sending takes
+# 1.5 s a cycle, and each kill of its owner stalls it for the replay lease.
+replay_rate=$(python3 -c "print(max(0.5, round($failed / ($cycles * 1.5), 1)))")
 REPLAYCTL_SERVER=${grpc[0]} timeout 120 "$replayctl" start --yes -o json --from "$window_from" \
   --to "$window_to" --source chaos --rate "$replay_rate" --reason "chaos soak" \
   >"$bench_tmp/replay-start.json" 2>>"$bench_tmp/replayctl.log"
