@@ -10,7 +10,10 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <mutex>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
