@@ -183,5 +183,34 @@ TEST(Validate, TlsCertificateAndKeyGoTogether) {
   EXPECT_THAT(Validate(c), IsEmpty());
 }
 
+TEST(Validate, MetricsTokenIsOptionalButNeverShort) {
+  Config c = Valid();
+  EXPECT_THAT(Validate(c), IsEmpty());
+  c.metrics_token = "short-metrics";
+  EXPECT_THAT(Validate(c), ElementsAre("metrics_token must be at least 16 characters"));
+  c.metrics_token = "long-enough-metrics-token";
+  EXPECT_THAT(Validate(c), IsEmpty());
+}
+
+TEST(Validate, SinkSecretsAreReferencesAndHeadersNameValuePairs) {
+  Config c = Valid();
+  SinkConfig s;
+  s.name = "api";
+  s.url = "https://127.0.0.1:9000/r";
+  s.signing_secrets = {"file:/run/secrets/whsec", "env:API_WHSEC", "whsec_inline-secret"};
+  s.headers = {"Authorization: file:/run/secrets/auth", "X-Tenant: acme", "Bearer leaked-token"};
+  s.tls.cert_file = "/client.pem";
+  c.sinks = {s};
+  auto problems = Validate(c);
+  EXPECT_THAT(problems, Contains("sinks[0] (api): signing_secrets: each must be file:PATH or env:NAME"));
+  EXPECT_THAT(problems, Contains("sinks[0] (api): headers: an entry is not \"Name: value\""));
+  EXPECT_THAT(problems, Contains("sinks[0] (api): tls.cert_file and tls.key_file go together"));
+  EXPECT_EQ(problems.size(), 3u);
+  for (const std::string& p : problems) {
+    EXPECT_THAT(p, Not(HasSubstr("inline-secret")));
+    EXPECT_THAT(p, Not(HasSubstr("leaked-token")));
+  }
+}
+
 }  // namespace
 }  // namespace replayd
