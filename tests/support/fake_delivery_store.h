@@ -148,7 +148,7 @@ class FakeDeliveryStore final : public DeliveryStore {
     return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
                         [&] { return attempts_.size() >= n; });
   }
-  // Calls of Claim (batches) and of Release/ReleaseAll so far.
+  // Calls of Claim (one per batch) and of ReleaseAll so far.
   int claim_calls() const {
     std::lock_guard lock(mu_);
     return claim_calls_;
@@ -156,6 +156,11 @@ class FakeDeliveryStore final : public DeliveryStore {
   int release_all_calls() const {
     std::lock_guard lock(mu_);
     return release_all_calls_;
+  }
+  // Records that failed with the SetRecordError error.
+  int failed_records() const {
+    std::lock_guard lock(mu_);
+    return failed_records_;
   }
 
   // --- DeliveryStore ---
@@ -356,7 +361,10 @@ class FakeDeliveryStore final : public DeliveryStore {
   // RecordAttempt's write (mu_ held).
   absl::StatusOr<bool> Write(AttemptRecord attempt, const OutcomeUpdate& update,
                              const std::string& owner) {
-    if (!record_error_.ok()) return record_error_;
+    if (!record_error_.ok()) {
+      ++failed_records_;
+      return record_error_;
+    }
     attempt.worker = owner;
     attempts_.push_back(attempt);
     cv_.notify_all();
@@ -405,6 +413,7 @@ class FakeDeliveryStore final : public DeliveryStore {
   absl::Status record_error_;
   int claim_calls_ = 0;
   int release_all_calls_ = 0;
+  int failed_records_ = 0;
   bool stopping_ = false;
   std::thread writer_;  // last: started once the rest is set up
 };

@@ -274,11 +274,6 @@ class FakeReplayStore final : public ReplayStore {
   absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(const ReplayWindow&) override {
     return absl::UnimplementedError("FakeReplayStore::AggregateWindow");
   }
-  absl::StatusOr<std::vector<SequenceGap>> SequenceGaps(const ReplayWindow&,
-                                                        const std::vector<SequenceGap>&, int,
-                                                        int64_t*) override {
-    return absl::UnimplementedError("FakeReplayStore::SequenceGaps");
-  }
 
   int claims() const {
     std::lock_guard lock(mu_);
