@@ -153,6 +153,35 @@ absl::StatusOr<pb::ReplayProgress> ReplayClient::CancelReplay(const std::string&
   return out;
 }
 
+absl::StatusOr<pb::ReplayProgress> ReplayClient::PauseReplay(const std::string& replay_id,
+                                                            const std::string& reason) {
+  grpc::ClientContext ctx;
+  PrepareCall(&ctx);
+  pb::PauseReplayRequest req;
+  req.set_replay_id(replay_id);
+  req.set_reason(reason);
+  pb::ReplayProgress out;
+  grpc::Status s = stub_->PauseReplay(&ctx, req, &out);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return out;
+}
+
+absl::StatusOr<pb::ReplayProgress> ReplayClient::ResumeReplay(const std::string& replay_id,
+                                                             const std::string& reason,
+                                                             double rate, bool allow_high_rate) {
+  grpc::ClientContext ctx;
+  PrepareCall(&ctx);
+  pb::ResumeReplayRequest req;
+  req.set_replay_id(replay_id);
+  req.set_reason(reason);
+  req.set_rate(rate);
+  req.set_allow_high_rate(allow_high_rate);
+  pb::ReplayProgress out;
+  grpc::Status s = stub_->ResumeReplay(&ctx, req, &out);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return out;
+}
+
 absl::StatusOr<std::vector<pb::ReplayProgress>> ReplayClient::ListReplays(
     const std::vector<pb::ReplayState>& states, int limit) {
   grpc::ClientContext ctx;

@@ -57,6 +57,12 @@ class ReplayClient {
       const std::function<void(const replay::v1::ReplayProgress&)>& on_progress);
   absl::StatusOr<replay::v1::ReplayProgress> CancelReplay(const std::string& replay_id,
                                                           const std::string& reason);
+  absl::StatusOr<replay::v1::ReplayProgress> PauseReplay(const std::string& replay_id,
+                                                         const std::string& reason);
+  // `rate` 0 keeps the replay's rate.
+  absl::StatusOr<replay::v1::ReplayProgress> ResumeReplay(const std::string& replay_id,
+                                                          const std::string& reason, double rate,
+                                                          bool allow_high_rate);
   absl::StatusOr<std::vector<replay::v1::ReplayProgress>> ListReplays(
       const std::vector<replay::v1::ReplayState>& states, int limit);
 

@@ -11,7 +11,8 @@
 
 int main(int argc, char** argv) {
   using namespace replayd::replayctl;
-  CLI::App app{"replayctl: dry-run, start, watch and cancel replays; inspect the event log"};
+  CLI::App app{
+      "replayctl: dry-run, start, watch, pause, resume and cancel replays; inspect the event log"};
   app.require_subcommand(1);
   CommonOptions options;
   app.add_option("-s,--server", options.server, "replayd gRPC address host:port")

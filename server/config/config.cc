@@ -190,6 +190,23 @@ const schema::Section<Config>& ConfigSchema() {
     replay->Add("max_window", &ReplayLimits::max_window, "the widest time window one replay may select")
         .Positive();
 
+    auto* breaker = new schema::Section<ReplayBreakerConfig>;
+    breaker->Add("consecutive_failures", &ReplayBreakerConfig::consecutive_failures,
+                 "a replay pauses itself after this many failed deliveries in a row; 0 = off")
+        .AtLeast(0)
+        .AtMost(kMaxBreakerCount);
+    breaker->Add("failure_ratio", &ReplayBreakerConfig::failure_ratio,
+                 "a replay pauses itself when this share of its last `window` outcomes failed; "
+                 "0 = off")
+        .AtLeast(0)
+        .AtMost(1);
+    breaker->Add("window", &ReplayBreakerConfig::window,
+                 "how many recent outcomes `failure_ratio` looks at (judged once that many are "
+                 "seen); 0 = off")
+        .AtLeast(0)
+        .AtMost(kMaxBreakerCount);
+    replay->AddSection("breaker", &ReplayLimits::breaker, breaker);
+
     auto* tls = new schema::Section<Config::Tls>;
     tls->Add("cert_file", &Config::Tls::cert_file, "certificate for gRPC and the HTTP port; empty = plaintext")
         .Together(&Config::Tls::key_file, "key_file");

@@ -57,12 +57,23 @@ struct RouteConfig {
   RetryPolicy retry;
 };
 
+// A replay's circuit breaker (see server/replay/breaker.h); 0 turns a rule off.
+struct ReplayBreakerConfig {
+  int consecutive_failures = 10;
+  double failure_ratio = 0.5;
+  int window = 50;
+};
+
+// The bounds of a request's own breaker settings.
+inline constexpr int kMaxBreakerCount = 10000;
+
 struct ReplayLimits {
   double default_rate = 50;
   double high_rate_threshold = 200;
   double max_rate = 2000;
   int default_burst = 0;  // 0 = one second's worth of the rate, at least 1
   absl::Duration max_window = absl::Hours(24 * 7);
+  ReplayBreakerConfig breaker;
 };
 
 struct TokenConfig {

@@ -190,6 +190,14 @@ class Key : public Field<T> {
                                             " (got ", Value<V>::Show(v), ")"));
                 });
   }
+  Key& AtMost(V max) {
+    return Rule(absl::StrCat("≤ ", Value<V>::Show(max)),
+                [this, max](const T&, const V& v, const Where& w, Problems* p) {
+                  if (v <= max) return;
+                  p->push_back(absl::StrCat(w.Of(name_), " must be at most ", Value<V>::Show(max),
+                                            " (got ", Value<V>::Show(v), ")"));
+                });
+  }
   // At least the sibling key `other` (or, with NotAbove, at most).
   Key& NotBelow(V T::*other, std::string other_name) {
     return Rule(absl::StrCat("≥ `", other_name, "`"),

@@ -277,8 +277,9 @@ void Daemon::PollMetrics() {
   auto replays = c_->replay_controller->List({}, 500);
   if (!replays.ok()) return;
   std::map<std::string, int64_t> by_state;
-  for (ReplayState s : {ReplayState::kPending, ReplayState::kRunning, ReplayState::kCancelling,
-                        ReplayState::kCancelled, ReplayState::kCompleted, ReplayState::kFailed}) {
+  for (ReplayState s : {ReplayState::kPending, ReplayState::kRunning, ReplayState::kPaused,
+                        ReplayState::kCancelling, ReplayState::kCancelled, ReplayState::kCompleted,
+                        ReplayState::kFailed}) {
     by_state[std::string(ReplayStateName(s))] = 0;
   }
   std::map<std::string, bool> live;

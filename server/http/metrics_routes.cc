@@ -62,4 +62,8 @@ void MetricsReplayObserver::OnReplayed(const std::string& result) {
   metrics_->CountReplayEvents(result);
 }
 
+void MetricsReplayObserver::OnPaused(const std::string& cause) {
+  metrics_->CountReplayPause(cause);
+}
+
 }  // namespace replayd

@@ -48,6 +48,7 @@ class MetricsReplayObserver final : public ReplayObserver {
   explicit MetricsReplayObserver(Metrics* metrics) : metrics_(metrics) {}
   void OnRateLimitWait(const std::string& limiter, absl::Duration wait) override;
   void OnReplayed(const std::string& result) override;
+  void OnPaused(const std::string& cause) override;
 
  private:
   Metrics* metrics_;

@@ -102,12 +102,60 @@ class FakeReplayStore final : public ReplayStore {
     return job;
   }
 
+  absl::StatusOr<ReplayJob> RequestPause(const std::string& id, const AuditEntry& audit) override {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("replay ", id, " not found"));
+    ReplayJob& job = it->second;
+    if (job.state != ReplayState::kPending && job.state != ReplayState::kRunning) {
+      return absl::FailedPreconditionError("replay is not pending or running");
+    }
+    job.state = ReplayState::kPaused;
+    audit_.push_back(audit);
+    return job;
+  }
+
+  absl::StatusOr<ReplayJob> RequestResume(const std::string& id, double rate,
+                                          const AuditEntry& audit) override {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("replay ", id, " not found"));
+    ReplayJob& job = it->second;
+    if (job.state != ReplayState::kPaused || !job.owner.empty()) {
+      return absl::FailedPreconditionError("replay is not paused");
+    }
+    job.state = ReplayState::kRunning;
+    if (rate > 0) job.spec.rate = rate;
+    audit_.push_back(audit);
+    return job;
+  }
+
+  absl::Status Park(const std::string& id, const std::string& owner,
+                    const ReplayCounters& counters, const std::optional<ReplayCursor>& cursor,
+                    const std::string& last_error, const std::vector<RetryEvent>& retry,
+                    const AuditEntry* audit) override {
+    std::lock_guard lock(mu_);
+    ReplayJob* job = Held(id, owner);
+    if (job == nullptr ||
+        (job->state != ReplayState::kRunning && job->state != ReplayState::kPaused)) {
+      return absl::FailedPreconditionError("lease lost or cancel asked");
+    }
+    job->state = ReplayState::kPaused;
+    job->counters = counters;
+    job->cursor = cursor;
+    job->last_error = last_error;
+    job->retry = retry;
+    job->owner.clear();
+    if (audit != nullptr) audit_.push_back(*audit);
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<std::optional<ReplayJob>> ClaimJob(
       const std::string& owner, absl::Duration /*lease*/,
       const std::vector<std::string>& exclude) override {
     std::lock_guard lock(mu_);
     for (auto& [id, job] : jobs_) {
-      if (IsTerminal(job.state)) continue;
+      if (IsTerminal(job.state) || job.state == ReplayState::kPaused) continue;
       if (!job.owner.empty() && job.owner != owner) continue;
       if (std::count(exclude.begin(), exclude.end(), id) > 0) continue;
       job.owner = owner;
@@ -138,6 +186,7 @@ class FakeReplayStore final : public ReplayStore {
     if (job == nullptr) return absl::FailedPreconditionError("lease lost");
     job->state = state;
     job->last_error = last_error;
+    job->retry.clear();
     job->owner.clear();
     audit_.push_back(audit);
     return absl::OkStatus();
@@ -185,6 +234,32 @@ class FakeReplayStore final : public ReplayStore {
     return out;
   }
 
+  // Marks an event failed for FailedBefore (the record's delivery_failed_keys);
+  // `failed` false removes it again.
+  void SetFailed(const StoredEvent& e, bool failed) {
+    std::lock_guard lock(mu_);
+    if (failed) {
+      failed_[e.position] = e;
+    } else {
+      failed_.erase(e.position);
+    }
+  }
+
+  absl::StatusOr<std::vector<KeyBlocker>> FailedBefore(const std::string& source,
+                                                       const std::string& key,
+                                                       int64_t before_position,
+                                                       int limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<KeyBlocker> out;
+    for (const auto& [position, e] : failed_) {
+      if (position >= before_position || static_cast<int>(out.size()) >= limit) break;
+      if (e.event.source == source && e.event.key == key) {
+        out.push_back({position, e.ingested_at, e.event.event_id});
+      }
+    }
+    return out;
+  }
+
   absl::StatusOr<std::vector<StoredEvent>> FirstEventsWithOutcome(const ReplayWindow&,
                                                                   const std::vector<Outcome>&,
                                                                   int) override {
@@ -219,6 +294,7 @@ class FakeReplayStore final : public ReplayStore {
   std::map<std::string, std::vector<CheckpointCall>> checkpoints_;
   std::vector<AuditEntry> audit_;
   std::vector<StoredEvent> events_;
+  std::map<int64_t, StoredEvent> failed_;  // by position
   int claims_ = 0;
   int page_reads_ = 0;
 };
