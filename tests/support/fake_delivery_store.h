@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/clock.h"
 #include "server/store/delivery_store.h"
+#include "tests/support/locked.h"
 
 namespace replayd::testing {
 
@@ -114,15 +115,9 @@ class FakeDeliveryStore final : public DeliveryStore {
 
   // While paused, asynchronous records wait unwritten and their callbacks
   // uncalled.
-  void PauseRecords() {
-    std::lock_guard lock(mu_);
-    records_paused_ = true;
-  }
+  void PauseRecords() { WriteLocked(mu_, records_paused_, true); }
   void ResumeRecords() {
-    {
-      std::lock_guard lock(mu_);
-      records_paused_ = false;
-    }
+    WriteLocked(mu_, records_paused_, false);
     cv_.notify_all();
   }
   // Asynchronous records waiting (paused or not yet written).
@@ -148,15 +143,11 @@ class FakeDeliveryStore final : public DeliveryStore {
     return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
                         [&] { return attempts_.size() >= n; });
   }
-  // Calls of Claim (batches) and of Release/ReleaseAll so far.
-  int claim_calls() const {
-    std::lock_guard lock(mu_);
-    return claim_calls_;
-  }
-  int release_all_calls() const {
-    std::lock_guard lock(mu_);
-    return release_all_calls_;
-  }
+  // Calls of Claim (one per batch) and of ReleaseAll so far.
+  int claim_calls() const { return ReadLocked(mu_, claim_calls_); }
+  int release_all_calls() const { return ReadLocked(mu_, release_all_calls_); }
+  // Records that failed with the SetRecordError error.
+  int failed_records() const { return ReadLocked(mu_, failed_records_); }
 
   // --- DeliveryStore ---
 
@@ -356,7 +347,10 @@ class FakeDeliveryStore final : public DeliveryStore {
   // RecordAttempt's write (mu_ held).
   absl::StatusOr<bool> Write(AttemptRecord attempt, const OutcomeUpdate& update,
                              const std::string& owner) {
-    if (!record_error_.ok()) return record_error_;
+    if (!record_error_.ok()) {
+      ++failed_records_;
+      return record_error_;
+    }
     attempt.worker = owner;
     attempts_.push_back(attempt);
     cv_.notify_all();
@@ -405,6 +399,7 @@ class FakeDeliveryStore final : public DeliveryStore {
   absl::Status record_error_;
   int claim_calls_ = 0;
   int release_all_calls_ = 0;
+  int failed_records_ = 0;
   bool stopping_ = false;
   std::thread writer_;  // last: started once the rest is set up
 };
