@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/source_name.h"
+#include "server/common/status_macros.h"
 #include "server/config/schema.h"
 #include "yaml-cpp/yaml.h"
 
@@ -301,9 +302,24 @@ void CheckAcrossKeys(const Config& c, std::vector<std::string>* p) {
 
 }  // namespace
 
+absl::StatusOr<Config> ParseConfigYaml(const std::string& text, const std::string& origin) {
+  Config config;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": not valid YAML: ", e.what()));
+  }
+  schema::Problems problems;
+  if (!root.IsNull()) ConfigSchema().Read(root, "", &config, &problems);
+  if (!problems.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ":\n  ", absl::StrJoin(problems, "\n  ")));
+  }
+  return config;
+}
+
 absl::StatusOr<Config> LoadConfig(const std::string& path, const ConfigOverrides& overrides) {
   Config config;
-  schema::Problems problems;
   if (!path.empty()) {
     std::ifstream in(path);
     if (!in) {
@@ -311,18 +327,9 @@ absl::StatusOr<Config> LoadConfig(const std::string& path, const ConfigOverrides
     }
     std::stringstream text;
     text << in.rdbuf();
-    YAML::Node root;
-    try {
-      root = YAML::Load(text.str());
-    } catch (const YAML::Exception& e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": not valid YAML: ", e.what()));
-    }
-    if (!root.IsNull()) ConfigSchema().Read(root, "", &config, &problems);
-    if (!problems.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ":\n  ", absl::StrJoin(problems, "\n  ")));
-    }
+    ASSIGN_OR_RETURN(config, ParseConfigYaml(text.str(), path));
   }
+  schema::Problems problems;
   ConfigSchema().Override(overrides, "", &config, &problems);
   if (!problems.empty()) return absl::InvalidArgumentError(absl::StrJoin(problems, "\n  "));
   return config;

@@ -140,6 +140,10 @@ using ConfigOverrides = std::map<std::string, std::string>;
 // values of the wrong type or unknown keys; the message lists every problem found.
 absl::StatusOr<Config> LoadConfig(const std::string& path, const ConfigOverrides& overrides);
 
+// The file part of LoadConfig: YAML text to a Config (no environment, no
+// overrides). INVALID_ARGUMENT as LoadConfig, messages prefixed with `origin`.
+absl::StatusOr<Config> ParseConfigYaml(const std::string& text, const std::string& origin);
+
 // Every semantic problem of a loaded config, one readable line each; empty when valid.
 std::vector<std::string> Validate(const Config& config);
 

@@ -76,6 +76,17 @@ TEST(LoadConfig, MissingAndMalformedFiles) {
   EXPECT_THAT(LoadProblems("routes: [\n"), HasSubstr("not valid YAML"));
 }
 
+TEST(LoadConfig, RefusesKeysThatAreNotNames) {
+  // YAML's complex keys put a mapping or a sequence where a name belongs.
+  auto config = ParseConfigYaml("delivery:\n  ? {poll_interval: 1s}\n  : 1\n? [a, b]\n: 2\n",
+                                "replayd.yaml");
+  ASSERT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  std::string message(config.status().message());
+  EXPECT_THAT(message, HasSubstr("replayd.yaml:"));
+  EXPECT_THAT(message, HasSubstr("delivery: a key must be a name, not a mapping"));
+  EXPECT_THAT(message, HasSubstr("\n  a key must be a name, not a sequence"));
+}
+
 TEST(Validate, ListsEverySemanticProblem) {
   Config c;
   c.database_url = "";
