@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "server/common/auth.h"
+#include "server/common/client_errors.h"
 #include "server/common/clock.h"
 #include "server/common/logging.h"
 #include "server/common/time_format.h"
@@ -117,6 +118,15 @@ TEST(FakeClock, WaitReturnsWhenTheDeadlinePassesWithoutANotify) {
   while (clock.Now() < deadline) clock.WaitUntil(cv, lock, deadline);
   advancer.join();
   EXPECT_GE(clock.Now(), deadline);
+}
+
+TEST(ClientMessage, HidesDetailsOfUnavailableAndInternalErrors) {
+  const std::string address = "connection to server at 127.0.0.1, port 5432 failed";
+  for (const absl::Status& s : {absl::UnavailableError(address), absl::InternalError(address)}) {
+    EXPECT_THAT(ClientMessage(s, "test"), Not(HasSubstr("127.0.0.1"))) << s;
+    EXPECT_THAT(ClientMessage(s, "test"), HasSubstr("log"));
+  }
+  EXPECT_EQ(ClientMessage(absl::InvalidArgumentError("from: bad time"), "test"), "from: bad time");
 }
 
 }  // namespace
