@@ -89,7 +89,7 @@ struct Config {
     int workers = 64;
     int claim_batch = 256;
     absl::Duration poll_interval = absl::Milliseconds(50);
-    absl::Duration claim_lease = absl::Seconds(60);
+    absl::Duration claim_lease = absl::Seconds(6);
   } delivery;
 
   std::vector<SinkConfig> sinks;
