@@ -7,6 +7,7 @@
 #include <httplib.h>
 
 #include <fstream>
+#include <iostream>
 #include <set>
 #include <string>
 #include <thread>
@@ -150,6 +151,8 @@ TEST_F(HostileInputE2E, PathologicalBodiesLeaveRssBounded) {
     peak_kib = std::max(peak_kib, RssKib(pid));
   }
   const int64_t end_kib = RssKib(pid);
+  std::cout << "RSS " << start_kib << " KiB -> " << end_kib << " KiB, peak seen " << peak_kib
+            << " KiB\n";
   EXPECT_LT(end_kib - start_kib, 100 * 1024)
       << "RSS " << start_kib << " KiB -> " << end_kib << " KiB (peak seen " << peak_kib << ")";
   EXPECT_TRUE(daemon_->Running());
@@ -200,6 +203,8 @@ TEST(TakeOverE2E, SurvivorDeliversTheKilledReplicasKeysWithinTenSeconds) {
       },
       absl::Seconds(30), absl::Milliseconds(100));
   ASSERT_EQ(static_cast<int>(delivered.size()), n) << survivor.log();
+  std::cout << "the survivor delivered the last key " << (last_us - killed_us) / 1000
+            << " ms after the kill\n";
   EXPECT_LE(last_us - killed_us, 10'000'000) << "took over after " << (last_us - killed_us) << " µs";
   EXPECT_EQ(survivor.Terminate(), 0);
 }
