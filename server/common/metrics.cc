@@ -23,6 +23,7 @@ struct Metrics::Families {
   prometheus::Family<prometheus::Gauge>* replays;
   prometheus::Family<prometheus::Counter>* limiter_waits;
   prometheus::Family<prometheus::Counter>* limiter_wait_seconds;
+  prometheus::Family<prometheus::Counter>* claim_waits;
 };
 
 Metrics::Metrics()
@@ -72,9 +73,14 @@ Metrics::Metrics()
                                   .Name("replayd_rate_limiter_wait_seconds_total")
                                   .Help("Time replays spent waiting for rate-limiter tokens.")
                                   .Register(r);
+  f_->claim_waits = &prometheus::BuildCounter()
+                         .Name("replayd_delivery_claim_waits_total")
+                         .Help("Claim attempts that found the event claimed by another daemon.")
+                         .Register(r);
   // Series that exist from the start, so that dashboards and alerts see
   // zeros rather than nothing.
   SetBacklog(0, 0);
+  CountClaimWaits(0);
   for (const char* result : {"delivered", "skipped", "failed"}) CountReplayEvents(result, 0);
   for (const char* cause : {"breaker", "operator"}) f_->replay_pauses->Add({{"cause", cause}});
   f_->limiter_waits->Add({{"limiter", "replay"}});
@@ -140,6 +146,10 @@ void Metrics::SetReplayStates(const std::map<std::string, int64_t>& count_by_sta
 void Metrics::CountRateLimiterWait(const std::string& limiter, double seconds) {
   f_->limiter_waits->Add({{"limiter", limiter}}).Increment();
   f_->limiter_wait_seconds->Add({{"limiter", limiter}}).Increment(seconds);
+}
+
+void Metrics::CountClaimWaits(int64_t events) {
+  f_->claim_waits->Add({}).Increment(static_cast<double>(events));
 }
 
 std::string Metrics::Serialize() const {

@@ -45,6 +45,7 @@ class Metrics {
   void RetainReplayProgress(const std::map<std::string, bool>& live);
   void SetReplayStates(const std::map<std::string, int64_t>& count_by_state);
   void CountRateLimiterWait(const std::string& limiter, double seconds);
+  void CountClaimWaits(int64_t events);
 
   // The Prometheus text exposition format (version 0.0.4).
   std::string Serialize() const;

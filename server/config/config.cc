@@ -233,6 +233,10 @@ const schema::Section<Config>& ConfigSchema() {
         .Secret();
     config->Add("database_pool_size", &Config::database_pool_size, "database connections per daemon")
         .Positive();
+    config->Add("database_startup_timeout", &Config::database_startup_timeout,
+                "a starting daemon retries an unreachable database (backing off up to 5 s) "
+                "this long, then exits 1")
+        .Positive();
     config->Add("log_format", &Config::log_format, "how log lines are written; `json` for Kubernetes")
         .Env("REPLAYD_LOG_FORMAT")
         .Flag("--log-format")

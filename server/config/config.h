@@ -87,6 +87,8 @@ struct Config {
   std::string http_listen = "127.0.0.1:7080";
   std::string database_url;
   int database_pool_size = 16;
+  // How long a starting daemon retries an unreachable database before exiting.
+  absl::Duration database_startup_timeout = absl::Minutes(5);
   std::string log_format = "text";  // text or json
   std::string log_level = "info";
   // Where the daemon writes "grpc=PORT http=PORT" once listening (tests use port 0).
@@ -110,7 +112,7 @@ struct Config {
     int workers = 64;
     int claim_batch = 256;
     absl::Duration poll_interval = absl::Milliseconds(50);
-    absl::Duration claim_lease = absl::Seconds(60);
+    absl::Duration claim_lease = absl::Seconds(6);
   } delivery;
 
   std::vector<SinkConfig> sinks;

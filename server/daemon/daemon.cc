@@ -13,6 +13,7 @@
 #include "server/common/auth.h"
 #include "server/common/clock.h"
 #include "server/common/logging.h"
+#include "server/common/backoff.h"
 #include "server/common/metrics.h"
 #include "server/delivery/deliverer.h"
 #include "server/delivery/dispatcher.h"
@@ -116,8 +117,15 @@ absl::Status Daemon::Run() {
   auto log = Logger("daemon");
   log->info("replayd {} starting; database {}", REPLAYD_VERSION, RedactDsn(config_.database_url));
 
-  auto applied = Migrate(config_.database_url);
-  if (!applied.ok()) return applied.status();
+  absl::StatusOr<std::vector<std::string>> applied;
+  absl::Status reached = RetryWhileUnavailable(
+      [&] { return (applied = Migrate(config_.database_url)).status(); },
+      {.total = config_.database_startup_timeout},
+      [&](const absl::Status& s, absl::Duration wait) {
+        log->warn("database not reachable ({}); retrying in {}", s.message(),
+                  absl::FormatDuration(wait));
+      });
+  if (!reached.ok()) return reached;
   log->info("schema up to date ({} migrations applied now)", applied->size());
 
   const Clock& clock = SystemClock::Get();

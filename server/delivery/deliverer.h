@@ -53,6 +53,9 @@ class DeliveryObserver {
   virtual ~DeliveryObserver() = default;
   // One recorded attempt (a create call, or a lookup that found the record).
   virtual void OnAttempt(const std::string& route, Outcome outcome, absl::Duration duration) = 0;
+  // `events` could not be claimed because another daemon holds their claims
+  // (called from the dispatcher's poll thread).
+  virtual void OnClaimWait(int64_t events) { (void)events; }
 };
 
 // A route as delivery uses it: where a source's events go and how they retry.
@@ -104,6 +107,7 @@ class Deliverer {
   const Route* RouteFor(const std::string& source) const;
   std::vector<std::string> RoutedSources() const;
   std::vector<std::string> StrictSources() const;
+  DeliveryObserver* observer() const { return observer_; }
 
  private:
   struct Delivery;

@@ -272,13 +272,31 @@ int Dispatcher::ClaimQueued() {
     return -1;
   }
   int claimed = 0;
-  for (const ClaimResult& r : *results) claimed += r.state == ClaimResult::State::kClaimed;
+  int64_t busy = 0;
+  for (const ClaimResult& r : *results) {
+    claimed += r.state == ClaimResult::State::kClaimed;
+    busy += r.state == ClaimResult::State::kBusy;
+  }
+  if (busy > 0) NoteClaimWait(busy);
   std::lock_guard lock(mu_);
   // A key whose event another worker holds is tried again a little later.
   std::vector<int64_t> released =
       queues_.Claimed(refs, std::move(*results), Now(), kBusyWaits * options_.poll_interval);
   to_release_.insert(to_release_.end(), released.begin(), released.end());
   return claimed;
+}
+
+void Dispatcher::NoteClaimWait(int64_t events) {
+  if (DeliveryObserver* observer = deliverer_->observer()) observer->OnClaimWait(events);
+  // Once per lease at most: a dead daemon's claims make every poll wait.
+  waiting_since_claim_log_ += events;
+  if (Now() < next_claim_wait_log_) return;
+  Logger("delivery")->warn(
+      "{} claim attempts found events claimed by another daemon; they are taken over when "
+      "its claims expire (claim_lease {})",
+      waiting_since_claim_log_, absl::FormatDuration(options_.claim_lease));
+  waiting_since_claim_log_ = 0;
+  next_claim_wait_log_ = Now() + options_.claim_lease;
 }
 
 void Dispatcher::CheckParked() {

@@ -42,7 +42,7 @@ struct DispatcherOptions {
   // Events read and claimed per statement; up to twice as many are held.
   int claim_batch = 256;
   absl::Duration poll_interval = absl::Milliseconds(50);
-  absl::Duration claim_lease = absl::Seconds(60);
+  absl::Duration claim_lease = absl::Seconds(6);
   // Unique per process; empty = "<hostname>:<pid>:<random>".
   std::string owner;
   // Paces polls, retries, heartbeats and waits; outlives the dispatcher.
@@ -80,6 +80,8 @@ class Dispatcher {
   bool Blocks(const StoredEvent& event) const;
   // Gives back the claims the key queues let go.
   void ReleaseGivenBack();
+  // Counts and logs (rate-limited) events whose claims another daemon holds.
+  void NoteClaimWait(int64_t events);
   // Delivers one started event (its slot taken by Pump).
   void Deliver(std::shared_ptr<const StoredEvent> event);
   // The report and the record of one event, in either order: the second one
@@ -136,6 +138,8 @@ class Dispatcher {
   int callbacks_ = 0;   // deliverer callbacks running
   std::atomic<int64_t> call_busy_us_{0};  // time calls were in flight, for the summary
   std::vector<int64_t> to_release_;  // positions whose claims to give back
+  int64_t waiting_since_claim_log_ = 0;  // poll thread only
+  absl::Time next_claim_wait_log_ = absl::InfinitePast();
   bool stopping_ = false;
   bool started_ = false;
   std::thread poller_;

@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include "nlohmann/json.hpp"
+#include "server/common/client_errors.h"
 
 namespace replayd {
 
@@ -19,7 +20,11 @@ int HttpStatusFor(const absl::Status& s) {
 
 void SetJsonError(httplib::Response& res, const absl::Status& s) {
   res.status = HttpStatusFor(s);
-  res.set_content(nlohmann::json{{"error", std::string(s.message())}}.dump(), "application/json");
+  // Messages may echo the request's bytes, which need not be UTF-8: those
+  // become U+FFFD instead of failing the serializer.
+  nlohmann::json body = {{"error", ClientMessage(s, "HTTP request")}};
+  res.set_content(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                  "application/json");
 }
 
 }  // namespace replayd

@@ -13,7 +13,8 @@ namespace replayd {
 // found, 503 unavailable, 500 otherwise.
 int HttpStatusFor(const absl::Status& status);
 
-// Sets the status and a JSON body {"error": "<message>"}.
+// Sets the status and a JSON body {"error": "<message>"}, the message being
+// ClientMessage's (see client_errors.h) with invalid UTF-8 replaced.
 void SetJsonError(httplib::Response& res, const absl::Status& status);
 
 }  // namespace replayd

@@ -38,6 +38,7 @@ class MetricsDeliveryObserver final : public DeliveryObserver {
  public:
   explicit MetricsDeliveryObserver(Metrics* metrics) : metrics_(metrics) {}
   void OnAttempt(const std::string& route, Outcome outcome, absl::Duration duration) override;
+  void OnClaimWait(int64_t events) override { metrics_->CountClaimWaits(events); }
 
  private:
   Metrics* metrics_;

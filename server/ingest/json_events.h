@@ -21,7 +21,10 @@ struct JsonEventBatch {
 // Body: {"events": [{"source", "event_id", "sequence"?, "key"?, "type"?,
 // "occurred_at"? (RFC 3339), "payload": <any JSON>}]}. INVALID_ARGUMENT for
 // a body that is not such JSON or whose batch is empty or over limits.max_batch.
-// Problems of one event (unknown fields, wrong types) reject that event only.
+// Problems of one event (unknown fields, wrong types, a payload nested deeper
+// than limits.max_payload_depth) reject that event only. The body is read by a
+// streaming parser that drops anything nested too deep as it reads, so no
+// recursive code ever sees deep input.
 absl::StatusOr<JsonEventBatch> ParseJsonEvents(std::string_view body, const IngestLimits& limits);
 
 }  // namespace replayd

@@ -29,6 +29,44 @@ absl::Status CheckText(const char* field, std::string_view value, size_t max) {
 
 }  // namespace
 
+int JsonNestingDepth(std::string_view text, int stop_above) {
+  int depth = 0;
+  int deepest = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"': in_string = true; break;
+      case '[':
+      case '{':
+        if (++depth > deepest) {
+          deepest = depth;
+          if (deepest > stop_above) return stop_above + 1;
+        }
+        break;
+      case ']':
+      case '}': --depth; break;
+      default: break;
+    }
+  }
+  return deepest;
+}
+
+absl::Status NestingTooDeepError(int max) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("payload nests deeper than the maximum of ", max, " levels"));
+}
+
 absl::Status ValidateFields(const NewEvent& e, const IngestLimits& limits, absl::Time now) {
   if (e.source.empty()) return absl::InvalidArgumentError("source is empty");
   if (absl::Status s = ValidateSourceName(e.source); !s.ok()) return s;
@@ -50,6 +88,9 @@ absl::Status ValidateFields(const NewEvent& e, const IngestLimits& limits, absl:
     return absl::InvalidArgumentError(absl::StrCat("payload is ", e.payload.size(),
                                                    " bytes, over the limit of ",
                                                    limits.max_payload_bytes));
+  }
+  if (JsonNestingDepth(e.payload, limits.max_payload_depth) > limits.max_payload_depth) {
+    return NestingTooDeepError(limits.max_payload_depth);
   }
   if (e.payload.find("\\u0000") != std::string::npos) {
     return absl::InvalidArgumentError(

@@ -1,10 +1,12 @@
 #include "server/rpc/grpc_status.h"
 
+#include "server/common/client_errors.h"
+
 namespace replayd {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), ClientMessage(status, "gRPC call"));
 }
 
 absl::StatusOr<Principal> AuthorizeCall(const Authenticator& auth,

@@ -8,6 +8,7 @@
 
 namespace replayd {
 
+// The code is kept; the message is ClientMessage's (see client_errors.h).
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // Authorizes the call from its "authorization" metadata.

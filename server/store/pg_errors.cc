@@ -24,6 +24,8 @@ absl::Status StatusFromPg(const std::exception& e, std::string_view what_view) {
   if (absl::StartsWith(state, "08") || absl::StartsWith(state, "57P") || state == "53300") {
     return absl::UnavailableError(message);
   }
+  // "stack depth limit exceeded" and kin: the input was too complex.
+  if (state == "54001") return absl::InvalidArgumentError(message);
   if (state == "23505") return absl::AlreadyExistsError(message);
   if (absl::StartsWith(state, "22") || absl::StartsWith(state, "23")) {
     return absl::InvalidArgumentError(message);

@@ -132,6 +132,7 @@ class DaemonProcess {
   int Terminate();
   void Restart() { Start(); }
   bool Running() { return process_.Running(); }
+  pid_t pid() const { return process_.pid(); }
 
   std::string grpc_address() const;  // "127.0.0.1:PORT"
   int grpc_port() const { return grpc_port_; }

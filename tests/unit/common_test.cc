@@ -7,6 +7,8 @@
 #include <thread>
 
 #include "server/common/auth.h"
+#include "server/common/backoff.h"
+#include "server/common/client_errors.h"
 #include "server/common/clock.h"
 #include "server/common/logging.h"
 #include "server/common/time_format.h"
@@ -117,6 +119,78 @@ TEST(FakeClock, WaitReturnsWhenTheDeadlinePassesWithoutANotify) {
   while (clock.Now() < deadline) clock.WaitUntil(cv, lock, deadline);
   advancer.join();
   EXPECT_GE(clock.Now(), deadline);
+}
+
+TEST(Backoff, DelayDoublesFromInitialUpToMax) {
+  BackoffOptions options{.initial = absl::Milliseconds(250), .max = absl::Seconds(5)};
+  std::vector<absl::Duration> delays;
+  for (int i = 0; i < 8; ++i) delays.push_back(BackoffDelay(i, options));
+  EXPECT_THAT(delays, ::testing::ElementsAre(absl::Milliseconds(250), absl::Milliseconds(500),
+                                             absl::Seconds(1), absl::Seconds(2), absl::Seconds(4),
+                                             absl::Seconds(5), absl::Seconds(5), absl::Seconds(5)));
+}
+
+TEST(Backoff, RetriesWhileUnavailableOnTheBackoffScheduleUntilItAnswers) {
+  FakeClock clock;
+  clock.set_auto_advance(true);
+  const absl::Time start = clock.Now();
+  std::vector<absl::Duration> attempts_at, waits;
+  int calls = 0;
+  absl::Status s = RetryWhileUnavailable(
+      [&] {
+        attempts_at.push_back(clock.Now() - start);
+        return ++calls < 5 ? absl::UnavailableError("down") : absl::OkStatus();
+      },
+      {.initial = absl::Seconds(1), .max = absl::Seconds(4), .total = absl::Minutes(1),
+       .clock = &clock},
+      [&](const absl::Status&, absl::Duration wait) { waits.push_back(wait); });
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_THAT(attempts_at, ::testing::ElementsAre(absl::ZeroDuration(), absl::Seconds(1),
+                                                  absl::Seconds(3), absl::Seconds(7),
+                                                  absl::Seconds(11)));
+  EXPECT_THAT(waits, ::testing::ElementsAre(absl::Seconds(1), absl::Seconds(2), absl::Seconds(4),
+                                            absl::Seconds(4)));
+}
+
+TEST(Backoff, GivesUpWithTheLastStatusWhenTheTotalRunsOut) {
+  FakeClock clock;
+  clock.set_auto_advance(true);
+  const absl::Time start = clock.Now();
+  int calls = 0;
+  absl::Status s = RetryWhileUnavailable(
+      [&] {
+        ++calls;
+        return absl::UnavailableError("still down");
+      },
+      {.initial = absl::Seconds(1), .max = absl::Seconds(4), .total = absl::Seconds(10),
+       .clock = &clock});
+  EXPECT_EQ(s, absl::UnavailableError("still down"));
+  // Attempts at 0, 1, 3, 7 and 10 s (the last wait cut to the total).
+  EXPECT_EQ(calls, 5);
+  EXPECT_EQ(clock.Now() - start, absl::Seconds(10));
+}
+
+TEST(Backoff, DoesNotRetryOtherErrors) {
+  FakeClock clock;
+  clock.set_auto_advance(true);
+  int calls = 0;
+  absl::Status s = RetryWhileUnavailable(
+      [&] {
+        ++calls;
+        return absl::FailedPreconditionError("bad schema");
+      },
+      {.clock = &clock});
+  EXPECT_TRUE(absl::IsFailedPrecondition(s));
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(ClientMessage, HidesDetailsOfUnavailableAndInternalErrors) {
+  const std::string address = "connection to server at 127.0.0.1, port 5432 failed";
+  for (const absl::Status& s : {absl::UnavailableError(address), absl::InternalError(address)}) {
+    EXPECT_THAT(ClientMessage(s, "test"), Not(HasSubstr("127.0.0.1"))) << s;
+    EXPECT_THAT(ClientMessage(s, "test"), HasSubstr("log"));
+  }
+  EXPECT_EQ(ClientMessage(absl::InvalidArgumentError("from: bad time"), "test"), "from: bad time");
 }
 
 }  // namespace

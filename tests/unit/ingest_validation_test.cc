@@ -71,6 +71,24 @@ TEST(ValidateEvent, EventId) {
   EXPECT_THAT(Reason(e), HasSubstr("event_id contains control characters"));
 }
 
+TEST(JsonNestingDepth, CountsContainersOutsideStrings) {
+  EXPECT_EQ(JsonNestingDepth("1", 10), 0);
+  EXPECT_EQ(JsonNestingDepth("{}", 10), 1);
+  EXPECT_EQ(JsonNestingDepth(R"({"a": [1, {"b": []}], "c": {}})", 10), 4);
+  EXPECT_EQ(JsonNestingDepth(R"(["[[[[", "\"[[[", "\\\\", {"k]": 1}])", 10), 2);
+  EXPECT_EQ(JsonNestingDepth(std::string(1000, '['), 10), 11);  // stops past the limit
+}
+
+TEST(ValidateEvent, PayloadDepthUpToTheMaximum) {
+  NewEvent e = Good();
+  e.payload = std::string(kMaxPayloadDepth, '[') + std::string(kMaxPayloadDepth, ']');
+  EXPECT_TRUE(ValidateEvent(e, {}, kNow).ok());
+  e.payload = "[" + e.payload + "]";
+  EXPECT_EQ(Reason(e), "payload nests deeper than the maximum of 100 levels");
+  e.payload = std::string(70000, '[') + std::string(70000, ']');
+  EXPECT_EQ(Reason(e), "payload nests deeper than the maximum of 100 levels");
+}
+
 TEST(ValidateEvent, Payload) {
   NewEvent e = Good();
   e.payload = "";
