@@ -52,8 +52,9 @@ TEST(ConfigReference, HasARowForEveryKeyIncludingListFields) {
   EXPECT_THAT(table, HasSubstr("| `database_url` | string | — | `REPLAYD_DATABASE_URL`, `--database-url` | "
                                "required; secret, never logged |"));
   EXPECT_THAT(table, HasSubstr("| `sinks[].lookup_url` | string | — |  | checked when type is `http`; "
-                               "http(s) URL containing `{idempotency_key}` |"));
-  EXPECT_THAT(table, HasSubstr("| `routes[].retry.max_delay` | duration | `5m` |  | ≥ `base_delay` |"));
+                               "http(s) URL containing `{idempotency_key}`; reloaded on SIGHUP |"));
+  EXPECT_THAT(table, HasSubstr("| `routes[].retry.max_delay` | duration | `5m` |  | ≥ `base_delay`; "
+                               "reloaded on SIGHUP |"));
   EXPECT_THAT(table, HasSubstr("| `tokens[].role` | string | — |  | `publisher`, `viewer` or `operator` |"));
   EXPECT_THAT(table, HasSubstr("| `ingest.max_future_skew` | duration | `24h` |"));
   EXPECT_THAT(table, HasSubstr("| `replay.max_window` | duration | `7d` |"));
@@ -191,6 +192,70 @@ TEST(Validate, TlsCertificateAndKeyGoTogether) {
   EXPECT_THAT(Validate(c), ElementsAre("tls.cert_file and tls.key_file go together"));
   c.tls.cert_file = "/cert.pem";
   EXPECT_THAT(Validate(c), IsEmpty());
+}
+
+}  // namespace
+}  // namespace replayd
+
+namespace replayd {
+namespace {
+
+SinkConfig HttpSink(const std::string& name, const std::string& url) {
+  SinkConfig s;
+  s.name = name;
+  s.url = url;
+  return s;
+}
+
+RouteConfig RouteTo(const std::string& name, const std::string& source, const std::string& sink) {
+  RouteConfig r;
+  r.name = name;
+  r.sources = {source};
+  r.sink = sink;
+  return r;
+}
+
+// "key" or "key*" for a reloadable one, in the order DiffConfigs reports them.
+std::vector<std::string> Changes(const Config& before, const Config& after) {
+  std::vector<std::string> out;
+  for (const ConfigChange& c : DiffConfigs(before, after)) {
+    out.push_back(c.reloadable ? c.key + "*" : c.key);
+  }
+  return out;
+}
+
+TEST(DiffConfigs, NamesEachChangedKeyAndWhetherSighupAppliesIt) {
+  Config before = Valid();
+  before.sinks.push_back(HttpSink("api", "http://a/records"));
+  before.routes.push_back(RouteTo("orders", "orders", "api"));
+  EXPECT_THAT(Changes(before, before), IsEmpty());
+
+  Config after = before;
+  after.routes[0].retry.max_attempts = 3;
+  after.sinks[0].url = "http://b/records";
+  after.delivery.workers = 4;
+  after.database_url = "postgresql://elsewhere/replayd";
+  EXPECT_THAT(Changes(before, after),
+              ElementsAre("database_url", "delivery.workers", "sinks[0].url*",
+                          "routes[0].retry.max_attempts*"));
+
+  Config more = before;
+  more.routes.push_back(RouteTo("payments", "payments", "api"));
+  EXPECT_THAT(Changes(before, more), ElementsAre("routes*"));
+}
+
+TEST(ConfigReference, MarksTheReloadableKeys) {
+  const std::string reference = ConfigReference();
+  for (const char* key : {"`sinks[]`", "`sinks[].url`", "`routes[].retry.max_attempts`"}) {
+    size_t row = reference.find(std::string("| ") + key + " |");
+    ASSERT_NE(row, std::string::npos) << key;
+    EXPECT_THAT(reference.substr(row, reference.find('\n', row) - row),
+                HasSubstr("reloaded on SIGHUP"));
+  }
+  size_t workers = reference.find("| `delivery.workers` |");
+  ASSERT_NE(workers, std::string::npos);
+  EXPECT_THAT(reference.substr(workers, reference.find('\n', workers) - workers),
+              Not(HasSubstr("SIGHUP")));
 }
 
 }  // namespace
