@@ -22,6 +22,7 @@ struct Metrics::Families {
   prometheus::Family<prometheus::Gauge>* replays;
   prometheus::Family<prometheus::Counter>* limiter_waits;
   prometheus::Family<prometheus::Counter>* limiter_wait_seconds;
+  prometheus::Family<prometheus::Counter>* config_reloads;
 };
 
 Metrics::Metrics()
@@ -67,9 +68,14 @@ Metrics::Metrics()
                                   .Name("replayd_rate_limiter_wait_seconds_total")
                                   .Help("Time replays spent waiting for rate-limiter tokens.")
                                   .Register(r);
+  f_->config_reloads = &prometheus::BuildCounter()
+                            .Name("replayd_config_reloads_total")
+                            .Help("Configuration reloads (SIGHUP) by result (applied, unchanged, refused).")
+                            .Register(r);
   // Series that exist from the start, so that dashboards and alerts see
   // zeros rather than nothing.
   SetBacklog(0, 0);
+  for (const char* result : {"applied", "unchanged", "refused"}) CountConfigReload(result, 0);
   for (const char* result : {"delivered", "skipped", "failed"}) CountReplayEvents(result, 0);
   f_->limiter_waits->Add({{"limiter", "replay"}});
   f_->limiter_wait_seconds->Add({{"limiter", "replay"}});
@@ -130,6 +136,10 @@ void Metrics::SetReplayStates(const std::map<std::string, int64_t>& count_by_sta
 void Metrics::CountRateLimiterWait(const std::string& limiter, double seconds) {
   f_->limiter_waits->Add({{"limiter", limiter}}).Increment();
   f_->limiter_wait_seconds->Add({{"limiter", limiter}}).Increment(seconds);
+}
+
+void Metrics::CountConfigReload(std::string_view result, int64_t n) {
+  f_->config_reloads->Add({{"result", std::string(result)}}).Increment(static_cast<double>(n));
 }
 
 std::string Metrics::Serialize() const {

@@ -43,6 +43,8 @@ class Metrics {
   void RetainReplayProgress(const std::map<std::string, bool>& live);
   void SetReplayStates(const std::map<std::string, int64_t>& count_by_state);
   void CountRateLimiterWait(const std::string& limiter, double seconds);
+  // One SIGHUP: "applied", "unchanged" or "refused".
+  void CountConfigReload(std::string_view result, int64_t n = 1);
 
   // The Prometheus text exposition format (version 0.0.4).
   std::string Serialize() const;

@@ -194,56 +194,6 @@ TEST(Validate, TlsCertificateAndKeyGoTogether) {
   EXPECT_THAT(Validate(c), IsEmpty());
 }
 
-}  // namespace
-}  // namespace replayd
-
-namespace replayd {
-namespace {
-
-SinkConfig HttpSink(const std::string& name, const std::string& url) {
-  SinkConfig s;
-  s.name = name;
-  s.url = url;
-  return s;
-}
-
-RouteConfig RouteTo(const std::string& name, const std::string& source, const std::string& sink) {
-  RouteConfig r;
-  r.name = name;
-  r.sources = {source};
-  r.sink = sink;
-  return r;
-}
-
-// "key" or "key*" for a reloadable one, in the order DiffConfigs reports them.
-std::vector<std::string> Changes(const Config& before, const Config& after) {
-  std::vector<std::string> out;
-  for (const ConfigChange& c : DiffConfigs(before, after)) {
-    out.push_back(c.reloadable ? c.key + "*" : c.key);
-  }
-  return out;
-}
-
-TEST(DiffConfigs, NamesEachChangedKeyAndWhetherSighupAppliesIt) {
-  Config before = Valid();
-  before.sinks.push_back(HttpSink("api", "http://a/records"));
-  before.routes.push_back(RouteTo("orders", "orders", "api"));
-  EXPECT_THAT(Changes(before, before), IsEmpty());
-
-  Config after = before;
-  after.routes[0].retry.max_attempts = 3;
-  after.sinks[0].url = "http://b/records";
-  after.delivery.workers = 4;
-  after.database_url = "postgresql://elsewhere/replayd";
-  EXPECT_THAT(Changes(before, after),
-              ElementsAre("database_url", "delivery.workers", "sinks[0].url*",
-                          "routes[0].retry.max_attempts*"));
-
-  Config more = before;
-  more.routes.push_back(RouteTo("payments", "payments", "api"));
-  EXPECT_THAT(Changes(before, more), ElementsAre("routes*"));
-}
-
 TEST(ConfigReference, MarksTheReloadableKeys) {
   const std::string reference = ConfigReference();
   for (const char* key : {"`sinks[]`", "`sinks[].url`", "`routes[].retry.max_attempts`"}) {
