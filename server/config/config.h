@@ -35,6 +35,16 @@ struct SinkConfig {
   // postgres
   std::string table;         // downstream table
   std::string database_url;  // empty = the daemon's own database
+  // Outbound security (http): Standard Webhooks signing keys and static
+  // headers, each secret named by a reference ("file:PATH" or "env:NAME"),
+  // never held in the file itself; TLS towards the downstream.
+  std::vector<std::string> signing_secrets;
+  std::vector<std::string> headers;  // "Name: value"; value may be a reference
+  struct Tls {
+    std::string ca_file;    // empty = the system's roots
+    std::string cert_file;  // client certificate; empty = none
+    std::string key_file;
+  } tls;
   // Events per second all replays together may send to this sink.
   double replay_rate_budget = 200;
 };
@@ -103,6 +113,8 @@ struct Config {
     std::string key_file;
     std::string client_ca_file;  // set = mutual TLS
   } tls;
+  // Empty = /metrics is open; otherwise it needs "Authorization: Bearer <it>".
+  std::string metrics_token;
 
   absl::Duration shutdown_grace = absl::Seconds(20);
 };

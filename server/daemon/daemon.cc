@@ -153,8 +153,10 @@ absl::Status Daemon::Run() {
   RouteLookup routes_by_source = [d = c_->deliverer.get()](const std::string& source) {
     return d->RouteFor(source);
   };
-  c_->dry_runner = std::make_unique<DryRunner>(c_->replay_store.get(), c_->partitions.get(),
-                                               routes_by_source, &config_, &clock);
+  c_->inspection_store = std::make_unique<PgInspectionStore>(c_->pool.get());
+  c_->dry_runner =
+      std::make_unique<DryRunner>(c_->replay_store.get(), c_->inspection_store.get(),
+                                  c_->partitions.get(), routes_by_source, &config_, &clock);
   c_->replay_observer = std::make_unique<MetricsReplayObserver>(c_->metrics.get());
   c_->replay_runner = std::make_unique<ReplayRunner>(
       c_->replay_store.get(), c_->delivery_store.get(), c_->deliverer.get(), routes_by_source,
@@ -164,7 +166,6 @@ absl::Status Daemon::Run() {
       c_->replay_store.get(), c_->dry_runner.get(), c_->replay_runner.get(), &config_, &clock);
   c_->replay_service =
       std::make_unique<ReplayServiceImpl>(c_->replay_controller.get(), c_->auth.get());
-  c_->inspection_store = std::make_unique<PgInspectionStore>(c_->pool.get());
   c_->inspector = std::make_unique<Inspector>(c_->inspection_store.get(), c_->event_store.get(),
                                               c_->delivery_store.get(), &clock);
   c_->inspection_service =
@@ -189,11 +190,13 @@ absl::Status Daemon::Run() {
   c_->grpc_server->GetHealthCheckService()->SetServingStatus("", true);
   c_->grpc_server->GetHealthCheckService()->SetServingStatus(kLivenessService, true);
 
-  c_->http_server = std::make_unique<HttpServer>();
+  c_->http_server = std::make_unique<HttpServer>(
+      HttpTls{config_.tls.cert_file, config_.tls.key_file, config_.tls.client_ca_file});
   RegisterEventRoutes(c_->http_server->server(), c_->ingester.get(), c_->auth.get());
   RegisterDashboardRoutes(c_->http_server->server(), c_->inspector.get(), c_->auth.get(),
                           ListReplaysOverGrpc(c_->grpc_server->InProcessChannel({})));
-  RegisterMetricsRoutes(c_->http_server->server(), c_->metrics.get(), [this] { PollMetrics(); });
+  RegisterMetricsRoutes(c_->http_server->server(), c_->metrics.get(), [this] { PollMetrics(); },
+                        config_.metrics_token);
   auto http_port = c_->http_server->Start(config_.http_listen);
   if (!http_port.ok()) {
     c_->grpc_server->Shutdown();

@@ -1,4 +1,4 @@
-// Pure checks of published events (SPEC §3). No I/O.
+// Pure checks of published events. No I/O.
 #pragma once
 
 #include <cstdint>

@@ -1,10 +1,29 @@
 #include "server/inspection/inspector.h"
 
 #include <algorithm>
+#include <map>
 
 #include "absl/status/status.h"
 
 namespace replayd {
+namespace {
+
+// Each source's lowest to highest sequence number in `rows`.
+std::vector<SequenceRange> SequenceRanges(const std::vector<BucketRow>& rows) {
+  std::map<std::string, SequenceRange> by_source;
+  for (const BucketRow& r : rows) {
+    if (!r.min_sequence || !r.max_sequence) continue;
+    auto [it, added] = by_source.try_emplace(
+        r.source, SequenceRange{r.source, *r.min_sequence, *r.max_sequence});
+    it->second.first = std::min(it->second.first, *r.min_sequence);
+    it->second.last = std::max(it->second.last, *r.max_sequence);
+  }
+  std::vector<SequenceRange> out;
+  for (auto& [source, range] : by_source) out.push_back(std::move(range));
+  return out;
+}
+
+}  // namespace
 
 absl::StatusOr<TimelineView> Inspection::Timeline(const WindowQuery& query) {
   auto window = ResolveWindow(query.from, query.to, query.bucket_seconds, clock_->Now());
@@ -35,13 +54,14 @@ absl::StatusOr<GapsView> Inspection::Gaps(const WindowQuery& query) {
   auto rows = store_->Timeline(
       TimelineQuery{window->from, window->to, window->bucket, sources, now - settle_});
   if (!rows.ok()) return rows.status();
-  auto holes = store_->SequenceHoles(window->from, window->to, sources, kMaxSequenceHoles);
+  auto holes = store_->FindSequenceHoles(window->from, window->to, SequenceRanges(*rows),
+                                         kMaxSequenceHoles);
   if (!holes.ok()) return holes.status();
 
   GapsView out;
   out.window = *window;
-  out.holes = *std::move(holes);
-  for (const SequenceHole& h : out.holes) out.missing += h.last_missing - h.first_missing + 1;
+  out.holes = std::move(holes->holes);
+  out.missing = holes->missing;
   // A replay window must not reach into the future (the server refuses it).
   for (Window& w :
        SuggestWindows(*rows, window->bucket, window->from, std::min(window->to, now))) {

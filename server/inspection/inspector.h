@@ -49,7 +49,7 @@ struct SuggestedWindow {
 struct GapsView {
   ResolvedWindow window;
   std::vector<SequenceHole> holes;  // by source, then sequence
-  int64_t missing = 0;              // numbers in all the holes
+  int64_t missing = 0;              // numbers in all the holes, listed or not
   std::vector<SuggestedWindow> windows;
 };
 

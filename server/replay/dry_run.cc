@@ -56,10 +56,10 @@ constexpr ReplayCategory kCategories[] = {
 
 }  // namespace
 
-std::vector<SequenceGap> PlanGapScan(const std::string& source,
-                                     const std::map<int64_t, int64_t>& bucket_counts) {
+std::vector<SequenceRange> PlanGapScan(const std::string& source,
+                                       const std::map<int64_t, int64_t>& bucket_counts) {
   const int64_t size = int64_t{1} << kSequenceBucketBits;
-  std::vector<SequenceGap> out;
+  std::vector<SequenceRange> out;
   bool in_run = false;
   int64_t run_start = 0;  // the run's first bucket, when in_run
   bool first = true;
@@ -111,7 +111,7 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
     if (a.sequence_bucket) buckets[*a.sequence_bucket] += a.count;
   }
   std::vector<std::string> sources_seen;
-  std::vector<SequenceGap> to_scan;
+  std::vector<SequenceRange> to_scan;
   for (const auto& [source, buckets] : by_source) {
     sources_seen.push_back(source);
     // Only the runs of buckets that are not full are read again, by index range.
@@ -119,10 +119,13 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
     to_scan.insert(to_scan.end(), scan.begin(), scan.end());
   }
   if (!to_scan.empty()) {
-    auto gaps = store_->SequenceGaps(spec.window, to_scan, kMaxMissingRanges, &result.missing);
-    if (!gaps.ok()) return gaps.status();
-    // By source then first, at most kMaxMissingRanges (SequenceGaps' contract).
-    result.missing_ranges = *std::move(gaps);
+    auto holes = holes_->FindSequenceHoles(spec.window.from, spec.window.to, to_scan,
+                                           kMaxMissingRanges);
+    if (!holes.ok()) return holes.status();
+    result.missing = holes->missing;
+    for (const SequenceHole& h : holes->holes) {
+      result.missing_ranges.push_back({h.source, h.first_missing, h.last_missing});
+    }
   }
 
   absl::Status counted = spec.verify_downstream ? CountByStreaming(spec, &result)

@@ -17,6 +17,7 @@
 #include "server/config/config.h"
 #include "server/delivery/deliverer.h"
 #include "server/replay/selection.h"
+#include "server/store/inspection_store.h"
 #include "server/store/partitions.h"
 #include "server/store/replay_store.h"
 
@@ -56,8 +57,8 @@ struct DryRunResult {
 // holes. A full bucket has no hole; one with more rows than numbers has
 // duplicates and is read too. Pure. Assumes sequence numbers are unique per
 // source (a duplicate and a hole in the same bucket could look full).
-std::vector<SequenceGap> PlanGapScan(const std::string& source,
-                                     const std::map<int64_t, int64_t>& bucket_counts);
+std::vector<SequenceRange> PlanGapScan(const std::string& source,
+                                       const std::map<int64_t, int64_t>& bucket_counts);
 
 inline constexpr int kSamplesPerCategory = 5;
 inline constexpr int kMaxMissingRanges = 100;
@@ -65,10 +66,10 @@ inline constexpr int kMaxMissingRanges = 100;
 class DryRunner {
  public:
   // Every pointer outlives this.
-  DryRunner(ReplayStore* store, Partitions* partitions, RouteLookup routes, const Config* config,
-            const Clock* clock)
-      : store_(store), partitions_(partitions), routes_(std::move(routes)), config_(config),
-        clock_(clock) {}
+  DryRunner(ReplayStore* store, InspectionStore* holes, Partitions* partitions,
+            RouteLookup routes, const Config* config, const Clock* clock)
+      : store_(store), holes_(holes), partitions_(partitions), routes_(std::move(routes)),
+        config_(config), clock_(clock) {}
 
   // UNAVAILABLE when the database cannot be reached.
   absl::StatusOr<DryRunResult> Run(const ReplaySpec& spec);
@@ -86,6 +87,7 @@ class DryRunner {
                    DryRunResult* result);
 
   ReplayStore* store_;
+  InspectionStore* holes_;  // finds the upstream sequence holes
   Partitions* partitions_;
   RouteLookup routes_;
   const Config* config_;

@@ -1,4 +1,4 @@
-// Server-side enforcement of a replay request (SPEC §5): mandatory bounds, a
+// Server-side enforcement of a replay request: mandatory bounds, a
 // window that is neither inverted, empty, in the future nor wider than the
 // configured maximum, and a rate within the configured limits. Pure.
 #pragma once

@@ -1,6 +1,7 @@
-// Read-only aggregates of the event log for the on-call views: counts by
-// outcome per time bucket and source, holes in upstream sequence numbers,
-// and the delivery backlog. (One event's trace is DeliveryStore::GetTrace.)
+// Read-only aggregates of the event log for the on-call views and the dry
+// run: counts by outcome per time bucket and source, holes in upstream
+// sequence numbers, and the delivery backlog. (One event's trace is
+// DeliveryStore::GetTrace.)
 #pragma once
 
 #include <cstdint>
@@ -39,13 +40,26 @@ struct BucketRow {
   std::optional<int64_t> max_sequence;
 };
 
-// A hole in one source's sequence numbers: [first_missing, last_missing].
+// Sequence numbers [first, last] of one source.
+struct SequenceRange {
+  std::string source;
+  int64_t first = 0;
+  int64_t last = 0;
+};
+
+// A hole in one source's sequence numbers: [first_missing, last_missing],
+// the numbers between two consecutive sequence numbers of its events.
 struct SequenceHole {
   std::string source;
   int64_t first_missing = 0;
   int64_t last_missing = 0;
   absl::Time after_ingested_at;   // the event just before the hole
   absl::Time before_ingested_at;  // the event just after it
+};
+
+struct SequenceHoles {
+  std::vector<SequenceHole> holes;  // by source, then sequence
+  int64_t missing = 0;              // numbers in all the holes, listed or not
 };
 
 struct TimelineQuery {
@@ -71,10 +85,13 @@ class InspectionStore {
   // events. UNAVAILABLE when the database cannot be reached.
   virtual absl::StatusOr<std::vector<BucketRow>> Timeline(const TimelineQuery& query) = 0;
 
-  // Holes between consecutive sequence numbers of the events of each source
-  // ingested in [from, to), ordered by source then sequence, at most `limit`.
-  virtual absl::StatusOr<std::vector<SequenceHole>> SequenceHoles(
-      absl::Time from, absl::Time to, const std::vector<std::string>& sources, int limit) = 0;
+  // The holes between the sequence numbers of the events ingested in
+  // [from, to) inside each of `ranges`, at most `limit` of them, and how many
+  // numbers all the holes hold. A hole lies between two numbers of one
+  // range: ranges that split a source must overlap by one number. One
+  // statement, an index range scan per range.
+  virtual absl::StatusOr<SequenceHoles> FindSequenceHoles(
+      absl::Time from, absl::Time to, const std::vector<SequenceRange>& ranges, int limit) = 0;
 
   virtual absl::StatusOr<Backlog> CountBacklog() = 0;
 };

@@ -46,21 +46,26 @@ SELECT (extract(epoch FROM date_bin($3 * interval '1 second', ingested_at,
  GROUP BY date_bin($3 * interval '1 second', ingested_at, timestamptz '1970-01-01 00:00:00+00'),
           source, outcome)sql";
 
-constexpr const char* kHolesName = "inspect_sequence_holes";
+// Planned for the actual window and ranges (a generic plan cannot prune
+// partitions or see that a range is narrow, and scans the whole window).
+constexpr const char* kHolesName = "sequence_holes";
 constexpr const char* kHolesSql = R"sql(
-SELECT source, prev_sequence + 1, sequence - 1,
-       (extract(epoch FROM prev_ingested_at) * 1000000)::bigint,
-       (extract(epoch FROM ingested_at) * 1000000)::bigint
-  FROM (SELECT source, sequence, ingested_at,
-               lag(sequence) OVER w AS prev_sequence,
-               lag(ingested_at) OVER w AS prev_ingested_at
-          FROM events
-         WHERE ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz
-           AND sequence IS NOT NULL AND $SOURCES
-        WINDOW w AS (PARTITION BY source ORDER BY sequence)) s
- WHERE sequence > prev_sequence + 1
- ORDER BY source, sequence
- LIMIT $4)sql";
+SELECT r.source, s.prev + 1, s.sequence - 1,
+       (extract(epoch FROM s.prev_ingested_at) * 1000000)::bigint,
+       (extract(epoch FROM s.ingested_at) * 1000000)::bigint,
+       sum(s.sequence - s.prev - 1) OVER ()
+  FROM unnest($3::text[], $4::bigint[], $5::bigint[]) AS r(source, lo, hi)
+ CROSS JOIN LATERAL (
+    SELECT sequence, ingested_at,
+           lag(sequence) OVER w AS prev,
+           lag(ingested_at) OVER w AS prev_ingested_at
+      FROM events
+     WHERE ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz
+       AND source = r.source AND sequence BETWEEN r.lo AND r.hi
+    WINDOW w AS (ORDER BY sequence)) s
+ WHERE s.sequence > s.prev + 1
+ ORDER BY 1, 2
+ LIMIT $6)sql";
 
 // The partial index events_undelivered covers exactly these rows.
 constexpr const char* kBacklogName = "inspect_backlog";
@@ -134,15 +139,24 @@ absl::StatusOr<std::vector<BucketRow>> PgInspectionStore::Timeline(const Timelin
   return out;
 }
 
-absl::StatusOr<std::vector<SequenceHole>> PgInspectionStore::SequenceHoles(
-    absl::Time from, absl::Time to, const std::vector<std::string>& sources, int limit) {
-  std::vector<SequenceHole> out;
+absl::StatusOr<SequenceHoles> PgInspectionStore::FindSequenceHoles(
+    absl::Time from, absl::Time to, const std::vector<SequenceRange>& ranges, int limit) {
+  SequenceHoles out;
+  if (ranges.empty()) return out;
+  std::vector<std::string> sources;
+  std::vector<int64_t> firsts, lasts;
+  for (const SequenceRange& r : ranges) {
+    sources.push_back(r.source);
+    firsts.push_back(r.first);
+    lasts.push_back(r.last);
+  }
   absl::Status status = pool_->Run(kHolesName, [&](PgPool::Lease& lease) {
-    out.clear();
-    static const std::string sql = WithSourceParam(kHolesSql, "$3");
+    out = {};
+    lease.Prepare(kHolesName, kHolesSql);
     pqxx::read_transaction tx(lease.conn());
-    auto rows = tx.exec_params(sql, PgTime(from), PgTime(to),
-                                 absl::StrJoin(sources, ","), limit);
+    tx.exec("SET LOCAL plan_cache_mode = force_custom_plan");
+    auto rows = tx.exec_prepared(kHolesName, PgTime(from), PgTime(to), PgTextArray(sources),
+                                 PgBigintArray(firsts), PgBigintArray(lasts), limit);
     for (const auto& row : rows) {
       SequenceHole h;
       h.source = row[0].as<std::string>();
@@ -150,7 +164,8 @@ absl::StatusOr<std::vector<SequenceHole>> PgInspectionStore::SequenceHoles(
       h.last_missing = row[2].as<int64_t>();
       h.after_ingested_at = absl::FromUnixMicros(row[3].as<int64_t>());
       h.before_ingested_at = absl::FromUnixMicros(row[4].as<int64_t>());
-      out.push_back(std::move(h));
+      out.holes.push_back(std::move(h));
+      out.missing = row[5].as<int64_t>();
     }
   });
   if (!status.ok()) return status;

@@ -12,9 +12,9 @@ class PgInspectionStore final : public InspectionStore {
   explicit PgInspectionStore(PgPool* pool) : pool_(pool) {}
 
   absl::StatusOr<std::vector<BucketRow>> Timeline(const TimelineQuery& query) override;
-  absl::StatusOr<std::vector<SequenceHole>> SequenceHoles(
-      absl::Time from, absl::Time to, const std::vector<std::string>& sources,
-      int limit) override;
+  absl::StatusOr<SequenceHoles> FindSequenceHoles(absl::Time from, absl::Time to,
+                                                  const std::vector<SequenceRange>& ranges,
+                                                  int limit) override;
   absl::StatusOr<Backlog> CountBacklog() override;
 
  private:

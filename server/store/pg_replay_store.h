@@ -40,9 +40,6 @@ class PgReplayStore final : public ReplayStore {
   absl::StatusOr<std::vector<StoredEvent>> FirstEventsWithOutcome(
       const ReplayWindow& window, const std::vector<Outcome>& outcomes, int limit) override;
   absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(const ReplayWindow& window) override;
-  absl::StatusOr<std::vector<SequenceGap>> SequenceGaps(const ReplayWindow& window,
-                                                        const std::vector<SequenceGap>& ranges,
-                                                        int limit, int64_t* missing) override;
 
  private:
   PgPool* pool_;

@@ -1,5 +1,5 @@
 // PgReplayStore's reads of a window of the log: pages in replay order, the
-// first events with given outcomes, the aggregate and the sequence holes.
+// first events with given outcomes, and the aggregate.
 #include <atomic>
 #include <future>
 #include <map>
@@ -21,16 +21,15 @@ constexpr const char* kWindowPredicate =
     "ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz"
     " AND (cardinality($3::text[]) = 0 OR source = ANY($3::text[]))";
 
-// The dry run's few statements are planned for their actual window, range
-// and outcomes: a generic plan cannot prune partitions or see that a
-// sequence range is narrow, and picks a scan of the whole window.
+// The dry run's few statements are planned for their actual window and
+// outcomes: a generic plan cannot prune partitions, and picks a scan of the
+// whole window.
 constexpr const char* kCustomPlans = "SET LOCAL plan_cache_mode = force_custom_plan";
 
 constexpr const char* kReadPageName = "replay_read_page";
 constexpr const char* kFirstWithOutcomeName = "replay_first_with_outcome";
 constexpr const char* kAggregateName = "replay_aggregate_window";
 constexpr const char* kAggregateBlocksName = "replay_aggregate_blocks";
-constexpr const char* kGapsName = "replay_sequence_gaps";
 
 // The window's aggregate runs as slices on this many connections side by
 // side, each taking the next slice until none is left, all in one snapshot.
@@ -68,18 +67,6 @@ SELECT c.relname, pg_relation_size(c.oid) / current_setting('block_size')::bigin
   FROM pg_inherits i
   JOIN pg_class c ON c.oid = i.inhrelid
  WHERE i.inhparent = 'events'::regclass AND c.relname = ANY($1::text[]))sql";
-
-constexpr const char* kGapsSql = R"sql(
-SELECT r.source, s.prev + 1, s.sequence - 1, sum(s.sequence - s.prev - 1) OVER ()
-  FROM unnest($3::text[], $4::bigint[], $5::bigint[]) AS r(source, lo, hi)
- CROSS JOIN LATERAL (
-    SELECT sequence, lag(sequence) OVER (ORDER BY sequence) AS prev
-      FROM events
-     WHERE ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz
-       AND source = r.source AND sequence BETWEEN r.lo AND r.hi) s
- WHERE s.sequence > s.prev + 1
- ORDER BY 1, 2
- LIMIT $6)sql";
 
 // One statement of a window's aggregate: a time range, and for a whole day
 // a range of blocks [first, end) of its partition.
@@ -254,37 +241,6 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
     return helpers_status.ok() ? absl::InternalError("aggregate: a slice was not done")
                                : helpers_status;
   }
-  return out;
-}
-
-absl::StatusOr<std::vector<SequenceGap>> PgReplayStore::SequenceGaps(
-    const ReplayWindow& window, const std::vector<SequenceGap>& ranges, int limit,
-    int64_t* missing) {
-  std::vector<SequenceGap> out;
-  *missing = 0;
-  if (ranges.empty()) return out;
-  std::vector<std::string> sources;
-  std::vector<int64_t> los, his;
-  for (const SequenceGap& r : ranges) {
-    sources.push_back(r.source);
-    los.push_back(r.first);
-    his.push_back(r.last);
-  }
-  absl::Status status = pool_->Run(kGapsName, [&](PgPool::Lease& l) {
-    l.Prepare(kGapsName, kGapsSql);
-    pqxx::read_transaction tx(l.conn());
-    tx.exec(kCustomPlans);
-    auto rows =
-        tx.exec_prepared(kGapsName, PgTime(window.from), PgTime(window.to), PgTextArray(sources),
-                         PgBigintArray(los), PgBigintArray(his), limit);
-    out.clear();
-    *missing = 0;
-    for (const auto& r : rows) {
-      out.push_back({r[0].as<std::string>(), r[1].as<int64_t>(), r[2].as<int64_t>()});
-      *missing = r[3].as<int64_t>();
-    }
-  });
-  if (!status.ok()) return status;
   return out;
 }
 

@@ -1,6 +1,7 @@
 // Replay jobs, their audit trail, and the reads of the event log that a
-// replay and its dry run make: the window in original order (keyset pages),
-// aggregates over the window, and upstream sequence gaps.
+// replay and its dry run make: the window in original order (keyset pages)
+// and aggregates over the window. (Upstream sequence holes are
+// InspectionStore::FindSequenceHoles.)
 #pragma once
 
 #include <cstdint>
@@ -21,7 +22,7 @@ std::optional<ReplayState> ParseReplayState(std::string_view name);
 bool IsTerminal(ReplayState state);
 
 // Sequence numbers are aggregated in buckets of 2^kSequenceBucketBits so that
-// the one aggregate scan also says where the holes are.
+// the one aggregate scan also says where the holes can be.
 inline constexpr int kSequenceBucketBits = 9;
 
 // Window counts by (source, outcome, sequence bucket); a bucket's count says
@@ -102,13 +103,6 @@ class ReplayStore {
   // from one snapshot. A key may come in several rows: their counts add up.
   virtual absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(
       const ReplayWindow& window) = 0;
-  // The holes between the sequence numbers of the window inside each of
-  // `ranges` (a source and [first, last]), by source then lowest first, at
-  // most `limit`, and in *missing how many numbers all the holes hold: one
-  // statement, an index range scan per range.
-  virtual absl::StatusOr<std::vector<SequenceGap>> SequenceGaps(
-      const ReplayWindow& window, const std::vector<SequenceGap>& ranges, int limit,
-      int64_t* missing) = 0;
 };
 
 }  // namespace replayd

@@ -1,5 +1,5 @@
 // Replays through the real replayd, replayctl and downstream test server:
-// the SPEC §1 scenario with replayctl only, the rate limiter measured from the
+// the on-call scenario with replayctl only, the rate limiter measured from the
 // downstream's arrival times, prompt cancel, and resume after kill -9.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
@@ -148,7 +148,7 @@ routes:
   std::unique_ptr<pb::ReplayService::Stub> stub_;
 };
 
-// SPEC §1: a partial outage, then dry-run, start --yes --watch, with replayctl only.
+// The on-call scenario: a partial outage, then dry-run, start --yes --watch, with replayctl only.
 TEST_F(ReplayE2eTest, PartialOutageIsClosedWithReplayctl) {
   StartDaemon(/*delivery=*/true);
   Publish("orders", "before-", 100);

@@ -1,4 +1,4 @@
-// SPEC §9 on the real daemon: bearer tokens with roles on both APIs, TLS and
+// Security on the real daemon: bearer tokens with roles on both APIs, TLS and
 // mutual TLS on gRPC with certificates made by openssl for the test.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>

@@ -17,6 +17,7 @@
 #include "server/replay/dry_run.h"
 #include "server/replay/limits.h"
 #include "server/store/partitions.h"
+#include "server/store/pg_inspection_store.h"
 #include "server/store/pg_pool.h"
 #include "server/store/pg_replay_store.h"
 #include "server/store/pg_types.h"
@@ -95,7 +96,7 @@ class ReplayStoreTest : public ::testing::Test {
   }
 
   DryRunner Runner() {
-    return DryRunner(&store_, &partitions_,
+    return DryRunner(&store_, &holes_, &partitions_,
                      [this](const std::string& source) -> std::shared_ptr<const Route> {
                        // Not owned: the fixture outlives the runner.
                        if (source != "orders") return nullptr;
@@ -108,6 +109,7 @@ class ReplayStoreTest : public ::testing::Test {
   PgPool pool_{db_.dsn(), 4};
   Partitions partitions_{&pool_};
   PgReplayStore store_{&pool_};
+  PgInspectionStore holes_{&pool_};
   const absl::Time base_ = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()) / 3600 * 3600) -
                            absl::Hours(4);
   std::shared_ptr<LookupOnlySink> sink_ = std::make_shared<LookupOnlySink>(

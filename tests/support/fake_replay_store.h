@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/store/replay_store.h"
+#include "tests/support/locked.h"
 
 namespace replayd::testing {
 
@@ -51,10 +52,7 @@ class FakeReplayStore final : public ReplayStore {
     auto it = checkpoints_.find(id);
     return it == checkpoints_.end() ? std::vector<CheckpointCall>{} : it->second;
   }
-  std::vector<AuditEntry> AuditTrail() const {
-    std::lock_guard lock(mu_);
-    return audit_;
-  }
+  std::vector<AuditEntry> AuditTrail() const { return ReadLocked(mu_, audit_); }
   // Makes Checkpoint and Finish answer FAILED_PRECONDITION, as when another
   // daemon took the lease over.
   void StealLease(const std::string& id, const std::string& new_owner) {
@@ -125,10 +123,8 @@ class FakeReplayStore final : public ReplayStore {
                                          const std::optional<ReplayCursor>& cursor,
                                          double current_rate, absl::Duration /*lease*/) override {
     std::lock_guard lock(mu_);
-    ReplayJob* job = Held(id, owner);
+    ReplayJob* job = Progressed(id, owner, counters, cursor);
     if (job == nullptr) return absl::FailedPreconditionError("lease lost");
-    job->counters = counters;
-    job->cursor = cursor;
     job->current_rate = current_rate;
     checkpoints_[id].push_back({counters, cursor});
     return job->state;
@@ -138,11 +134,9 @@ class FakeReplayStore final : public ReplayStore {
                       const ReplayCounters& counters, const std::optional<ReplayCursor>& cursor,
                       const std::string& last_error, const AuditEntry& audit) override {
     std::lock_guard lock(mu_);
-    ReplayJob* job = Held(id, owner);
+    ReplayJob* job = Progressed(id, owner, counters, cursor);
     if (job == nullptr) return absl::FailedPreconditionError("lease lost");
     job->state = state;
-    job->counters = counters;
-    job->cursor = cursor;
     job->last_error = last_error;
     job->owner.clear();
     audit_.push_back(audit);
@@ -199,20 +193,9 @@ class FakeReplayStore final : public ReplayStore {
   absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(const ReplayWindow&) override {
     return absl::UnimplementedError("FakeReplayStore::AggregateWindow");
   }
-  absl::StatusOr<std::vector<SequenceGap>> SequenceGaps(const ReplayWindow&,
-                                                        const std::vector<SequenceGap>&, int,
-                                                        int64_t*) override {
-    return absl::UnimplementedError("FakeReplayStore::SequenceGaps");
-  }
 
-  int claims() const {
-    std::lock_guard lock(mu_);
-    return claims_;
-  }
-  int page_reads() const {
-    std::lock_guard lock(mu_);
-    return page_reads_;
-  }
+  int claims() const { return ReadLocked(mu_, claims_); }
+  int page_reads() const { return ReadLocked(mu_, page_reads_); }
 
  private:
   // The job when `owner` holds its lease, else nullptr. mu_ held.
@@ -220,6 +203,15 @@ class FakeReplayStore final : public ReplayStore {
     auto it = jobs_.find(id);
     if (it == jobs_.end() || it->second.owner != owner) return nullptr;
     return &it->second;
+  }
+  // Held, with the job's counters and cursor set to those reported. mu_ held.
+  ReplayJob* Progressed(const std::string& id, const std::string& owner,
+                        const ReplayCounters& counters, const std::optional<ReplayCursor>& cursor) {
+    ReplayJob* job = Held(id, owner);
+    if (job == nullptr) return nullptr;
+    job->counters = counters;
+    job->cursor = cursor;
+    return job;
   }
 
   mutable std::mutex mu_;

@@ -135,10 +135,12 @@ class FakeInspectionStore : public InspectionStore {
     queries.push_back(query);
     return rows;
   }
-  absl::StatusOr<std::vector<SequenceHole>> SequenceHoles(absl::Time, absl::Time,
-                                                          const std::vector<std::string>&,
-                                                          int) override {
-    return holes;
+  absl::StatusOr<SequenceHoles> FindSequenceHoles(absl::Time, absl::Time,
+                                                  const std::vector<SequenceRange>&,
+                                                  int) override {
+    SequenceHoles out{holes, 0};
+    for (const SequenceHole& h : holes) out.missing += h.last_missing - h.first_missing + 1;
+    return out;
   }
   absl::StatusOr<Backlog> CountBacklog() override { return Backlog{}; }
 };
