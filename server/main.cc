@@ -19,21 +19,32 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitBadConfig = 2;
 
-// Blocks SIGINT and SIGTERM in every thread, and waits for them on one.
+// Blocks SIGINT, SIGTERM and SIGHUP in every thread, and waits for them on one.
 class SignalWaiter {
  public:
   SignalWaiter() {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);
   }
-  void OnSignal(std::function<void()> fn) {
-    thread_ = std::thread([this, fn = std::move(fn)] {
-      int sig = 0;
-      sigwait(&set_, &sig);
-      replayd::Logger("daemon")->info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      fn();
+  // `shutdown` on the first SIGINT or SIGTERM; `reload` on each SIGHUP before it.
+  void OnSignal(std::function<void()> shutdown, std::function<void()> reload) {
+    thread_ = std::thread([this, shutdown = std::move(shutdown), reload = std::move(reload)] {
+      for (;;) {
+        int sig = 0;
+        sigwait(&set_, &sig);
+        if (sig == SIGHUP) {
+          replayd::Logger("daemon")->info("received SIGHUP, reading the configuration again");
+          reload();
+          continue;
+        }
+        replayd::Logger("daemon")->info("received {}, shutting down",
+                                        sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        shutdown();
+        return;
+      }
     });
     thread_.detach();
   }
@@ -110,7 +121,8 @@ int main(int argc, char** argv) {
   }
 
   replayd::Daemon daemon(*std::move(config));
-  signals.OnSignal([&daemon] { daemon.Shutdown(); });
+  signals.OnSignal([&daemon] { daemon.Shutdown(); },
+                   [&] { daemon.Reload(replayd::LoadConfig(config_path, overrides)); });
   absl::Status status = daemon.Run();
   if (!status.ok()) {
     replayd::Logger("daemon")->error("{}", status.message());

@@ -24,6 +24,7 @@ struct Metrics::Families {
   prometheus::Family<prometheus::Counter>* limiter_waits;
   prometheus::Family<prometheus::Counter>* limiter_wait_seconds;
   prometheus::Family<prometheus::Counter>* claim_waits;
+  prometheus::Family<prometheus::Counter>* config_reloads;
 };
 
 Metrics::Metrics()
@@ -77,10 +78,15 @@ Metrics::Metrics()
                          .Name("replayd_delivery_claim_waits_total")
                          .Help("Claim attempts that found the event claimed by another daemon.")
                          .Register(r);
+  f_->config_reloads = &prometheus::BuildCounter()
+                            .Name("replayd_config_reloads_total")
+                            .Help("Configuration reloads (SIGHUP) by result (applied, unchanged, refused).")
+                            .Register(r);
   // Series that exist from the start, so that dashboards and alerts see
   // zeros rather than nothing.
   SetBacklog(0, 0);
   CountClaimWaits(0);
+  for (const char* result : {"applied", "unchanged", "refused"}) CountConfigReload(result, 0);
   for (const char* result : {"delivered", "skipped", "failed"}) CountReplayEvents(result, 0);
   for (const char* cause : {"breaker", "operator"}) f_->replay_pauses->Add({{"cause", cause}});
   f_->limiter_waits->Add({{"limiter", "replay"}});
@@ -150,6 +156,10 @@ void Metrics::CountRateLimiterWait(const std::string& limiter, double seconds) {
 
 void Metrics::CountClaimWaits(int64_t events) {
   f_->claim_waits->Add({}).Increment(static_cast<double>(events));
+}
+
+void Metrics::CountConfigReload(std::string_view result, int64_t n) {
+  f_->config_reloads->Add({{"result", std::string(result)}}).Increment(static_cast<double>(n));
 }
 
 std::string Metrics::Serialize() const {

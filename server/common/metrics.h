@@ -46,6 +46,8 @@ class Metrics {
   void SetReplayStates(const std::map<std::string, int64_t>& count_by_state);
   void CountRateLimiterWait(const std::string& limiter, double seconds);
   void CountClaimWaits(int64_t events);
+  // One SIGHUP: "applied", "unchanged" or "refused".
+  void CountConfigReload(std::string_view result, int64_t n = 1);
 
   // The Prometheus text exposition format (version 0.0.4).
   std::string Serialize() const;

@@ -252,9 +252,10 @@ const schema::Section<Config>& ConfigSchema() {
     config->AddSection("ingest", &Config::ingest, ingest);
     config->AddSection("partitions", &Config::partitions, partitions);
     config->AddSection("delivery", &Config::delivery, delivery);
-    config->AddList("sinks", &Config::sinks, sink, &SinkConfig::name, "where events are delivered");
+    config->AddList("sinks", &Config::sinks, sink, &SinkConfig::name, "where events are delivered",
+                    /*reloadable=*/true);
     config->AddList("routes", &Config::routes, route, &RouteConfig::name,
-                    "which sources go to which sink");
+                    "which sources go to which sink", /*reloadable=*/true);
     config->AddSection("replay", &Config::replay, replay);
     config->AddList("tokens", &Config::tokens, token, &TokenConfig::name,
                     "API tokens; none = authentication off (local use only)");
@@ -349,6 +350,12 @@ std::string ConfigReference() {
   std::vector<schema::KeyDoc> rows;
   ConfigSchema().Document(Config{}, "", &rows);
   return schema::Markdown(rows);
+}
+
+std::vector<ConfigChange> DiffConfigs(const Config& before, const Config& after) {
+  std::vector<ConfigChange> changes;
+  ConfigSchema().Diff(before, after, "", /*reloadable=*/false, &changes);
+  return changes;
 }
 
 const SinkConfig* FindSink(const Config& config, const std::string& name) {

@@ -161,6 +161,15 @@ std::vector<ConfigFlag> ConfigFlags();
 // meaning, as a Markdown table (docs/operations/configuration.md).
 std::string ConfigReference();
 
+// One key whose value differs between two configs ("routes[1].sink", or
+// "routes" when the list's length changed), and whether SIGHUP can apply it
+// (`sinks` and `routes`) or it needs a restart.
+struct ConfigChange {
+  std::string key;
+  bool reloadable = false;
+};
+std::vector<ConfigChange> DiffConfigs(const Config& before, const Config& after);
+
 // The sink a route sends to, or nullptr.
 const SinkConfig* FindSink(const Config& config, const std::string& name);
 

@@ -81,6 +81,8 @@ std::string Code(const std::string& text) { return text.empty() ? "" : absl::Str
 
 }  // namespace
 
+void MarkReloadable(KeyDoc* row) { row->rules.push_back("reloaded on SIGHUP"); }
+
 std::string Markdown(const std::vector<KeyDoc>& rows) {
   std::string out =
       "| key | type | default | env, flag | rules | meaning |\n"

@@ -116,6 +116,9 @@ struct KeyDoc {
   std::string meaning;
 };
 
+// Marks a reference row as taking effect on SIGHUP.
+void MarkReloadable(KeyDoc* row);
+
 // Renders rows as a Markdown table.
 std::string Markdown(const std::vector<KeyDoc>& rows);
 
@@ -132,6 +135,10 @@ class Field {
   virtual void Check(const T& value, const Where& where, Problems* problems) const = 0;
   virtual void Document(const T& defaults, const std::string& prefix, std::vector<KeyDoc>* rows) const = 0;
   virtual void Flags(const std::string& /*prefix*/, std::vector<ConfigFlag>* /*flags*/) const {}
+  // Adds the keys whose value differs between `a` and `b`; inside a
+  // reloadable list every key is reloadable.
+  virtual void Diff(const T& a, const T& b, const std::string& prefix, bool reloadable,
+                    std::vector<ConfigChange>* changes) const = 0;
 };
 
 // A scalar or list-of-strings key, V T::*member.
@@ -155,6 +162,11 @@ class Key : public Field<T> {
   Key& Secret() {
     secret_ = true;
     rules_.push_back("secret, never logged");
+    return *this;
+  }
+  // A new value takes effect on SIGHUP, without a restart.
+  Key& Reloadable() {
+    reloadable_ = true;
     return *this;
   }
   // Checked only on values for which `applies` holds ("type `http`").
@@ -298,7 +310,13 @@ class Key : public Field<T> {
     if (!applies_doc_.empty()) row.rules.push_back(absl::StrCat("checked when ", applies_doc_));
     row.rules.insert(row.rules.end(), rules_.begin(), rules_.end());
     row.meaning = meaning_;
+    if (reloadable_) MarkReloadable(&row);
     rows->push_back(std::move(row));
+  }
+
+  void Diff(const T& a, const T& b, const std::string& prefix, bool reloadable,
+            std::vector<ConfigChange>* changes) const override {
+    if (a.*member_ != b.*member_) changes->push_back({prefix + name_, reloadable || reloadable_});
   }
 
   void Flags(const std::string& prefix, std::vector<ConfigFlag>* flags) const override {
@@ -334,6 +352,7 @@ class Key : public Field<T> {
   std::string flag_;
   bool secret_ = false;
   bool required_ = false;
+  bool reloadable_ = false;
   std::function<bool(const T&)> applies_;
   std::string applies_doc_;
   std::vector<std::string> rules_;
@@ -382,6 +401,11 @@ class EnumKey : public Field<T> {
     rows->push_back(std::move(row));
   }
 
+  void Diff(const T& a, const T& b, const std::string& prefix, bool reloadable,
+            std::vector<ConfigChange>* changes) const override {
+    if (a.*member_ != b.*member_) changes->push_back({prefix + name_, reloadable});
+  }
+
  private:
   std::vector<std::string> Words() const {
     std::vector<std::string> words;
@@ -417,9 +441,10 @@ class Section {
   void AddSection(std::string name, S T::*member, const Section<S>* section);
   // A list of mappings ("sinks"): its keys are documented as "sinks[].url";
   // `label` names an element in messages ("sinks[0] (api): ...").
+  // With `reloadable`, the list takes effect on SIGHUP, without a restart.
   template <typename S>
   void AddList(std::string name, std::vector<S> T::*member, const Section<S>* section,
-               std::string S::*label, std::string meaning);
+               std::string S::*label, std::string meaning, bool reloadable = false);
 
   void Read(const YAML::Node& node, const std::string& path, T* out, Problems* problems) const {
     std::vector<std::string> known;
@@ -438,6 +463,10 @@ class Section {
   }
   void Flags(const std::string& prefix, std::vector<ConfigFlag>* flags) const {
     for (const auto& f : fields_) f->Flags(prefix, flags);
+  }
+  void Diff(const T& a, const T& b, const std::string& prefix, bool reloadable,
+            std::vector<ConfigChange>* changes) const {
+    for (const auto& f : fields_) f->Diff(a, b, prefix, reloadable, changes);
   }
 
  private:
@@ -469,6 +498,10 @@ class SectionKey : public Field<T> {
   void Flags(const std::string& prefix, std::vector<ConfigFlag>* flags) const override {
     section_->Flags(absl::StrCat(prefix, name_, "."), flags);
   }
+  void Diff(const T& a, const T& b, const std::string& prefix, bool reloadable,
+            std::vector<ConfigChange>* changes) const override {
+    section_->Diff(a.*member_, b.*member_, absl::StrCat(prefix, name_, "."), reloadable, changes);
+  }
 
  private:
   std::string name_;
@@ -480,8 +513,13 @@ template <typename T, typename S>
 class ListKey : public Field<T> {
  public:
   ListKey(std::string name, std::vector<S> T::*member, const Section<S>* section, std::string S::*label,
-          std::string meaning)
-      : name_(std::move(name)), member_(member), section_(section), label_(label), meaning_(std::move(meaning)) {}
+          std::string meaning, bool reloadable)
+      : name_(std::move(name)),
+        member_(member),
+        section_(section),
+        label_(label),
+        meaning_(std::move(meaning)),
+        reloadable_(reloadable) {}
 
   const std::string& name() const override { return name_; }
   void Read(const YAML::Node& node, const std::string& path, T* out, Problems* problems) const override {
@@ -513,7 +551,25 @@ class ListKey : public Field<T> {
     row.default_value = "[]";
     row.meaning = meaning_;
     rows->push_back(std::move(row));
+    const size_t first = rows->size() - 1;
     section_->Document(S{}, absl::StrCat(prefix, name_, "[]."), rows);
+    if (!reloadable_) return;
+    for (size_t i = first; i < rows->size(); ++i) MarkReloadable(&(*rows)[i]);
+  }
+  // A list whose length changed is one change; otherwise each element's keys
+  // are compared ("routes[0].sink").
+  void Diff(const T& a, const T& b, const std::string& prefix, bool reloadable,
+            std::vector<ConfigChange>* changes) const override {
+    const std::vector<S>& before = a.*member_;
+    const std::vector<S>& after = b.*member_;
+    if (before.size() != after.size()) {
+      changes->push_back({prefix + name_, reloadable || reloadable_});
+      return;
+    }
+    for (size_t i = 0; i < before.size(); ++i) {
+      section_->Diff(before[i], after[i], absl::StrCat(prefix, name_, "[", i, "]."),
+                     reloadable || reloadable_, changes);
+    }
   }
 
  private:
@@ -522,6 +578,7 @@ class ListKey : public Field<T> {
   const Section<S>* section_;
   std::string S::*label_;
   std::string meaning_;
+  bool reloadable_;
 };
 
 template <typename T>
@@ -533,9 +590,9 @@ void Section<T>::AddSection(std::string name, S T::*member, const Section<S>* se
 template <typename T>
 template <typename S>
 void Section<T>::AddList(std::string name, std::vector<S> T::*member, const Section<S>* section,
-                         std::string S::*label, std::string meaning) {
-  fields_.push_back(
-      std::make_unique<ListKey<T, S>>(std::move(name), member, section, label, std::move(meaning)));
+                         std::string S::*label, std::string meaning, bool reloadable) {
+  fields_.push_back(std::make_unique<ListKey<T, S>>(std::move(name), member, section, label,
+                                                    std::move(meaning), reloadable));
 }
 
 }  // namespace replayd::schema

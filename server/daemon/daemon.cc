@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "server/common/auth.h"
@@ -15,6 +16,7 @@
 #include "server/common/logging.h"
 #include "server/common/backoff.h"
 #include "server/common/metrics.h"
+#include "server/daemon/config_reload.h"
 #include "server/delivery/deliverer.h"
 #include "server/delivery/dispatcher.h"
 #include "server/http/dashboard_routes.h"
@@ -62,6 +64,7 @@ struct Daemon::Components {
   std::unique_ptr<InspectionServiceImpl> inspection_service;
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<HttpServer> http_server;
+  std::unique_ptr<ConfigReloader> reloader;
 };
 
 namespace {
@@ -214,13 +217,15 @@ absl::Status Daemon::Run() {
 
   loops_.emplace_back([this] { MaintenanceLoop(); });
   c_->replay_runner->Start();
-  if (config_.delivery.enabled) {
-    c_->dispatcher = std::make_unique<Dispatcher>(
-        c_->delivery_store.get(), c_->deliverer.get(),
-        DispatcherOptions{config_.delivery.workers, config_.delivery.claim_batch,
-                          config_.delivery.poll_interval, config_.delivery.claim_lease, ""});
-    c_->dispatcher->Start();
-  } else {
+  {
+    std::lock_guard lock(reload_mu_);
+    StartDispatcher();
+    c_->reloader = std::make_unique<ConfigReloader>(
+        config_, [this](const Config& next) { return ApplyRoutes(next); }, c_->metrics.get(),
+        c_->replay_store.get());
+    if (reload_during_start_) c_->reloader->Reload(*std::exchange(reload_during_start_, {}));
+  }
+  if (!config_.delivery.enabled) {
     log->warn("delivery is disabled (delivery.enabled: false): events stay pending");
   }
   loops_.emplace_back([this] { HealthLoop(); });
@@ -233,7 +238,12 @@ absl::Status Daemon::Run() {
   log->info("draining: refusing new calls, finishing in-flight ones");
   c_->grpc_server->GetHealthCheckService()->SetServingStatus(false);
   c_->http_server->Stop();
-  if (c_->dispatcher != nullptr) c_->dispatcher->Stop();
+  {
+    std::lock_guard lock(reload_mu_);
+    draining_ = true;
+    c_->reloader.reset();
+    if (c_->dispatcher != nullptr) c_->dispatcher->Stop();
+  }
   c_->replay_runner->Stop();
   c_->replay_service->Shutdown();
   c_->grpc_server->Shutdown(std::chrono::system_clock::now() +
@@ -241,6 +251,41 @@ absl::Status Daemon::Run() {
   for (auto& t : loops_) t.join();
   loops_.clear();
   log->info("stopped");
+  return absl::OkStatus();
+}
+
+void Daemon::Reload(const absl::StatusOr<Config>& next) {
+  std::lock_guard lock(reload_mu_);
+  if (c_->reloader != nullptr) {
+    c_->reloader->Reload(next);
+  } else if (!draining_) {
+    Logger("config")->info("replayd is starting: the configuration is applied once it runs");
+    reload_during_start_ = next;
+  } else {
+    Logger("config")->warn("SIGHUP ignored: replayd is stopping");
+  }
+}
+
+void Daemon::StartDispatcher() {
+  if (!config_.delivery.enabled) return;
+  c_->dispatcher = std::make_unique<Dispatcher>(
+      c_->delivery_store.get(), c_->deliverer.get(),
+      DispatcherOptions{config_.delivery.workers, config_.delivery.claim_batch,
+                        config_.delivery.poll_interval, config_.delivery.claim_lease, ""});
+  c_->dispatcher->Start();
+}
+
+absl::Status Daemon::ApplyRoutes(const Config& next) {
+  auto routes = BuildRoutes(next);
+  if (!routes.ok()) return routes.status();
+  // Live deliveries in flight finish, and are recorded, on the old routes
+  // (Stop waits for them and gives their claims back); the new dispatcher
+  // reads the log from its start, so the pending events of a source that
+  // gained a route are delivered. Replays take each event's route as they
+  // reach it.
+  if (c_->dispatcher != nullptr) c_->dispatcher->Stop();
+  c_->deliverer->SetRoutes(*std::move(routes));
+  StartDispatcher();
   return absl::OkStatus();
 }
 
@@ -306,6 +351,8 @@ void Daemon::HealthLoop() {
   bool serving = true;
   SchemaProbe probe(config_.database_url);
   do {
+    // Route tables a reload replaced go once no delivery uses them.
+    c_->deliverer->ReleaseRetired();
     bool ok = probe.Check().ok();
     std::lock_guard lock(mu_);
     // Once draining, Run() owns the status (NOT_SERVING); do not flip it back.

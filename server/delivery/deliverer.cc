@@ -27,7 +27,7 @@ absl::Status ClaimLost(const std::string& source, const std::string& event_id, i
 
 }  // namespace
 
-absl::StatusOr<std::map<std::string, Route>> BuildRoutes(const Config& config) {
+absl::StatusOr<RouteTable> BuildRoutes(const Config& config) {
   std::map<std::string, std::shared_ptr<Sink>> sinks;
   for (const SinkConfig& s : config.sinks) {
     if (s.type == SinkConfig::Type::kHttp) {
@@ -40,7 +40,7 @@ absl::StatusOr<std::map<std::string, Route>> BuildRoutes(const Config& config) {
       sinks[s.name] = std::move(*sink);
     }
   }
-  std::map<std::string, Route> routes;
+  RouteTable routes;
   for (const RouteConfig& r : config.routes) {
     auto it = sinks.find(r.sink);
     if (it == sinks.end()) {
@@ -53,24 +53,62 @@ absl::StatusOr<std::map<std::string, Route>> BuildRoutes(const Config& config) {
   return routes;
 }
 
-Deliverer::Deliverer(DeliveryStore* store, std::map<std::string, Route> routes,
-                     DeliveryObserver* observer, const Clock* clock)
-    : store_(store), routes_(std::move(routes)), observer_(observer), clock_(clock) {}
+Deliverer::Deliverer(DeliveryStore* store, RouteTable routes, DeliveryObserver* observer,
+                     const Clock* clock)
+    : store_(store),
+      routes_(std::make_shared<const RouteTable>(std::move(routes))),
+      observer_(observer),
+      clock_(clock) {}
 
-const Route* Deliverer::RouteFor(const std::string& source) const {
-  auto it = routes_.find(source);
-  return it == routes_.end() ? nullptr : &it->second;
+Deliverer::~Deliverer() = default;
+
+void Deliverer::SetRoutes(RouteTable routes) {
+  auto next = std::make_shared<const RouteTable>(std::move(routes));
+  {
+    std::lock_guard lock(routes_mu_);
+    retired_.push_back(std::exchange(routes_, std::move(next)));
+  }
+  ReleaseRetired();
+}
+
+size_t Deliverer::ReleaseRetired() {
+  std::vector<std::shared_ptr<const RouteTable>> unused;
+  size_t in_use = 0;
+  {
+    std::lock_guard lock(routes_mu_);
+    // Only this list and deliveries in flight hold a replaced table: one
+    // reference left means no delivery does.
+    for (auto& table : retired_) {
+      if (table.use_count() == 1) unused.push_back(std::move(table));
+    }
+    std::erase(retired_, nullptr);
+    in_use = retired_.size();
+  }
+  // Destroyed here, outside the lock: a sink's destructor joins its thread.
+  return in_use;
+}
+
+std::shared_ptr<const RouteTable> Deliverer::Routes() const {
+  std::lock_guard lock(routes_mu_);
+  return routes_;
+}
+
+std::shared_ptr<const Route> Deliverer::RouteFor(const std::string& source) const {
+  std::shared_ptr<const RouteTable> table = Routes();
+  auto it = table->find(source);
+  if (it == table->end()) return nullptr;
+  return std::shared_ptr<const Route>(table, &it->second);
 }
 
 std::vector<std::string> Deliverer::RoutedSources() const {
   std::vector<std::string> out;
-  for (const auto& [source, route] : routes_) out.push_back(source);
+  for (const auto& [source, route] : *Routes()) out.push_back(source);
   return out;
 }
 
 std::vector<std::string> Deliverer::StrictSources() const {
   std::vector<std::string> out;
-  for (const auto& [source, route] : routes_) {
+  for (const auto& [source, route] : *Routes()) {
     if (route.strict_order) out.push_back(source);
   }
   return out;
@@ -97,7 +135,7 @@ absl::StatusOr<DeliveryReport> Deliverer::DeliverOne(const StoredEvent& event,
 struct Deliverer::Delivery {
   const StoredEvent* event;  // alive until `reported` is called
   DeliveryContext ctx;
-  const Route* route;
+  std::shared_ptr<const Route> route;  // holds the route table it started with
   ReportDone reported;
   RecordDone recorded;
   absl::Time started_at;
@@ -108,7 +146,7 @@ struct Deliverer::Delivery {
 
 void Deliverer::DeliverOneAsync(const StoredEvent& event, const DeliveryContext& ctx,
                                 ReportDone reported, RecordDone recorded) {
-  const Route* route = RouteFor(event.event.source);
+  std::shared_ptr<const Route> route = RouteFor(event.event.source);
   if (route == nullptr) {
     reported(absl::FailedPreconditionError(
         absl::StrCat("source ", event.event.source, " has no route")));

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -67,16 +68,21 @@ struct Route {
   std::shared_ptr<Sink> sink;
 };
 
+// Every route, keyed by source.
+using RouteTable = std::map<std::string, Route>;
+
 // Builds every sink and route of a validated config, keyed by source.
 // INVALID_ARGUMENT when a sink cannot be built (e.g. a bad URL).
-absl::StatusOr<std::map<std::string, Route>> BuildRoutes(const Config& config);
+absl::StatusOr<RouteTable> BuildRoutes(const Config& config);
 
 class Deliverer {
  public:
   // `routes` keyed by source. `store`, `observer` (may be null) and `clock`
   // (times the attempts) outlive this.
-  Deliverer(DeliveryStore* store, std::map<std::string, Route> routes,
-            DeliveryObserver* observer = nullptr, const Clock* clock = &SystemClock::Get());
+  Deliverer(DeliveryStore* store, RouteTable routes, DeliveryObserver* observer = nullptr,
+            const Clock* clock = &SystemClock::Get());
+  // Destroys the route tables replaced by SetRoutes (nothing may be in flight).
+  ~Deliverer();
 
   // Delivers one event the caller has claimed as ctx.claim_owner (use the
   // fresh row Claim/TryClaim returned). Never two create calls: the
@@ -103,8 +109,18 @@ class Deliverer {
   void DeliverOneAsync(const StoredEvent& event, const DeliveryContext& ctx, ReportDone reported,
                        RecordDone recorded);
 
-  // The route for `source`, or nullptr.
-  const Route* RouteFor(const std::string& source) const;
+  // Deliveries started from now on use `routes`; those in flight finish on
+  // the table they started with, which stays alive until they are done and
+  // is destroyed by a later SetRoutes or ReleaseRetired (never on a sink's
+  // own thread). Thread safe.
+  void SetRoutes(RouteTable routes);
+  // Destroys the replaced tables no delivery uses any more; returns how many
+  // are still in use.
+  size_t ReleaseRetired();
+
+  // The route for `source` in the current table, or nullptr; the pointer
+  // keeps that table alive.
+  std::shared_ptr<const Route> RouteFor(const std::string& source) const;
   std::vector<std::string> RoutedSources() const;
   std::vector<std::string> StrictSources() const;
   DeliveryObserver* observer() const { return observer_; }
@@ -118,8 +134,12 @@ class Deliverer {
   void Record(const std::shared_ptr<Delivery>& d, const DeliveryResult& result,
               CheckDecision::Action action = CheckDecision::Action::kDeliver);
 
+  std::shared_ptr<const RouteTable> Routes() const;
+
   DeliveryStore* store_;
-  const std::map<std::string, Route> routes_;
+  mutable std::mutex routes_mu_;
+  std::shared_ptr<const RouteTable> routes_;           // guarded by routes_mu_
+  std::vector<std::shared_ptr<const RouteTable>> retired_;  // guarded by routes_mu_
   DeliveryObserver* observer_;
   const Clock* clock_;
 };

@@ -337,7 +337,7 @@ void Dispatcher::ReleaseGivenBack() {
 }
 
 bool Dispatcher::Blocks(const StoredEvent& event) const {
-  const Route* route = deliverer_->RouteFor(event.event.source);
+  std::shared_ptr<const Route> route = deliverer_->RouteFor(event.event.source);
   return route != nullptr && !route->sink->NonBlocking();
 }
 

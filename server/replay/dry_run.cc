@@ -93,7 +93,7 @@ double DryRunner::EffectiveRate(const ReplaySpec& spec,
                                 const std::vector<std::string>& sources) const {
   double rate = spec.rate;
   for (const std::string& source : sources) {
-    const Route* route = routes_(source);
+    std::shared_ptr<const Route> route = routes_(source);
     if (route == nullptr) continue;
     if (const SinkConfig* sink = FindSink(*config_, route->sink_name)) {
       rate = std::min(rate, sink->replay_rate_budget);
@@ -201,7 +201,7 @@ absl::Status DryRunner::CountByStreaming(const ReplaySpec& spec, DryRunResult* r
     if (!page.ok()) return page.status();
     if (page->empty()) break;
     for (const StoredEvent& e : *page) {
-      const Route* route = routes_(e.event.source);
+      std::shared_ptr<const Route> route = routes_(e.event.source);
       std::optional<std::optional<std::string>> downstream;
       if (NeedsLookup(e, spec, route != nullptr)) {
         if (route->sink != nullptr && route->sink->HasLookup()) {

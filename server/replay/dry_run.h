@@ -26,8 +26,9 @@
 
 namespace replayd {
 
-// The route of a source, or nullptr when it has none.
-using RouteLookup = std::function<const Route*(const std::string& source)>;
+// The route of a source, or nullptr when it has none; the pointer keeps the
+// route table it came from alive while a delivery uses it.
+using RouteLookup = std::function<std::shared_ptr<const Route>(const std::string& source)>;
 
 struct ReplaySample {
   ReplayCategory category = ReplayCategory::kDeliver;

@@ -155,7 +155,7 @@ bool JobRun::WaitToken(const Route& route) {
 
 bool JobRun::Dispatch(const StoredEvent& e) {
   CheckpointIfDue(false);
-  const Route* route = (*env_.routes)(e.event.source);
+  std::shared_ptr<const Route> route = (*env_.routes)(e.event.source);
   ReplayCategory category = Classify(e, job_.spec, route != nullptr, std::nullopt);
   const ReplayCursor at{e.ingested_at, e.position};
   if (category != ReplayCategory::kDeliver) {
@@ -296,7 +296,7 @@ JobRun::Result JobRun::Deliver(const StoredEvent& e) {
       (void)env_.delivery_store->Release({fresh.position}, claim_owner_);
       return {Result::kAbandoned, ""};
     }
-    const Route* route = (*env_.routes)(fresh.event.source);
+    std::shared_ptr<const Route> route = (*env_.routes)(fresh.event.source);
     if (Classify(fresh, job_.spec, route != nullptr, std::nullopt) != ReplayCategory::kDeliver) {
       (void)env_.delivery_store->Release({fresh.position}, claim_owner_);
       return {Result::kSkipped, ""};

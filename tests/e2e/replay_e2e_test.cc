@@ -5,10 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include <httplib.h>
-
 #include <algorithm>
-#include <sstream>
 #include <set>
 #include <thread>
 
@@ -69,18 +66,8 @@ routes:
         {.batch = 1000});
   }
 
-  // The value of the first /metrics sample whose line starts with `prefix`
-  // (name and the start of its labels), or -1 when there is none.
   double MetricValue(const std::string& prefix) {
-    httplib::Client http("127.0.0.1", daemon_->http_port());
-    auto res = http.Get("/metrics");
-    if (!res || res->status != 200) return -1;
-    std::istringstream lines(res->body);
-    std::string line;
-    while (std::getline(lines, line)) {
-      if (line.rfind(prefix, 0) == 0) return std::stod(line.substr(line.rfind(' ') + 1));
-    }
-    return -1;
+    return testing::MetricValue(daemon_->http_port(), prefix);
   }
 
   int64_t CountOutcome(const std::string& outcome) {

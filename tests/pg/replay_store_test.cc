@@ -97,8 +97,10 @@ class ReplayStoreTest : public ::testing::Test {
 
   DryRunner Runner() {
     return DryRunner(&store_, &holes_, &partitions_,
-                     [this](const std::string& source) -> const Route* {
-                       return source == "orders" ? &route_ : nullptr;
+                     [this](const std::string& source) -> std::shared_ptr<const Route> {
+                       // Not owned: the fixture outlives the runner.
+                       if (source != "orders") return nullptr;
+                       return std::shared_ptr<const Route>(std::shared_ptr<const Route>(), &route_);
                      },
                      &config_, &clock_);
   }

@@ -245,13 +245,31 @@ std::vector<int64_t> DownstreamServer::ArrivalTimes(const std::string& replay_id
 void DownstreamServer::Reset() { Call("POST", "/admin/reset"); }
 
 DaemonProcess::DaemonProcess(std::string database_url, std::string extra_yaml)
-    : database_url_(std::move(database_url)) {
+    : database_url_(std::move(database_url)),
+      base_yaml_(absl::StrCat("grpc_listen: 127.0.0.1:0\n", "http_listen: 127.0.0.1:0\n",
+                              "port_file: ", dir_.File("ports"), "\n", "log_level: debug\n")) {
   std::ofstream config(config_path());
-  config << "grpc_listen: 127.0.0.1:0\n"
-         << "http_listen: 127.0.0.1:0\n"
-         << "port_file: " << dir_.File("ports") << "\n"
-         << "log_level: debug\n"
-         << extra_yaml << "\n";
+  config << base_yaml_ << extra_yaml << "\n";
+}
+
+double MetricValue(int http_port, const std::string& prefix) {
+  httplib::Client http("127.0.0.1", http_port);
+  auto res = http.Get("/metrics");
+  if (!res || res->status != 200) return -1;
+  std::istringstream lines(res->body);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind(prefix, 0) == 0) return std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return -1;
+}
+
+void DaemonProcess::Reload(const std::string& extra_yaml) {
+  {
+    std::ofstream config(config_path(), std::ios::trunc);
+    config << base_yaml_ << extra_yaml << "\n";
+  }
+  kill(process_.pid(), SIGHUP);
 }
 
 DaemonProcess::~DaemonProcess() {

@@ -83,6 +83,10 @@ CommandResult SetPostgresRunning(bool running);
 // `timeout_ms`. Empty map on timeout.
 std::map<std::string, std::string> WaitForPortFile(const std::string& path, int timeout_ms);
 
+// The value of the first sample of replayd's /metrics (on `http_port`) whose
+// line starts with `prefix` (the name and the start of its labels), or -1.
+double MetricValue(int http_port, const std::string& prefix);
+
 // The downstream test server (tests/tools/downstream).
 class DownstreamServer {
  public:
@@ -131,6 +135,9 @@ class DaemonProcess {
   // SIGTERM; returns the exit code.
   int Terminate();
   void Restart() { Start(); }
+  // Rewrites the config file with `extra_yaml` in place of the one it was
+  // made with, then sends SIGHUP.
+  void Reload(const std::string& extra_yaml);
   bool Running() { return process_.Running(); }
   pid_t pid() const { return process_.pid(); }
 
@@ -144,6 +151,7 @@ class DaemonProcess {
  private:
   TempDir dir_;
   std::string database_url_;
+  std::string base_yaml_;  // the config file without the extra YAML
   Process process_;
   int grpc_port_ = 0;
   int http_port_ = 0;

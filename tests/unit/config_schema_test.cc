@@ -49,8 +49,9 @@ TEST(ConfigReference, HasARowForEveryKeyIncludingListFields) {
   EXPECT_THAT(table, HasSubstr("| `database_url` | string | — | `REPLAYD_DATABASE_URL`, `--database-url` | "
                                "required; secret, never logged |"));
   EXPECT_THAT(table, HasSubstr("| `sinks[].lookup_url` | string | — |  | checked when type is `http`; "
-                               "http(s) URL containing `{idempotency_key}` |"));
-  EXPECT_THAT(table, HasSubstr("| `routes[].retry.max_delay` | duration | `5m` |  | ≥ `base_delay` |"));
+                               "http(s) URL containing `{idempotency_key}`; reloaded on SIGHUP |"));
+  EXPECT_THAT(table, HasSubstr("| `routes[].retry.max_delay` | duration | `5m` |  | ≥ `base_delay`; "
+                               "reloaded on SIGHUP |"));
   EXPECT_THAT(table, HasSubstr("| `tokens[].role` | string | — |  | `publisher`, `viewer` or `operator` |"));
   EXPECT_THAT(table, HasSubstr("| `ingest.max_future_skew` | duration | `24h` |"));
   EXPECT_THAT(table, HasSubstr("| `replay.max_window` | duration | `7d` |"));
@@ -181,6 +182,20 @@ TEST(Validate, TlsCertificateAndKeyGoTogether) {
   EXPECT_THAT(Validate(c), ElementsAre("tls.cert_file and tls.key_file go together"));
   c.tls.cert_file = "/cert.pem";
   EXPECT_THAT(Validate(c), IsEmpty());
+}
+
+TEST(ConfigReference, MarksTheReloadableKeys) {
+  const std::string reference = ConfigReference();
+  for (const char* key : {"`sinks[]`", "`sinks[].url`", "`routes[].retry.max_attempts`"}) {
+    size_t row = reference.find(std::string("| ") + key + " |");
+    ASSERT_NE(row, std::string::npos) << key;
+    EXPECT_THAT(reference.substr(row, reference.find('\n', row) - row),
+                HasSubstr("reloaded on SIGHUP"));
+  }
+  size_t workers = reference.find("| `delivery.workers` |");
+  ASSERT_NE(workers, std::string::npos);
+  EXPECT_THAT(reference.substr(workers, reference.find('\n', workers) - workers),
+              Not(HasSubstr("SIGHUP")));
 }
 
 TEST(Validate, MetricsTokenIsOptionalButNeverShort) {
