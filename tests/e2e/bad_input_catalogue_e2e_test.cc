@@ -141,16 +141,24 @@ pb::ReplayRequest LastHour() {
   return r;
 }
 
+// One unary call of `method` on `stub` with `token`; its status.
+template <typename Stub, typename Request, typename Response>
+Answer Call(Stub& stub,
+            grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+            const Request& request, const std::string& token) {
+  grpc::ClientContext ctx;
+  Authorize(&ctx, token);
+  Response out;
+  return FromStatus((stub.*method)(&ctx, request, &out));
+}
+
 // StartReplay of the last hour changed by `edit`.
 std::function<Answer()> StartReplay(std::function<void(pb::ReplayRequest&)> edit,
                                     std::string token = kOperator) {
   return [edit, token] {
     pb::ReplayRequest r = LastHour();
     edit(r);
-    grpc::ClientContext ctx;
-    Authorize(&ctx, token);
-    pb::ReplayProgress out;
-    return FromStatus(env->replay->StartReplay(&ctx, r, &out));
+    return Call(*env->replay, &pb::ReplayService::Stub::StartReplay, r, token);
   };
 }
 
@@ -158,34 +166,25 @@ std::function<Answer()> DryRun(std::function<void(pb::ReplayRequest&)> edit) {
   return [edit] {
     pb::ReplayRequest r = LastHour();
     edit(r);
-    grpc::ClientContext ctx;
-    Authorize(&ctx, kViewer);
-    pb::DryRunReport out;
-    return FromStatus(env->replay->DryRun(&ctx, r, &out));
+    return Call(*env->replay, &pb::ReplayService::Stub::DryRun, r, std::string(kViewer));
   };
 }
 
 // CancelReplay of the id `id()` returns (read when the case runs).
 std::function<Answer()> Cancel(std::function<std::string()> id, std::string token = kOperator) {
   return [id, token] {
-    grpc::ClientContext ctx;
-    Authorize(&ctx, token);
-    pb::CancelReplayRequest request;
-    request.set_replay_id(id());
-    request.set_reason("bad-input catalogue");
-    pb::ReplayProgress out;
-    return FromStatus(env->replay->CancelReplay(&ctx, request, &out));
+    pb::CancelReplayRequest r;
+    r.set_replay_id(id());
+    r.set_reason("bad-input catalogue");
+    return Call(*env->replay, &pb::ReplayService::Stub::CancelReplay, r, token);
   };
 }
 
 std::function<Answer()> Progress(std::string id) {
   return [id] {
-    grpc::ClientContext ctx;
-    Authorize(&ctx, kViewer);
-    pb::GetProgressRequest request;
-    request.set_replay_id(id);
-    pb::ReplayProgress out;
-    return FromStatus(env->replay->GetProgress(&ctx, request, &out));
+    pb::GetProgressRequest r;
+    r.set_replay_id(id);
+    return Call(*env->replay, &pb::ReplayService::Stub::GetProgress, r, std::string(kViewer));
   };
 }
 
@@ -194,10 +193,7 @@ std::function<Answer()> Timeline(std::function<void(pb::TimelineRequest&)> edit,
   return [edit, token] {
     pb::TimelineRequest r;
     edit(r);
-    grpc::ClientContext ctx;
-    Authorize(&ctx, token);
-    pb::Timeline out;
-    return FromStatus(env->inspection->GetTimeline(&ctx, r, &out));
+    return Call(*env->inspection, &pb::InspectionService::Stub::GetTimeline, r, token);
   };
 }
 
@@ -205,10 +201,7 @@ std::function<Answer()> Gaps(std::function<void(pb::GapsRequest&)> edit) {
   return [edit] {
     pb::GapsRequest r;
     edit(r);
-    grpc::ClientContext ctx;
-    Authorize(&ctx, kViewer);
-    pb::Gaps out;
-    return FromStatus(env->inspection->GetGaps(&ctx, r, &out));
+    return Call(*env->inspection, &pb::InspectionService::Stub::GetGaps, r, std::string(kViewer));
   };
 }
 
@@ -217,10 +210,8 @@ std::function<Answer()> Trace(std::string source, std::string event_id) {
     pb::EventTraceRequest r;
     r.set_source(source);
     r.set_event_id(event_id);
-    grpc::ClientContext ctx;
-    Authorize(&ctx, kViewer);
-    pb::EventTrace out;
-    return FromStatus(env->inspection->GetEventTrace(&ctx, r, &out));
+    return Call(*env->inspection, &pb::InspectionService::Stub::GetEventTrace, r,
+                std::string(kViewer));
   };
 }
 
@@ -511,12 +502,9 @@ std::vector<Case> Catalogue() {
        "PERMISSION_DENIED", "needs operator"},
       {"ListReplaysLimitTooHigh", "grpc",
        [] {
-         grpc::ClientContext ctx;
-         Authorize(&ctx, kViewer);
-         pb::ListReplaysRequest request;
-         request.set_limit(5000);
-         pb::ListReplaysResponse out;
-         return FromStatus(env->replay->ListReplays(&ctx, request, &out));
+         pb::ListReplaysRequest r;
+         r.set_limit(5000);
+         return Call(*env->replay, &pb::ReplayService::Stub::ListReplays, r, std::string(kViewer));
        },
        "INVALID_ARGUMENT", "limit must be between 0 (default 100) and 1000"},
 
