@@ -13,7 +13,9 @@ int main(int argc, char** argv) {
   using namespace replayd::replayctl;
   CLI::App app{
       "replayctl: dry-run, start, watch, pause, resume and cancel replays; inspect the event log"};
-  app.require_subcommand(1);
+  // At most one here and "none" checked after parsing, so that an unknown
+  // command is named as such instead of reported as a missing one.
+  app.require_subcommand(0, 1);
   CommonOptions options;
   app.add_option("-s,--server", options.server, "replayd gRPC address host:port")
       ->envname("REPLAYCTL_SERVER")
@@ -60,6 +62,10 @@ int main(int argc, char** argv) {
     return e.get_exit_code();
   } catch (const CLI::ParseError& e) {
     app.exit(e);
+    return kExitUsage;
+  }
+  if (app.get_subcommands().empty()) {
+    std::cerr << "replayctl: a command is required (see --help)\n";
     return kExitUsage;
   }
   return kExitOk;
