@@ -21,12 +21,12 @@ function(replayd_embed)
     COMMENT "${ARG_COMMENT}")
 endfunction()
 
-# replayd_test(NAME LABEL unit|pg|e2e SOURCES ... DEPS ...)
+# replayd_test(NAME LABEL unit|pg|e2e [WHOLE] SOURCES ... DEPS ...)
 #   A GoogleTest binary registered with CTest under its tier label. pg and e2e
 #   tests read the throwaway cluster's DSN from REPLAYD_TEST_DSN and make a
 #   scratch database of their own.
 function(replayd_test name)
-  cmake_parse_arguments(ARG "" "LABEL;TIMEOUT" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "WHOLE" "LABEL;TIMEOUT" "SOURCES;DEPS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
   if(NOT ARG_TIMEOUT)
@@ -40,6 +40,14 @@ function(replayd_test name)
   set(environment "")
   if(REPLAYD_SANITIZE)
     set(environment "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan.supp")
+  endif()
+  # WHOLE: one CTest entry for the binary, for suites whose tests share a
+  # costly fixture (a daemon per suite) that one process per test would repeat.
+  if(ARG_WHOLE)
+    add_test(NAME ${ARG_LABEL}.${name} COMMAND ${name})
+    set_tests_properties(${ARG_LABEL}.${name} PROPERTIES
+      LABELS ${ARG_LABEL} TIMEOUT ${ARG_TIMEOUT} RUN_SERIAL ${serial} ENVIRONMENT "${environment}")
+    return()
   endif()
   gtest_discover_tests(${name}
     DISCOVERY_MODE PRE_TEST
