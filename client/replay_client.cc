@@ -27,8 +27,7 @@ ClientOptions OptionsFromEnvironment() {
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
 std::string NewRequestId() {
@@ -114,7 +113,8 @@ absl::StatusOr<pb::ReplayProgress> ReplayClient::GetProgress(const std::string& 
 }
 
 absl::StatusOr<pb::ReplayProgress> ReplayClient::WatchProgress(
-    const std::string& replay_id, const std::function<void(const pb::ReplayProgress&)>& on_progress) {
+    const std::string& replay_id,
+    const std::function<void(const pb::ReplayProgress&)>& on_progress) {
   pb::ReplayProgress last;
   bool have = false;
   // A stream ends with the job; a broken stream (daemon restart) is resumed.
@@ -141,7 +141,7 @@ absl::StatusOr<pb::ReplayProgress> ReplayClient::WatchProgress(
 }
 
 absl::StatusOr<pb::ReplayProgress> ReplayClient::CancelReplay(const std::string& replay_id,
-                                                             const std::string& reason) {
+                                                              const std::string& reason) {
   grpc::ClientContext ctx;
   PrepareCall(&ctx);
   pb::CancelReplayRequest req;
@@ -154,7 +154,7 @@ absl::StatusOr<pb::ReplayProgress> ReplayClient::CancelReplay(const std::string&
 }
 
 absl::StatusOr<pb::ReplayProgress> ReplayClient::PauseReplay(const std::string& replay_id,
-                                                            const std::string& reason) {
+                                                             const std::string& reason) {
   grpc::ClientContext ctx;
   PrepareCall(&ctx);
   pb::PauseReplayRequest req;
@@ -167,8 +167,8 @@ absl::StatusOr<pb::ReplayProgress> ReplayClient::PauseReplay(const std::string& 
 }
 
 absl::StatusOr<pb::ReplayProgress> ReplayClient::ResumeReplay(const std::string& replay_id,
-                                                             const std::string& reason,
-                                                             double rate, bool allow_high_rate) {
+                                                              const std::string& reason,
+                                                              double rate, bool allow_high_rate) {
   grpc::ClientContext ctx;
   PrepareCall(&ctx);
   pb::ResumeReplayRequest req;

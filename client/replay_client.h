@@ -24,10 +24,10 @@ namespace replayd::client {
 struct ClientOptions {
   std::string address = "127.0.0.1:7070";  // host:port
   std::string token;                       // bearer token; empty = none
-  bool tls = false;     // also implied by any of the four below
-  std::string ca_file;  // PEM roots for TLS; empty = the system's
-  std::string cert_file;        // PEM client certificate (mutual TLS); empty = none
-  std::string key_file;         // its private key
+  bool tls = false;                        // also implied by any of the four below
+  std::string ca_file;                     // PEM roots for TLS; empty = the system's
+  std::string cert_file;                   // PEM client certificate (mutual TLS); empty = none
+  std::string key_file;                    // its private key
   std::string tls_server_name;  // name checked in the server's certificate; empty = the host
   absl::Duration timeout = absl::Seconds(30);  // per unary call
 };

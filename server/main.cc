@@ -94,8 +94,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> problems = replayd::Validate(*config);
   if (!problems.empty()) {
     std::cerr << "invalid configuration (" << problems.size() << " problem"
-              << (problems.size() == 1 ? "" : "s") << "):\n  "
-              << absl::StrJoin(problems, "\n  ") << "\n";
+              << (problems.size() == 1 ? "" : "s") << "):\n  " << absl::StrJoin(problems, "\n  ")
+              << "\n";
     return kExitBadConfig;
   }
   if (check->parsed()) {
@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
               << replayd::RedactDsn(config->database_url) << "\n";
     return kExitOk;
   }
-  auto format = config->log_format == "json" ? replayd::LogFormat::kJson : replayd::LogFormat::kText;
+  auto format =
+      config->log_format == "json" ? replayd::LogFormat::kJson : replayd::LogFormat::kText;
   if (auto s = replayd::SetupLogging(format, config->log_level); !s.ok()) {
     std::cerr << s.message() << "\n";
     return kExitBadConfig;

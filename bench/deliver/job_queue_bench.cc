@@ -122,10 +122,10 @@ int main(int argc, char** argv) {
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   const double cpu = replayd::bench::ProcessCpuSeconds() - cpu0;
   const int jobs = counts.jobs.load();
-  std::printf(
-      R"({"jobs": %d, "seconds": %.3f, "jobs_per_s": %.1f, "cpu_us_per_job": %.1f, )"
-      R"("failed": %d})"
-      "\n",
-      jobs, seconds, jobs / seconds, jobs > 0 ? cpu / jobs * 1e6 : 0.0, counts.failed.load());
+  std::printf(R"({"jobs": %d, "seconds": %.3f, "jobs_per_s": %.1f, "cpu_us_per_job": %.1f, )"
+              R"("failed": %d})"
+              "\n",
+              jobs, seconds, jobs / seconds, jobs > 0 ? cpu / jobs * 1e6 : 0.0,
+              counts.failed.load());
   return errors == 0 && counts.failed == 0 ? 0 : 1;
 }

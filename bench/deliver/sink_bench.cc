@@ -88,10 +88,9 @@ int main(int argc, char** argv) {
   }
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   const double cpu = replayd::bench::ProcessCpuSeconds() - cpu0;
-  std::printf(
-      R"({"calls": %d, "seconds": %.3f, "calls_per_s": %.1f, "cpu_us_per_call": %.1f, )"
-      R"("failed": %d})"
-      "\n",
-      count, seconds, count / seconds, cpu / count * 1e6, failed);
+  std::printf(R"({"calls": %d, "seconds": %.3f, "calls_per_s": %.1f, "cpu_us_per_call": %.1f, )"
+              R"("failed": %d})"
+              "\n",
+              count, seconds, count / seconds, cpu / count * 1e6, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -6,8 +6,8 @@
 #include <chrono>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
@@ -51,9 +51,9 @@ int main(int argc, char** argv) {
   auto stub = replay::v1::ReplayService::NewStub(
       grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
   pqxx::connection conn(dsn);
-  const std::string sql =
-      "SELECT outcome, count(*) FROM events WHERE ingested_at >= '" + from +
-      "'::timestamptz AND ingested_at < '" + to + "'::timestamptz GROUP BY outcome";
+  const std::string sql = "SELECT outcome, count(*) FROM events WHERE ingested_at >= '" + from +
+                          "'::timestamptz AND ingested_at < '" + to +
+                          "'::timestamptz GROUP BY outcome";
 
   int64_t sql_total = 0;
   replay::v1::DryRunReport report;

@@ -39,8 +39,7 @@ struct Options {
 std::string EventId(const Options& o, int i) { return absl::StrCat(o.prefix, "-", i); }
 std::string Key(int i) { return absl::StrCat("customer-", i % 1000); }
 std::string Payload(int i) {
-  return absl::StrCat(R"({"order_id":)", i,
-                      R"(,"customer":"customer-)", i % 1000,
+  return absl::StrCat(R"({"order_id":)", i, R"(,"customer":"customer-)", i % 1000,
                       R"(","amount_cents":)", (i * 7919) % 100000,
                       R"(,"currency":"EUR","items":[{"sku":"SKU-)", i % 97,
                       R"(","qty":2},{"sku":"SKU-)", i % 89,
@@ -97,8 +96,8 @@ void RunCopy(const Options& o, pqxx::connection& conn, int first, int count) {
                            std::vector<std::string>{"source", "event_id", "sequence", "key", "type",
                                                     "ingested_at", "next_attempt_at", "payload"});
     for (int i = first; i < first + count; ++i) {
-      events << std::make_tuple(std::string("bench"), EventId(o, i), static_cast<int64_t>(i), Key(i),
-                                std::string("order.created"), now, now, Payload(i));
+      events << std::make_tuple(std::string("bench"), EventId(o, i), static_cast<int64_t>(i),
+                                Key(i), std::string("order.created"), now, now, Payload(i));
     }
     events.complete();
   }
@@ -110,7 +109,8 @@ void RunCopy(const Options& o, pqxx::connection& conn, int first, int count) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"ingest benchmark load tool"};
-  app.add_option("--mode", o.mode, "grpc, http or copy")->check(CLI::IsMember({"grpc", "http", "copy"}));
+  app.add_option("--mode", o.mode, "grpc, http or copy")
+      ->check(CLI::IsMember({"grpc", "http", "copy"}));
   app.add_option("--address", o.address, "replayd host:port (gRPC or HTTP)");
   app.add_option("--dsn", o.dsn, "database for --mode copy");
   app.add_option("--events", o.events);
@@ -159,8 +159,7 @@ int main(int argc, char** argv) {
     });
   }
   for (auto& t : workers) t.join();
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (failed) return 1;
   std::cout << nlohmann::json{{"mode", o.mode},
                               {"events", o.events},

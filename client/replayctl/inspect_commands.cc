@@ -133,12 +133,12 @@ std::string RenderTimeline(const pb::Timeline& timeline, bool color, int width) 
   const int64_t bucket = std::max<int64_t>(1, timeline.bucket_seconds());
   const char* time_format = bucket < 60 ? "%H:%M:%S" : bucket < 86400 ? "%m-%d %H:%M" : "%Y-%m-%d";
 
-  std::string out = absl::StrCat(
-      "Timeline ", FormatRfc3339(FromTimestamp(timeline.from())), " .. ",
-      FormatRfc3339(FromTimestamp(timeline.to())), " (UTC), ", Duration(bucket), " buckets\n",
-      "  ", Paint(color, kGreen, "#"), " delivered  ", Paint(color, kYellow, "~"),
-      " pending/retrying  ", Paint(color, kRed, "X"), " failed  ",
-      Paint(color, kMagenta, "?"), " missing (sequence gap)\n");
+  std::string out =
+      absl::StrCat("Timeline ", FormatRfc3339(FromTimestamp(timeline.from())), " .. ",
+                   FormatRfc3339(FromTimestamp(timeline.to())), " (UTC), ", Duration(bucket),
+                   " buckets\n", "  ", Paint(color, kGreen, "#"), " delivered  ",
+                   Paint(color, kYellow, "~"), " pending/retrying  ", Paint(color, kRed, "X"),
+                   " failed  ", Paint(color, kMagenta, "?"), " missing (sequence gap)\n");
   if (buckets.empty()) {
     absl::StrAppend(&out, "  no events in this window\n");
     return out;
@@ -177,19 +177,23 @@ std::string RenderTimeline(const pb::Timeline& timeline, bool color, int width) 
                                    Paint(color, kRed, std::string(f, 'X')));
     std::string pad(std::max(0, width + 3 - d - p - f), ' ');
     std::string notes;
-    if (s.failed > 0) absl::StrAppend(&notes, "  ", Paint(color, kRed, absl::StrCat("failed ", s.failed)));
-    if (s.pending > 0) absl::StrAppend(&notes, "  ", Paint(color, kYellow, absl::StrCat("pending ", s.pending)));
+    if (s.failed > 0)
+      absl::StrAppend(&notes, "  ", Paint(color, kRed, absl::StrCat("failed ", s.failed)));
+    if (s.pending > 0)
+      absl::StrAppend(&notes, "  ", Paint(color, kYellow, absl::StrCat("pending ", s.pending)));
     if (s.missing > 0) {
       absl::StrAppend(&notes, "  ", Paint(color, kMagenta, absl::StrCat("? missing ", s.missing)));
     }
-    absl::StrAppend(&out, "  ", label(t), " |", bar, pad, absl::StrFormat("%7d", s.total), notes, "\n");
+    absl::StrAppend(&out, "  ", label(t), " |", bar, pad, absl::StrFormat("%7d", s.total), notes,
+                    "\n");
     next = t + bucket;
   }
   if (end > next) empty_run(next, next + (end - next + bucket - 1) / bucket * bucket);
   const pb::OutcomeCounts& t = timeline.totals();
   absl::StrAppend(&out, "Total ", t.total(), " events: ", t.succeeded() + t.already_processed(),
-                  " delivered, ", Paint(color, kYellow, absl::StrCat(t.pending() + t.retrying(), " pending")),
-                  ", ", Paint(color, kRed, absl::StrCat(t.failed(), " failed")), "\n");
+                  " delivered, ",
+                  Paint(color, kYellow, absl::StrCat(t.pending() + t.retrying(), " pending")), ", ",
+                  Paint(color, kRed, absl::StrCat(t.failed(), " failed")), "\n");
   return out;
 }
 
@@ -197,15 +201,19 @@ std::string RenderGaps(const pb::Gaps& gaps, bool color) {
   std::string out = absl::StrCat("Window ", FormatRfc3339(FromTimestamp(gaps.from())), " .. ",
                                  FormatRfc3339(FromTimestamp(gaps.to())), " (UTC)\n");
   if (gaps.windows().empty()) {
-    absl::StrAppend(&out, Paint(color, kGreen, "No failed or pending events: nothing to replay."), "\n");
+    absl::StrAppend(&out, Paint(color, kGreen, "No failed or pending events: nothing to replay."),
+                    "\n");
   } else {
-    absl::StrAppend(&out, Paint(color, kBold, absl::StrCat("Suggested replay windows (", gaps.windows_size(), "):")), "\n");
+    absl::StrAppend(
+        &out,
+        Paint(color, kBold, absl::StrCat("Suggested replay windows (", gaps.windows_size(), "):")),
+        "\n");
     int i = 0;
     for (const pb::SuggestedWindow& w : gaps.windows()) {
       int64_t seconds = (FromTimestamp(w.to()) - FromTimestamp(w.from())) / absl::Seconds(1);
       absl::StrAppend(&out, "  ", ++i, ". ", FormatRfc3339(FromTimestamp(w.from())), " .. ",
-                      FormatRfc3339(FromTimestamp(w.to())), " (", Duration(seconds), ")  sources: ",
-                      absl::StrJoin(w.sources(), ", "), "\n     ",
+                      FormatRfc3339(FromTimestamp(w.to())), " (", Duration(seconds),
+                      ")  sources: ", absl::StrJoin(w.sources(), ", "), "\n     ",
                       Paint(color, kRed, absl::StrCat(w.failed(), " failed")), ", ", w.pending(),
                       " pending, ", w.retrying(), " retrying, ", w.missing(), " missing\n     ",
                       w.dry_run_command(), "\n");
@@ -214,14 +222,16 @@ std::string RenderGaps(const pb::Gaps& gaps, bool color) {
   if (gaps.sequence_gaps().empty()) {
     absl::StrAppend(&out, "No holes in upstream sequence numbers.\n");
   } else {
-    absl::StrAppend(&out, Paint(color, kMagenta, absl::StrCat("Missing events (", gaps.missing(),
-                                                              ", never received; ask the upstream):")),
+    absl::StrAppend(&out,
+                    Paint(color, kMagenta,
+                          absl::StrCat("Missing events (", gaps.missing(),
+                                       ", never received; ask the upstream):")),
                     "\n");
     for (const pb::SequenceGap& g : gaps.sequence_gaps()) {
-      absl::StrAppend(&out, "  ", g.source(), "  sequence ", g.first_missing(),
-                      g.first_missing() == g.last_missing() ? "" : absl::StrCat("..", g.last_missing()),
-                      " (", g.last_missing() - g.first_missing() + 1, ")  ",
-                      NeighboursText(g), "\n");
+      absl::StrAppend(
+          &out, "  ", g.source(), "  sequence ", g.first_missing(),
+          g.first_missing() == g.last_missing() ? "" : absl::StrCat("..", g.last_missing()), " (",
+          g.last_missing() - g.first_missing() + 1, ")  ", NeighboursText(g), "\n");
     }
   }
   return out;
@@ -234,15 +244,16 @@ std::string RenderTrace(const pb::EventTrace& trace) {
     (void)ev;
     return has ? FormatRfc3339(FromTimestamp(t)) : std::string("-");
   };
-  std::string out = absl::StrCat(
-      "Event       ", e.source(), " / ", e.event_id(), "\n",
-      "Outcome     ", pb::Outcome_Name(s.outcome()), " after ", s.attempts(), " attempt(s)\n",
-      "Sequence    ", e.has_sequence() ? absl::StrCat(e.sequence()) : "-", "   key ",
-      e.key().empty() ? "-" : e.key(), "   type ", e.type().empty() ? "-" : e.type(), "\n",
-      "Ingested    ", time(s, s.has_ingested_at(), s.ingested_at()), "   log position ",
-      s.log_position(), "\n",
-      "Processed   ", time(s, s.has_processed_at(), s.processed_at()), "\n");
-  if (!s.target_record_id().empty()) absl::StrAppend(&out, "Record      ", s.target_record_id(), "\n");
+  std::string out =
+      absl::StrCat("Event       ", e.source(), " / ", e.event_id(), "\n", "Outcome     ",
+                   pb::Outcome_Name(s.outcome()), " after ", s.attempts(), " attempt(s)\n",
+                   "Sequence    ", e.has_sequence() ? absl::StrCat(e.sequence()) : "-", "   key ",
+                   e.key().empty() ? "-" : e.key(), "   type ", e.type().empty() ? "-" : e.type(),
+                   "\n", "Ingested    ", time(s, s.has_ingested_at(), s.ingested_at()),
+                   "   log position ", s.log_position(), "\n", "Processed   ",
+                   time(s, s.has_processed_at(), s.processed_at()), "\n");
+  if (!s.target_record_id().empty())
+    absl::StrAppend(&out, "Record      ", s.target_record_id(), "\n");
   if (!s.last_error().empty()) absl::StrAppend(&out, "Last error  ", s.last_error(), "\n");
   if (trace.attempts().empty()) {
     absl::StrAppend(&out, "No delivery attempts recorded.\n");
@@ -250,14 +261,15 @@ std::string RenderTrace(const pb::EventTrace& trace) {
   }
   absl::StrAppend(&out, "Attempts:\n");
   for (const pb::DeliveryAttempt& a : trace.attempts()) {
-    absl::StrAppend(&out, absl::StrFormat("  #%-3d %-24s %-12s %s %8.1f ms  %s  %s%s%s%s\n",
-                                          a.attempt(), a.trigger(), a.route(),
-                                          FormatRfc3339(FromTimestamp(a.started_at())), a.duration_ms(),
-                                          a.http_status() ? absl::StrCat("HTTP ", a.http_status()) : "-",
-                                          pb::Outcome_Name(a.outcome()),
-                                          a.record_id().empty() ? "" : absl::StrCat("  record ", a.record_id()),
-                                          a.error().empty() ? "" : absl::StrCat("  error: ", a.error()),
-                                          a.worker().empty() ? "" : absl::StrCat("  by ", a.worker())));
+    absl::StrAppend(
+        &out,
+        absl::StrFormat("  #%-3d %-24s %-12s %s %8.1f ms  %s  %s%s%s%s\n", a.attempt(), a.trigger(),
+                        a.route(), FormatRfc3339(FromTimestamp(a.started_at())), a.duration_ms(),
+                        a.http_status() ? absl::StrCat("HTTP ", a.http_status()) : "-",
+                        pb::Outcome_Name(a.outcome()),
+                        a.record_id().empty() ? "" : absl::StrCat("  record ", a.record_id()),
+                        a.error().empty() ? "" : absl::StrCat("  error: ", a.error()),
+                        a.worker().empty() ? "" : absl::StrCat("  by ", a.worker())));
   }
   return out;
 }
@@ -266,7 +278,8 @@ void RegisterInspectCommands(CLI::App& app, InspectEnv env) {
   const bool own_output = env.output == nullptr;
   auto timeline_args = std::make_shared<WindowArgs>();
   CLI::App* timeline = app.add_subcommand(
-      "timeline", "Events per time bucket by outcome: where failed, pending and missing events are");
+      "timeline",
+      "Events per time bucket by outcome: where failed, pending and missing events are");
   AddWindowOptions(timeline, timeline_args.get(), own_output);
   timeline->callback([env, timeline_args] {
     pb::TimelineRequest request;
@@ -274,10 +287,12 @@ void RegisterInspectCommands(CLI::App& app, InspectEnv env) {
     pb::Timeline response;
     grpc::ClientContext context;
     if (env.prepare_call) env.prepare_call(&context);
-    grpc::Status status = pb::InspectionService::NewStub(env.channel())->GetTimeline(&context, request, &response);
+    grpc::Status status =
+        pb::InspectionService::NewStub(env.channel())->GetTimeline(&context, request, &response);
     if (!status.ok()) Fail(env, status);
-    std::cout << (WantJson(env, timeline_args->output) ? ToJson(response) + "\n"
-                                                   : RenderTimeline(response, StdoutIsTerminal()));
+    std::cout << (WantJson(env, timeline_args->output)
+                      ? ToJson(response) + "\n"
+                      : RenderTimeline(response, StdoutIsTerminal()));
   });
 
   auto gaps_args = std::make_shared<WindowArgs>();
@@ -290,10 +305,11 @@ void RegisterInspectCommands(CLI::App& app, InspectEnv env) {
     pb::Gaps response;
     grpc::ClientContext context;
     if (env.prepare_call) env.prepare_call(&context);
-    grpc::Status status = pb::InspectionService::NewStub(env.channel())->GetGaps(&context, request, &response);
+    grpc::Status status =
+        pb::InspectionService::NewStub(env.channel())->GetGaps(&context, request, &response);
     if (!status.ok()) Fail(env, status);
     std::cout << (WantJson(env, gaps_args->output) ? ToJson(response) + "\n"
-                                               : RenderGaps(response, StdoutIsTerminal()));
+                                                   : RenderGaps(response, StdoutIsTerminal()));
   });
 
   struct TraceArgs {
@@ -319,7 +335,8 @@ void RegisterInspectCommands(CLI::App& app, InspectEnv env) {
     grpc::Status status =
         pb::InspectionService::NewStub(env.channel())->GetEventTrace(&context, request, &response);
     if (!status.ok()) Fail(env, status);
-    std::cout << (WantJson(env, trace_args->output) ? ToJson(response) + "\n" : RenderTrace(response));
+    std::cout << (WantJson(env, trace_args->output) ? ToJson(response) + "\n"
+                                                    : RenderTrace(response));
   });
 }
 

@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
+#include <CLI/CLI.hpp>
 
 #include "replay/v1/inspection.pb.h"
 

@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
       ->default_val("127.0.0.1:7070");
   app.add_option("--token", options.token, "bearer token")->envname("REPLAYCTL_TOKEN");
   app.add_flag("--tls", options.tls, "connect with TLS (implied by the four options below)");
-  app.add_option("--ca-file", options.ca_file, "PEM CA certificates the server's is checked against")
+  app.add_option("--ca-file", options.ca_file,
+                 "PEM CA certificates the server's is checked against")
       ->envname("REPLAYCTL_CA_FILE")
       ->check(CLI::ExistingFile);
   auto* cert = app.add_option("--cert", options.cert_file, "PEM client certificate (mutual TLS)")
@@ -43,15 +44,16 @@ int main(int argc, char** argv) {
 
   RegisterReplayCommands(app, options);
   RegisterInspectCommands(
-      app, InspectEnv{
-               [&options] { return replayd::client::ReplayClient(options.ClientOptionsFor()).channel(); },
-               [&options](grpc::ClientContext* ctx) {
-                 replayd::client::ReplayClient(options.ClientOptionsFor()).PrepareCall(ctx);
-               },
-               &options.output,
-               [](const grpc::Status& s) {
-                 return ReportError(replayd::client::FromGrpcStatus(s));
-               }});
+      app, InspectEnv{[&options] {
+                        return replayd::client::ReplayClient(options.ClientOptionsFor()).channel();
+                      },
+                      [&options](grpc::ClientContext* ctx) {
+                        replayd::client::ReplayClient(options.ClientOptionsFor()).PrepareCall(ctx);
+                      },
+                      &options.output,
+                      [](const grpc::Status& s) {
+                        return ReportError(replayd::client::FromGrpcStatus(s));
+                      }});
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

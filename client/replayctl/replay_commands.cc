@@ -89,8 +89,9 @@ pb::ReplayRequest BuildRequest(const RequestFlags& f) {
     std::string upper = o;
     std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
     if (!pb::Outcome_Parse(upper, &outcome) || outcome == pb::OUTCOME_UNSPECIFIED) {
-      UsageError(absl::StrCat("--outcome: \"", o,
-                              "\" is not failed, pending, retrying, succeeded or already_processed"));
+      UsageError(
+          absl::StrCat("--outcome: \"", o,
+                       "\" is not failed, pending, retrying, succeeded or already_processed"));
     }
     r.add_outcomes(outcome);
   }
@@ -123,15 +124,14 @@ std::string ProgressText(const pb::ReplayProgress& p) {
                       : absl::StrCat(" sources ", absl::StrJoin(p.request().sources(), ",")),
                   "\n");
   absl::StrAppend(&out, "  total     ", p.total(), "\n  processed ", p.processed(),
-                  "\n  delivered ", p.delivered(), "\n  skipped   ", p.skipped(),
-                  "\n  failed    ", p.failed(), "\n");
+                  "\n  delivered ", p.delivered(), "\n  skipped   ", p.skipped(), "\n  failed    ",
+                  p.failed(), "\n");
   if (p.held_by_key() > 0) {
     absl::StrAppend(&out, "  held      ", p.held_by_key(),
                     " (of skipped: strict keys behind an earlier undelivered event)\n");
   }
-  absl::StrAppend(&out, "  rate      ", absl::StrFormat("%.1f/s", p.current_rate()),
-                  " (limit ", p.request().rate(), "/s)  eta ",
-                  absl::StrFormat("%.0fs", p.eta_seconds()), "\n");
+  absl::StrAppend(&out, "  rate      ", absl::StrFormat("%.1f/s", p.current_rate()), " (limit ",
+                  p.request().rate(), "/s)  eta ", absl::StrFormat("%.0fs", p.eta_seconds()), "\n");
   if (p.has_cursor()) {
     absl::StrAppend(&out, "  cursor    ", FormatRfc3339(FromTimestamp(p.cursor())), "\n");
   }
@@ -168,8 +168,7 @@ int Watch(const CommonOptions& o, client::ReplayClient& c, const std::string& id
       std::cout << ToJson(p) << std::endl;
       return;
     }
-    std::cerr << (tty ? "\r\033[K" : "") << RenderProgressBar(p) << (tty ? "" : "\n")
-              << std::flush;
+    std::cerr << (tty ? "\r\033[K" : "") << RenderProgressBar(p) << (tty ? "" : "\n") << std::flush;
   });
   if (!o.json() && tty) std::cerr << "\n";
   if (!last.ok()) return ReportError(last.status());
@@ -180,8 +179,8 @@ int Watch(const CommonOptions& o, client::ReplayClient& c, const std::string& id
 }  // namespace
 
 int ReportError(const absl::Status& status) {
-  std::cerr << "replayctl: " << absl::StatusCodeToString(status.code()) << ": "
-            << status.message() << "\n";
+  std::cerr << "replayctl: " << absl::StatusCodeToString(status.code()) << ": " << status.message()
+            << "\n";
   switch (status.code()) {
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
@@ -196,14 +195,22 @@ int ReportError(const absl::Status& status) {
 
 std::string StateName(pb::ReplayState state) {
   switch (state) {
-    case pb::REPLAY_PENDING: return "pending";
-    case pb::REPLAY_RUNNING: return "running";
-    case pb::REPLAY_PAUSED: return "paused";
-    case pb::REPLAY_CANCELLING: return "cancelling";
-    case pb::REPLAY_CANCELLED: return "cancelled";
-    case pb::REPLAY_COMPLETED: return "completed";
-    case pb::REPLAY_FAILED: return "failed";
-    default: return "unspecified";
+    case pb::REPLAY_PENDING:
+      return "pending";
+    case pb::REPLAY_RUNNING:
+      return "running";
+    case pb::REPLAY_PAUSED:
+      return "paused";
+    case pb::REPLAY_CANCELLING:
+      return "cancelling";
+    case pb::REPLAY_CANCELLED:
+      return "cancelled";
+    case pb::REPLAY_COMPLETED:
+      return "completed";
+    case pb::REPLAY_FAILED:
+      return "failed";
+    default:
+      return "unspecified";
   }
 }
 
@@ -222,7 +229,8 @@ std::string RenderProgressBar(const pb::ReplayProgress& p, int width) {
 std::string RenderDryRun(const pb::DryRunReport& d) {
   std::string out = "Dry run (nothing was sent downstream)\n";
   std::vector<std::string> reasons;
-  for (const auto& s : d.skipped_by_reason()) reasons.push_back(absl::StrCat(s.reason(), " ", s.count()));
+  for (const auto& s : d.skipped_by_reason())
+    reasons.push_back(absl::StrCat(s.reason(), " ", s.count()));
   absl::StrAppend(&out, "  events in window  ", d.total(), "\n");
   absl::StrAppend(&out, "  would deliver     ", d.would_deliver(), "\n");
   absl::StrAppend(&out, "  would skip        ", d.would_skip(),
@@ -230,8 +238,9 @@ std::string RenderDryRun(const pb::DryRunReport& d) {
                   "\n");
   std::vector<std::string> ranges;
   for (const auto& r : d.missing_ranges()) {
-    ranges.push_back(r.first() == r.last() ? absl::StrCat(r.source(), " ", r.first())
-                                           : absl::StrCat(r.source(), " ", r.first(), "-", r.last()));
+    ranges.push_back(r.first() == r.last()
+                         ? absl::StrCat(r.source(), " ", r.first())
+                         : absl::StrCat(r.source(), " ", r.first(), "-", r.last()));
   }
   absl::StrAppend(&out, "  missing upstream  ", d.missing(),
                   ranges.empty() ? "" : absl::StrCat(" (", absl::StrJoin(ranges, ", "), ")"), "\n");
@@ -240,10 +249,10 @@ std::string RenderDryRun(const pb::DryRunReport& d) {
   if (d.samples_size() > 0) {
     absl::StrAppend(&out, "  samples:\n");
     for (const auto& s : d.samples()) {
-      absl::StrAppend(&out, absl::StrFormat("    %-20s %s/%s  %s  %s  %s\n", s.category(),
-                                            s.source(), s.event_id(),
-                                            FormatRfc3339(FromTimestamp(s.ingested_at())),
-                                            OutcomeLower(s.outcome()), s.detail()));
+      absl::StrAppend(&out,
+                      absl::StrFormat("    %-20s %s/%s  %s  %s  %s\n", s.category(), s.source(),
+                                      s.event_id(), FormatRfc3339(FromTimestamp(s.ingested_at())),
+                                      OutcomeLower(s.outcome()), s.detail()));
     }
   }
   for (const auto& w : d.warnings()) absl::StrAppend(&out, "  warning: ", w, "\n");
@@ -397,7 +406,8 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& o) {
         pb::ReplayState state;
         std::string upper = "REPLAY_" + s;
         std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
-        if (!pb::ReplayState_Parse(upper, &state)) UsageError(absl::StrCat("--state: \"", s, "\" is not a replay state"));
+        if (!pb::ReplayState_Parse(upper, &state))
+          UsageError(absl::StrCat("--state: \"", s, "\" is not a replay state"));
         wanted.push_back(state);
       }
       auto c = Client(o);
@@ -413,11 +423,11 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& o) {
                                    "FROM", "TO", "PROCESSED", "DELIVERED", "SKIPPED", "FAILED",
                                    "BY");
       for (const auto& p : *jobs) {
-        std::cout << absl::StrFormat(
-            "%-19s %-10s %-21s %-21s %9d %9d %8d %7d  %s\n", p.replay_id(), StateName(p.state()),
-            FormatRfc3339(FromTimestamp(p.request().from())),
-            FormatRfc3339(FromTimestamp(p.request().to())), p.processed(), p.delivered(),
-            p.skipped(), p.failed(), p.created_by());
+        std::cout << absl::StrFormat("%-19s %-10s %-21s %-21s %9d %9d %8d %7d  %s\n", p.replay_id(),
+                                     StateName(p.state()),
+                                     FormatRfc3339(FromTimestamp(p.request().from())),
+                                     FormatRfc3339(FromTimestamp(p.request().to())), p.processed(),
+                                     p.delivered(), p.skipped(), p.failed(), p.created_by());
       }
     });
   }

@@ -10,9 +10,12 @@ namespace {
 
 bool Allows(Role have, Role needed) {
   switch (needed) {
-    case Role::kPublisher: return have == Role::kPublisher;
-    case Role::kViewer: return have == Role::kViewer || have == Role::kOperator;
-    case Role::kOperator: return have == Role::kOperator;
+    case Role::kPublisher:
+      return have == Role::kPublisher;
+    case Role::kViewer:
+      return have == Role::kViewer || have == Role::kOperator;
+    case Role::kOperator:
+      return have == Role::kOperator;
   }
   return false;
 }
@@ -29,9 +32,12 @@ bool SameToken(std::string_view a, std::string_view b) {
 
 std::string_view RoleName(Role role) {
   switch (role) {
-    case Role::kPublisher: return "publisher";
-    case Role::kViewer: return "viewer";
-    case Role::kOperator: return "operator";
+    case Role::kPublisher:
+      return "publisher";
+    case Role::kViewer:
+      return "viewer";
+    case Role::kOperator:
+      return "operator";
   }
   return "viewer";
 }
@@ -46,9 +52,9 @@ absl::StatusOr<Principal> Authenticator::Authorize(std::string_view authorizatio
   for (const Credential& c : credentials_) {
     if (SameToken(c.token, std::string_view(token.data(), token.size()))) {
       if (!Allows(c.role, needed)) {
-        return absl::PermissionDeniedError(absl::StrCat(
-            "role ", std::string(RoleName(c.role)), " of \"", c.name,
-            "\" may not do this (needs ", std::string(RoleName(needed)), ")"));
+        return absl::PermissionDeniedError(
+            absl::StrCat("role ", std::string(RoleName(c.role)), " of \"", c.name,
+                         "\" may not do this (needs ", std::string(RoleName(needed)), ")"));
       }
       return Principal{c.name, c.role};
     }

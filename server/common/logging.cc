@@ -23,11 +23,21 @@ class JsonEscapedMessage final : public spdlog::custom_flag_formatter {
               spdlog::memory_buf_t& dest) override {
     for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
       switch (c) {
-        case '"': dest.append(std::string_view("\\\"")); break;
-        case '\\': dest.append(std::string_view("\\\\")); break;
-        case '\n': dest.append(std::string_view("\\n")); break;
-        case '\t': dest.append(std::string_view("\\t")); break;
-        case '\r': dest.append(std::string_view("\\r")); break;
+        case '"':
+          dest.append(std::string_view("\\\""));
+          break;
+        case '\\':
+          dest.append(std::string_view("\\\\"));
+          break;
+        case '\n':
+          dest.append(std::string_view("\\n"));
+          break;
+        case '\t':
+          dest.append(std::string_view("\\t"));
+          break;
+        case '\r':
+          dest.append(std::string_view("\\r"));
+          break;
         default:
           if (static_cast<unsigned char>(c) < 0x20) {
             std::string esc = absl::StrCat("\\u00", absl::Hex(c, absl::kZeroPad2));
@@ -51,9 +61,7 @@ std::unique_ptr<spdlog::formatter> MakeFormatter(LogFormat format) {
     return formatter;
   }
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
-  {
-    formatter->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v");
-  }
+  { formatter->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ [%n] %v"); }
   return formatter;
 }
 
@@ -67,8 +75,9 @@ LogFormat& CurrentFormat() {
 absl::Status SetupLogging(LogFormat format, std::string_view level) {
   auto parsed = spdlog::level::from_str(std::string(level));
   if (parsed == spdlog::level::off && level != "off") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown log level \"", std::string(level), "\" (trace, debug, info, warn, error, critical)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown log level \"", std::string(level),
+                     "\" (trace, debug, info, warn, error, critical)"));
   }
   std::lock_guard lock(SetupMutex());
   CurrentFormat() = format;
@@ -83,8 +92,8 @@ absl::Status SetupLogging(LogFormat format, std::string_view level) {
 std::shared_ptr<spdlog::logger> Logger(const std::string& name) {
   std::lock_guard lock(SetupMutex());
   if (auto existing = spdlog::get(name)) return existing;
-  auto logger = std::make_shared<spdlog::logger>(
-      name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger =
+      std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
   logger->set_formatter(MakeFormatter(CurrentFormat()));
   logger->set_level(spdlog::get_level());
   spdlog::register_logger(logger);

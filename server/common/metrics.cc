@@ -30,14 +30,16 @@ struct Metrics::Families {
 Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()), f_(std::make_unique<Families>()) {
   auto& r = *registry_;
-  f_->ingested = &prometheus::BuildCounter()
-                      .Name("replayd_ingested_events_total")
-                      .Help("Published events by source and result (accepted, duplicate, rejected).")
-                      .Register(r);
-  f_->deliveries = &prometheus::BuildCounter()
-                        .Name("replayd_deliveries_total")
-                        .Help("Recorded delivery attempts by route and the event's outcome after it.")
-                        .Register(r);
+  f_->ingested =
+      &prometheus::BuildCounter()
+           .Name("replayd_ingested_events_total")
+           .Help("Published events by source and result (accepted, duplicate, rejected).")
+           .Register(r);
+  f_->deliveries =
+      &prometheus::BuildCounter()
+           .Name("replayd_deliveries_total")
+           .Help("Recorded delivery attempts by route and the event's outcome after it.")
+           .Register(r);
   f_->delivery_duration = &prometheus::BuildHistogram()
                                .Name("replayd_delivery_duration_seconds")
                                .Help("Duration of one delivery attempt (lookup and call).")
@@ -46,14 +48,16 @@ Metrics::Metrics()
                      .Name("replayd_backlog_events")
                      .Help("Events waiting for delivery in the whole log, by outcome.")
                      .Register(r);
-  f_->replay_events = &prometheus::BuildCounter()
-                           .Name("replayd_replay_events_total")
-                           .Help("Events handled by replays, by result (delivered, skipped, failed).")
-                           .Register(r);
-  f_->replay_pauses = &prometheus::BuildCounter()
-                           .Name("replayd_replay_pauses_total")
-                           .Help("Replays paused, by cause (breaker: the downstream kept failing; operator).")
-                           .Register(r);
+  f_->replay_events =
+      &prometheus::BuildCounter()
+           .Name("replayd_replay_events_total")
+           .Help("Events handled by replays, by result (delivered, skipped, failed).")
+           .Register(r);
+  f_->replay_pauses =
+      &prometheus::BuildCounter()
+           .Name("replayd_replay_pauses_total")
+           .Help("Replays paused, by cause (breaker: the downstream kept failing; operator).")
+           .Register(r);
   f_->replay_processed = &prometheus::BuildGauge()
                               .Name("replayd_replay_processed_events")
                               .Help("Events a running replay has processed so far.")
@@ -62,10 +66,8 @@ Metrics::Metrics()
                             .Name("replayd_replay_planned_events")
                             .Help("Events a running replay planned to process.")
                             .Register(r);
-  f_->replays = &prometheus::BuildGauge()
-                     .Name("replayd_replays")
-                     .Help("Replay jobs by state.")
-                     .Register(r);
+  f_->replays =
+      &prometheus::BuildGauge().Name("replayd_replays").Help("Replay jobs by state.").Register(r);
   f_->limiter_waits = &prometheus::BuildCounter()
                            .Name("replayd_rate_limiter_waits_total")
                            .Help("Times a replay waited for a rate-limiter token.")
@@ -78,10 +80,11 @@ Metrics::Metrics()
                          .Name("replayd_delivery_claim_waits_total")
                          .Help("Claim attempts that found the event claimed by another daemon.")
                          .Register(r);
-  f_->config_reloads = &prometheus::BuildCounter()
-                            .Name("replayd_config_reloads_total")
-                            .Help("Configuration reloads (SIGHUP) by result (applied, unchanged, refused).")
-                            .Register(r);
+  f_->config_reloads =
+      &prometheus::BuildCounter()
+           .Name("replayd_config_reloads_total")
+           .Help("Configuration reloads (SIGHUP) by result (applied, unchanged, refused).")
+           .Register(r);
   // Series that exist from the start, so that dashboards and alerts see
   // zeros rather than nothing.
   SetBacklog(0, 0);
@@ -122,8 +125,7 @@ void Metrics::CountReplayPause(std::string_view cause) {
   f_->replay_pauses->Add({{"cause", std::string(cause)}}).Increment();
 }
 
-void Metrics::SetReplayProgress(const std::string& replay_id, int64_t processed,
-                                int64_t planned) {
+void Metrics::SetReplayProgress(const std::string& replay_id, int64_t processed, int64_t planned) {
   std::lock_guard lock(mu_);
   replay_ids_[replay_id] = true;
   f_->replay_processed->Add({{"replay_id", replay_id}}).Set(static_cast<double>(processed));

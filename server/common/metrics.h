@@ -2,14 +2,14 @@
 // behind plain methods so that the code counting things never includes
 // prometheus-cpp. Served as text by the HTTP port's /metrics route.
 //
-//   replayd_ingested_events_total{source,result}        counter  result: accepted|duplicate|rejected
-//   replayd_deliveries_total{route,outcome}             counter  outcome: the event's outcome after the attempt
-//   replayd_delivery_duration_seconds{route}            histogram
-//   replayd_backlog_events{outcome}                     gauge    pending|retrying, polled from the log
-//   replayd_replay_events_total{result}                 counter  delivered|skipped|failed
-//   replayd_replay_pauses_total{cause}                  counter  cause: breaker|operator
-//   replayd_replay_processed_events{replay_id}          gauge    running replays only
-//   replayd_replay_planned_events{replay_id}            gauge    running replays only
+//   replayd_ingested_events_total{source,result}        counter  result:
+//   accepted|duplicate|rejected replayd_deliveries_total{route,outcome}             counter
+//   outcome: the event's outcome after the attempt replayd_delivery_duration_seconds{route}
+//   histogram replayd_backlog_events{outcome}                     gauge    pending|retrying, polled
+//   from the log replayd_replay_events_total{result}                 counter
+//   delivered|skipped|failed replayd_replay_pauses_total{cause}                  counter  cause:
+//   breaker|operator replayd_replay_processed_events{replay_id}          gauge    running replays
+//   only replayd_replay_planned_events{replay_id}            gauge    running replays only
 //   replayd_replays{state}                              gauge    polled
 //   replayd_rate_limiter_waits_total{limiter}           counter  limiter: replay|sink:<name>
 //   replayd_rate_limiter_wait_seconds_total{limiter}    counter

@@ -39,8 +39,8 @@ absl::StatusOr<absl::Time> ParseTimeArg(std::string_view text, absl::Time now) {
   if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
     auto d = ParseDurationArg(s.substr(1));
     if (!d.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "invalid relative time \"", s, "\" (use e.g. -6h, -90m, -2d, now)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid relative time \"", s, "\" (use e.g. -6h, -90m, -2d, now)"));
     }
     return s[0] == '-' ? now - *d : now + *d;
   }

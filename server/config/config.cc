@@ -65,14 +65,16 @@ const schema::Section<Config>& ConfigSchema() {
     auto* retry = new schema::Section<RetryPolicy>;
     retry->Add("max_attempts", &RetryPolicy::max_attempts, "attempts before an event is `failed`")
         .AtLeast(1);
-    retry->Add("base_delay", &RetryPolicy::base_delay,
-               "wait before the first retry; doubled for each later one, with jitter")
+    retry
+        ->Add("base_delay", &RetryPolicy::base_delay,
+              "wait before the first retry; doubled for each later one, with jitter")
         .Positive();
     retry->Add("max_delay", &RetryPolicy::max_delay, "longest wait between two attempts")
         .NotBelow(&RetryPolicy::base_delay, "base_delay");
 
     auto* sink = new schema::Section<SinkConfig>;
-    sink->Add("name", &SinkConfig::name, "what routes call it (`routes[].sink`); unique").Required();
+    sink->Add("name", &SinkConfig::name, "what routes call it (`routes[].sink`); unique")
+        .Required();
     sink->AddEnum("type", &SinkConfig::type,
                   {{"http", SinkConfig::Type::kHttp}, {"postgres", SinkConfig::Type::kPostgres}},
                   "an HTTP downstream or a PostgreSQL table");
@@ -117,8 +119,9 @@ const schema::Section<Config>& ConfigSchema() {
     sink_tls->Add("ca_file", &SinkConfig::Tls::ca_file,
                   "PEM CA bundle the downstream's certificate is checked against; empty = the "
                   "system's");
-    sink_tls->Add("cert_file", &SinkConfig::Tls::cert_file,
-                  "client certificate presented to the downstream (mutual TLS); empty = none")
+    sink_tls
+        ->Add("cert_file", &SinkConfig::Tls::cert_file,
+              "client certificate presented to the downstream (mutual TLS); empty = none")
         .Together(&SinkConfig::Tls::key_file, "key_file");
     sink_tls->Add("key_file", &SinkConfig::Tls::key_file, "private key of `cert_file`");
     sink->AddSection("tls", &SinkConfig::tls, sink_tls);
@@ -128,8 +131,9 @@ const schema::Section<Config>& ConfigSchema() {
 
     auto* route = new schema::Section<RouteConfig>;
     route->Add("name", &RouteConfig::name, "shown in metrics and traces; unique").Required();
-    route->Add("sources", &RouteConfig::sources,
-               "the sources whose events it delivers; a source is in one route at most")
+    route
+        ->Add("sources", &RouteConfig::sources,
+              "the sources whose events it delivers; a source is in one route at most")
         .Required()
         .Each(ValidateSourceName, "each `[a-z0-9_.-]{1,64}`");
     route->Add("sink", &RouteConfig::sink, "the `sinks[].name` it delivers to");
@@ -139,26 +143,31 @@ const schema::Section<Config>& ConfigSchema() {
 
     auto* token = new schema::Section<TokenConfig>;
     token->Add("token", &TokenConfig::token, "the bearer token").Secret().MinLength(16);
-    token->Add("role", &TokenConfig::role,
-               "publisher: ingest; viewer: read and dry run; operator: viewer plus start and cancel")
+    token
+        ->Add("role", &TokenConfig::role,
+              "publisher: ingest; viewer: read and dry run; operator: viewer plus start and cancel")
         .OneOf({"publisher", "viewer", "operator"});
     token->Add("name", &TokenConfig::name, "who holds it, recorded in the audit table");
 
     auto* ingest = new schema::Section<Config::Ingest>;
     ingest->Add("max_batch", &Config::Ingest::max_batch, "events per Publish call or POST")
         .Positive();
-    ingest->Add("max_payload_bytes", &Config::Ingest::max_payload_bytes, "largest payload of one event")
+    ingest
+        ->Add("max_payload_bytes", &Config::Ingest::max_payload_bytes,
+              "largest payload of one event")
         .Positive();
     ingest->Add("max_future_skew", &Config::Ingest::max_future_skew,
                 "how far in the future `occurred_at` may be");
 
     auto* partitions = new schema::Section<Config::Partitions>;
-    partitions->Add("create_ahead_days", &Config::Partitions::create_ahead_days,
-                    "daily partitions kept ready ahead of today")
+    partitions
+        ->Add("create_ahead_days", &Config::Partitions::create_ahead_days,
+              "daily partitions kept ready ahead of today")
         .AtLeast(1);
-    partitions->Add("retention_days", &Config::Partitions::retention_days,
-                    "whole days older than this are dropped, and replays cannot reach them; "
-                    "0 keeps everything")
+    partitions
+        ->Add("retention_days", &Config::Partitions::retention_days,
+              "whole days older than this are dropped, and replays cannot reach them; "
+              "0 keeps everything")
         .AtLeast(0);
     partitions->Add("maintenance_interval", &Config::Partitions::maintenance_interval,
                     "how often partitions are created and dropped");
@@ -167,9 +176,10 @@ const schema::Section<Config>& ConfigSchema() {
     delivery->Add("enabled", &Config::Delivery::enabled, "run live delivery in this daemon");
     delivery->Add("workers", &Config::Delivery::workers, "live delivery calls in flight at once")
         .Positive();
-    delivery->Add("claim_batch", &Config::Delivery::claim_batch,
-                  "events read and claimed per statement; twice as many are held in memory, and "
-                  "at most `claim_batch` or 4 × `workers` (the larger) are claimed ahead")
+    delivery
+        ->Add("claim_batch", &Config::Delivery::claim_batch,
+              "events read and claimed per statement; twice as many are held in memory, and "
+              "at most `claim_batch` or 4 × `workers` (the larger) are claimed ahead")
         .Positive();
     delivery->Add("poll_interval", &Config::Delivery::poll_interval,
                   "how often an idle dispatcher looks for new events");
@@ -177,39 +187,50 @@ const schema::Section<Config>& ConfigSchema() {
                   "a claim held by a daemon that died is taken over after this");
 
     auto* replay = new schema::Section<ReplayLimits>;
-    replay->Add("default_rate", &ReplayLimits::default_rate, "events per second of a replay that names no rate")
+    replay
+        ->Add("default_rate", &ReplayLimits::default_rate,
+              "events per second of a replay that names no rate")
         .Positive()
         .NotAbove(&ReplayLimits::high_rate_threshold, "high_rate_threshold");
-    replay->Add("high_rate_threshold", &ReplayLimits::high_rate_threshold,
-                "a replay faster than this must be confirmed (`allow_high_rate`)")
+    replay
+        ->Add("high_rate_threshold", &ReplayLimits::high_rate_threshold,
+              "a replay faster than this must be confirmed (`allow_high_rate`)")
         .Positive()
         .NotAbove(&ReplayLimits::max_rate, "max_rate");
-    replay->Add("max_rate", &ReplayLimits::max_rate, "the fastest rate a replay may ask for").Positive();
-    replay->Add("default_burst", &ReplayLimits::default_burst,
-                "a replay's burst; 0 = one second's worth of its rate, at least 1")
+    replay->Add("max_rate", &ReplayLimits::max_rate, "the fastest rate a replay may ask for")
+        .Positive();
+    replay
+        ->Add("default_burst", &ReplayLimits::default_burst,
+              "a replay's burst; 0 = one second's worth of its rate, at least 1")
         .AtLeast(0);
-    replay->Add("max_window", &ReplayLimits::max_window, "the widest time window one replay may select")
+    replay
+        ->Add("max_window", &ReplayLimits::max_window,
+              "the widest time window one replay may select")
         .Positive();
 
     auto* breaker = new schema::Section<ReplayBreakerConfig>;
-    breaker->Add("consecutive_failures", &ReplayBreakerConfig::consecutive_failures,
-                 "a replay pauses itself after this many failed deliveries in a row; 0 = off")
+    breaker
+        ->Add("consecutive_failures", &ReplayBreakerConfig::consecutive_failures,
+              "a replay pauses itself after this many failed deliveries in a row; 0 = off")
         .AtLeast(0)
         .AtMost(kMaxBreakerCount);
-    breaker->Add("failure_ratio", &ReplayBreakerConfig::failure_ratio,
-                 "a replay pauses itself when this share of its last `window` outcomes failed; "
-                 "0 = off")
+    breaker
+        ->Add("failure_ratio", &ReplayBreakerConfig::failure_ratio,
+              "a replay pauses itself when this share of its last `window` outcomes failed; "
+              "0 = off")
         .AtLeast(0)
         .AtMost(1);
-    breaker->Add("window", &ReplayBreakerConfig::window,
-                 "how many recent outcomes `failure_ratio` looks at (judged once that many are "
-                 "seen); 0 = off")
+    breaker
+        ->Add("window", &ReplayBreakerConfig::window,
+              "how many recent outcomes `failure_ratio` looks at (judged once that many are "
+              "seen); 0 = off")
         .AtLeast(0)
         .AtMost(kMaxBreakerCount);
     replay->AddSection("breaker", &ReplayLimits::breaker, breaker);
 
     auto* tls = new schema::Section<Config::Tls>;
-    tls->Add("cert_file", &Config::Tls::cert_file, "certificate for gRPC and the HTTP port; empty = plaintext")
+    tls->Add("cert_file", &Config::Tls::cert_file,
+             "certificate for gRPC and the HTTP port; empty = plaintext")
         .Together(&Config::Tls::key_file, "key_file");
     tls->Add("key_file", &Config::Tls::key_file, "private key of `cert_file`");
     tls->Add("client_ca_file", &Config::Tls::client_ca_file,
@@ -221,8 +242,9 @@ const schema::Section<Config>& ConfigSchema() {
         .Env("REPLAYD_GRPC_LISTEN")
         .Flag("--grpc-listen")
         .Format(ValidListenAddress, "host:port", "is not host:port");
-    config->Add("http_listen", &Config::http_listen,
-                "HTTP address (dashboard, /metrics, POST /v1/events); port 0 picks a free port")
+    config
+        ->Add("http_listen", &Config::http_listen,
+              "HTTP address (dashboard, /metrics, POST /v1/events); port 0 picks a free port")
         .Env("REPLAYD_HTTP_LISTEN")
         .Flag("--http-listen")
         .Format(ValidListenAddress, "host:port", "is not host:port");
@@ -231,13 +253,16 @@ const schema::Section<Config>& ConfigSchema() {
         .Flag("--database-url")
         .Required()
         .Secret();
-    config->Add("database_pool_size", &Config::database_pool_size, "database connections per daemon")
+    config
+        ->Add("database_pool_size", &Config::database_pool_size, "database connections per daemon")
         .Positive();
-    config->Add("database_startup_timeout", &Config::database_startup_timeout,
-                "a starting daemon retries an unreachable database (backing off up to 5 s) "
-                "this long, then exits 1")
+    config
+        ->Add("database_startup_timeout", &Config::database_startup_timeout,
+              "a starting daemon retries an unreachable database (backing off up to 5 s) "
+              "this long, then exits 1")
         .Positive();
-    config->Add("log_format", &Config::log_format, "how log lines are written; `json` for Kubernetes")
+    config
+        ->Add("log_format", &Config::log_format, "how log lines are written; `json` for Kubernetes")
         .Env("REPLAYD_LOG_FORMAT")
         .Flag("--log-format")
         .OneOf({"text", "json"});
@@ -245,8 +270,9 @@ const schema::Section<Config>& ConfigSchema() {
         .Env("REPLAYD_LOG_LEVEL")
         .Flag("--log-level")
         .OneOf({"trace", "debug", "info", "warn", "error", "critical", "off"});
-    config->Add("port_file", &Config::port_file,
-                "where `grpc=PORT http=PORT` is written once listening; empty = nowhere")
+    config
+        ->Add("port_file", &Config::port_file,
+              "where `grpc=PORT http=PORT` is written once listening; empty = nowhere")
         .Env("REPLAYD_PORT_FILE")
         .Flag("--port-file");
     config->AddSection("ingest", &Config::ingest, ingest);
@@ -260,13 +286,15 @@ const schema::Section<Config>& ConfigSchema() {
     config->AddList("tokens", &Config::tokens, token, &TokenConfig::name,
                     "API tokens; none = authentication off (local use only)");
     config->AddSection("tls", &Config::tls, tls);
-    config->Add("metrics_token", &Config::metrics_token,
-                "set = `GET /metrics` needs `Authorization: Bearer <it>`; empty = open")
+    config
+        ->Add("metrics_token", &Config::metrics_token,
+              "set = `GET /metrics` needs `Authorization: Bearer <it>`; empty = open")
         .Env("REPLAYD_METRICS_TOKEN")
         .Secret()
         .Format([](const std::string& v) { return v.size() >= 16; }, "≥ 16 characters",
                 "must be at least 16 characters", /*empty_ok=*/true);
-    config->Add("shutdown_grace", &Config::shutdown_grace, "how long SIGTERM waits for work in flight");
+    config->Add("shutdown_grace", &Config::shutdown_grace,
+                "how long SIGTERM waits for work in flight");
     return config;
   }();
   return *kSchema;
@@ -282,7 +310,8 @@ void CheckAcrossKeys(const Config& c, std::vector<std::string>* p) {
   for (size_t i = 0; i < c.sinks.size(); ++i) {
     const SinkConfig& s = c.sinks[i];
     if (!sink_names.insert(s.name).second) {
-      p->push_back(absl::StrCat(where("sinks", i, s.name), ": duplicate sink name \"", s.name, "\""));
+      p->push_back(
+          absl::StrCat(where("sinks", i, s.name), ": duplicate sink name \"", s.name, "\""));
     }
   }
   std::set<std::string> route_names;
@@ -290,7 +319,8 @@ void CheckAcrossKeys(const Config& c, std::vector<std::string>* p) {
   for (size_t i = 0; i < c.routes.size(); ++i) {
     const RouteConfig& r = c.routes[i];
     if (!route_names.insert(r.name).second) {
-      p->push_back(absl::StrCat(where("routes", i, r.name), ": duplicate route name \"", r.name, "\""));
+      p->push_back(
+          absl::StrCat(where("routes", i, r.name), ": duplicate route name \"", r.name, "\""));
     }
     for (const auto& source : r.sources) {
       if (IsValidSourceName(source) && !routed_sources.insert(source).second) {
@@ -318,7 +348,8 @@ absl::StatusOr<Config> ParseConfigYaml(const std::string& text, const std::strin
   schema::Problems problems;
   if (!root.IsNull()) ConfigSchema().Read(root, "", &config, &problems);
   if (!problems.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(origin, ":\n  ", absl::StrJoin(problems, "\n  ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat(origin, ":\n  ", absl::StrJoin(problems, "\n  ")));
   }
   return config;
 }

@@ -22,8 +22,11 @@ std::string ShowDuration(absl::Duration d) {
     absl::Duration size;
     const char* suffix;
   };
-  static const Unit kUnits[] = {{absl::Hours(24), "d"}, {absl::Hours(1), "h"}, {absl::Minutes(1), "m"},
-                                {absl::Seconds(1), "s"}, {absl::Milliseconds(1), "ms"}};
+  static const Unit kUnits[] = {{absl::Hours(24), "d"},
+                                {absl::Hours(1), "h"},
+                                {absl::Minutes(1), "m"},
+                                {absl::Seconds(1), "s"},
+                                {absl::Milliseconds(1), "ms"}};
   if (d == absl::ZeroDuration()) return "0s";
   for (const Unit& unit : kUnits) {
     absl::Duration rest;
@@ -38,8 +41,8 @@ std::string JoinPath(const std::string& path, const std::string& key) {
   return path.empty() ? key : absl::StrCat(path, ".", key);
 }
 
-bool CheckKeys(const YAML::Node& node, const std::string& path, const std::vector<std::string>& known,
-               Problems* problems) {
+bool CheckKeys(const YAML::Node& node, const std::string& path,
+               const std::vector<std::string>& known, Problems* problems) {
   if (!node.IsMap()) {
     problems->push_back(absl::StrCat(path, path.empty() ? "" : ": ", "expected a mapping"));
     return false;
@@ -48,13 +51,15 @@ bool CheckKeys(const YAML::Node& node, const std::string& path, const std::vecto
   for (const auto& item : node) {
     // YAML allows a mapping or a sequence as a key ("? [a, b]: 1"); as<> would throw.
     if (item.first.IsMap() || item.first.IsSequence()) {
-      problems->push_back(absl::StrCat(path, path.empty() ? "" : ": ", "a key must be a name, not a ",
+      problems->push_back(absl::StrCat(path, path.empty() ? "" : ": ",
+                                       "a key must be a name, not a ",
                                        item.first.IsMap() ? "mapping" : "sequence"));
       continue;
     }
     auto key = item.first.as<std::string>();
     if (!names.count(key)) {
-      problems->push_back(absl::StrCat(path, path.empty() ? "" : ": ", "unknown key \"", key, "\""));
+      problems->push_back(
+          absl::StrCat(path, path.empty() ? "" : ": ", "unknown key \"", key, "\""));
     }
   }
   return true;
@@ -77,7 +82,9 @@ namespace {
 
 std::string Cell(const std::string& text) { return absl::StrReplaceAll(text, {{"|", "\\|"}}); }
 
-std::string Code(const std::string& text) { return text.empty() ? "" : absl::StrCat("`", text, "`"); }
+std::string Code(const std::string& text) {
+  return text.empty() ? "" : absl::StrCat("`", text, "`");
+}
 
 }  // namespace
 
@@ -93,8 +100,8 @@ std::string Markdown(const std::vector<KeyDoc>& rows) {
     if (!row.flag.empty()) origins.push_back(Code(row.flag));
     std::string default_value = row.default_value.empty() ? "—" : Code(row.default_value);
     absl::StrAppend(&out, "| ", Code(row.key), " | ", row.type, " | ", Cell(default_value), " | ",
-                    absl::StrJoin(origins, ", "), " | ", Cell(absl::StrJoin(row.rules, "; ")), " | ",
-                    Cell(row.meaning), " |\n");
+                    absl::StrJoin(origins, ", "), " | ", Cell(absl::StrJoin(row.rules, "; ")),
+                    " | ", Cell(row.meaning), " |\n");
   }
   return out;
 }

@@ -41,8 +41,8 @@ std::string ShowDuration(absl::Duration d);
 // "path.key", or "key" at the top.
 std::string JoinPath(const std::string& path, const std::string& key);
 // Reports keys of `node` that are not in `known`; false when `node` is not a mapping.
-bool CheckKeys(const YAML::Node& node, const std::string& path, const std::vector<std::string>& known,
-               Problems* problems);
+bool CheckKeys(const YAML::Node& node, const std::string& path,
+               const std::vector<std::string>& known, Problems* problems);
 
 // What each field type is called, how it is read, and how it is shown.
 template <typename V>
@@ -128,12 +128,14 @@ class Field {
  public:
   virtual ~Field() = default;
   virtual const std::string& name() const = 0;
-  virtual void Read(const YAML::Node& node, const std::string& path, T* out, Problems* problems) const = 0;
+  virtual void Read(const YAML::Node& node, const std::string& path, T* out,
+                    Problems* problems) const = 0;
   // Applies the key's environment variable, then its flag (from `flags`, by key).
-  virtual void Override(const ConfigOverrides& /*flags*/, const std::string& /*key_prefix*/, T* /*out*/,
-                        Problems* /*problems*/) const {}
+  virtual void Override(const ConfigOverrides& /*flags*/, const std::string& /*key_prefix*/,
+                        T* /*out*/, Problems* /*problems*/) const {}
   virtual void Check(const T& value, const Where& where, Problems* problems) const = 0;
-  virtual void Document(const T& defaults, const std::string& prefix, std::vector<KeyDoc>* rows) const = 0;
+  virtual void Document(const T& defaults, const std::string& prefix,
+                        std::vector<KeyDoc>* rows) const = 0;
   virtual void Flags(const std::string& /*prefix*/, std::vector<ConfigFlag>* /*flags*/) const {}
   // Adds the keys whose value differs between `a` and `b`; inside a
   // reloadable list every key is reloadable.
@@ -180,8 +182,9 @@ class Key : public Field<T> {
     required_ = true;
     return Rule("required", [this](const T&, const V& v, const Where& w, Problems* p) {
       if (!v.empty()) return;
-      p->push_back(absl::StrCat(w.Of(name_), " is empty",
-                                env_.empty() ? "" : absl::StrCat(": set it in the file or ", env_)));
+      p->push_back(
+          absl::StrCat(w.Of(name_), " is empty",
+                       env_.empty() ? "" : absl::StrCat(": set it in the file or ", env_)));
     });
   }
   Key& Positive() {
@@ -212,26 +215,29 @@ class Key : public Field<T> {
   }
   // At least the sibling key `other` (or, with NotAbove, at most).
   Key& NotBelow(V T::*other, std::string other_name) {
-    return Rule(absl::StrCat("≥ `", other_name, "`"),
-                [this, other, other_name](const T& t, const V& v, const Where& w, Problems* p) {
-                  if (v >= t.*other) return;
-                  p->push_back(absl::StrCat(w.Of(name_), " must be at least ", w.Sibling(other_name)));
-                });
+    return Rule(
+        absl::StrCat("≥ `", other_name, "`"),
+        [this, other, other_name](const T& t, const V& v, const Where& w, Problems* p) {
+          if (v >= t.*other) return;
+          p->push_back(absl::StrCat(w.Of(name_), " must be at least ", w.Sibling(other_name)));
+        });
   }
   Key& NotAbove(V T::*other, std::string other_name) {
-    return Rule(absl::StrCat("≤ `", other_name, "`"),
-                [this, other, other_name](const T& t, const V& v, const Where& w, Problems* p) {
-                  if (v <= t.*other) return;
-                  p->push_back(absl::StrCat(w.Of(name_), " must not exceed ", w.Sibling(other_name)));
-                });
+    return Rule(
+        absl::StrCat("≤ `", other_name, "`"),
+        [this, other, other_name](const T& t, const V& v, const Where& w, Problems* p) {
+          if (v <= t.*other) return;
+          p->push_back(absl::StrCat(w.Of(name_), " must not exceed ", w.Sibling(other_name)));
+        });
   }
   // Both set or both empty.
   Key& Together(V T::*other, std::string other_name) {
-    return Rule(absl::StrCat("set together with `", other_name, "`"),
-                [this, other, other_name](const T& t, const V& v, const Where& w, Problems* p) {
-                  if (v.empty() == (t.*other).empty()) return;
-                  p->push_back(absl::StrCat(w.Of(name_), " and ", w.Sibling(other_name), " go together"));
-                });
+    return Rule(
+        absl::StrCat("set together with `", other_name, "`"),
+        [this, other, other_name](const T& t, const V& v, const Where& w, Problems* p) {
+          if (v.empty() == (t.*other).empty()) return;
+          p->push_back(absl::StrCat(w.Of(name_), " and ", w.Sibling(other_name), " go together"));
+        });
   }
   // Set only when `other` is set too.
   Key& Needs(V T::*other, std::string other_name) {
@@ -249,19 +255,20 @@ class Key : public Field<T> {
                 });
   }
   Key& OneOf(std::vector<std::string> allowed) {
-    return Rule(Alternatives(allowed, "`"), [this, allowed](const T&, const V& v, const Where& w, Problems* p) {
-      for (const auto& a : allowed) {
-        if (v == a) return;
-      }
-      p->push_back(absl::StrCat(Quoted(w, v), " must be ", Alternatives(allowed)));
-    });
+    return Rule(Alternatives(allowed, "`"),
+                [this, allowed](const T&, const V& v, const Where& w, Problems* p) {
+                  for (const auto& a : allowed) {
+                    if (v == a) return;
+                  }
+                  p->push_back(absl::StrCat(Quoted(w, v), " must be ", Alternatives(allowed)));
+                });
   }
   // `valid` decides; the message is `key "value" <problem>`. With empty_ok an
   // empty value is fine (an optional key).
   Key& Format(std::function<bool(const V&)> valid, std::string doc, std::string problem,
               bool empty_ok = false) {
-    return Rule(std::move(doc), [this, valid, problem, empty_ok](const T&, const V& v, const Where& w,
-                                                                   Problems* p) {
+    return Rule(std::move(doc), [this, valid, problem, empty_ok](const T&, const V& v,
+                                                                 const Where& w, Problems* p) {
       if ((empty_ok && v.empty()) || valid(v)) return;
       p->push_back(absl::StrCat(Quoted(w, v), " ", problem));
     });
@@ -270,12 +277,14 @@ class Key : public Field<T> {
   Key& Each(std::function<absl::Status(const std::string&)> check, std::string doc) {
     return Rule(std::move(doc), [check](const T&, const V& v, const Where& w, Problems* p) {
       for (const auto& element : v) {
-        if (absl::Status s = check(element); !s.ok()) p->push_back(absl::StrCat(w.item, s.message()));
+        if (absl::Status s = check(element); !s.ok())
+          p->push_back(absl::StrCat(w.item, s.message()));
       }
     });
   }
 
-  void Read(const YAML::Node& node, const std::string& path, T* out, Problems* problems) const override {
+  void Read(const YAML::Node& node, const std::string& path, T* out,
+            Problems* problems) const override {
     const YAML::Node value = node[name_];
     if (!value.IsDefined() || value.IsNull()) return;
     std::string error;
@@ -287,7 +296,8 @@ class Key : public Field<T> {
   void Override(const ConfigOverrides& flags, const std::string& key_prefix, T* out,
                 Problems* problems) const override {
     if (!env_.empty()) {
-      if (const char* v = std::getenv(env_.c_str()); v != nullptr && *v != '\0') Set(env_, v, out, problems);
+      if (const char* v = std::getenv(env_.c_str()); v != nullptr && *v != '\0')
+        Set(env_, v, out, problems);
     }
     if (flag_.empty()) return;
     if (auto it = flags.find(key_prefix + name_); it != flags.end() && !it->second.empty()) {
@@ -300,7 +310,8 @@ class Key : public Field<T> {
     for (const auto& check : checks_) check(value, value.*member_, where, problems);
   }
 
-  void Document(const T& defaults, const std::string& prefix, std::vector<KeyDoc>* rows) const override {
+  void Document(const T& defaults, const std::string& prefix,
+                std::vector<KeyDoc>* rows) const override {
     KeyDoc row;
     row.key = prefix + name_;
     row.type = Value<V>::kType;
@@ -363,12 +374,17 @@ class Key : public Field<T> {
 template <typename T, typename E>
 class EnumKey : public Field<T> {
  public:
-  EnumKey(std::string name, E T::*member, std::vector<std::pair<std::string, E>> names, std::string meaning)
-      : name_(std::move(name)), member_(member), names_(std::move(names)), meaning_(std::move(meaning)) {}
+  EnumKey(std::string name, E T::*member, std::vector<std::pair<std::string, E>> names,
+          std::string meaning)
+      : name_(std::move(name)),
+        member_(member),
+        names_(std::move(names)),
+        meaning_(std::move(meaning)) {}
 
   const std::string& name() const override { return name_; }
 
-  void Read(const YAML::Node& node, const std::string& path, T* out, Problems* problems) const override {
+  void Read(const YAML::Node& node, const std::string& path, T* out,
+            Problems* problems) const override {
     const YAML::Node value = node[name_];
     if (!value.IsDefined() || value.IsNull()) return;
     std::string text;
@@ -389,7 +405,8 @@ class EnumKey : public Field<T> {
 
   void Check(const T&, const Where&, Problems*) const override {}
 
-  void Document(const T& defaults, const std::string& prefix, std::vector<KeyDoc>* rows) const override {
+  void Document(const T& defaults, const std::string& prefix,
+                std::vector<KeyDoc>* rows) const override {
     KeyDoc row;
     row.key = prefix + name_;
     row.type = "string";
@@ -452,7 +469,8 @@ class Section {
     if (!CheckKeys(node, path, known, problems)) return;
     for (const auto& f : fields_) f->Read(node, path, out, problems);
   }
-  void Override(const ConfigOverrides& flags, const std::string& key_prefix, T* out, Problems* problems) const {
+  void Override(const ConfigOverrides& flags, const std::string& key_prefix, T* out,
+                Problems* problems) const {
     for (const auto& f : fields_) f->Override(flags, key_prefix, out, problems);
   }
   void Check(const T& value, const Where& where, Problems* problems) const {
@@ -480,7 +498,8 @@ class SectionKey : public Field<T> {
       : name_(std::move(name)), member_(member), section_(section) {}
 
   const std::string& name() const override { return name_; }
-  void Read(const YAML::Node& node, const std::string& path, T* out, Problems* problems) const override {
+  void Read(const YAML::Node& node, const std::string& path, T* out,
+            Problems* problems) const override {
     const YAML::Node value = node[name_];
     if (!value.IsDefined()) return;
     section_->Read(value, JoinPath(path, name_), &(out->*member_), problems);
@@ -490,9 +509,11 @@ class SectionKey : public Field<T> {
     section_->Override(flags, absl::StrCat(key_prefix, name_, "."), &(out->*member_), problems);
   }
   void Check(const T& value, const Where& where, Problems* problems) const override {
-    section_->Check(value.*member_, Where{where.item, absl::StrCat(where.key_prefix, name_, ".")}, problems);
+    section_->Check(value.*member_, Where{where.item, absl::StrCat(where.key_prefix, name_, ".")},
+                    problems);
   }
-  void Document(const T& defaults, const std::string& prefix, std::vector<KeyDoc>* rows) const override {
+  void Document(const T& defaults, const std::string& prefix,
+                std::vector<KeyDoc>* rows) const override {
     section_->Document(defaults.*member_, absl::StrCat(prefix, name_, "."), rows);
   }
   void Flags(const std::string& prefix, std::vector<ConfigFlag>* flags) const override {
@@ -512,8 +533,8 @@ class SectionKey : public Field<T> {
 template <typename T, typename S>
 class ListKey : public Field<T> {
  public:
-  ListKey(std::string name, std::vector<S> T::*member, const Section<S>* section, std::string S::*label,
-          std::string meaning, bool reloadable)
+  ListKey(std::string name, std::vector<S> T::*member, const Section<S>* section,
+          std::string S::*label, std::string meaning, bool reloadable)
       : name_(std::move(name)),
         member_(member),
         section_(section),
@@ -522,7 +543,8 @@ class ListKey : public Field<T> {
         reloadable_(reloadable) {}
 
   const std::string& name() const override { return name_; }
-  void Read(const YAML::Node& node, const std::string& path, T* out, Problems* problems) const override {
+  void Read(const YAML::Node& node, const std::string& path, T* out,
+            Problems* problems) const override {
     const YAML::Node value = node[name_];
     if (!value.IsDefined()) return;
     if (!value.IsSequence()) {
@@ -531,7 +553,8 @@ class ListKey : public Field<T> {
     }
     for (size_t i = 0; i < value.size(); ++i) {
       S element;
-      section_->Read(value[i], absl::StrCat(JoinPath(path, name_), "[", i, "]"), &element, problems);
+      section_->Read(value[i], absl::StrCat(JoinPath(path, name_), "[", i, "]"), &element,
+                     problems);
       (out->*member_).push_back(std::move(element));
     }
   }

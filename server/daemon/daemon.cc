@@ -12,9 +12,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/auth.h"
+#include "server/common/backoff.h"
 #include "server/common/clock.h"
 #include "server/common/logging.h"
-#include "server/common/backoff.h"
 #include "server/common/metrics.h"
 #include "server/daemon/config_reload.h"
 #include "server/delivery/deliverer.h"
@@ -26,16 +26,16 @@
 #include "server/ingest/ingester.h"
 #include "server/replay/controller.h"
 #include "server/rpc/ingest_service.h"
-#include "server/rpc/replay_service.h"
-#include "server/store/pg_replay_store.h"
 #include "server/rpc/inspection.h"
 #include "server/rpc/inspection_service.h"
+#include "server/rpc/replay_service.h"
 #include "server/store/migrator.h"
 #include "server/store/partitions.h"
 #include "server/store/pg_delivery_store.h"
 #include "server/store/pg_event_store.h"
 #include "server/store/pg_inspection_store.h"
 #include "server/store/pg_pool.h"
+#include "server/store/pg_replay_store.h"
 
 namespace replayd {
 
@@ -121,13 +121,13 @@ absl::Status Daemon::Run() {
   log->info("replayd {} starting; database {}", REPLAYD_VERSION, RedactDsn(config_.database_url));
 
   absl::StatusOr<std::vector<std::string>> applied;
-  absl::Status reached = RetryWhileUnavailable(
-      [&] { return (applied = Migrate(config_.database_url)).status(); },
-      {.total = config_.database_startup_timeout},
-      [&](const absl::Status& s, absl::Duration wait) {
-        log->warn("database not reachable ({}); retrying in {}", s.message(),
-                  absl::FormatDuration(wait));
-      });
+  absl::Status reached =
+      RetryWhileUnavailable([&] { return (applied = Migrate(config_.database_url)).status(); },
+                            {.total = config_.database_startup_timeout},
+                            [&](const absl::Status& s, absl::Duration wait) {
+                              log->warn("database not reachable ({}); retrying in {}", s.message(),
+                                        absl::FormatDuration(wait));
+                            });
   if (!reached.ok()) return reached;
   log->info("schema up to date ({} migrations applied now)", applied->size());
 
@@ -148,7 +148,7 @@ absl::Status Daemon::Run() {
   auto routes = BuildRoutes(config_);
   if (!routes.ok()) return routes.status();
   c_->deliverer = std::make_unique<Deliverer>(c_->delivery_store.get(), *std::move(routes),
-                                               c_->delivery_observer.get());
+                                              c_->delivery_observer.get());
   c_->auth = std::make_unique<Authenticator>(Credentials(config_));
   if (!c_->auth->enabled()) log->warn("no tokens configured: authentication is off");
   c_->ingester = std::make_unique<Ingester>(
@@ -166,10 +166,11 @@ absl::Status Daemon::Run() {
       std::make_unique<DryRunner>(c_->replay_store.get(), c_->inspection_store.get(),
                                   c_->partitions.get(), routes_by_source, &config_, &clock);
   c_->replay_observer = std::make_unique<MetricsReplayObserver>(c_->metrics.get());
-  c_->replay_runner = std::make_unique<ReplayRunner>(
-      c_->replay_store.get(), c_->delivery_store.get(), c_->deliverer.get(), routes_by_source,
-      &config_,
-      ReplayRunnerOptions{.instance = NewRunnerInstanceId(), .observer = c_->replay_observer.get()});
+  c_->replay_runner =
+      std::make_unique<ReplayRunner>(c_->replay_store.get(), c_->delivery_store.get(),
+                                     c_->deliverer.get(), routes_by_source, &config_,
+                                     ReplayRunnerOptions{.instance = NewRunnerInstanceId(),
+                                                         .observer = c_->replay_observer.get()});
   c_->replay_controller = std::make_unique<ReplayController>(
       c_->replay_store.get(), c_->dry_runner.get(), c_->replay_runner.get(), &config_, &clock);
   c_->replay_service =
@@ -203,8 +204,9 @@ absl::Status Daemon::Run() {
   RegisterEventRoutes(c_->http_server->server(), c_->ingester.get(), c_->auth.get());
   RegisterDashboardRoutes(c_->http_server->server(), c_->inspector.get(), c_->auth.get(),
                           ListReplaysOverGrpc(c_->grpc_server->InProcessChannel({})));
-  RegisterMetricsRoutes(c_->http_server->server(), c_->metrics.get(), [this] { PollMetrics(); },
-                        config_.metrics_token);
+  RegisterMetricsRoutes(
+      c_->http_server->server(), c_->metrics.get(), [this] { PollMetrics(); },
+      config_.metrics_token);
   auto http_port = c_->http_server->Start(config_.http_listen);
   if (!http_port.ok()) {
     c_->grpc_server->Shutdown();

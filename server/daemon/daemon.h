@@ -58,7 +58,7 @@ class Daemon {
   // Serializes reloads with start-up and drain (the dispatcher, the reloader).
   std::mutex reload_mu_;
   std::optional<absl::StatusOr<Config>> reload_during_start_;  // guarded by reload_mu_
-  bool draining_ = false;                                       // guarded by reload_mu_
+  bool draining_ = false;                                      // guarded by reload_mu_
 };
 
 }  // namespace replayd

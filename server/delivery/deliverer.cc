@@ -152,9 +152,15 @@ void Deliverer::DeliverOneAsync(const StoredEvent& event, const DeliveryContext&
         absl::StrCat("source ", event.event.source, " has no route")));
     return;
   }
-  auto d = std::make_shared<Delivery>(Delivery{&event, ctx, route, std::move(reported),
-                                               std::move(recorded), clock_->Now(),
-                                               event.attempts + 1, {}, {}});
+  auto d = std::make_shared<Delivery>(Delivery{&event,
+                                               ctx,
+                                               route,
+                                               std::move(reported),
+                                               std::move(recorded),
+                                               clock_->Now(),
+                                               event.attempts + 1,
+                                               {},
+                                               {}});
   const bool delivered =
       event.outcome == Outcome::kSucceeded || event.outcome == Outcome::kAlreadyProcessed;
   d->facts.resend_delivered = ctx.resend_delivered;
@@ -232,7 +238,7 @@ void Deliverer::DeliverToLogTable(const std::shared_ptr<Delivery>& d, const std:
     // Nothing was written: record the failure like a sink's.
     DeliveryResult result;
     result.kind = absl::IsUnavailable(done.status()) ? DeliveryResult::Kind::kRetryable
-                                                      : DeliveryResult::Kind::kFinal;
+                                                     : DeliveryResult::Kind::kFinal;
     result.error = std::string(done.status().message());
     Record(d, result);
     return;

@@ -30,9 +30,9 @@
 namespace replayd {
 
 struct DeliveryContext {
-  std::string trigger;    // "live", "retry", "replay:<id>"
-  std::string replay_id;  // sent as X-Replay-Id; empty for live delivery
-  bool resend_delivered = false;   // send events the log records as delivered
+  std::string trigger;            // "live", "retry", "replay:<id>"
+  std::string replay_id;          // sent as X-Replay-Id; empty for live delivery
+  bool resend_delivered = false;  // send events the log records as delivered
   // The claim holder (Claim / TryClaim owner); DeliverOne releases it.
   std::string claim_owner;
 };
@@ -138,7 +138,7 @@ class Deliverer {
 
   DeliveryStore* store_;
   mutable std::mutex routes_mu_;
-  std::shared_ptr<const RouteTable> routes_;           // guarded by routes_mu_
+  std::shared_ptr<const RouteTable> routes_;                // guarded by routes_mu_
   std::vector<std::shared_ptr<const RouteTable>> retired_;  // guarded by routes_mu_
   DeliveryObserver* observer_;
   const Clock* clock_;

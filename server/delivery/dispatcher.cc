@@ -54,8 +54,9 @@ void Dispatcher::Start() {
   std::lock_guard lock(mu_);
   if (started_) return;
   started_ = true;
-  Logger("delivery")->info("dispatcher {} starting: {} deliveries at once, {} routed sources",
-                           options_.owner, options_.workers, sources_.size());
+  Logger("delivery")
+      ->info("dispatcher {} starting: {} deliveries at once, {} routed sources", options_.owner,
+             options_.workers, sources_.size());
   bool any_blocking = false;
   for (const std::string& source : sources_) {
     any_blocking = any_blocking || !deliverer_->RouteFor(source)->sink->NonBlocking();
@@ -89,8 +90,9 @@ void Dispatcher::Stop() {
            return unfinished_ == 0 && active_ == 0 && callbacks_ == 0;
          });) {
       waited += absl::Seconds(10);
-      Logger("delivery")->warn("stopping: {} deliveries still unrecorded after {}", unfinished_,
-                               absl::FormatDuration(waited));
+      Logger("delivery")
+          ->warn("stopping: {} deliveries still unrecorded after {}", unfinished_,
+                 absl::FormatDuration(waited));
     }
   }
   ReleaseGivenBack();
@@ -103,11 +105,10 @@ void Dispatcher::Stop() {
 bool Dispatcher::PollerHasWork() const {
   const size_t half_batch = static_cast<size_t>(std::max(1, options_.claim_batch / 2));
   const bool room = queues_.size() + half_batch <= capacity_;
-  const bool claimable = 2 * queues_.holding() <= claim_budget_ &&
-                         queues_.size() > queues_.holding();
+  const bool claimable =
+      2 * queues_.holding() <= claim_budget_ && queues_.size() > queues_.holding();
   const absl::Time now = Now();
-  return claim_wanted_ || (room && now >= read_again_at_) ||
-         (claimable && now >= claim_again_at_);
+  return claim_wanted_ || (room && now >= read_again_at_) || (claimable && now >= claim_again_at_);
 }
 
 bool Dispatcher::SleepUnlessStopping(absl::Duration d) {
@@ -128,8 +129,7 @@ void Dispatcher::PollLoop() {
       // Read again once there is room for half a batch, so that workers
       // never run dry while a read is on its way; otherwise every poll
       // interval, for new events and retries coming due.
-      WaitUntil(lock, Now() + options_.poll_interval,
-                [&] { return stopping_ || PollerHasWork(); });
+      WaitUntil(lock, Now() + options_.poll_interval, [&] { return stopping_ || PollerHasWork(); });
       if (stopping_) return;
     }
     ReleaseGivenBack();
@@ -164,8 +164,8 @@ void Dispatcher::PollLoop() {
           "claims: {} polls, {} events claimed, {:.1f} ms per poll; calls in flight {:.0f}% of"
           " the workers; {} events held, cursor at {}",
           polls, claimed_total, polls > 0 ? absl::ToDoubleMilliseconds(claim_time) / polls : 0.0,
-          100.0 * busy / (options_.workers * absl::ToDoubleSeconds(Now() - summary_start)),
-          held, cursor);
+          100.0 * busy / (options_.workers * absl::ToDoubleSeconds(Now() - summary_start)), held,
+          cursor);
       summary_start = Now();
       polls = 0;
       claimed_total = 0;
@@ -230,7 +230,8 @@ bool Dispatcher::Scan(absl::Time now) {
     if (late > 0) log->debug("{} events found below the cursor (committed late)", late);
     // The page holds every undelivered event after `from` up to its last
     // one, or all of them when it is not full.
-    const bool last = static_cast<int>(again->size()) < page || again->back().ref.position >= cursor_;
+    const bool last =
+        static_cast<int>(again->size()) < page || again->back().ref.position >= cursor_;
     const int64_t through = last ? std::numeric_limits<int64_t>::max() : again->back().ref.position;
     if (int gone = queues_.ClaimAgainIfGone(*again, from, through); gone > 0) {
       log->debug("{} held events are no longer undelivered: claiming them to see why", gone);
@@ -249,9 +250,8 @@ int Dispatcher::ClaimQueued() {
     std::lock_guard lock(mu_);
     claim_wanted_ = false;
     const size_t holding = queues_.holding();
-    const size_t limit =
-        std::min(static_cast<size_t>(std::max(options_.claim_batch, 1)),
-                 holding < claim_budget_ ? claim_budget_ - holding : 0);
+    const size_t limit = std::min(static_cast<size_t>(std::max(options_.claim_batch, 1)),
+                                  holding < claim_budget_ ? claim_budget_ - holding : 0);
     if (limit > 0) refs = queues_.ToClaim(now, limit);
     // Nothing more to claim for now (keys wait on retries or on others'
     // claims): look again after the poll interval.
@@ -267,8 +267,8 @@ int Dispatcher::ClaimQueued() {
   if (refs.empty()) return 0;
   auto results = store_->Claim(refs, options_.owner, options_.claim_lease, strict_sources_);
   if (!results.ok()) {
-    Logger("delivery")->warn("claiming {} events failed (will retry): {}", refs.size(),
-                             results.status());
+    Logger("delivery")
+        ->warn("claiming {} events failed (will retry): {}", refs.size(), results.status());
     return -1;
   }
   int claimed = 0;
@@ -291,10 +291,11 @@ void Dispatcher::NoteClaimWait(int64_t events) {
   // Once per lease at most: a dead daemon's claims make every poll wait.
   waiting_since_claim_log_ += events;
   if (Now() < next_claim_wait_log_) return;
-  Logger("delivery")->warn(
-      "{} claim attempts found events claimed by another daemon; they are taken over when "
-      "its claims expire (claim_lease {})",
-      waiting_since_claim_log_, absl::FormatDuration(options_.claim_lease));
+  Logger("delivery")
+      ->warn(
+          "{} claim attempts found events claimed by another daemon; they are taken over when "
+          "its claims expire (claim_lease {})",
+          waiting_since_claim_log_, absl::FormatDuration(options_.claim_lease));
   waiting_since_claim_log_ = 0;
   next_claim_wait_log_ = Now() + options_.claim_lease;
 }
@@ -422,9 +423,9 @@ void Dispatcher::Deliver(std::shared_ptr<const StoredEvent> event) {
           step->outcome = report->outcome;
           Arrive(step);
         } else {
-          Logger("delivery")->warn("{}/{}: delivery not recorded (it will be retried): {}",
-                                   step->event->event.source, step->event->event.event_id,
-                                   report.status());
+          Logger("delivery")
+              ->warn("{}/{}: delivery not recorded (it will be retried): {}",
+                     step->event->event.source, step->event->event.event_id, report.status());
           End(step);
         }
         Reported();
@@ -451,16 +452,16 @@ void Dispatcher::End(const std::shared_ptr<Step>& step) {
   ending.recorded = step->outcome.has_value() && step->recorded.ok();
   ending.outcome = step->outcome.value_or(Outcome::kPending);
   if (step->outcome && !step->recorded.ok()) {
-    Logger("delivery")->warn("{}/{}: the attempt was not recorded; the rest of its key waits: {}",
-                             event.event.source, event.event.event_id, step->recorded);
+    Logger("delivery")
+        ->warn("{}/{}: the attempt was not recorded; the rest of its key waits: {}",
+               event.event.source, event.event.event_id, step->recorded);
   }
   bool wake;
   {
     std::lock_guard lock(mu_);
     const bool had_work = PollerHasWork();
-    std::vector<int64_t> released =
-        queues_.Finished({event.position, event.ingested_at}, ending, Now(),
-                         kRetryWaits * options_.poll_interval);
+    std::vector<int64_t> released = queues_.Finished({event.position, event.ingested_at}, ending,
+                                                     Now(), kRetryWaits * options_.poll_interval);
     to_release_.insert(to_release_.end(), released.begin(), released.end());
     if (ending.recorded && ending.outcome == Outcome::kRetrying) claim_wanted_ = true;
     --unfinished_;

@@ -133,12 +133,12 @@ class Dispatcher {
   absl::Time claim_again_at_ = absl::InfinitePast();
   bool claim_wanted_ = false;  // a retry ended: claim it to learn when it is due
   std::deque<std::shared_ptr<const StoredEvent>> blocking_queue_;  // slot taken
-  int active_ = 0;     // calls started and not yet reported
-  int unfinished_ = 0;  // started events not yet ended in the key queues
-  int callbacks_ = 0;   // deliverer callbacks running
+  int active_ = 0;                        // calls started and not yet reported
+  int unfinished_ = 0;                    // started events not yet ended in the key queues
+  int callbacks_ = 0;                     // deliverer callbacks running
   std::atomic<int64_t> call_busy_us_{0};  // time calls were in flight, for the summary
-  std::vector<int64_t> to_release_;  // positions whose claims to give back
-  int64_t waiting_since_claim_log_ = 0;  // poll thread only
+  std::vector<int64_t> to_release_;       // positions whose claims to give back
+  int64_t waiting_since_claim_log_ = 0;   // poll thread only
   absl::Time next_claim_wait_log_ = absl::InfinitePast();
   bool stopping_ = false;
   bool started_ = false;

@@ -83,7 +83,7 @@ int RefuseResend(void* user, char* /*remote_ip*/, char* /*local_ip*/, int /*remo
 // to tell when it ends.
 struct Transfer {
   CURL* easy = nullptr;  // back to the loop's pool once finished
-  std::string body;  // empty for a lookup (GET)
+  std::string body;      // empty for a lookup (GET)
   curl_slist* headers = nullptr;
   int requests = 0;  // RefuseResend's count
   char errbuf[CURL_ERROR_SIZE] = {0};
@@ -294,11 +294,12 @@ using http_sink_internal::Transfer;
 std::string EnvelopeJson(const StoredEvent& event) {
   const NewEvent& e = event.event;
   return absl::StrCat(
-      "{\"source\":", json(e.source).dump(), ",\"event_id\":",
-      json(e.event_id).dump(-1, ' ', false, json::error_handler_t::replace),
-      ",\"sequence\":", e.sequence ? absl::StrCat(*e.sequence) : "null",
-      ",\"key\":", e.key.empty() ? "null" : json(e.key).dump(-1, ' ', false, json::error_handler_t::replace),
-      ",\"type\":", e.type.empty() ? "null" : json(e.type).dump(-1, ' ', false, json::error_handler_t::replace),
+      "{\"source\":", json(e.source).dump(),
+      ",\"event_id\":", json(e.event_id).dump(-1, ' ', false, json::error_handler_t::replace),
+      ",\"sequence\":", e.sequence ? absl::StrCat(*e.sequence) : "null", ",\"key\":",
+      e.key.empty() ? "null" : json(e.key).dump(-1, ' ', false, json::error_handler_t::replace),
+      ",\"type\":",
+      e.type.empty() ? "null" : json(e.type).dump(-1, ' ', false, json::error_handler_t::replace),
       ",\"occurred_at\":", http_sink_internal::TimeOrNull(e.occurred_at),
       ",\"ingested_at\":", http_sink_internal::TimeOrNull(event.ingested_at),
       // The log holds the payload as jsonb: its text is valid JSON already.
@@ -318,7 +319,7 @@ std::string RecordIdFromBody(const std::string& body) {
 }
 
 absl::StatusOr<std::unique_ptr<HttpSink>> HttpSink::Create(const SinkConfig& config,
-                                                          const Clock* clock) {
+                                                           const Clock* clock) {
   http_sink_internal::GlobalInit();
   for (const std::string* url : {&config.url, &config.lookup_url}) {
     if (url->empty() && url == &config.lookup_url) continue;
@@ -353,7 +354,7 @@ std::unique_ptr<Transfer> HttpSink::NewTransfer(const std::string& url) const {
   auto t = std::make_unique<Transfer>();
   t->easy = loop_->Handle();
   CURL* h = t->easy;
-  if (h == nullptr) return t;  // the loop finishes it as failed
+  if (h == nullptr) return t;                     // the loop finishes it as failed
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());  // curl keeps a copy
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -369,7 +370,8 @@ std::unique_ptr<Transfer> HttpSink::NewTransfer(const std::string& url) const {
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &t->response);
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, http_sink_internal::ReadHeader);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &t->response);
-  if (!config_.tls.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, config_.tls.ca_file.c_str());
+  if (!config_.tls.ca_file.empty())
+    curl_easy_setopt(h, CURLOPT_CAINFO, config_.tls.ca_file.c_str());
   if (!config_.tls.cert_file.empty()) {
     curl_easy_setopt(h, CURLOPT_SSLCERT, config_.tls.cert_file.c_str());
     curl_easy_setopt(h, CURLOPT_SSLKEY, config_.tls.key_file.c_str());
@@ -387,7 +389,8 @@ void HttpSink::DeliverAsync(const DeliveryRequest& request, DeliverDone done) {
   curl_slist* headers = t->headers;
   headers = curl_slist_append(headers, "Content-Type: application/json");
   headers = curl_slist_append(headers, "Expect:");
-  headers = curl_slist_append(headers, absl::StrCat("Idempotency-Key: ", IdempotencyKey(event)).c_str());
+  headers =
+      curl_slist_append(headers, absl::StrCat("Idempotency-Key: ", IdempotencyKey(event)).c_str());
   headers = curl_slist_append(headers, absl::StrCat("X-Attempt: ", request.attempt).c_str());
   if (!request.replay_id.empty()) {
     headers = curl_slist_append(headers, absl::StrCat("X-Replay-Id: ", request.replay_id).c_str());
@@ -431,8 +434,7 @@ void HttpSink::LookupAsync(const StoredEvent& event, LookupDone done) {
 }
 
 DeliveryResult HttpSink::Deliver(const DeliveryRequest& request) {
-  return Await<DeliveryResult>(
-      [&](DeliverDone done) { DeliverAsync(request, std::move(done)); });
+  return Await<DeliveryResult>([&](DeliverDone done) { DeliverAsync(request, std::move(done)); });
 }
 
 LookupResult HttpSink::Lookup(const StoredEvent& event) {

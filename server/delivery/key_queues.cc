@@ -27,7 +27,7 @@ bool KeyQueues::Add(const UndeliveredEvent& event, absl::Time now) {
   Key& key = k->second;
   if (created) {
     key.strict = !event.key.empty() && std::find(strict_sources_.begin(), strict_sources_.end(),
-                                                  event.source) != strict_sources_.end();
+                                                 event.source) != strict_sources_.end();
   }
   if (key.parked_behind) return false;
   // Usually last; an event whose ingest committed late goes before the
@@ -60,9 +60,8 @@ std::vector<EventRef> KeyQueues::ToClaim(absl::Time now, size_t limit) const {
     }
     if (!run.empty()) runs.push_back(std::move(run));
   }
-  std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) {
-    return a.front().position < b.front().position;
-  });
+  std::sort(runs.begin(), runs.end(),
+            [](const auto& a, const auto& b) { return a.front().position < b.front().position; });
   std::vector<EventRef> refs;
   for (const auto& run : runs) {
     for (const EventRef& r : run) {
@@ -189,8 +188,8 @@ std::optional<StoredEvent> KeyQueues::NextToStart() {
   return std::nullopt;
 }
 
-std::vector<int64_t> KeyQueues::Finished(const EventRef& ref, const Ending& ending,
-                                         absl::Time now, absl::Duration retry_wait) {
+std::vector<int64_t> KeyQueues::Finished(const EventRef& ref, const Ending& ending, absl::Time now,
+                                         absl::Duration retry_wait) {
   std::vector<int64_t> released;
   auto known = key_of_.find(ref.position);
   if (known == key_of_.end()) return released;
@@ -219,8 +218,8 @@ std::vector<int64_t> KeyQueues::Finished(const EventRef& ref, const Ending& endi
   return released;
 }
 
-int KeyQueues::ClaimAgainIfGone(const std::vector<UndeliveredEvent>& undelivered,
-                                int64_t after, int64_t through) {
+int KeyQueues::ClaimAgainIfGone(const std::vector<UndeliveredEvent>& undelivered, int64_t after,
+                                int64_t through) {
   std::unordered_set<int64_t> still;
   for (const UndeliveredEvent& e : undelivered) still.insert(e.ref.position);
   int gone = 0;

@@ -51,9 +51,8 @@ class KeyQueues {
   // whose event another worker holds waits `busy_wait` before it is tried
   // again. Returns the positions whose claims to give back: a key holds
   // claims only while its first event is claimed or being delivered.
-  std::vector<int64_t> Claimed(const std::vector<EventRef>& refs,
-                               std::vector<ClaimResult> results, absl::Time now,
-                               absl::Duration busy_wait);
+  std::vector<int64_t> Claimed(const std::vector<EventRef>& refs, std::vector<ClaimResult> results,
+                               absl::Time now, absl::Duration busy_wait);
 
   // The next event that may start: the first event of its key, claimed, while
   // no other event of the key is being delivered. The key is busy until
@@ -97,9 +96,9 @@ class KeyQueues {
     std::optional<StoredEvent> claimed;  // the row, while its claim is held
   };
   struct Key {
-    std::deque<Entry> events;  // position order
-    bool strict = false;       // a failure parks the key
-    bool running = false;      // events.front() is being delivered
+    std::deque<Entry> events;                      // position order
+    bool strict = false;                           // a failure parks the key
+    bool running = false;                          // events.front() is being delivered
     absl::Time wait_until = absl::InfinitePast();  // another worker holds an event
     // Parked behind this failed event: the key's events are not held (they
     // would fill the memory for as long as nobody replays the failure).

@@ -33,7 +33,8 @@ absl::StatusOr<std::string> ReadSecret(const std::string& reference) {
     return absl::InvalidArgumentError(
         absl::StrCat("secret reference \"", reference, "\" is not file:PATH or env:NAME"));
   }
-  if (value.empty()) return absl::InvalidArgumentError(absl::StrCat("secret ", reference, " is empty"));
+  if (value.empty())
+    return absl::InvalidArgumentError(absl::StrCat("secret ", reference, " is empty"));
   return value;
 }
 
@@ -75,7 +76,9 @@ absl::StatusOr<OutboundSecurity> LoadOutboundSecurity(const SinkConfig& sink) {
     auto secret = ReadSecret(reference);
     if (!secret.ok()) return problem(secret.status());
     auto key = WebhookSigningKey(*secret);
-    if (!key.ok()) return problem(absl::InvalidArgumentError(absl::StrCat(reference, ": ", key.status().message())));
+    if (!key.ok())
+      return problem(
+          absl::InvalidArgumentError(absl::StrCat(reference, ": ", key.status().message())));
     out.signing_keys.push_back(*std::move(key));
   }
   for (const std::string& header : sink.headers) {
@@ -87,9 +90,12 @@ absl::StatusOr<OutboundSecurity> LoadOutboundSecurity(const SinkConfig& sink) {
     std::string value(absl::StripAsciiWhitespace(absl::string_view(header).substr(colon + 1)));
     if (absl::StartsWith(value, "file:") || absl::StartsWith(value, "env:")) {
       auto secret = ReadSecret(value);
-      if (!secret.ok()) return problem(absl::InvalidArgumentError(absl::StrCat("header ", name, ": ", secret.status().message())));
+      if (!secret.ok())
+        return problem(absl::InvalidArgumentError(
+            absl::StrCat("header ", name, ": ", secret.status().message())));
       if (absl::StrContains(*secret, '\n') || absl::StrContains(*secret, '\r')) {
-        return problem(absl::InvalidArgumentError(absl::StrCat("header ", name, ": ", value, " holds a line break")));
+        return problem(absl::InvalidArgumentError(
+            absl::StrCat("header ", name, ": ", value, " holds a line break")));
       }
       value = *std::move(secret);
     }

@@ -10,12 +10,12 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
-#include "server/http/http_errors.h"
+#include "replay/v1/replay.grpc.pb.h"
 #include "server/common/logging.h"
 #include "server/common/time_format.h"
 #include "server/http/dashboard_assets.h"
+#include "server/http/http_errors.h"
 #include "server/rpc/proto_convert.h"
-#include "replay/v1/replay.grpc.pb.h"
 
 namespace replayd {
 namespace {
@@ -28,8 +28,8 @@ absl::Status WindowFromQuery(const httplib::Request& req, Request* out) {
     if (!req.has_param(name) || req.get_param_value(name).empty()) continue;
     auto t = ParseTimeArg(req.get_param_value(name), now);
     if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", t.status().message()));
-    proto_convert::ToProto(*t,
-                           std::string_view(name) == "from" ? out->mutable_from() : out->mutable_to());
+    proto_convert::ToProto(
+        *t, std::string_view(name) == "from" ? out->mutable_from() : out->mutable_to());
   }
   if (req.has_param("bucket_seconds") && !req.get_param_value("bucket_seconds").empty()) {
     int64_t seconds = 0;
@@ -88,41 +88,41 @@ void RegisterDashboardRoutes(httplib::Server& server, Inspector* inspector,
     Serve(res, kDashboardCss, "text/css; charset=utf-8");
   });
 
-  server.Get("/api/timeline", Api(auth, [inspector](const httplib::Request& req)
-                                             -> absl::StatusOr<std::string> {
-    replay::v1::TimelineRequest request;
-    if (absl::Status s = WindowFromQuery(req, &request); !s.ok()) return s;
-    auto timeline = inspector->GetTimeline(request);
-    if (!timeline.ok()) return timeline.status();
-    return ToJson(*timeline);
-  }));
-  server.Get("/api/gaps", Api(auth, [inspector](const httplib::Request& req)
-                                         -> absl::StatusOr<std::string> {
-    replay::v1::GapsRequest request;
-    if (absl::Status s = WindowFromQuery(req, &request); !s.ok()) return s;
-    auto gaps = inspector->GetGaps(request);
-    if (!gaps.ok()) return gaps.status();
-    return ToJson(*gaps);
-  }));
-  server.Get("/api/trace", Api(auth, [inspector](const httplib::Request& req)
-                                          -> absl::StatusOr<std::string> {
-    replay::v1::EventTraceRequest request;
-    request.set_source(req.get_param_value("source"));
-    request.set_event_id(req.get_param_value("event_id"));
-    auto trace = inspector->GetEventTrace(request);
-    if (!trace.ok()) return trace.status();
-    return ToJson(*trace);
-  }));
-  server.Get("/api/replays", Api(auth, [list_replays](const httplib::Request& req)
-                                            -> absl::StatusOr<std::string> {
-    if (!list_replays) return std::string(R"({"replays":[]})");
-    return list_replays(req.get_header_value("Authorization"));
-  }));
+  server.Get("/api/timeline",
+             Api(auth, [inspector](const httplib::Request& req) -> absl::StatusOr<std::string> {
+               replay::v1::TimelineRequest request;
+               if (absl::Status s = WindowFromQuery(req, &request); !s.ok()) return s;
+               auto timeline = inspector->GetTimeline(request);
+               if (!timeline.ok()) return timeline.status();
+               return ToJson(*timeline);
+             }));
+  server.Get("/api/gaps",
+             Api(auth, [inspector](const httplib::Request& req) -> absl::StatusOr<std::string> {
+               replay::v1::GapsRequest request;
+               if (absl::Status s = WindowFromQuery(req, &request); !s.ok()) return s;
+               auto gaps = inspector->GetGaps(request);
+               if (!gaps.ok()) return gaps.status();
+               return ToJson(*gaps);
+             }));
+  server.Get("/api/trace",
+             Api(auth, [inspector](const httplib::Request& req) -> absl::StatusOr<std::string> {
+               replay::v1::EventTraceRequest request;
+               request.set_source(req.get_param_value("source"));
+               request.set_event_id(req.get_param_value("event_id"));
+               auto trace = inspector->GetEventTrace(request);
+               if (!trace.ok()) return trace.status();
+               return ToJson(*trace);
+             }));
+  server.Get("/api/replays",
+             Api(auth, [list_replays](const httplib::Request& req) -> absl::StatusOr<std::string> {
+               if (!list_replays) return std::string(R"({"replays":[]})");
+               return list_replays(req.get_header_value("Authorization"));
+             }));
 }
 
 ListReplaysJson ListReplaysOverGrpc(std::shared_ptr<grpc::Channel> channel) {
-  auto stub = std::shared_ptr<replay::v1::ReplayService::Stub>(
-      replay::v1::ReplayService::NewStub(channel));
+  auto stub =
+      std::shared_ptr<replay::v1::ReplayService::Stub>(replay::v1::ReplayService::NewStub(channel));
   return [stub](const std::string& authorization) -> absl::StatusOr<std::string> {
     grpc::ClientContext context;
     if (!authorization.empty()) context.AddMetadata("authorization", authorization);

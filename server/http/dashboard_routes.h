@@ -34,7 +34,8 @@ namespace replayd {
 
 // The replays (newest first) as replay.v1.ListReplaysResponse JSON, asked
 // with the caller's Authorization header value.
-using ListReplaysJson = std::function<absl::StatusOr<std::string>(const std::string& authorization)>;
+using ListReplaysJson =
+    std::function<absl::StatusOr<std::string>(const std::string& authorization)>;
 
 // ListReplaysJson through ReplayService/ListReplays on `channel` (the daemon's
 // in-process channel): the dashboard shows exactly what the API answers.

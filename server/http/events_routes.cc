@@ -15,9 +15,12 @@ using nlohmann::json;
 
 std::string_view ResultName(IngestResult::Status s) {
   switch (s) {
-    case IngestResult::Status::kAccepted: return "ACCEPTED";
-    case IngestResult::Status::kDuplicate: return "DUPLICATE";
-    case IngestResult::Status::kRejected: return "REJECTED";
+    case IngestResult::Status::kAccepted:
+      return "ACCEPTED";
+    case IngestResult::Status::kDuplicate:
+      return "DUPLICATE";
+    case IngestResult::Status::kRejected:
+      return "REJECTED";
   }
   return "REJECTED";
 }
@@ -59,8 +62,10 @@ void RegisterEventRoutes(httplib::Server& server, Ingester* ingester, const Auth
     for (size_t i = 0; i < results.size(); ++i) {
       const json& item = items[i];
       json r = {{"index", i}, {"status", ResultName(results[i].status)}};
-      if (item.is_object() && item.contains("source") && item["source"].is_string()) r["source"] = item["source"];
-      if (item.is_object() && item.contains("event_id") && item["event_id"].is_string()) r["event_id"] = item["event_id"];
+      if (item.is_object() && item.contains("source") && item["source"].is_string())
+        r["source"] = item["source"];
+      if (item.is_object() && item.contains("event_id") && item["event_id"].is_string())
+        r["event_id"] = item["event_id"];
       if (!results[i].reason.empty()) r["reason"] = results[i].reason;
       out.push_back(std::move(r));
     }

@@ -23,21 +23,20 @@ std::unique_ptr<httplib::Server> NewServer(const HttpTls& tls) {
 
 }  // namespace
 
-HttpServer::HttpServer(const HttpTls& tls)
-    : server_(NewServer(tls)) {
-  server_->set_exception_handler([](const httplib::Request& req, httplib::Response& res,
-                                    std::exception_ptr ep) {
-    std::string what = "unknown error";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    Logger("http")->error("{} {}: {}", req.method, req.path, what);
-    res.status = 500;
-    res.set_content(R"({"error":"internal error"})", "application/json");
-  });
+HttpServer::HttpServer(const HttpTls& tls) : server_(NewServer(tls)) {
+  server_->set_exception_handler(
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown error";
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        Logger("http")->error("{} {}: {}", req.method, req.path, what);
+        res.status = 500;
+        res.set_content(R"({"error":"internal error"})", "application/json");
+      });
   server_->set_payload_max_length(64 << 20);
 }
 

@@ -12,21 +12,21 @@
 
 namespace replayd {
 
-void RegisterMetricsRoutes(httplib::Server& server, Metrics* metrics,
-                           std::function<void()> refresh, const std::string& token) {
+void RegisterMetricsRoutes(httplib::Server& server, Metrics* metrics, std::function<void()> refresh,
+                           const std::string& token) {
   std::vector<Credential> scrapers;
   if (!token.empty()) scrapers.push_back({token, Role::kViewer, "metrics"});
   auto auth = std::make_shared<Authenticator>(std::move(scrapers));
-  server.Get("/metrics", [metrics, refresh, auth](const httplib::Request& req,
-                                                  httplib::Response& res) {
-    if (auto who = auth->Authorize(req.get_header_value("Authorization"), Role::kViewer);
-        !who.ok()) {
-      SetJsonError(res, who.status());
-      return;
-    }
-    if (refresh) refresh();
-    res.set_content(metrics->Serialize(), "text/plain; version=0.0.4; charset=utf-8");
-  });
+  server.Get("/metrics",
+             [metrics, refresh, auth](const httplib::Request& req, httplib::Response& res) {
+               if (auto who = auth->Authorize(req.get_header_value("Authorization"), Role::kViewer);
+                   !who.ok()) {
+                 SetJsonError(res, who.status());
+                 return;
+               }
+               if (refresh) refresh();
+               res.set_content(metrics->Serialize(), "text/plain; version=0.0.4; charset=utf-8");
+             });
 }
 
 void MetricsIngestObserver::OnIngested(const std::vector<NewEvent>& events,

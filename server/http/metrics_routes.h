@@ -21,8 +21,8 @@ namespace replayd {
 // With an empty `token` the metrics are open (they hold counts and
 // source/route names only); otherwise a scrape needs "Authorization: Bearer
 // <token>" and is answered 401 without it.
-void RegisterMetricsRoutes(httplib::Server& server, Metrics* metrics,
-                           std::function<void()> refresh, const std::string& token = "");
+void RegisterMetricsRoutes(httplib::Server& server, Metrics* metrics, std::function<void()> refresh,
+                           const std::string& token = "");
 
 class MetricsIngestObserver final : public IngestObserver {
  public:

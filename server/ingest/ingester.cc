@@ -15,7 +15,8 @@ using EventKey = std::pair<std::string_view, std::string_view>;
 struct EventKeyHash {
   size_t operator()(const EventKey& k) const {
     size_t h = std::hash<std::string_view>{}(k.first);
-    return h ^ (std::hash<std::string_view>{}(k.second) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
+    return h ^
+           (std::hash<std::string_view>{}(k.second) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
   }
 };
 

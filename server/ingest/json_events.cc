@@ -13,7 +13,7 @@ using nlohmann::json;
 // Converts one JSON event. Problems that belong to the event (rather than to
 // the request) become its rejection reason.
 absl::StatusOr<NewEvent> EventFromJson(const json& j) {
-  static const std::set<std::string> kFields = {"source", "event_id", "sequence", "key",
+  static const std::set<std::string> kFields = {"source", "event_id",    "sequence", "key",
                                                 "type",   "occurred_at", "payload"};
   if (!j.is_object()) return absl::InvalidArgumentError("event is not a JSON object");
   for (const auto& [name, value] : j.items()) {
@@ -24,7 +24,8 @@ absl::StatusOr<NewEvent> EventFromJson(const json& j) {
   NewEvent e;
   auto text = [&](const char* name, std::string* out) -> absl::Status {
     if (!j.contains(name) || j[name].is_null()) return absl::OkStatus();
-    if (!j[name].is_string()) return absl::InvalidArgumentError(absl::StrCat(name, " must be a string"));
+    if (!j[name].is_string())
+      return absl::InvalidArgumentError(absl::StrCat(name, " must be a string"));
     *out = j[name].get<std::string>();
     return absl::OkStatus();
   };
@@ -44,7 +45,8 @@ absl::StatusOr<NewEvent> EventFromJson(const json& j) {
     absl::Time t;
     std::string err;
     if (!absl::ParseTime(absl::RFC3339_full, occurred, &t, &err)) {
-      return absl::InvalidArgumentError(absl::StrCat("occurred_at \"", occurred, "\" is not RFC 3339"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("occurred_at \"", occurred, "\" is not RFC 3339"));
     }
     e.occurred_at = t;
   }
@@ -64,20 +66,40 @@ class DepthLimitedBuilder {
 
   DepthLimitedBuilder(json& root, int max_depth) : dom_(root, false), max_depth_(max_depth) {}
 
-  bool null() { return Value([&] { return dom_.null(); }); }
-  bool boolean(bool v) { return Value([&] { return dom_.boolean(v); }); }
-  bool number_integer(json::number_integer_t v) { return Value([&] { return dom_.number_integer(v); }); }
-  bool number_unsigned(json::number_unsigned_t v) { return Value([&] { return dom_.number_unsigned(v); }); }
+  bool null() {
+    return Value([&] { return dom_.null(); });
+  }
+  bool boolean(bool v) {
+    return Value([&] { return dom_.boolean(v); });
+  }
+  bool number_integer(json::number_integer_t v) {
+    return Value([&] { return dom_.number_integer(v); });
+  }
+  bool number_unsigned(json::number_unsigned_t v) {
+    return Value([&] { return dom_.number_unsigned(v); });
+  }
   bool number_float(json::number_float_t v, const json::string_t& s) {
     return Value([&] { return dom_.number_float(v, s); });
   }
-  bool string(json::string_t& v) { return Value([&] { return dom_.string(v); }); }
-  bool binary(json::binary_t& v) { return Value([&] { return dom_.binary(v); }); }
+  bool string(json::string_t& v) {
+    return Value([&] { return dom_.string(v); });
+  }
+  bool binary(json::binary_t& v) {
+    return Value([&] { return dom_.binary(v); });
+  }
   bool key(json::string_t& k) { return skipping_ > 0 || dom_.key(k); }
-  bool start_object(std::size_t n) { return Start(true, [&] { return dom_.start_object(n); }); }
-  bool start_array(std::size_t n) { return Start(false, [&] { return dom_.start_array(n); }); }
-  bool end_object() { return End([&] { return dom_.end_object(); }); }
-  bool end_array() { return End([&] { return dom_.end_array(); }); }
+  bool start_object(std::size_t n) {
+    return Start(true, [&] { return dom_.start_object(n); });
+  }
+  bool start_array(std::size_t n) {
+    return Start(false, [&] { return dom_.start_array(n); });
+  }
+  bool end_object() {
+    return End([&] { return dom_.end_object(); });
+  }
+  bool end_array() {
+    return End([&] { return dom_.end_array(); });
+  }
   bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
     return false;
   }
@@ -142,7 +164,8 @@ absl::StatusOr<JsonEventBatch> ParseJsonEvents(std::string_view body, const Inge
   json parsed;
   DepthLimitedBuilder builder(parsed, limits.max_payload_depth + 3);
   const bool ok = json::sax_parse(body, &builder);
-  if (builder.not_an_object()) return absl::InvalidArgumentError(R"(body must be {"events": [...]})");
+  if (builder.not_an_object())
+    return absl::InvalidArgumentError(R"(body must be {"events": [...]})");
   if (!ok) return absl::InvalidArgumentError("body is not valid JSON");
   if (!parsed.is_object() || !parsed.contains("events") || !parsed["events"].is_array()) {
     return absl::InvalidArgumentError(R"(body must be {"events": [...]})");

@@ -46,7 +46,9 @@ int JsonNestingDepth(std::string_view text, int stop_above) {
       continue;
     }
     switch (c) {
-      case '"': in_string = true; break;
+      case '"':
+        in_string = true;
+        break;
       case '[':
       case '{':
         if (++depth > deepest) {
@@ -55,8 +57,11 @@ int JsonNestingDepth(std::string_view text, int stop_above) {
         }
         break;
       case ']':
-      case '}': --depth; break;
-      default: break;
+      case '}':
+        --depth;
+        break;
+      default:
+        break;
     }
   }
   return deepest;
@@ -79,15 +84,14 @@ absl::Status ValidateFields(const NewEvent& e, const IngestLimits& limits, absl:
       return absl::InvalidArgumentError("occurred_at is before 1970");
     }
     if (*e.occurred_at > now + limits.max_future_skew) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "occurred_at ", FormatRfc3339(*e.occurred_at), " is too far in the future"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("occurred_at ", FormatRfc3339(*e.occurred_at), " is too far in the future"));
     }
   }
   if (e.payload.empty()) return absl::InvalidArgumentError("payload is empty (want JSON)");
   if (static_cast<int64_t>(e.payload.size()) > limits.max_payload_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("payload is ", e.payload.size(),
-                                                   " bytes, over the limit of ",
-                                                   limits.max_payload_bytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "payload is ", e.payload.size(), " bytes, over the limit of ", limits.max_payload_bytes));
   }
   if (JsonNestingDepth(e.payload, limits.max_payload_depth) > limits.max_payload_depth) {
     return NestingTooDeepError(limits.max_payload_depth);
@@ -114,9 +118,8 @@ absl::Status ValidateEvent(const NewEvent& e, const IngestLimits& limits, absl::
 absl::Status ValidateBatchSize(size_t size, const IngestLimits& limits) {
   if (size == 0) return absl::InvalidArgumentError("the batch holds no events");
   if (size > static_cast<size_t>(limits.max_batch)) {
-    return absl::InvalidArgumentError(absl::StrCat("the batch holds ", size,
-                                                   " events, over the maximum of ",
-                                                   limits.max_batch));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the batch holds ", size, " events, over the maximum of ", limits.max_batch));
   }
   return absl::OkStatus();
 }

@@ -26,7 +26,8 @@ struct IngestLimits {
 // source must match [a-z0-9_.-]{1,64}; event_id 1-256 bytes with no control
 // characters; key up to 256 and type up to 128 such bytes; occurred_at after
 // 1970 and at most max_future_skew past `now`; payload valid JSON of at most
-// max_payload_bytes and at most max_payload_depth levels deep. The same as ValidateFields, then ValidatePayloadJson.
+// max_payload_bytes and at most max_payload_depth levels deep. The same as ValidateFields, then
+// ValidatePayloadJson.
 absl::Status ValidateEvent(const NewEvent& event, const IngestLimits& limits, absl::Time now);
 
 // Every check of ValidateEvent except the payload's JSON syntax (its size,

@@ -18,9 +18,8 @@ bool Unsettled(const BucketRow& row) { return row.counts.failed > 0 || row.settl
 }  // namespace
 
 absl::Duration PickBucket(absl::Duration span, int target_buckets) {
-  static constexpr int64_t kWidths[] = {1,    2,    5,    10,    15,    30,    60,   120,
-                                        300,  600,  900,  1800,  3600,  7200,  10800, 21600,
-                                        43200, 86400};
+  static constexpr int64_t kWidths[] = {1,   2,   5,    10,   15,   30,    60,    120,   300,
+                                        600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400};
   absl::Duration want = span / std::max(1, target_buckets);
   for (int64_t w : kWidths) {
     if (absl::Seconds(w) >= want) return absl::Seconds(w);
@@ -112,25 +111,24 @@ std::string DryRunCommand(absl::Time from, absl::Time to, const std::vector<std:
 }
 
 absl::StatusOr<ResolvedWindow> ResolveWindow(std::optional<absl::Time> from,
-                                             std::optional<absl::Time> to,
-                                             int64_t bucket_seconds, absl::Time now) {
+                                             std::optional<absl::Time> to, int64_t bucket_seconds,
+                                             absl::Time now) {
   ResolvedWindow w;
   now = absl::FromUnixMicros(absl::ToUnixMicros(now));
   w.to = to.value_or(now);
   w.from = from.value_or(w.to - absl::Hours(1));
   if (w.to <= w.from) {
-    return absl::InvalidArgumentError(absl::StrCat("to (", FormatRfc3339(w.to),
-                                                   ") must be after from (",
-                                                   FormatRfc3339(w.from), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "to (", FormatRfc3339(w.to), ") must be after from (", FormatRfc3339(w.from), ")"));
   }
   if (bucket_seconds < 0) {
     return absl::InvalidArgumentError("bucket_seconds must not be negative");
   }
   w.bucket = bucket_seconds == 0 ? PickBucket(w.to - w.from) : absl::Seconds(bucket_seconds);
   if (absl::FDivDuration(w.to - w.from, w.bucket) > kMaxBuckets) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a bucket of ", bucket_seconds, "s gives more than ", kMaxBuckets,
-        " buckets over this window; widen the bucket or narrow the window"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("a bucket of ", bucket_seconds, "s gives more than ", kMaxBuckets,
+                     " buckets over this window; widen the bucket or narrow the window"));
   }
   return w;
 }

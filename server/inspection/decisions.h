@@ -56,8 +56,8 @@ struct ResolvedWindow {
 // when to <= from, bucket_seconds < 0 or the window would hold more than
 // kMaxBuckets buckets.
 absl::StatusOr<ResolvedWindow> ResolveWindow(std::optional<absl::Time> from,
-                                             std::optional<absl::Time> to,
-                                             int64_t bucket_seconds, absl::Time now);
+                                             std::optional<absl::Time> to, int64_t bucket_seconds,
+                                             absl::Time now);
 
 // OK when every name follows the source-name rule; else the first offender's
 // INVALID_ARGUMENT.

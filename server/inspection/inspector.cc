@@ -13,8 +13,8 @@ std::vector<SequenceRange> SequenceRanges(const std::vector<BucketRow>& rows) {
   std::map<std::string, SequenceRange> by_source;
   for (const BucketRow& r : rows) {
     if (!r.min_sequence || !r.max_sequence) continue;
-    auto [it, added] = by_source.try_emplace(
-        r.source, SequenceRange{r.source, *r.min_sequence, *r.max_sequence});
+    auto [it, added] =
+        by_source.try_emplace(r.source, SequenceRange{r.source, *r.min_sequence, *r.max_sequence});
     it->second.first = std::min(it->second.first, *r.min_sequence);
     it->second.last = std::max(it->second.last, *r.max_sequence);
   }
@@ -54,8 +54,8 @@ absl::StatusOr<GapsView> Inspection::Gaps(const WindowQuery& query) {
   auto rows = store_->Timeline(
       TimelineQuery{window->from, window->to, window->bucket, sources, now - settle_});
   if (!rows.ok()) return rows.status();
-  auto holes = store_->FindSequenceHoles(window->from, window->to, SequenceRanges(*rows),
-                                         kMaxSequenceHoles);
+  auto holes =
+      store_->FindSequenceHoles(window->from, window->to, SequenceRanges(*rows), kMaxSequenceHoles);
   if (!holes.ok()) return holes.status();
 
   GapsView out;
@@ -63,8 +63,7 @@ absl::StatusOr<GapsView> Inspection::Gaps(const WindowQuery& query) {
   out.holes = std::move(holes->holes);
   out.missing = holes->missing;
   // A replay window must not reach into the future (the server refuses it).
-  for (Window& w :
-       SuggestWindows(*rows, window->bucket, window->from, std::min(window->to, now))) {
+  for (Window& w : SuggestWindows(*rows, window->bucket, window->from, std::min(window->to, now))) {
     std::string command = DryRunCommand(w.from, w.to, w.sources);
     out.windows.push_back({std::move(w), std::move(command)});
   }

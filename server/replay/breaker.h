@@ -22,8 +22,7 @@ struct BreakerTally {
 // Whether `tally` trips `settings`, and why (the replay's last_error): after
 // `consecutive_failures` failures in a row, or once `window` outcomes are seen
 // and at least `failure_ratio` of them failed. A rule set to 0 never trips.
-std::optional<std::string> BreakerTrips(const BreakerSettings& settings,
-                                        const BreakerTally& tally);
+std::optional<std::string> BreakerTrips(const BreakerSettings& settings, const BreakerTally& tally);
 
 class ReplayBreaker {
  public:

@@ -16,19 +16,18 @@ namespace replayd {
 std::string StartAuditDetail(const ReplaySpec& spec, int64_t would_deliver, int64_t total) {
   nlohmann::json outcomes = nlohmann::json::array();
   for (Outcome o : spec.outcomes) outcomes.push_back(std::string(OutcomeName(o)));
-  nlohmann::json detail = {
-      {"request",
-       {{"from", FormatRfc3339(spec.window.from)},
-        {"to", FormatRfc3339(spec.window.to)},
-        {"sources", spec.window.sources},
-        {"outcomes", outcomes},
-        {"rate", spec.rate},
-        {"burst", spec.burst},
-        {"allow_high_rate", spec.allow_high_rate},
-        {"include_succeeded", spec.include_succeeded},
-        {"verify_downstream", spec.verify_downstream}}},
-      {"would_deliver", would_deliver},
-      {"total", total}};
+  nlohmann::json detail = {{"request",
+                            {{"from", FormatRfc3339(spec.window.from)},
+                             {"to", FormatRfc3339(spec.window.to)},
+                             {"sources", spec.window.sources},
+                             {"outcomes", outcomes},
+                             {"rate", spec.rate},
+                             {"burst", spec.burst},
+                             {"allow_high_rate", spec.allow_high_rate},
+                             {"include_succeeded", spec.include_succeeded},
+                             {"verify_downstream", spec.verify_downstream}}},
+                           {"would_deliver", would_deliver},
+                           {"total", total}};
   // Control characters are escaped; a byte that is not UTF-8 becomes U+FFFD
   // instead of failing the start (jsonb accepts only UTF-8).
   return detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -64,7 +63,10 @@ absl::StatusOr<ReplayJob> ReplayController::Start(const ReplayRequestInput& inpu
   job.spec = *spec;
   job.created_by = who.name;
   job.counters.total = aggregates->total;
-  AuditEntry audit{who.name, "start", job.id, spec->reason,
+  AuditEntry audit{who.name,
+                   "start",
+                   job.id,
+                   spec->reason,
                    StartAuditDetail(*spec, aggregates->would_deliver, aggregates->total),
                    absl::Now()};
   bool existed = false;
@@ -92,11 +94,11 @@ absl::StatusOr<std::vector<ReplayJob>> ReplayController::List(
   return store_->ListJobs(states, limit);
 }
 
-absl::StatusOr<ReplayJob> ReplayController::Cancel(const std::string& id,
-                                                   const std::string& reason,
+absl::StatusOr<ReplayJob> ReplayController::Cancel(const std::string& id, const std::string& reason,
                                                    const Principal& who, absl::Duration wait) {
   if (id.empty()) return absl::InvalidArgumentError("replay_id is required");
-  auto job = store_->RequestCancel(id, AuditEntry{who.name, "cancel", id, reason, "{}", absl::Now()});
+  auto job =
+      store_->RequestCancel(id, AuditEntry{who.name, "cancel", id, reason, "{}", absl::Now()});
   if (!job.ok()) return job.status();
   if (runner_ != nullptr) runner_->Cancel(id);
   Logger("replay")->info("replay {}: cancel asked by {}", id, who.name);
@@ -110,8 +112,7 @@ absl::StatusOr<ReplayJob> ReplayController::Cancel(const std::string& id,
   return job;
 }
 
-absl::StatusOr<ReplayJob> ReplayController::Pause(const std::string& id,
-                                                  const std::string& reason,
+absl::StatusOr<ReplayJob> ReplayController::Pause(const std::string& id, const std::string& reason,
                                                   const Principal& who, absl::Duration wait) {
   if (id.empty()) return absl::InvalidArgumentError("replay_id is required");
   if (reason.empty()) return absl::InvalidArgumentError("reason is required (why it is paused)");
@@ -131,9 +132,9 @@ absl::StatusOr<ReplayJob> ReplayController::Pause(const std::string& id,
   return job;
 }
 
-absl::StatusOr<ReplayJob> ReplayController::Resume(const std::string& id,
-                                                   const std::string& reason, double rate,
-                                                   bool allow_high_rate, const Principal& who) {
+absl::StatusOr<ReplayJob> ReplayController::Resume(const std::string& id, const std::string& reason,
+                                                   double rate, bool allow_high_rate,
+                                                   const Principal& who) {
   if (id.empty()) return absl::InvalidArgumentError("replay_id is required");
   if (reason.empty()) return absl::InvalidArgumentError("reason is required (why it is resumed)");
   if (reason.size() > 1000) return absl::InvalidArgumentError("reason is longer than 1000 bytes");

@@ -41,8 +41,7 @@ class ReplayController {
   // `wait`) for the job to end so that the returned counts are final.
   // NOT_FOUND, FAILED_PRECONDITION when it already ended.
   absl::StatusOr<ReplayJob> Cancel(const std::string& id, const std::string& reason,
-                                   const Principal& who,
-                                   absl::Duration wait = absl::Seconds(5));
+                                   const Principal& who, absl::Duration wait = absl::Seconds(5));
 
   // Records the pause, stops the local run at once and waits (up to `wait`)
   // until the job is parked: its in-flight deliveries are done and nothing

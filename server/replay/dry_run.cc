@@ -18,10 +18,9 @@ std::string SampleDetail(ReplayCategory category, const StoredEvent& e,
                          const std::optional<std::optional<std::string>>& downstream) {
   switch (category) {
     case ReplayCategory::kDeliver:
-      return e.last_error.empty()
-                 ? absl::StrCat("outcome ", std::string(OutcomeName(e.outcome)))
-                 : absl::StrCat("outcome ", std::string(OutcomeName(e.outcome)), ": ",
-                                e.last_error);
+      return e.last_error.empty() ? absl::StrCat("outcome ", std::string(OutcomeName(e.outcome)))
+                                  : absl::StrCat("outcome ", std::string(OutcomeName(e.outcome)),
+                                                 ": ", e.last_error);
     case ReplayCategory::kSkipAlreadyDelivered:
       return e.target_record_id.empty() ? "delivered"
                                         : absl::StrCat("delivered as record ", e.target_record_id);
@@ -40,8 +39,8 @@ std::string SampleDetail(ReplayCategory category, const StoredEvent& e,
 
 ReplaySample MakeSample(ReplayCategory category, const StoredEvent& e,
                         const std::optional<std::optional<std::string>>& downstream) {
-  return {category, e.event.source, e.event.event_id, e.ingested_at, e.outcome,
-          SampleDetail(category, e, downstream)};
+  return {category,      e.event.source, e.event.event_id,
+          e.ingested_at, e.outcome,      SampleDetail(category, e, downstream)};
 }
 
 void Count(ReplayCategory category, int64_t n, DryRunResult* result) {
@@ -53,10 +52,12 @@ void Count(ReplayCategory category, int64_t n, DryRunResult* result) {
   }
 }
 
-constexpr ReplayCategory kCategories[] = {
-    ReplayCategory::kDeliver, ReplayCategory::kSkipAlreadyDelivered,
-    ReplayCategory::kSkipFoundDownstream, ReplayCategory::kSkipOutcomeNotSelected,
-    ReplayCategory::kSkipNoRoute, ReplayCategory::kSkipHeldByKey};
+constexpr ReplayCategory kCategories[] = {ReplayCategory::kDeliver,
+                                          ReplayCategory::kSkipAlreadyDelivered,
+                                          ReplayCategory::kSkipFoundDownstream,
+                                          ReplayCategory::kSkipOutcomeNotSelected,
+                                          ReplayCategory::kSkipNoRoute,
+                                          ReplayCategory::kSkipHeldByKey};
 
 }  // namespace
 
@@ -123,8 +124,8 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
     to_scan.insert(to_scan.end(), scan.begin(), scan.end());
   }
   if (!to_scan.empty()) {
-    auto holes = holes_->FindSequenceHoles(spec.window.from, spec.window.to, to_scan,
-                                           kMaxMissingRanges);
+    auto holes =
+        holes_->FindSequenceHoles(spec.window.from, spec.window.to, to_scan, kMaxMissingRanges);
     if (!holes.ok()) return holes.status();
     result.missing = holes->missing;
     for (const SequenceHole& h : holes->holes) {
@@ -147,9 +148,9 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
   std::vector<std::string> rate_sources =
       spec.window.sources.empty() ? sources_seen : spec.window.sources;
   result.effective_rate = EffectiveRate(spec, rate_sources);
-  result.estimated_seconds =
-      result.effective_rate > 0 ? static_cast<double>(result.would_deliver) / result.effective_rate
-                                : 0;
+  result.estimated_seconds = result.effective_rate > 0
+                                 ? static_cast<double>(result.would_deliver) / result.effective_rate
+                                 : 0;
   AddWarnings(spec, sources_seen, &result);
   return result;
 }
@@ -219,8 +220,8 @@ absl::Status DryRunner::CountByStreaming(const ReplaySpec& spec, DryRunResult* r
       std::optional<KeyBlocker> blocker;
       if (c == ReplayCategory::kDeliver && route->strict_order && !e.event.key.empty()) {
         auto& first = delivered_first[{e.event.source, e.event.key}];
-        auto failed = store_->FailedBefore(e.event.source, e.event.key, e.position,
-                                           kKeyBlockersRead);
+        auto failed =
+            store_->FailedBefore(e.event.source, e.event.key, e.position, kKeyBlockersRead);
         if (!failed.ok()) return failed.status();
         blocker = KeyOrderBlocker(true, true, *failed, first);
         if (blocker) {
@@ -234,8 +235,8 @@ absl::Status DryRunner::CountByStreaming(const ReplaySpec& spec, DryRunResult* r
       if (static_cast<int>(s.size()) < kSamplesPerCategory) {
         ReplaySample sample = MakeSample(c, e, downstream);
         if (blocker) {
-          sample.detail = absl::StrCat("held behind failed event ", blocker->event_id,
-                                       " of key ", e.event.key);
+          sample.detail =
+              absl::StrCat("held behind failed event ", blocker->event_id, " of key ", e.event.key);
         }
         s.push_back(std::move(sample));
       }
@@ -247,9 +248,9 @@ absl::Status DryRunner::CountByStreaming(const ReplaySpec& spec, DryRunResult* r
     for (auto& s : samples[c]) result->samples.push_back(std::move(s));
   }
   if (lookup_failures > 0) {
-    result->warnings.push_back(absl::StrCat(
-        "the downstream lookup failed for ", lookup_failures,
-        " events (counted as would-deliver): ", first_lookup_error));
+    result->warnings.push_back(
+        absl::StrCat("the downstream lookup failed for ", lookup_failures,
+                     " events (counted as would-deliver): ", first_lookup_error));
   }
   return absl::OkStatus();
 }
@@ -265,17 +266,15 @@ void DryRunner::AddWarnings(const ReplaySpec& spec, const std::vector<std::strin
     } else if (absl::ParseTime("%Y%m%d", days->front(), absl::UTCTimeZone(), &oldest, &err) &&
                spec.window.from < oldest) {
       w.push_back(absl::StrCat("the window starts at ", FormatRfc3339(spec.window.from),
-                               ", before the oldest partition of the log (",
-                               FormatRfc3339(oldest),
+                               ", before the oldest partition of the log (", FormatRfc3339(oldest),
                                "): older events were dropped by retention or never stored"));
     }
   }
   if (int days = config_->partitions.retention_days; days > 0) {
     absl::Time cutoff = StartOfUtcDay(clock_->Now()) - absl::Hours(24) * days;
     if (spec.window.from < cutoff) {
-      w.push_back(absl::StrCat("the window reaches past retention (", days,
-                               " days, events before ", FormatRfc3339(cutoff),
-                               " are dropped)"));
+      w.push_back(absl::StrCat("the window reaches past retention (", days, " days, events before ",
+                               FormatRfc3339(cutoff), " are dropped)"));
     }
   }
   for (const std::string& source : spec.window.sources) {

@@ -69,10 +69,14 @@ inline constexpr int kMaxMissingRanges = 100;
 class DryRunner {
  public:
   // Every pointer outlives this.
-  DryRunner(ReplayStore* store, InspectionStore* holes, Partitions* partitions,
-            RouteLookup routes, const Config* config, const Clock* clock)
-      : store_(store), holes_(holes), partitions_(partitions), routes_(std::move(routes)),
-        config_(config), clock_(clock) {}
+  DryRunner(ReplayStore* store, InspectionStore* holes, Partitions* partitions, RouteLookup routes,
+            const Config* config, const Clock* clock)
+      : store_(store),
+        holes_(holes),
+        partitions_(partitions),
+        routes_(std::move(routes)),
+        config_(config),
+        clock_(clock) {}
 
   // UNAVAILABLE when the database cannot be reached.
   absl::StatusOr<DryRunResult> Run(const ReplaySpec& spec);

@@ -17,12 +17,9 @@ constexpr absl::Duration kRetryDelay = absl::Milliseconds(250);
 constexpr absl::Duration kClaimRetryDelay = absl::Milliseconds(20);
 
 std::string CountsJson(const ReplayCounters& c) {
-  return nlohmann::ordered_json{{"total", c.total},
-                                {"processed", c.processed},
-                                {"delivered", c.delivered},
-                                {"skipped", c.skipped},
-                                {"failed", c.failed},
-                                {"held_by_key", c.held_by_key}}
+  return nlohmann::ordered_json{{"total", c.total},         {"processed", c.processed},
+                                {"delivered", c.delivered}, {"skipped", c.skipped},
+                                {"failed", c.failed},       {"held_by_key", c.held_by_key}}
       .dump();
 }
 
@@ -303,8 +300,8 @@ JobRun::Result JobRun::Deliver(const StoredEvent& e) {
     }
     if (route->strict_order && !fresh.event.key.empty()) {
       // This replay's own deliveries are no longer failed: it passes none.
-      auto failed = env_.store->FailedBefore(fresh.event.source, fresh.event.key,
-                                             fresh.position, kKeyBlockersRead);
+      auto failed = env_.store->FailedBefore(fresh.event.source, fresh.event.key, fresh.position,
+                                             kKeyBlockersRead);
       if (!failed.ok()) {
         (void)env_.delivery_store->Release({fresh.position}, claim_owner_);
         log_->warn("replay {}: reading the blockers of {}/{} failed (will retry): {}", job_.id,
@@ -337,8 +334,10 @@ JobRun::Result JobRun::Deliver(const StoredEvent& e) {
     }
     if (report->action != CheckDecision::Action::kDeliver) return {Result::kSkipped, ""};
     switch (report->outcome) {
-      case Outcome::kSucceeded: return {Result::kDelivered, ""};
-      case Outcome::kAlreadyProcessed: return {Result::kSkipped, ""};
+      case Outcome::kSucceeded:
+        return {Result::kDelivered, ""};
+      case Outcome::kAlreadyProcessed:
+        return {Result::kSkipped, ""};
       default:
         return {Result::kFailed,
                 absl::StrCat(fresh.event.source, "/", fresh.event.event_id, ": ",
@@ -352,8 +351,7 @@ void JobRun::Complete(const StoredEvent& e, const std::string& key, const Result
   --in_flight_;
   if (!key.empty()) keys_in_flight_.erase(key);
   const ReplayCursor at{e.ingested_at, e.position};
-  if (Pausing(stop_) &&
-      (result.kind == Result::kAbandoned || result.kind == Result::kFailed)) {
+  if (Pausing(stop_) && (result.kind == Result::kAbandoned || result.kind == Result::kFailed)) {
     // Not sent, or failed after the job started pausing: delivered first on
     // resume, and done as far as the cursor is concerned.
     unsent_.push_back(RetryOf(e));
@@ -369,8 +367,12 @@ void JobRun::Complete(const StoredEvent& e, const std::string& key, const Result
                                                                       : "skipped");
     }
     switch (result.kind) {
-      case Result::kDelivered: ++counters_.delivered; break;
-      case Result::kSkipped: ++counters_.skipped; break;
+      case Result::kDelivered:
+        ++counters_.delivered;
+        break;
+      case Result::kSkipped:
+        ++counters_.skipped;
+        break;
       case Result::kHeld:
         ++counters_.skipped;
         ++counters_.held_by_key;
@@ -379,7 +381,8 @@ void JobRun::Complete(const StoredEvent& e, const std::string& key, const Result
         ++counters_.failed;
         last_error_ = result.error;
         break;
-      case Result::kAbandoned: break;
+      case Result::kAbandoned:
+        break;
     }
     if (result.kind == Result::kDelivered || result.kind == Result::kFailed) {
       const bool failed = result.kind == Result::kFailed;
@@ -469,16 +472,13 @@ void JobRun::Finish() {
   ReplayState state = stop == Stop::kCancel ? ReplayState::kCancelled
                       : counters.failed > 0 ? ReplayState::kFailed
                                             : ReplayState::kCompleted;
-  AuditEntry audit{options_.instance,
-                   std::string(ReplayStateName(state)),
-                   job_.id,
-                   "",
-                   CountsJson(counters),
-                   clock_->Now()};
+  AuditEntry audit{
+      options_.instance, std::string(ReplayStateName(state)), job_.id, "", CountsJson(counters),
+      clock_->Now()};
   // The final write must land: retry while the database is away.
   for (int attempt = 0;; ++attempt) {
-    absl::Status s = env_.store->Finish(job_.id, options_.instance, state, counters, cursor,
-                                        last_error, audit);
+    absl::Status s =
+        env_.store->Finish(job_.id, options_.instance, state, counters, cursor, last_error, audit);
     if (s.ok() || absl::IsFailedPrecondition(s) || *env_.shutdown) {
       if (!s.ok()) log_->warn("replay {}: finishing failed: {}", job_.id, s.message());
       break;
@@ -521,8 +521,8 @@ bool JobRun::Park(Stop stop, const ReplayCounters& counters,
   // audited here, with the daemon as actor.
   std::optional<AuditEntry> audit;
   if (stop == Stop::kBreaker) {
-    audit = AuditEntry{options_.instance, "paused", job_.id, reason, CountsJson(parked),
-                       clock_->Now()};
+    audit =
+        AuditEntry{options_.instance, "paused", job_.id, reason, CountsJson(parked), clock_->Now()};
   }
   const std::string error = stop == Stop::kBreaker ? reason : last_error;
   for (;;) {

@@ -64,8 +64,8 @@ absl::StatusOr<ReplaySpec> ValidateReplayRequest(const ReplayRequestInput& in,
         absl::StrCat("the window is empty: to equals from (", FormatRfc3339(from), ")"));
   }
   if (to < from) {
-    return absl::InvalidArgumentError(absl::StrCat("to (", FormatRfc3339(to),
-                                                   ") is before from (", FormatRfc3339(from),
+    return absl::InvalidArgumentError(absl::StrCat("to (", FormatRfc3339(to), ") is before from (",
+                                                   FormatRfc3339(from),
                                                    "): the window is inverted"));
   }
   if (to > now + kFutureTolerance) {
@@ -90,9 +90,9 @@ absl::StatusOr<ReplaySpec> ValidateReplayRequest(const ReplayRequestInput& in,
   }
   const int burst = EffectiveBurst(rate, in.burst, limits.default_burst);
   if (burst < MinBurst(rate)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "burst ", burst, " is below what rate ", Rate(rate), " sends in 100 ms: use at least ",
-        MinBurst(rate)));
+    return absl::InvalidArgumentError(absl::StrCat("burst ", burst, " is below what rate ",
+                                                   Rate(rate), " sends in 100 ms: use at least ",
+                                                   MinBurst(rate)));
   }
   if (burst > std::max(1.0, limits.max_rate)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -125,9 +125,8 @@ absl::StatusOr<double> ValidateRate(double requested, bool allow_high_rate,
   }
   const double rate = requested == 0 ? limits.default_rate : requested;
   if (rate > limits.max_rate) {
-    return absl::InvalidArgumentError(absl::StrCat("rate ", Rate(rate),
-                                                   " is above the hard cap replay.max_rate ",
-                                                   Rate(limits.max_rate)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rate ", Rate(rate), " is above the hard cap replay.max_rate ", Rate(limits.max_rate)));
   }
   if (rate > limits.high_rate_threshold && !allow_high_rate) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -145,12 +144,12 @@ absl::StatusOr<BreakerSettings> ValidateBreaker(const ReplayRequestInput& in,
       in.breaker_window.value_or(limits.breaker.window)};
   if (b.consecutive_failures < 0 || b.consecutive_failures > kMaxBreakerCount) {
     return absl::InvalidArgumentError(absl::StrCat("breaker.consecutive_failures ",
-                                                   b.consecutive_failures, " must be between 0 and ",
-                                                   kMaxBreakerCount));
+                                                   b.consecutive_failures,
+                                                   " must be between 0 and ", kMaxBreakerCount));
   }
   if (b.window < 0 || b.window > kMaxBreakerCount) {
-    return absl::InvalidArgumentError(absl::StrCat("breaker.window ", b.window,
-                                                   " must be between 0 and ", kMaxBreakerCount));
+    return absl::InvalidArgumentError(
+        absl::StrCat("breaker.window ", b.window, " must be between 0 and ", kMaxBreakerCount));
   }
   if (std::isnan(b.failure_ratio) || b.failure_ratio < 0 || b.failure_ratio > 1) {
     return absl::InvalidArgumentError(

@@ -26,9 +26,8 @@ struct ReplayRunner::Active {
   std::thread thread;
 };
 
-ReplayRunner::ReplayRunner(ReplayStore* store, DeliveryStore* delivery_store,
-                           Deliverer* deliverer, RouteLookup routes, const Config* config,
-                           ReplayRunnerOptions options)
+ReplayRunner::ReplayRunner(ReplayStore* store, DeliveryStore* delivery_store, Deliverer* deliverer,
+                           RouteLookup routes, const Config* config, ReplayRunnerOptions options)
     : store_(store),
       delivery_store_(delivery_store),
       deliverer_(deliverer),
@@ -118,13 +117,11 @@ void ReplayRunner::Loop() {
         Active* a = active.get();
         std::string id = (*job)->id;
         a->thread = std::thread([this, a, j = std::move(**job)]() mutable {
-          JobRunEnv env{store_,
-                        delivery_store_,
-                        deliverer_,
-                        &routes_,
-                        &options_,
-                        [this](const std::string& sink_name) { return SinkBucket(sink_name); },
-                        &shutdown_};
+          JobRunEnv env{
+              store_,     delivery_store_,
+              deliverer_, &routes_,
+              &options_,  [this](const std::string& sink_name) { return SinkBucket(sink_name); },
+              &shutdown_};
           JobRun run(env, std::move(j), &a->cancel, &a->pause);
           run.Run();
           a->done = true;

@@ -8,12 +8,18 @@ namespace replayd {
 
 std::string_view CategoryName(ReplayCategory category) {
   switch (category) {
-    case ReplayCategory::kDeliver: return "deliver";
-    case ReplayCategory::kSkipAlreadyDelivered: return "already_delivered";
-    case ReplayCategory::kSkipFoundDownstream: return "found_downstream";
-    case ReplayCategory::kSkipOutcomeNotSelected: return "outcome_not_selected";
-    case ReplayCategory::kSkipNoRoute: return "no_route";
-    case ReplayCategory::kSkipHeldByKey: return "held_by_key";
+    case ReplayCategory::kDeliver:
+      return "deliver";
+    case ReplayCategory::kSkipAlreadyDelivered:
+      return "already_delivered";
+    case ReplayCategory::kSkipFoundDownstream:
+      return "found_downstream";
+    case ReplayCategory::kSkipOutcomeNotSelected:
+      return "outcome_not_selected";
+    case ReplayCategory::kSkipNoRoute:
+      return "no_route";
+    case ReplayCategory::kSkipHeldByKey:
+      return "held_by_key";
   }
   return "deliver";
 }

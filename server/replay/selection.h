@@ -9,8 +9,8 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <vector>
 #include <string_view>
+#include <vector>
 
 #include "server/store/event.h"
 #include "server/store/replay_store.h"

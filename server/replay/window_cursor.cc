@@ -28,8 +28,9 @@ void WindowCursor::Skipped(const ReplayCursor& at) {
 
 bool WindowCursor::Done(const ReplayCursor& at) {
   // The slots are in window order: search, don't scan.
-  auto it = std::lower_bound(order_.begin(), order_.end(), at,
-                             [](const Slot& slot, const ReplayCursor& c) { return Before(slot.at, c); });
+  auto it =
+      std::lower_bound(order_.begin(), order_.end(), at,
+                       [](const Slot& slot, const ReplayCursor& c) { return Before(slot.at, c); });
   if (it == order_.end() || !Same(it->at, at) || it->done) return false;
   it->done = true;
   --in_flight_;

@@ -6,7 +6,8 @@ namespace replayd {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), ClientMessage(status, "gRPC call"));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      ClientMessage(status, "gRPC call"));
 }
 
 absl::StatusOr<Principal> AuthorizeCall(const Authenticator& auth,

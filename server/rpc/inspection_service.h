@@ -12,8 +12,7 @@ class InspectionServiceImpl final : public replay::v1::InspectionService::Servic
   InspectionServiceImpl(Inspector* inspector, const Authenticator* auth)
       : inspector_(inspector), auth_(auth) {}
 
-  grpc::Status GetTimeline(grpc::ServerContext* context,
-                           const replay::v1::TimelineRequest* request,
+  grpc::Status GetTimeline(grpc::ServerContext* context, const replay::v1::TimelineRequest* request,
                            replay::v1::Timeline* response) override;
   grpc::Status GetGaps(grpc::ServerContext* context, const replay::v1::GapsRequest* request,
                        replay::v1::Gaps* response) override;

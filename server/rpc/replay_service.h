@@ -20,8 +20,7 @@ class ReplayServiceImpl final : public replay::v1::ReplayService::Service {
 
   grpc::Status DryRun(grpc::ServerContext* context, const replay::v1::ReplayRequest* request,
                       replay::v1::DryRunReport* response) override;
-  grpc::Status StartReplay(grpc::ServerContext* context,
-                           const replay::v1::ReplayRequest* request,
+  grpc::Status StartReplay(grpc::ServerContext* context, const replay::v1::ReplayRequest* request,
                            replay::v1::ReplayProgress* response) override;
   grpc::Status GetProgress(grpc::ServerContext* context,
                            const replay::v1::GetProgressRequest* request,

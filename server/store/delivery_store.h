@@ -60,8 +60,8 @@ struct ClaimResult {
 // downstream), written with the attempt in one transaction.
 struct OutcomeUpdate {
   Outcome outcome = Outcome::kPending;
-  std::string last_error;            // empty = clear it
-  std::string target_record_id;      // empty = keep the current one
+  std::string last_error;        // empty = clear it
+  std::string target_record_id;  // empty = keep the current one
   // For kRetrying: when the next attempt is due, counted from the database's now().
   absl::Duration retry_delay = absl::ZeroDuration();
 };
@@ -116,8 +116,7 @@ class DeliveryStore {
 
   // Drops `owner`'s claims on the events at `positions` (those it does not
   // hold are left alone), in one statement.
-  virtual absl::Status Release(const std::vector<int64_t>& positions,
-                               const std::string& owner) = 0;
+  virtual absl::Status Release(const std::vector<int64_t>& positions, const std::string& owner) = 0;
 
   // Pushes the expiry of every claim `owner` holds to now + lease (the
   // dispatcher's heartbeat; claims being released are skipped). Also deletes

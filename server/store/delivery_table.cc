@@ -14,12 +14,12 @@ std::string DeliveryTableDdl(const std::string& table) {
 }
 
 std::string DeliveryTableInsertSql(const std::string& table) {
-  return absl::StrCat(
-      "WITH ins AS (INSERT INTO ", table, " (idempotency_key, payload) VALUES ($1, $2::jsonb)"
-      " ON CONFLICT (idempotency_key) DO NOTHING RETURNING record_id)"
-      " SELECT record_id, true FROM ins"
-      " UNION ALL SELECT record_id, false FROM ", table,
-      " WHERE idempotency_key = $1 AND NOT EXISTS (SELECT 1 FROM ins)");
+  return absl::StrCat("WITH ins AS (INSERT INTO ", table,
+                      " (idempotency_key, payload) VALUES ($1, $2::jsonb)"
+                      " ON CONFLICT (idempotency_key) DO NOTHING RETURNING record_id)"
+                      " SELECT record_id, true FROM ins"
+                      " UNION ALL SELECT record_id, false FROM ",
+                      table, " WHERE idempotency_key = $1 AND NOT EXISTS (SELECT 1 FROM ins)");
 }
 
 absl::Status CreateDeliveryTable(PgPool* pool, const std::string& table) {
@@ -70,8 +70,8 @@ absl::StatusOr<std::optional<std::string>> DeliveryTable::Lookup(
   std::optional<std::string> found;
   const std::string name = "delivery_table_lookup";
   absl::Status s = pool_->Run(name, [&](PgPool::Lease& lease) {
-    lease.Prepare(name, absl::StrCat("SELECT record_id FROM ", table_,
-                                     " WHERE idempotency_key = $1"));
+    lease.Prepare(name,
+                  absl::StrCat("SELECT record_id FROM ", table_, " WHERE idempotency_key = $1"));
     pqxx::read_transaction tx(lease.conn());
     auto rows = tx.exec_prepared(name, idempotency_key);
     if (!rows.empty()) found = rows[0][0].as<std::string>();

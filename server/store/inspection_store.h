@@ -63,9 +63,9 @@ struct SequenceHoles {
 };
 
 struct TimelineQuery {
-  absl::Time from;  // inclusive, on ingested_at
-  absl::Time to;    // exclusive
-  absl::Duration bucket;  // whole seconds; buckets aligned on the Unix epoch
+  absl::Time from;                   // inclusive, on ingested_at
+  absl::Time to;                     // exclusive
+  absl::Duration bucket;             // whole seconds; buckets aligned on the Unix epoch
   std::vector<std::string> sources;  // empty = all
   // Pending/retrying events ingested before this count as settled_unfinished.
   absl::Time settled_before = absl::InfiniteFuture();
@@ -90,8 +90,9 @@ class InspectionStore {
   // numbers all the holes hold. A hole lies between two numbers of one
   // range: ranges that split a source must overlap by one number. One
   // statement, an index range scan per range.
-  virtual absl::StatusOr<SequenceHoles> FindSequenceHoles(
-      absl::Time from, absl::Time to, const std::vector<SequenceRange>& ranges, int limit) = 0;
+  virtual absl::StatusOr<SequenceHoles> FindSequenceHoles(absl::Time from, absl::Time to,
+                                                          const std::vector<SequenceRange>& ranges,
+                                                          int limit) = 0;
 
   virtual absl::StatusOr<Backlog> CountBacklog() = 0;
 };

@@ -39,7 +39,8 @@ absl::StatusOr<std::vector<std::string>> Migrate(const std::string& dsn) {
   std::vector<std::string> applied;
   try {
     pqxx::connection conn(dsn);
-    pqxx::nontransaction(conn).exec(absl::StrCat("SELECT pg_advisory_lock(", kMigrationLockKey, ")"));
+    pqxx::nontransaction(conn).exec(
+        absl::StrCat("SELECT pg_advisory_lock(", kMigrationLockKey, ")"));
     {
       pqxx::work tx(conn);
       tx.exec0(kCreateMigrationsTable);
@@ -57,8 +58,8 @@ absl::StatusOr<std::vector<std::string>> Migrate(const std::string& dsn) {
       try {
         pqxx::work tx(conn);
         tx.exec(m.sql);
-        tx.exec_params0("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                        m.version, m.name);
+        tx.exec_params0("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                        m.name);
         tx.commit();
       } catch (const pqxx::broken_connection&) {
         throw;

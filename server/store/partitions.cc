@@ -83,8 +83,10 @@ absl::StatusOr<std::vector<std::string>> Partitions::DropExpired(absl::Time now,
       tx.exec0(absl::StrCat("DELETE FROM event_keys k USING ", events,
                             " e WHERE k.source = e.source AND k.event_id = e.event_id"));
       // Failed events of the day no longer hold back their strict keys.
-      tx.exec0(absl::StrCat("DELETE FROM delivery_failed_keys WHERE ingested_at <"
-                            " (date '", day, "' + 1)::timestamp AT TIME ZONE 'UTC'"));
+      tx.exec0(
+          absl::StrCat("DELETE FROM delivery_failed_keys WHERE ingested_at <"
+                       " (date '",
+                       day, "' + 1)::timestamp AT TIME ZONE 'UTC'"));
       for (const char* table : kPartitionedTables) {
         tx.exec0(absl::StrCat("DROP TABLE IF EXISTS ", table, "_p", day));
       }

@@ -58,7 +58,8 @@ std::string ClaimVerifySql(const std::string& partition) {
        e.outcome IN ('pending', 'retrying') AS undelivered,
        GREATEST(0, extract(epoch FROM e.next_attempt_at - now()) * 1e6)::bigint AS due_in_us
   FROM unnest($1::bigint[], $2::bigint[]) AS t(position, us)
-  JOIN )sql", partition, R"sql( e
+  JOIN )sql",
+                      partition, R"sql( e
     ON e.ingested_at = 'epoch'::timestamptz + t.us * interval '1 microsecond'
    AND e.position = t.position)sql");
 }
@@ -179,8 +180,8 @@ absl::StatusOr<std::vector<ClaimResult>> PgDeliveryStore::Claim(
     tx.exec0(kIndexJoins);
     // Taken positions by partition, with their ingested_at.
     std::map<std::string, std::pair<std::vector<int64_t>, std::vector<int64_t>>> taken;
-    for (const auto& row : tx.exec_prepared(kClaimName, positions, ingested_us, owner,
-                                            Micros(lease_time))) {
+    for (const auto& row :
+         tx.exec_prepared(kClaimName, positions, ingested_us, owner, Micros(lease_time))) {
       const size_t i = index.at(row[0].as<int64_t>());
       auto& [p, us] = taken[partition_of[i]];
       p.push_back(events[i].position);
@@ -268,9 +269,9 @@ absl::StatusOr<std::vector<int64_t>> PgDeliveryStore::StillFailed(
 }
 
 absl::StatusOr<std::optional<StoredEvent>> PgDeliveryStore::TryClaim(int64_t position,
-                                                                    absl::Time ingested_at,
-                                                                    const std::string& owner,
-                                                                    absl::Duration lease_time) {
+                                                                     absl::Time ingested_at,
+                                                                     const std::string& owner,
+                                                                     absl::Duration lease_time) {
   std::optional<StoredEvent> claimed;
   bool exists = false;
   const std::string partition = DayPartitionOf("events", ingested_at);

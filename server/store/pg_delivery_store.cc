@@ -55,7 +55,8 @@ absl::StatusOr<std::vector<UndeliveredEvent>> PgDeliveryStore::ScanUndelivered(
     found.clear();
     pqxx::read_transaction tx(lease.conn());
     tx.exec0(kIndexOrder);
-    for (const auto& row : tx.exec_prepared(kScanName, PgTextArray(sources), after_position, limit)) {
+    for (const auto& row :
+         tx.exec_prepared(kScanName, PgTextArray(sources), after_position, limit)) {
       UndeliveredEvent e;
       e.ref.position = row[0].as<int64_t>();
       e.ref.ingested_at = TimeFromEpochUs(row[1]).value_or(absl::UnixEpoch());
@@ -76,9 +77,8 @@ absl::StatusOr<bool> PgDeliveryStore::RecordAttempt(const AttemptRecord& attempt
       [&](RecordDone done) { RecordAttemptAsync(attempt, update, owner, std::move(done)); });
 }
 
-void PgDeliveryStore::RecordAttemptAsync(const AttemptRecord& attempt,
-                                         const OutcomeUpdate& update, const std::string& owner,
-                                         RecordDone done) {
+void PgDeliveryStore::RecordAttemptAsync(const AttemptRecord& attempt, const OutcomeUpdate& update,
+                                         const std::string& owner, RecordDone done) {
   writer_->Submit(attempt, update, owner, std::move(done));
 }
 

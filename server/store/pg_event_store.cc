@@ -87,9 +87,15 @@ absl::StatusOr<std::vector<bool>> PgEventStore::AppendFast(absl::Time ingested_a
                        "ingested_at", "next_attempt_at", "payload"});
       for (const NewEvent& e : events) {
         rows.Text(e.source).Text(e.event_id);
-        if (e.sequence) rows.Int(*e.sequence); else rows.Null();
+        if (e.sequence)
+          rows.Int(*e.sequence);
+        else
+          rows.Null();
         rows.TextOrNull(e.key).TextOrNull(e.type);
-        if (e.occurred_at) rows.Text(PgTime(*e.occurred_at)); else rows.Null();
+        if (e.occurred_at)
+          rows.Text(PgTime(*e.occurred_at));
+        else
+          rows.Null();
         rows.Text(now).Text(now).Text(e.payload).EndRow();
       }
       rows.Complete();
@@ -118,15 +124,21 @@ absl::StatusOr<std::vector<bool>> PgEventStore::AppendOnce(absl::Time ingested_a
     }
     pqxx::work tx(lease.conn());
     {
-      CopyWriter stage(tx, "ingest_stage",
-                       {"ord", "source", "event_id", "sequence", "key", "type", "occurred_at",
-                        "payload"});
+      CopyWriter stage(
+          tx, "ingest_stage",
+          {"ord", "source", "event_id", "sequence", "key", "type", "occurred_at", "payload"});
       for (size_t i = 0; i < events.size(); ++i) {
         const NewEvent& e = events[i];
         stage.Int(static_cast<int64_t>(i)).Text(e.source).Text(e.event_id);
-        if (e.sequence) stage.Int(*e.sequence); else stage.Null();
+        if (e.sequence)
+          stage.Int(*e.sequence);
+        else
+          stage.Null();
         stage.TextOrNull(e.key).TextOrNull(e.type);
-        if (e.occurred_at) stage.Text(PgTime(*e.occurred_at)); else stage.Null();
+        if (e.occurred_at)
+          stage.Text(PgTime(*e.occurred_at));
+        else
+          stage.Null();
         stage.Text(e.payload).EndRow();
       }
       stage.Complete();
@@ -161,11 +173,11 @@ absl::StatusOr<StoredEvent> PgEventStore::Find(const std::string& source,
   std::optional<StoredEvent> found;
   absl::Status status = pool_->Run(kFindName, [&](PgPool::Lease& lease) {
     // The dedupe key gives the ingest time, which prunes to one partition.
-    lease.Prepare(kFindName, absl::StrCat(
-        "SELECT ", StoredEventColumns("e"),
-        " FROM event_keys k JOIN events e ON e.ingested_at = k.ingested_at"
-        " AND e.source = k.source AND e.event_id = k.event_id"
-        " WHERE k.source = $1 AND k.event_id = $2"));
+    lease.Prepare(kFindName,
+                  absl::StrCat("SELECT ", StoredEventColumns("e"),
+                               " FROM event_keys k JOIN events e ON e.ingested_at = k.ingested_at"
+                               " AND e.source = k.source AND e.event_id = k.event_id"
+                               " WHERE k.source = $1 AND k.event_id = $2"));
     pqxx::read_transaction tx(lease.conn());
     auto rows = tx.exec_prepared(kFindName, source, event_id);
     if (!rows.empty()) found = StoredEventFromRow(rows[0]);

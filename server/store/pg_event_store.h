@@ -14,8 +14,7 @@ class PgEventStore final : public EventStore {
 
   absl::StatusOr<std::vector<bool>> Append(absl::Time ingested_at,
                                            const std::vector<NewEvent>& events) override;
-  absl::StatusOr<StoredEvent> Find(const std::string& source,
-                                   const std::string& event_id) override;
+  absl::StatusOr<StoredEvent> Find(const std::string& source, const std::string& event_id) override;
 
  private:
   // COPYs the batch straight into event_keys and events. ALREADY_EXISTS when

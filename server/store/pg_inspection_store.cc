@@ -13,8 +13,7 @@ namespace {
 
 // Sources travel as one comma-separated parameter ('' = every source);
 // source names cannot hold a comma (the service validates them).
-constexpr const char* kSourceFilter =
-    "($SRC = '' OR source = ANY(string_to_array($SRC, ',')))";
+constexpr const char* kSourceFilter = "($SRC = '' OR source = ANY(string_to_array($SRC, ',')))";
 
 std::string WithSourceParam(std::string sql, std::string_view param) {
   std::string filter = kSourceFilter;
@@ -104,8 +103,8 @@ absl::StatusOr<std::vector<BucketRow>> PgInspectionStore::Timeline(const Timelin
                              ? query.to + absl::Hours(24 * 365)
                              : query.settled_before;
     auto rows = tx.exec_params(sql, PgTime(query.from), PgTime(query.to),
-                                 absl::ToInt64Seconds(query.bucket), PgTime(settled),
-                                 absl::StrJoin(query.sources, ","));
+                               absl::ToInt64Seconds(query.bucket), PgTime(settled),
+                               absl::StrJoin(query.sources, ","));
     std::map<std::pair<int64_t, std::string>, BucketRow> buckets;
     for (const auto& row : rows) {
       int64_t start_us = row[0].as<int64_t>();
@@ -118,19 +117,31 @@ absl::StatusOr<std::vector<BucketRow>> PgInspectionStore::Timeline(const Timelin
       std::optional<Outcome> outcome = ParseOutcome(row[2].as<std::string>());
       int64_t n = row[3].as<int64_t>();
       switch (outcome.value_or(Outcome::kPending)) {
-        case Outcome::kPending: b.counts.pending += n; break;
-        case Outcome::kRetrying: b.counts.retrying += n; break;
-        case Outcome::kSucceeded: b.counts.succeeded += n; break;
-        case Outcome::kAlreadyProcessed: b.counts.already_processed += n; break;
-        case Outcome::kFailed: b.counts.failed += n; break;
+        case Outcome::kPending:
+          b.counts.pending += n;
+          break;
+        case Outcome::kRetrying:
+          b.counts.retrying += n;
+          break;
+        case Outcome::kSucceeded:
+          b.counts.succeeded += n;
+          break;
+        case Outcome::kAlreadyProcessed:
+          b.counts.already_processed += n;
+          break;
+        case Outcome::kFailed:
+          b.counts.failed += n;
+          break;
       }
       b.counts.total += n;
       if (outcome == Outcome::kPending || outcome == Outcome::kRetrying) {
         b.settled_unfinished += row[4].as<int64_t>();
       }
       b.sequenced += row[5].as<int64_t>();
-      if (auto lo = OptionalInt(row[6])) b.min_sequence = std::min(b.min_sequence.value_or(*lo), *lo);
-      if (auto hi = OptionalInt(row[7])) b.max_sequence = std::max(b.max_sequence.value_or(*hi), *hi);
+      if (auto lo = OptionalInt(row[6]))
+        b.min_sequence = std::min(b.min_sequence.value_or(*lo), *lo);
+      if (auto hi = OptionalInt(row[7]))
+        b.max_sequence = std::max(b.max_sequence.value_or(*hi), *hi);
     }
     out.reserve(buckets.size());
     for (auto& [key, b] : buckets) out.push_back(std::move(b));

@@ -30,8 +30,10 @@ constexpr const char* kLogTableOutcomeName = "delivery_log_table_outcome";
 // The event is delivered: no longer a failed event a strict key waits behind
 // (only a later attempt can follow a failure, as in RecordSql).
 std::string LogTableOutcomeSql(const std::string& partition) {
-  return absl::StrCat("WITH replayed AS (DELETE FROM delivery_failed_keys"
-                      " WHERE position = $2 AND $4 > 1) UPDATE ", partition, R"sql(
+  return absl::StrCat(
+      "WITH replayed AS (DELETE FROM delivery_failed_keys"
+      " WHERE position = $2 AND $4 > 1) UPDATE ",
+      partition, R"sql(
    SET outcome = $3, attempts = GREATEST(attempts, $4), last_error = NULL,
        target_record_id = $5, processed_at = now()
  WHERE ingested_at = $1 AND position = $2)sql");
@@ -80,8 +82,8 @@ absl::StatusOr<LogTableDelivery> PgDeliveryStore::DeliverToLogTable(
     tx.exec_prepared(attempt_name, attempt.event_position, ingested_at, attempt.attempt,
                      attempt.trigger, attempt.route, PgTime(attempt.started_at), duration_ms,
                      outcome, result.record_id, owner);
-    tx.exec_prepared0(outcome_name, ingested_at, attempt.event_position, outcome,
-                      attempt.attempt, result.record_id);
+    tx.exec_prepared0(outcome_name, ingested_at, attempt.event_position, outcome, attempt.attempt,
+                      result.record_id);
     tx.commit();
   });
   if (!status.ok()) return status;

@@ -29,8 +29,8 @@ class PgPool {
   struct Connection {
     std::unique_ptr<pqxx::connection> conn;
     std::chrono::steady_clock::time_point retire_at;  // closed when released after this
-    std::set<std::string> prepared;  // statement names prepared on this connection
-    std::set<std::string> flags;     // per-session set-up done (temp tables, ...)
+    std::set<std::string> prepared;                   // statement names prepared on this connection
+    std::set<std::string> flags;                      // per-session set-up done (temp tables, ...)
   };
 
   // Returns the connection to the pool on destruction; Discard() drops it instead.

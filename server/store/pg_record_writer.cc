@@ -74,7 +74,8 @@ WITH s AS (
    WHERE c.position = s.position AND c.owner = s.owner
   RETURNING c.position, c.owner
 ), updated AS (
-  UPDATE )sql", DayPartitionOf("events", day), R"sql( e
+  UPDATE )sql",
+                      DayPartitionOf("events", day), R"sql( e
      SET outcome = s.outcome,
          attempts = GREATEST(e.attempts, s.attempt),
          last_error = s.last_error,
@@ -97,13 +98,15 @@ WITH s AS (
    WHERE f.position = u.position AND u.outcome <> 'failed' AND u.key IS NOT NULL
      AND u.attempt > 1
 ), inserted AS (
-  INSERT INTO )sql", DayPartitionOf("delivery_attempts", day), R"sql(
+  INSERT INTO )sql",
+                      DayPartitionOf("delivery_attempts", day), R"sql(
               (event_position, event_ingested_at, attempt, trigger, route, started_at,
                duration_ms, http_status, error, outcome, record_id, worker)
   SELECT position, ingested_at, attempt, trigger, route, started_at, duration_ms, http_status,
          error, outcome, record_id, owner
     FROM s
-)sql", keep_first ? "  ON CONFLICT DO NOTHING\n" : "", R"sql()
+)sql",
+                      keep_first ? "  ON CONFLICT DO NOTHING\n" : "", R"sql()
 SELECT position, owner FROM released)sql");
 }
 
@@ -111,8 +114,8 @@ SELECT position, owner FROM released)sql");
 struct RecordArrays {
   std::vector<int64_t> position, ingested_us, attempt, started_us, duration_us, http_status,
       retry_delay_us;
-  std::vector<std::string> trigger, route, error, outcome, record_id, last_error,
-      target_record_id, owner;
+  std::vector<std::string> trigger, route, error, outcome, record_id, last_error, target_record_id,
+      owner;
 
   void Add(const AttemptRecord& a, const OutcomeUpdate& u, const std::string& by) {
     position.push_back(a.event_position);
@@ -145,8 +148,7 @@ struct PgRecordWriter::PendingRecord {
   DeliveryStore::RecordDone done;
 };
 
-PgRecordWriter::PgRecordWriter(PgPool* pool, Options options)
-    : pool_(pool), options_(options) {
+PgRecordWriter::PgRecordWriter(PgPool* pool, Options options) : pool_(pool), options_(options) {
   writer_ = std::thread([this] { WriterLoop(); });
 }
 

@@ -36,8 +36,8 @@ class PgRecordWriter {
 
   // Queues a record. `done` gets whether `owner` still held the claim (and so
   // updated the event), or the group's error; UNAVAILABLE once stopping.
-  void Submit(const AttemptRecord& attempt, const OutcomeUpdate& update,
-              const std::string& owner, DeliveryStore::RecordDone done);
+  void Submit(const AttemptRecord& attempt, const OutcomeUpdate& update, const std::string& owner,
+              DeliveryStore::RecordDone done);
 
  private:
   struct PendingRecord;

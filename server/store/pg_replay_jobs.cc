@@ -54,13 +54,20 @@ std::string SelectJob(const std::string& where) {
 
 std::string_view ReplayStateName(ReplayState state) {
   switch (state) {
-    case ReplayState::kPending: return "pending";
-    case ReplayState::kRunning: return "running";
-    case ReplayState::kPaused: return "paused";
-    case ReplayState::kCancelling: return "cancelling";
-    case ReplayState::kCancelled: return "cancelled";
-    case ReplayState::kCompleted: return "completed";
-    case ReplayState::kFailed: return "failed";
+    case ReplayState::kPending:
+      return "pending";
+    case ReplayState::kRunning:
+      return "running";
+    case ReplayState::kPaused:
+      return "paused";
+    case ReplayState::kCancelling:
+      return "cancelling";
+    case ReplayState::kCancelled:
+      return "cancelled";
+    case ReplayState::kCompleted:
+      return "completed";
+    case ReplayState::kFailed:
+      return "failed";
   }
   return "failed";
 }
@@ -160,10 +167,9 @@ absl::StatusOr<std::vector<ReplayJob>> PgReplayStore::ListJobs(
   std::vector<ReplayJob> out;
   absl::Status status = pool_->Run("replay_list_jobs", [&](PgPool::Lease& lease) {
     pqxx::read_transaction tx(lease.conn());
-    auto rows = tx.exec_params(
-        SelectJob("(cardinality($1::text[]) = 0 OR state = ANY($1::text[]))"
-                  " ORDER BY created_at DESC, id LIMIT $2"),
-        PgTextArray(names), limit <= 0 ? 100 : limit);
+    auto rows = tx.exec_params(SelectJob("(cardinality($1::text[]) = 0 OR state = ANY($1::text[]))"
+                                         " ORDER BY created_at DESC, id LIMIT $2"),
+                               PgTextArray(names), limit <= 0 ? 100 : limit);
     for (const auto& r : rows) out.push_back(JobFromRow(r));
   });
   if (!status.ok()) return status;
@@ -241,9 +247,10 @@ absl::StatusOr<ReplayJob> PgReplayStore::RequestPause(const std::string& id,
   });
   if (!status.ok()) return status;
   if (!refused.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "replay ", id, " is ", refused,
-        refused == "paused" ? ": it is already paused" : ": only a pending or running replay can be paused"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("replay ", id, " is ", refused,
+                     refused == "paused" ? ": it is already paused"
+                                         : ": only a pending or running replay can be paused"));
   }
   if (!out) return absl::NotFoundError(absl::StrCat("no replay with id \"", id, "\""));
   return *out;
@@ -289,8 +296,7 @@ absl::StatusOr<ReplayJob> PgReplayStore::RequestResume(const std::string& id, do
 }
 
 absl::Status PgReplayStore::Park(const std::string& id, const std::string& owner,
-                                 const ReplayCounters& c,
-                                 const std::optional<ReplayCursor>& cursor,
+                                 const ReplayCounters& c, const std::optional<ReplayCursor>& cursor,
                                  const std::string& last_error,
                                  const std::vector<RetryEvent>& retry, const AuditEntry* audit) {
   bool refused = false;
@@ -346,10 +352,13 @@ absl::StatusOr<std::optional<ReplayJob>> PgReplayStore::ClaimJob(
         id, owner, absl::ToDoubleSeconds(lease));
     out = JobFromRow(job[0]);
     if (state != "pending") {
-      AuditEntry a{owner, previous.empty() || previous == owner ? "resume" : "takeover", id, "",
-                   previous.empty() ? "{}"
-                                    : absl::StrCat("{\"previous_owner\":\"", previous, "\"}"),
-                   absl::Now()};
+      AuditEntry a{
+          owner,
+          previous.empty() || previous == owner ? "resume" : "takeover",
+          id,
+          "",
+          previous.empty() ? "{}" : absl::StrCat("{\"previous_owner\":\"", previous, "\"}"),
+          absl::Now()};
       InsertAudit(tx, a);
     }
     tx.commit();

@@ -1,8 +1,8 @@
 #include "server/store/pg_replay_rows.h"
 
 #include "absl/strings/str_join.h"
-#include "nlohmann/json.hpp"
 #include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
 #include "server/store/pg_types.h"
 
 namespace replayd {
@@ -16,22 +16,41 @@ std::vector<std::string> SplitLines(const std::string& text) {
 }  // namespace
 
 std::string JobColumns() {
-  return absl::StrJoin(
-      {std::string("id"), std::string("coalesce(request_id, '')"), std::string("state"),
-       EpochUs("window_from"), EpochUs("window_to"),
-       std::string("array_to_string(sources, E'\\n')"),
-       std::string("array_to_string(outcomes, E'\\n')"), std::string("include_succeeded"),
-       std::string("verify_downstream"), std::string("rate"), std::string("burst"),
-       std::string("allow_high_rate"), std::string("reason"), std::string("created_by"),
-       EpochUs("created_at"), EpochUs("started_at"), EpochUs("finished_at"),
-       std::string("total"), std::string("processed"), std::string("delivered"),
-       std::string("skipped"), std::string("failed"), std::string("current_rate"),
-       EpochUs("cursor_ingested_at"), std::string("cursor_position"), std::string("last_error"),
-       std::string("coalesce(owner, '')"), EpochUs("lease_until"), std::string("cancel_reason"),
-       std::string("held_by_key"), std::string("retry_events::text"),
-       std::string("breaker_consecutive_failures"), std::string("breaker_failure_ratio"),
-       std::string("breaker_window")},
-      ", ");
+  return absl::StrJoin({std::string("id"),
+                        std::string("coalesce(request_id, '')"),
+                        std::string("state"),
+                        EpochUs("window_from"),
+                        EpochUs("window_to"),
+                        std::string("array_to_string(sources, E'\\n')"),
+                        std::string("array_to_string(outcomes, E'\\n')"),
+                        std::string("include_succeeded"),
+                        std::string("verify_downstream"),
+                        std::string("rate"),
+                        std::string("burst"),
+                        std::string("allow_high_rate"),
+                        std::string("reason"),
+                        std::string("created_by"),
+                        EpochUs("created_at"),
+                        EpochUs("started_at"),
+                        EpochUs("finished_at"),
+                        std::string("total"),
+                        std::string("processed"),
+                        std::string("delivered"),
+                        std::string("skipped"),
+                        std::string("failed"),
+                        std::string("current_rate"),
+                        EpochUs("cursor_ingested_at"),
+                        std::string("cursor_position"),
+                        std::string("last_error"),
+                        std::string("coalesce(owner, '')"),
+                        EpochUs("lease_until"),
+                        std::string("cancel_reason"),
+                        std::string("held_by_key"),
+                        std::string("retry_events::text"),
+                        std::string("breaker_consecutive_failures"),
+                        std::string("breaker_failure_ratio"),
+                        std::string("breaker_window")},
+                       ", ");
 }
 
 ReplayJob JobFromRow(const pqxx::row& r) {

@@ -23,10 +23,9 @@ class PgReplayStore final : public ReplayStore {
   absl::StatusOr<ReplayJob> RequestPause(const std::string& id, const AuditEntry& audit) override;
   absl::StatusOr<ReplayJob> RequestResume(const std::string& id, double rate,
                                           const AuditEntry& audit) override;
-  absl::Status Park(const std::string& id, const std::string& owner,
-                    const ReplayCounters& counters, const std::optional<ReplayCursor>& cursor,
-                    const std::string& last_error, const std::vector<RetryEvent>& retry,
-                    const AuditEntry* audit) override;
+  absl::Status Park(const std::string& id, const std::string& owner, const ReplayCounters& counters,
+                    const std::optional<ReplayCursor>& cursor, const std::string& last_error,
+                    const std::vector<RetryEvent>& retry, const AuditEntry* audit) override;
   absl::StatusOr<std::optional<ReplayJob>> ClaimJob(
       const std::string& owner, absl::Duration lease,
       const std::vector<std::string>& exclude) override;
@@ -43,8 +42,7 @@ class PgReplayStore final : public ReplayStore {
 
   absl::StatusOr<std::vector<KeyBlocker>> FailedBefore(const std::string& source,
                                                        const std::string& key,
-                                                       int64_t before_position,
-                                                       int limit) override;
+                                                       int64_t before_position, int limit) override;
   absl::StatusOr<std::vector<StoredEvent>> ReadWindowPage(const ReplayWindow& window,
                                                           const std::optional<ReplayCursor>& after,
                                                           int limit) override;

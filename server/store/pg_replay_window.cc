@@ -57,10 +57,12 @@ constexpr int64_t kEndOfBlocks = 4294967295;
 // `blocks`: the slice is also limited to ctid in [$4, $5).
 std::string AggregateSql(bool blocks) {
   return absl::StrCat(R"sql(
-SELECT source, outcome, sequence >> )sql", kSequenceBucketBits, R"sql(, count(*)
+SELECT source, outcome, sequence >> )sql",
+                      kSequenceBucketBits, R"sql(, count(*)
   FROM events
- WHERE )sql", kWindowPredicate,
-                      blocks ? "\n   AND ctid >= $4::tid AND ctid < $5::tid" : "", R"sql(
+ WHERE )sql",
+                      kWindowPredicate, blocks ? "\n   AND ctid >= $4::tid AND ctid < $5::tid" : "",
+                      R"sql(
  GROUP BY 1, 2, 3)sql");
 }
 
@@ -144,8 +146,7 @@ absl::StatusOr<std::vector<StoredEvent>> ReadWindowEvents(PgPool* pool, const ch
   absl::Status status = pool->Run(name, [&](PgPool::Lease& l) {
     l.Prepare(name, absl::StrCat("SELECT ", StoredEventColumns(), " FROM events WHERE ",
                                  kWindowPredicate, " AND ", condition,
-                                 " ORDER BY ingested_at, position LIMIT $",
-                                 4 + sizeof...(Params)));
+                                 " ORDER BY ingested_at, position LIMIT $", 4 + sizeof...(Params)));
     pqxx::read_transaction tx(l.conn());
     tx.exec(kCustomPlans);
     auto rows = tx.exec_prepared(name, PgTime(window.from), PgTime(window.to),
@@ -170,8 +171,8 @@ absl::StatusOr<std::vector<StoredEvent>> PgReplayStore::ReadWindowPage(
 
 absl::StatusOr<std::vector<StoredEvent>> PgReplayStore::FirstEventsWithOutcome(
     const ReplayWindow& window, const std::vector<Outcome>& outcomes, int limit) {
-  return ReadWindowEvents(pool_, kFirstWithOutcomeName, window, "outcome = ANY($4::text[])",
-                          limit, OutcomeArray(outcomes));
+  return ReadWindowEvents(pool_, kFirstWithOutcomeName, window, "outcome = ANY($4::text[])", limit,
+                          OutcomeArray(outcomes));
 }
 
 absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
@@ -188,9 +189,9 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
     l.Prepare(kAggregateName, AggregateSql(false));
     l.Prepare(kAggregateBlocksName, AggregateSql(true));
     SnapshotTransaction tx(l.conn());
-    const std::string import_snapshot = absl::StrCat(
-        "SET TRANSACTION SNAPSHOT '",
-        tx.esc(tx.exec1("SELECT pg_export_snapshot()")[0].as<std::string>()), "'");
+    const std::string import_snapshot =
+        absl::StrCat("SET TRANSACTION SNAPSHOT '",
+                     tx.esc(tx.exec1("SELECT pg_export_snapshot()")[0].as<std::string>()), "'");
     std::map<absl::Time, int64_t> day_blocks;
     std::map<std::string, absl::Time> days;
     for (absl::Time d = StartOfUtcDay(window.from); d < window.to; d += absl::Hours(24)) {
@@ -211,12 +212,11 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
       t.exec(kCustomPlans);
       for (size_t i = next++; i < slices.size(); i = next++) {
         const AggregateSlice& s = slices[i];
-        pqxx::result rows =
-            s.blocks ? t.exec_prepared(kAggregateBlocksName, PgTime(s.from), PgTime(s.to),
-                                       PgTextArray(window.sources), Tid(s.blocks->first),
-                                       Tid(s.blocks->second))
-                     : t.exec_prepared(kAggregateName, PgTime(s.from), PgTime(s.to),
-                                       PgTextArray(window.sources));
+        pqxx::result rows = s.blocks ? t.exec_prepared(kAggregateBlocksName, PgTime(s.from),
+                                                       PgTime(s.to), PgTextArray(window.sources),
+                                                       Tid(s.blocks->first), Tid(s.blocks->second))
+                                     : t.exec_prepared(kAggregateName, PgTime(s.from), PgTime(s.to),
+                                                       PgTextArray(window.sources));
         std::lock_guard<std::mutex> lock(out_mu);
         for (const auto& r : rows) {
           WindowAggregate a;

@@ -34,8 +34,8 @@ namespace replayd {
 namespace {
 
 namespace pb = replay::v1;
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 constexpr char kPublisher[] = "publisher-token-0123456789";
 constexpr char kViewer[] = "viewer-token-0123456789";
@@ -80,16 +80,26 @@ Env* env = nullptr;
 
 std::string CodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    default: return absl::StrCat("code ", static_cast<int>(code));
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    default:
+      return absl::StrCat("code ", static_cast<int>(code));
   }
 }
 
@@ -270,9 +280,9 @@ std::function<Answer()> CheckConfig(std::string yaml) {
     std::string path = env->files.File(absl::StrCat("config-", ++n, ".yaml"));
     std::ofstream(path) << yaml;
     // Without the environment's REPLAYD_DATABASE_URL, which would fill the key.
-    testing::CommandResult r = testing::RunCommand(
-        {"/usr/bin/env", "-u", "REPLAYD_DATABASE_URL", testing::kReplaydPath, "check-config",
-         "--config", path});
+    testing::CommandResult r =
+        testing::RunCommand({"/usr/bin/env", "-u", "REPLAYD_DATABASE_URL", testing::kReplaydPath,
+                             "check-config", "--config", path});
     return Answer{absl::StrCat("exit ", r.exit_code), r.out + r.err};
   };
 }
@@ -305,8 +315,8 @@ std::vector<Case> Catalogue() {
   const std::string one_event = R"({"source":"orders","event_id":"h1","payload":{"n":1}})";
   std::string too_many = R"({"events":[)";
   for (int i = 0; i <= kMaxBatch; ++i) {
-    absl::StrAppend(&too_many, i ? "," : "",
-                    R"({"source":"orders","event_id":"m)", i, R"(","payload":1})");
+    absl::StrAppend(&too_many, i ? "," : "", R"({"source":"orders","event_id":"m)", i,
+                    R"(","payload":1})");
   }
   too_many += "]}";
   pb::PublishRequest over_max = testing::NumberedBatch({.count = kMaxBatch + 1});
@@ -317,9 +327,8 @@ std::vector<Case> Catalogue() {
        "the batch holds no events"},
       {"PublishTooManyEvents", "grpc", [over_max] { return SendPublish(over_max); },
        "INVALID_ARGUMENT", "over the maximum of 50"},
-      {"PublishWithoutToken", "grpc",
-       [] { return SendPublish(testing::NumberedBatch({}), ""); }, "UNAUTHENTICATED",
-       "missing bearer token"},
+      {"PublishWithoutToken", "grpc", [] { return SendPublish(testing::NumberedBatch({}), ""); },
+       "UNAUTHENTICATED", "missing bearer token"},
       {"PublishUnknownToken", "grpc",
        [] { return SendPublish(testing::NumberedBatch({}), "not-a-token-0123456789"); },
        "UNAUTHENTICATED", "unknown bearer token"},
@@ -339,31 +348,29 @@ std::vector<Case> Catalogue() {
       {"PublishSourceTooLong", "grpc",
        PublishEvent([](auto& e) { e.set_source(std::string(65, 's')); }), "REJECTED",
        "does not match"},
-      {"PublishEmptyEventId", "grpc", PublishEvent([](auto& e) { e.set_event_id(""); }),
-       "REJECTED", "event_id is empty"},
+      {"PublishEmptyEventId", "grpc", PublishEvent([](auto& e) { e.set_event_id(""); }), "REJECTED",
+       "event_id is empty"},
       {"PublishOversizedEventId", "grpc",
        PublishEvent([long_id](auto& e) { e.set_event_id(long_id); }), "REJECTED",
        "event_id is 257 bytes, over the limit of 256"},
-      {"PublishControlCharEventId", "grpc",
-       PublishEvent([](auto& e) { e.set_event_id("a\nb"); }), "REJECTED",
-       "event_id contains control characters"},
+      {"PublishControlCharEventId", "grpc", PublishEvent([](auto& e) { e.set_event_id("a\nb"); }),
+       "REJECTED", "event_id contains control characters"},
       {"PublishOversizedKey", "grpc", PublishEvent([long_id](auto& e) { e.set_key(long_id); }),
        "REJECTED", "key is 257 bytes"},
       {"PublishControlCharType", "grpc", PublishEvent([](auto& e) { e.set_type("t\x01"); }),
        "REJECTED", "type contains control characters"},
-      {"PublishInvalidJsonPayload", "grpc",
-       PublishEvent([](auto& e) { e.set_payload("{\"n\":"); }), "REJECTED",
-       "payload is not valid JSON"},
-      {"PublishEmptyPayload", "grpc", PublishEvent([](auto& e) { e.set_payload(""); }),
-       "REJECTED", "payload is empty"},
-      {"PublishOversizedPayload", "grpc",
-       PublishEvent([](auto& e) { e.set_payload(absl::StrCat("\"", std::string(5000, 'p'), "\"")); }),
+      {"PublishInvalidJsonPayload", "grpc", PublishEvent([](auto& e) { e.set_payload("{\"n\":"); }),
+       "REJECTED", "payload is not valid JSON"},
+      {"PublishEmptyPayload", "grpc", PublishEvent([](auto& e) { e.set_payload(""); }), "REJECTED",
+       "payload is empty"},
+      {"PublishOversizedPayload", "grpc", PublishEvent([](auto& e) {
+         e.set_payload(absl::StrCat("\"", std::string(5000, 'p'), "\""));
+       }),
        "REJECTED", "over the limit of 4096"},
       {"PublishNulInPayload", "grpc",
        PublishEvent([](auto& e) { e.set_payload(R"({"s":"a\u0000b"})"); }), "REJECTED",
        "jsonb cannot store"},
-      {"PublishFutureOccurredAt", "grpc",
-       PublishEvent([](auto& e) {
+      {"PublishFutureOccurredAt", "grpc", PublishEvent([](auto& e) {
          *e.mutable_occurred_at() = testing::ProtoTime(absl::Now() + absl::Hours(48));
        }),
        "REJECTED", "is too far in the future"},
@@ -373,8 +380,8 @@ std::vector<Case> Catalogue() {
 
       // HTTP POST /v1/events.
       {"PostNotJson", "http", PostEvents("{not json"), "HTTP 400", "body is not valid JSON"},
-      {"PostWrongContentType", "http", PostEvents(one_event, kPublisher, "text/plain"),
-       "HTTP 415", "Content-Type must be application/json"},
+      {"PostWrongContentType", "http", PostEvents(one_event, kPublisher, "text/plain"), "HTTP 415",
+       "Content-Type must be application/json"},
       {"PostArrayBody", "http", PostEvents("[" + one_event + "]"), "HTTP 400",
        R"(body must be {"events": [...]})"},
       {"PostEventsNotArray", "http", PostEvents(R"({"events":{}})"), "HTTP 400",
@@ -385,22 +392,22 @@ std::vector<Case> Catalogue() {
       {"PostEmptyEvents", "http", PostEvents(R"({"events":[]})"), "HTTP 400",
        "the batch holds no events"},
       {"PostTooManyEvents", "http", PostEvents(too_many), "HTTP 400", "over the maximum of 50"},
-      {"PostWithoutToken", "http", PostEvents(R"({"events":[)" + one_event + "]}", ""),
-       "HTTP 401", "missing bearer token"},
+      {"PostWithoutToken", "http", PostEvents(R"({"events":[)" + one_event + "]}", ""), "HTTP 401",
+       "missing bearer token"},
       {"PostUnknownToken", "http",
        PostEvents(R"({"events":[)" + one_event + "]}", "not-a-token-0123456789"), "HTTP 401",
        "unknown bearer token"},
       {"PostViewerToken", "http", PostEvents(R"({"events":[)" + one_event + "]}", kViewer),
        "HTTP 403", "needs publisher"},
       {"PostUnknownEventField", "http",
-       PostEvent(R"({"source":"orders","event_id":"h1","payload":1,"colour":"red"})"),
-       "REJECTED", R"(unknown field "colour")"},
+       PostEvent(R"({"source":"orders","event_id":"h1","payload":1,"colour":"red"})"), "REJECTED",
+       R"(unknown field "colour")"},
       {"PostEventNotObject", "http", PostEvent("42"), "REJECTED", "event is not a JSON object"},
       {"PostSourceNotString", "http", PostEvent(R"({"source":5,"event_id":"h1","payload":1})"),
        "REJECTED", "source must be a string"},
       {"PostSequenceNotInteger", "http",
-       PostEvent(R"({"source":"orders","event_id":"h1","sequence":"7","payload":1})"),
-       "REJECTED", "sequence must be an integer"},
+       PostEvent(R"({"source":"orders","event_id":"h1","sequence":"7","payload":1})"), "REJECTED",
+       "sequence must be an integer"},
       {"PostOccurredAtNotRfc3339", "http",
        PostEvent(R"({"source":"orders","event_id":"h1","occurred_at":"yesterday","payload":1})"),
        "REJECTED", "is not RFC 3339"},
@@ -424,8 +431,8 @@ std::vector<Case> Catalogue() {
        "does not match"},
       {"ApiTimelineBucketNotInteger", "http", GetApi("/api/timeline?bucket_seconds=ten"),
        "HTTP 400", "bucket_seconds must be an integer"},
-      {"ApiTimelineNegativeBucket", "http", GetApi("/api/timeline?bucket_seconds=-5"),
-       "HTTP 400", "bucket_seconds must not be negative"},
+      {"ApiTimelineNegativeBucket", "http", GetApi("/api/timeline?bucket_seconds=-5"), "HTTP 400",
+       "bucket_seconds must not be negative"},
       {"ApiTimelineTooManyBuckets", "http", GetApi("/api/timeline?from=-30d&bucket_seconds=1"),
        "HTTP 400", "widen the bucket or narrow the window"},
       {"ApiGapsInverted", "http", GetApi("/api/gaps?from=-1h&to=-3h"), "HTTP 400",
@@ -438,14 +445,13 @@ std::vector<Case> Catalogue() {
        "needs viewer"},
 
       // Replay RPCs.
-      {"StartWithoutBounds", "grpc",
-       StartReplay([](auto& r) {
+      {"StartWithoutBounds", "grpc", StartReplay([](auto& r) {
          r.clear_from();
          r.clear_to();
        }),
        "INVALID_ARGUMENT", "from and to are required"},
-      {"StartWithoutFrom", "grpc", StartReplay([](auto& r) { r.clear_from(); }),
-       "INVALID_ARGUMENT", "from is required"},
+      {"StartWithoutFrom", "grpc", StartReplay([](auto& r) { r.clear_from(); }), "INVALID_ARGUMENT",
+       "from is required"},
       {"StartWithoutTo", "grpc", StartReplay([](auto& r) { r.clear_to(); }), "INVALID_ARGUMENT",
        "to is required"},
       {"StartInvertedWindow", "grpc",
@@ -482,8 +488,8 @@ std::vector<Case> Catalogue() {
        StartReplay([](auto& r) { r.set_reason(std::string(1001, 'r')); }), "INVALID_ARGUMENT",
        "reason is longer than 1000 bytes"},
       {"StartRequestIdTooLong", "grpc",
-       StartReplay([](auto& r) { r.set_request_id(std::string(129, 'q')); }),
-       "INVALID_ARGUMENT", "request_id is longer than 128 bytes"},
+       StartReplay([](auto& r) { r.set_request_id(std::string(129, 'q')); }), "INVALID_ARGUMENT",
+       "request_id is longer than 128 bytes"},
       {"StartOverlappingRunning", "grpc", StartReplay([](auto&) {}), "FAILED_PRECONDITION",
        "overlaps replay"},
       {"StartAsViewer", "grpc", StartReplay([](auto&) {}, kViewer), "PERMISSION_DENIED",
@@ -496,8 +502,8 @@ std::vector<Case> Catalogue() {
       {"ProgressWithoutId", "grpc", Progress(""), "INVALID_ARGUMENT", "replay_id is required"},
       {"CancelUnknownReplay", "grpc", Cancel([] { return std::string("no-such-replay"); }),
        "NOT_FOUND", "no replay with id"},
-      {"CancelEndedReplay", "grpc", Cancel([] { return env->ended_replay; }),
-       "FAILED_PRECONDITION", "already ended"},
+      {"CancelEndedReplay", "grpc", Cancel([] { return env->ended_replay; }), "FAILED_PRECONDITION",
+       "already ended"},
       {"CancelAsViewer", "grpc", Cancel([] { return env->running_replay; }, kViewer),
        "PERMISSION_DENIED", "needs operator"},
       {"ListReplaysLimitTooHigh", "grpc",
@@ -509,8 +515,7 @@ std::vector<Case> Catalogue() {
        "INVALID_ARGUMENT", "limit must be between 0 (default 100) and 1000"},
 
       // Inspection RPCs.
-      {"TimelineInverted", "grpc",
-       Timeline([](auto& r) {
+      {"TimelineInverted", "grpc", Timeline([](auto& r) {
          *r.mutable_from() = Ago(absl::Hours(1));
          *r.mutable_to() = Ago(absl::Hours(2));
        }),
@@ -550,8 +555,8 @@ std::vector<Case> Catalogue() {
       {"ConfigMissingDatabaseUrl", "config", CheckConfig("grpc_listen: 127.0.0.1:0\n"), "exit 2",
        "database_url is empty"},
       {"ConfigDuplicateRoute", "config",
-       CheckConfig(ValidConfig("  - {name: orders, sources: [refunds], sink: down}\n")),
-       "exit 2", R"(duplicate route name "orders")"},
+       CheckConfig(ValidConfig("  - {name: orders, sources: [refunds], sink: down}\n")), "exit 2",
+       R"(duplicate route name "orders")"},
       {"ConfigSourceInTwoRoutes", "config",
        CheckConfig(ValidConfig("  - {name: again, sources: [orders], sink: down}\n")), "exit 2",
        "is already routed by another route"},
@@ -559,11 +564,11 @@ std::vector<Case> Catalogue() {
        CheckConfig(ValidConfig("  - {name: lost, sources: [lost], sink: nowhere}\n")), "exit 2",
        R"(sink "nowhere" is not defined under sinks)"},
       {"ConfigShortToken", "config",
-       CheckConfig(ValidConfig("tokens:\n  - {token: short, role: viewer, name: v}\n")),
-       "exit 2", "token must be at least 16 characters"},
+       CheckConfig(ValidConfig("tokens:\n  - {token: short, role: viewer, name: v}\n")), "exit 2",
+       "token must be at least 16 characters"},
       {"ConfigBadRole", "config",
-       CheckConfig(ValidConfig(
-           "tokens:\n  - {token: aaaaaaaaaaaaaaaaaaaa, role: admin, name: v}\n")),
+       CheckConfig(
+           ValidConfig("tokens:\n  - {token: aaaaaaaaaaaaaaaaaaaa, role: admin, name: v}\n")),
        "exit 2", R"(role "admin" must be publisher, viewer or operator)"},
       {"ConfigNotYaml", "config", CheckConfig("database_url: [unclosed\n"), "exit 2",
        "not valid YAML"},
@@ -573,9 +578,8 @@ std::vector<Case> Catalogue() {
        R"(log_level "loud" must be trace, debug)"},
       {"ConfigBadListenAddress", "config", CheckConfig(ValidConfig("grpc_listen: nowhere\n")),
        "exit 2", "is not host:port"},
-      {"ConfigKeyWithoutCert", "config",
-       CheckConfig(ValidConfig("tls: {key_file: /tmp/k.pem}\n")), "exit 2",
-       "tls.cert_file and tls.key_file go together"},
+      {"ConfigKeyWithoutCert", "config", CheckConfig(ValidConfig("tls: {key_file: /tmp/k.pem}\n")),
+       "exit 2", "tls.cert_file and tls.key_file go together"},
       {"ConfigDefaultRateAboveThreshold", "config",
        CheckConfig(ValidConfig("replay: {default_rate: 500, high_rate_threshold: 100}\n")),
        "exit 2", "replay.default_rate must not exceed replay.high_rate_threshold"},
@@ -606,8 +610,7 @@ std::vector<Case> Catalogue() {
       {"ReplayctlUnknownToken", "replayctl", Replayctl({"list"}, "not-a-token-0123456789"),
        "exit 5", "unknown bearer token"},
       {"ReplayctlInvertedWindow", "replayctl",
-       Replayctl({"dry-run", "--from", "-1h", "--to", "-2h"}), "exit 1",
-       "the window is inverted"},
+       Replayctl({"dry-run", "--from", "-1h", "--to", "-2h"}), "exit 1", "the window is inverted"},
   };
 }
 
@@ -615,8 +618,8 @@ std::vector<Case> Catalogue() {
 // answers: what no bad input may change.
 std::map<std::string, int64_t> Footprint() {
   std::map<std::string, int64_t> out;
-  for (const char* table : {"events", "event_keys", "delivery_attempts", "replays",
-                            "replay_audit", "delivery_claims", "delivery_failed_keys"}) {
+  for (const char* table : {"events", "event_keys", "delivery_attempts", "replays", "replay_audit",
+                            "delivery_claims", "delivery_failed_keys"}) {
     out[table] = env->db.QueryInt(absl::StrCat("SELECT count(*) FROM ", table));
   }
   out["downstream calls"] = static_cast<int64_t>(env->downstream.Requests().size());
@@ -630,18 +633,23 @@ class BadInputCatalogue : public ::testing::TestWithParam<Case> {
     env->daemon = std::make_unique<testing::DaemonProcess>(
         env->db.dsn(), absl::StrCat(R"(
 delivery: {enabled: false}
-ingest: {max_batch: )", kMaxBatch, ", max_payload_bytes: ", kMaxPayload, R"(}
+ingest: {max_batch: )",
+                                    kMaxBatch, ", max_payload_bytes: ", kMaxPayload, R"(}
 replay: {default_rate: 10, high_rate_threshold: 100, max_rate: 1000, max_window: 7d}
 sinks:
   - name: down
-    url: )", env->downstream.records_url(), R"(
+    url: )",
+                                    env->downstream.records_url(), R"(
     replay_rate_budget: 1000
 routes:
   - {name: orders, sources: [orders], sink: down}
 tokens:
-  - {token: ")", kPublisher, R"(", role: publisher, name: upstream}
-  - {token: ")", kViewer, R"(", role: viewer, name: victor}
-  - {token: ")", kOperator, R"(", role: operator, name: alice}
+  - {token: ")",
+                                    kPublisher, R"(", role: publisher, name: upstream}
+  - {token: ")",
+                                    kViewer, R"(", role: viewer, name: victor}
+  - {token: ")",
+                                    kOperator, R"(", role: operator, name: alice}
 )"));
     env->daemon->Start();
     env->channel =
@@ -652,9 +660,7 @@ tokens:
 
     // An ended replay (a source without events completes at once), then one
     // that stays active: three events at one per 1000 s.
-    env->ended_replay = StartForSetUp([](pb::ReplayRequest& r) {
-      r.set_sources(0, "quiet");
-    });
+    env->ended_replay = StartForSetUp([](pb::ReplayRequest& r) { r.set_sources(0, "quiet"); });
     ASSERT_TRUE(testing::PollUntil([] { return State(env->ended_replay) == pb::REPLAY_COMPLETED; },
                                    absl::Seconds(30)));
     testing::PublishAccepted(env->daemon->grpc_address(), testing::NumberedBatch({.count = 3}),
@@ -662,10 +668,11 @@ tokens:
     env->running_replay = StartForSetUp([](pb::ReplayRequest& r) { r.set_rate(0.001); });
     ASSERT_TRUE(testing::PollUntil([] { return State(env->running_replay) == pb::REPLAY_RUNNING; },
                                    absl::Seconds(30)))
-        << pb::ReplayState_Name(State(env->running_replay)) << "\n" << env->daemon->log();
+        << pb::ReplayState_Name(State(env->running_replay)) << "\n"
+        << env->daemon->log();
     // The bucket's first token is spent at once; the next is 1000 s away.
-    ASSERT_TRUE(testing::PollUntil([] { return !env->downstream.Requests().empty(); },
-                                   absl::Seconds(30)));
+    ASSERT_TRUE(
+        testing::PollUntil([] { return !env->downstream.Requests().empty(); }, absl::Seconds(30)));
   }
 
   static void TearDownTestSuite() {
@@ -722,7 +729,9 @@ TEST_P(BadInputCatalogue, RefusedClearlyAndNothingChanged) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Catalogue, BadInputCatalogue, ::testing::ValuesIn(Catalogue()),
-                         [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return info.param.name;
+                         });
 
 TEST(BadInputCatalogueSize, AtLeastSixtyDistinctCases) {
   std::set<std::string> names;

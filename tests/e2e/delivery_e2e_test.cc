@@ -26,8 +26,8 @@
 namespace replayd {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 // Publishes through gRPC in calls of at most 500 events; every event must be ACCEPTED.
 void Publish(const std::string& address, const replay::v1::PublishRequest& events) {
@@ -81,7 +81,8 @@ Seen Collect(testing::DownstreamServer& ds) {
     std::string id = ik.substr(ik.find(':') + 1);
     int status = r["status"].is_number() ? r["status"].get<int>() : 0;
     bool created = (status >= 200 && status < 300) || r["dropped"] == true;
-    if (created && r["key"].is_string()) seen.order_by_key[r["key"].get<std::string>()].push_back(id);
+    if (created && r["key"].is_string())
+      seen.order_by_key[r["key"].get<std::string>()].push_back(id);
   }
   return seen;
 }
@@ -123,9 +124,12 @@ void StartWithFaults(Deployment& deployment, const json& faults,
   ds.SetFaults(faults);
   Publish(d.grpc_address(), events);
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, where) == n; }, absl::Seconds(30)))
-      << db.QueryText("SELECT string_agg(outcome || ' ' || coalesce(last_error, ''), '\n')"
-                      " FROM events")
-      << "\n" << ds.Requests().dump() << "\n" << d.log();
+      << db.QueryText(
+             "SELECT string_agg(outcome || ' ' || coalesce(last_error, ''), '\n')"
+             " FROM events")
+      << "\n"
+      << ds.Requests().dump() << "\n"
+      << d.log();
 }
 
 TEST(DeliveryE2E, TwoDaemonsDeliverTenThousandEventsExactlyOnceInKeyOrder) {
@@ -141,7 +145,7 @@ TEST(DeliveryE2E, TwoDaemonsDeliverTenThousandEventsExactlyOnceInKeyOrder) {
             testing::NumberedBatch({.prefix = "e", .first = start, .count = 500, .keys = 100}));
   }
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 10000; },
-                      absl::Seconds(180)))
+                                 absl::Seconds(180)))
       << Count(db, "outcome = 'succeeded'") << " succeeded";
   Seen seen = Collect(ds);
   EXPECT_EQ(seen.total, 10000);
@@ -156,33 +160,35 @@ TEST(DeliveryE2E, TwoDaemonsDeliverTenThousandEventsExactlyOnceInKeyOrder) {
   }
   EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts"), 10000);
   // Both daemons took part.
-  EXPECT_EQ(db.QueryInt("SELECT count(DISTINCT worker) FROM delivery_attempts"), 2)
-      << db.QueryText("SELECT string_agg(worker || '=' || n, ' ') FROM"
-                      " (SELECT worker, count(*) n FROM delivery_attempts GROUP BY 1) t");
+  EXPECT_EQ(db.QueryInt("SELECT count(DISTINCT worker) FROM delivery_attempts"), 2) << db.QueryText(
+      "SELECT string_agg(worker || '=' || n, ' ') FROM"
+      " (SELECT worker, count(*) n FROM delivery_attempts GROUP BY 1) t");
   EXPECT_EQ(a.Terminate(), 0);
   EXPECT_EQ(b.Terminate(), 0);
 }
 
 TEST(DeliveryE2E, OutageRetriesWithGrowingDelaysThenFailsAndNewEventsFlowAgain) {
-  Deployment deployment("idempotent", false,
-                        "{max_attempts: 4, base_delay: 100ms, max_delay: 2s}");
+  Deployment deployment("idempotent", false, "{max_attempts: 4, base_delay: 100ms, max_delay: 2s}");
   auto& [db, ds, d] = deployment;
   ASSERT_NO_FATAL_FAILURE(StartWithFaults(deployment, {{"status", 503}}, Events("down", 5, 5),
                                           "outcome = 'failed'", 5));
   // Every attempt recorded: 4 per event, 503 each, the delays between them growing.
   EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts WHERE http_status = 503"), 20);
-  EXPECT_EQ(db.QueryText("SELECT string_agg(a.outcome, ',' ORDER BY attempt) FROM delivery_attempts a"
-                         " JOIN events e ON e.position = a.event_position WHERE e.event_id = 'down0'"),
-            "retrying,retrying,retrying,failed");
-  EXPECT_EQ(db.QueryText("SELECT string_agg(trigger, ',' ORDER BY attempt) FROM delivery_attempts a"
-                         " JOIN events e ON e.position = a.event_position WHERE e.event_id = 'down0'"),
-            "live,retry,retry,retry");
+  EXPECT_EQ(
+      db.QueryText("SELECT string_agg(a.outcome, ',' ORDER BY attempt) FROM delivery_attempts a"
+                   " JOIN events e ON e.position = a.event_position WHERE e.event_id = 'down0'"),
+      "retrying,retrying,retrying,failed");
+  EXPECT_EQ(
+      db.QueryText("SELECT string_agg(trigger, ',' ORDER BY attempt) FROM delivery_attempts a"
+                   " JOIN events e ON e.position = a.event_position WHERE e.event_id = 'down0'"),
+      "live,retry,retry,retry");
   for (int i = 0; i < 5; ++i) {
     std::string gaps = db.QueryText(absl::StrCat(
         "SELECT string_agg(gap::text, ',' ORDER BY attempt) FROM (SELECT attempt,"
         " (extract(epoch FROM started_at - lag(started_at) OVER (ORDER BY attempt)) * 1000)::int"
         " AS gap FROM delivery_attempts a JOIN events e ON e.position = a.event_position"
-        " WHERE e.event_id = 'down", i, "') t WHERE gap IS NOT NULL"));
+        " WHERE e.event_id = 'down",
+        i, "') t WHERE gap IS NOT NULL"));
     std::vector<int> g;
     for (absl::string_view s : absl::StrSplit(gaps, ',')) g.push_back(std::stoi(std::string(s)));
     ASSERT_EQ(g.size(), 3u) << gaps;
@@ -198,7 +204,7 @@ TEST(DeliveryE2E, OutageRetriesWithGrowingDelaysThenFailsAndNewEventsFlowAgain) 
   ds.ClearFaults();
   Publish(d.grpc_address(), Events("up", 5, 5));
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 5; },
-                      absl::Seconds(30)));
+                                 absl::Seconds(30)));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(Count(db, "outcome = 'failed' AND event_id LIKE 'down%'"), 5);
   EXPECT_EQ(Count(db, "outcome = 'succeeded' AND event_id LIKE 'up%'"), 5);
@@ -247,7 +253,7 @@ TEST(DeliveryE2E, StrictModeParksAKeyBehindItsFailedEventWhileOtherKeysFlow) {
   Publish(d.grpc_address(),
           testing::KeyedBatch("orders", {{"a2", "A"}, {"b1", "B"}, {"a3", "A"}, {"b2", "B"}}));
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 2; },
-                      absl::Seconds(30)));
+                                 absl::Seconds(30)));
   std::this_thread::sleep_for(std::chrono::seconds(1));
   EXPECT_EQ(Count(db, "event_id IN ('b1', 'b2') AND outcome = 'succeeded'"), 2);
   EXPECT_EQ(Count(db, "event_id IN ('a2', 'a3') AND outcome = 'pending' AND attempts = 0"), 2);
@@ -260,14 +266,13 @@ TEST(DeliveryE2E, StrictModeParksAKeyBehindItsFailedEventWhileOtherKeysFlow) {
   // pending) unparks its key, in order.
   db.Exec("UPDATE events SET outcome = 'pending', next_attempt_at = now() WHERE event_id = 'a1'");
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 5; },
-                      absl::Seconds(30)));
+                                 absl::Seconds(30)));
   EXPECT_EQ(Collect(ds).order_by_key["A"], (std::vector<std::string>{"a1", "a2", "a3"}));
   EXPECT_EQ(d.Terminate(), 0);
 }
 
 TEST(DeliveryE2E, AKeyWaitingOnARetryGoesOnOnceAnotherWorkerDeliversItsEvent) {
-  Deployment deployment("idempotent", false,
-                        "{max_attempts: 5, base_delay: 30s, max_delay: 30s}");
+  Deployment deployment("idempotent", false, "{max_attempts: 5, base_delay: 30s, max_delay: 30s}");
   auto& [db, ds, d] = deployment;
   ASSERT_NO_FATAL_FAILURE(StartWithFaults(deployment, {{"status", 503}, {"count", 1}},
                                           testing::KeyedBatch("orders", {{"a1", "A"}}),
@@ -278,11 +283,13 @@ TEST(DeliveryE2E, AKeyWaitingOnARetryGoesOnOnceAnotherWorkerDeliversItsEvent) {
       << "a2 overtook a1, which waits on its retry";
   // What a replay's record does when it delivers a1: the daemon's queue for
   // key A still waits on a1's retry, due in 30 s.
-  db.Exec("UPDATE events SET outcome = 'succeeded', attempts = 2, processed_at = now()"
-          " WHERE event_id = 'a1'");
+  db.Exec(
+      "UPDATE events SET outcome = 'succeeded', attempts = 2, processed_at = now()"
+      " WHERE event_id = 'a1'");
   const auto marked = std::chrono::steady_clock::now();
-  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "event_id = 'a2' AND outcome = 'succeeded'") == 1; },
-                      absl::Seconds(30)));
+  ASSERT_TRUE(testing::PollUntil(
+      [&] { return Count(db, "event_id = 'a2' AND outcome = 'succeeded'") == 1; },
+      absl::Seconds(30)));
   EXPECT_LT(std::chrono::steady_clock::now() - marked, std::chrono::seconds(10))
       << "a2 waited out a1's old due time";
   EXPECT_EQ(Collect(ds).creates["orders:a1"], 1) << "a1 was sent again";
@@ -302,14 +309,16 @@ TEST(DeliveryE2E, ALateCommitIsFoundBeyondAParkedKeysBacklog) {
   // dispatcher has read past it.
   const int64_t late = db.QueryInt("SELECT nextval('events_position_seq')");
   Publish(d.grpc_address(), testing::KeyedBatch("orders", {{"b1", "B"}}));
-  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "event_id = 'b1' AND outcome = 'succeeded'") == 1; },
-                      absl::Seconds(30)));
+  ASSERT_TRUE(testing::PollUntil(
+      [&] { return Count(db, "event_id = 'b1' AND outcome = 'succeeded'") == 1; },
+      absl::Seconds(30)));
   db.Exec(absl::StrCat(
       "INSERT INTO event_keys (source, event_id, ingested_at) VALUES ('orders', 'c1', now());",
       "INSERT INTO events (position, source, event_id, key, ingested_at, next_attempt_at, payload)",
       " VALUES (", late, ", 'orders', 'c1', 'C', now(), now(), '{}')"));
-  EXPECT_TRUE(testing::PollUntil([&] { return Count(db, "event_id = 'c1' AND outcome = 'succeeded'") == 1; },
-                      absl::Seconds(30)))
+  EXPECT_TRUE(testing::PollUntil(
+      [&] { return Count(db, "event_id = 'c1' AND outcome = 'succeeded'") == 1; },
+      absl::Seconds(30)))
       << Warnings(d.log());
   EXPECT_EQ(Count(db, "key = 'A' AND outcome = 'pending'"), 600);
   EXPECT_EQ(d.Terminate(), 0);
@@ -326,7 +335,7 @@ int KillDuringDelivery(bool lookup) {
   const int n = 3000;
   Publish(d.grpc_address(), Events("kill", n, 50));
   EXPECT_TRUE(testing::PollUntil([&] { return Count(db, "outcome <> 'pending'") >= 600; },
-                      absl::Seconds(60)));
+                                 absl::Seconds(60)));
   d.KillHard();
   int64_t claimed_at_kill = db.QueryInt("SELECT count(*) FROM delivery_claims");
   EXPECT_LT(Count(db, "outcome IN ('succeeded', 'already_processed')"), n)
@@ -335,18 +344,22 @@ int KillDuringDelivery(bool lookup) {
   EXPECT_TRUE(testing::PollUntil(
       [&] { return Count(db, "outcome IN ('succeeded', 'already_processed')") == n; },
       absl::Seconds(120)))
-      << db.QueryText("SELECT string_agg(outcome || '=' || n, ' ') FROM (SELECT outcome || '/'"
-                      " || (c.owner IS NOT NULL) AS outcome, count(*) n FROM events e"
-                      " LEFT JOIN delivery_claims c USING (position) GROUP BY 1) t")
-      << "\n" << db.QueryText("SELECT string_agg(DISTINCT coalesce(last_error, ''), ' | ') FROM events")
-      << "\n" << Warnings(d.log());
+      << db.QueryText(
+             "SELECT string_agg(outcome || '=' || n, ' ') FROM (SELECT outcome || '/'"
+             " || (c.owner IS NOT NULL) AS outcome, count(*) n FROM events e"
+             " LEFT JOIN delivery_claims c USING (position) GROUP BY 1) t")
+      << "\n"
+      << db.QueryText("SELECT string_agg(DISTINCT coalesce(last_error, ''), ' | ') FROM events")
+      << "\n"
+      << Warnings(d.log());
   Seen seen = Collect(ds);
   EXPECT_EQ(seen.creates.size(), static_cast<size_t>(n)) << "events lost";
   int duplicates = seen.total - static_cast<int>(seen.creates.size());
-  std::printf("[ kill -9 ] lookup=%s: %d events claimed at the kill, %d create calls for %d events,"
-              " %d duplicates, %lld already_processed\n",
-              lookup ? "on" : "off", static_cast<int>(claimed_at_kill), seen.total, n, duplicates,
-              static_cast<long long>(Count(db, "outcome = 'already_processed'")));
+  std::printf(
+      "[ kill -9 ] lookup=%s: %d events claimed at the kill, %d create calls for %d events,"
+      " %d duplicates, %lld already_processed\n",
+      lookup ? "on" : "off", static_cast<int>(claimed_at_kill), seen.total, n, duplicates,
+      static_cast<long long>(Count(db, "outcome = 'already_processed'")));
   EXPECT_EQ(d.Terminate(), 0);
   return duplicates;
 }
@@ -363,15 +376,16 @@ TEST(DeliveryE2E, KillDashNineWithTheLookupMakesNoDuplicate) {
 TEST(DeliveryE2E, SinkMaxInFlightCapsConcurrentCalls) {
   // 16 workers, but at most 2 calls to this sink at once.
   Deployment deployment("idempotent", false,
-                        "{max_attempts: 3, base_delay: 50ms, max_delay: 500ms}", false,
-                        "[orders]", /*max_in_flight=*/2);
+                        "{max_attempts: 3, base_delay: 50ms, max_delay: 500ms}", false, "[orders]",
+                        /*max_in_flight=*/2);
   auto& [db, ds, d] = deployment;
   // 16 keys: all may go at once. The last pair starts 2.1 s after the first,
   // past the 2 s call timeout: the timeout must count from the send, not
   // from the wait for a free slot.
-  ASSERT_NO_FATAL_FAILURE(StartWithFaults(deployment, {{"latency_ms", 300}},
-                                          Events("cap", 16, 16), "outcome = 'succeeded'", 16));
-  EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts"), 16) << "a call timed out waiting";
+  ASSERT_NO_FATAL_FAILURE(StartWithFaults(deployment, {{"latency_ms", 300}}, Events("cap", 16, 16),
+                                          "outcome = 'succeeded'", 16));
+  EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts"), 16)
+      << "a call timed out waiting";
   std::vector<int64_t> arrivals = ds.ArrivalTimes();
   ASSERT_EQ(arrivals.size(), 16u);
   // Each call takes 300 ms: a third call can only start once one of two ended.
@@ -385,17 +399,18 @@ TEST(DeliveryE2E, PostgresTableSinkInsertsOncePerIdempotencyKey) {
   testing::ScratchDatabase db;
   // The downstream table already holds one event's row, as if an earlier
   // delivery had committed it.
-  db.Exec("CREATE TABLE downstream_records (idempotency_key text PRIMARY KEY,"
-          " record_id text NOT NULL DEFAULT gen_random_uuid()::text, payload jsonb NOT NULL,"
-          " created_at timestamptz NOT NULL DEFAULT now())");
-  db.Exec("INSERT INTO downstream_records (idempotency_key, record_id, payload)"
-          " VALUES ('orders:pg7', 'pre-existing', '{}')");
-  testing::DaemonProcess d(
-      db.dsn(),
-      "delivery:\n  poll_interval: 20ms\n"
-      "sinks:\n  - {name: table, type: postgres, table: downstream_records}\n"
-      "routes:\n  - {name: orders, sources: [orders], sink: table,"
-      " retry: {max_attempts: 3, base_delay: 50ms, max_delay: 200ms}}\n");
+  db.Exec(
+      "CREATE TABLE downstream_records (idempotency_key text PRIMARY KEY,"
+      " record_id text NOT NULL DEFAULT gen_random_uuid()::text, payload jsonb NOT NULL,"
+      " created_at timestamptz NOT NULL DEFAULT now())");
+  db.Exec(
+      "INSERT INTO downstream_records (idempotency_key, record_id, payload)"
+      " VALUES ('orders:pg7', 'pre-existing', '{}')");
+  testing::DaemonProcess d(db.dsn(),
+                           "delivery:\n  poll_interval: 20ms\n"
+                           "sinks:\n  - {name: table, type: postgres, table: downstream_records}\n"
+                           "routes:\n  - {name: orders, sources: [orders], sink: table,"
+                           " retry: {max_attempts: 3, base_delay: 50ms, max_delay: 200ms}}\n");
   d.Start();
   Publish(d.grpc_address(), Events("pg", 200, 10));
   ASSERT_TRUE(testing::PollUntil(
@@ -406,8 +421,9 @@ TEST(DeliveryE2E, PostgresTableSinkInsertsOncePerIdempotencyKey) {
   // The same database: row, attempt and outcome committed together, one attempt each.
   EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts"), 200);
   EXPECT_EQ(Count(db, "outcome = 'already_processed'"), 1);
-  EXPECT_EQ(db.QueryText("SELECT outcome || '/' || target_record_id FROM events WHERE event_id = 'pg7'"),
-            "already_processed/pre-existing");
+  EXPECT_EQ(
+      db.QueryText("SELECT outcome || '/' || target_record_id FROM events WHERE event_id = 'pg7'"),
+      "already_processed/pre-existing");
   // Every other event's record id is the downstream row's.
   EXPECT_EQ(db.QueryInt("SELECT count(*) FROM events e JOIN downstream_records r"
                         " ON r.idempotency_key = 'orders:' || e.event_id"
@@ -437,10 +453,12 @@ TEST(DeliveryE2E, BadDeliveryConfigIsRefusedAtStartUpWithEveryProblem) {
     auto r = testing::RunReplayd({command, "--config", path});
     EXPECT_EQ(r.exit_code, 2) << command << ": " << r.err;
     EXPECT_THAT(r.err, HasSubstr("url \"not a url\" is not an http(s) URL"));
-    EXPECT_THAT(r.err, HasSubstr("lookup_url \"http://h/nokey\" must be an http(s) URL containing"));
+    EXPECT_THAT(r.err,
+                HasSubstr("lookup_url \"http://h/nokey\" must be an http(s) URL containing"));
     EXPECT_THAT(r.err, HasSubstr("routes[0] (r1): sink \"nowhere\" is not defined under sinks"));
     EXPECT_THAT(r.err, HasSubstr("routes[1] (r2): retry.max_attempts must be at least 1 (got 0)"));
-    EXPECT_THAT(r.err, HasSubstr("routes[1] (r2): retry.max_delay must be at least retry.base_delay"));
+    EXPECT_THAT(r.err,
+                HasSubstr("routes[1] (r2): retry.max_delay must be at least retry.base_delay"));
     EXPECT_THAT(r.err, HasSubstr("routes[2] (r3): retry.base_delay must be positive"));
   }
   // A negative duration is refused while reading the file.

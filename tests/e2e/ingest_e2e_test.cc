@@ -21,10 +21,10 @@
 namespace replayd {
 namespace {
 
-using ::testing::HasSubstr;
-using ::testing::Not;
 using nlohmann::json;
 using replay::v1::EventResult;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 using testing::IngestStub;
 
@@ -81,7 +81,8 @@ class Publisher {
         if (status.ok()) {
           for (const auto& r : response.results()) {
             if (r.status() == EventResult::ACCEPTED) {
-              EXPECT_TRUE(accepted.insert(r.event_id()).second) << "accepted twice: " << r.event_id();
+              EXPECT_TRUE(accepted.insert(r.event_id()).second)
+                  << "accepted twice: " << r.event_id();
             } else if (r.status() == EventResult::DUPLICATE) {
               duplicate.insert(r.event_id());
             } else {
@@ -177,7 +178,8 @@ TEST(IngestE2E, PostgresRestartMeansUnavailableThenRecovery) {
   EXPECT_EQ(logged, publisher.sent);
   EXPECT_GT(publisher.errors[grpc::StatusCode::UNAVAILABLE], 0);
   for (const auto& [code, count] : publisher.errors) {
-    EXPECT_TRUE(code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DEADLINE_EXCEEDED)
+    EXPECT_TRUE(code == grpc::StatusCode::UNAVAILABLE ||
+                code == grpc::StatusCode::DEADLINE_EXCEEDED)
         << "unexpected status " << code << " x" << count;
   }
 }
@@ -186,7 +188,8 @@ class BadInputE2E : public ::testing::Test {
  protected:
   void SetUp() override {
     daemon_ = std::make_unique<testing::DaemonProcess>(
-        db_.dsn(), "delivery: {enabled: false}\ningest: {max_batch: 10, max_payload_bytes: 1024}\n");
+        db_.dsn(),
+        "delivery: {enabled: false}\ningest: {max_batch: 10, max_payload_bytes: 1024}\n");
     daemon_->Start();
     stub_ = IngestStub(daemon_->grpc_address());
   }
@@ -263,7 +266,8 @@ TEST_F(BadInputE2E, HttpBodiesAndContentTypes) {
   EXPECT_THAT(empty->body, HasSubstr("no events"));
   json eleven = {{"events", json::array()}};
   for (int i = 0; i < 11; ++i) {
-    eleven["events"].push_back({{"source", "web"}, {"event_id", absl::StrCat("b", i)}, {"payload", 1}});
+    eleven["events"].push_back(
+        {{"source", "web"}, {"event_id", absl::StrCat("b", i)}, {"payload", 1}});
   }
   EXPECT_EQ(PostEvents(eleven.dump())->status, 400);
   EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events"), 0);
@@ -273,7 +277,10 @@ TEST_F(BadInputE2E, HttpBodiesAndContentTypes) {
                  {{{"source", "web"}, {"event_id", "ok-1"}, {"payload", {{"a", 1}}}},
                   {{"source", "web"}, {"event_id", "typo"}, {"payload", 1}, {"payloda", 2}},
                   {{"source", "web"}, {"event_id", "no-payload"}},
-                  {{"source", "web"}, {"event_id", "ok-2"}, {"payload", "text"}, {"sequence", 3},
+                  {{"source", "web"},
+                   {"event_id", "ok-2"},
+                   {"payload", "text"},
+                   {"sequence", 3},
                    {"occurred_at", "2026-01-01T00:00:00Z"}}}}};
   auto res = PostEvents(mixed.dump());
   ASSERT_TRUE(res);
@@ -281,11 +288,13 @@ TEST_F(BadInputE2E, HttpBodiesAndContentTypes) {
   json body = json::parse(res->body);
   EXPECT_EQ(body["results"][0]["status"], "ACCEPTED");
   EXPECT_EQ(body["results"][1]["status"], "REJECTED");
-  EXPECT_THAT(body["results"][1]["reason"].get<std::string>(), HasSubstr("unknown field \"payloda\""));
+  EXPECT_THAT(body["results"][1]["reason"].get<std::string>(),
+              HasSubstr("unknown field \"payloda\""));
   EXPECT_EQ(body["results"][2]["status"], "REJECTED");
   EXPECT_THAT(body["results"][2]["reason"].get<std::string>(), HasSubstr("payload is missing"));
   EXPECT_EQ(body["results"][3]["status"], "ACCEPTED");
-  EXPECT_EQ(db_.QueryText("SELECT string_agg(event_id, ',' ORDER BY position) FROM events"), "ok-1,ok-2");
+  EXPECT_EQ(db_.QueryText("SELECT string_agg(event_id, ',' ORDER BY position) FROM events"),
+            "ok-1,ok-2");
   EXPECT_EQ(db_.QueryText("SELECT payload::text FROM events WHERE event_id = 'ok-2'"), "\"text\"");
 
   // Publishing the same body again: the accepted ones are DUPLICATE now.

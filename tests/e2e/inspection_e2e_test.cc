@@ -1,8 +1,8 @@
 // The on-call view through the real processes: the standard gRPC health
-// service's overall status flips with Postgres ("liveness" does not), server reflection lists the API, /metrics is
-// valid Prometheus text whose counters agree with the log after a scripted
-// run (deliveries, an outage, duplicates, a rejection), and replayctl
-// timeline / gaps / trace show that run.
+// service's overall status flips with Postgres ("liveness" does not), server reflection lists the
+// API, /metrics is valid Prometheus text whose counters agree with the log after a scripted run
+// (deliveries, an outage, duplicates, a rejection), and replayctl timeline / gaps / trace show that
+// run.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest-spi.h>
@@ -33,9 +33,9 @@
 namespace replayd {
 namespace {
 
+using nlohmann::json;
 using ::testing::HasSubstr;
 using ::testing::IsSupersetOf;
-using nlohmann::json;
 using HealthStatus = grpc::health::v1::HealthCheckResponse;
 
 std::shared_ptr<grpc::Channel> Channel(const std::string& address) {
@@ -152,7 +152,8 @@ TEST(InspectionAuthE2E, ViewerRoleOnGrpcAndTheDashboardApi) {
 // well formed and belong to a family declared by a preceding # TYPE line.
 // Returns "name{a="x",b="y"}" (labels sorted) -> value.
 std::map<std::string, double> ParsePrometheus(const std::string& text) {
-  static const std::regex kType(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$)");
+  static const std::regex kType(
+      R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$)");
   static const std::regex kHelp(R"(^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .*$)");
   static const std::regex kSample(
       R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? ([-+]?([0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?|NaN|Inf))( -?[0-9]+)?$)");
@@ -188,7 +189,8 @@ std::map<std::string, double> ParsePrometheus(const std::string& text) {
     }
     std::vector<std::string> parts;
     for (const auto& [k, v] : labels) parts.push_back(absl::StrCat(k, "=\"", v, "\""));
-    std::string key = parts.empty() ? name : absl::StrCat(name, "{", absl::StrJoin(parts, ","), "}");
+    std::string key =
+        parts.empty() ? name : absl::StrCat(name, "{", absl::StrJoin(parts, ","), "}");
     out[key] = std::stod(m[4]);
   }
   return out;
@@ -243,13 +245,12 @@ class ScriptedRunE2E : public ::testing::Test {
 
 TEST_F(ScriptedRunE2E, MetricsAgreeWithTheLogAndReplayctlShowsTheOutage) {
   daemon_ = std::make_unique<testing::DaemonProcess>(
-      db_.dsn(),
-      absl::StrCat("sinks:\n  - {name: crm, type: http, url: \"", ds_.records_url(), "\"}\n",
-                   "routes:\n",
-                   "  - {name: orders-to-crm, sources: [orders], sink: crm,"
-                   " retry: {max_attempts: 2, base_delay: 50ms, max_delay: 100ms}}\n",
-                   "  - {name: billing-to-crm, sources: [billing], sink: crm,"
-                   " retry: {max_attempts: 2, base_delay: 50ms, max_delay: 100ms}}\n"));
+      db_.dsn(), absl::StrCat("sinks:\n  - {name: crm, type: http, url: \"", ds_.records_url(),
+                              "\"}\n", "routes:\n",
+                              "  - {name: orders-to-crm, sources: [orders], sink: crm,"
+                              " retry: {max_attempts: 2, base_delay: 50ms, max_delay: 100ms}}\n",
+                              "  - {name: billing-to-crm, sources: [billing], sink: crm,"
+                              " retry: {max_attempts: 2, base_delay: 50ms, max_delay: 100ms}}\n"));
   daemon_->Start();
   // Healthy traffic, with duplicates and a rejected event.
   Publish("orders", "o-", 1, 40);
@@ -287,15 +288,16 @@ TEST_F(ScriptedRunE2E, MetricsAgreeWithTheLogAndReplayctlShowsTheOutage) {
   for (const std::string route : {"orders-to-crm", "billing-to-crm"}) {
     double sum = 0;
     for (const std::string outcome : {"succeeded", "already_processed", "retrying", "failed"}) {
-      int64_t in_log = db_.QueryInt(absl::StrCat(
-          "SELECT count(*) FROM delivery_attempts WHERE route = '", route, "' AND outcome = '",
-          outcome, "'"));
-      std::string key = absl::StrCat("replayd_deliveries_total{outcome=\"", outcome,
-                                     "\",route=\"", route, "\"}");
+      int64_t in_log =
+          db_.QueryInt(absl::StrCat("SELECT count(*) FROM delivery_attempts WHERE route = '", route,
+                                    "' AND outcome = '", outcome, "'"));
+      std::string key =
+          absl::StrCat("replayd_deliveries_total{outcome=\"", outcome, "\",route=\"", route, "\"}");
       EXPECT_EQ(m.count(key) ? m[key] : 0, in_log) << key;
       sum += in_log;
     }
-    EXPECT_EQ(m[absl::StrCat("replayd_delivery_duration_seconds_count{route=\"", route, "\"}")], sum);
+    EXPECT_EQ(m[absl::StrCat("replayd_delivery_duration_seconds_count{route=\"", route, "\"}")],
+              sum);
     EXPECT_GT(sum, 0);
   }
   EXPECT_EQ(m["replayd_deliveries_total{outcome=\"failed\",route=\"orders-to-crm\"}"], 10);
@@ -347,8 +349,7 @@ TEST_F(ScriptedRunE2E, MetricsAgreeWithTheLogAndReplayctlShowsTheOutage) {
   int64_t failed = 0;
   for (const auto& w : g["windows"]) {
     failed += std::stoll(w["failed"].get<std::string>());
-    EXPECT_THAT(w["dry_run_command"].get<std::string>(),
-                HasSubstr("replayctl dry-run --from "));
+    EXPECT_THAT(w["dry_run_command"].get<std::string>(), HasSubstr("replayctl dry-run --from "));
   }
   EXPECT_EQ(failed, 10);
 

@@ -19,10 +19,11 @@
 namespace replayd {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
-constexpr const char* kDelivery = "delivery:\n  poll_interval: 20ms\n  claim_lease: 3s\n  workers: 16\n";
+constexpr const char* kDelivery =
+    "delivery:\n  poll_interval: 20ms\n  claim_lease: 3s\n  workers: 16\n";
 
 std::string Sink(const std::string& name, const std::string& url) {
   return absl::StrCat("  - name: ", name, "\n    type: http\n    url: ", url,
@@ -51,8 +52,9 @@ class ReloadE2E : public ::testing::Test {
   }
 
   double Reloads(const std::string& result) {
-    return testing::MetricValue(daemon_->http_port(),
-                                absl::StrCat("replayd_config_reloads_total{result=\"", result, "\"}"));
+    return testing::MetricValue(
+        daemon_->http_port(),
+        absl::StrCat("replayd_config_reloads_total{result=\"", result, "\"}"));
   }
 
   // Create requests per idempotency key ("payments:p3") at one downstream.
@@ -74,8 +76,8 @@ TEST_F(ReloadE2E, AddedSinkAndRouteDeliverTheSourcesPendingEvents) {
   daemon_->Start();
   Publish("orders", "o", 0, 20);
   Publish("payments", "p", 0, 30);
-  ASSERT_TRUE(testing::PollUntil([&] { return Count("outcome = 'succeeded'") == 20; },
-                                 absl::Seconds(30)));
+  ASSERT_TRUE(
+      testing::PollUntil([&] { return Count("outcome = 'succeeded'") == 20; }, absl::Seconds(30)));
   // No route: the payments wait.
   EXPECT_EQ(Count("source = 'payments' AND outcome = 'pending'"), 30);
 
@@ -83,15 +85,16 @@ TEST_F(ReloadE2E, AddedSinkAndRouteDeliverTheSourcesPendingEvents) {
                                Sink("payments_api", payments_ds.records_url()), "routes:\n",
                                Route("orders", "[orders]", "orders_api"),
                                Route("payments", "[payments]", "payments_api")));
-  ASSERT_TRUE(testing::PollUntil([&] { return Count("source = 'payments' AND outcome = 'succeeded'") == 30; },
-                                 absl::Seconds(30)))
+  ASSERT_TRUE(testing::PollUntil(
+      [&] { return Count("source = 'payments' AND outcome = 'succeeded'") == 30; },
+      absl::Seconds(30)))
       << Count("source = 'payments' AND outcome = 'succeeded'") << " payments delivered\n"
       << daemon_->log();
   // New deliveries of both routes go where the reloaded configuration says.
   Publish("payments", "p", 30, 10);
   Publish("orders", "o", 20, 5);
-  ASSERT_TRUE(testing::PollUntil([&] { return Count("outcome = 'succeeded'") == 65; },
-                                 absl::Seconds(30)));
+  ASSERT_TRUE(
+      testing::PollUntil([&] { return Count("outcome = 'succeeded'") == 65; }, absl::Seconds(30)));
 
   std::map<std::string, int> payments = Creates(payments_ds);
   EXPECT_EQ(payments.size(), 40u);
@@ -121,8 +124,8 @@ TEST_F(ReloadE2E, BrokenConfigIsRefusedWithEveryProblemAndTheOldOneKeepsDeliveri
   daemon_ = std::make_unique<testing::DaemonProcess>(db_.dsn(), good);
   daemon_->Start();
   Publish("orders", "a", 0, 10);
-  ASSERT_TRUE(testing::PollUntil([&] { return Count("outcome = 'succeeded'") == 10; },
-                                 absl::Seconds(30)));
+  ASSERT_TRUE(
+      testing::PollUntil([&] { return Count("outcome = 'succeeded'") == 10; }, absl::Seconds(30)));
 
   // Two problems: a URL that is not one, and a route to a sink that does not exist.
   daemon_->Reload(absl::StrCat(kDelivery, "sinks:\n", Sink("api", "not-a-url"), "routes:\n",
@@ -135,9 +138,10 @@ TEST_F(ReloadE2E, BrokenConfigIsRefusedWithEveryProblemAndTheOldOneKeepsDeliveri
   EXPECT_THAT(log, HasSubstr("routes[0] (orders): sink \"nowhere\" is not defined under sinks"));
 
   Publish("orders", "b", 0, 10);
-  ASSERT_TRUE(testing::PollUntil([&] { return Count("outcome = 'succeeded'") == 20; },
-                                 absl::Seconds(30)))
-      << Count("outcome = 'succeeded'") << " delivered\n" << daemon_->log();
+  ASSERT_TRUE(
+      testing::PollUntil([&] { return Count("outcome = 'succeeded'") == 20; }, absl::Seconds(30)))
+      << Count("outcome = 'succeeded'") << " delivered\n"
+      << daemon_->log();
   std::map<std::string, int> creates = Creates(ds);
   EXPECT_EQ(creates.size(), 20u);
   for (const auto& [key, n] : creates) EXPECT_EQ(n, 1) << key;
@@ -163,8 +167,8 @@ TEST_F(ReloadE2E, ChangingARestartOnlyKeyIsRefusedAsAWhole) {
   EXPECT_THAT(daemon_->log(),
               HasSubstr("delivery.workers changed: it takes effect only when replayd restarts"));
   Publish("orders", "a", 0, 10);
-  ASSERT_TRUE(testing::PollUntil([&] { return Count("outcome = 'succeeded'") == 10; },
-                                 absl::Seconds(30)));
+  ASSERT_TRUE(
+      testing::PollUntil([&] { return Count("outcome = 'succeeded'") == 10; }, absl::Seconds(30)));
   EXPECT_EQ(Creates(first).size(), 10u);
   EXPECT_EQ(Creates(second).size(), 0u);
   EXPECT_EQ(daemon_->Terminate(), 0);

@@ -34,12 +34,16 @@ class ReplayE2eTest : public ::testing::Test {
   poll_interval: 20ms
 sinks:
   - name: down
-    url: )", ds_.records_url(), R"(
-    lookup_url: )", ds_.lookup_url(), R"(
+    url: )",
+                                ds_.records_url(), R"(
+    lookup_url: )",
+                                ds_.lookup_url(), R"(
     replay_rate_budget: 1000
   - name: shared
-    url: )", ds_.records_url(), R"(
-    lookup_url: )", ds_.lookup_url(), R"(
+    url: )",
+                                ds_.records_url(), R"(
+    lookup_url: )",
+                                ds_.lookup_url(), R"(
     replay_rate_budget: 100
 routes:
   - name: orders
@@ -71,7 +75,8 @@ routes:
   }
 
   int64_t CountOutcome(const std::string& outcome) {
-    return db_.QueryInt(absl::StrCat("SELECT count(*) FROM events WHERE outcome = '", outcome, "'"));
+    return db_.QueryInt(
+        absl::StrCat("SELECT count(*) FROM events WHERE outcome = '", outcome, "'"));
   }
 
   pb::ReplayRequest Request(const std::string& source, double rate, int burst = 0) {
@@ -139,7 +144,8 @@ routes:
 TEST_F(ReplayE2eTest, PartialOutageIsClosedWithReplayctl) {
   StartDaemon(/*delivery=*/true);
   Publish("orders", "before-", 100);
-  EXPECT_TRUE(testing::PollUntil([&] { return CountOutcome("succeeded") == 100; }, absl::Seconds(30)))
+  EXPECT_TRUE(
+      testing::PollUntil([&] { return CountOutcome("succeeded") == 100; }, absl::Seconds(30)))
       << "timed out waiting for delivery";
   ds_.SetFaults({{"status", 503}});
   Publish("orders", "outage-", 100);
@@ -147,12 +153,13 @@ TEST_F(ReplayE2eTest, PartialOutageIsClosedWithReplayctl) {
       << "timed out waiting for failures";
   ds_.ClearFaults();
   Publish("orders", "after-", 100);
-  EXPECT_TRUE(testing::PollUntil([&] { return CountOutcome("succeeded") == 200; }, absl::Seconds(30)))
+  EXPECT_TRUE(
+      testing::PollUntil([&] { return CountOutcome("succeeded") == 200; }, absl::Seconds(30)))
       << "timed out waiting for delivery";
   ASSERT_EQ(ds_.Stats()["records"], 200);
 
-  auto dry = Replayctl({"dry-run", "-o", "json", "--from", "-1h", "--to", "now", "--source",
-                        "orders"});
+  auto dry =
+      Replayctl({"dry-run", "-o", "json", "--from", "-1h", "--to", "now", "--source", "orders"});
   ASSERT_EQ(dry.exit_code, 0) << dry.err;
   json report = json::parse(dry.out);
   EXPECT_EQ(report["would_deliver"], "100");
@@ -274,8 +281,8 @@ TEST_F(ReplayE2eTest, CancelStopsDeliveriesWithin200ms) {
   EXPECT_EQ(cancelled.state(), pb::REPLAY_CANCELLED);
   absl::SleepFor(absl::Seconds(1));
   std::vector<int64_t> t = ds_.ArrivalTimes(job.replay_id());
-  int64_t late = std::count_if(t.begin(), t.end(),
-                               [&](int64_t at) { return at > cancel_sent_us + 200000; });
+  int64_t late =
+      std::count_if(t.begin(), t.end(), [&](int64_t at) { return at > cancel_sent_us + 200000; });
   EXPECT_EQ(late, 0) << "deliveries went on after the cancel";
   // Exact final counts: what the downstream received.
   EXPECT_EQ(cancelled.delivered(), static_cast<int64_t>(t.size()));

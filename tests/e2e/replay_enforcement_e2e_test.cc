@@ -28,10 +28,13 @@ class ReplayEnforcementTest : public ::testing::Test {
  protected:
   void SetUp() override {
     daemon_ = std::make_unique<testing::DaemonProcess>(
-        db_.dsn(), testing::ReplayOnlyConfig(ds_.records_url(), absl::StrCat(R"(
+        db_.dsn(), testing::ReplayOnlyConfig(
+                       ds_.records_url(), absl::StrCat(R"(
 tokens:
-  - {token: ")", kOperator, R"(", role: operator, name: alice}
-  - {token: ")", kViewer, R"(", role: viewer, name: victor}
+  - {token: ")",
+                                                       kOperator, R"(", role: operator, name: alice}
+  - {token: ")",
+                                                       kViewer, R"(", role: viewer, name: victor}
   - {token: "publisher-token-0123456789", role: publisher, name: upstream}
 )")));
     daemon_->Start();
@@ -205,7 +208,9 @@ TEST_F(ReplayEnforcementTest, JobsOverlapCancelAndIdempotency) {
   // Every control action is audited with who and why.
   EXPECT_EQ(db_.QueryText(absl::StrCat(
                 "SELECT string_agg(action || ':' || actor || ':' || reason, ',' ORDER BY id)"
-                " FROM replay_audit WHERE replay_id = '", a.replay_id(), "' AND action IN"
+                " FROM replay_audit WHERE replay_id = '",
+                a.replay_id(),
+                "' AND action IN"
                 " ('start', 'cancel')")),
             "start:alice:test,cancel:alice:enforcement test");
 }

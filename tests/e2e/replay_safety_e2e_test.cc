@@ -46,7 +46,8 @@ class ReplaySafetyE2eTest : public ::testing::Test {
   poll_interval: 20ms
 sinks:
   - name: down
-    url: )", ds_.records_url(), R"(
+    url: )",
+                                    ds_.records_url(), R"(
     replay_rate_budget: 1000
 routes:
   - name: inventory
@@ -69,7 +70,8 @@ routes:
   }
 
   testing::DaemonProcess& StartDaemon(bool delivery, bool tokens = false) {
-    daemons_.push_back(std::make_unique<testing::DaemonProcess>(db_.dsn(), Config(delivery, tokens)));
+    daemons_.push_back(
+        std::make_unique<testing::DaemonProcess>(db_.dsn(), Config(delivery, tokens)));
     daemons_.back()->Start();
     Connect(*daemons_.back());
     return *daemons_.back();
@@ -340,9 +342,8 @@ TEST_F(ReplaySafetyE2eTest, PauseStopsSendingSurvivesKill9OfEveryReplicaAndResum
   EXPECT_EQ(json::parse(pause.out)["state"], "REPLAY_PAUSED");
   absl::SleepFor(absl::Seconds(1));
   std::vector<int64_t> t = ds_.ArrivalTimes(job.replay_id());
-  EXPECT_EQ(std::count_if(t.begin(), t.end(),
-                          [&](int64_t at) { return at > answered_us + 200000; }),
-            0)
+  EXPECT_EQ(
+      std::count_if(t.begin(), t.end(), [&](int64_t at) { return at > answered_us + 200000; }), 0)
       << "deliveries went on after the pause answered";
   const int64_t sent = Requests();
   EXPECT_LT(sent, 1000);
@@ -408,9 +409,8 @@ TEST_F(ReplaySafetyE2eTest, PauseAndResumeRefuseBadRequestsAndChangeNothing) {
   Publish(testing::NumberedBatch({.source = "orders", .prefix = "a", .count = 3}));
   Publish(testing::NumberedBatch({.source = "inventory", .prefix = "b", .count = 200}));
   token_ = kOperatorToken;
-  pb::ReplayProgress ended =
-      WaitEnded(Start(Request("orders", absl::Now() - absl::Hours(1), 100)).replay_id(),
-                absl::Seconds(30));
+  pb::ReplayProgress ended = WaitEnded(
+      Start(Request("orders", absl::Now() - absl::Hours(1), 100)).replay_id(), absl::Seconds(30));
   ASSERT_EQ(ended.state(), pb::REPLAY_COMPLETED);
   pb::ReplayProgress running = Start(Request("inventory", absl::Now() - absl::Hours(1), 1));
   WaitFor(running.replay_id(), {pb::REPLAY_RUNNING}, absl::Seconds(10));

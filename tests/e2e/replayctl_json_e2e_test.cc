@@ -25,8 +25,8 @@ using ::testing::AnyOf;
 class ReplayctlJsonE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    daemon_ = std::make_unique<testing::DaemonProcess>(db_.dsn(),
-                                                       testing::ReplayOnlyConfig(ds_.records_url()));
+    daemon_ = std::make_unique<testing::DaemonProcess>(
+        db_.dsn(), testing::ReplayOnlyConfig(ds_.records_url()));
     daemon_->Start();
   }
 
@@ -77,8 +77,8 @@ class ReplayctlJsonE2eTest : public ::testing::Test {
 
   // The keys scripts rely on in start, progress and cancel (and list's items).
   static void ExpectProgressKeys(const json& p) {
-    for (const char* key : {"replay_id", "state", "total", "processed", "delivered", "skipped",
-                            "failed"}) {
+    for (const char* key :
+         {"replay_id", "state", "total", "processed", "delivered", "skipped", "failed"}) {
       EXPECT_TRUE(p.contains(key)) << key << " missing in " << p.dump();
     }
     EXPECT_THAT(p["replay_id"].get<std::string>(), ::testing::StartsWith("rp-"));
@@ -111,9 +111,8 @@ TEST_F(ReplayctlJsonE2eTest, DryRunCarriesThePromisedKeys) {
 TEST_F(ReplayctlJsonE2eTest, StartWatchPrintsOneProgressObjectPerLine) {
   Publish(40, 0, -1);
   // 40 events at 20/s: about two seconds, so the watch sees several updates.
-  testing::CommandResult r = Replayctl({"start", "--yes", "--watch", "-o", "json", "--from",
-                                        "-1h", "--to", "now", "--source", "orders", "--rate",
-                                        "20"});
+  testing::CommandResult r = Replayctl({"start", "--yes", "--watch", "-o", "json", "--from", "-1h",
+                                        "--to", "now", "--source", "orders", "--rate", "20"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   std::vector<json> lines = ParseLines(r.out);
   ASSERT_GE(lines.size(), 2u) << r.out;

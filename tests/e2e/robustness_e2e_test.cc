@@ -24,9 +24,9 @@
 namespace replayd {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
 using replay::v1::EventResult;
+using ::testing::HasSubstr;
 
 constexpr int kMaxDepth = 100;  // the documented maximum payload depth
 
@@ -72,8 +72,7 @@ class HostileInputE2E : public ::testing::Test {
 };
 
 TEST_F(HostileInputE2E, PayloadSeventyThousandLevelsDeepIsRejectedAndTheDaemonLives) {
-  const std::string body =
-      absl::StrCat(R"({"events":[)", EventJson("deep", Nested(70000)), "]}");
+  const std::string body = absl::StrCat(R"({"events":[)", EventJson("deep", Nested(70000)), "]}");
   auto res = Post(body);
   ASSERT_TRUE(res) << "no answer; log:\n" << daemon_->log();
   ASSERT_EQ(res->status, 200) << res->body;
@@ -87,9 +86,9 @@ TEST_F(HostileInputE2E, PayloadSeventyThousandLevelsDeepIsRejectedAndTheDaemonLi
 }
 
 TEST_F(HostileInputE2E, HttpBatchWithOneTooDeepEventStoresTheGoodOnes) {
-  const std::string body = absl::StrCat(
-      R"({"events":[)", EventJson("good-1", Nested(kMaxDepth)), ",",
-      EventJson("deep", Nested(kMaxDepth + 1)), ",", EventJson("good-2", R"({"a":1})"), "]}");
+  const std::string body = absl::StrCat(R"({"events":[)", EventJson("good-1", Nested(kMaxDepth)),
+                                        ",", EventJson("deep", Nested(kMaxDepth + 1)), ",",
+                                        EventJson("good-2", R"({"a":1})"), "]}");
   auto res = Post(body);
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
@@ -142,7 +141,8 @@ TEST_F(HostileInputE2E, PathologicalBodiesLeaveRssBounded) {
   // Just under the 64 MiB body limit, so that every body reaches the route.
   const size_t size = (64u << 20) - 64;
   const std::string brackets(size, '[');
-  const std::string wrapped = absl::StrCat(R"({"events":[{"payload":)", std::string(size - 64, '['));
+  const std::string wrapped =
+      absl::StrCat(R"({"events":[{"payload":)", std::string(size - 64, '['));
   int64_t peak_kib = start_kib;
   for (int i = 0; i < 20; ++i) {
     auto res = Post(i % 2 == 0 ? brackets : wrapped);
@@ -163,11 +163,11 @@ TEST_F(HostileInputE2E, PathologicalBodiesLeaveRssBounded) {
 TEST(TakeOverE2E, SurvivorDeliversTheKilledReplicasKeysWithinTenSeconds) {
   testing::ScratchDatabase db;
   testing::DownstreamServer ds;
-  const std::string yaml = absl::StrCat(
-      "sinks:\n  - name: downstream\n    type: http\n    url: ", ds.records_url(),
-      "\n    timeout: 60s\n    connect_timeout: 1s\n",
-      "routes:\n  - name: orders\n    sources: [orders]\n    sink: downstream\n",
-      "    retry: {max_attempts: 10, base_delay: 50ms, max_delay: 500ms}\n");
+  const std::string yaml =
+      absl::StrCat("sinks:\n  - name: downstream\n    type: http\n    url: ", ds.records_url(),
+                   "\n    timeout: 60s\n    connect_timeout: 1s\n",
+                   "routes:\n  - name: orders\n    sources: [orders]\n    sink: downstream\n",
+                   "    retry: {max_attempts: 10, base_delay: 50ms, max_delay: 500ms}\n");
   testing::DaemonProcess first(db.dsn(), yaml), survivor(db.dsn(), yaml);
   ds.SetFaults({{"hang_ms", 120000}});
   first.Start();
@@ -205,7 +205,8 @@ TEST(TakeOverE2E, SurvivorDeliversTheKilledReplicasKeysWithinTenSeconds) {
   ASSERT_EQ(static_cast<int>(delivered.size()), n) << survivor.log();
   std::cout << "the survivor delivered the last key " << (last_us - killed_us) / 1000
             << " ms after the kill\n";
-  EXPECT_LE(last_us - killed_us, 10'000'000) << "took over after " << (last_us - killed_us) << " µs";
+  EXPECT_LE(last_us - killed_us, 10'000'000)
+      << "took over after " << (last_us - killed_us) << " µs";
   EXPECT_EQ(survivor.Terminate(), 0);
 }
 
@@ -236,8 +237,8 @@ TEST(StartupE2E, DaemonGivesUpAfterTheStartupTimeout) {
   std::ofstream(dir.File("replayd.yaml")) << "grpc_listen: 127.0.0.1:0\nhttp_listen: 127.0.0.1:0\n"
                                           << "database_startup_timeout: 2s\n";
   const absl::Time start = absl::Now();
-  auto run = testing::RunReplayd(
-      {"--config", dir.File("replayd.yaml"), "--database-url", db.dsn()});
+  auto run =
+      testing::RunReplayd({"--config", dir.File("replayd.yaml"), "--database-url", db.dsn()});
   const absl::Duration took = absl::Now() - start;
   auto started = testing::SetPostgresRunning(true);
   ASSERT_EQ(started.exit_code, 0) << started.err;

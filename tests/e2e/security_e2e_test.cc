@@ -56,13 +56,14 @@ TEST(SecurityE2E, TokensAndRolesOnBothApis) {
   auto anonymous = http.Post("/v1/events", body, "application/json");
   ASSERT_TRUE(anonymous);
   EXPECT_EQ(anonymous->status, 401);
-  auto as_viewer = http.Post("/v1/events", {{"Authorization", std::string("Bearer ") + kViewerToken}},
-                             body, "application/json");
+  auto as_viewer =
+      http.Post("/v1/events", {{"Authorization", std::string("Bearer ") + kViewerToken}}, body,
+                "application/json");
   ASSERT_TRUE(as_viewer);
   EXPECT_EQ(as_viewer->status, 403);
-  auto as_publisher = http.Post(
-      "/v1/events", {{"Authorization", std::string("Bearer ") + kPublisherToken}}, body,
-      "application/json");
+  auto as_publisher =
+      http.Post("/v1/events", {{"Authorization", std::string("Bearer ") + kPublisherToken}}, body,
+                "application/json");
   ASSERT_TRUE(as_publisher);
   EXPECT_EQ(as_publisher->status, 200);
   EXPECT_EQ(db.QueryText("SELECT string_agg(event_id, ',' ORDER BY position) FROM events"), "a,h");
@@ -114,10 +115,10 @@ TEST(SecurityE2E, MutualTlsOnGrpc) {
                                                grpc::SslCredentials(without_client_cert)),
                            "tls-2")
                    .ok());
-  EXPECT_FALSE(PublishWith(grpc::CreateChannel(daemon.grpc_address(),
-                                               grpc::InsecureChannelCredentials()),
-                           "tls-3")
-                   .ok());
+  EXPECT_FALSE(
+      PublishWith(grpc::CreateChannel(daemon.grpc_address(), grpc::InsecureChannelCredentials()),
+                  "tls-3")
+          .ok());
   EXPECT_EQ(db.QueryText("SELECT string_agg(event_id, ',') FROM events"), "tls-1");
 }
 

@@ -77,9 +77,8 @@ std::string TlsYaml(const testing::TempDir& certs, bool mutual) {
 std::unique_ptr<httplib::SSLClient> HttpsClient(const testing::TempDir& certs, int port,
                                                 bool with_client_cert) {
   auto client = with_client_cert
-                    ? std::make_unique<httplib::SSLClient>("127.0.0.1", port,
-                                                           certs.File("client.pem"),
-                                                           certs.File("client.key"))
+                    ? std::make_unique<httplib::SSLClient>(
+                          "127.0.0.1", port, certs.File("client.pem"), certs.File("client.key"))
                     : std::make_unique<httplib::SSLClient>("127.0.0.1", port);
   client->set_ca_cert_path(certs.File("ca.pem").c_str());
   client->enable_server_certificate_verification(true);
@@ -88,7 +87,8 @@ std::unique_ptr<httplib::SSLClient> HttpsClient(const testing::TempDir& certs, i
   return client;
 }
 
-const std::string kOneEvent = R"({"events":[{"source":"orders","event_id":"https-1","payload":1}]})";
+const std::string kOneEvent =
+    R"({"events":[{"source":"orders","event_id":"https-1","payload":1}]})";
 
 // --- the HTTP port with mutual TLS, and replayctl ----------------------------
 
@@ -114,8 +114,8 @@ class MutualTlsDaemon : public ::testing::Test {
   // replayctl list with the global flags `flags`, as a viewer.
   static testing::CommandResult ReplayctlList(std::vector<std::string> flags,
                                               const std::map<std::string, std::string>& env = {}) {
-    std::vector<std::string> args = {"--server", daemon_->grpc_address(), "--token", kViewerToken,
-                                     "--timeout", "5"};
+    std::vector<std::string> args = {
+        "--server", daemon_->grpc_address(), "--token", kViewerToken, "--timeout", "5"};
     args.insert(args.end(), flags.begin(), flags.end());
     args.push_back("list");
     return testing::RunReplayctl(args, env);
@@ -149,9 +149,9 @@ TEST_F(MutualTlsDaemon, ReplayctlWithoutAClientCertificateIsRefused) {
 }
 
 TEST_F(MutualTlsDaemon, ReplayctlChecksTheTlsServerName) {
-  const std::vector<std::string> files = {"--ca-file", certs_->File("ca.pem"), "--cert",
-                                          certs_->File("client.pem"), "--key",
-                                          certs_->File("client.key")};
+  const std::vector<std::string> files = {"--ca-file", certs_->File("ca.pem"),
+                                          "--cert",    certs_->File("client.pem"),
+                                          "--key",     certs_->File("client.key")};
   auto named = files;
   named.insert(named.end(), {"--tls-server-name", "replayd.test"});
   EXPECT_EQ(ReplayctlList(named).exit_code, 0);
@@ -162,16 +162,17 @@ TEST_F(MutualTlsDaemon, ReplayctlChecksTheTlsServerName) {
 }
 
 TEST_F(MutualTlsDaemon, ReplayctlRefusesAMissingCertificateFile) {
-  auto r = ReplayctlList({"--cert", certs_->File("absent.pem"), "--key", certs_->File("client.key")});
+  auto r =
+      ReplayctlList({"--cert", certs_->File("absent.pem"), "--key", certs_->File("client.key")});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("absent.pem"));
 }
 
 TEST_F(MutualTlsDaemon, HttpPortIngestsOverMutualTls) {
   auto client = HttpsClient(*certs_, daemon_->http_port(), /*with_client_cert=*/true);
-  auto res = client->Post("/v1/events",
-                          {{"Authorization", std::string("Bearer ") + kPublisherToken}}, kOneEvent,
-                          "application/json");
+  auto res =
+      client->Post("/v1/events", {{"Authorization", std::string("Bearer ") + kPublisherToken}},
+                   kOneEvent, "application/json");
   ASSERT_TRUE(res) << httplib::to_string(res.error());
   EXPECT_EQ(res->status, 200) << res->body;
   EXPECT_EQ(db_->QueryInt("SELECT count(*) FROM events WHERE event_id = 'https-1'"), 1);
@@ -193,9 +194,8 @@ class TlsDaemon : public ::testing::Test {
     db_ = new testing::ScratchDatabase;
     daemon_ = new testing::DaemonProcess(
         db_->dsn(), absl::StrCat("delivery: {enabled: false}\n", TlsYaml(*certs_, false),
-                                 "metrics_token: ", kMetricsToken, "\n",
-                                 "tokens:\n  - {token: ", kPublisherToken,
-                                 ", role: publisher, name: upstream}\n"));
+                                 "metrics_token: ", kMetricsToken, "\n", "tokens:\n  - {token: ",
+                                 kPublisherToken, ", role: publisher, name: upstream}\n"));
     daemon_->Start();
   }
   static void TearDownTestSuite() {
@@ -235,10 +235,12 @@ TEST_F(TlsDaemon, MetricsNeedTheMetricsToken) {
   auto anonymous = https->Get("/metrics");
   ASSERT_TRUE(anonymous);
   EXPECT_EQ(anonymous->status, 401);
-  auto publisher = https->Get("/metrics", {{"Authorization", std::string("Bearer ") + kPublisherToken}});
+  auto publisher =
+      https->Get("/metrics", {{"Authorization", std::string("Bearer ") + kPublisherToken}});
   ASSERT_TRUE(publisher);
   EXPECT_EQ(publisher->status, 401);
-  auto scraper = https->Get("/metrics", {{"Authorization", std::string("Bearer ") + kMetricsToken}});
+  auto scraper =
+      https->Get("/metrics", {{"Authorization", std::string("Bearer ") + kMetricsToken}});
   ASSERT_TRUE(scraper);
   EXPECT_EQ(scraper->status, 200);
   EXPECT_THAT(scraper->body, HasSubstr("# TYPE replayd_"));
@@ -256,7 +258,8 @@ std::string KeyOf(const std::string& secret) {
 // The Standard Webhooks check, written from the specification: some "v1,"
 // entry of webhook-signature equals base64(HMAC-SHA256(key, id.timestamp.body)),
 // and the timestamp is within five minutes of now.
-bool VerifyWebhook(const std::string& key, const httplib::Headers& headers, const std::string& body) {
+bool VerifyWebhook(const std::string& key, const httplib::Headers& headers,
+                   const std::string& body) {
   auto header = [&headers](const char* name) {
     auto it = headers.find(name);
     return it == headers.end() ? std::string() : it->second;
@@ -347,12 +350,10 @@ class SignedDelivery : public ::testing::Test {
         db_.dsn(),
         absl::StrCat("delivery:\n  poll_interval: 20ms\n",
                      "sinks:\n  - name: downstream\n    type: http\n    url: ", downstream.url(),
-                     "\n    signing_secrets: ", secrets,
-                     "\n    headers: [\"Authorization: file:", certs_.File("authorization"),
-                     "\", \"X-Tenant: acme\"]",
-                     "\n    tls:\n      ca_file: ", certs_.File("ca.pem"),
-                     "\n      cert_file: ", certs_.File("client.pem"),
-                     "\n      key_file: ", certs_.File("client.key"),
+                     "\n    signing_secrets: ", secrets, "\n    headers: [\"Authorization: file:",
+                     certs_.File("authorization"), "\", \"X-Tenant: acme\"]",
+                     "\n    tls:\n      ca_file: ", certs_.File("ca.pem"), "\n      cert_file: ",
+                     certs_.File("client.pem"), "\n      key_file: ", certs_.File("client.key"),
                      "\nroutes:\n  - name: orders\n    sources: [orders]\n    sink: downstream\n",
                      "    retry: {max_attempts: 2, base_delay: 50ms}\n"));
     daemon->Start();
@@ -371,7 +372,8 @@ TEST_F(SignedDelivery, DownstreamVerifiesEverySignatureIndependently) {
   testing::PublishAccepted(daemon->grpc_address(),
                            testing::KeyedBatch("orders", {{"s1", "k"}, {"s2", "k"}, {"s3", ""}}));
 
-  ASSERT_TRUE(testing::PollUntil([&] { return downstream.calls().size() >= 3; }, absl::Seconds(20)));
+  ASSERT_TRUE(
+      testing::PollUntil([&] { return downstream.calls().size() >= 3; }, absl::Seconds(20)));
   const auto calls = downstream.calls();
   ASSERT_EQ(calls.size(), 3u);
   std::set<std::string> ids;
@@ -404,7 +406,8 @@ TEST_F(SignedDelivery, TamperedBodyIsRejectedByTheVerifier) {
   client.set_ca_cert_path(certs_.File("ca.pem").c_str());
   client.enable_server_certificate_verification(true);
   httplib::Headers headers;
-  for (const char* name : {"webhook-id", "webhook-timestamp", "webhook-signature", "Authorization"}) {
+  for (const char* name :
+       {"webhook-id", "webhook-timestamp", "webhook-signature", "Authorization"}) {
     headers.emplace(name, signed_call.headers.find(name)->second);
   }
   std::string tampered = signed_call.body;
@@ -437,7 +440,8 @@ TEST_F(SignedDelivery, AWrongSecretIsRejectedAndNeverDelivered) {
   auto daemon = StartDaemon(downstream, OldSecretFile());
   testing::PublishAccepted(daemon->grpc_address(), testing::KeyedBatch("orders", {{"w1", ""}}));
   ASSERT_TRUE(testing::PollUntil(
-      [&] { return db_.QueryInt("SELECT count(*) FROM delivery_attempts") >= 1; }, absl::Seconds(20)));
+      [&] { return db_.QueryInt("SELECT count(*) FROM delivery_attempts") >= 1; },
+      absl::Seconds(20)));
   for (const ReceivedCall& call : downstream.calls()) EXPECT_FALSE(call.verified);
   EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_attempts WHERE http_status = 200"), 0);
 }
@@ -448,7 +452,8 @@ TEST_F(SignedDelivery, SecretsNeverReachTheLog) {
       downstream, "[\"file:" + certs_.File("old.whsec") + "\", \"env:TLS_E2E_NEW_WHSEC\"]");
   testing::PublishAccepted(daemon->grpc_address(), testing::KeyedBatch("orders", {{"l1", ""}}));
   ASSERT_TRUE(testing::PollUntil([&] { return !downstream.calls().empty(); }, absl::Seconds(20)));
-  const std::string signature = downstream.calls().front().headers.find("webhook-signature")->second;
+  const std::string signature =
+      downstream.calls().front().headers.find("webhook-signature")->second;
   EXPECT_EQ(daemon->Terminate(), 0);
   const std::string log = daemon->log();
   ASSERT_THAT(log, HasSubstr("listening"));
@@ -468,8 +473,9 @@ TEST_F(SignedDelivery, AnUnreadableSecretStopsStartUpNamingOnlyTheReference) {
          << "routes:\n  - name: orders\n    sources: [orders]\n    sink: downstream\n";
   config.close();
   testing::Process daemon;
-  daemon.Start({testing::kReplaydPath, "--config", certs_.File("bad.yaml"), "--database-url", db_.dsn()},
-               certs_.File("bad.log"));
+  daemon.Start(
+      {testing::kReplaydPath, "--config", certs_.File("bad.yaml"), "--database-url", db_.dsn()},
+      certs_.File("bad.log"));
   EXPECT_NE(daemon.Wait(30000), 0);
   const std::string log = testing::ReadFile(certs_.File("bad.log"));
   EXPECT_THAT(log, HasSubstr("short.whsec"));

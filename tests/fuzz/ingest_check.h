@@ -29,7 +29,8 @@ inline IngestLimits Limits() {
 // that is not JSON, as PostgreSQL's jsonb input does.
 class MemoryEventStore final : public EventStore {
  public:
-  absl::StatusOr<std::vector<bool>> Append(absl::Time, const std::vector<NewEvent>& events) override {
+  absl::StatusOr<std::vector<bool>> Append(absl::Time,
+                                           const std::vector<NewEvent>& events) override {
     for (const NewEvent& e : events) {
       if (!ValidatePayloadJson(e).ok()) {
         return absl::InvalidArgumentError("invalid input syntax for type json");

@@ -37,7 +37,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // Years 1-9999, the range RFC 3339 can write.
   static const absl::Time kFirst = absl::FromCivil(absl::CivilSecond(1, 1, 1), absl::UTCTimeZone());
-  static const absl::Time kEnd = absl::FromCivil(absl::CivilSecond(10000, 1, 1), absl::UTCTimeZone());
+  static const absl::Time kEnd =
+      absl::FromCivil(absl::CivilSecond(10000, 1, 1), absl::UTCTimeZone());
   if (*time >= kFirst && *time < kEnd) {
     auto again = ParseTimeArg(FormatRfc3339(*time), now);
     FUZZ_CHECK(again.ok());

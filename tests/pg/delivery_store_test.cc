@@ -116,11 +116,12 @@ class DeliveryStoreTest : public ::testing::Test {
   // Events g1 and h1, both claimed by "dead"; g1's claim expired and was
   // taken over by "B", h1's is still dead's.
   void TakeOverG1FromADeadOwner() {
-  Append({Event("g1", "g"), Event("h1", "h")});
-  ASSERT_THAT(Ids(Claim("dead")), ElementsAre("g1", "h1"));
-  db_.Exec("UPDATE delivery_claims SET expires_at = now() - interval '1 second'"
-           " WHERE position = (SELECT position FROM events WHERE event_id = 'g1')");
-  ASSERT_THAT(Ids(Claim("B")), ElementsAre("g1"));
+    Append({Event("g1", "g"), Event("h1", "h")});
+    ASSERT_THAT(Ids(Claim("dead")), ElementsAre("g1", "h1"));
+    db_.Exec(
+        "UPDATE delivery_claims SET expires_at = now() - interval '1 second'"
+        " WHERE position = (SELECT position FROM events WHERE event_id = 'g1')");
+    ASSERT_THAT(Ids(Claim("B")), ElementsAre("g1"));
   }
 
   absl::StatusOr<bool> Record(const StoredEvent& e, Outcome outcome, const std::string& owner,
@@ -142,12 +143,13 @@ class DeliveryStoreTest : public ::testing::Test {
   // meanwhile go out in one group. Returns once the writer waits; the
   // thread writing `id`'s record is the caller's to join.
   std::thread HoldTheWriter(pqxx::work& lock, const std::string& id, const std::string& owner) {
-    lock.exec("SELECT 1 FROM delivery_claims WHERE position = (SELECT position FROM events"
-              " WHERE event_id = '" + id + "') FOR UPDATE");
+    lock.exec(
+        "SELECT 1 FROM delivery_claims WHERE position = (SELECT position FROM events"
+        " WHERE event_id = '" +
+        id + "') FOR UPDATE");
     const StoredEvent e = Find(id);
-    std::thread held([this, e, owner] {
-      EXPECT_TRUE(Record(e, Outcome::kSucceeded, owner).value());
-    });
+    std::thread held(
+        [this, e, owner] { EXPECT_TRUE(Record(e, Outcome::kSucceeded, owner).value()); });
     const std::string waits =
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
         " AND wait_event_type = 'Lock'";
@@ -195,8 +197,8 @@ TEST_F(DeliveryStoreTest, TheScanReadsRoutedUndeliveredEventsInLogOrderFromTheCu
 }
 
 TEST_F(DeliveryStoreTest, AClaimTellsWhatItFoundAndHoldsOnlyWhatIsDue) {
-  Append({Event("a1", "a"), Event("a2", "a"), Event("b1", "b"), Event("b2", "b"),
-          Event("c1", "c")});
+  Append(
+      {Event("a1", "a"), Event("a2", "a"), Event("b1", "b"), Event("b2", "b"), Event("c1", "c")});
   // Busy: another worker holds it.
   ASSERT_THAT(States(ClaimRefs({Ref("a1"), Ref("b1"), Ref("c1")}, "A")),
               ElementsAre(ClaimResult::State::kClaimed, ClaimResult::State::kClaimed,
@@ -229,8 +231,8 @@ TEST_F(DeliveryStoreTest, AClaimTellsWhatItFoundAndHoldsOnlyWhatIsDue) {
   auto failed = store_.StillFailed({Ref("b1"), Ref("a1")});
   ASSERT_TRUE(failed.ok()) << failed.status();
   EXPECT_THAT(*failed, ElementsAre(Find("b1").position));
-  auto replay = store_.TryClaim(Find("b1").position, Find("b1").ingested_at, "replay:1",
-                                absl::Seconds(30));
+  auto replay =
+      store_.TryClaim(Find("b1").position, Find("b1").ingested_at, "replay:1", absl::Seconds(30));
   ASSERT_TRUE(replay.ok() && replay->has_value());
   auto [a, u] = Attempt(**replay, Outcome::kSucceeded);
   a.trigger = "replay:1";
@@ -266,10 +268,12 @@ TEST_F(DeliveryStoreTest, ExpiredLeasesAreReclaimedAndHeartbeatsKeepThem) {
 TEST_F(DeliveryStoreTest, TheHeartbeatSweepsClaimsLongExpiredAndKeepsRecentOnes) {
   Append({Event("a1", "a"), Event("b1", "b"), Event("c1", "c")});
   ASSERT_THAT(Ids(Claim("gone")), ElementsAre("a1", "b1", "c1"));
-  db_.Exec("UPDATE delivery_claims SET owner = 'stalled', expires_at = now() - interval '1 minute'"
-           " WHERE position = (SELECT position FROM events WHERE event_id = 'b1')");
-  db_.Exec("UPDATE delivery_claims SET expires_at = now() - interval '2 hours'"
-           " WHERE owner = 'gone'");
+  db_.Exec(
+      "UPDATE delivery_claims SET owner = 'stalled', expires_at = now() - interval '1 minute'"
+      " WHERE position = (SELECT position FROM events WHERE event_id = 'b1')");
+  db_.Exec(
+      "UPDATE delivery_claims SET expires_at = now() - interval '2 hours'"
+      " WHERE owner = 'gone'");
   ASSERT_TRUE(store_.ExtendClaims("A", absl::Seconds(60)).ok());
   // The recently expired claim stays: its owner may still record its attempt.
   EXPECT_EQ(db_.QueryText("SELECT string_agg(owner, ',') FROM delivery_claims"), "stalled");
@@ -354,8 +358,8 @@ TEST_F(DeliveryStoreTest, ADownstreamsBytesAreRecordedAsValidTextWithoutFailingT
   ASSERT_THAT(Ids(claimed), ElementsAre("w1"));
   // A transport error has no status; the body snippet holds quotes, a
   // backslash, array punctuation, a NUL byte and a character cut in two.
-  const std::string body = std::string("HTTP 500: \"q\" \\ ,{} caf\xC3\xA9 ") +
-                           std::string(1, '\0') + "end \xC3";
+  const std::string body =
+      std::string("HTTP 500: \"q\" \\ ,{} caf\xC3\xA9 ") + std::string(1, '\0') + "end \xC3";
   auto [a, u] = Attempt(claimed[0], Outcome::kRetrying, absl::Seconds(30));
   a.http_status.reset();
   a.error = body;
@@ -504,10 +508,9 @@ TEST_F(DeliveryStoreTest, ClaimsAndRecordGroupsSpanningTwoDaysReachBothDaysParti
   EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM delivery_claims WHERE position = " +
                          std::to_string(o2.position)),
             0);
-  EXPECT_EQ(store_.TryClaim(o2.position, o2.ingested_at, "replay:1", absl::Seconds(30))
-                .status()
-                .code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      store_.TryClaim(o2.position, o2.ingested_at, "replay:1", absl::Seconds(30)).status().code(),
+      absl::StatusCode::kNotFound);
 }
 
 AttemptRecord TableAttempt(const StoredEvent& e) { return NextAttempt(e, "replay:r"); }
@@ -518,12 +521,14 @@ TEST_F(DeliveryStoreTest, LogTableDeliveryWritesTheRowTheAttemptAndTheOutcomeTog
   ASSERT_EQ(claimed.size(), 1u);
   const StoredEvent& e = claimed[0];
   // Without the claim nothing is written, not even the downstream row.
-  auto lost = store_.DeliverToLogTable("downstream", "shop:t1", R"({"n": 1})", TableAttempt(e), "B");
+  auto lost =
+      store_.DeliverToLogTable("downstream", "shop:t1", R"({"n": 1})", TableAttempt(e), "B");
   ASSERT_TRUE(lost.ok()) << lost.status();
   EXPECT_FALSE(lost->held);
   EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM downstream"), 0);
 
-  auto first = store_.DeliverToLogTable("downstream", "shop:t1", R"({"n": 1})", TableAttempt(e), "A");
+  auto first =
+      store_.DeliverToLogTable("downstream", "shop:t1", R"({"n": 1})", TableAttempt(e), "A");
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_TRUE(first->held);
   EXPECT_TRUE(first->created);
@@ -551,9 +556,10 @@ TEST_F(DeliveryStoreTest, LogTableDeliveryWritesTheRowTheAttemptAndTheOutcomeTog
                           " (SELECT count(*) = 0 FROM delivery_claims)"
                           " FROM events WHERE event_id = 't1'"),
             "already_processed/" + id + "/2/true");
-  EXPECT_EQ(db_.QueryText("SELECT string_agg(attempt || ':' || trigger || ':' || outcome || ':' ||"
-                          " record_id || ':' || worker, ',' ORDER BY attempt) FROM delivery_attempts"),
-            "1:live:succeeded:" + id + ":A,2:replay:r:already_processed:" + id + ":replay:r");
+  EXPECT_EQ(
+      db_.QueryText("SELECT string_agg(attempt || ':' || trigger || ':' || outcome || ':' ||"
+                    " record_id || ':' || worker, ',' ORDER BY attempt) FROM delivery_attempts"),
+      "1:live:succeeded:" + id + ":A,2:replay:r:already_processed:" + id + ":replay:r");
 }
 
 TEST_F(DeliveryStoreTest, LogTableDeliveryRollsTheDownstreamRowBackWhenTheLogUpdateFails) {
@@ -561,11 +567,13 @@ TEST_F(DeliveryStoreTest, LogTableDeliveryRollsTheDownstreamRowBackWhenTheLogUpd
   auto claimed = Claim("A");
   ASSERT_EQ(claimed.size(), 1u);
   // The log refuses the outcome update after the downstream insert has run.
-  db_.Exec("CREATE FUNCTION refuse_outcome() RETURNS trigger LANGUAGE plpgsql AS"
-           " $$BEGIN IF NEW.outcome <> OLD.outcome THEN RAISE EXCEPTION 'refused'; END IF;"
-           " RETURN NEW; END$$");
-  db_.Exec("CREATE TRIGGER refuse BEFORE UPDATE ON events FOR EACH ROW"
-           " EXECUTE FUNCTION refuse_outcome()");
+  db_.Exec(
+      "CREATE FUNCTION refuse_outcome() RETURNS trigger LANGUAGE plpgsql AS"
+      " $$BEGIN IF NEW.outcome <> OLD.outcome THEN RAISE EXCEPTION 'refused'; END IF;"
+      " RETURN NEW; END$$");
+  db_.Exec(
+      "CREATE TRIGGER refuse BEFORE UPDATE ON events FOR EACH ROW"
+      " EXECUTE FUNCTION refuse_outcome()");
   auto r = store_.DeliverToLogTable("downstream", "shop:t2", R"({"n": 2})",
                                     TableAttempt(claimed[0]), "A");
   EXPECT_FALSE(r.ok());

@@ -102,7 +102,9 @@ TEST_F(EventLogTest, RetentionDropsOnlyExpiredPartitions) {
   EXPECT_EQ(days->front(), "20261115");
   EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM events"), 2);
   EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM event_keys"), 2);
-  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM pg_class WHERE relname = 'delivery_attempts_p20261114'"), 0);
+  EXPECT_EQ(
+      db_.QueryInt("SELECT count(*) FROM pg_class WHERE relname = 'delivery_attempts_p20261114'"),
+      0);
   // retention_days 0 keeps everything.
   EXPECT_TRUE(partitions_.DropExpired(now + absl::Hours(24 * 365), 0)->empty());
 }
@@ -135,7 +137,8 @@ TEST_F(EventLogTest, InvalidJsonPayloadRefusesTheBatchAndStoresNothing) {
   // Fast path: jsonb input refuses the COPY (SQLSTATE 22P02).
   auto fast = store_.Append(now, {Event("ok-1"), Event("bad-1", "{\"broken\": ")});
   EXPECT_EQ(fast.status().code(), absl::StatusCode::kInvalidArgument) << fast.status();
-  EXPECT_THAT(std::string(fast.status().message()), HasSubstr("invalid input syntax for type json"));
+  EXPECT_THAT(std::string(fast.status().message()),
+              HasSubstr("invalid input syntax for type json"));
   // Conflict-safe path (a known key sends the batch there): refused too.
   ASSERT_TRUE(store_.Append(now, {Event("known")}).ok());
   auto safe = store_.Append(now, {Event("known"), Event("ok-2"), Event("bad-2", "nope")});
@@ -149,17 +152,19 @@ TEST_F(EventLogTest, IngesterRejectsOnlyTheBadPayloadsOfARefusedBatch) {
   ASSERT_TRUE(partitions_.EnsureDays(clock.Now(), clock.Now()).ok());
   Ingester ingester(&store_, &clock, {});
   ASSERT_TRUE(store_.Append(clock.Now(), {Event("stored-before")}).ok());
-  std::vector<NewEvent> batch = {Event("r-0"), Event("stored-before"), Event("r-2", "[1, 2"),
-                                 Event("r-3", R"({"n": 1e400})"), Event("r-4", "{\"a\": tru}"),
+  std::vector<NewEvent> batch = {Event("r-0"),
+                                 Event("stored-before"),
+                                 Event("r-2", "[1, 2"),
+                                 Event("r-3", R"({"n": 1e400})"),
+                                 Event("r-4", "{\"a\": tru}"),
                                  Event("r-5")};
   auto results = ingester.Ingest(batch);
   ASSERT_TRUE(results.ok()) << results.status();
   using S = IngestResult::Status;
   std::vector<S> statuses;
   for (const auto& r : *results) statuses.push_back(r.status);
-  EXPECT_THAT(statuses,
-              ElementsAre(S::kAccepted, S::kDuplicate, S::kRejected, S::kAccepted, S::kRejected,
-                          S::kAccepted));
+  EXPECT_THAT(statuses, ElementsAre(S::kAccepted, S::kDuplicate, S::kRejected, S::kAccepted,
+                                    S::kRejected, S::kAccepted));
   EXPECT_EQ((*results)[2].reason, "payload is not valid JSON");
   EXPECT_EQ((*results)[4].reason, "payload is not valid JSON");
   EXPECT_EQ(db_.QueryText("SELECT string_agg(event_id, ',' ORDER BY event_id) FROM events"),
@@ -264,10 +269,11 @@ TEST(Migrator, SchemaProbeKeepsOneConnectionAndOutlivesItsBackend) {
   SchemaProbe probe(dsn);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(probe.Check().ok());
   EXPECT_EQ(db.QueryInt(backends), 1);
-  const int64_t first = db.QueryInt(
-      "SELECT pid FROM pg_stat_activity WHERE application_name = 'schema_probe'");
-  db.QueryInt("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-              " WHERE application_name = 'schema_probe'");
+  const int64_t first =
+      db.QueryInt("SELECT pid FROM pg_stat_activity WHERE application_name = 'schema_probe'");
+  db.QueryInt(
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+      " WHERE application_name = 'schema_probe'");
   // The dead connection is not the database's state: the check opens a new one.
   EXPECT_TRUE(probe.Check().ok());
   EXPECT_EQ(db.QueryInt(backends), 1);
@@ -281,11 +287,13 @@ TEST(PgPool, ConnectionsPastTheirAgeAreClosedAndReplaced) {
   testing::ScratchDatabase db;
   auto backend = [](PgPool& pool) {
     int64_t pid = 0;
-    EXPECT_TRUE(pool.Run("pid", [&](PgPool::Lease& lease) {
-                      lease.Prepare("pid", "SELECT pg_backend_pid()");
-                      pqxx::nontransaction tx(lease.conn());
-                      pid = tx.exec_prepared1("pid")[0].as<int64_t>();
-                    }).ok());
+    EXPECT_TRUE(pool.Run("pid",
+                         [&](PgPool::Lease& lease) {
+                           lease.Prepare("pid", "SELECT pg_backend_pid()");
+                           pqxx::nontransaction tx(lease.conn());
+                           pid = tx.exec_prepared1("pid")[0].as<int64_t>();
+                         })
+                    .ok());
     return pid;
   };
   PgPool lasting(db.dsn(), 1);
@@ -293,9 +301,9 @@ TEST(PgPool, ConnectionsPastTheirAgeAreClosedAndReplaced) {
   EXPECT_EQ(backend(lasting), first);
   PgPool aging(db.dsn(), 1, std::chrono::seconds(1));
   const int64_t old = backend(aging);
-  EXPECT_EQ(backend(aging), old);  // still young
+  EXPECT_EQ(backend(aging), old);            // still young
   absl::SleepFor(absl::Milliseconds(1300));  // past 1 s and its jitter (at most 0.25 s)
-  const int64_t retired = backend(aging);  // served past its age: closed after this
+  const int64_t retired = backend(aging);    // served past its age: closed after this
   EXPECT_EQ(retired, old);
   const int64_t fresh = backend(aging);
   EXPECT_NE(fresh, old);

@@ -59,7 +59,9 @@ std::vector<ScriptEvent> Script() {
     bool down = t >= kOutageFrom && t < kOutageTo;
     bool pending = t >= At("2026-11-20T10:20:00Z") && t < At("2026-11-20T10:21:00Z");
     out.push_back({"billing", absl::StrCat("b-", i), std::nullopt, t,
-                   down ? "failed" : pending ? "pending" : "succeeded"});
+                   down      ? "failed"
+                   : pending ? "pending"
+                             : "succeeded"});
   }
   return out;
 }
@@ -77,10 +79,9 @@ class InspectionStoreTest : public ::testing::Test {
     EXPECT_TRUE(partitions_.EnsureDays(kStart, kStart).ok());
     std::vector<std::string> values;
     for (const ScriptEvent& e : Script()) {
-      values.push_back(absl::StrCat(
-          "('", e.source, "','", e.event_id, "',",
-          e.sequence ? absl::StrCat(*e.sequence) : "NULL", ",'", PgTime(e.ingested_at), "','",
-          e.outcome, "','{}')"));
+      values.push_back(absl::StrCat("('", e.source, "','", e.event_id, "',",
+                                    e.sequence ? absl::StrCat(*e.sequence) : "NULL", ",'",
+                                    PgTime(e.ingested_at), "','", e.outcome, "','{}')"));
     }
     db_.Exec(absl::StrCat(
         "INSERT INTO events (source, event_id, sequence, ingested_at, outcome, payload) VALUES ",
@@ -127,8 +128,8 @@ TEST_F(InspectionStoreTest, TimelineMatchesTheScriptBucketByBucket) {
     EXPECT_EQ(b.counts().succeeded(), it->second["succeeded"]);
     EXPECT_EQ(b.counts().total(), it->second["total"]);
     // The hole 100..104 shows in the bucket of the first event after it (10:17).
-    bool hole_bucket = b.source() == "orders" && b.start().seconds() ==
-                                                     absl::ToUnixSeconds(At("2026-11-20T10:17:00Z"));
+    bool hole_bucket = b.source() == "orders" &&
+                       b.start().seconds() == absl::ToUnixSeconds(At("2026-11-20T10:17:00Z"));
     EXPECT_EQ(b.missing(), hole_bucket ? 5 : 0);
     ++it;
   }

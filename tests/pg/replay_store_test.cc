@@ -48,7 +48,8 @@ class LookupOnlySink final : public Sink {
   bool HasLookup() const override { return true; }
   absl::StatusOr<std::optional<std::string>> Lookup(const StoredEvent& e) override {
     ++lookups;
-    if (known_.count(e.event.event_id)) return std::optional<std::string>("rec-" + e.event.event_id);
+    if (known_.count(e.event.event_id))
+      return std::optional<std::string>("rec-" + e.event.event_id);
     return std::optional<std::string>();
   }
   std::atomic<int> deliveries{0};
@@ -67,17 +68,22 @@ class ReplayStoreTest : public ::testing::Test {
     // 1 failed, 2 pending. ghost: 3 failed events of a source without a route.
     db_.Exec(absl::StrCat(
         "INSERT INTO events (source, event_id, sequence, ingested_at, outcome, payload)"
-        " SELECT 'orders', 'e' || i, i, '", PgTime(base_), "'::timestamptz + i * interval '1 second',"
+        " SELECT 'orders', 'e' || i, i, '",
+        PgTime(base_),
+        "'::timestamptz + i * interval '1 second',"
         " CASE i % 3 WHEN 0 THEN 'succeeded' WHEN 1 THEN 'failed' ELSE 'pending' END, '{}'"
         " FROM generate_series(1, 35) i WHERE i NOT IN (10, 11, 12, 20)"));
-    db_.Exec(absl::StrCat(
-        "INSERT INTO events (source, event_id, ingested_at, outcome, payload)"
-        " SELECT 'ghost', 'g' || i, '", PgTime(base_), "'::timestamptz + i * interval '1 second',"
-        " 'failed', '{}' FROM generate_series(1, 3) i"));
+    db_.Exec(
+        absl::StrCat("INSERT INTO events (source, event_id, ingested_at, outcome, payload)"
+                     " SELECT 'ghost', 'g' || i, '",
+                     PgTime(base_),
+                     "'::timestamptz + i * interval '1 second',"
+                     " 'failed', '{}' FROM generate_series(1, 3) i"));
     // Outside the window: never counted.
-    db_.Exec(absl::StrCat("INSERT INTO events (source, event_id, sequence, ingested_at, outcome,"
-                          " payload) VALUES ('orders', 'late', 99, '",
-                          PgTime(base_ + absl::Hours(2)), "', 'failed', '{}')"));
+    db_.Exec(
+        absl::StrCat("INSERT INTO events (source, event_id, sequence, ingested_at, outcome,"
+                     " payload) VALUES ('orders', 'late', 99, '",
+                     PgTime(base_ + absl::Hours(2)), "', 'failed', '{}')"));
     route_.name = "orders";
     route_.sink_name = "down";
     route_.sink = sink_;
@@ -96,13 +102,14 @@ class ReplayStoreTest : public ::testing::Test {
   }
 
   DryRunner Runner() {
-    return DryRunner(&store_, &holes_, &partitions_,
-                     [this](const std::string& source) -> std::shared_ptr<const Route> {
-                       // Not owned: the fixture outlives the runner.
-                       if (source != "orders") return nullptr;
-                       return std::shared_ptr<const Route>(std::shared_ptr<const Route>(), &route_);
-                     },
-                     &config_, &clock_);
+    return DryRunner(
+        &store_, &holes_, &partitions_,
+        [this](const std::string& source) -> std::shared_ptr<const Route> {
+          // Not owned: the fixture outlives the runner.
+          if (source != "orders") return nullptr;
+          return std::shared_ptr<const Route>(std::shared_ptr<const Route>(), &route_);
+        },
+        &config_, &clock_);
   }
 
   testing::ScratchDatabase db_;
@@ -110,10 +117,10 @@ class ReplayStoreTest : public ::testing::Test {
   Partitions partitions_{&pool_};
   PgReplayStore store_{&pool_};
   PgInspectionStore holes_{&pool_};
-  const absl::Time base_ = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()) / 3600 * 3600) -
-                           absl::Hours(4);
-  std::shared_ptr<LookupOnlySink> sink_ = std::make_shared<LookupOnlySink>(
-      std::set<std::string>{"e4", "e5", "e6"});
+  const absl::Time base_ =
+      absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()) / 3600 * 3600) - absl::Hours(4);
+  std::shared_ptr<LookupOnlySink> sink_ =
+      std::make_shared<LookupOnlySink>(std::set<std::string>{"e4", "e5", "e6"});
   Route route_;
   Config config_;
   FakeClock clock_{absl::Now()};
@@ -149,14 +156,17 @@ TEST_F(ReplayStoreTest, DryRunCountsGapsSamplesAndWarnings) {
 // outside the window are neither counted nor holes.
 TEST_F(ReplayStoreTest, HolesAtBucketAndWindowEdges) {
   const int64_t b = int64_t{1} << kSequenceBucketBits;
-  const std::string holes = absl::StrCat(
-      "g = ", b - 4, " OR g IN (", b - 1, ", ", b, ", ", 2 * b - 1, ", ", 2 * b, ", ", 4 * b + 2,
-      ") OR g BETWEEN ", 3 * b - 1, " AND ", 4 * b - 1);
+  const std::string holes =
+      absl::StrCat("g = ", b - 4, " OR g IN (", b - 1, ", ", b, ", ", 2 * b - 1, ", ", 2 * b, ", ",
+                   4 * b + 2, ") OR g BETWEEN ", 3 * b - 1, " AND ", 4 * b - 1);
   auto insert = [&](int64_t first, int64_t last, absl::Time at, const std::string& where) {
     db_.Exec(absl::StrCat(
         "INSERT INTO events (source, event_id, sequence, ingested_at, outcome, payload)"
-        " SELECT 'edges', 'x' || g, g, '", PgTime(at), "'::timestamptz + g * interval '1 ms',"
-        " 'failed', '{}' FROM generate_series(", first, ", ", last, ") g WHERE ", where));
+        " SELECT 'edges', 'x' || g, g, '",
+        PgTime(at),
+        "'::timestamptz + g * interval '1 ms',"
+        " 'failed', '{}' FROM generate_series(",
+        first, ", ", last, ") g WHERE ", where));
   };
   insert(0, b - 6, base_ - absl::Hours(2), "true");  // before the window
   insert(b - 5, 4 * b + 3, base_ + absl::Minutes(10), absl::StrCat("NOT (", holes, ")"));
@@ -168,10 +178,9 @@ TEST_F(ReplayStoreTest, HolesAtBucketAndWindowEdges) {
   for (const auto& g : result->missing_ranges) {
     if (g.source == "edges") edges.emplace_back(g.first, g.last);
   }
-  EXPECT_THAT(edges, ::testing::ElementsAre(std::pair(b - 4, b - 4), std::pair(b - 1, b),
-                                            std::pair(2 * b - 1, 2 * b),
-                                            std::pair(3 * b - 1, 4 * b - 1),
-                                            std::pair(4 * b + 2, 4 * b + 2)));
+  EXPECT_THAT(edges, ::testing::ElementsAre(
+                         std::pair(b - 4, b - 4), std::pair(b - 1, b), std::pair(2 * b - 1, 2 * b),
+                         std::pair(3 * b - 1, 4 * b - 1), std::pair(4 * b + 2, 4 * b + 2)));
   EXPECT_EQ(result->missing, 4 + (1 + 2 + 2 + (b + 1) + 1));  // orders' 4 and these
 }
 
@@ -181,10 +190,11 @@ TEST_F(ReplayStoreTest, DuplicateSequenceNumbers) {
   const int64_t b = int64_t{1} << kSequenceBucketBits;
   db_.Exec(absl::StrCat(
       "INSERT INTO events (source, event_id, sequence, ingested_at, outcome, payload)"
-      " SELECT 'dups', 'd' || n, g, '", PgTime(base_ + absl::Minutes(5)),
+      " SELECT 'dups', 'd' || n, g, '",
+      PgTime(base_ + absl::Minutes(5)),
       "'::timestamptz + n * interval '1 ms', 'failed', '{}'"
-      " FROM (SELECT g, row_number() OVER () AS n FROM (SELECT generate_series(0, ", 2 * b - 1,
-      ") UNION ALL VALUES (5), (", b + 3, ")) AS s(g) WHERE g NOT IN (7, 8)) AS t"));
+      " FROM (SELECT g, row_number() OVER () AS n FROM (SELECT generate_series(0, ",
+      2 * b - 1, ") UNION ALL VALUES (5), (", b + 3, ")) AS s(g) WHERE g NOT IN (7, 8)) AS t"));
   auto result = Runner().Run(Spec(false));
   ASSERT_TRUE(result.ok()) << result.status();
   std::vector<std::pair<int64_t, int64_t>> dups;
@@ -202,11 +212,13 @@ TEST_F(ReplayStoreTest, DuplicateSequenceNumbers) {
 TEST_F(ReplayStoreTest, WholeDayInBlockSlicesCountsEveryEventOnce) {
   const absl::Time day = StartOfUtcDay(base_ - absl::Hours(24));
   const int64_t n = 40000;  // some 400 blocks: split by blocks
-  db_.Exec(absl::StrCat(
-      "INSERT INTO events (source, event_id, sequence, ingested_at, outcome, payload)"
-      " SELECT 'bulk', 'b' || i, i, '", PgTime(day), "'::timestamptz + i * interval '",
-      86400000 / (n + 1), " ms', CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'succeeded' END, '{}'"
-      " FROM generate_series(1, ", n, ") i WHERE i NOT IN (700, 701, 15000)"));
+  db_.Exec(
+      absl::StrCat("INSERT INTO events (source, event_id, sequence, ingested_at, outcome, payload)"
+                   " SELECT 'bulk', 'b' || i, i, '",
+                   PgTime(day), "'::timestamptz + i * interval '", 86400000 / (n + 1),
+                   " ms', CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'succeeded' END, '{}'"
+                   " FROM generate_series(1, ",
+                   n, ") i WHERE i NOT IN (700, 701, 15000)"));
   std::map<int64_t, int64_t> expected_buckets;
   for (int64_t i = 1; i <= n; ++i) {
     if (i != 700 && i != 701 && i != 15000) ++expected_buckets[i >> kSequenceBucketBits];
@@ -261,10 +273,11 @@ TEST_F(ReplayStoreTest, VerifyDownstreamSkipsWhatTheLookupFinds) {
 
 TEST_F(ReplayStoreTest, WindowPagesAreInOriginalOrder) {
   // Two events share one ingested_at: position breaks the tie.
-  db_.Exec(absl::StrCat("INSERT INTO events (source, event_id, ingested_at, outcome, payload)"
-                        " VALUES ('orders', 'tie-a', '", PgTime(base_ + absl::Seconds(5)),
-                        "', 'failed', '{}'), ('orders', 'tie-b', '",
-                        PgTime(base_ + absl::Seconds(5)), "', 'failed', '{}')"));
+  db_.Exec(
+      absl::StrCat("INSERT INTO events (source, event_id, ingested_at, outcome, payload)"
+                   " VALUES ('orders', 'tie-a', '",
+                   PgTime(base_ + absl::Seconds(5)), "', 'failed', '{}'), ('orders', 'tie-b', '",
+                   PgTime(base_ + absl::Seconds(5)), "', 'failed', '{}')"));
   ReplayWindow window{base_, base_ + absl::Hours(1), {"orders"}};
   // Page size 6 ends the first page on tie-a: the cursor then sits between
   // two rows of one ingested_at, and only the position finds tie-b.
@@ -293,9 +306,10 @@ TEST_F(ReplayStoreTest, LeasePassesOnWhenTheOwnerStopsRenewing) {
   job.spec = Spec(false);
   job.created_by = "tester";
   bool existed = true;
-  ASSERT_TRUE(store_.CreateJob(job, AuditEntry{"tester", "start", job.id, "why", "{}", absl::Now()},
-                               &existed)
-                  .ok());
+  ASSERT_TRUE(
+      store_
+          .CreateJob(job, AuditEntry{"tester", "start", job.id, "why", "{}", absl::Now()}, &existed)
+          .ok());
   EXPECT_FALSE(existed);
   auto a = store_.ClaimJob("daemon-a", absl::Seconds(1), {});
   ASSERT_TRUE(a.ok() && a->has_value());
@@ -304,8 +318,9 @@ TEST_F(ReplayStoreTest, LeasePassesOnWhenTheOwnerStopsRenewing) {
   ASSERT_TRUE(b.ok());
   EXPECT_FALSE(b->has_value());
   ReplayCounters counters{34, 5, 4, 1, 0};
-  ASSERT_TRUE(store_.Checkpoint(job.id, "daemon-a", counters,
-                                ReplayCursor{base_ + absl::Seconds(5), 5}, 3.5, absl::Seconds(1))
+  ASSERT_TRUE(store_
+                  .Checkpoint(job.id, "daemon-a", counters,
+                              ReplayCursor{base_ + absl::Seconds(5), 5}, 3.5, absl::Seconds(1))
                   .ok());
   absl::SleepFor(absl::Milliseconds(1200));
   b = store_.ClaimJob("daemon-b", absl::Seconds(10), {});
@@ -321,8 +336,9 @@ TEST_F(ReplayStoreTest, LeasePassesOnWhenTheOwnerStopsRenewing) {
   EXPECT_EQ((*audit)[0].action, "start");
   EXPECT_EQ((*audit)[1].action, "takeover");
   EXPECT_EQ((*audit)[1].actor, "daemon-b");
-  ASSERT_TRUE(store_.Finish(job.id, "daemon-b", ReplayState::kCompleted, counters, std::nullopt, "",
-                            AuditEntry{"daemon-b", "completed", job.id, "", "{}", absl::Now()})
+  ASSERT_TRUE(store_
+                  .Finish(job.id, "daemon-b", ReplayState::kCompleted, counters, std::nullopt, "",
+                          AuditEntry{"daemon-b", "completed", job.id, "", "{}", absl::Now()})
                   .ok());
   EXPECT_EQ(store_.RequestCancel(job.id, AuditEntry{"x", "cancel", job.id, "", "{}", absl::Now()})
                 .status()
@@ -337,9 +353,10 @@ TEST_F(ReplayStoreTest, PausedJobKeepsItsWindowRetryListAndCountsUntilResumed) {
   job.spec.breaker = {7, 0.25, 40};
   job.created_by = "tester";
   bool existed = true;
-  ASSERT_TRUE(store_.CreateJob(job, AuditEntry{"tester", "start", job.id, "why", "{}", absl::Now()},
-                               &existed)
-                  .ok());
+  ASSERT_TRUE(
+      store_
+          .CreateJob(job, AuditEntry{"tester", "start", job.id, "why", "{}", absl::Now()}, &existed)
+          .ok());
   auto claimed = store_.ClaimJob("daemon-a", absl::Seconds(10), {});
   ASSERT_TRUE(claimed.ok() && claimed->has_value());
   EXPECT_EQ((*claimed)->spec.breaker.consecutive_failures, 7);
@@ -347,23 +364,26 @@ TEST_F(ReplayStoreTest, PausedJobKeepsItsWindowRetryListAndCountsUntilResumed) {
   EXPECT_EQ((*claimed)->spec.breaker.window, 40);
 
   // Asked while daemon-a runs it: paused, still held until daemon-a parks it.
-  auto asked = store_.RequestPause(job.id, AuditEntry{"op", "pause", job.id, "deploy", "{}", absl::Now()});
+  auto asked =
+      store_.RequestPause(job.id, AuditEntry{"op", "pause", job.id, "deploy", "{}", absl::Now()});
   ASSERT_TRUE(asked.ok());
   EXPECT_EQ(asked->state, ReplayState::kPaused);
   EXPECT_EQ(asked->owner, "daemon-a");
-  EXPECT_EQ(store_.RequestResume(job.id, 0, AuditEntry{"op", "resume", job.id, "r", "{}", absl::Now()})
-                .status()
-                .code(),
-            absl::StatusCode::kFailedPrecondition);
-  auto state = store_.Checkpoint(job.id, "daemon-a", ReplayCounters{34, 3, 3, 0, 0}, std::nullopt, 1,
-                                 absl::Seconds(10));
+  EXPECT_EQ(
+      store_.RequestResume(job.id, 0, AuditEntry{"op", "resume", job.id, "r", "{}", absl::Now()})
+          .status()
+          .code(),
+      absl::StatusCode::kFailedPrecondition);
+  auto state = store_.Checkpoint(job.id, "daemon-a", ReplayCounters{34, 3, 3, 0, 0}, std::nullopt,
+                                 1, absl::Seconds(10));
   ASSERT_TRUE(state.ok());
   EXPECT_EQ(*state, ReplayState::kPaused);
   std::vector<RetryEvent> retry = {{11, base_ + absl::Seconds(11), "orders", "k1"},
                                    {12, base_ + absl::Seconds(12), "orders", ""}};
-  ASSERT_TRUE(store_.Park(job.id, "daemon-a", ReplayCounters{34, 5, 4, 1, 0, 1},
-                          ReplayCursor{base_ + absl::Seconds(12), 12}, "circuit breaker", retry,
-                          nullptr)
+  ASSERT_TRUE(store_
+                  .Park(job.id, "daemon-a", ReplayCounters{34, 5, 4, 1, 0, 1},
+                        ReplayCursor{base_ + absl::Seconds(12), 12}, "circuit breaker", retry,
+                        nullptr)
                   .ok());
 
   // Nobody claims it, and an overlapping start is refused.
@@ -372,16 +392,18 @@ TEST_F(ReplayStoreTest, PausedJobKeepsItsWindowRetryListAndCountsUntilResumed) {
   EXPECT_FALSE(none->has_value());
   ReplayJob overlapping = job;
   overlapping.id = "rp-overlap";
-  EXPECT_EQ(store_.CreateJob(overlapping,
-                             AuditEntry{"tester", "start", overlapping.id, "", "{}", absl::Now()},
-                             &existed)
-                .status()
-                .code(),
-            absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(store_.RequestPause(job.id, AuditEntry{"op", "pause", job.id, "again", "{}", absl::Now()})
-                .status()
-                .code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      store_
+          .CreateJob(overlapping,
+                     AuditEntry{"tester", "start", overlapping.id, "", "{}", absl::Now()}, &existed)
+          .status()
+          .code(),
+      absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      store_.RequestPause(job.id, AuditEntry{"op", "pause", job.id, "again", "{}", absl::Now()})
+          .status()
+          .code(),
+      absl::StatusCode::kFailedPrecondition);
 
   auto resumed =
       store_.RequestResume(job.id, 25, AuditEntry{"op", "resume", job.id, "ok", "{}", absl::Now()});
@@ -399,9 +421,10 @@ TEST_F(ReplayStoreTest, PausedJobKeepsItsWindowRetryListAndCountsUntilResumed) {
   ASSERT_TRUE(b.ok() && b->has_value());
   EXPECT_EQ((*b)->cursor->position, 12);
   EXPECT_EQ((*b)->counters.processed, 5);
-  ASSERT_TRUE(store_.Finish(job.id, "daemon-b", ReplayState::kFailed, ReplayCounters{34, 34, 33, 0, 1},
-                            std::nullopt, "x: HTTP 422",
-                            AuditEntry{"daemon-b", "failed", job.id, "", "{}", absl::Now()})
+  ASSERT_TRUE(store_
+                  .Finish(job.id, "daemon-b", ReplayState::kFailed,
+                          ReplayCounters{34, 34, 33, 0, 1}, std::nullopt, "x: HTTP 422",
+                          AuditEntry{"daemon-b", "failed", job.id, "", "{}", absl::Now()})
                   .ok());
   auto ended = store_.GetJob(job.id);
   ASSERT_TRUE(ended.ok());

@@ -130,10 +130,9 @@ class FakeReplayStore final : public ReplayStore {
     return job;
   }
 
-  absl::Status Park(const std::string& id, const std::string& owner,
-                    const ReplayCounters& counters, const std::optional<ReplayCursor>& cursor,
-                    const std::string& last_error, const std::vector<RetryEvent>& retry,
-                    const AuditEntry* audit) override {
+  absl::Status Park(const std::string& id, const std::string& owner, const ReplayCounters& counters,
+                    const std::optional<ReplayCursor>& cursor, const std::string& last_error,
+                    const std::vector<RetryEvent>& retry, const AuditEntry* audit) override {
     std::lock_guard lock(mu_);
     ReplayJob* job = Held(id, owner);
     if (job == nullptr ||
@@ -213,8 +212,9 @@ class FakeReplayStore final : public ReplayStore {
     return out;
   }
 
-  absl::StatusOr<std::vector<StoredEvent>> ReadWindowPage(
-      const ReplayWindow& window, const std::optional<ReplayCursor>& after, int limit) override {
+  absl::StatusOr<std::vector<StoredEvent>> ReadWindowPage(const ReplayWindow& window,
+                                                          const std::optional<ReplayCursor>& after,
+                                                          int limit) override {
     std::lock_guard lock(mu_);
     ++page_reads_;
     std::vector<StoredEvent> out;
@@ -225,8 +225,8 @@ class FakeReplayStore final : public ReplayStore {
           std::count(window.sources.begin(), window.sources.end(), e.event.source) == 0) {
         continue;
       }
-      if (after.has_value() && std::tie(e.ingested_at, e.position) <=
-                                   std::tie(after->ingested_at, after->position)) {
+      if (after.has_value() &&
+          std::tie(e.ingested_at, e.position) <= std::tie(after->ingested_at, after->position)) {
         continue;
       }
       out.push_back(e);

@@ -85,14 +85,12 @@ class FakeSink final : public Sink {
   // flight at once; false on timeout.
   bool WaitForInFlight(int n, absl::Duration timeout = absl::Seconds(5)) {
     std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                        [&] { return in_flight_ >= n; });
+    return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] { return in_flight_ >= n; });
   }
   // Waits until `n` create calls have finished; false on timeout.
   bool WaitForDeliveries(int n, absl::Duration timeout = absl::Seconds(5)) {
     std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                        [&] { return finished_ >= n; });
+    return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] { return finished_ >= n; });
   }
 
   std::vector<Call> calls() const { return ReadLocked(mu_, calls_); }
@@ -107,8 +105,8 @@ class FakeSink final : public Sink {
   }
   int lookup_count() const {
     std::lock_guard lock(mu_);
-    return static_cast<int>(std::count_if(calls_.begin(), calls_.end(),
-                                          [](const Call& c) { return c.lookup; }));
+    return static_cast<int>(
+        std::count_if(calls_.begin(), calls_.end(), [](const Call& c) { return c.lookup; }));
   }
   int in_flight() const { return ReadLocked(mu_, in_flight_); }
   // The most create calls in flight at once, overall and for any one

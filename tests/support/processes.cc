@@ -114,8 +114,8 @@ int Process::Signal(int sig, int timeout_ms) {
 CommandResult SetPostgresRunning(bool running) {
   const char* cluster = std::getenv("PG_THROWAWAY_DIR");
   if (cluster == nullptr) return {-1, "", "run the tests under deploy/local/pg-throwaway run"};
-  return RunCommand({"/bin/bash", kPgThrowawayPath, running ? "start-server" : "stop-server",
-                     cluster});
+  return RunCommand(
+      {"/bin/bash", kPgThrowawayPath, running ? "start-server" : "stop-server", cluster});
 }
 
 CommandResult RunCommand(const std::vector<std::string>& argv,
@@ -181,7 +181,8 @@ std::map<std::string, std::string> WaitForPortFile(const std::string& path, int 
     if (std::filesystem::exists(path)) {
       std::map<std::string, std::string> out;
       std::string text = ReadFile(path);
-      for (absl::string_view line : absl::StrSplit(text, absl::ByAnyChar("\n "), absl::SkipEmpty())) {
+      for (absl::string_view line :
+           absl::StrSplit(text, absl::ByAnyChar("\n "), absl::SkipEmpty())) {
         std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
         out[kv.first] = kv.second;
       }
@@ -194,16 +195,17 @@ std::map<std::string, std::string> WaitForPortFile(const std::string& path, int 
 
 DownstreamServer::DownstreamServer(const std::string& mode) {
   std::string port_file = dir_.File("port");
-  process_.Start({kDownstreamServerPath, "--listen", "127.0.0.1:0", "--mode", mode,
-                  "--port-file", port_file},
-                 dir_.File("downstream.log"));
+  process_.Start(
+      {kDownstreamServerPath, "--listen", "127.0.0.1:0", "--mode", mode, "--port-file", port_file},
+      dir_.File("downstream.log"));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (port_ == 0 && std::chrono::steady_clock::now() < deadline) {
     std::string text = ReadFile(port_file);
     if (!text.empty()) port_ = std::atoi(text.c_str());
     if (port_ == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  if (port_ == 0) ADD_FAILURE() << "downstream_server did not start: " << ReadFile(dir_.File("downstream.log"));
+  if (port_ == 0)
+    ADD_FAILURE() << "downstream_server did not start: " << ReadFile(dir_.File("downstream.log"));
 }
 
 DownstreamServer::~DownstreamServer() { process_.Signal(SIGTERM, 5000); }

@@ -17,13 +17,15 @@ delivery:
   enabled: false
 sinks:
   - name: down
-    url: )", records_url, R"(
+    url: )",
+                      records_url, R"(
     replay_rate_budget: 1000
 routes:
   - name: orders
     sources: [orders]
     sink: down
-)", extra_yaml);
+)",
+                      extra_yaml);
 }
 
 }  // namespace replayd::testing

@@ -141,13 +141,15 @@ TEST(Backoff, RetriesWhileUnavailableOnTheBackoffScheduleUntilItAnswers) {
         attempts_at.push_back(clock.Now() - start);
         return ++calls < 5 ? absl::UnavailableError("down") : absl::OkStatus();
       },
-      {.initial = absl::Seconds(1), .max = absl::Seconds(4), .total = absl::Minutes(1),
+      {.initial = absl::Seconds(1),
+       .max = absl::Seconds(4),
+       .total = absl::Minutes(1),
        .clock = &clock},
       [&](const absl::Status&, absl::Duration wait) { waits.push_back(wait); });
   EXPECT_TRUE(s.ok()) << s;
-  EXPECT_THAT(attempts_at, ::testing::ElementsAre(absl::ZeroDuration(), absl::Seconds(1),
-                                                  absl::Seconds(3), absl::Seconds(7),
-                                                  absl::Seconds(11)));
+  EXPECT_THAT(attempts_at,
+              ::testing::ElementsAre(absl::ZeroDuration(), absl::Seconds(1), absl::Seconds(3),
+                                     absl::Seconds(7), absl::Seconds(11)));
   EXPECT_THAT(waits, ::testing::ElementsAre(absl::Seconds(1), absl::Seconds(2), absl::Seconds(4),
                                             absl::Seconds(4)));
 }
@@ -162,7 +164,9 @@ TEST(Backoff, GivesUpWithTheLastStatusWhenTheTotalRunsOut) {
         ++calls;
         return absl::UnavailableError("still down");
       },
-      {.initial = absl::Seconds(1), .max = absl::Seconds(4), .total = absl::Seconds(10),
+      {.initial = absl::Seconds(1),
+       .max = absl::Seconds(4),
+       .total = absl::Seconds(10),
        .clock = &clock});
   EXPECT_EQ(s, absl::UnavailableError("still down"));
   // Attempts at 0, 1, 3, 7 and 10 s (the last wait cut to the total).

@@ -122,8 +122,8 @@ TEST(ConfigReloader, AppliesOnlyWhatChangedAndKeepsTheRunningOneOnRefusal) {
   EXPECT_EQ(reloader.Reload(unbuildable), "refused");
   // Compared with the applied one, not the one it started with.
   EXPECT_EQ(reloader.Reload(Running()), "applied");
-  EXPECT_THAT(applied, ElementsAre("http://b/records", "http://unbuildable/records",
-                                   "http://a/records"));
+  EXPECT_THAT(applied,
+              ElementsAre("http://b/records", "http://unbuildable/records", "http://a/records"));
 }
 
 }  // namespace

@@ -16,10 +16,10 @@ namespace {
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using ::testing::IsEmpty;
-using ::testing::Not;
 using testing::HttpSink;
+using ::testing::IsEmpty;
 using testing::LoadProblems;
+using ::testing::Not;
 using testing::WriteConfig;
 
 std::string ReadSourceFile(const std::string& relative) {
@@ -46,13 +46,18 @@ TEST(ConfigReference, DocsMatchTheSchema) {
 
 TEST(ConfigReference, HasARowForEveryKeyIncludingListFields) {
   std::string table = ConfigReference();
-  EXPECT_THAT(table, HasSubstr("| `database_url` | string | — | `REPLAYD_DATABASE_URL`, `--database-url` | "
-                               "required; secret, never logged |"));
-  EXPECT_THAT(table, HasSubstr("| `sinks[].lookup_url` | string | — |  | checked when type is `http`; "
-                               "http(s) URL containing `{idempotency_key}`; reloaded on SIGHUP |"));
-  EXPECT_THAT(table, HasSubstr("| `routes[].retry.max_delay` | duration | `5m` |  | ≥ `base_delay`; "
-                               "reloaded on SIGHUP |"));
-  EXPECT_THAT(table, HasSubstr("| `tokens[].role` | string | — |  | `publisher`, `viewer` or `operator` |"));
+  EXPECT_THAT(
+      table, HasSubstr("| `database_url` | string | — | `REPLAYD_DATABASE_URL`, `--database-url` | "
+                       "required; secret, never logged |"));
+  EXPECT_THAT(table,
+              HasSubstr("| `sinks[].lookup_url` | string | — |  | checked when type is `http`; "
+                        "http(s) URL containing `{idempotency_key}`; reloaded on SIGHUP |"));
+  EXPECT_THAT(table,
+              HasSubstr("| `routes[].retry.max_delay` | duration | `5m` |  | ≥ `base_delay`; "
+                        "reloaded on SIGHUP |"));
+  EXPECT_THAT(
+      table,
+      HasSubstr("| `tokens[].role` | string | — |  | `publisher`, `viewer` or `operator` |"));
   EXPECT_THAT(table, HasSubstr("| `ingest.max_future_skew` | duration | `24h` |"));
   EXPECT_THAT(table, HasSubstr("| `replay.max_window` | duration | `7d` |"));
 }
@@ -118,13 +123,15 @@ TEST(Validate, NamesEachBoundWithItsKey) {
   c.replay.max_window = absl::ZeroDuration();
   c.log_level = "loud";
   auto problems = Validate(c);
-  EXPECT_THAT(problems, ElementsAre("database_pool_size must be greater than 0 (got 0)",
-                                    "log_level \"loud\" must be trace, debug, info, warn, error, critical or off",
-                                    "ingest.max_payload_bytes must be greater than 0 (got -1)",
-                                    "partitions.create_ahead_days must be at least 1 (got 0)",
-                                    "partitions.retention_days must be at least 0 (got -2)",
-                                    "replay.default_burst must be at least 0 (got -1)",
-                                    "replay.max_window must be positive"));
+  EXPECT_THAT(
+      problems,
+      ElementsAre("database_pool_size must be greater than 0 (got 0)",
+                  "log_level \"loud\" must be trace, debug, info, warn, error, critical or off",
+                  "ingest.max_payload_bytes must be greater than 0 (got -1)",
+                  "partitions.create_ahead_days must be at least 1 (got 0)",
+                  "partitions.retention_days must be at least 0 (got -2)",
+                  "replay.default_burst must be at least 0 (got -1)",
+                  "replay.max_window must be positive"));
 }
 
 TEST(Validate, ChecksSinkKeysOnlyForTheirType) {
@@ -137,17 +144,19 @@ TEST(Validate, ChecksSinkKeysOnlyForTheirType) {
   table.type = SinkConfig::Type::kPostgres;
   table.table = "public.orders;drop";
   c.sinks = {http, table};
-  EXPECT_THAT(Validate(c), ElementsAre("sinks[0] (api): timeout must be positive",
-                                       "sinks[1] (wh): table \"public.orders;drop\" must be a plain "
-                                       "table name (optionally schema.table)"));
+  EXPECT_THAT(Validate(c),
+              ElementsAre("sinks[0] (api): timeout must be positive",
+                          "sinks[1] (wh): table \"public.orders;drop\" must be a plain "
+                          "table name (optionally schema.table)"));
 }
 
 TEST(Validate, SecretsStayOutOfMessages) {
   Config c = Valid();
   c.tokens.push_back({"short-secret", "admin", "ci"});
   auto problems = Validate(c);
-  EXPECT_THAT(problems, ElementsAre("tokens[0] (ci): token must be at least 16 characters",
-                                    "tokens[0] (ci): role \"admin\" must be publisher, viewer or operator"));
+  EXPECT_THAT(problems,
+              ElementsAre("tokens[0] (ci): token must be at least 16 characters",
+                          "tokens[0] (ci): role \"admin\" must be publisher, viewer or operator"));
 }
 
 TEST(Validate, RoutesAndCrossKeyRules) {
@@ -166,13 +175,16 @@ TEST(Validate, RoutesAndCrossKeyRules) {
   c.replay.high_rate_threshold = 5000;
   c.tls.client_ca_file = "/ca.pem";
   auto problems = Validate(c);
-  EXPECT_THAT(problems, Contains("routes[0] (a): source \"Bad Source\" does not match [a-z0-9_.-]{1,64}"));
-  EXPECT_THAT(problems, Contains("routes[1] (b): retry.max_delay must be at least retry.base_delay"));
+  EXPECT_THAT(problems,
+              Contains("routes[0] (a): source \"Bad Source\" does not match [a-z0-9_.-]{1,64}"));
+  EXPECT_THAT(problems,
+              Contains("routes[1] (b): retry.max_delay must be at least retry.base_delay"));
   EXPECT_THAT(problems, Contains("replay.high_rate_threshold must not exceed replay.max_rate"));
   EXPECT_THAT(problems, Contains("tls.client_ca_file needs tls.cert_file"));
   EXPECT_THAT(problems, Contains("sinks[1] (api): duplicate sink name \"api\""));
-  EXPECT_THAT(problems, Contains("routes[1] (b): source \"orders\" is already routed by another route "
-                                 "(one route per source)"));
+  EXPECT_THAT(problems,
+              Contains("routes[1] (b): source \"orders\" is already routed by another route "
+                       "(one route per source)"));
   EXPECT_EQ(problems.size(), 6u);
 }
 
@@ -217,7 +229,8 @@ TEST(Validate, SinkSecretsAreReferencesAndHeadersNameValuePairs) {
   s.tls.cert_file = "/client.pem";
   c.sinks = {s};
   auto problems = Validate(c);
-  EXPECT_THAT(problems, Contains("sinks[0] (api): signing_secrets: each must be file:PATH or env:NAME"));
+  EXPECT_THAT(problems,
+              Contains("sinks[0] (api): signing_secrets: each must be file:PATH or env:NAME"));
   EXPECT_THAT(problems, Contains("sinks[0] (api): headers: an entry is not \"Name: value\""));
   EXPECT_THAT(problems, Contains("sinks[0] (api): tls.cert_file and tls.key_file go together"));
   EXPECT_EQ(problems.size(), 3u);

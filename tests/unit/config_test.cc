@@ -15,7 +15,6 @@ using testing::HttpSink;
 using testing::LoadProblems;
 using testing::WriteConfig;
 
-
 bool AnyContains(const std::vector<std::string>& problems, const std::string& needle) {
   for (const auto& p : problems) {
     if (p.find(needle) != std::string::npos) return true;
@@ -78,8 +77,8 @@ TEST(LoadConfig, MissingAndMalformedFiles) {
 
 TEST(LoadConfig, RefusesKeysThatAreNotNames) {
   // YAML's complex keys put a mapping or a sequence where a name belongs.
-  auto config = ParseConfigYaml("delivery:\n  ? {poll_interval: 1s}\n  : 1\n? [a, b]\n: 2\n",
-                                "replayd.yaml");
+  auto config =
+      ParseConfigYaml("delivery:\n  ? {poll_interval: 1s}\n  : 1\n? [a, b]\n: 2\n", "replayd.yaml");
   ASSERT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
   std::string message(config.status().message());
   EXPECT_THAT(message, HasSubstr("replayd.yaml:"));

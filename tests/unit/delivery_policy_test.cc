@@ -8,8 +8,8 @@
 
 #include "nlohmann/json.hpp"
 #include "server/delivery/check_then_act.h"
-#include "server/delivery/key_queues.h"
 #include "server/delivery/http_sink.h"
+#include "server/delivery/key_queues.h"
 #include "server/delivery/retry_policy.h"
 
 namespace replayd {
@@ -280,10 +280,11 @@ TEST(KeyQueues, ClaimsWholeRunsOfTheOldestKeysAndCountsWhatItHolds) {
   // The oldest key's whole run, not the first event of every key.
   EXPECT_EQ(PositionsOf(q.ToClaim(kT0, 3)), (Positions{1, 3, 5}));
   std::vector<EventRef> refs = q.ToClaim(kT0, 3);
-  q.Claimed(refs, {Found(refs[0], ClaimResult::State::kClaimed),
-                   Found(refs[1], ClaimResult::State::kClaimed),
-                   Found(refs[2], ClaimResult::State::kClaimed)},
-            kT0, absl::Seconds(1));
+  q.Claimed(
+      refs,
+      {Found(refs[0], ClaimResult::State::kClaimed), Found(refs[1], ClaimResult::State::kClaimed),
+       Found(refs[2], ClaimResult::State::kClaimed)},
+      kT0, absl::Seconds(1));
   EXPECT_EQ(q.holding(), 3u);
   EXPECT_EQ(PositionsOf(q.ToClaim(kT0, 3)), (Positions{2, 4, 6}));
   // Another daemon reading the same log asks for a's run too, finds it busy,
@@ -376,10 +377,10 @@ TEST(KeyQueues, AFailureByAnotherWorkerParksAStrictKeyToo) {
   q.Add(Undelivered(3, "b", absl::ZeroDuration(), "other"), kT0);
   q.Add(Undelivered(4, "b", absl::ZeroDuration(), "other"), kT0);
   // 1 and 3 failed elsewhere (a replay, another daemon) since they were read.
-  EXPECT_EQ(ClaimWith(q, kT0,
-                      {{1, ClaimResult::State::kSettled}, {3, ClaimResult::State::kSettled}},
-                      Outcome::kFailed),
-            (Positions{2}));
+  EXPECT_EQ(
+      ClaimWith(q, kT0, {{1, ClaimResult::State::kSettled}, {3, ClaimResult::State::kSettled}},
+                Outcome::kFailed),
+      (Positions{2}));
   ASSERT_EQ(q.Blockers().size(), 1u);
   EXPECT_EQ(q.Blockers()[0].position, 1);
   EXPECT_EQ(StartAll(q), (Positions{4}));

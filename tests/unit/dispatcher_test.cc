@@ -74,8 +74,7 @@ std::vector<int64_t> PositionsOfKey(const std::vector<FakeSink::Call>& calls,
 
 class DispatcherTest : public ::testing::Test {
  protected:
-  void Start(int workers, bool strict = false,
-             RetryPolicy retry = Retries(5, absl::Seconds(10))) {
+  void Start(int workers, bool strict = false, RetryPolicy retry = Retries(5, absl::Seconds(10))) {
     Route route{"orders-route", sink_->name(), strict, retry, sink_};
     std::map<std::string, Route> routes{{kSource, route}};
     deliverer_ = std::make_unique<Deliverer>(&store_, std::move(routes), nullptr, &clock_);
@@ -195,8 +194,7 @@ TEST_F(DispatcherTest, RetryHoldsBackItsKeysLaterEventsUntilDue) {
 
   clock_.Advance(absl::Seconds(7));
   ASSERT_TRUE(store_.WaitForOutcome(second, Outcome::kSucceeded));
-  EXPECT_EQ(PositionsOfKey(sink_->deliveries(), "k"),
-            (std::vector<int64_t>{first, first, second}));
+  EXPECT_EQ(PositionsOfKey(sink_->deliveries(), "k"), (std::vector<int64_t>{first, first, second}));
   EXPECT_EQ(store_.Event(first).attempts, 2);
 }
 
@@ -223,8 +221,8 @@ TEST_F(DispatcherTest, StrictRouteUnparksOnceTheBlockerIsDelivered) {
   ASSERT_TRUE(store_.WaitForOutcome(failing, Outcome::kFailed));
   store_.SetOutcome(failing, Outcome::kSucceeded);  // a replay delivered it
   // Parked keys are checked once a second.
-  ASSERT_TRUE(AdvanceUntil(
-      [&] { return store_.Event(behind).outcome == Outcome::kSucceeded; }, absl::Seconds(1)));
+  ASSERT_TRUE(AdvanceUntil([&] { return store_.Event(behind).outcome == Outcome::kSucceeded; },
+                           absl::Seconds(1)));
   EXPECT_EQ(Positions(sink_->deliveries()), (std::vector<int64_t>{failing, behind}));
 }
 
@@ -322,8 +320,8 @@ TEST_F(DispatcherTest, UnrecordedAttemptIsDeliveredAgainBeforeTheKeysNextEvent) 
   EXPECT_EQ(Positions(sink_->deliveries()), (std::vector<int64_t>{first}));
   store_.SetRecordError(absl::OkStatus());
   // Tried again after the pause for unrecorded attempts (20 poll intervals).
-  ASSERT_TRUE(AdvanceUntil(
-      [&] { return store_.Event(second).outcome == Outcome::kSucceeded; }, absl::Seconds(1)));
+  ASSERT_TRUE(AdvanceUntil([&] { return store_.Event(second).outcome == Outcome::kSucceeded; },
+                           absl::Seconds(1)));
   EXPECT_EQ(Positions(sink_->deliveries()), (std::vector<int64_t>{first, first, second}));
 }
 
@@ -376,8 +374,8 @@ TEST_F(DelivererTest, FailedLookupsUseUpMaxAttempts) {
     outcomes.push_back(report->outcome);
     clock_.Advance(absl::Seconds(2));
   }
-  EXPECT_EQ(outcomes, (std::vector<Outcome>{Outcome::kRetrying, Outcome::kRetrying,
-                                            Outcome::kFailed}));
+  EXPECT_EQ(outcomes,
+            (std::vector<Outcome>{Outcome::kRetrying, Outcome::kRetrying, Outcome::kFailed}));
   EXPECT_EQ(store_.Event(e).last_error, "lookup failed: timeout (gave up after 3 attempts)");
   EXPECT_EQ(store_.Attempts(e).size(), 3u);
   EXPECT_TRUE(sink_->deliveries().empty());

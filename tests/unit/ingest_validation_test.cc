@@ -118,7 +118,8 @@ TEST(ValidateBatchSize, EmptyAndOversized) {
   limits.max_batch = 3;
   EXPECT_EQ(ValidateBatchSize(0, limits).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ValidateBatchSize(4, limits).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(ValidateBatchSize(4, limits).message()), HasSubstr("over the maximum of 3"));
+  EXPECT_THAT(std::string(ValidateBatchSize(4, limits).message()),
+              HasSubstr("over the maximum of 3"));
   EXPECT_TRUE(ValidateBatchSize(3, limits).ok());
 }
 
@@ -134,7 +135,8 @@ class FakeEventStore : public EventStore {
     for (const auto& e : events) {
       if (refuses && refuses(e)) {
         return absl::InvalidArgumentError(
-            "ingest_copy: ERROR:  invalid input syntax for type json\nCONTEXT:  COPY events, line 1");
+            "ingest_copy: ERROR:  invalid input syntax for type json\nCONTEXT:  COPY events, line "
+            "1");
       }
     }
     std::vector<bool> out;
@@ -208,10 +210,9 @@ TEST(Ingester, TheDatabaseHasTheLastWordOnEachPayload) {
   };
   FakeClock clock(kNow);
   Ingester ingester(&store, &clock, {});
-  std::vector<NewEvent> batch = {WithPayload("big", R"({"n": 1e400})"),
-                                 WithPayload("broken", "{\"broken\": "),
-                                 WithPayload("db-no", R"({"db": "no"})"),
-                                 WithPayload("fine", R"({"n": 1})")};
+  std::vector<NewEvent> batch = {
+      WithPayload("big", R"({"n": 1e400})"), WithPayload("broken", "{\"broken\": "),
+      WithPayload("db-no", R"({"db": "no"})"), WithPayload("fine", R"({"n": 1})")};
   auto results = ingester.Ingest(batch);
   ASSERT_TRUE(results.ok()) << results.status();
   EXPECT_EQ((*results)[0].status, IngestResult::Status::kAccepted);

@@ -25,8 +25,8 @@ BucketRow Row(int minute, const std::string& source, OutcomeTally counts,
   r.start = kT0 + absl::Minutes(minute);
   r.source = source;
   r.counts = counts;
-  r.counts.total = counts.pending + counts.retrying + counts.succeeded +
-                   counts.already_processed + counts.failed;
+  r.counts.total = counts.pending + counts.retrying + counts.succeeded + counts.already_processed +
+                   counts.failed;
   r.settled_unfinished =
       settled_unfinished >= 0 ? settled_unfinished : counts.pending + counts.retrying;
   r.min_sequence = min_seq;
@@ -110,8 +110,8 @@ TEST(SuggestWindows, FreshPendingEventsAreNotAGap) {
 
 TEST(SuggestWindows, ClampsToTheRequestAndNow) {
   std::vector<BucketRow> rows = {Row(0, "a", Failed(1)), Row(1, "a", Failed(1))};
-  auto windows = SuggestWindows(rows, absl::Minutes(1), kT0 + absl::Seconds(20),
-                                kT0 + absl::Seconds(90));
+  auto windows =
+      SuggestWindows(rows, absl::Minutes(1), kT0 + absl::Seconds(20), kT0 + absl::Seconds(90));
   ASSERT_EQ(windows.size(), 1u);
   EXPECT_EQ(windows[0].from, kT0 + absl::Seconds(20));
   EXPECT_EQ(windows[0].to, kT0 + absl::Seconds(90));
@@ -136,8 +136,7 @@ class FakeInspectionStore : public InspectionStore {
     return rows;
   }
   absl::StatusOr<SequenceHoles> FindSequenceHoles(absl::Time, absl::Time,
-                                                  const std::vector<SequenceRange>&,
-                                                  int) override {
+                                                  const std::vector<SequenceRange>&, int) override {
     SequenceHoles out{holes, 0};
     for (const SequenceHole& h : holes) out.missing += h.last_missing - h.first_missing + 1;
     return out;
@@ -161,8 +160,7 @@ TEST(Inspection, GapsSumTheHolesAndSuggestWindowsUpToNow) {
   EXPECT_EQ(gaps->missing, 4);
   ASSERT_EQ(gaps->windows.size(), 1u);
   EXPECT_EQ(gaps->windows[0].window.to, kT0 + absl::Seconds(90));
-  EXPECT_EQ(gaps->windows[0].dry_run_command,
-            DryRunCommand(kT0, kT0 + absl::Seconds(90), {"a"}));
+  EXPECT_EQ(gaps->windows[0].dry_run_command, DryRunCommand(kT0, kT0 + absl::Seconds(90), {"a"}));
   ASSERT_EQ(store.queries.size(), 1u);
   EXPECT_THAT(store.queries[0].sources, ElementsAre("a", "b"));
   EXPECT_EQ(store.queries[0].settled_before, kT0 + absl::Seconds(30));

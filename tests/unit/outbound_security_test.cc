@@ -39,7 +39,8 @@ TEST(WebhookSignature, SignsWithEveryKeySpaceSeparatedDuringARotation) {
   auto old_key = WebhookSigningKey(kSpecSecret);
   auto new_key = WebhookSigningKey("whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
   ASSERT_TRUE(old_key.ok() && new_key.ok());
-  const std::string both = WebhookSignature({*old_key, *new_key}, kSpecId, kSpecTimestamp, kSpecBody);
+  const std::string both =
+      WebhookSignature({*old_key, *new_key}, kSpecId, kSpecTimestamp, kSpecBody);
   const std::string second = WebhookSignature({*new_key}, kSpecId, kSpecTimestamp, kSpecBody);
   EXPECT_EQ(both, absl::StrCat(kSpecSignature, " ", second));
   EXPECT_NE(second, kSpecSignature);

@@ -37,8 +37,12 @@ TEST(StartAuditDetail, EveryByteOfASourceNameRoundTrips) {
 }
 
 TEST(StartAuditDetail, InvalidUtf8BecomesReplacementCharacter) {
-  json detail = json::parse(StartAuditDetail(SpecWithSources({"a\xff" "b"}), 0, 0));
-  EXPECT_EQ(detail["request"]["sources"][0], "a\xef\xbf\xbd" "b");
+  json detail = json::parse(StartAuditDetail(SpecWithSources({"a\xff"
+                                                              "b"}),
+                                             0, 0));
+  EXPECT_EQ(detail["request"]["sources"][0],
+            "a\xef\xbf\xbd"
+            "b");
 }
 
 TEST(StartAuditDetail, CarriesTheValidatedRequest) {

@@ -82,10 +82,10 @@ TEST(WindowCursor, DoneOfAnUnknownOrFinishedEventChangesNothing) {
   WindowCursor cursor(std::nullopt);
   cursor.Dispatched(At(0));
   cursor.Dispatched(At(1));
-  EXPECT_FALSE(cursor.Done(At(5)));                            // never dispatched
-  EXPECT_FALSE(cursor.Done({At(0).ingested_at, 999}));          // same time, other event
+  EXPECT_FALSE(cursor.Done(At(5)));                     // never dispatched
+  EXPECT_FALSE(cursor.Done({At(0).ingested_at, 999}));  // same time, other event
   ASSERT_TRUE(cursor.Done(At(1)));
-  EXPECT_FALSE(cursor.Done(At(1)));                            // done already
+  EXPECT_FALSE(cursor.Done(At(1)));  // done already
   EXPECT_EQ(cursor.InFlight(), 1u);
   EXPECT_EQ(Index(cursor.Cursor()), -1);
 }

@@ -158,8 +158,7 @@ TEST(Classify, VerifyDownstreamUsesTheLookupOnlyWhenItMatters) {
   EXPECT_FALSE(NeedsLookup(failed, verify, false));
   EXPECT_EQ(Classify(failed, verify, true, std::optional<std::string>("rec-9")),
             ReplayCategory::kSkipFoundDownstream);
-  EXPECT_EQ(Classify(failed, verify, true, std::optional<std::string>()),
-            ReplayCategory::kDeliver);
+  EXPECT_EQ(Classify(failed, verify, true, std::optional<std::string>()), ReplayCategory::kDeliver);
   // Without verify_downstream an answer is ignored: the decision is the log's.
   EXPECT_EQ(Classify(failed, Spec(), true, std::optional<std::string>("rec-9")),
             ReplayCategory::kDeliver);

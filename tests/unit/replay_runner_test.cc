@@ -120,13 +120,11 @@ class ReplayRunnerTest : public ::testing::Test {
   int64_t next_position() const { return next_id_; }
 
   JobRunEnv Env(ReplayRunner* runner) {
-    return JobRunEnv{&replay_store_,
-                     &delivery_store_,
-                     deliverer_.get(),
-                     &lookup_,
-                     &options_,
-                     [runner](const std::string& sink) { return runner->SinkBucket(sink); },
-                     &shutdown_};
+    return JobRunEnv{
+        &replay_store_,   &delivery_store_,
+        deliverer_.get(), &lookup_,
+        &options_,        [runner](const std::string& sink) { return runner->SinkBucket(sink); },
+        &shutdown_};
   }
   // A runner that is never started: the sink buckets' owner.
   std::unique_ptr<ReplayRunner> BucketOwner() {
@@ -315,8 +313,7 @@ TEST_F(ReplayRunnerTest, ReplayRatePacesDispatchInSimulatedTime) {
   // poll of the in-flight count moves the fake clock on.)
   const absl::Duration paced = absl::Seconds((kEvents - 1) / kRate);
   EXPECT_LE(absl::AbsDuration(observer_.Waited("replay") - paced), absl::Milliseconds(1));
-  EXPECT_LE(absl::AbsDuration((observer_.LastWaitEnds() - start) - paced),
-            absl::Milliseconds(1));
+  EXPECT_LE(absl::AbsDuration((observer_.LastWaitEnds() - start) - paced), absl::Milliseconds(1));
   EXPECT_EQ(observer_.Waited("sink:downstream"), absl::ZeroDuration());
   EXPECT_GE(clock_.Now() - start, paced);
 }
@@ -333,8 +330,7 @@ TEST_F(ReplayRunnerTest, SinkBudgetPacesAReplayAskingForMore) {
   EXPECT_EQ(replay_store_.Job(kJobId).counters.delivered, kEvents);
   // The sink's bucket also starts with one token: 40 more at 20/s.
   const absl::Duration paced = absl::Seconds(2);
-  EXPECT_LE(absl::AbsDuration(observer_.Waited("sink:downstream") - paced),
-            absl::Milliseconds(1));
+  EXPECT_LE(absl::AbsDuration(observer_.Waited("sink:downstream") - paced), absl::Milliseconds(1));
   EXPECT_GE(clock_.Now() - start, paced);
 }
 
@@ -437,7 +433,10 @@ TEST_F(ReplayRunnerTest, ResumeAfterTheBreakerRetriesTheBurstFirstAndDeliversEve
   ASSERT_EQ(replay_store_.Job(kJobId).state, ReplayState::kPaused);
 
   sink_->SetDefault(FakeSink::Succeeded());
-  ASSERT_TRUE(replay_store_.RequestResume(kJobId, 0, AuditEntry{"op", "resume", kJobId, "ok", "{}", absl::Now()}).ok());
+  ASSERT_TRUE(
+      replay_store_
+          .RequestResume(kJobId, 0, AuditEntry{"op", "resume", kJobId, "ok", "{}", absl::Now()})
+          .ok());
   auto claimed = replay_store_.ClaimJob(options_.instance, absl::Seconds(10), {});
   ASSERT_TRUE(claimed.ok() && claimed->has_value());
   const size_t failed_calls = sink_->deliveries().size();
@@ -486,7 +485,9 @@ TEST_F(ReplayRunnerTest, PauseFlagParksTheJobWithItsCursorAndSendsNothingMore) {
     run.Run();
   });
   ASSERT_TRUE(sink_->WaitForInFlight(1));
-  ASSERT_TRUE(replay_store_.RequestPause(kJobId, AuditEntry{"op", "pause", kJobId, "why", "{}", absl::Now()}).ok());
+  ASSERT_TRUE(replay_store_
+                  .RequestPause(kJobId, AuditEntry{"op", "pause", kJobId, "why", "{}", absl::Now()})
+                  .ok());
   pause = true;
   sink_->OpenGate();
   t.join();

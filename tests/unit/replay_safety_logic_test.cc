@@ -29,8 +29,9 @@ TEST(BreakerTrips, RatioIsJudgedOnlyOnceTheWindowIsFull) {
   EXPECT_FALSE(BreakerTrips(s, {0, 10, 4}));
   auto reason = BreakerTrips(s, {0, 10, 5});
   ASSERT_TRUE(reason);
-  EXPECT_EQ(*reason,
-            "circuit breaker: 5 of the last 10 deliveries failed (limit 0.5); paused until resumed");
+  EXPECT_EQ(
+      *reason,
+      "circuit breaker: 5 of the last 10 deliveries failed (limit 0.5); paused until resumed");
 }
 
 TEST(BreakerTrips, ZeroTurnsARuleOff) {

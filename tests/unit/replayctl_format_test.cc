@@ -111,7 +111,8 @@ pb::Timeline HourWithEventsAt(std::initializer_list<int> minutes) {
 }
 
 TEST(RenderTimeline, FoldsLongRunsOfEmptyBucketsIntoOneLine) {
-  std::vector<std::string> lines = Lines(replayctl::RenderTimeline(HourWithEventsAt({57, 58}), false, 10));
+  std::vector<std::string> lines =
+      Lines(replayctl::RenderTimeline(HourWithEventsAt({57, 58}), false, 10));
   // Header (2 lines), the fold, minutes 57 and 58, one empty row (59), totals.
   ASSERT_EQ(lines.size(), 7u) << absl::StrJoin(lines, "\n");
   EXPECT_EQ(lines[2], "  ... 57 empty buckets (11-18 11:00 .. 11-18 11:56) ...");

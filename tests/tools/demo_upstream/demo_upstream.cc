@@ -10,11 +10,11 @@
 
 #include <signal.h>
 
+#include <httplib.h>
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <httplib.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -120,7 +120,8 @@ int main(int argc, char** argv) {
   Emit({{"event", "start"}, {"sources", sources}, {"rate", rate}});
 
   for (int64_t n = 0; !g_stop; ++n) {
-    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (duration_s > 0 && elapsed >= duration_s) break;
     // The fault switches some time between "requested_at" and "at".
     if (scripted_outage && phase == Phase::kBefore && elapsed >= outage_after_s) {
@@ -141,7 +142,9 @@ int main(int argc, char** argv) {
     for (size_t s = 0; s < sources.size(); ++s) {
       int64_t seq = next_sequence[s]++;
       if (s == 0 && hole_at > 0 && seq == hole_at) {
-        Emit({{"event", "sequence_hole"}, {"source", sources[s]}, {"first", hole_at},
+        Emit({{"event", "sequence_hole"},
+              {"source", sources[s]},
+              {"first", hole_at},
               {"last", hole_at + hole_size - 1}});
         seq = next_sequence[s] = hole_at + hole_size;
         ++next_sequence[s];
@@ -154,7 +157,8 @@ int main(int argc, char** argv) {
                         {"occurred_at", Now()},
                         {"payload", {{"n", seq}, {"amount_cents", 100 + (seq * 37) % 900}}}});
     }
-    auto res = sink->Post("/v1/events", headers, json{{"events", events}}.dump(), "application/json");
+    auto res =
+        sink->Post("/v1/events", headers, json{{"events", events}}.dump(), "application/json");
     if (!res || res->status != 200) {
       ++failed_batches;
       std::cerr << "demo_upstream: publish failed: "
@@ -164,17 +168,22 @@ int main(int argc, char** argv) {
     } else {
       json answer = json::parse(res->body, nullptr, false);
       for (const auto& r : answer["results"]) {
-        if (r.value("status", "") == "REJECTED") ++rejected;
-        else ++published;
+        if (r.value("status", "") == "REJECTED")
+          ++rejected;
+        else
+          ++published;
       }
     }
-    std::this_thread::sleep_until(start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(tick * (n + 1)));
+    std::this_thread::sleep_until(
+        start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(tick * (n + 1)));
   }
   if (phase == Phase::kOutage) {
     SetFaults(*ds, json::object());
     Emit({{"event", "outage_end"}});
   }
-  Emit({{"event", "done"}, {"published", published}, {"rejected", rejected},
+  Emit({{"event", "done"},
+        {"published", published},
+        {"rejected", rejected},
         {"failed_batches", failed_batches}});
   return 0;
 }

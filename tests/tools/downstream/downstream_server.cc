@@ -51,9 +51,8 @@ int64_t EpochMicros() {
   using std::chrono::microseconds;
   static const auto system_start = std::chrono::system_clock::now();
   static const auto steady_start = std::chrono::steady_clock::now();
-  return duration_cast<microseconds>(
-             system_start.time_since_epoch() +
-             (std::chrono::steady_clock::now() - steady_start))
+  return duration_cast<microseconds>(system_start.time_since_epoch() +
+                                     (std::chrono::steady_clock::now() - steady_start))
       .count();
 }
 
@@ -84,9 +83,7 @@ struct Faults {
   std::optional<int64_t> count;     // Create requests left; none = no limit.
   std::optional<SteadyTime> until;  // None = until cleared.
 
-  bool Empty() const {
-    return status == 0 && hang_ms == 0 && latency_ms == 0 && !commit_then_drop;
-  }
+  bool Empty() const { return status == 0 && hang_ms == 0 && latency_ms == 0 && !commit_then_drop; }
 };
 
 json FaultsToJson(const Faults& faults, SteadyTime now) {
@@ -100,9 +97,8 @@ json FaultsToJson(const Faults& faults, SteadyTime now) {
   if (faults.percent) out["percent"] = *faults.percent;
   if (faults.count) out["count"] = *faults.count;
   if (faults.until) {
-    out["for_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        *faults.until - now)
-                        .count();
+    out["for_ms"] =
+        std::chrono::duration_cast<std::chrono::milliseconds>(*faults.until - now).count();
   }
   return out;
 }
@@ -113,10 +109,9 @@ bool ReadInt(const json& body, const char* name, int64_t min, int64_t max,
              std::optional<int64_t>* out, std::string* error) {
   const auto it = body.find(name);
   if (it == body.end()) return true;
-  if (!it->is_number_integer() || it->get<int64_t>() < min ||
-      it->get<int64_t>() > max) {
-    *error = std::string(name) + " must be an integer in [" +
-             std::to_string(min) + ", " + std::to_string(max) + "]";
+  if (!it->is_number_integer() || it->get<int64_t>() < min || it->get<int64_t>() > max) {
+    *error = std::string(name) + " must be an integer in [" + std::to_string(min) + ", " +
+             std::to_string(max) + "]";
     return false;
   }
   *out = it->get<int64_t>();
@@ -125,33 +120,28 @@ bool ReadInt(const json& body, const char* name, int64_t min, int64_t max,
 
 // Parses a /admin/faults body. Unknown fields are rejected so that a typo in
 // a test does not silently inject nothing.
-std::optional<Faults> ParseFaults(const std::string& body, SteadyTime now,
-                                  std::string* error) {
+std::optional<Faults> ParseFaults(const std::string& body, SteadyTime now, std::string* error) {
   const json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (!parsed.is_object()) {
     *error = "body must be a JSON object";
     return std::nullopt;
   }
-  static const char* const kKnown[] = {
-      "status",     "retry_after_s",    "for_ms", "hang_ms",
-      "latency_ms", "commit_then_drop", "count",  "percent"};
+  static const char* const kKnown[] = {"status",     "retry_after_s",    "for_ms", "hang_ms",
+                                       "latency_ms", "commit_then_drop", "count",  "percent"};
   for (const auto& [name, value] : parsed.items()) {
-    if (std::find(std::begin(kKnown), std::end(kKnown), name) ==
-        std::end(kKnown)) {
+    if (std::find(std::begin(kKnown), std::end(kKnown), name) == std::end(kKnown)) {
       *error = "unknown field: " + name;
       return std::nullopt;
     }
   }
   constexpr int64_t kMaxMs = 24 * 3600 * 1000;
-  std::optional<int64_t> status, retry_after_s, for_ms, hang_ms, latency_ms,
-      count, percent;
+  std::optional<int64_t> status, retry_after_s, for_ms, hang_ms, latency_ms, count, percent;
   if (!ReadInt(parsed, "status", 100, 599, &status, error) ||
       !ReadInt(parsed, "retry_after_s", 0, 86400, &retry_after_s, error) ||
       !ReadInt(parsed, "for_ms", 0, kMaxMs, &for_ms, error) ||
       !ReadInt(parsed, "hang_ms", 0, kMaxMs, &hang_ms, error) ||
       !ReadInt(parsed, "latency_ms", 0, kMaxMs, &latency_ms, error) ||
-      !ReadInt(parsed, "count", 1, std::numeric_limits<int64_t>::max(), &count,
-               error) ||
+      !ReadInt(parsed, "count", 1, std::numeric_limits<int64_t>::max(), &count, error) ||
       !ReadInt(parsed, "percent", 1, 100, &percent, error)) {
     return std::nullopt;
   }
@@ -202,8 +192,7 @@ json ToJson(const CreateRequest& request) {
           {"replay_id", request.replay_id ? json(*request.replay_id) : json()},
           {"arrival_us", request.arrival_us},
           {"status", request.status},
-          {"record_id",
-           request.record_id.empty() ? json() : json(request.record_id)},
+          {"record_id", request.record_id.empty() ? json() : json(request.record_id)},
           {"dropped", request.dropped}};
 }
 
@@ -263,8 +252,7 @@ class Downstream {
     if (faults_.until && *faults_.until <= now) faults_ = {};
     if (faults_.Empty()) return admission;
     if (faults_.percent &&
-        std::uniform_int_distribution<int64_t>(1, 100)(random_) >
-            *faults_.percent) {
+        std::uniform_int_distribution<int64_t>(1, 100)(random_) > *faults_.percent) {
       return admission;
     }
     admission.faults = faults_;
@@ -276,8 +264,7 @@ class Downstream {
   // without creating anything; otherwise the record is created (201) or, in
   // idempotent mode, found (409). `dropped` logs that no answer will be sent.
   // A request admitted before a reset answers 503 and leaves no trace.
-  Outcome Complete(const Admission& admission, int rejected_status,
-                   bool dropped) {
+  Outcome Complete(const Admission& admission, int rejected_status, bool dropped) {
     std::lock_guard lock(mutex_);
     if (admission.generation != generation_) return {503, ""};
     CreateRequest& request = requests_[admission.index];
@@ -295,8 +282,7 @@ class Downstream {
     std::lock_guard lock(mutex_);
     const auto it = ids_by_key_.find(idempotency_key);
     lookups_.push_back({static_cast<int64_t>(lookups_.size()) + 1, arrival_us,
-                        std::move(idempotency_key),
-                        it == ids_by_key_.end() ? 404 : 200});
+                        std::move(idempotency_key), it == ids_by_key_.end() ? 404 : 200});
     if (it == ids_by_key_.end()) return std::nullopt;
     return it->second;
   }
@@ -304,8 +290,7 @@ class Downstream {
   // Sleeps for `ms` unless Stop() is called; returns false if it was.
   bool SleepUnlessStopped(int64_t ms) {
     std::unique_lock lock(mutex_);
-    return !stop_cv_.wait_for(lock, std::chrono::milliseconds(ms),
-                              [this] { return stopped_; });
+    return !stop_cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopped_; });
   }
 
   void Stop() {
@@ -389,8 +374,7 @@ std::optional<std::pair<std::string, int>> SocketAddress(int fd, bool peer) {
   sockaddr_storage address{};
   socklen_t length = sizeof(address);
   auto* raw = reinterpret_cast<sockaddr*>(&address);
-  if ((peer ? getpeername(fd, raw, &length) : getsockname(fd, raw, &length)) !=
-      0) {
+  if ((peer ? getpeername(fd, raw, &length) : getsockname(fd, raw, &length)) != 0) {
     return std::nullopt;
   }
   char host[INET6_ADDRSTRLEN] = {};
@@ -410,16 +394,13 @@ std::optional<std::pair<std::string, int>> SocketAddress(int fd, bool peer) {
 // Calls `visit(fd, peer_host, peer_port)` for every accepted connection on
 // `local_port`. httplib 0.11 does not hand its socket to a handler, so a
 // connection is found among this process's open descriptors by its addresses.
-void ForEachConnection(
-    int local_port,
-    const std::function<void(int, const std::string&, int)>& visit) {
+void ForEachConnection(int local_port,
+                       const std::function<void(int, const std::string&, int)>& visit) {
   std::error_code error;
-  for (const auto& entry :
-       std::filesystem::directory_iterator("/proc/self/fd", error)) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", error)) {
     const std::string name = entry.path().filename().string();
     int fd = -1;
-    if (std::from_chars(name.data(), name.data() + name.size(), fd).ec !=
-        std::errc()) {
+    if (std::from_chars(name.data(), name.data() + name.size(), fd).ec != std::errc()) {
       continue;
     }
     const auto local = SocketAddress(fd, /*peer=*/false);
@@ -433,19 +414,17 @@ void ForEachConnection(
 // The socket that `req` arrived on, or -1.
 int ConnectionOf(const httplib::Request& req) {
   int found = -1;
-  ForEachConnection(req.local_port,
-                    [&](int fd, const std::string& host, int port) {
-                      if (port == req.remote_port && host == req.remote_addr) {
-                        found = fd;
-                      }
-                    });
+  ForEachConnection(req.local_port, [&](int fd, const std::string& host, int port) {
+    if (port == req.remote_port && host == req.remote_addr) {
+      found = fd;
+    }
+  });
   return found;
 }
 
 std::optional<int64_t> ParseInt(const std::string& text) {
   int64_t value = 0;
-  const auto [end, ec] =
-      std::from_chars(text.data(), text.data() + text.size(), value);
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size()) {
     return std::nullopt;
   }
@@ -454,16 +433,14 @@ std::optional<int64_t> ParseInt(const std::string& text) {
 
 // Checks that `body` is a replayd envelope and returns its key (empty when
 // the key is null), or nullopt with `error` set.
-std::optional<std::string> EnvelopeKey(const std::string& body,
-                                       std::string* error) {
+std::optional<std::string> EnvelopeKey(const std::string& body, std::string* error) {
   const json envelope = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (!envelope.is_object()) {
     *error = "body must be a JSON object";
     return std::nullopt;
   }
-  static const char* const kFields[] = {
-      "source", "event_id",    "sequence",    "key",
-      "type",   "occurred_at", "ingested_at", "payload"};
+  static const char* const kFields[] = {"source", "event_id",    "sequence",    "key",
+                                        "type",   "occurred_at", "ingested_at", "payload"};
   for (const char* field : kFields) {
     if (!envelope.contains(field)) {
       *error = std::string("envelope lacks field ") + field;
@@ -475,8 +452,8 @@ std::optional<std::string> EnvelopeKey(const std::string& body,
   return key.is_null() ? std::string() : Dump(key);
 }
 
-void HandleCreate(Downstream& downstream, Mode mode,
-                  const httplib::Request& req, httplib::Response& res) {
+void HandleCreate(Downstream& downstream, Mode mode, const httplib::Request& req,
+                  httplib::Response& res) {
   CreateRequest request;
   request.arrival_us = EpochMicros();
   request.idempotency_key = req.get_header_value("Idempotency-Key");
@@ -488,8 +465,7 @@ void HandleCreate(Downstream& downstream, Mode mode,
   }
   std::string invalid;
   if (const auto key = EnvelopeKey(req.body, &invalid)) request.key = *key;
-  if (invalid.empty() && mode == Mode::kIdempotent &&
-      request.idempotency_key.empty()) {
+  if (invalid.empty() && mode == Mode::kIdempotent && request.idempotency_key.empty()) {
     invalid = "missing Idempotency-Key header";
   }
 
@@ -522,8 +498,7 @@ void HandleCreate(Downstream& downstream, Mode mode,
     ReplyError(res, 500, "commit_then_drop: connection socket not found");
     return;
   }
-  const Outcome outcome =
-      downstream.Complete(admission, 0, /*dropped=*/connection >= 0);
+  const Outcome outcome = downstream.Complete(admission, 0, /*dropped=*/connection >= 0);
   if (connection >= 0 && !outcome.record_id.empty()) {
     // The record is committed; the caller sees the connection close with no
     // response at all. httplib's own write of `res` then fails and it closes
@@ -540,15 +515,12 @@ void HandleCreate(Downstream& downstream, Mode mode,
   res.set_content("{\"id\":\"" + outcome.record_id + "\"}", kJsonType);
 }
 
-void RegisterRoutes(httplib::Server& server, Downstream& downstream,
-                    Mode mode) {
+void RegisterRoutes(httplib::Server& server, Downstream& downstream, Mode mode) {
   // The create path first: httplib tries the patterns in order.
-  server.Post("/records", [&downstream, mode](const httplib::Request& req,
-                                              httplib::Response& res) {
+  server.Post("/records", [&downstream, mode](const httplib::Request& req, httplib::Response& res) {
     HandleCreate(downstream, mode, req, res);
   });
-  server.Get("/records/(.+)", [&downstream](const httplib::Request& req,
-                                            httplib::Response& res) {
+  server.Get("/records/(.+)", [&downstream](const httplib::Request& req, httplib::Response& res) {
     if (const auto id = downstream.Find(req.matches[1].str())) {
       ReplyJson(res, 200, {{"id", *id}});
     } else {
@@ -558,15 +530,12 @@ void RegisterRoutes(httplib::Server& server, Downstream& downstream,
   server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok", "text/plain");
   });
-  server.Get("/admin/faults",
-             [&downstream](const httplib::Request&, httplib::Response& res) {
-               ReplyJson(res, 200, downstream.FaultsJson());
-             });
-  server.Post("/admin/faults", [&downstream](const httplib::Request& req,
-                                             httplib::Response& res) {
+  server.Get("/admin/faults", [&downstream](const httplib::Request&, httplib::Response& res) {
+    ReplyJson(res, 200, downstream.FaultsJson());
+  });
+  server.Post("/admin/faults", [&downstream](const httplib::Request& req, httplib::Response& res) {
     std::string error;
-    auto faults =
-        ParseFaults(req.body, std::chrono::steady_clock::now(), &error);
+    auto faults = ParseFaults(req.body, std::chrono::steady_clock::now(), &error);
     if (!faults) {
       ReplyError(res, 400, error);
       return;
@@ -574,32 +543,25 @@ void RegisterRoutes(httplib::Server& server, Downstream& downstream,
     downstream.SetFaults(std::move(*faults));
     ReplyJson(res, 200, downstream.FaultsJson());
   });
-  server.Delete("/admin/faults",
-                [&downstream](const httplib::Request&, httplib::Response& res) {
-                  downstream.SetFaults({});
-                  ReplyJson(res, 200, downstream.FaultsJson());
-                });
-  server.Get("/admin/requests",
-             [&downstream](const httplib::Request&, httplib::Response& res) {
-               res.set_content(downstream.RequestsJson(), kJsonType);
-             });
-  server.Get("/admin/lookups",
-             [&downstream](const httplib::Request&, httplib::Response& res) {
-               res.set_content(downstream.LookupsJson(), kJsonType);
-             });
-  server.Get("/admin/stats",
-             [&downstream](const httplib::Request&, httplib::Response& res) {
-               ReplyJson(res, 200, downstream.StatsJson());
-             });
-  server.Post("/admin/reset",
-              [&downstream](const httplib::Request&, httplib::Response& res) {
-                downstream.Reset();
-                ReplyJson(res, 200, downstream.StatsJson());
-              });
-  server.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-        ReplyError(res, 500, "internal error");
-      });
+  server.Delete("/admin/faults", [&downstream](const httplib::Request&, httplib::Response& res) {
+    downstream.SetFaults({});
+    ReplyJson(res, 200, downstream.FaultsJson());
+  });
+  server.Get("/admin/requests", [&downstream](const httplib::Request&, httplib::Response& res) {
+    res.set_content(downstream.RequestsJson(), kJsonType);
+  });
+  server.Get("/admin/lookups", [&downstream](const httplib::Request&, httplib::Response& res) {
+    res.set_content(downstream.LookupsJson(), kJsonType);
+  });
+  server.Get("/admin/stats", [&downstream](const httplib::Request&, httplib::Response& res) {
+    ReplyJson(res, 200, downstream.StatsJson());
+  });
+  server.Post("/admin/reset", [&downstream](const httplib::Request&, httplib::Response& res) {
+    downstream.Reset();
+    ReplyJson(res, 200, downstream.StatsJson());
+  });
+  server.set_exception_handler([](const httplib::Request&, httplib::Response& res,
+                                  std::exception_ptr) { ReplyError(res, 500, "internal error"); });
 }
 
 class HttpServer : public httplib::Server {
@@ -622,8 +584,7 @@ bool WritePortFile(const std::string& path, int port) {
 }
 
 int Run(int argc, char** argv) {
-  CLI::App app{
-      "HTTP downstream test server for replayd e2e tests and benchmarks"};
+  CLI::App app{"HTTP downstream test server for replayd e2e tests and benchmarks"};
   std::string listen = "127.0.0.1:0";
   std::string mode_name = "idempotent";
   std::string port_file;
@@ -634,20 +595,16 @@ int Run(int argc, char** argv) {
   app.add_option("--mode", mode_name, "Whether Idempotency-Key deduplicates")
       ->check(CLI::IsMember({"idempotent", "non-idempotent"}))
       ->capture_default_str();
-  app.add_option("--port-file", port_file,
-                 "Write the bound port here once listening");
-  app.add_option("--threads", threads,
-                 "Worker threads; each serves one connection at a time")
+  app.add_option("--port-file", port_file, "Write the bound port here once listening");
+  app.add_option("--threads", threads, "Worker threads; each serves one connection at a time")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
-  app.add_option("--seed", seed,
-                 "Seed of the draws of a fault set's percent; default random");
+  app.add_option("--seed", seed, "Seed of the draws of a fault set's percent; default random");
   CLI11_PARSE(app, argc, argv);
 
   const size_t colon = listen.rfind(':');
-  const std::optional<int64_t> port = colon == std::string::npos
-                                          ? std::nullopt
-                                          : ParseInt(listen.substr(colon + 1));
+  const std::optional<int64_t> port =
+      colon == std::string::npos ? std::nullopt : ParseInt(listen.substr(colon + 1));
   if (!port || *port < 0 || *port > 65535) {
     std::cerr << "--listen must be HOST:PORT, got " << listen << "\n";
     return 2;
@@ -656,8 +613,7 @@ int Run(int argc, char** argv) {
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
-  const Mode mode =
-      mode_name == "idempotent" ? Mode::kIdempotent : Mode::kNonIdempotent;
+  const Mode mode = mode_name == "idempotent" ? Mode::kIdempotent : Mode::kNonIdempotent;
 
   // Signals are taken by sigwait below; block them before any thread starts
   // so that every thread inherits the mask.
@@ -685,10 +641,9 @@ int Run(int argc, char** argv) {
   server.set_keep_alive_max_count(1'000'000'000);
   RegisterRoutes(server, downstream, mode);
 
-  const int bound_port =
-      *port == 0
-          ? server.bind_to_any_port(host)
-          : (server.bind_to_port(host, *port) ? static_cast<int>(*port) : -1);
+  const int bound_port = *port == 0
+                             ? server.bind_to_any_port(host)
+                             : (server.bind_to_port(host, *port) ? static_cast<int>(*port) : -1);
   if (bound_port <= 0) {
     std::cerr << "cannot listen on " << listen << "\n";
     return 1;
@@ -699,8 +654,8 @@ int Run(int argc, char** argv) {
     return 1;
   }
   const bool ipv6 = host.find(':') != std::string::npos;
-  std::cout << "listening on " << (ipv6 ? "[" + host + "]" : host) << ":"
-            << bound_port << std::endl;
+  std::cout << "listening on " << (ipv6 ? "[" + host + "]" : host) << ":" << bound_port
+            << std::endl;
 
   std::atomic<bool> stopping = false;
   std::atomic<bool> listener_done = false;
@@ -721,9 +676,7 @@ int Run(int argc, char** argv) {
   server.stop();
   // Idle keep-alive connections would otherwise hold their worker threads,
   // and so the exit, until httplib's keep-alive timeout.
-  ForEachConnection(bound_port, [](int fd, const std::string&, int) {
-    shutdown(fd, SHUT_RDWR);
-  });
+  ForEachConnection(bound_port, [](int fd, const std::string&, int) { shutdown(fd, SHUT_RDWR); });
   listener.join();
   return failed ? 1 : 0;
 }
