@@ -43,7 +43,7 @@ TEST(BackoffDelay, NeverShrinksFromOneAttemptToTheNextWhateverTheJitter) {
   }
 }
 
-TEST(ClassifyHttpStatus, FollowsSpec) {
+TEST(ClassifyHttpStatus, FollowsTheSinkContract) {
   using K = DeliveryResult::Kind;
   EXPECT_EQ(ClassifyHttpStatus(200), K::kSucceeded);
   EXPECT_EQ(ClassifyHttpStatus(201), K::kSucceeded);
