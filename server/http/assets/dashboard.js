@@ -403,7 +403,7 @@ function renderAudit(body) {
       <th>why</th><th>detail</th></tr>
     ${entries.map((a) => `<tr data-testid="audit-entry" data-action="${esc(a.action)}"
         data-replay-id="${esc(a.replay_id)}">
-      <td>${esc(a.at ? iso(ms(a.at)) : '')}</td><td>${esc(a.actor)}</td>
+      <td>${esc(a.at ? iso(1000 * Math.floor(ms(a.at) / 1000)) : '')}</td><td>${esc(a.actor)}</td>
       <td>${esc(a.action)}</td><td title="${esc(a.replay_id)}">${esc(String(a.replay_id).slice(0, 12))}</td>
       <td>${esc(a.reason)}</td>
       <td class="muted">${a.detail_json && a.detail_json !== '{}' ? esc(a.detail_json) : ''}</td></tr>`).join('')}
