@@ -234,7 +234,7 @@ absl::StatusOr<std::optional<ReplayJob>> PgReplayStore::ClaimJob(
     out = JobFromRow(job[0]);
     if (state != "pending") {
       bool takeover = !previous.empty() && previous != owner;
-      AuditEntry a{owner, takeover ? "takeover" : "reclaim", id,
+      AuditEntry a{owner, takeover ? "takeover" : "resume", id,
                    takeover ? absl::StrCat("the lease of ", previous, " expired") : "",
                    previous.empty() ? "{}"
                                     : absl::StrCat("{\"previous_owner\":\"", previous, "\"}"),
