@@ -16,6 +16,12 @@ ClientOptions OptionsFromEnvironment() {
   ClientOptions o;
   if (const char* v = std::getenv("REPLAYCTL_SERVER"); v != nullptr && *v) o.address = v;
   if (const char* v = std::getenv("REPLAYCTL_TOKEN"); v != nullptr && *v) o.token = v;
+  if (const char* v = std::getenv("REPLAYCTL_CA_FILE"); v != nullptr && *v) o.ca_file = v;
+  if (const char* v = std::getenv("REPLAYCTL_CERT"); v != nullptr && *v) o.cert_file = v;
+  if (const char* v = std::getenv("REPLAYCTL_KEY"); v != nullptr && *v) o.key_file = v;
+  if (const char* v = std::getenv("REPLAYCTL_TLS_SERVER_NAME"); v != nullptr && *v) {
+    o.tls_server_name = v;
+  }
   return o;
 }
 
@@ -35,21 +41,33 @@ bool IsTerminal(pb::ReplayState state) {
          state == pb::REPLAY_FAILED;
 }
 
+namespace {
+
+std::string ReadPem(const std::string& path) {
+  if (path.empty()) return "";
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
 ReplayClient::ReplayClient(ClientOptions options) : options_(std::move(options)) {
   std::shared_ptr<grpc::ChannelCredentials> creds;
-  if (options_.tls) {
+  grpc::ChannelArguments args;
+  if (options_.tls || !options_.ca_file.empty() || !options_.cert_file.empty() ||
+      !options_.key_file.empty() || !options_.tls_server_name.empty()) {
     grpc::SslCredentialsOptions ssl;
-    if (!options_.ca_file.empty()) {
-      std::ifstream in(options_.ca_file);
-      std::stringstream text;
-      text << in.rdbuf();
-      ssl.pem_root_certs = text.str();
-    }
+    ssl.pem_root_certs = ReadPem(options_.ca_file);
+    ssl.pem_cert_chain = ReadPem(options_.cert_file);
+    ssl.pem_private_key = ReadPem(options_.key_file);
     creds = grpc::SslCredentials(ssl);
+    if (!options_.tls_server_name.empty()) args.SetSslTargetNameOverride(options_.tls_server_name);
   } else {
     creds = grpc::InsecureChannelCredentials();
   }
-  channel_ = grpc::CreateChannel(options_.address, creds);
+  channel_ = grpc::CreateCustomChannel(options_.address, creds, args);
   stub_ = pb::ReplayService::NewStub(channel_);
 }
 
@@ -131,6 +149,35 @@ absl::StatusOr<pb::ReplayProgress> ReplayClient::CancelReplay(const std::string&
   req.set_reason(reason);
   pb::ReplayProgress out;
   grpc::Status s = stub_->CancelReplay(&ctx, req, &out);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return out;
+}
+
+absl::StatusOr<pb::ReplayProgress> ReplayClient::PauseReplay(const std::string& replay_id,
+                                                            const std::string& reason) {
+  grpc::ClientContext ctx;
+  PrepareCall(&ctx);
+  pb::PauseReplayRequest req;
+  req.set_replay_id(replay_id);
+  req.set_reason(reason);
+  pb::ReplayProgress out;
+  grpc::Status s = stub_->PauseReplay(&ctx, req, &out);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return out;
+}
+
+absl::StatusOr<pb::ReplayProgress> ReplayClient::ResumeReplay(const std::string& replay_id,
+                                                             const std::string& reason,
+                                                             double rate, bool allow_high_rate) {
+  grpc::ClientContext ctx;
+  PrepareCall(&ctx);
+  pb::ResumeReplayRequest req;
+  req.set_replay_id(replay_id);
+  req.set_reason(reason);
+  req.set_rate(rate);
+  req.set_allow_high_rate(allow_high_rate);
+  pb::ReplayProgress out;
+  grpc::Status s = stub_->ResumeReplay(&ctx, req, &out);
   if (!s.ok()) return FromGrpcStatus(s);
   return out;
 }

@@ -24,12 +24,16 @@ namespace replayd::client {
 struct ClientOptions {
   std::string address = "127.0.0.1:7070";  // host:port
   std::string token;                       // bearer token; empty = none
-  bool tls = false;
+  bool tls = false;     // also implied by any of the four below
   std::string ca_file;  // PEM roots for TLS; empty = the system's
+  std::string cert_file;        // PEM client certificate (mutual TLS); empty = none
+  std::string key_file;         // its private key
+  std::string tls_server_name;  // name checked in the server's certificate; empty = the host
   absl::Duration timeout = absl::Seconds(30);  // per unary call
 };
 
-// The defaults overridden by REPLAYCTL_SERVER and REPLAYCTL_TOKEN.
+// The defaults overridden by REPLAYCTL_SERVER, REPLAYCTL_TOKEN,
+// REPLAYCTL_CA_FILE, REPLAYCTL_CERT, REPLAYCTL_KEY and REPLAYCTL_TLS_SERVER_NAME.
 ClientOptions OptionsFromEnvironment();
 
 absl::Status FromGrpcStatus(const grpc::Status& status);
@@ -53,6 +57,12 @@ class ReplayClient {
       const std::function<void(const replay::v1::ReplayProgress&)>& on_progress);
   absl::StatusOr<replay::v1::ReplayProgress> CancelReplay(const std::string& replay_id,
                                                           const std::string& reason);
+  absl::StatusOr<replay::v1::ReplayProgress> PauseReplay(const std::string& replay_id,
+                                                         const std::string& reason);
+  // `rate` 0 keeps the replay's rate.
+  absl::StatusOr<replay::v1::ReplayProgress> ResumeReplay(const std::string& replay_id,
+                                                          const std::string& reason, double rate,
+                                                          bool allow_high_rate);
   absl::StatusOr<std::vector<replay::v1::ReplayProgress>> ListReplays(
       const std::vector<replay::v1::ReplayState>& states, int limit);
 

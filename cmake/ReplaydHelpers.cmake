@@ -8,6 +8,19 @@ function(replayd_library name)
   target_link_libraries(${name} PUBLIC ${ARG_DEPS})
 endfunction()
 
+# replayd_embed(OUTPUT HEADER SCRIPT FILE ARGS -DNAME=VALUE ... INPUTS ... COMMENT TEXT)
+#   Writes HEADER at build time with `cmake ARGS -DOUTPUT=HEADER -P SCRIPT`,
+#   again whenever one of INPUTS or the script changes: files compiled into
+#   the binary.
+function(replayd_embed)
+  cmake_parse_arguments(ARG "" "OUTPUT;SCRIPT;COMMENT" "ARGS;INPUTS" ${ARGN})
+  add_custom_command(
+    OUTPUT ${ARG_OUTPUT}
+    COMMAND ${CMAKE_COMMAND} ${ARG_ARGS} -DOUTPUT=${ARG_OUTPUT} -P ${ARG_SCRIPT}
+    DEPENDS ${ARG_INPUTS} ${ARG_SCRIPT}
+    COMMENT "${ARG_COMMENT}")
+endfunction()
+
 # replayd_test(NAME LABEL unit|pg|e2e SOURCES ... DEPS ...)
 #   A GoogleTest binary registered with CTest under its tier label. pg and e2e
 #   tests read the throwaway cluster's DSN from REPLAYD_TEST_DSN and make a

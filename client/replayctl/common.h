@@ -21,6 +21,9 @@ struct CommonOptions {
   std::string token;
   bool tls = false;
   std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  std::string tls_server_name;
   std::string output = "text";  // text or json
   double timeout_seconds = 30;
 
@@ -30,6 +33,9 @@ struct CommonOptions {
     o.token = token;
     o.tls = tls;
     o.ca_file = ca_file;
+    o.cert_file = cert_file;
+    o.key_file = key_file;
+    o.tls_server_name = tls_server_name;
     o.timeout = absl::Seconds(timeout_seconds);
     return o;
   }

@@ -12,15 +12,29 @@
 
 int main(int argc, char** argv) {
   using namespace replayd::replayctl;
-  CLI::App app{"replayctl: dry-run, start, watch and cancel replays; inspect the event log"};
+  CLI::App app{
+      "replayctl: dry-run, start, watch, pause, resume and cancel replays; inspect the event log"};
   app.require_subcommand(1);
   CommonOptions options;
   app.add_option("-s,--server", options.server, "replayd gRPC address host:port")
       ->envname("REPLAYCTL_SERVER")
       ->default_val("127.0.0.1:7070");
   app.add_option("--token", options.token, "bearer token")->envname("REPLAYCTL_TOKEN");
-  app.add_flag("--tls", options.tls, "connect with TLS");
-  app.add_option("--ca-file", options.ca_file, "PEM CA certificates for --tls");
+  app.add_flag("--tls", options.tls, "connect with TLS (implied by the four options below)");
+  app.add_option("--ca-file", options.ca_file, "PEM CA certificates the server's is checked against")
+      ->envname("REPLAYCTL_CA_FILE")
+      ->check(CLI::ExistingFile);
+  auto* cert = app.add_option("--cert", options.cert_file, "PEM client certificate (mutual TLS)")
+                   ->envname("REPLAYCTL_CERT")
+                   ->check(CLI::ExistingFile);
+  auto* key = app.add_option("--key", options.key_file, "PEM private key of --cert")
+                  ->envname("REPLAYCTL_KEY")
+                  ->check(CLI::ExistingFile);
+  cert->needs(key);
+  key->needs(cert);
+  app.add_option("--tls-server-name", options.tls_server_name,
+                 "name expected in the server's certificate (default: the host of --server)")
+      ->envname("REPLAYCTL_TLS_SERVER_NAME");
   app.add_option("-o,--output", options.output, "text or json")
       ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--timeout", options.timeout_seconds, "seconds per call (default 30)");

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -31,6 +32,9 @@ struct RequestFlags {
   bool allow_high_rate = false;
   bool verify_downstream = false;
   std::string reason;
+  std::optional<int> breaker_consecutive_failures;
+  std::optional<double> breaker_failure_ratio;
+  std::optional<int> breaker_window;
 };
 
 void AddRequestFlags(CLI::App* cmd, RequestFlags& f) {
@@ -52,6 +56,13 @@ void AddRequestFlags(CLI::App* cmd, RequestFlags& f) {
   cmd->add_flag("--verify-downstream", f.verify_downstream,
                 "ask the downstream's lookup before each delivery");
   cmd->add_option("--reason", f.reason, "why (recorded in the audit log)");
+  cmd->add_option("--breaker-consecutive-failures", f.breaker_consecutive_failures,
+                  "pause after this many failed deliveries in a row; 0 = off "
+                  "(default: the server's replay.breaker)");
+  cmd->add_option("--breaker-failure-ratio", f.breaker_failure_ratio,
+                  "pause when this share of the last --breaker-window outcomes failed; 0 = off");
+  cmd->add_option("--breaker-window", f.breaker_window,
+                  "how many recent outcomes --breaker-failure-ratio looks at; 0 = off");
 }
 
 [[noreturn]] void Fail(int code) { throw CLI::RuntimeError(code); }
@@ -89,6 +100,11 @@ pb::ReplayRequest BuildRequest(const RequestFlags& f) {
   r.set_allow_high_rate(f.allow_high_rate);
   r.set_verify_downstream(f.verify_downstream);
   r.set_reason(f.reason);
+  if (f.breaker_consecutive_failures) {
+    r.mutable_breaker()->set_consecutive_failures(*f.breaker_consecutive_failures);
+  }
+  if (f.breaker_failure_ratio) r.mutable_breaker()->set_failure_ratio(*f.breaker_failure_ratio);
+  if (f.breaker_window) r.mutable_breaker()->set_window(*f.breaker_window);
   return r;
 }
 
@@ -109,6 +125,10 @@ std::string ProgressText(const pb::ReplayProgress& p) {
   absl::StrAppend(&out, "  total     ", p.total(), "\n  processed ", p.processed(),
                   "\n  delivered ", p.delivered(), "\n  skipped   ", p.skipped(),
                   "\n  failed    ", p.failed(), "\n");
+  if (p.held_by_key() > 0) {
+    absl::StrAppend(&out, "  held      ", p.held_by_key(),
+                    " (of skipped: strict keys behind an earlier undelivered event)\n");
+  }
   absl::StrAppend(&out, "  rate      ", absl::StrFormat("%.1f/s", p.current_rate()),
                   " (limit ", p.request().rate(), "/s)  eta ",
                   absl::StrFormat("%.0fs", p.eta_seconds()), "\n");
@@ -116,6 +136,10 @@ std::string ProgressText(const pb::ReplayProgress& p) {
     absl::StrAppend(&out, "  cursor    ", FormatRfc3339(FromTimestamp(p.cursor())), "\n");
   }
   if (!p.last_error().empty()) absl::StrAppend(&out, "  last error ", p.last_error(), "\n");
+  if (p.state() == pb::REPLAY_PAUSED) {
+    absl::StrAppend(&out, "  PAUSED: nothing is sent until `replayctl resume ", p.replay_id(),
+                    " --reason TEXT`\n");
+  }
   absl::StrAppend(&out, "  created   ", FormatRfc3339(FromTimestamp(p.created_at())), " by ",
                   p.created_by(), "\n");
   return out;
@@ -174,6 +198,7 @@ std::string StateName(pb::ReplayState state) {
   switch (state) {
     case pb::REPLAY_PENDING: return "pending";
     case pb::REPLAY_RUNNING: return "running";
+    case pb::REPLAY_PAUSED: return "paused";
     case pb::REPLAY_CANCELLING: return "cancelling";
     case pb::REPLAY_CANCELLED: return "cancelled";
     case pb::REPLAY_COMPLETED: return "completed";
@@ -321,13 +346,49 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& o) {
       PrintProgress(o, *p);
     });
   }
+  // pause
+  {
+    auto id = std::make_shared<std::string>();
+    auto reason = std::make_shared<std::string>();
+    auto* cmd = app.add_subcommand(
+        "pause", "pause a replay: in-flight deliveries finish, then nothing is sent until resume");
+    cmd->add_option("replay_id", *id, "the replay id")->required();
+    cmd->add_option("--reason", *reason, "why (recorded in the audit log)")->required();
+    cmd->callback([&o, id, reason] {
+      auto c = Client(o);
+      auto p = c.PauseReplay(*id, *reason);
+      if (!p.ok()) Fail(ReportError(p.status()));
+      PrintProgress(o, *p);
+    });
+  }
+  // resume
+  {
+    auto id = std::make_shared<std::string>();
+    auto reason = std::make_shared<std::string>();
+    auto rate = std::make_shared<double>(0);
+    auto allow_high_rate = std::make_shared<bool>(false);
+    auto* cmd = app.add_subcommand(
+        "resume", "resume a paused replay (events its circuit breaker left failed go first)");
+    cmd->add_option("replay_id", *id, "the replay id")->required();
+    cmd->add_option("--reason", *reason, "why (recorded in the audit log)")->required();
+    cmd->add_option("--rate", *rate, "events per second from now on (default: unchanged)");
+    cmd->add_flag("--allow-high-rate", *allow_high_rate,
+                  "confirm a rate above the server's high-rate threshold");
+    cmd->callback([&o, id, reason, rate, allow_high_rate] {
+      auto c = Client(o);
+      auto p = c.ResumeReplay(*id, *reason, *rate, *allow_high_rate);
+      if (!p.ok()) Fail(ReportError(p.status()));
+      PrintProgress(o, *p);
+    });
+  }
   // list
   {
     auto states = std::make_shared<std::vector<std::string>>();
     auto limit = std::make_shared<int>(20);
     auto* cmd = app.add_subcommand("list", "replay history, newest first");
     cmd->add_option("--state", *states,
-                    "only these states: pending, running, cancelling, cancelled, completed, failed")
+                    "only these states: pending, running, paused, cancelling, cancelled, "
+                    "completed, failed")
         ->delimiter(',');
     cmd->add_option("--limit", *limit, "at most this many (default 20)");
     cmd->callback([&o, states, limit] {

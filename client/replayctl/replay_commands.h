@@ -1,4 +1,5 @@
-// replayctl's replay subcommands: dry-run, start, progress, cancel, list.
+// replayctl's replay subcommands: dry-run, start, progress, pause, resume,
+// cancel, list.
 #pragma once
 
 #include <string>

@@ -17,6 +17,7 @@ struct Metrics::Families {
   prometheus::Family<prometheus::Histogram>* delivery_duration;
   prometheus::Family<prometheus::Gauge>* backlog;
   prometheus::Family<prometheus::Counter>* replay_events;
+  prometheus::Family<prometheus::Counter>* replay_pauses;
   prometheus::Family<prometheus::Gauge>* replay_processed;
   prometheus::Family<prometheus::Gauge>* replay_planned;
   prometheus::Family<prometheus::Gauge>* replays;
@@ -47,6 +48,10 @@ Metrics::Metrics()
                            .Name("replayd_replay_events_total")
                            .Help("Events handled by replays, by result (delivered, skipped, failed).")
                            .Register(r);
+  f_->replay_pauses = &prometheus::BuildCounter()
+                           .Name("replayd_replay_pauses_total")
+                           .Help("Replays paused, by cause (breaker: the downstream kept failing; operator).")
+                           .Register(r);
   f_->replay_processed = &prometheus::BuildGauge()
                               .Name("replayd_replay_processed_events")
                               .Help("Events a running replay has processed so far.")
@@ -71,6 +76,7 @@ Metrics::Metrics()
   // zeros rather than nothing.
   SetBacklog(0, 0);
   for (const char* result : {"delivered", "skipped", "failed"}) CountReplayEvents(result, 0);
+  for (const char* cause : {"breaker", "operator"}) f_->replay_pauses->Add({{"cause", cause}});
   f_->limiter_waits->Add({{"limiter", "replay"}});
   f_->limiter_wait_seconds->Add({{"limiter", "replay"}});
 }
@@ -98,6 +104,10 @@ void Metrics::SetBacklog(int64_t pending, int64_t retrying) {
 
 void Metrics::CountReplayEvents(std::string_view result, int64_t n) {
   f_->replay_events->Add({{"result", std::string(result)}}).Increment(static_cast<double>(n));
+}
+
+void Metrics::CountReplayPause(std::string_view cause) {
+  f_->replay_pauses->Add({{"cause", std::string(cause)}}).Increment();
 }
 
 void Metrics::SetReplayProgress(const std::string& replay_id, int64_t processed,

@@ -7,6 +7,7 @@
 //   replayd_delivery_duration_seconds{route}            histogram
 //   replayd_backlog_events{outcome}                     gauge    pending|retrying, polled from the log
 //   replayd_replay_events_total{result}                 counter  delivered|skipped|failed
+//   replayd_replay_pauses_total{cause}                  counter  cause: breaker|operator
 //   replayd_replay_processed_events{replay_id}          gauge    running replays only
 //   replayd_replay_planned_events{replay_id}            gauge    running replays only
 //   replayd_replays{state}                              gauge    polled
@@ -38,6 +39,7 @@ class Metrics {
   void CountDelivery(const std::string& route, std::string_view outcome, double seconds);
   void SetBacklog(int64_t pending, int64_t retrying);
   void CountReplayEvents(std::string_view result, int64_t n = 1);
+  void CountReplayPause(std::string_view cause);
   // Running replays' progress; RetainReplayProgress drops every replay not in `live`.
   void SetReplayProgress(const std::string& replay_id, int64_t processed, int64_t planned);
   void RetainReplayProgress(const std::map<std::string, bool>& live);

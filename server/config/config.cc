@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/source_name.h"
+#include "server/common/status_macros.h"
 #include "server/config/schema.h"
 #include "yaml-cpp/yaml.h"
 
@@ -34,6 +35,24 @@ bool ValidLookupUrl(const std::string& url) {
 bool ValidTableName(const std::string& table) {
   static const std::regex kIdent(R"(^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$)");
   return std::regex_match(table, kIdent);
+}
+
+// "file:PATH" or "env:NAME": where a secret is read from when the daemon starts.
+bool ValidSecretReference(const std::string& ref) {
+  static const std::regex kRef(R"(^(file:.+|env:[A-Za-z_][A-Za-z0-9_]*)$)");
+  return std::regex_match(ref, kRef);
+}
+
+absl::Status ValidateSecretReference(const std::string& ref) {
+  if (ValidSecretReference(ref)) return absl::OkStatus();
+  return absl::InvalidArgumentError("signing_secrets: each must be file:PATH or env:NAME");
+}
+
+absl::Status ValidateHeader(const std::string& header) {
+  static const std::regex kHeader(R"(^[A-Za-z0-9!#$%&'*+.^_`|~-]+:[ \t]*[^\r\n]*$)");
+  if (std::regex_match(header, kHeader)) return absl::OkStatus();
+  // Nothing of it is shown: a malformed entry may be all value, and a value may be a secret.
+  return absl::InvalidArgumentError("headers: an entry is not \"Name: value\"");
 }
 
 bool IsHttp(const SinkConfig& s) { return s.type == SinkConfig::Type::kHttp; }
@@ -84,6 +103,25 @@ const schema::Section<Config>& ConfigSchema() {
     sink->Add("database_url", &SinkConfig::database_url,
               "downstream database (postgres); empty = the daemon's own")
         .Secret();
+    sink->Add("signing_secrets", &SinkConfig::signing_secrets,
+              "Standard Webhooks signing: each `whsec_` secret signs every call "
+              "(`webhook-signature`); two during a rotation; empty = unsigned")
+        .OnlyWhen(IsHttp, "type is `http`")
+        .Each(ValidateSecretReference, "each `file:PATH` or `env:NAME`, read at start-up");
+    sink->Add("headers", &SinkConfig::headers,
+              "static headers on every call, `Name: value`; a value `file:PATH` or `env:NAME` "
+              "is read at start-up (e.g. `Authorization` from a secret file) and never logged")
+        .OnlyWhen(IsHttp, "type is `http`")
+        .Each(ValidateHeader, "each `Name: value`");
+    auto* sink_tls = new schema::Section<SinkConfig::Tls>;
+    sink_tls->Add("ca_file", &SinkConfig::Tls::ca_file,
+                  "PEM CA bundle the downstream's certificate is checked against; empty = the "
+                  "system's");
+    sink_tls->Add("cert_file", &SinkConfig::Tls::cert_file,
+                  "client certificate presented to the downstream (mutual TLS); empty = none")
+        .Together(&SinkConfig::Tls::key_file, "key_file");
+    sink_tls->Add("key_file", &SinkConfig::Tls::key_file, "private key of `cert_file`");
+    sink->AddSection("tls", &SinkConfig::tls, sink_tls);
     sink->Add("replay_rate_budget", &SinkConfig::replay_rate_budget,
               "events per second all replays together may send to it")
         .Positive();
@@ -153,8 +191,25 @@ const schema::Section<Config>& ConfigSchema() {
     replay->Add("max_window", &ReplayLimits::max_window, "the widest time window one replay may select")
         .Positive();
 
+    auto* breaker = new schema::Section<ReplayBreakerConfig>;
+    breaker->Add("consecutive_failures", &ReplayBreakerConfig::consecutive_failures,
+                 "a replay pauses itself after this many failed deliveries in a row; 0 = off")
+        .AtLeast(0)
+        .AtMost(kMaxBreakerCount);
+    breaker->Add("failure_ratio", &ReplayBreakerConfig::failure_ratio,
+                 "a replay pauses itself when this share of its last `window` outcomes failed; "
+                 "0 = off")
+        .AtLeast(0)
+        .AtMost(1);
+    breaker->Add("window", &ReplayBreakerConfig::window,
+                 "how many recent outcomes `failure_ratio` looks at (judged once that many are "
+                 "seen); 0 = off")
+        .AtLeast(0)
+        .AtMost(kMaxBreakerCount);
+    replay->AddSection("breaker", &ReplayLimits::breaker, breaker);
+
     auto* tls = new schema::Section<Config::Tls>;
-    tls->Add("cert_file", &Config::Tls::cert_file, "certificate for gRPC; empty = plaintext")
+    tls->Add("cert_file", &Config::Tls::cert_file, "certificate for gRPC and the HTTP port; empty = plaintext")
         .Together(&Config::Tls::key_file, "key_file");
     tls->Add("key_file", &Config::Tls::key_file, "private key of `cert_file`");
     tls->Add("client_ca_file", &Config::Tls::client_ca_file,
@@ -200,6 +255,12 @@ const schema::Section<Config>& ConfigSchema() {
     config->AddList("tokens", &Config::tokens, token, &TokenConfig::name,
                     "API tokens; none = authentication off (local use only)");
     config->AddSection("tls", &Config::tls, tls);
+    config->Add("metrics_token", &Config::metrics_token,
+                "set = `GET /metrics` needs `Authorization: Bearer <it>`; empty = open")
+        .Env("REPLAYD_METRICS_TOKEN")
+        .Secret()
+        .Format([](const std::string& v) { return v.size() >= 16; }, "≥ 16 characters",
+                "must be at least 16 characters", /*empty_ok=*/true);
     config->Add("shutdown_grace", &Config::shutdown_grace, "how long SIGTERM waits for work in flight");
     return config;
   }();
@@ -241,9 +302,24 @@ void CheckAcrossKeys(const Config& c, std::vector<std::string>* p) {
 
 }  // namespace
 
+absl::StatusOr<Config> ParseConfigYaml(const std::string& text, const std::string& origin) {
+  Config config;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": not valid YAML: ", e.what()));
+  }
+  schema::Problems problems;
+  if (!root.IsNull()) ConfigSchema().Read(root, "", &config, &problems);
+  if (!problems.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ":\n  ", absl::StrJoin(problems, "\n  ")));
+  }
+  return config;
+}
+
 absl::StatusOr<Config> LoadConfig(const std::string& path, const ConfigOverrides& overrides) {
   Config config;
-  schema::Problems problems;
   if (!path.empty()) {
     std::ifstream in(path);
     if (!in) {
@@ -251,18 +327,9 @@ absl::StatusOr<Config> LoadConfig(const std::string& path, const ConfigOverrides
     }
     std::stringstream text;
     text << in.rdbuf();
-    YAML::Node root;
-    try {
-      root = YAML::Load(text.str());
-    } catch (const YAML::Exception& e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": not valid YAML: ", e.what()));
-    }
-    if (!root.IsNull()) ConfigSchema().Read(root, "", &config, &problems);
-    if (!problems.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ":\n  ", absl::StrJoin(problems, "\n  ")));
-    }
+    ASSIGN_OR_RETURN(config, ParseConfigYaml(text.str(), path));
   }
+  schema::Problems problems;
   ConfigSchema().Override(overrides, "", &config, &problems);
   if (!problems.empty()) return absl::InvalidArgumentError(absl::StrJoin(problems, "\n  "));
   return config;

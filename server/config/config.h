@@ -35,6 +35,16 @@ struct SinkConfig {
   // postgres
   std::string table;         // downstream table
   std::string database_url;  // empty = the daemon's own database
+  // Outbound security (http): Standard Webhooks signing keys and static
+  // headers, each secret named by a reference ("file:PATH" or "env:NAME"),
+  // never held in the file itself; TLS towards the downstream.
+  std::vector<std::string> signing_secrets;
+  std::vector<std::string> headers;  // "Name: value"; value may be a reference
+  struct Tls {
+    std::string ca_file;    // empty = the system's roots
+    std::string cert_file;  // client certificate; empty = none
+    std::string key_file;
+  } tls;
   // Events per second all replays together may send to this sink.
   double replay_rate_budget = 200;
 };
@@ -47,12 +57,23 @@ struct RouteConfig {
   RetryPolicy retry;
 };
 
+// A replay's circuit breaker (see server/replay/breaker.h); 0 turns a rule off.
+struct ReplayBreakerConfig {
+  int consecutive_failures = 10;
+  double failure_ratio = 0.5;
+  int window = 50;
+};
+
+// The bounds of a request's own breaker settings.
+inline constexpr int kMaxBreakerCount = 10000;
+
 struct ReplayLimits {
   double default_rate = 50;
   double high_rate_threshold = 200;
   double max_rate = 2000;
   int default_burst = 0;  // 0 = one second's worth of the rate, at least 1
   absl::Duration max_window = absl::Hours(24 * 7);
+  ReplayBreakerConfig breaker;
 };
 
 struct TokenConfig {
@@ -103,6 +124,8 @@ struct Config {
     std::string key_file;
     std::string client_ca_file;  // set = mutual TLS
   } tls;
+  // Empty = /metrics is open; otherwise it needs "Authorization: Bearer <it>".
+  std::string metrics_token;
 
   absl::Duration shutdown_grace = absl::Seconds(20);
 };
@@ -116,6 +139,10 @@ using ConfigOverrides = std::map<std::string, std::string>;
 // table). INVALID_ARGUMENT when the file cannot be read or parsed, or has
 // values of the wrong type or unknown keys; the message lists every problem found.
 absl::StatusOr<Config> LoadConfig(const std::string& path, const ConfigOverrides& overrides);
+
+// The file part of LoadConfig: YAML text to a Config (no environment, no
+// overrides). INVALID_ARGUMENT as LoadConfig, messages prefixed with `origin`.
+absl::StatusOr<Config> ParseConfigYaml(const std::string& text, const std::string& origin);
 
 // Every semantic problem of a loaded config, one readable line each; empty when valid.
 std::vector<std::string> Validate(const Config& config);

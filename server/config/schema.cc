@@ -46,6 +46,12 @@ bool CheckKeys(const YAML::Node& node, const std::string& path, const std::vecto
   }
   std::set<std::string> names(known.begin(), known.end());
   for (const auto& item : node) {
+    // YAML allows a mapping or a sequence as a key ("? [a, b]: 1"); as<> would throw.
+    if (item.first.IsMap() || item.first.IsSequence()) {
+      problems->push_back(absl::StrCat(path, path.empty() ? "" : ": ", "a key must be a name, not a ",
+                                       item.first.IsMap() ? "mapping" : "sequence"));
+      continue;
+    }
     auto key = item.first.as<std::string>();
     if (!names.count(key)) {
       problems->push_back(absl::StrCat(path, path.empty() ? "" : ": ", "unknown key \"", key, "\""));

@@ -60,18 +60,17 @@ struct Value<bool> {
   static constexpr const char* kExpected = "true or false";
   static std::string Show(bool v) { return v ? "true" : "false"; }
 };
-template <>
-struct Value<int> {
+// Every integer width is read and shown alike.
+template <typename Int>
+struct IntegerValue {
   static constexpr const char* kType = "integer";
   static constexpr const char* kExpected = "an integer";
-  static std::string Show(int v) { return absl::StrCat(v); }
+  static std::string Show(Int v) { return absl::StrCat(v); }
 };
 template <>
-struct Value<int64_t> {
-  static constexpr const char* kType = "integer";
-  static constexpr const char* kExpected = "an integer";
-  static std::string Show(int64_t v) { return absl::StrCat(v); }
-};
+struct Value<int> : IntegerValue<int> {};
+template <>
+struct Value<int64_t> : IntegerValue<int64_t> {};
 template <>
 struct Value<double> {
   static constexpr const char* kType = "number";
@@ -188,6 +187,14 @@ class Key : public Field<T> {
                 [this, min](const T&, const V& v, const Where& w, Problems* p) {
                   if (v >= min) return;
                   p->push_back(absl::StrCat(w.Of(name_), " must be at least ", Value<V>::Show(min),
+                                            " (got ", Value<V>::Show(v), ")"));
+                });
+  }
+  Key& AtMost(V max) {
+    return Rule(absl::StrCat("≤ ", Value<V>::Show(max)),
+                [this, max](const T&, const V& v, const Where& w, Problems* p) {
+                  if (v <= max) return;
+                  p->push_back(absl::StrCat(w.Of(name_), " must be at most ", Value<V>::Show(max),
                                             " (got ", Value<V>::Show(v), ")"));
                 });
   }

@@ -191,13 +191,15 @@ absl::Status Daemon::Run() {
   c_->grpc_server->GetHealthCheckService()->SetServingStatus("", true);
   c_->grpc_server->GetHealthCheckService()->SetServingStatus(kLivenessService, true);
 
-  c_->http_server = std::make_unique<HttpServer>();
+  c_->http_server = std::make_unique<HttpServer>(
+      HttpTls{config_.tls.cert_file, config_.tls.key_file, config_.tls.client_ca_file});
   RegisterEventRoutes(c_->http_server->server(), c_->ingester.get(), c_->auth.get());
   RegisterDashboardRoutes(c_->http_server->server(), c_->inspector.get(), c_->auth.get(),
                           ListReplaysOverGrpc(c_->grpc_server->InProcessChannel({})));
   RegisterAuditRoute(c_->http_server->server(), c_->auth.get(),
                      c_->grpc_server->InProcessChannel({}));
-  RegisterMetricsRoutes(c_->http_server->server(), c_->metrics.get(), [this] { PollMetrics(); });
+  RegisterMetricsRoutes(c_->http_server->server(), c_->metrics.get(), [this] { PollMetrics(); },
+                        config_.metrics_token);
   auto http_port = c_->http_server->Start(config_.http_listen);
   if (!http_port.ok()) {
     c_->grpc_server->Shutdown();
@@ -281,8 +283,9 @@ void Daemon::PollMetrics() {
   auto replays = c_->replay_controller->List({}, 500);
   if (!replays.ok()) return;
   std::map<std::string, int64_t> by_state;
-  for (ReplayState s : {ReplayState::kPending, ReplayState::kRunning, ReplayState::kCancelling,
-                        ReplayState::kCancelled, ReplayState::kCompleted, ReplayState::kFailed}) {
+  for (ReplayState s : {ReplayState::kPending, ReplayState::kRunning, ReplayState::kPaused,
+                        ReplayState::kCancelling, ReplayState::kCancelled, ReplayState::kCompleted,
+                        ReplayState::kFailed}) {
     by_state[std::string(ReplayStateName(s))] = 0;
   }
   std::map<std::string, bool> live;

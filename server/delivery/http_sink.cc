@@ -317,7 +317,8 @@ std::string RecordIdFromBody(const std::string& body) {
   return "";
 }
 
-absl::StatusOr<std::unique_ptr<HttpSink>> HttpSink::Create(const SinkConfig& config) {
+absl::StatusOr<std::unique_ptr<HttpSink>> HttpSink::Create(const SinkConfig& config,
+                                                          const Clock* clock) {
   http_sink_internal::GlobalInit();
   for (const std::string* url : {&config.url, &config.lookup_url}) {
     if (url->empty() && url == &config.lookup_url) continue;
@@ -335,11 +336,15 @@ absl::StatusOr<std::unique_ptr<HttpSink>> HttpSink::Create(const SinkConfig& con
           absl::StrCat("sink ", config.name, ": \"", *url, "\" is not a valid http(s) URL"));
     }
   }
-  return std::unique_ptr<HttpSink>(new HttpSink(config));
+  auto security = LoadOutboundSecurity(config);
+  if (!security.ok()) return security.status();
+  return std::unique_ptr<HttpSink>(new HttpSink(config, *std::move(security), clock));
 }
 
-HttpSink::HttpSink(SinkConfig config)
+HttpSink::HttpSink(SinkConfig config, OutboundSecurity security, const Clock* clock)
     : config_(std::move(config)),
+      security_(std::move(security)),
+      clock_(clock),
       loop_(std::make_unique<http_sink_internal::Loop>(config_.max_in_flight)) {}
 
 HttpSink::~HttpSink() = default;
@@ -364,6 +369,14 @@ std::unique_ptr<Transfer> HttpSink::NewTransfer(const std::string& url) const {
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &t->response);
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, http_sink_internal::ReadHeader);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &t->response);
+  if (!config_.tls.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, config_.tls.ca_file.c_str());
+  if (!config_.tls.cert_file.empty()) {
+    curl_easy_setopt(h, CURLOPT_SSLCERT, config_.tls.cert_file.c_str());
+    curl_easy_setopt(h, CURLOPT_SSLKEY, config_.tls.key_file.c_str());
+  }
+  for (const std::string& header : security_.headers) {
+    t->headers = curl_slist_append(t->headers, header.c_str());
+  }
   return t;
 }
 
@@ -371,13 +384,24 @@ void HttpSink::DeliverAsync(const DeliveryRequest& request, DeliverDone done) {
   const StoredEvent& event = *request.event;
   auto t = NewTransfer(config_.url);
   t->body = EnvelopeJson(event);
-  curl_slist* headers = nullptr;
+  curl_slist* headers = t->headers;
   headers = curl_slist_append(headers, "Content-Type: application/json");
   headers = curl_slist_append(headers, "Expect:");
   headers = curl_slist_append(headers, absl::StrCat("Idempotency-Key: ", IdempotencyKey(event)).c_str());
   headers = curl_slist_append(headers, absl::StrCat("X-Attempt: ", request.attempt).c_str());
   if (!request.replay_id.empty()) {
     headers = curl_slist_append(headers, absl::StrCat("X-Replay-Id: ", request.replay_id).c_str());
+  }
+  if (!security_.signing_keys.empty()) {
+    // The same id on every attempt, so the downstream can recognise a retry.
+    const std::string id = IdempotencyKey(event);
+    const int64_t timestamp = absl::ToUnixSeconds(clock_->Now());
+    headers = curl_slist_append(headers, absl::StrCat("webhook-id: ", id).c_str());
+    headers = curl_slist_append(headers, absl::StrCat("webhook-timestamp: ", timestamp).c_str());
+    headers = curl_slist_append(
+        headers, absl::StrCat("webhook-signature: ",
+                              WebhookSignature(security_.signing_keys, id, timestamp, t->body))
+                     .c_str());
   }
   t->headers = headers;
   CURL* h = t->easy;
@@ -401,6 +425,7 @@ void HttpSink::LookupAsync(const StoredEvent& event, LookupDone done) {
   curl_free(escaped);
   auto t = NewTransfer(url);
   curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
+  if (t->headers != nullptr) curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
   t->lookup_done = std::move(done);
   loop_->Submit(std::move(t));
 }

@@ -3,14 +3,18 @@
 // on the sink's own thread, on one curl multi handle (keep-alive connections
 // shared by all calls, many calls in flight); the blocking Deliver and Lookup
 // wait for their asynchronous forms and must not be called from a `done`
-// callback. Thread safe.
+// callback. Thread safe. Every call carries the sink's static headers and
+// client certificate; a create call is also signed when signing secrets are
+// configured (server/delivery/outbound_security.h).
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/common/clock.h"
 #include "server/config/config.h"
+#include "server/delivery/outbound_security.h"
 #include "server/delivery/sink.h"
 
 namespace replayd {
@@ -21,8 +25,10 @@ class Loop;
 
 class HttpSink final : public Sink {
  public:
-  // INVALID_ARGUMENT when the URLs are not http(s) URLs curl accepts.
-  static absl::StatusOr<std::unique_ptr<HttpSink>> Create(const SinkConfig& config);
+  // INVALID_ARGUMENT when the URLs are not http(s) URLs curl accepts, or a
+  // secret cannot be read. `clock` stamps `webhook-timestamp`.
+  static absl::StatusOr<std::unique_ptr<HttpSink>> Create(const SinkConfig& config,
+                                                          const Clock* clock = &SystemClock::Get());
   ~HttpSink() override;
 
   const std::string& name() const override { return config_.name; }
@@ -34,11 +40,13 @@ class HttpSink final : public Sink {
   bool NonBlocking() const override { return true; }
 
  private:
-  explicit HttpSink(SinkConfig config);
+  HttpSink(SinkConfig config, OutboundSecurity security, const Clock* clock);
   // A transfer of `url` with the sink's timeouts and response readers set.
   std::unique_ptr<http_sink_internal::Transfer> NewTransfer(const std::string& url) const;
 
   const SinkConfig config_;
+  const OutboundSecurity security_;
+  const Clock* const clock_;
   std::unique_ptr<http_sink_internal::Loop> loop_;
 };
 

@@ -2,61 +2,16 @@
 
 #include <httplib.h>
 
-#include <set>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "server/http/http_errors.h"
-#include "server/common/time_format.h"
+#include "server/ingest/json_events.h"
 
 namespace replayd {
 namespace {
 
 using nlohmann::json;
-
-// Converts one JSON event. Problems that belong to the event (rather than to
-// the request) become its rejection reason.
-absl::StatusOr<NewEvent> EventFromJson(const json& j) {
-  static const std::set<std::string> kFields = {"source", "event_id", "sequence", "key",
-                                                "type",   "occurred_at", "payload"};
-  if (!j.is_object()) return absl::InvalidArgumentError("event is not a JSON object");
-  for (const auto& [name, value] : j.items()) {
-    if (!kFields.count(name)) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown field \"", name, "\""));
-    }
-  }
-  NewEvent e;
-  auto text = [&](const char* name, std::string* out) -> absl::Status {
-    if (!j.contains(name) || j[name].is_null()) return absl::OkStatus();
-    if (!j[name].is_string()) return absl::InvalidArgumentError(absl::StrCat(name, " must be a string"));
-    *out = j[name].get<std::string>();
-    return absl::OkStatus();
-  };
-  for (auto [name, out] : {std::pair{"source", &e.source}, std::pair{"event_id", &e.event_id},
-                           std::pair{"key", &e.key}, std::pair{"type", &e.type}}) {
-    if (absl::Status s = text(name, out); !s.ok()) return s;
-  }
-  if (j.contains("sequence") && !j["sequence"].is_null()) {
-    if (!j["sequence"].is_number_integer()) {
-      return absl::InvalidArgumentError("sequence must be an integer");
-    }
-    e.sequence = j["sequence"].get<int64_t>();
-  }
-  std::string occurred;
-  if (absl::Status s = text("occurred_at", &occurred); !s.ok()) return s;
-  if (!occurred.empty()) {
-    absl::Time t;
-    std::string err;
-    if (!absl::ParseTime(absl::RFC3339_full, occurred, &t, &err)) {
-      return absl::InvalidArgumentError(absl::StrCat("occurred_at \"", occurred, "\" is not RFC 3339"));
-    }
-    e.occurred_at = t;
-  }
-  if (!j.contains("payload")) return absl::InvalidArgumentError("payload is missing");
-  e.payload = j["payload"].dump();
-  return e;
-}
 
 std::string_view ResultName(IngestResult::Status s) {
   switch (s) {
@@ -79,28 +34,15 @@ void RegisterEventRoutes(httplib::Server& server, Ingester* ingester, const Auth
                       "application/json");
       return;
     }
-    json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-    if (body.is_discarded()) {
-      return SetJsonError(res, absl::InvalidArgumentError("body is not valid JSON"));
-    }
-    if (!body.is_object() || !body.contains("events") || !body["events"].is_array()) {
-      return SetJsonError(res, absl::InvalidArgumentError(R"(body must be {"events": [...]})"));
-    }
-    for (const auto& [name, value] : body.items()) {
-      if (name != "events") {
-        return SetJsonError(res, absl::InvalidArgumentError(absl::StrCat("unknown field \"", name, "\"")));
-      }
-    }
-    const json& items = body["events"];
-    if (absl::Status s = ValidateBatchSize(items.size(), ingester->limits()); !s.ok()) {
-      return SetJsonError(res, s);
-    }
+    auto batch = ParseJsonEvents(req.body, ingester->limits());
+    if (!batch.ok()) return SetJsonError(res, batch.status());
+    const json& items = batch->items;
     // Events that do not convert are rejected here; the rest go to the ingester.
     std::vector<IngestResult> results(items.size());
     std::vector<NewEvent> events;
     std::vector<size_t> index;
     for (size_t i = 0; i < items.size(); ++i) {
-      auto e = EventFromJson(items[i]);
+      auto& e = batch->events[i];
       if (!e.ok()) {
         results[i] = {IngestResult::Status::kRejected, std::string(e.status().message())};
         continue;

@@ -1,6 +1,7 @@
 #include "server/http/http_server.h"
 
 #include <httplib.h>
+#include <openssl/ssl.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
@@ -9,7 +10,21 @@
 
 namespace replayd {
 
-HttpServer::HttpServer() : server_(std::make_unique<httplib::Server>()) {
+namespace {
+
+std::unique_ptr<httplib::Server> NewServer(const HttpTls& tls) {
+  if (tls.cert_file.empty()) return std::make_unique<httplib::Server>();
+  auto server = std::make_unique<httplib::SSLServer>(
+      tls.cert_file.c_str(), tls.key_file.c_str(),
+      tls.client_ca_file.empty() ? nullptr : tls.client_ca_file.c_str());
+  if (server->is_valid()) SSL_CTX_set_min_proto_version(server->ssl_context(), TLS1_2_VERSION);
+  return server;
+}
+
+}  // namespace
+
+HttpServer::HttpServer(const HttpTls& tls)
+    : server_(NewServer(tls)) {
   server_->set_exception_handler([](const httplib::Request& req, httplib::Response& res,
                                     std::exception_ptr ep) {
     std::string what = "unknown error";
@@ -33,6 +48,10 @@ absl::StatusOr<int> HttpServer::Start(const std::string& listen) {
   int port = 0;
   if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port)) {
     return absl::InvalidArgumentError(absl::StrCat("http listen address \"", listen, "\""));
+  }
+  if (!server_->is_valid()) {
+    return absl::InvalidArgumentError(
+        "http: cannot load tls.cert_file, tls.key_file or tls.client_ca_file");
   }
   std::string host = listen.substr(0, colon);
   if (port == 0) {

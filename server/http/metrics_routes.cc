@@ -6,13 +6,24 @@
 #include <string_view>
 #include <utility>
 
+#include "server/common/auth.h"
 #include "server/common/logging.h"
+#include "server/http/http_errors.h"
 
 namespace replayd {
 
 void RegisterMetricsRoutes(httplib::Server& server, Metrics* metrics,
-                           std::function<void()> refresh) {
-  server.Get("/metrics", [metrics, refresh](const httplib::Request&, httplib::Response& res) {
+                           std::function<void()> refresh, const std::string& token) {
+  std::vector<Credential> scrapers;
+  if (!token.empty()) scrapers.push_back({token, Role::kViewer, "metrics"});
+  auto auth = std::make_shared<Authenticator>(std::move(scrapers));
+  server.Get("/metrics", [metrics, refresh, auth](const httplib::Request& req,
+                                                  httplib::Response& res) {
+    if (auto who = auth->Authorize(req.get_header_value("Authorization"), Role::kViewer);
+        !who.ok()) {
+      SetJsonError(res, who.status());
+      return;
+    }
     if (refresh) refresh();
     res.set_content(metrics->Serialize(), "text/plain; version=0.0.4; charset=utf-8");
   });
@@ -49,6 +60,10 @@ void MetricsReplayObserver::OnRateLimitWait(const std::string& limiter, absl::Du
 
 void MetricsReplayObserver::OnReplayed(const std::string& result) {
   metrics_->CountReplayEvents(result);
+}
+
+void MetricsReplayObserver::OnPaused(const std::string& cause) {
+  metrics_->CountReplayPause(cause);
 }
 
 }  // namespace replayd

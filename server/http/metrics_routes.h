@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include "server/common/metrics.h"
 #include "server/delivery/deliverer.h"
@@ -17,9 +18,11 @@ namespace replayd {
 
 // `refresh` (may be empty) runs before each scrape to update polled gauges
 // (backlog, replays); its failure is logged and the scrape still answers.
-// No authentication: the metrics hold counts and source/route names only.
+// With an empty `token` the metrics are open (they hold counts and
+// source/route names only); otherwise a scrape needs "Authorization: Bearer
+// <token>" and is answered 401 without it.
 void RegisterMetricsRoutes(httplib::Server& server, Metrics* metrics,
-                           std::function<void()> refresh);
+                           std::function<void()> refresh, const std::string& token = "");
 
 class MetricsIngestObserver final : public IngestObserver {
  public:
@@ -45,6 +48,7 @@ class MetricsReplayObserver final : public ReplayObserver {
   explicit MetricsReplayObserver(Metrics* metrics) : metrics_(metrics) {}
   void OnRateLimitWait(const std::string& limiter, absl::Duration wait) override;
   void OnReplayed(const std::string& result) override;
+  void OnPaused(const std::string& cause) override;
 
  private:
   Metrics* metrics_;

@@ -28,7 +28,17 @@ struct ReplayCursor {
   int64_t position = 0;
 };
 
-enum class ReplayState { kPending, kRunning, kCancelling, kCancelled, kCompleted, kFailed };
+// A paused job keeps its cursor and its hold on the window; nobody runs it
+// until it is resumed.
+enum class ReplayState {
+  kPending,
+  kRunning,
+  kPaused,
+  kCancelling,
+  kCancelled,
+  kCompleted,
+  kFailed
+};
 
 struct ReplayCounters {
   int64_t total = 0;
@@ -36,6 +46,28 @@ struct ReplayCounters {
   int64_t delivered = 0;
   int64_t skipped = 0;
   int64_t failed = 0;
+  // Of `skipped`: events of a strict key held behind an earlier undelivered
+  // event of that key.
+  int64_t held_by_key = 0;
+};
+
+// When a replay pauses itself: after `consecutive_failures` failed
+// deliveries in a row, or when at least `failure_ratio` of its last `window`
+// outcomes failed (judged only once `window` outcomes are seen). 0 turns a
+// rule off.
+struct BreakerSettings {
+  int consecutive_failures = 0;
+  double failure_ratio = 0;
+  int window = 0;
+};
+
+// An event to deliver again first when a paused job resumes: one that failed
+// in the burst that tripped the breaker.
+struct RetryEvent {
+  int64_t position = 0;
+  absl::Time ingested_at;
+  std::string source;
+  std::string key;
 };
 
 // What a job was asked to do, after server-side defaults were applied.
@@ -48,6 +80,7 @@ struct ReplaySpec {
   int burst = 0;
   bool allow_high_rate = false;
   std::string reason;
+  BreakerSettings breaker;
 };
 
 struct ReplayJob {
@@ -66,6 +99,7 @@ struct ReplayJob {
   std::string owner;  // empty = nobody holds the lease
   std::optional<absl::Time> lease_until;
   std::string cancel_reason;
+  std::vector<RetryEvent> retry;
 };
 
 struct AuditEntry {

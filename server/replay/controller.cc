@@ -110,6 +110,49 @@ absl::StatusOr<ReplayJob> ReplayController::Cancel(const std::string& id,
   return job;
 }
 
+absl::StatusOr<ReplayJob> ReplayController::Pause(const std::string& id,
+                                                  const std::string& reason,
+                                                  const Principal& who, absl::Duration wait) {
+  if (id.empty()) return absl::InvalidArgumentError("replay_id is required");
+  if (reason.empty()) return absl::InvalidArgumentError("reason is required (why it is paused)");
+  if (reason.size() > 1000) return absl::InvalidArgumentError("reason is longer than 1000 bytes");
+  auto job = store_->RequestPause(id, AuditEntry{who.name, "pause", id, reason, "{}", absl::Now()});
+  if (!job.ok()) return job.status();
+  if (runner_ != nullptr) runner_->Pause(id);
+  Logger("replay")->info("replay {}: pause asked by {}", id, who.name);
+  // Parked: nobody holds it any more, so nothing more is sent.
+  absl::Time deadline = absl::Now() + wait;
+  while (job->state == ReplayState::kPaused && !job->owner.empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+    auto now = store_->GetJob(id);
+    if (!now.ok()) return now.status();
+    job = std::move(now);
+  }
+  return job;
+}
+
+absl::StatusOr<ReplayJob> ReplayController::Resume(const std::string& id,
+                                                   const std::string& reason, double rate,
+                                                   bool allow_high_rate, const Principal& who) {
+  if (id.empty()) return absl::InvalidArgumentError("replay_id is required");
+  if (reason.empty()) return absl::InvalidArgumentError("reason is required (why it is resumed)");
+  if (reason.size() > 1000) return absl::InvalidArgumentError("reason is longer than 1000 bytes");
+  double new_rate = 0;
+  if (rate != 0) {
+    auto validated = ValidateRate(rate, allow_high_rate, config_->replay);
+    if (!validated.ok()) return validated.status();
+    new_rate = *validated;
+  }
+  nlohmann::json detail = nlohmann::json::object();
+  if (new_rate > 0) detail["rate"] = new_rate;
+  auto job = store_->RequestResume(
+      id, new_rate, AuditEntry{who.name, "resume", id, reason, detail.dump(), absl::Now()});
+  if (!job.ok()) return job.status();
+  Logger("replay")->info("replay {}: resumed by {}", id, who.name);
+  if (runner_ != nullptr) runner_->Wake();
+  return job;
+}
+
 double ReplayController::EtaSeconds(const ReplayJob& job) {
   if (IsTerminal(job.state)) return 0;
   double rate = job.current_rate > 0 ? job.current_rate : job.spec.rate;

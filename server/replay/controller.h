@@ -1,6 +1,6 @@
 // The replay control plane behind replay.v1.ReplayService, free of gRPC:
 // validation and enforcement, dry run, durable jobs with idempotent start,
-// cancel, progress and history. Every control action is audited with the
+// pause, resume, cancel, progress and history. Every control action is audited with the
 // caller's principal.
 #pragma once
 
@@ -43,6 +43,20 @@ class ReplayController {
   absl::StatusOr<ReplayJob> Cancel(const std::string& id, const std::string& reason,
                                    const Principal& who,
                                    absl::Duration wait = absl::Seconds(5));
+
+  // Records the pause, stops the local run at once and waits (up to `wait`)
+  // until the job is parked: its in-flight deliveries are done and nothing
+  // more is sent. INVALID_ARGUMENT without a reason, NOT_FOUND,
+  // FAILED_PRECONDITION unless it is pending or running.
+  absl::StatusOr<ReplayJob> Pause(const std::string& id, const std::string& reason,
+                                  const Principal& who, absl::Duration wait = absl::Seconds(5));
+
+  // Resumes a paused job at its rate, or at `rate` (> 0, the same rules as
+  // a start; `allow_high_rate` to go above replay.high_rate_threshold).
+  // INVALID_ARGUMENT without a reason or for a rate over the limits,
+  // NOT_FOUND, FAILED_PRECONDITION unless it is paused (and parked).
+  absl::StatusOr<ReplayJob> Resume(const std::string& id, const std::string& reason, double rate,
+                                   bool allow_high_rate, const Principal& who);
 
   // Seconds left at the job's current rate (or its configured rate).
   static double EtaSeconds(const ReplayJob& job);

@@ -1,7 +1,9 @@
 #include "server/replay/dry_run.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -30,6 +32,8 @@ std::string SampleDetail(ReplayCategory category, const StoredEvent& e,
       return absl::StrCat("outcome ", std::string(OutcomeName(e.outcome)), " not selected");
     case ReplayCategory::kSkipNoRoute:
       return "the source has no route";
+    case ReplayCategory::kSkipHeldByKey:
+      return "held behind an earlier event of its key";
   }
   return "";
 }
@@ -52,7 +56,7 @@ void Count(ReplayCategory category, int64_t n, DryRunResult* result) {
 constexpr ReplayCategory kCategories[] = {
     ReplayCategory::kDeliver, ReplayCategory::kSkipAlreadyDelivered,
     ReplayCategory::kSkipFoundDownstream, ReplayCategory::kSkipOutcomeNotSelected,
-    ReplayCategory::kSkipNoRoute};
+    ReplayCategory::kSkipNoRoute, ReplayCategory::kSkipHeldByKey};
 
 }  // namespace
 
@@ -128,8 +132,16 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
     }
   }
 
-  absl::Status counted = spec.verify_downstream ? CountByStreaming(spec, &result)
-                                                : CountByAggregate(spec, *aggregates, &result);
+  // On a strict route an event's fate depends on its key's earlier events:
+  // decided per event, as the live replay does.
+  bool any_strict = false;
+  for (const std::string& source : sources_seen) {
+    const Route* route = routes_(source);
+    if (route != nullptr && route->strict_order) any_strict = true;
+  }
+  absl::Status counted = spec.verify_downstream || any_strict
+                             ? CountByStreaming(spec, &result)
+                             : CountByAggregate(spec, *aggregates, &result);
   if (!counted.ok()) return counted;
 
   std::vector<std::string> rate_sources =
@@ -180,6 +192,9 @@ absl::Status DryRunner::CountByStreaming(const ReplaySpec& spec, DryRunResult* r
   std::map<ReplayCategory, std::vector<ReplaySample>> samples;
   int64_t lookup_failures = 0;
   std::string first_lookup_error;
+  // Per strict key, the failed events this replay would deliver: they no
+  // longer hold back the key's later events.
+  std::map<std::pair<std::string, std::string>, std::set<int64_t>> delivered_first;
   std::optional<ReplayCursor> cursor;
   while (true) {
     auto page = store_->ReadWindowPage(spec.window, cursor, kStreamPageSize);
@@ -201,9 +216,29 @@ absl::Status DryRunner::CountByStreaming(const ReplaySpec& spec, DryRunResult* r
         }
       }
       ReplayCategory c = Classify(e, spec, route != nullptr, downstream);
+      std::optional<KeyBlocker> blocker;
+      if (c == ReplayCategory::kDeliver && route->strict_order && !e.event.key.empty()) {
+        auto& first = delivered_first[{e.event.source, e.event.key}];
+        auto failed = store_->FailedBefore(e.event.source, e.event.key, e.position,
+                                           kKeyBlockersRead);
+        if (!failed.ok()) return failed.status();
+        blocker = KeyOrderBlocker(true, true, *failed, first);
+        if (blocker) {
+          c = ReplayCategory::kSkipHeldByKey;
+        } else if (e.outcome == Outcome::kFailed) {
+          first.insert(e.position);
+        }
+      }
       Count(c, 1, result);
       auto& s = samples[c];
-      if (static_cast<int>(s.size()) < kSamplesPerCategory) s.push_back(MakeSample(c, e, downstream));
+      if (static_cast<int>(s.size()) < kSamplesPerCategory) {
+        ReplaySample sample = MakeSample(c, e, downstream);
+        if (blocker) {
+          sample.detail = absl::StrCat("held behind failed event ", blocker->event_id,
+                                       " of key ", e.event.key);
+        }
+        s.push_back(std::move(sample));
+      }
     }
     cursor = ReplayCursor{page->back().ingested_at, page->back().position};
     if (static_cast<int>(page->size()) < kStreamPageSize) break;

@@ -1,9 +1,12 @@
 // The dry run: the live replay's selection and decisions over a window,
 // without a single write downstream (it may ask the sink's read-only lookup
 // when verify_downstream). When the decision depends on the outcome alone
-// (no lookup), the counts come from one SQL aggregate over the window; with
-// verify_downstream the window is streamed in keyset pages (memory flat in
-// the window's size).
+// (no lookup, no strict route), the counts come from one SQL aggregate over
+// the window; with verify_downstream or a strict route the window is streamed
+// in keyset pages (memory flat in the window's size, but for the failed
+// events of strict keys it would deliver), and on a strict route each event
+// goes through the live replay's KeyOrderBlocker: held_by_key names the
+// blocking event in its sample.
 #pragma once
 
 #include <cstdint>

@@ -21,7 +21,8 @@ std::string CountsJson(const ReplayCounters& c) {
                                 {"processed", c.processed},
                                 {"delivered", c.delivered},
                                 {"skipped", c.skipped},
-                                {"failed", c.failed}}
+                                {"failed", c.failed},
+                                {"held_by_key", c.held_by_key}}
       .dump();
 }
 
@@ -30,19 +31,31 @@ std::string KeyOf(const StoredEvent& e) {
   return e.event.key.empty() ? "" : absl::StrCat(e.event.source, "\n", e.event.key);
 }
 
+RetryEvent RetryOf(const StoredEvent& e) {
+  return {e.position, e.ingested_at, e.event.source, e.event.key};
+}
+
+// How many recent outcomes the breaker's rules look at.
+size_t BreakerMemory(const BreakerSettings& b) {
+  return static_cast<size_t>(std::max({b.consecutive_failures, b.window, 1}));
+}
+
 }  // namespace
 
-JobRun::JobRun(const JobRunEnv& env, ReplayJob job, const std::atomic<bool>* cancel)
+JobRun::JobRun(const JobRunEnv& env, ReplayJob job, const std::atomic<bool>* cancel,
+               const std::atomic<bool>* pause)
     : env_(env),
       options_(*env.options),
       clock_(env.options->clock),
       job_(std::move(job)),
       cancel_(cancel),
+      pause_(pause),
       claim_owner_(absl::StrCat("replay:", job_.id, "@", options_.instance)),
       bucket_(job_.spec.rate, BucketCapacity(job_.spec.rate, job_.spec.burst), clock_->Now()),
       log_(Logger("replay")),
       counters_(job_.counters),
       cursor_(job_.cursor),
+      breaker_(job_.spec.breaker),
       last_checkpoint_(clock_->Now()),
       rate_sampled_at_(clock_->Now()) {}
 
@@ -56,6 +69,7 @@ JobRun::Stop JobRun::CurrentStop() {
 JobRun::Stop JobRun::StopLocked() {
   if (stop_ == Stop::kNone) {
     if (*env_.shutdown) stop_ = Stop::kShutdown;
+    if (pause_ != nullptr && *pause_) stop_ = Stop::kPause;
     if (*cancel_) stop_ = Stop::kCancel;
   }
   return stop_;
@@ -75,6 +89,17 @@ void JobRun::Run() {
   // downstream without being recorded: the Deliverer asks the sink's lookup
   // before every create call, so they are found there.
   StartWorkers();
+  // The events a pause left undelivered go first, in log order.
+  std::vector<RetryEvent> retry = job_.retry;
+  std::sort(retry.begin(), retry.end(),
+            [](const RetryEvent& a, const RetryEvent& b) { return a.position < b.position; });
+  for (size_t i = 0; i < retry.size(); ++i) {
+    if (!DispatchRetry(retry[i])) {
+      std::lock_guard lock(mu_);
+      unsent_.insert(unsent_.end(), retry.begin() + i, retry.end());
+      break;
+    }
+  }
   std::optional<ReplayCursor> read_cursor = job_.cursor;
   bool exhausted = false;
   while (!exhausted && CurrentStop() == Stop::kNone) {
@@ -143,23 +168,55 @@ bool JobRun::Dispatch(const StoredEvent& e) {
     return true;
   }
   const std::string key = KeyOf(e);
+  if (!WaitForRoom(key)) return false;
+  if (!WaitToken(*route)) return false;
+  std::lock_guard lock(mu_);
+  cursor_.Dispatched(at);
+  Enqueue(e, key);
+  return true;
+}
+
+bool JobRun::DispatchRetry(const RetryEvent& r) {
+  CheckpointIfDue(false);
+  StoredEvent e;
+  e.position = r.position;
+  e.ingested_at = r.ingested_at;
+  e.event.source = r.source;
+  e.event.key = r.key;
+  const Route* route = (*env_.routes)(r.source);
+  if (route == nullptr) {
+    std::lock_guard lock(mu_);
+    if (StopLocked() != Stop::kNone) return false;
+    ++counters_.processed;
+    ++counters_.skipped;
+    return true;
+  }
+  const std::string key = KeyOf(e);
+  if (!WaitForRoom(key)) return false;
+  if (!WaitToken(*route)) return false;
+  std::lock_guard lock(mu_);
+  Enqueue(e, key);
+  return true;
+}
+
+bool JobRun::WaitForRoom(const std::string& key) {
   while (true) {
     CheckpointIfDue(false);
     std::unique_lock lock(mu_);
     if (StopLocked() != Stop::kNone) return false;
     if (in_flight_ < options_.max_in_flight && cursor_.HasRoom() &&
         (key.empty() || keys_in_flight_.count(key) == 0)) {
-      break;
+      return true;
     }
     // Complete() notifies: the next event of a key goes as soon as the one
     // before it is done, not at the next slice.
     clock_->WaitFor(cv_, lock, kWaitSlice);
   }
-  if (!WaitToken(*route)) return false;
-  std::lock_guard lock(mu_);
+}
+
+void JobRun::Enqueue(const StoredEvent& e, const std::string& key) {
   ++in_flight_;
   if (!key.empty()) keys_in_flight_.insert(key);
-  cursor_.Dispatched(at);
   queue_.push_back(e);
   // Workers are added only when the idle ones cannot take every queued
   // event (an idle worker counts until it wakes): each keeps its own
@@ -169,7 +226,6 @@ bool JobRun::Dispatch(const StoredEvent& e) {
     workers_.emplace_back([this] { Worker(); });
   }
   cv_.notify_all();
-  return true;
 }
 
 void JobRun::StartWorkers() {
@@ -245,6 +301,24 @@ JobRun::Result JobRun::Deliver(const StoredEvent& e) {
       (void)env_.delivery_store->Release({fresh.position}, claim_owner_);
       return {Result::kSkipped, ""};
     }
+    if (route->strict_order && !fresh.event.key.empty()) {
+      // This replay's own deliveries are no longer failed: it passes none.
+      auto failed = env_.store->FailedBefore(fresh.event.source, fresh.event.key,
+                                             fresh.position, kKeyBlockersRead);
+      if (!failed.ok()) {
+        (void)env_.delivery_store->Release({fresh.position}, claim_owner_);
+        log_->warn("replay {}: reading the blockers of {}/{} failed (will retry): {}", job_.id,
+                   fresh.event.source, fresh.event.event_id, failed.status().message());
+        clock_->SleepFor(kRetryDelay);
+        continue;
+      }
+      if (auto blocker = KeyOrderBlocker(true, true, *failed, {})) {
+        (void)env_.delivery_store->Release({fresh.position}, claim_owner_);
+        log_->info("replay {}: {}/{} held behind failed event {} of its key", job_.id,
+                   fresh.event.source, fresh.event.event_id, blocker->event_id);
+        return {Result::kHeld, ""};
+      }
+    }
     DeliveryContext ctx;
     ctx.trigger = absl::StrCat("replay:", job_.id);
     ctx.replay_id = job_.id;
@@ -254,7 +328,7 @@ JobRun::Result JobRun::Deliver(const StoredEvent& e) {
     if (!report.ok()) {
       if (absl::IsUnavailable(report.status())) {
         log_->warn("replay {}: recording {}/{} failed (will retry): {}", job_.id,
-                   e.event.source, e.event.event_id, report.status().message());
+                   fresh.event.source, fresh.event.event_id, report.status().message());
         clock_->SleepFor(kRetryDelay);
         continue;
       }
@@ -267,7 +341,7 @@ JobRun::Result JobRun::Deliver(const StoredEvent& e) {
       case Outcome::kAlreadyProcessed: return {Result::kSkipped, ""};
       default:
         return {Result::kFailed,
-                absl::StrCat(e.event.source, "/", e.event.event_id, ": ",
+                absl::StrCat(fresh.event.source, "/", fresh.event.event_id, ": ",
                              report->error.empty() ? "delivery failed" : report->error)};
     }
   }
@@ -277,23 +351,48 @@ void JobRun::Complete(const StoredEvent& e, const std::string& key, const Result
   std::lock_guard lock(mu_);
   --in_flight_;
   if (!key.empty()) keys_in_flight_.erase(key);
+  const ReplayCursor at{e.ingested_at, e.position};
+  if (Pausing(stop_) &&
+      (result.kind == Result::kAbandoned || result.kind == Result::kFailed)) {
+    // Not sent, or failed after the job started pausing: delivered first on
+    // resume, and done as far as the cursor is concerned.
+    unsent_.push_back(RetryOf(e));
+    cursor_.Done(at);
+    cv_.notify_all();
+    return;
+  }
   if (result.kind != Result::kAbandoned) {
     ++counters_.processed;
     if (options_.observer != nullptr) {
       options_.observer->OnReplayed(result.kind == Result::kDelivered ? "delivered"
-                                    : result.kind == Result::kSkipped ? "skipped"
-                                                                      : "failed");
+                                    : result.kind == Result::kFailed  ? "failed"
+                                                                      : "skipped");
     }
     switch (result.kind) {
       case Result::kDelivered: ++counters_.delivered; break;
       case Result::kSkipped: ++counters_.skipped; break;
+      case Result::kHeld:
+        ++counters_.skipped;
+        ++counters_.held_by_key;
+        break;
       case Result::kFailed:
         ++counters_.failed;
         last_error_ = result.error;
         break;
       case Result::kAbandoned: break;
     }
-    cursor_.Done({e.ingested_at, e.position});
+    if (result.kind == Result::kDelivered || result.kind == Result::kFailed) {
+      const bool failed = result.kind == Result::kFailed;
+      recent_.push_back({failed, RetryOf(e)});
+      if (recent_.size() > BreakerMemory(job_.spec.breaker)) recent_.pop_front();
+      auto trip = breaker_.Record(failed);
+      if (trip && stop_ == Stop::kNone) {
+        stop_ = Stop::kBreaker;
+        breaker_reason_ = *trip;
+        log_->warn("replay {}: {}", job_.id, *trip);
+      }
+    }
+    cursor_.Done(at);
   }
   cv_.notify_all();
 }
@@ -329,7 +428,10 @@ void JobRun::CheckpointIfDue(bool force) {
     }
     return;
   }
-  if (*state == ReplayState::kCancelling && stop_ == Stop::kNone) stop_ = Stop::kCancel;
+  if (*state == ReplayState::kCancelling && (stop_ == Stop::kNone || Pausing(stop_))) {
+    stop_ = Stop::kCancel;
+  }
+  if (*state == ReplayState::kPaused && stop_ == Stop::kNone) stop_ = Stop::kPause;
 }
 
 void JobRun::Finish() {
@@ -354,9 +456,21 @@ void JobRun::Finish() {
                counters.total);
     return;
   }
-  ReplayState state = stop == Stop::kCancel ? ReplayState::kCancelled : ReplayState::kCompleted;
+  if (Pausing(stop)) {
+    if (Park(stop, counters, cursor, last_error)) return;
+    // A cancel was asked while it was pausing: end it cancelled.
+    auto now = env_.store->GetJob(job_.id);
+    if (!now.ok() || now->state != ReplayState::kCancelling || now->owner != options_.instance) {
+      return;
+    }
+    stop = Stop::kCancel;
+  }
+  // Completed only when every selected event was delivered or skipped.
+  ReplayState state = stop == Stop::kCancel ? ReplayState::kCancelled
+                      : counters.failed > 0 ? ReplayState::kFailed
+                                            : ReplayState::kCompleted;
   AuditEntry audit{options_.instance,
-                   stop == Stop::kCancel ? "cancelled" : "completed",
+                   std::string(ReplayStateName(state)),
                    job_.id,
                    "",
                    CountsJson(counters),
@@ -375,6 +489,60 @@ void JobRun::Finish() {
   log_->info("replay {}: {} (processed {}, delivered {}, skipped {}, failed {})", job_.id,
              ReplayStateName(state), counters.processed, counters.delivered, counters.skipped,
              counters.failed);
+}
+
+bool JobRun::Park(Stop stop, const ReplayCounters& counters,
+                  const std::optional<ReplayCursor>& cursor, const std::string& last_error) {
+  ReplayCounters parked = counters;
+  std::vector<RetryEvent> retry;
+  std::string reason;
+  {
+    std::lock_guard lock(mu_);
+    retry = unsent_;
+    if (stop == Stop::kBreaker) {
+      // The burst that tripped the breaker is retried, not counted failed.
+      for (const Recent& r : recent_) {
+        if (!r.failed) continue;
+        retry.push_back(r.event);
+        --parked.failed;
+        --parked.processed;
+      }
+      reason = breaker_reason_;
+    }
+  }
+  std::sort(retry.begin(), retry.end(),
+            [](const RetryEvent& a, const RetryEvent& b) { return a.position < b.position; });
+  retry.erase(std::unique(retry.begin(), retry.end(),
+                          [](const RetryEvent& a, const RetryEvent& b) {
+                            return a.position == b.position;
+                          }),
+              retry.end());
+  // An operator's pause was audited when it was asked; the breaker's is
+  // audited here, with the daemon as actor.
+  std::optional<AuditEntry> audit;
+  if (stop == Stop::kBreaker) {
+    audit = AuditEntry{options_.instance, "paused", job_.id, reason, CountsJson(parked),
+                       clock_->Now()};
+  }
+  const std::string error = stop == Stop::kBreaker ? reason : last_error;
+  for (;;) {
+    absl::Status s = env_.store->Park(job_.id, options_.instance, parked, cursor, error, retry,
+                                      audit ? &*audit : nullptr);
+    if (s.ok()) break;
+    if (absl::IsFailedPrecondition(s) || *env_.shutdown) {
+      log_->warn("replay {}: pausing failed: {}", job_.id, s.message());
+      return false;
+    }
+    log_->warn("replay {}: pausing failed (will retry): {}", job_.id, s.message());
+    clock_->SleepFor(kRetryDelay);
+  }
+  if (options_.observer != nullptr) {
+    options_.observer->OnPaused(stop == Stop::kBreaker ? "breaker" : "operator");
+  }
+  log_->info("replay {}: paused{} at {} of {} ({} to retry first on resume)", job_.id,
+             stop == Stop::kBreaker ? " by its circuit breaker" : "", parked.processed,
+             parked.total, retry.size());
+  return true;
 }
 
 }  // namespace replayd

@@ -4,7 +4,14 @@
 // and hands it to a pool of delivery workers, at most `max_in_flight` at once
 // and never two of one key. Progress and the cursor (WindowCursor) are
 // checkpointed every `checkpoint_interval`, which also renews the lease and
-// learns of a cancel asked on another daemon.
+// learns of a cancel or pause asked on another daemon.
+//
+// On a strict route an event whose key has an earlier failed event is held
+// (KeyOrderBlocker), not sent. The job's circuit breaker (ReplayBreaker)
+// pauses it when the downstream keeps failing; a paused job (by the breaker
+// or an operator) keeps the events that failed in the burst, and those it
+// had queued but not sent, to deliver them first on resume. A job that ends
+// with events it could not deliver ends failed.
 #pragma once
 
 #include <atomic>
@@ -21,6 +28,7 @@
 #include "server/common/clock.h"
 #include "server/common/logging.h"
 #include "server/delivery/deliverer.h"
+#include "server/replay/breaker.h"
 #include "server/replay/dry_run.h"
 #include "server/replay/runner.h"
 #include "server/replay/token_bucket.h"
@@ -46,19 +54,26 @@ struct JobRunEnv {
 class JobRun {
  public:
   // `job` was claimed by env.options->instance; `cancel` is set when a
-  // cancel for it is recorded. Both flags outlive this.
-  JobRun(const JobRunEnv& env, ReplayJob job, const std::atomic<bool>* cancel);
+  // cancel for it is recorded, `pause` (may be null) when a pause is. Both
+  // flags outlive this.
+  JobRun(const JobRunEnv& env, ReplayJob job, const std::atomic<bool>* cancel,
+         const std::atomic<bool>* pause = nullptr);
   ~JobRun();
 
-  // Runs the job until it completes, is cancelled, pauses for shutdown or
-  // loses its lease; the store holds the outcome.
+  // Runs the job until it ends (completed, failed, cancelled), is paused,
+  // pauses for shutdown or loses its lease; the store holds the outcome.
   void Run();
 
  private:
-  enum class Stop { kNone, kCancel, kShutdown, kLeaseLost };
+  enum class Stop { kNone, kCancel, kShutdown, kLeaseLost, kPause, kBreaker };
   struct Result {
-    enum Kind { kDelivered, kSkipped, kFailed, kAbandoned } kind = kAbandoned;
+    enum Kind { kDelivered, kSkipped, kHeld, kFailed, kAbandoned } kind = kAbandoned;
     std::string error;
+  };
+  // An outcome the breaker remembers, with the event to retry if it failed.
+  struct Recent {
+    bool failed = false;
+    RetryEvent event;
   };
 
   Stop CurrentStop();
@@ -67,6 +82,10 @@ class JobRun {
   // job must stop.
   bool Sleep(absl::Duration d);
   bool Dispatch(const StoredEvent& e);
+  // Hands an event of the retry list to the workers (it is before the cursor).
+  bool DispatchRetry(const RetryEvent& r);
+  bool WaitForRoom(const std::string& key);
+  void Enqueue(const StoredEvent& e, const std::string& key);
   bool WaitToken(const Route& route);
   void Worker();
   Result Deliver(const StoredEvent& e);
@@ -75,12 +94,17 @@ class JobRun {
   void StartWorkers();
   void StopWorkers();
   void Finish();
-
+  // Parks the job as paused (Stop::kPause or kBreaker); false when it could
+  // not (a cancel was asked meanwhile, or the lease was lost).
+  bool Park(Stop stop, const ReplayCounters& counters, const std::optional<ReplayCursor>& cursor,
+            const std::string& last_error);
+  static bool Pausing(Stop stop) { return stop == Stop::kPause || stop == Stop::kBreaker; }
   const JobRunEnv env_;
   const ReplayRunnerOptions& options_;
   const Clock* const clock_;
   ReplayJob job_;
   const std::atomic<bool>* const cancel_;
+  const std::atomic<bool>* const pause_;
   const std::string claim_owner_;
   TokenBucket bucket_;
   std::shared_ptr<spdlog::logger> log_;
@@ -97,6 +121,12 @@ class JobRun {
   bool workers_exit_ = false;
   std::string last_error_;
   std::vector<std::thread> workers_;
+  ReplayBreaker breaker_;
+  std::string breaker_reason_;
+  std::deque<Recent> recent_;  // the outcomes the breaker remembers, oldest first
+  // Failed or left unsent after the job started pausing: retried on resume.
+  std::vector<RetryEvent> unsent_;
+  std::set<int64_t> retrying_;  // positions of retry-list events in flight
 
   absl::Time last_checkpoint_;
   absl::Time rate_sampled_at_;

@@ -80,20 +80,11 @@ absl::StatusOr<ReplaySpec> ValidateReplayRequest(const ReplayRequestInput& in,
   for (const std::string& s : in.sources) {
     if (absl::Status status = ValidateSourceName(s); !status.ok()) return status;
   }
-  if (std::isnan(in.rate) || in.rate < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("rate ", in.rate, " must be positive"));
-  }
-  const double rate = in.rate == 0 ? limits.default_rate : in.rate;
-  if (rate > limits.max_rate) {
-    return absl::InvalidArgumentError(absl::StrCat("rate ", Rate(rate),
-                                                   " is above the hard cap replay.max_rate ",
-                                                   Rate(limits.max_rate)));
-  }
-  if (rate > limits.high_rate_threshold && !in.allow_high_rate) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "rate ", Rate(rate), " is above replay.high_rate_threshold ",
-        Rate(limits.high_rate_threshold), ": set allow_high_rate to confirm (--allow-high-rate)"));
-  }
+  auto validated_rate = ValidateRate(in.rate, in.allow_high_rate, limits);
+  if (!validated_rate.ok()) return validated_rate.status();
+  const double rate = *validated_rate;
+  auto breaker = ValidateBreaker(in, limits);
+  if (!breaker.ok()) return breaker.status();
   if (in.burst < 0) {
     return absl::InvalidArgumentError(absl::StrCat("burst ", in.burst, " must be positive"));
   }
@@ -123,7 +114,49 @@ absl::StatusOr<ReplaySpec> ValidateReplayRequest(const ReplayRequestInput& in,
   spec.burst = burst;
   spec.allow_high_rate = in.allow_high_rate;
   spec.reason = in.reason;
+  spec.breaker = *breaker;
   return spec;
+}
+
+absl::StatusOr<double> ValidateRate(double requested, bool allow_high_rate,
+                                    const ReplayLimits& limits) {
+  if (std::isnan(requested) || requested < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("rate ", requested, " must be positive"));
+  }
+  const double rate = requested == 0 ? limits.default_rate : requested;
+  if (rate > limits.max_rate) {
+    return absl::InvalidArgumentError(absl::StrCat("rate ", Rate(rate),
+                                                   " is above the hard cap replay.max_rate ",
+                                                   Rate(limits.max_rate)));
+  }
+  if (rate > limits.high_rate_threshold && !allow_high_rate) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rate ", Rate(rate), " is above replay.high_rate_threshold ",
+        Rate(limits.high_rate_threshold), ": set allow_high_rate to confirm (--allow-high-rate)"));
+  }
+  return rate;
+}
+
+absl::StatusOr<BreakerSettings> ValidateBreaker(const ReplayRequestInput& in,
+                                                const ReplayLimits& limits) {
+  const BreakerSettings b{
+      in.breaker_consecutive_failures.value_or(limits.breaker.consecutive_failures),
+      in.breaker_failure_ratio.value_or(limits.breaker.failure_ratio),
+      in.breaker_window.value_or(limits.breaker.window)};
+  if (b.consecutive_failures < 0 || b.consecutive_failures > kMaxBreakerCount) {
+    return absl::InvalidArgumentError(absl::StrCat("breaker.consecutive_failures ",
+                                                   b.consecutive_failures, " must be between 0 and ",
+                                                   kMaxBreakerCount));
+  }
+  if (b.window < 0 || b.window > kMaxBreakerCount) {
+    return absl::InvalidArgumentError(absl::StrCat("breaker.window ", b.window,
+                                                   " must be between 0 and ", kMaxBreakerCount));
+  }
+  if (std::isnan(b.failure_ratio) || b.failure_ratio < 0 || b.failure_ratio > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("breaker.failure_ratio ", b.failure_ratio, " must be between 0 and 1"));
+  }
+  return b;
 }
 
 }  // namespace replayd

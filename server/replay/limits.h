@@ -26,6 +26,10 @@ struct ReplayRequestInput {
   bool allow_high_rate = false;
   bool verify_downstream = false;
   std::string reason;
+  // The request's own circuit breaker settings; nullopt = replay.breaker's.
+  std::optional<int> breaker_consecutive_failures;
+  std::optional<double> breaker_failure_ratio;
+  std::optional<int> breaker_window;
 };
 
 // How far `to` may be ahead of the server's clock (client clock skew).
@@ -35,6 +39,17 @@ inline constexpr absl::Duration kFutureTolerance = absl::Seconds(5);
 // whose message says exactly which rule the request breaks.
 absl::StatusOr<ReplaySpec> ValidateReplayRequest(const ReplayRequestInput& input,
                                                  const ReplayLimits& limits, absl::Time now);
+
+// The rate a replay runs at: `rate`, or replay.default_rate when 0, within
+// replay.max_rate and, without `allow_high_rate`, replay.high_rate_threshold.
+// INVALID_ARGUMENT naming the rule broken. Start and resume share it.
+absl::StatusOr<double> ValidateRate(double rate, bool allow_high_rate, const ReplayLimits& limits);
+
+// A request's breaker settings, each replay.breaker's where it names none.
+// INVALID_ARGUMENT for a count outside [0, kMaxBreakerCount] or a ratio
+// outside [0, 1].
+absl::StatusOr<BreakerSettings> ValidateBreaker(const ReplayRequestInput& input,
+                                                const ReplayLimits& limits);
 
 // The outcomes a request selects: `requested` (or the default set), plus the
 // delivered ones when include_succeeded.

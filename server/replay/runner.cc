@@ -21,6 +21,7 @@ std::string NewRunnerInstanceId() {
 
 struct ReplayRunner::Active {
   std::atomic<bool> cancel{false};
+  std::atomic<bool> pause{false};
   std::atomic<bool> done{false};
   std::thread thread;
 };
@@ -68,6 +69,11 @@ void ReplayRunner::Wake() {
 void ReplayRunner::Cancel(const std::string& id) {
   std::lock_guard lock(mu_);
   if (auto it = active_.find(id); it != active_.end()) it->second->cancel = true;
+}
+
+void ReplayRunner::Pause(const std::string& id) {
+  std::lock_guard lock(mu_);
+  if (auto it = active_.find(id); it != active_.end()) it->second->pause = true;
 }
 
 TokenBucket* ReplayRunner::SinkBucket(const std::string& sink_name) {
@@ -119,7 +125,7 @@ void ReplayRunner::Loop() {
                         &options_,
                         [this](const std::string& sink_name) { return SinkBucket(sink_name); },
                         &shutdown_};
-          JobRun run(env, std::move(j), &a->cancel);
+          JobRun run(env, std::move(j), &a->cancel, &a->pause);
           run.Run();
           a->done = true;
           cv_.notify_all();

@@ -33,6 +33,9 @@ class ReplayObserver {
   virtual void OnRateLimitWait(const std::string& limiter, absl::Duration wait) = 0;
   // One event finished: result is "delivered", "skipped" or "failed".
   virtual void OnReplayed(const std::string& result) = 0;
+  // A replay paused: cause is "breaker" (its circuit breaker tripped) or
+  // "operator".
+  virtual void OnPaused(const std::string& /*cause*/) {}
 };
 
 struct ReplayRunnerOptions {
@@ -67,6 +70,9 @@ class ReplayRunner {
   void Wake();
   // A cancel was recorded for `id`: if this runner runs it, stop dispatching now.
   void Cancel(const std::string& id);
+  // A pause was recorded for `id`: if this runner runs it, stop dispatching
+  // now and park it once its in-flight deliveries are done.
+  void Pause(const std::string& id);
 
   // The bucket every replay of this process shares for `sink_name`.
   TokenBucket* SinkBucket(const std::string& sink_name);

@@ -13,6 +13,7 @@ std::string_view CategoryName(ReplayCategory category) {
     case ReplayCategory::kSkipFoundDownstream: return "found_downstream";
     case ReplayCategory::kSkipOutcomeNotSelected: return "outcome_not_selected";
     case ReplayCategory::kSkipNoRoute: return "no_route";
+    case ReplayCategory::kSkipHeldByKey: return "held_by_key";
   }
   return "deliver";
 }
@@ -50,6 +51,16 @@ ReplayCategory Classify(const StoredEvent& event, const ReplaySpec& spec, bool r
       break;
   }
   return routed ? ReplayCategory::kDeliver : ReplayCategory::kSkipNoRoute;
+}
+
+std::optional<KeyBlocker> KeyOrderBlocker(bool strict, bool keyed,
+                                          const std::vector<KeyBlocker>& failed_before,
+                                          const std::set<int64_t>& delivered_first) {
+  if (!strict || !keyed) return std::nullopt;
+  for (const KeyBlocker& b : failed_before) {
+    if (delivered_first.count(b.position) == 0) return b;
+  }
+  return std::nullopt;
 }
 
 }  // namespace replayd

@@ -5,8 +5,11 @@
 // as live delivery.
 #pragma once
 
+#include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "server/store/event.h"
@@ -25,10 +28,13 @@ enum class ReplayCategory {
   kSkipOutcomeNotSelected,
   // Its source has no route: nowhere to deliver it.
   kSkipNoRoute,
+  // A strict route's key with an earlier event that is not delivered: held
+  // (see KeyOrderBlocker).
+  kSkipHeldByKey,
 };
 
 // "deliver", "already_delivered", "found_downstream", "outcome_not_selected",
-// "no_route": the names in dry-run reports, samples and logs.
+// "no_route", "held_by_key": the names in dry-run reports, samples and logs.
 std::string_view CategoryName(ReplayCategory category);
 
 bool OutcomeSelected(const ReplaySpec& spec, Outcome outcome);
@@ -41,5 +47,21 @@ bool NeedsLookup(const StoredEvent& event, const ReplaySpec& spec, bool routed);
 // downstream record id, or an inner nullopt when the downstream has none.
 ReplayCategory Classify(const StoredEvent& event, const ReplaySpec& spec, bool routed,
                         const std::optional<std::optional<std::string>>& downstream_record);
+
+// Strict order under replay: what holds back an event that Classify would
+// deliver. On a strict route a keyed event waits while an earlier event of its
+// key (in log position order, inside or outside the window) is failed, unless
+// this replay delivers that one first. `failed_before`: the key's failed
+// events before this one, lowest first; `delivered_first`: positions this
+// replay delivers before it (the dry run's prediction; the live replay's own
+// deliveries are no longer failed, so it passes none). Returns the blocking
+// event, or nullopt when the event may go. Pure.
+std::optional<KeyBlocker> KeyOrderBlocker(bool strict, bool keyed,
+                                          const std::vector<KeyBlocker>& failed_before,
+                                          const std::set<int64_t>& delivered_first);
+
+// How many failed events KeyOrderBlocker is given at most: enough to find one
+// that the replay does not deliver first in all but pathological windows.
+inline constexpr int kKeyBlockersRead = 64;
 
 }  // namespace replayd

@@ -6,18 +6,6 @@
 namespace replayd {
 namespace {
 
-NewEvent FromProto(const replay::v1::Event& e) {
-  NewEvent out;
-  out.source = e.source();
-  out.event_id = e.event_id();
-  if (e.has_sequence()) out.sequence = e.sequence();
-  out.key = e.key();
-  out.type = e.type();
-  if (e.has_occurred_at()) out.occurred_at = proto_convert::FromProto(e.occurred_at());
-  out.payload = e.payload();
-  return out;
-}
-
 replay::v1::EventResult::Status ToProto(IngestResult::Status s) {
   switch (s) {
     case IngestResult::Status::kAccepted: return replay::v1::EventResult::ACCEPTED;
@@ -36,7 +24,7 @@ grpc::Status IngestServiceImpl::Publish(grpc::ServerContext* context,
   if (!principal.ok()) return ToGrpcStatus(principal.status());
   std::vector<NewEvent> events;
   events.reserve(request->events_size());
-  for (const auto& e : request->events()) events.push_back(FromProto(e));
+  for (const auto& e : request->events()) events.push_back(proto_convert::FromProto(e));
   auto results = ingester_->Ingest(events);
   if (!results.ok()) return ToGrpcStatus(results.status());
   for (size_t i = 0; i < results->size(); ++i) {

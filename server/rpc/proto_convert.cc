@@ -31,6 +31,18 @@ absl::Time FromProto(const google::protobuf::Timestamp& t) {
   return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
 }
 
+NewEvent FromProto(const pb::Event& e) {
+  NewEvent out;
+  out.source = e.source();
+  out.event_id = e.event_id();
+  if (e.has_sequence()) out.sequence = e.sequence();
+  out.key = e.key();
+  out.type = e.type();
+  if (e.has_occurred_at()) out.occurred_at = FromProto(e.occurred_at());
+  out.payload = e.payload();
+  return out;
+}
+
 std::optional<Outcome> FromProto(pb::Outcome o) {
   switch (o) {
     case pb::PENDING: return Outcome::kPending;

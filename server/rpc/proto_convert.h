@@ -16,6 +16,8 @@ void ToProto(absl::Time t, google::protobuf::Timestamp* out);
 replay::v1::Outcome ToProto(Outcome outcome);
 
 absl::Time FromProto(const google::protobuf::Timestamp& t);
+// A published event as the ingester takes it (Publish and its fuzz target).
+NewEvent FromProto(const replay::v1::Event& e);
 // nullopt for OUTCOME_UNSPECIFIED and unknown values.
 std::optional<Outcome> FromProto(replay::v1::Outcome outcome);
 

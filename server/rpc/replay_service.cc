@@ -16,6 +16,7 @@ pb::ReplayState ToProto(ReplayState s) {
   switch (s) {
     case ReplayState::kPending: return pb::REPLAY_PENDING;
     case ReplayState::kRunning: return pb::REPLAY_RUNNING;
+    case ReplayState::kPaused: return pb::REPLAY_PAUSED;
     case ReplayState::kCancelling: return pb::REPLAY_CANCELLING;
     case ReplayState::kCancelled: return pb::REPLAY_CANCELLED;
     case ReplayState::kCompleted: return pb::REPLAY_COMPLETED;
@@ -28,6 +29,7 @@ std::optional<ReplayState> FromProto(pb::ReplayState s) {
   switch (s) {
     case pb::REPLAY_PENDING: return ReplayState::kPending;
     case pb::REPLAY_RUNNING: return ReplayState::kRunning;
+    case pb::REPLAY_PAUSED: return ReplayState::kPaused;
     case pb::REPLAY_CANCELLING: return ReplayState::kCancelling;
     case pb::REPLAY_CANCELLED: return ReplayState::kCancelled;
     case pb::REPLAY_COMPLETED: return ReplayState::kCompleted;
@@ -54,6 +56,11 @@ absl::StatusOr<ReplayRequestInput> FromProto(const pb::ReplayRequest& r) {
   in.allow_high_rate = r.allow_high_rate();
   in.verify_downstream = r.verify_downstream();
   in.reason = r.reason();
+  if (r.breaker().has_consecutive_failures()) {
+    in.breaker_consecutive_failures = r.breaker().consecutive_failures();
+  }
+  if (r.breaker().has_failure_ratio()) in.breaker_failure_ratio = r.breaker().failure_ratio();
+  if (r.breaker().has_window()) in.breaker_window = r.breaker().window();
   return in;
 }
 
@@ -84,6 +91,11 @@ void ToProto(const ReplayJob& job, pb::ReplayProgress* out) {
   ToProto(job.created_at, out->mutable_created_at());
   if (job.finished_at) ToProto(*job.finished_at, out->mutable_finished_at());
   out->set_created_by(job.created_by);
+  out->set_held_by_key(job.counters.held_by_key);
+  pb::BreakerSettings* b = out->mutable_breaker();
+  b->set_consecutive_failures(job.spec.breaker.consecutive_failures);
+  b->set_failure_ratio(job.spec.breaker.failure_ratio);
+  b->set_window(job.spec.breaker.window);
 }
 
 void ToProto(const DryRunResult& d, pb::DryRunReport* out) {
@@ -206,6 +218,33 @@ grpc::Status ReplayServiceImpl::CancelReplay(grpc::ServerContext* context,
     auto who = AuthorizeCall(*auth_, *context, Role::kOperator);
     if (!who.ok()) return ToGrpcStatus(who.status());
     auto job = controller_->Cancel(request->replay_id(), request->reason(), *who);
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    ToProto(*job, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ReplayServiceImpl::PauseReplay(grpc::ServerContext* context,
+                                            const pb::PauseReplayRequest* request,
+                                            pb::ReplayProgress* response) {
+  return Guard("PauseReplay", [&] {
+    auto who = AuthorizeCall(*auth_, *context, Role::kOperator);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    auto job = controller_->Pause(request->replay_id(), request->reason(), *who);
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    ToProto(*job, response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ReplayServiceImpl::ResumeReplay(grpc::ServerContext* context,
+                                             const pb::ResumeReplayRequest* request,
+                                             pb::ReplayProgress* response) {
+  return Guard("ResumeReplay", [&] {
+    auto who = AuthorizeCall(*auth_, *context, Role::kOperator);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    auto job = controller_->Resume(request->replay_id(), request->reason(), request->rate(),
+                                   request->allow_high_rate(), *who);
     if (!job.ok()) return ToGrpcStatus(job.status());
     ToProto(*job, response);
     return grpc::Status::OK;

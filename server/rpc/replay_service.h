@@ -1,7 +1,7 @@
 // gRPC replay.v1.ReplayService: thin handlers over ReplayController
 // (conversion, authorization, status mapping). Roles: viewer for DryRun,
-// GetProgress, WatchProgress and ListReplays; operator for StartReplay and
-// CancelReplay.
+// GetProgress, WatchProgress and ListReplays; operator for StartReplay,
+// PauseReplay, ResumeReplay and CancelReplay.
 #pragma once
 
 #include <atomic>
@@ -31,6 +31,12 @@ class ReplayServiceImpl final : public replay::v1::ReplayService::Service {
                              grpc::ServerWriter<replay::v1::ReplayProgress>* writer) override;
   grpc::Status CancelReplay(grpc::ServerContext* context,
                             const replay::v1::CancelReplayRequest* request,
+                            replay::v1::ReplayProgress* response) override;
+  grpc::Status PauseReplay(grpc::ServerContext* context,
+                           const replay::v1::PauseReplayRequest* request,
+                           replay::v1::ReplayProgress* response) override;
+  grpc::Status ResumeReplay(grpc::ServerContext* context,
+                            const replay::v1::ResumeReplayRequest* request,
                             replay::v1::ReplayProgress* response) override;
   grpc::Status ListReplays(grpc::ServerContext* context,
                            const replay::v1::ListReplaysRequest* request,

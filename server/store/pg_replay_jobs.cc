@@ -17,7 +17,10 @@ namespace {
 // pg_advisory_xact_lock key serialising job creation (overlap check, request ids).
 constexpr int64_t kCreateJobLockKey = 0x7265706c61793031;
 
+// Jobs a runner runs; a paused job waits for a resume.
 constexpr const char* kActiveStates = "('pending', 'running', 'cancelling')";
+// Jobs that hold their window: a start overlapping one is refused.
+constexpr const char* kUnfinishedStates = "('pending', 'running', 'paused', 'cancelling')";
 
 constexpr const char* kCheckpointName = "replay_checkpoint";
 
@@ -25,7 +28,7 @@ constexpr const char* kCheckpointSql = R"sql(
 UPDATE replays
    SET total = $3, processed = $4, delivered = $5, skipped = $6, failed = $7,
        cursor_ingested_at = $8::timestamptz, cursor_position = $9, current_rate = $10,
-       lease_until = now() + make_interval(secs => $11), updated_at = now()
+       lease_until = now() + make_interval(secs => $11), held_by_key = $12, updated_at = now()
  WHERE id = $1 AND owner = $2
 RETURNING state)sql";
 
@@ -53,6 +56,7 @@ std::string_view ReplayStateName(ReplayState state) {
   switch (state) {
     case ReplayState::kPending: return "pending";
     case ReplayState::kRunning: return "running";
+    case ReplayState::kPaused: return "paused";
     case ReplayState::kCancelling: return "cancelling";
     case ReplayState::kCancelled: return "cancelled";
     case ReplayState::kCompleted: return "completed";
@@ -62,8 +66,9 @@ std::string_view ReplayStateName(ReplayState state) {
 }
 
 std::optional<ReplayState> ParseReplayState(std::string_view name) {
-  for (ReplayState s : {ReplayState::kPending, ReplayState::kRunning, ReplayState::kCancelling,
-                        ReplayState::kCancelled, ReplayState::kCompleted, ReplayState::kFailed}) {
+  for (ReplayState s : {ReplayState::kPending, ReplayState::kRunning, ReplayState::kPaused,
+                        ReplayState::kCancelling, ReplayState::kCancelled, ReplayState::kCompleted,
+                        ReplayState::kFailed}) {
     if (ReplayStateName(s) == name) return s;
   }
   return std::nullopt;
@@ -98,7 +103,7 @@ absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const A
     auto overlap = tx.exec_params(
         absl::StrCat("SELECT id, window_from, window_to, array_to_string(sources, ',')"
                      "  FROM replays WHERE state IN ",
-                     kActiveStates,
+                     kUnfinishedStates,
                      "   AND window_from < $2::timestamptz AND window_to > $1::timestamptz"
                      "   AND (cardinality(sources) = 0 OR cardinality($3::text[]) = 0"
                      "        OR sources && $3::text[])"
@@ -110,20 +115,23 @@ absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const A
       conflict = absl::StrCat("the window overlaps replay ", r[0].as<std::string>(), " [",
                               r[1].as<std::string>(), ", ", r[2].as<std::string>(), ") on ",
                               their_sources.empty() ? "every source" : "sources " + their_sources,
-                              ", which is still active: wait for it or cancel it");
+                              ", which is still unfinished: wait for it or cancel it");
       return;
     }
     auto rows = tx.exec_params(
         absl::StrCat(
             "INSERT INTO replays (id, request_id, state, window_from, window_to, sources,"
             " outcomes, include_succeeded, verify_downstream, rate, burst, allow_high_rate,"
-            " reason, created_by, total)"
+            " reason, created_by, total, breaker_consecutive_failures, breaker_failure_ratio,"
+            " breaker_window)"
             " VALUES ($1, NULLIF($2, ''), 'pending', $3::timestamptz, $4::timestamptz,"
-            " $5::text[], $6::text[], $7, $8, $9, $10, $11, $12, $13, $14) RETURNING ",
+            " $5::text[], $6::text[], $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            " RETURNING ",
             JobColumns()),
         job.id, job.request_id, PgTime(s.window.from), PgTime(s.window.to), sources,
         OutcomeArray(s.outcomes), s.include_succeeded, s.verify_downstream, s.rate, s.burst,
-        s.allow_high_rate, s.reason, job.created_by, job.counters.total);
+        s.allow_high_rate, s.reason, job.created_by, job.counters.total,
+        s.breaker.consecutive_failures, s.breaker.failure_ratio, s.breaker.window);
     out = JobFromRow(rows[0]);
     InsertAudit(tx, audit);
     tx.commit();
@@ -182,7 +190,7 @@ absl::StatusOr<ReplayJob> PgReplayStore::RequestCancel(const std::string& id,
       ended = state;
       return;
     }
-    if (state == "pending" && !held) {
+    if ((state == "pending" || state == "paused") && !held) {
       tx.exec_params(
           "UPDATE replays SET state = 'cancelled', finished_at = now(), updated_at = now(),"
           " cancel_reason = $2, owner = NULL, lease_until = NULL WHERE id = $1",
@@ -204,6 +212,111 @@ absl::StatusOr<ReplayJob> PgReplayStore::RequestCancel(const std::string& id,
   }
   if (!out) return absl::NotFoundError(absl::StrCat("no replay with id \"", id, "\""));
   return *out;
+}
+
+absl::StatusOr<ReplayJob> PgReplayStore::RequestPause(const std::string& id,
+                                                      const AuditEntry& audit) {
+  std::optional<ReplayJob> out;
+  std::string refused;
+  absl::Status status = pool_->Run("replay_request_pause", [&](PgPool::Lease& lease) {
+    out.reset();
+    refused.clear();
+    pqxx::work tx(lease.conn());
+    auto rows = tx.exec_params("SELECT state FROM replays WHERE id = $1 FOR UPDATE", id);
+    if (rows.empty()) return;
+    std::string state = rows[0][0].as<std::string>();
+    if (state != "pending" && state != "running") {
+      refused = state;
+      return;
+    }
+    // A pending job nobody holds is parked at once; otherwise its owner
+    // parks it (Park) once its in-flight deliveries are done.
+    tx.exec_params(
+        "UPDATE replays SET state = 'paused', updated_at = now(), current_rate = 0"
+        " WHERE id = $1",
+        id);
+    InsertAudit(tx, audit);
+    out = JobFromRow(tx.exec_params(SelectJob("id = $1"), id)[0]);
+    tx.commit();
+  });
+  if (!status.ok()) return status;
+  if (!refused.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "replay ", id, " is ", refused,
+        refused == "paused" ? ": it is already paused" : ": only a pending or running replay can be paused"));
+  }
+  if (!out) return absl::NotFoundError(absl::StrCat("no replay with id \"", id, "\""));
+  return *out;
+}
+
+absl::StatusOr<ReplayJob> PgReplayStore::RequestResume(const std::string& id, double rate,
+                                                       const AuditEntry& audit) {
+  std::optional<ReplayJob> out;
+  std::string refused;
+  absl::Status status = pool_->Run("replay_request_resume", [&](PgPool::Lease& lease) {
+    out.reset();
+    refused.clear();
+    pqxx::work tx(lease.conn());
+    auto rows = tx.exec_params(
+        "SELECT state, owner IS NOT NULL AND lease_until > now() FROM replays"
+        " WHERE id = $1 FOR UPDATE",
+        id);
+    if (rows.empty()) return;
+    std::string state = rows[0][0].as<std::string>();
+    if (state != "paused") {
+      refused = absl::StrCat("replay ", id, " is ", state, ": only a paused replay can be resumed");
+      return;
+    }
+    if (rows[0][1].as<bool>()) {
+      refused = absl::StrCat("replay ", id,
+                             " is still pausing (deliveries in flight): try again in a moment");
+      return;
+    }
+    // Running with nobody holding it: the next runner to look claims it.
+    tx.exec_params(
+        "UPDATE replays SET state = 'running', owner = NULL, lease_until = NULL,"
+        " rate = CASE WHEN $2 > 0 THEN $2 ELSE rate END, updated_at = now()"
+        " WHERE id = $1",
+        id, rate);
+    InsertAudit(tx, audit);
+    out = JobFromRow(tx.exec_params(SelectJob("id = $1"), id)[0]);
+    tx.commit();
+  });
+  if (!status.ok()) return status;
+  if (!refused.empty()) return absl::FailedPreconditionError(refused);
+  if (!out) return absl::NotFoundError(absl::StrCat("no replay with id \"", id, "\""));
+  return *out;
+}
+
+absl::Status PgReplayStore::Park(const std::string& id, const std::string& owner,
+                                 const ReplayCounters& c,
+                                 const std::optional<ReplayCursor>& cursor,
+                                 const std::string& last_error,
+                                 const std::vector<RetryEvent>& retry, const AuditEntry* audit) {
+  bool refused = false;
+  absl::Status status = pool_->Run("replay_park", [&](PgPool::Lease& l) {
+    pqxx::work tx(l.conn());
+    const auto [cursor_time, cursor_position] = CursorParams(cursor);
+    auto rows = tx.exec_params(
+        "UPDATE replays SET state = 'paused', total = $3, processed = $4, delivered = $5,"
+        " skipped = $6, failed = $7, cursor_ingested_at = $8::timestamptz,"
+        " cursor_position = $9, last_error = $10, held_by_key = $11,"
+        " retry_events = $12::jsonb, current_rate = 0, updated_at = now(), owner = NULL,"
+        " lease_until = NULL"
+        " WHERE id = $1 AND owner = $2 AND state IN ('running', 'paused') RETURNING id",
+        id, owner, c.total, c.processed, c.delivered, c.skipped, c.failed, cursor_time,
+        cursor_position, last_error, c.held_by_key, RetryEventsJson(retry));
+    refused = rows.empty();
+    if (refused) return;
+    if (audit != nullptr) InsertAudit(tx, *audit);
+    tx.commit();
+  });
+  if (!status.ok()) return status;
+  if (refused) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("replay ", id, ": lease lost or cancel asked while pausing"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::optional<ReplayJob>> PgReplayStore::ClaimJob(
@@ -259,7 +372,7 @@ absl::StatusOr<ReplayState> PgReplayStore::Checkpoint(const std::string& id,
     const auto [cursor_time, cursor_position] = CursorParams(cursor);
     auto rows = tx.exec_prepared(kCheckpointName, id, owner, c.total, c.processed, c.delivered,
                                  c.skipped, c.failed, cursor_time, cursor_position, current_rate,
-                                 absl::ToDoubleSeconds(lease));
+                                 absl::ToDoubleSeconds(lease), c.held_by_key);
     tx.commit();
     state.reset();
     if (!rows.empty()) state = ParseReplayState(rows[0][0].as<std::string>());
@@ -284,10 +397,11 @@ absl::Status PgReplayStore::Finish(const std::string& id, const std::string& own
         "UPDATE replays SET state = $3, total = $4, processed = $5, delivered = $6,"
         " skipped = $7, failed = $8, cursor_ingested_at = $9::timestamptz,"
         " cursor_position = $10, last_error = $11, current_rate = 0, finished_at = now(),"
-        " updated_at = now(), owner = NULL, lease_until = NULL"
+        " updated_at = now(), owner = NULL, lease_until = NULL, held_by_key = $12,"
+        " retry_events = '[]'"
         " WHERE id = $1 AND owner = $2 RETURNING id",
         id, owner, std::string(ReplayStateName(state)), c.total, c.processed, c.delivered,
-        c.skipped, c.failed, cursor_time, cursor_position, last_error);
+        c.skipped, c.failed, cursor_time, cursor_position, last_error, c.held_by_key);
     lost = rows.empty();
     if (lost) return;
     InsertAudit(tx, audit);

@@ -1,6 +1,7 @@
 #include "server/store/pg_replay_rows.h"
 
 #include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
 #include "absl/strings/str_split.h"
 #include "server/store/pg_types.h"
 
@@ -26,7 +27,10 @@ std::string JobColumns() {
        std::string("total"), std::string("processed"), std::string("delivered"),
        std::string("skipped"), std::string("failed"), std::string("current_rate"),
        EpochUs("cursor_ingested_at"), std::string("cursor_position"), std::string("last_error"),
-       std::string("coalesce(owner, '')"), EpochUs("lease_until"), std::string("cancel_reason")},
+       std::string("coalesce(owner, '')"), EpochUs("lease_until"), std::string("cancel_reason"),
+       std::string("held_by_key"), std::string("retry_events::text"),
+       std::string("breaker_consecutive_failures"), std::string("breaker_failure_ratio"),
+       std::string("breaker_window")},
       ", ");
 }
 
@@ -64,7 +68,35 @@ ReplayJob JobFromRow(const pqxx::row& r) {
   j.owner = r[26].as<std::string>();
   j.lease_until = TimeFromEpochUs(r[27]);
   j.cancel_reason = r[28].as<std::string>();
+  j.counters.held_by_key = r[29].as<int64_t>();
+  j.retry = RetryEventsFromJson(r[30].as<std::string>());
+  j.spec.breaker.consecutive_failures = r[31].as<int>();
+  j.spec.breaker.failure_ratio = r[32].as<double>();
+  j.spec.breaker.window = r[33].as<int>();
   return j;
+}
+
+std::string RetryEventsJson(const std::vector<RetryEvent>& retry) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const RetryEvent& e : retry) {
+    out.push_back({{"position", e.position},
+                   {"ingested_at_us", absl::ToUnixMicros(e.ingested_at)},
+                   {"source", e.source},
+                   {"key", e.key}});
+  }
+  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::vector<RetryEvent> RetryEventsFromJson(const std::string& json) {
+  std::vector<RetryEvent> out;
+  auto parsed = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_array()) return out;
+  for (const auto& e : parsed) {
+    out.push_back({e.value("position", int64_t{0}),
+                   absl::FromUnixMicros(e.value("ingested_at_us", int64_t{0})),
+                   e.value("source", std::string()), e.value("key", std::string())});
+  }
+  return out;
 }
 
 std::string OutcomeArray(const std::vector<Outcome>& outcomes) {

@@ -15,6 +15,10 @@ namespace replayd {
 std::string JobColumns();
 ReplayJob JobFromRow(const pqxx::row& r);
 
+// The retry list as the retry_events column's JSON, and back.
+std::string RetryEventsJson(const std::vector<RetryEvent>& retry);
+std::vector<RetryEvent> RetryEventsFromJson(const std::string& json);
+
 // A text[] literal of the outcomes' names.
 std::string OutcomeArray(const std::vector<Outcome>& outcomes);
 

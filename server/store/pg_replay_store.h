@@ -20,6 +20,13 @@ class PgReplayStore final : public ReplayStore {
   absl::StatusOr<std::vector<ReplayJob>> ListJobs(const std::vector<ReplayState>& states,
                                                   int limit) override;
   absl::StatusOr<ReplayJob> RequestCancel(const std::string& id, const AuditEntry& audit) override;
+  absl::StatusOr<ReplayJob> RequestPause(const std::string& id, const AuditEntry& audit) override;
+  absl::StatusOr<ReplayJob> RequestResume(const std::string& id, double rate,
+                                          const AuditEntry& audit) override;
+  absl::Status Park(const std::string& id, const std::string& owner,
+                    const ReplayCounters& counters, const std::optional<ReplayCursor>& cursor,
+                    const std::string& last_error, const std::vector<RetryEvent>& retry,
+                    const AuditEntry* audit) override;
   absl::StatusOr<std::optional<ReplayJob>> ClaimJob(
       const std::string& owner, absl::Duration lease,
       const std::vector<std::string>& exclude) override;
@@ -34,6 +41,10 @@ class PgReplayStore final : public ReplayStore {
   absl::Status Audit(const AuditEntry& entry) override;
   absl::StatusOr<std::vector<AuditEntry>> ListAudit(const AuditQuery& query) override;
 
+  absl::StatusOr<std::vector<KeyBlocker>> FailedBefore(const std::string& source,
+                                                       const std::string& key,
+                                                       int64_t before_position,
+                                                       int limit) override;
   absl::StatusOr<std::vector<StoredEvent>> ReadWindowPage(const ReplayWindow& window,
                                                           const std::optional<ReplayCursor>& after,
                                                           int limit) override;

@@ -16,6 +16,18 @@
 namespace replayd {
 namespace {
 
+// A strict key's blockers: its failed events (delivery_failed_keys, kept by
+// the record) before a position, with their ids from the log.
+constexpr const char* kFailedBeforeName = "replay_failed_before";
+constexpr const char* kFailedBeforeSql = R"sql(
+SELECT f.position, (extract(epoch FROM f.ingested_at) * 1000000)::bigint,
+       coalesce(e.event_id, '')
+  FROM delivery_failed_keys f
+  LEFT JOIN events e ON e.position = f.position AND e.ingested_at = f.ingested_at
+ WHERE f.source = $1 AND f.key = $2 AND f.position < $3
+ ORDER BY f.position
+ LIMIT $4)sql";
+
 // The window predicate; $1 from, $2 to, $3 sources (text[], empty = all).
 constexpr const char* kWindowPredicate =
     "ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz"
@@ -241,6 +253,23 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
     return helpers_status.ok() ? absl::InternalError("aggregate: a slice was not done")
                                : helpers_status;
   }
+  return out;
+}
+
+absl::StatusOr<std::vector<KeyBlocker>> PgReplayStore::FailedBefore(const std::string& source,
+                                                                    const std::string& key,
+                                                                    int64_t before_position,
+                                                                    int limit) {
+  std::vector<KeyBlocker> out;
+  absl::Status status = pool_->Run(kFailedBeforeName, [&](PgPool::Lease& l) {
+    out.clear();
+    l.Prepare(kFailedBeforeName, kFailedBeforeSql);
+    pqxx::read_transaction tx(l.conn());
+    for (const auto& r : tx.exec_prepared(kFailedBeforeName, source, key, before_position, limit)) {
+      out.push_back({r[0].as<int64_t>(), *TimeFromEpochUs(r[1]), r[2].as<std::string>()});
+    }
+  });
+  if (!status.ok()) return status;
   return out;
 }
 

@@ -41,6 +41,13 @@ struct SequenceGap {
   int64_t last = 0;
 };
 
+// A failed event that holds back the later events of its key.
+struct KeyBlocker {
+  int64_t position = 0;
+  absl::Time ingested_at;
+  std::string event_id;
+};
+
 class ReplayStore {
  public:
   virtual ~ReplayStore() = default;
@@ -50,8 +57,9 @@ class ReplayStore {
   // Creates `job` (state pending) and audits `audit`, atomically and
   // serialized with every other CreateJob. When job.request_id names an
   // existing job, returns that job unchanged with *existed = true.
-  // FAILED_PRECONDITION when the window overlaps an active (pending, running,
-  // cancelling) job on a shared source; the message names that job.
+  // FAILED_PRECONDITION when the window overlaps an unfinished (pending,
+  // running, paused, cancelling) job on a shared source; the message names
+  // that job.
   virtual absl::StatusOr<ReplayJob> CreateJob(const ReplayJob& job, const AuditEntry& audit,
                                               bool* existed) = 0;
   // NOT_FOUND for an unknown id.
@@ -59,11 +67,34 @@ class ReplayStore {
   // Newest first; empty `states` = every state; limit <= 0 = 100.
   virtual absl::StatusOr<std::vector<ReplayJob>> ListJobs(const std::vector<ReplayState>& states,
                                                           int limit) = 0;
-  // Asks a job to stop: a pending job nobody holds becomes cancelled at
-  // once, a running one cancelling (its owner finishes it). Audited.
+  // Asks a job to stop: a pending or paused job nobody holds becomes
+  // cancelled at once, a running one cancelling (its owner finishes it).
+  // Audited.
   // NOT_FOUND for an unknown id, FAILED_PRECONDITION when it already ended.
   virtual absl::StatusOr<ReplayJob> RequestCancel(const std::string& id,
                                                   const AuditEntry& audit) = 0;
+
+  // Pauses a job: a pending one nobody holds at once; a running one becomes
+  // paused while its owner still holds it, and the owner stops dispatching,
+  // lets in-flight deliveries finish and parks it (Park). Audited.
+  // NOT_FOUND for an unknown id, FAILED_PRECONDITION when it is already
+  // paused, cancelling or ended.
+  virtual absl::StatusOr<ReplayJob> RequestPause(const std::string& id,
+                                                 const AuditEntry& audit) = 0;
+  // Resumes a paused job that nobody holds (a runner claims it next), with
+  // a new rate when `rate` > 0. Audited. NOT_FOUND for an unknown id,
+  // FAILED_PRECONDITION when it is not paused or is still being parked.
+  virtual absl::StatusOr<ReplayJob> RequestResume(const std::string& id, double rate,
+                                                  const AuditEntry& audit) = 0;
+  // Parks a job that `owner` holds as paused with its counts, cursor, last
+  // error and the events to retry first on resume, and releases the lease;
+  // audits `audit` when given. FAILED_PRECONDITION when `owner` lost the
+  // lease or a cancel was asked meanwhile (the job is cancelling).
+  virtual absl::Status Park(const std::string& id, const std::string& owner,
+                            const ReplayCounters& counters,
+                            const std::optional<ReplayCursor>& cursor,
+                            const std::string& last_error, const std::vector<RetryEvent>& retry,
+                            const AuditEntry* audit) = 0;
 
   // Takes the lease of one active job that nobody else holds (never held,
   // expired, or already `owner`'s) and is not in `exclude`; a pending job
@@ -71,7 +102,7 @@ class ReplayStore {
   virtual absl::StatusOr<std::optional<ReplayJob>> ClaimJob(
       const std::string& owner, absl::Duration lease, const std::vector<std::string>& exclude) = 0;
   // Saves progress and renews the lease; returns the job's state as stored
-  // (cancelling tells the runner to stop). FAILED_PRECONDITION when `owner`
+  // (cancelling or paused tells the runner to stop). FAILED_PRECONDITION when `owner`
   // no longer holds the lease.
   virtual absl::StatusOr<ReplayState> Checkpoint(const std::string& id, const std::string& owner,
                                                  const ReplayCounters& counters,
@@ -91,6 +122,14 @@ class ReplayStore {
   virtual absl::StatusOr<std::vector<AuditEntry>> ListAudit(const AuditQuery& query) = 0;
 
   // --- the event log, as a replay reads it ---
+
+  // The failed events of (source, key) with a position before
+  // `before_position`, lowest first, at most `limit`: what holds back the
+  // key's later events on a strict route.
+  virtual absl::StatusOr<std::vector<KeyBlocker>> FailedBefore(const std::string& source,
+                                                               const std::string& key,
+                                                               int64_t before_position,
+                                                               int limit) = 0;
 
   // Up to `limit` events of the window after `after` (nullopt = from the
   // start), in (ingested_at, position) order.

@@ -52,6 +52,18 @@ std::string Yaml(const testing::DownstreamServer& ds, bool lookup, const std::st
       "    strict_order: ", strict ? "true" : "false", "\n    retry: ", retry, "\n");
 }
 
+// One daemon delivering to its own downstream server (in `mode`) from its own
+// scratch database, configured by Yaml(ds, yaml_args...); not started.
+struct Deployment {
+  template <typename... YamlArgs>
+  explicit Deployment(const std::string& mode, const YamlArgs&... yaml_args)
+      : ds(mode), d(db.dsn(), Yaml(ds, yaml_args...)) {}
+
+  testing::ScratchDatabase db;
+  testing::DownstreamServer ds;
+  testing::DaemonProcess d;
+};
+
 // "orders:<id>" -> number of create requests; and the per-key arrival order.
 struct Seen {
   std::map<std::string, int> creates;
@@ -102,6 +114,20 @@ int64_t Count(const testing::ScratchDatabase& db, const std::string& where) {
   return db.QueryInt(absl::StrCat("SELECT count(*) FROM events WHERE ", where));
 }
 
+// Starts the daemon, has the downstream answer with `faults`, publishes `events`
+// and waits (30 s at most) until exactly `n` events match `where`.
+void StartWithFaults(Deployment& deployment, const json& faults,
+                     const replay::v1::PublishRequest& events, const std::string& where, int n) {
+  auto& [db, ds, d] = deployment;
+  d.Start();
+  ds.SetFaults(faults);
+  Publish(d.grpc_address(), events);
+  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, where) == n; }, absl::Seconds(30)))
+      << db.QueryText("SELECT string_agg(outcome || ' ' || coalesce(last_error, ''), '\n')"
+                      " FROM events")
+      << "\n" << ds.Requests().dump() << "\n" << d.log();
+}
+
 TEST(DeliveryE2E, TwoDaemonsDeliverTenThousandEventsExactlyOnceInKeyOrder) {
   testing::ScratchDatabase db;
   testing::DownstreamServer ds("non-idempotent");
@@ -138,15 +164,11 @@ TEST(DeliveryE2E, TwoDaemonsDeliverTenThousandEventsExactlyOnceInKeyOrder) {
 }
 
 TEST(DeliveryE2E, OutageRetriesWithGrowingDelaysThenFailsAndNewEventsFlowAgain) {
-  testing::ScratchDatabase db;
-  testing::DownstreamServer ds("idempotent");
-  testing::DaemonProcess d(db.dsn(),
-                           Yaml(ds, false, "{max_attempts: 4, base_delay: 100ms, max_delay: 2s}"));
-  d.Start();
-  ds.SetFaults({{"status", 503}});
-  Publish(d.grpc_address(), Events("down", 5, 5));
-  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'failed'") == 5; },
-                      absl::Seconds(30)));
+  Deployment deployment("idempotent", false,
+                        "{max_attempts: 4, base_delay: 100ms, max_delay: 2s}");
+  auto& [db, ds, d] = deployment;
+  ASSERT_NO_FATAL_FAILURE(StartWithFaults(deployment, {{"status", 503}}, Events("down", 5, 5),
+                                          "outcome = 'failed'", 5));
   // Every attempt recorded: 4 per event, 503 each, the delays between them growing.
   EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts WHERE http_status = 503"), 20);
   EXPECT_EQ(db.QueryText("SELECT string_agg(a.outcome, ',' ORDER BY attempt) FROM delivery_attempts a"
@@ -184,17 +206,12 @@ TEST(DeliveryE2E, OutageRetriesWithGrowingDelaysThenFailsAndNewEventsFlowAgain) 
 }
 
 TEST(DeliveryE2E, CommitThenTimeoutIsFoundByTheLookupAndNotSentAgain) {
-  testing::ScratchDatabase db;
-  testing::DownstreamServer ds("non-idempotent");
-  testing::DaemonProcess d(db.dsn(),
-                           Yaml(ds, true, "{max_attempts: 5, base_delay: 50ms, max_delay: 1s}"));
-  d.Start();
-  ds.SetFaults({{"commit_then_drop", true}, {"count", 1}});
-  Publish(d.grpc_address(), testing::KeyedBatch("orders", {{"ctt-1", "k"}}));
-  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'already_processed'") == 1; },
-                      absl::Seconds(30)))
-      << db.QueryText("SELECT outcome || ' ' || coalesce(last_error, '') FROM events") << "\n"
-      << ds.Requests().dump() << "\n" << d.log();
+  Deployment deployment("non-idempotent", true,
+                        "{max_attempts: 5, base_delay: 50ms, max_delay: 1s}");
+  auto& [db, ds, d] = deployment;
+  ASSERT_NO_FATAL_FAILURE(StartWithFaults(deployment, {{"commit_then_drop", true}, {"count", 1}},
+                                          testing::KeyedBatch("orders", {{"ctt-1", "k"}}),
+                                          "outcome = 'already_processed'", 1));
   Seen seen = Collect(ds);
   EXPECT_EQ(seen.total, 1);
   EXPECT_EQ(seen.creates["orders:ctt-1"], 1);
@@ -215,23 +232,18 @@ TEST(DeliveryE2E, CommitThenTimeoutIsFoundByTheLookupAndNotSentAgain) {
 
 constexpr const char* kQuickRetries = "{max_attempts: 2, base_delay: 50ms, max_delay: 100ms}";
 
-// Starts `d` (a strict route) and fails `event_id` of `key` with a 422: the
-// key is parked behind it.
-void StartWithKeyParked(const testing::ScratchDatabase& db, testing::DownstreamServer& ds,
-                        testing::DaemonProcess& d, const std::string& event_id,
+// Starts the daemon (of a strict route) and fails `event_id` of `key` with a
+// 422: the key is parked behind it.
+void StartWithKeyParked(Deployment& deployment, const std::string& event_id,
                         const std::string& key) {
-  d.Start();
-  ds.SetFaults({{"status", 422}, {"count", 1}});
-  Publish(d.grpc_address(), testing::KeyedBatch("orders", {{event_id, key}}));
-  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'failed'") == 1; },
-                      absl::Seconds(30)));
+  StartWithFaults(deployment, {{"status", 422}, {"count", 1}},
+                  testing::KeyedBatch("orders", {{event_id, key}}), "outcome = 'failed'", 1);
 }
 
 TEST(DeliveryE2E, StrictModeParksAKeyBehindItsFailedEventWhileOtherKeysFlow) {
-  testing::ScratchDatabase db;
-  testing::DownstreamServer ds("idempotent");
-  testing::DaemonProcess d(db.dsn(), Yaml(ds, false, kQuickRetries, true));
-  ASSERT_NO_FATAL_FAILURE(StartWithKeyParked(db, ds, d, "a1", "A"));
+  Deployment deployment("idempotent", false, kQuickRetries, true);
+  auto& [db, ds, d] = deployment;
+  ASSERT_NO_FATAL_FAILURE(StartWithKeyParked(deployment, "a1", "A"));
   Publish(d.grpc_address(),
           testing::KeyedBatch("orders", {{"a2", "A"}, {"b1", "B"}, {"a3", "A"}, {"b2", "B"}}));
   ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 2; },
@@ -254,15 +266,12 @@ TEST(DeliveryE2E, StrictModeParksAKeyBehindItsFailedEventWhileOtherKeysFlow) {
 }
 
 TEST(DeliveryE2E, AKeyWaitingOnARetryGoesOnOnceAnotherWorkerDeliversItsEvent) {
-  testing::ScratchDatabase db;
-  testing::DownstreamServer ds("idempotent");
-  testing::DaemonProcess d(db.dsn(),
-                           Yaml(ds, false, "{max_attempts: 5, base_delay: 30s, max_delay: 30s}"));
-  d.Start();
-  ds.SetFaults({{"status", 503}, {"count", 1}});
-  Publish(d.grpc_address(), testing::KeyedBatch("orders", {{"a1", "A"}}));
-  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "event_id = 'a1' AND outcome = 'retrying'") == 1; },
-                      absl::Seconds(30)));
+  Deployment deployment("idempotent", false,
+                        "{max_attempts: 5, base_delay: 30s, max_delay: 30s}");
+  auto& [db, ds, d] = deployment;
+  ASSERT_NO_FATAL_FAILURE(StartWithFaults(deployment, {{"status", 503}, {"count", 1}},
+                                          testing::KeyedBatch("orders", {{"a1", "A"}}),
+                                          "event_id = 'a1' AND outcome = 'retrying'", 1));
   Publish(d.grpc_address(), testing::KeyedBatch("orders", {{"a2", "A"}}));
   std::this_thread::sleep_for(std::chrono::seconds(1));
   ASSERT_EQ(Count(db, "event_id = 'a2' AND outcome = 'pending' AND attempts = 0"), 1)
@@ -281,10 +290,9 @@ TEST(DeliveryE2E, AKeyWaitingOnARetryGoesOnOnceAnotherWorkerDeliversItsEvent) {
 }
 
 TEST(DeliveryE2E, ALateCommitIsFoundBeyondAParkedKeysBacklog) {
-  testing::ScratchDatabase db;
-  testing::DownstreamServer ds("idempotent");
-  testing::DaemonProcess d(db.dsn(), Yaml(ds, false, kQuickRetries, true));
-  ASSERT_NO_FATAL_FAILURE(StartWithKeyParked(db, ds, d, "a0", "A"));
+  Deployment deployment("idempotent", false, kQuickRetries, true);
+  auto& [db, ds, d] = deployment;
+  ASSERT_NO_FATAL_FAILURE(StartWithKeyParked(deployment, "a0", "A"));
   // More events behind the parked key than one read of the rescan takes
   // (claim_batch, 256 by default).
   std::vector<std::pair<std::string, std::string>> backlog;
@@ -310,11 +318,10 @@ TEST(DeliveryE2E, ALateCommitIsFoundBeyondAParkedKeysBacklog) {
 // kill -9 during heavy delivery, then restart: nothing lost. Returns the
 // number of duplicate create calls the non-idempotent downstream saw.
 int KillDuringDelivery(bool lookup) {
-  testing::ScratchDatabase db;
-  testing::DownstreamServer ds("non-idempotent");
+  Deployment deployment("non-idempotent", lookup,
+                        "{max_attempts: 10, base_delay: 50ms, max_delay: 1s}");
+  auto& [db, ds, d] = deployment;
   ds.SetFaults({{"latency_ms", 2}});
-  testing::DaemonProcess d(db.dsn(),
-                           Yaml(ds, lookup, "{max_attempts: 10, base_delay: 50ms, max_delay: 1s}"));
   d.Start();
   const int n = 3000;
   Publish(d.grpc_address(), Events("kill", n, 50));
@@ -354,21 +361,16 @@ TEST(DeliveryE2E, KillDashNineWithTheLookupMakesNoDuplicate) {
 }
 
 TEST(DeliveryE2E, SinkMaxInFlightCapsConcurrentCalls) {
-  testing::ScratchDatabase db;
-  testing::DownstreamServer ds("idempotent");
   // 16 workers, but at most 2 calls to this sink at once.
-  testing::DaemonProcess d(
-      db.dsn(), Yaml(ds, false, "{max_attempts: 3, base_delay: 50ms, max_delay: 500ms}", false,
-                     "[orders]", /*max_in_flight=*/2));
-  d.Start();
-  ds.SetFaults({{"latency_ms", 300}});
+  Deployment deployment("idempotent", false,
+                        "{max_attempts: 3, base_delay: 50ms, max_delay: 500ms}", false,
+                        "[orders]", /*max_in_flight=*/2);
+  auto& [db, ds, d] = deployment;
   // 16 keys: all may go at once. The last pair starts 2.1 s after the first,
   // past the 2 s call timeout: the timeout must count from the send, not
   // from the wait for a free slot.
-  Publish(d.grpc_address(), Events("cap", 16, 16));
-  ASSERT_TRUE(testing::PollUntil([&] { return Count(db, "outcome = 'succeeded'") == 16; },
-                      absl::Seconds(30)))
-      << d.log();
+  ASSERT_NO_FATAL_FAILURE(StartWithFaults(deployment, {{"latency_ms", 300}},
+                                          Events("cap", 16, 16), "outcome = 'succeeded'", 16));
   EXPECT_EQ(db.QueryInt("SELECT count(*) FROM delivery_attempts"), 16) << "a call timed out waiting";
   std::vector<int64_t> arrivals = ds.ArrivalTimes();
   ASSERT_EQ(arrivals.size(), 16u);

@@ -11,6 +11,7 @@
 #include "replay/v1/replay.grpc.pb.h"
 #include "tests/support/events.h"
 #include "tests/support/processes.h"
+#include "tests/support/replay_config.h"
 #include "tests/support/scratch_database.h"
 #include "tests/support/time.h"
 
@@ -27,22 +28,12 @@ class ReplayEnforcementTest : public ::testing::Test {
  protected:
   void SetUp() override {
     daemon_ = std::make_unique<testing::DaemonProcess>(
-        db_.dsn(), absl::StrCat(R"(
-delivery:
-  enabled: false
-sinks:
-  - name: down
-    url: )", ds_.records_url(), R"(
-    replay_rate_budget: 1000
-routes:
-  - name: orders
-    sources: [orders]
-    sink: down
+        db_.dsn(), testing::ReplayOnlyConfig(ds_.records_url(), absl::StrCat(R"(
 tokens:
   - {token: ")", kOperator, R"(", role: operator, name: alice}
   - {token: ")", kViewer, R"(", role: viewer, name: victor}
   - {token: "publisher-token-0123456789", role: publisher, name: upstream}
-)"));
+)")));
     daemon_->Start();
     auto channel = grpc::CreateChannel(daemon_->grpc_address(), grpc::InsecureChannelCredentials());
     stub_ = pb::ReplayService::NewStub(channel);

@@ -12,6 +12,7 @@
 #include "nlohmann/json.hpp"
 #include "replay/v1/ingest.grpc.pb.h"
 #include "tests/support/processes.h"
+#include "tests/support/replay_config.h"
 #include "tests/support/scratch_database.h"
 
 namespace replayd {
@@ -24,19 +25,8 @@ using ::testing::AnyOf;
 class ReplayctlJsonE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    // Delivery off: published events stay pending, so a replay has work.
-    daemon_ = std::make_unique<testing::DaemonProcess>(db_.dsn(), absl::StrCat(R"(
-delivery:
-  enabled: false
-sinks:
-  - name: down
-    url: )", ds_.records_url(), R"(
-    replay_rate_budget: 1000
-routes:
-  - name: orders
-    sources: [orders]
-    sink: down
-)"));
+    daemon_ = std::make_unique<testing::DaemonProcess>(db_.dsn(),
+                                                       testing::ReplayOnlyConfig(ds_.records_url()));
     daemon_->Start();
   }
 

@@ -332,5 +332,95 @@ TEST_F(ReplayStoreTest, LeasePassesOnWhenTheOwnerStopsRenewing) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(ReplayStoreTest, PausedJobKeepsItsWindowRetryListAndCountsUntilResumed) {
+  ReplayJob job;
+  job.id = "rp-pause";
+  job.spec = Spec(false);
+  job.spec.breaker = {7, 0.25, 40};
+  job.created_by = "tester";
+  bool existed = true;
+  ASSERT_TRUE(store_.CreateJob(job, AuditEntry{"tester", "start", job.id, "why", "{}", absl::Now()},
+                               &existed)
+                  .ok());
+  auto claimed = store_.ClaimJob("daemon-a", absl::Seconds(10), {});
+  ASSERT_TRUE(claimed.ok() && claimed->has_value());
+  EXPECT_EQ((*claimed)->spec.breaker.consecutive_failures, 7);
+  EXPECT_EQ((*claimed)->spec.breaker.failure_ratio, 0.25);
+  EXPECT_EQ((*claimed)->spec.breaker.window, 40);
+
+  // Asked while daemon-a runs it: paused, still held until daemon-a parks it.
+  auto asked = store_.RequestPause(job.id, AuditEntry{"op", "pause", job.id, "deploy", "{}", absl::Now()});
+  ASSERT_TRUE(asked.ok());
+  EXPECT_EQ(asked->state, ReplayState::kPaused);
+  EXPECT_EQ(asked->owner, "daemon-a");
+  EXPECT_EQ(store_.RequestResume(job.id, 0, AuditEntry{"op", "resume", job.id, "r", "{}", absl::Now()})
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  auto state = store_.Checkpoint(job.id, "daemon-a", ReplayCounters{34, 3, 3, 0, 0}, std::nullopt, 1,
+                                 absl::Seconds(10));
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(*state, ReplayState::kPaused);
+  std::vector<RetryEvent> retry = {{11, base_ + absl::Seconds(11), "orders", "k1"},
+                                   {12, base_ + absl::Seconds(12), "orders", ""}};
+  ASSERT_TRUE(store_.Park(job.id, "daemon-a", ReplayCounters{34, 5, 4, 1, 0, 1},
+                          ReplayCursor{base_ + absl::Seconds(12), 12}, "circuit breaker", retry,
+                          nullptr)
+                  .ok());
+
+  // Nobody claims it, and an overlapping start is refused.
+  auto none = store_.ClaimJob("daemon-b", absl::Seconds(10), {});
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  ReplayJob overlapping = job;
+  overlapping.id = "rp-overlap";
+  EXPECT_EQ(store_.CreateJob(overlapping,
+                             AuditEntry{"tester", "start", overlapping.id, "", "{}", absl::Now()},
+                             &existed)
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_.RequestPause(job.id, AuditEntry{"op", "pause", job.id, "again", "{}", absl::Now()})
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  auto resumed =
+      store_.RequestResume(job.id, 25, AuditEntry{"op", "resume", job.id, "ok", "{}", absl::Now()});
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->state, ReplayState::kRunning);
+  EXPECT_EQ(resumed->spec.rate, 25);
+  EXPECT_EQ(resumed->counters.held_by_key, 1);
+  EXPECT_EQ(resumed->last_error, "circuit breaker");
+  ASSERT_EQ(resumed->retry.size(), 2u);
+  EXPECT_EQ(resumed->retry[0].position, 11);
+  EXPECT_EQ(resumed->retry[0].ingested_at, base_ + absl::Seconds(11));
+  EXPECT_EQ(resumed->retry[0].key, "k1");
+  EXPECT_EQ(resumed->retry[1].source, "orders");
+  auto b = store_.ClaimJob("daemon-b", absl::Seconds(10), {});
+  ASSERT_TRUE(b.ok() && b->has_value());
+  EXPECT_EQ((*b)->cursor->position, 12);
+  EXPECT_EQ((*b)->counters.processed, 5);
+  ASSERT_TRUE(store_.Finish(job.id, "daemon-b", ReplayState::kFailed, ReplayCounters{34, 34, 33, 0, 1},
+                            std::nullopt, "x: HTTP 422",
+                            AuditEntry{"daemon-b", "failed", job.id, "", "{}", absl::Now()})
+                  .ok());
+  auto ended = store_.GetJob(job.id);
+  ASSERT_TRUE(ended.ok());
+  EXPECT_EQ(ended->state, ReplayState::kFailed);
+  EXPECT_TRUE(ended->retry.empty());
+  auto failed = store_.ListJobs({ReplayState::kFailed}, 10);
+  ASSERT_TRUE(failed.ok());
+  ASSERT_EQ(failed->size(), 1u);
+  AuditQuery of_job;
+  of_job.replay_id = job.id;
+  auto audit = store_.ListAudit(of_job);
+  ASSERT_TRUE(audit.ok());
+  std::vector<std::string> actions;
+  for (const AuditEntry& a : *audit) actions.push_back(a.action);
+  // Newest first.
+  EXPECT_EQ(actions, (std::vector<std::string>{"failed", "resume", "resume", "pause", "start"}));
+}
+
 }  // namespace
 }  // namespace replayd

@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/clock.h"
 #include "server/store/delivery_store.h"
+#include "tests/support/locked.h"
 
 namespace replayd::testing {
 
@@ -114,15 +115,9 @@ class FakeDeliveryStore final : public DeliveryStore {
 
   // While paused, asynchronous records wait unwritten and their callbacks
   // uncalled.
-  void PauseRecords() {
-    std::lock_guard lock(mu_);
-    records_paused_ = true;
-  }
+  void PauseRecords() { WriteLocked(mu_, records_paused_, true); }
   void ResumeRecords() {
-    {
-      std::lock_guard lock(mu_);
-      records_paused_ = false;
-    }
+    WriteLocked(mu_, records_paused_, false);
     cv_.notify_all();
   }
   // Asynchronous records waiting (paused or not yet written).
@@ -149,19 +144,10 @@ class FakeDeliveryStore final : public DeliveryStore {
                         [&] { return attempts_.size() >= n; });
   }
   // Calls of Claim (one per batch) and of ReleaseAll so far.
-  int claim_calls() const {
-    std::lock_guard lock(mu_);
-    return claim_calls_;
-  }
-  int release_all_calls() const {
-    std::lock_guard lock(mu_);
-    return release_all_calls_;
-  }
+  int claim_calls() const { return ReadLocked(mu_, claim_calls_); }
+  int release_all_calls() const { return ReadLocked(mu_, release_all_calls_); }
   // Records that failed with the SetRecordError error.
-  int failed_records() const {
-    std::lock_guard lock(mu_);
-    return failed_records_;
-  }
+  int failed_records() const { return ReadLocked(mu_, failed_records_); }
 
   // --- DeliveryStore ---
 

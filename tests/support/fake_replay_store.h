@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/store/replay_store.h"
+#include "tests/support/locked.h"
 
 namespace replayd::testing {
 
@@ -51,10 +52,7 @@ class FakeReplayStore final : public ReplayStore {
     auto it = checkpoints_.find(id);
     return it == checkpoints_.end() ? std::vector<CheckpointCall>{} : it->second;
   }
-  std::vector<AuditEntry> AuditTrail() const {
-    std::lock_guard lock(mu_);
-    return audit_;
-  }
+  std::vector<AuditEntry> AuditTrail() const { return ReadLocked(mu_, audit_); }
   // Makes Checkpoint and Finish answer FAILED_PRECONDITION, as when another
   // daemon took the lease over.
   void StealLease(const std::string& id, const std::string& new_owner) {
@@ -104,12 +102,60 @@ class FakeReplayStore final : public ReplayStore {
     return job;
   }
 
+  absl::StatusOr<ReplayJob> RequestPause(const std::string& id, const AuditEntry& audit) override {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("replay ", id, " not found"));
+    ReplayJob& job = it->second;
+    if (job.state != ReplayState::kPending && job.state != ReplayState::kRunning) {
+      return absl::FailedPreconditionError("replay is not pending or running");
+    }
+    job.state = ReplayState::kPaused;
+    audit_.push_back(audit);
+    return job;
+  }
+
+  absl::StatusOr<ReplayJob> RequestResume(const std::string& id, double rate,
+                                          const AuditEntry& audit) override {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("replay ", id, " not found"));
+    ReplayJob& job = it->second;
+    if (job.state != ReplayState::kPaused || !job.owner.empty()) {
+      return absl::FailedPreconditionError("replay is not paused");
+    }
+    job.state = ReplayState::kRunning;
+    if (rate > 0) job.spec.rate = rate;
+    audit_.push_back(audit);
+    return job;
+  }
+
+  absl::Status Park(const std::string& id, const std::string& owner,
+                    const ReplayCounters& counters, const std::optional<ReplayCursor>& cursor,
+                    const std::string& last_error, const std::vector<RetryEvent>& retry,
+                    const AuditEntry* audit) override {
+    std::lock_guard lock(mu_);
+    ReplayJob* job = Held(id, owner);
+    if (job == nullptr ||
+        (job->state != ReplayState::kRunning && job->state != ReplayState::kPaused)) {
+      return absl::FailedPreconditionError("lease lost or cancel asked");
+    }
+    job->state = ReplayState::kPaused;
+    job->counters = counters;
+    job->cursor = cursor;
+    job->last_error = last_error;
+    job->retry = retry;
+    job->owner.clear();
+    if (audit != nullptr) audit_.push_back(*audit);
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<std::optional<ReplayJob>> ClaimJob(
       const std::string& owner, absl::Duration /*lease*/,
       const std::vector<std::string>& exclude) override {
     std::lock_guard lock(mu_);
     for (auto& [id, job] : jobs_) {
-      if (IsTerminal(job.state)) continue;
+      if (IsTerminal(job.state) || job.state == ReplayState::kPaused) continue;
       if (!job.owner.empty() && job.owner != owner) continue;
       if (std::count(exclude.begin(), exclude.end(), id) > 0) continue;
       job.owner = owner;
@@ -125,10 +171,8 @@ class FakeReplayStore final : public ReplayStore {
                                          const std::optional<ReplayCursor>& cursor,
                                          double current_rate, absl::Duration /*lease*/) override {
     std::lock_guard lock(mu_);
-    ReplayJob* job = Held(id, owner);
+    ReplayJob* job = Progressed(id, owner, counters, cursor);
     if (job == nullptr) return absl::FailedPreconditionError("lease lost");
-    job->counters = counters;
-    job->cursor = cursor;
     job->current_rate = current_rate;
     checkpoints_[id].push_back({counters, cursor});
     return job->state;
@@ -138,12 +182,11 @@ class FakeReplayStore final : public ReplayStore {
                       const ReplayCounters& counters, const std::optional<ReplayCursor>& cursor,
                       const std::string& last_error, const AuditEntry& audit) override {
     std::lock_guard lock(mu_);
-    ReplayJob* job = Held(id, owner);
+    ReplayJob* job = Progressed(id, owner, counters, cursor);
     if (job == nullptr) return absl::FailedPreconditionError("lease lost");
     job->state = state;
-    job->counters = counters;
-    job->cursor = cursor;
     job->last_error = last_error;
+    job->retry.clear();
     job->owner.clear();
     audit_.push_back(audit);
     return absl::OkStatus();
@@ -197,6 +240,32 @@ class FakeReplayStore final : public ReplayStore {
     return out;
   }
 
+  // Marks an event failed for FailedBefore (the record's delivery_failed_keys);
+  // `failed` false removes it again.
+  void SetFailed(const StoredEvent& e, bool failed) {
+    std::lock_guard lock(mu_);
+    if (failed) {
+      failed_[e.position] = e;
+    } else {
+      failed_.erase(e.position);
+    }
+  }
+
+  absl::StatusOr<std::vector<KeyBlocker>> FailedBefore(const std::string& source,
+                                                       const std::string& key,
+                                                       int64_t before_position,
+                                                       int limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<KeyBlocker> out;
+    for (const auto& [position, e] : failed_) {
+      if (position >= before_position || static_cast<int>(out.size()) >= limit) break;
+      if (e.event.source == source && e.event.key == key) {
+        out.push_back({position, e.ingested_at, e.event.event_id});
+      }
+    }
+    return out;
+  }
+
   absl::StatusOr<std::vector<StoredEvent>> FirstEventsWithOutcome(const ReplayWindow&,
                                                                   const std::vector<Outcome>&,
                                                                   int) override {
@@ -206,14 +275,8 @@ class FakeReplayStore final : public ReplayStore {
     return absl::UnimplementedError("FakeReplayStore::AggregateWindow");
   }
 
-  int claims() const {
-    std::lock_guard lock(mu_);
-    return claims_;
-  }
-  int page_reads() const {
-    std::lock_guard lock(mu_);
-    return page_reads_;
-  }
+  int claims() const { return ReadLocked(mu_, claims_); }
+  int page_reads() const { return ReadLocked(mu_, page_reads_); }
 
  private:
   // The job when `owner` holds its lease, else nullptr. mu_ held.
@@ -222,12 +285,22 @@ class FakeReplayStore final : public ReplayStore {
     if (it == jobs_.end() || it->second.owner != owner) return nullptr;
     return &it->second;
   }
+  // Held, with the job's counters and cursor set to those reported. mu_ held.
+  ReplayJob* Progressed(const std::string& id, const std::string& owner,
+                        const ReplayCounters& counters, const std::optional<ReplayCursor>& cursor) {
+    ReplayJob* job = Held(id, owner);
+    if (job == nullptr) return nullptr;
+    job->counters = counters;
+    job->cursor = cursor;
+    return job;
+  }
 
   mutable std::mutex mu_;
   std::map<std::string, ReplayJob> jobs_;
   std::map<std::string, std::vector<CheckpointCall>> checkpoints_;
   std::vector<AuditEntry> audit_;
   std::vector<StoredEvent> events_;
+  std::map<int64_t, StoredEvent> failed_;  // by position
   int claims_ = 0;
   int page_reads_ = 0;
 };

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "server/delivery/sink.h"
+#include "tests/support/locked.h"
 
 namespace replayd::testing {
 
@@ -42,18 +43,10 @@ class FakeSink final : public Sink {
     return r;
   }
   static DeliveryResult Retryable(int http_status = 503) {
-    DeliveryResult r;
-    r.kind = DeliveryResult::Kind::kRetryable;
-    r.http_status = http_status;
-    r.error = "HTTP " + std::to_string(http_status);
-    return r;
+    return Failed(DeliveryResult::Kind::kRetryable, http_status);
   }
   static DeliveryResult Final(int http_status = 422) {
-    DeliveryResult r;
-    r.kind = DeliveryResult::Kind::kFinal;
-    r.http_status = http_status;
-    r.error = "HTTP " + std::to_string(http_status);
-    return r;
+    return Failed(DeliveryResult::Kind::kFinal, http_status);
   }
 
   // The answers to the create calls for `idempotency_key`, one per call in
@@ -82,15 +75,9 @@ class FakeSink final : public Sink {
 
   // While closed, create calls wait at the gate (after being counted as
   // started and in flight) until it opens.
-  void CloseGate() {
-    std::lock_guard lock(mu_);
-    gate_open_ = false;
-  }
+  void CloseGate() { WriteLocked(mu_, gate_open_, false); }
   void OpenGate() {
-    {
-      std::lock_guard lock(mu_);
-      gate_open_ = true;
-    }
+    WriteLocked(mu_, gate_open_, true);
     cv_.notify_all();
   }
 
@@ -108,10 +95,7 @@ class FakeSink final : public Sink {
                         [&] { return finished_ >= n; });
   }
 
-  std::vector<Call> calls() const {
-    std::lock_guard lock(mu_);
-    return calls_;
-  }
+  std::vector<Call> calls() const { return ReadLocked(mu_, calls_); }
   // The create calls only, in the order they began.
   std::vector<Call> deliveries() const {
     std::lock_guard lock(mu_);
@@ -126,20 +110,11 @@ class FakeSink final : public Sink {
     return static_cast<int>(std::count_if(calls_.begin(), calls_.end(),
                                           [](const Call& c) { return c.lookup; }));
   }
-  int in_flight() const {
-    std::lock_guard lock(mu_);
-    return in_flight_;
-  }
+  int in_flight() const { return ReadLocked(mu_, in_flight_); }
   // The most create calls in flight at once, overall and for any one
   // non-empty ordering key.
-  int max_in_flight() const {
-    std::lock_guard lock(mu_);
-    return max_in_flight_;
-  }
-  int max_in_flight_per_key() const {
-    std::lock_guard lock(mu_);
-    return max_per_key_;
-  }
+  int max_in_flight() const { return ReadLocked(mu_, max_in_flight_); }
+  int max_in_flight_per_key() const { return ReadLocked(mu_, max_per_key_); }
 
   const std::string& name() const override { return name_; }
 
@@ -183,6 +158,15 @@ class FakeSink final : public Sink {
   }
 
  private:
+  // A failed call's answer: `kind`, with the error "HTTP <http_status>".
+  static DeliveryResult Failed(DeliveryResult::Kind kind, int http_status) {
+    DeliveryResult r;
+    r.kind = kind;
+    r.http_status = http_status;
+    r.error = "HTTP " + std::to_string(http_status);
+    return r;
+  }
+
   const std::string name_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "server/config/config.h"
+#include "tests/support/config_files.h"
 
 namespace replayd {
 namespace {
@@ -17,19 +18,15 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
+using testing::HttpSink;
+using testing::LoadProblems;
+using testing::WriteConfig;
 
 std::string ReadSourceFile(const std::string& relative) {
   std::ifstream in(std::string(REPLAYD_SOURCE_DIR) + "/" + relative);
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
-}
-
-std::string WriteConfig(const std::string& text) {
-  const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string path = ::testing::TempDir() + "/config_schema_test_" + test->name() + ".yaml";
-  std::ofstream(path) << text;
-  return path;
 }
 
 Config Valid() {
@@ -96,16 +93,13 @@ TEST(LoadConfig, ReadsEveryKeyOfTheKubernetesExample) {
 }
 
 TEST(LoadConfig, ReportsProblemsInsideListsWithTheirPath) {
-  std::string path = WriteConfig(R"(
+  std::string message = LoadProblems(R"(
 sinks:
   - {name: a, type: ftp, timeout: soon}
 routes:
   - {name: r, sources: orders, retry: {max_attempts: 3, jitter: 1}}
 tokens: {token: x}
 )");
-  auto config = LoadConfig(path, {});
-  ASSERT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
-  std::string message(config.status().message());
   EXPECT_THAT(message, HasSubstr("sinks[0].type: \"ftp\" must be http or postgres"));
   EXPECT_THAT(message, HasSubstr("sinks[0].timeout: invalid duration \"soon\""));
   EXPECT_THAT(message, HasSubstr("routes[0].sources: expected a list of strings"));
@@ -134,9 +128,7 @@ TEST(Validate, NamesEachBoundWithItsKey) {
 
 TEST(Validate, ChecksSinkKeysOnlyForTheirType) {
   Config c = Valid();
-  SinkConfig http;
-  http.name = "api";
-  http.url = "http://127.0.0.1:9000/r";
+  SinkConfig http = HttpSink("api", "http://127.0.0.1:9000/r");
   http.timeout = absl::ZeroDuration();
   http.table = "not a table";
   SinkConfig table;
@@ -159,9 +151,7 @@ TEST(Validate, SecretsStayOutOfMessages) {
 
 TEST(Validate, RoutesAndCrossKeyRules) {
   Config c = Valid();
-  SinkConfig s;
-  s.name = "api";
-  s.url = "http://127.0.0.1:9000/r";
+  const SinkConfig s = HttpSink("api", "http://127.0.0.1:9000/r");
   c.sinks = {s, s};
   RouteConfig a;
   a.name = "a";
@@ -191,6 +181,35 @@ TEST(Validate, TlsCertificateAndKeyGoTogether) {
   EXPECT_THAT(Validate(c), ElementsAre("tls.cert_file and tls.key_file go together"));
   c.tls.cert_file = "/cert.pem";
   EXPECT_THAT(Validate(c), IsEmpty());
+}
+
+TEST(Validate, MetricsTokenIsOptionalButNeverShort) {
+  Config c = Valid();
+  EXPECT_THAT(Validate(c), IsEmpty());
+  c.metrics_token = "short-metrics";
+  EXPECT_THAT(Validate(c), ElementsAre("metrics_token must be at least 16 characters"));
+  c.metrics_token = "long-enough-metrics-token";
+  EXPECT_THAT(Validate(c), IsEmpty());
+}
+
+TEST(Validate, SinkSecretsAreReferencesAndHeadersNameValuePairs) {
+  Config c = Valid();
+  SinkConfig s;
+  s.name = "api";
+  s.url = "https://127.0.0.1:9000/r";
+  s.signing_secrets = {"file:/run/secrets/whsec", "env:API_WHSEC", "whsec_inline-secret"};
+  s.headers = {"Authorization: file:/run/secrets/auth", "X-Tenant: acme", "Bearer leaked-token"};
+  s.tls.cert_file = "/client.pem";
+  c.sinks = {s};
+  auto problems = Validate(c);
+  EXPECT_THAT(problems, Contains("sinks[0] (api): signing_secrets: each must be file:PATH or env:NAME"));
+  EXPECT_THAT(problems, Contains("sinks[0] (api): headers: an entry is not \"Name: value\""));
+  EXPECT_THAT(problems, Contains("sinks[0] (api): tls.cert_file and tls.key_file go together"));
+  EXPECT_EQ(problems.size(), 3u);
+  for (const std::string& p : problems) {
+    EXPECT_THAT(p, Not(HasSubstr("inline-secret")));
+    EXPECT_THAT(p, Not(HasSubstr("leaked-token")));
+  }
 }
 
 }  // namespace

@@ -2,23 +2,19 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
-#include <fstream>
 
 #include "server/config/config.h"
+#include "tests/support/config_files.h"
 
 namespace replayd {
 namespace {
 
 using ::testing::Contains;
 using ::testing::HasSubstr;
+using testing::HttpSink;
+using testing::LoadProblems;
+using testing::WriteConfig;
 
-// One file per test: CTest runs the test cases as parallel processes.
-std::string WriteConfig(const std::string& text) {
-  const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string path = ::testing::TempDir() + "/config_test_" + test->name() + ".yaml";
-  std::ofstream(path) << text;
-  return path;
-}
 
 bool AnyContains(const std::vector<std::string>& problems, const std::string& needle) {
   for (const auto& p : problems) {
@@ -63,15 +59,12 @@ replay:
 }
 
 TEST(LoadConfig, ReportsEveryFileProblem) {
-  std::string path = WriteConfig(R"(
+  std::string message = LoadProblems(R"(
 database_url: x
 grpc_listn: 1
 ingest: {max_batch: lots}
 partitions: {retention_days: 3, bogus: 1}
 )");
-  auto config = LoadConfig(path, {});
-  ASSERT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
-  std::string message(config.status().message());
   EXPECT_THAT(message, HasSubstr("unknown key \"grpc_listn\""));
   EXPECT_THAT(message, HasSubstr("ingest.max_batch: expected an integer"));
   EXPECT_THAT(message, HasSubstr("partitions: unknown key \"bogus\""));
@@ -80,10 +73,18 @@ partitions: {retention_days: 3, bogus: 1}
 TEST(LoadConfig, MissingAndMalformedFiles) {
   EXPECT_EQ(LoadConfig("/nonexistent/replayd.yaml", {}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  std::string path = WriteConfig("routes: [\n");
-  auto config = LoadConfig(path, {});
-  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(config.status().message()), HasSubstr("not valid YAML"));
+  EXPECT_THAT(LoadProblems("routes: [\n"), HasSubstr("not valid YAML"));
+}
+
+TEST(LoadConfig, RefusesKeysThatAreNotNames) {
+  // YAML's complex keys put a mapping or a sequence where a name belongs.
+  auto config = ParseConfigYaml("delivery:\n  ? {poll_interval: 1s}\n  : 1\n? [a, b]\n: 2\n",
+                                "replayd.yaml");
+  ASSERT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  std::string message(config.status().message());
+  EXPECT_THAT(message, HasSubstr("replayd.yaml:"));
+  EXPECT_THAT(message, HasSubstr("delivery: a key must be a name, not a mapping"));
+  EXPECT_THAT(message, HasSubstr("\n  a key must be a name, not a sequence"));
 }
 
 TEST(Validate, ListsEverySemanticProblem) {
@@ -91,13 +92,8 @@ TEST(Validate, ListsEverySemanticProblem) {
   c.database_url = "";
   c.grpc_listen = "nope";
   c.log_format = "xml";
-  SinkConfig ftp;
-  ftp.name = "api";
-  ftp.url = "ftp://x";
-  c.sinks.push_back(ftp);
-  SinkConfig bad_lookup;
-  bad_lookup.name = "api2";
-  bad_lookup.url = "http://127.0.0.1:9000/r";
+  c.sinks.push_back(HttpSink("api", "ftp://x"));
+  SinkConfig bad_lookup = HttpSink("api2", "http://127.0.0.1:9000/r");
   bad_lookup.lookup_url = "http://127.0.0.1:9000/r/";
   c.sinks.push_back(bad_lookup);
   RouteConfig r;

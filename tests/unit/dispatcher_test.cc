@@ -90,6 +90,17 @@ class DispatcherTest : public ::testing::Test {
     dispatcher_->Start();
   }
 
+  // Starts `workers` with the sink's gate closed and checks that exactly
+  // `in_flight` calls reach it, even given time for more; then opens it.
+  void ExpectInFlightAtGate(int workers, int in_flight) {
+    sink_->CloseGate();
+    Start(workers);
+    ASSERT_TRUE(sink_->WaitForInFlight(in_flight));
+    LetItRun();
+    EXPECT_EQ(sink_->in_flight(), in_flight);
+    sink_->OpenGate();
+  }
+
   void TearDown() override {
     sink_->OpenGate();
     store_.ResumeRecords();
@@ -100,6 +111,13 @@ class DispatcherTest : public ::testing::Test {
     return store_.Append(kSource, id, key).position;
   }
   std::string Key(int64_t position) { return IdempotencyKey(store_.Event(position)); }
+
+  // Appends an event of key "k" that the sink fails for good; its position.
+  int64_t AppendFailing() {
+    const int64_t position = Append("failing", "k");
+    sink_->Script(Key(position), {FakeSink::Final()});
+    return position;
+  }
 
   // Moves the clock a step at a time until `done`: for waits whose start the
   // test cannot see (e.g. a pause counted from when the dispatcher took note
@@ -141,13 +159,8 @@ TEST_F(DispatcherTest, NeverCallsTwoEventsOfOneKeyAtOnce) {
     Append("a" + std::to_string(i), "a");
     Append("b" + std::to_string(i), "b");
   }
-  sink_->CloseGate();
-  Start(/*workers=*/8);
-  ASSERT_TRUE(sink_->WaitForInFlight(2));
-  LetItRun();
   // Eight workers free, but each key's first call holds back its later events.
-  EXPECT_EQ(sink_->in_flight(), 2);
-  sink_->OpenGate();
+  ExpectInFlightAtGate(/*workers=*/8, /*in_flight=*/2);
   ASSERT_TRUE(sink_->WaitForDeliveries(6));
   EXPECT_EQ(sink_->max_in_flight_per_key(), 1);
 }
@@ -157,12 +170,7 @@ TEST_F(DispatcherTest, RunsDifferentKeysConcurrentlyUpToWorkers) {
   for (int i = 0; i < 6; ++i) {
     positions.push_back(Append("e" + std::to_string(i), "k" + std::to_string(i)));
   }
-  sink_->CloseGate();
-  Start(/*workers=*/4);
-  ASSERT_TRUE(sink_->WaitForInFlight(4));
-  LetItRun();
-  EXPECT_EQ(sink_->in_flight(), 4);
-  sink_->OpenGate();
+  ExpectInFlightAtGate(/*workers=*/4, /*in_flight=*/4);
   ASSERT_TRUE(sink_->WaitForDeliveries(6));
   for (int64_t p : positions) EXPECT_TRUE(store_.WaitForOutcome(p, Outcome::kSucceeded)) << p;
   EXPECT_EQ(sink_->max_in_flight(), 4);
@@ -193,10 +201,9 @@ TEST_F(DispatcherTest, RetryHoldsBackItsKeysLaterEventsUntilDue) {
 }
 
 TEST_F(DispatcherTest, StrictRouteParksAKeyBehindAFailedEvent) {
-  const int64_t failing = Append("failing", "k");
+  const int64_t failing = AppendFailing();
   const int64_t behind = Append("behind", "k");
   const int64_t other = Append("other", "j");
-  sink_->Script(Key(failing), {FakeSink::Final()});
   Start(/*workers=*/4, /*strict=*/true);
   ASSERT_TRUE(store_.WaitForOutcome(failing, Outcome::kFailed));
   ASSERT_TRUE(store_.WaitForOutcome(other, Outcome::kSucceeded));
@@ -210,9 +217,8 @@ TEST_F(DispatcherTest, StrictRouteParksAKeyBehindAFailedEvent) {
 }
 
 TEST_F(DispatcherTest, StrictRouteUnparksOnceTheBlockerIsDelivered) {
-  const int64_t failing = Append("failing", "k");
+  const int64_t failing = AppendFailing();
   const int64_t behind = Append("behind", "k");
-  sink_->Script(Key(failing), {FakeSink::Final()});
   Start(/*workers=*/4, /*strict=*/true);
   ASSERT_TRUE(store_.WaitForOutcome(failing, Outcome::kFailed));
   store_.SetOutcome(failing, Outcome::kSucceeded);  // a replay delivered it
@@ -223,9 +229,8 @@ TEST_F(DispatcherTest, StrictRouteUnparksOnceTheBlockerIsDelivered) {
 }
 
 TEST_F(DispatcherTest, NonStrictRouteGoesOnPastAFailedEvent) {
-  const int64_t failing = Append("failing", "k");
+  const int64_t failing = AppendFailing();
   const int64_t next = Append("next", "k");
-  sink_->Script(Key(failing), {FakeSink::Final()});
   Start(/*workers=*/4, /*strict=*/false);
   ASSERT_TRUE(store_.WaitForOutcome(next, Outcome::kSucceeded));
   EXPECT_EQ(store_.Event(failing).outcome, Outcome::kFailed);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <optional>
+#include <tuple>
 
 #include "server/replay/window_cursor.h"
 
@@ -21,11 +22,13 @@ int Index(const std::optional<ReplayCursor>& c) {
   return static_cast<int>(c->position - 100);
 }
 
+// The cursor's Index, then how many events it has in flight and holds.
+using State = std::tuple<int, size_t, size_t>;
+State StateOf(const WindowCursor& c) { return {Index(c.Cursor()), c.InFlight(), c.Held()}; }
+
 TEST(WindowCursor, EmptyJobKeepsItsStart) {
   WindowCursor fresh(std::nullopt);
-  EXPECT_EQ(Index(fresh.Cursor()), -1);
-  EXPECT_EQ(fresh.InFlight(), 0u);
-  EXPECT_EQ(fresh.Held(), 0u);
+  EXPECT_EQ(StateOf(fresh), State(-1, 0, 0));
   EXPECT_TRUE(fresh.HasRoom());
 
   WindowCursor resumed(At(7));
@@ -41,8 +44,7 @@ TEST(WindowCursor, InOrderCompletionMovesTheCursorEachTime) {
     ASSERT_TRUE(cursor.Done(At(i)));
     EXPECT_EQ(Index(cursor.Cursor()), i);
   }
-  EXPECT_EQ(cursor.InFlight(), 0u);
-  EXPECT_EQ(cursor.Held(), 0u);
+  EXPECT_EQ(StateOf(cursor), State(2, 0, 0));
 }
 
 TEST(WindowCursor, OutOfOrderCompletionWaitsForTheEarliestUnfinished) {
@@ -51,19 +53,14 @@ TEST(WindowCursor, OutOfOrderCompletionWaitsForTheEarliestUnfinished) {
   ASSERT_TRUE(cursor.Done(At(13)));
   ASSERT_TRUE(cursor.Done(At(11)));
   // 10 is still in flight: the cursor stays where the job resumed.
-  EXPECT_EQ(Index(cursor.Cursor()), 9);
-  EXPECT_EQ(cursor.InFlight(), 2u);
-  EXPECT_EQ(cursor.Held(), 4u);
+  EXPECT_EQ(StateOf(cursor), State(9, 2, 4));
 
   ASSERT_TRUE(cursor.Done(At(10)));
   // 10 and 11 are done, 12 is not.
-  EXPECT_EQ(Index(cursor.Cursor()), 11);
-  EXPECT_EQ(cursor.Held(), 2u);
+  EXPECT_EQ(StateOf(cursor), State(11, 1, 2));
 
   ASSERT_TRUE(cursor.Done(At(12)));
-  EXPECT_EQ(Index(cursor.Cursor()), 13);
-  EXPECT_EQ(cursor.InFlight(), 0u);
-  EXPECT_EQ(cursor.Held(), 0u);
+  EXPECT_EQ(StateOf(cursor), State(13, 0, 0));
 }
 
 TEST(WindowCursor, SkippedEventsMoveTheCursorOnlyWhenNothingBeforeThemIsOpen) {
@@ -75,13 +72,10 @@ TEST(WindowCursor, SkippedEventsMoveTheCursorOnlyWhenNothingBeforeThemIsOpen) {
   cursor.Skipped(At(2));
   cursor.Skipped(At(3));
   // Done as they are, 2 and 3 wait behind 1.
-  EXPECT_EQ(Index(cursor.Cursor()), 0);
-  EXPECT_EQ(cursor.InFlight(), 1u);
-  EXPECT_EQ(cursor.Held(), 3u);
+  EXPECT_EQ(StateOf(cursor), State(0, 1, 3));
 
   ASSERT_TRUE(cursor.Done(At(1)));
-  EXPECT_EQ(Index(cursor.Cursor()), 3);
-  EXPECT_EQ(cursor.Held(), 0u);
+  EXPECT_EQ(StateOf(cursor), State(3, 0, 0));
 }
 
 TEST(WindowCursor, DoneOfAnUnknownOrFinishedEventChangesNothing) {

@@ -166,7 +166,7 @@ bool WaitUntilTrue(const std::function<bool()>& done, absl::Duration timeout = a
   return true;
 }
 
-TEST_F(ReplayRunnerTest, JobCompletesWithExactCounts) {
+TEST_F(ReplayRunnerTest, JobWithAnUndeliverableEventEndsFailedWithExactCounts) {
   clock_.set_auto_advance(true);
   std::vector<int64_t> p = Append(10);
   std::vector<int64_t> unrouted = Append(2, {}, "payments");  // no route: skipped
@@ -175,7 +175,7 @@ TEST_F(ReplayRunnerTest, JobCompletesWithExactCounts) {
   RunJob(MakeJob(/*rate=*/1000));
 
   ReplayJob done = replay_store_.Job(kJobId);
-  EXPECT_EQ(done.state, ReplayState::kCompleted);
+  EXPECT_EQ(done.state, ReplayState::kFailed);
   EXPECT_EQ(done.counters.total, 12);
   EXPECT_EQ(done.counters.processed, 12);
   EXPECT_EQ(done.counters.delivered, 8);
@@ -193,10 +193,10 @@ TEST_F(ReplayRunnerTest, JobCompletesWithExactCounts) {
 
   std::vector<AuditEntry> audit = replay_store_.AuditTrail();
   ASSERT_EQ(audit.size(), 1u);
-  EXPECT_EQ(audit[0].action, "completed");
+  EXPECT_EQ(audit[0].action, "failed");
   EXPECT_EQ(audit[0].actor, "test-runner");
   EXPECT_EQ(audit[0].detail_json,
-            R"({"total":12,"processed":12,"delivered":8,"skipped":3,"failed":1})");
+            R"({"total":12,"processed":12,"delivered":8,"skipped":3,"failed":1,"held_by_key":0})");
   EXPECT_EQ(observer_.Results("delivered"), 8);
   EXPECT_EQ(observer_.Results("skipped"), 3);
   EXPECT_EQ(observer_.Results("failed"), 1);
@@ -384,6 +384,155 @@ TEST_F(ReplayRunnerTest, StopPausesTheJobAndReleasesItsLease) {
   ASSERT_TRUE(paused.cursor.has_value());
   EXPECT_EQ(paused.cursor->position, p[0]);
   EXPECT_TRUE(replay_store_.AuditTrail().empty());
+}
+
+TEST_F(ReplayRunnerTest, JobWhoseEventsAllSucceedCompletes) {
+  clock_.set_auto_advance(true);
+  Append(4);
+  RunJob(MakeJob(/*rate=*/1000));
+  ReplayJob done = replay_store_.Job(kJobId);
+  EXPECT_EQ(done.state, ReplayState::kCompleted);
+  EXPECT_EQ(done.counters.delivered, 4);
+  ASSERT_EQ(replay_store_.AuditTrail().size(), 1u);
+  EXPECT_EQ(replay_store_.AuditTrail()[0].action, "completed");
+}
+
+TEST_F(ReplayRunnerTest, BreakerPausesAfterConsecutiveFailuresAndKeepsTheBurstToRetry) {
+  clock_.set_auto_advance(true);
+  options_.max_in_flight = 1;
+  std::vector<int64_t> p = Append(20);
+  sink_->SetDefault(FakeSink::Retryable(503));
+  ReplayJob job = MakeJob(/*rate=*/1000);
+  job.spec.breaker = {3, 0, 0};
+  replay_store_.AddJob(job);
+  RunJob(job);
+
+  ReplayJob paused = replay_store_.Job(kJobId);
+  EXPECT_EQ(paused.state, ReplayState::kPaused);
+  EXPECT_TRUE(paused.owner.empty());
+  EXPECT_EQ(sink_->deliveries().size(), 3u);
+  // The burst is to be retried, not counted failed.
+  EXPECT_EQ(paused.counters.processed, 0);
+  EXPECT_EQ(paused.counters.failed, 0);
+  ASSERT_EQ(paused.retry.size(), 3u);
+  EXPECT_EQ(paused.retry[0].position, p[0]);
+  EXPECT_EQ(paused.retry[2].position, p[2]);
+  EXPECT_EQ(paused.last_error,
+            "circuit breaker: 3 deliveries failed in a row; paused until resumed");
+  std::vector<AuditEntry> audit = replay_store_.AuditTrail();
+  ASSERT_EQ(audit.size(), 1u);
+  EXPECT_EQ(audit[0].action, "paused");
+  EXPECT_EQ(audit[0].reason, paused.last_error);
+}
+
+TEST_F(ReplayRunnerTest, ResumeAfterTheBreakerRetriesTheBurstFirstAndDeliversEveryEventOnce) {
+  clock_.set_auto_advance(true);
+  options_.max_in_flight = 1;
+  std::vector<int64_t> p = Append(20);
+  sink_->SetDefault(FakeSink::Retryable(503));
+  ReplayJob job = MakeJob(/*rate=*/1000);
+  job.spec.breaker = {3, 0, 0};
+  replay_store_.AddJob(job);
+  RunJob(job);
+  ASSERT_EQ(replay_store_.Job(kJobId).state, ReplayState::kPaused);
+
+  sink_->SetDefault(FakeSink::Succeeded());
+  ASSERT_TRUE(replay_store_.RequestResume(kJobId, 0, AuditEntry{"op", "resume", kJobId, "ok", "{}", absl::Now()}).ok());
+  auto claimed = replay_store_.ClaimJob(options_.instance, absl::Seconds(10), {});
+  ASSERT_TRUE(claimed.ok() && claimed->has_value());
+  const size_t failed_calls = sink_->deliveries().size();
+  RunJob(**claimed);
+
+  ReplayJob done = replay_store_.Job(kJobId);
+  EXPECT_EQ(done.state, ReplayState::kCompleted);
+  EXPECT_EQ(done.counters.processed, 20);
+  EXPECT_EQ(done.counters.delivered, 20);
+  EXPECT_EQ(done.counters.failed, 0);
+  EXPECT_TRUE(done.retry.empty());
+  std::vector<FakeSink::Call> calls = sink_->deliveries();
+  ASSERT_EQ(calls.size(), failed_calls + 20);
+  // The burst goes first, in log order; then the window from its cursor.
+  EXPECT_EQ(calls[failed_calls].position, p[0]);
+  EXPECT_EQ(calls[failed_calls + 1].position, p[1]);
+  EXPECT_EQ(calls[failed_calls + 2].position, p[2]);
+  std::map<int64_t, int> succeeded;
+  for (size_t i = failed_calls; i < calls.size(); ++i) ++succeeded[calls[i].position];
+  EXPECT_EQ(succeeded.size(), 20u);
+  for (const auto& [position, n] : succeeded) EXPECT_EQ(n, 1) << position;
+}
+
+TEST_F(ReplayRunnerTest, BreakerOffLetsEveryEventFailAndTheJobEndsFailed) {
+  clock_.set_auto_advance(true);
+  Append(30);
+  sink_->SetDefault(FakeSink::Retryable(503));
+  RunJob(MakeJob(/*rate=*/1000));  // MakeJob's breaker is off
+  ReplayJob done = replay_store_.Job(kJobId);
+  EXPECT_EQ(done.state, ReplayState::kFailed);
+  EXPECT_EQ(done.counters.failed, 30);
+  EXPECT_EQ(done.counters.processed, 30);
+  EXPECT_EQ(done.last_error.rfind("orders/orders-", 0), 0u) << done.last_error;
+}
+
+TEST_F(ReplayRunnerTest, PauseFlagParksTheJobWithItsCursorAndSendsNothingMore) {
+  clock_.set_auto_advance(true);
+  options_.max_in_flight = 1;
+  std::vector<int64_t> p = Append(10);
+  ReplayJob job = MakeJob(/*rate=*/1000);
+  sink_->CloseGate();
+  auto owner = BucketOwner();
+  std::atomic<bool> pause{false};
+  std::thread t([&] {
+    JobRun run(Env(owner.get()), job, &cancel_, &pause);
+    run.Run();
+  });
+  ASSERT_TRUE(sink_->WaitForInFlight(1));
+  ASSERT_TRUE(replay_store_.RequestPause(kJobId, AuditEntry{"op", "pause", kJobId, "why", "{}", absl::Now()}).ok());
+  pause = true;
+  sink_->OpenGate();
+  t.join();
+
+  ReplayJob paused = replay_store_.Job(kJobId);
+  EXPECT_EQ(paused.state, ReplayState::kPaused);
+  EXPECT_TRUE(paused.owner.empty());
+  EXPECT_EQ(sink_->deliveries().size(), 1u);
+  EXPECT_EQ(paused.counters.delivered, 1);
+  ASSERT_TRUE(paused.cursor.has_value());
+  EXPECT_LE(paused.cursor->position, p[1]);
+}
+
+TEST_F(ReplayRunnerTest, StrictKeyIsHeldBehindItsFailedEventAndCountedHeldByKey) {
+  clock_.set_auto_advance(true);
+  routes_[kSource].strict_order = true;
+  deliverer_ = std::make_unique<Deliverer>(&delivery_store_, routes_, nullptr, &clock_);
+  std::vector<int64_t> p = Append(3, {"K", "K", "L"});
+  delivery_store_.SetOutcome(p[0], Outcome::kFailed);
+  replay_store_.SetFailed(delivery_store_.Event(p[0]), true);
+  sink_->Script(absl::StrCat(kSource, ":", kSource, "-", p[0]), {FakeSink::Final(422)});
+  RunJob(MakeJob(/*rate=*/1000));
+
+  ReplayJob done = replay_store_.Job(kJobId);
+  EXPECT_EQ(done.state, ReplayState::kFailed);
+  EXPECT_EQ(done.counters.processed, 3);
+  EXPECT_EQ(done.counters.delivered, 1);
+  EXPECT_EQ(done.counters.failed, 1);
+  EXPECT_EQ(done.counters.skipped, 1);
+  EXPECT_EQ(done.counters.held_by_key, 1);
+  std::vector<int64_t> sent;
+  for (const FakeSink::Call& call : sink_->deliveries()) sent.push_back(call.position);
+  std::sort(sent.begin(), sent.end());
+  EXPECT_EQ(sent, (std::vector<int64_t>{p[0], p[2]}));
+}
+
+TEST_F(ReplayRunnerTest, NonStrictKeyIsNotHeldBehindItsFailedEvent) {
+  clock_.set_auto_advance(true);
+  std::vector<int64_t> p = Append(2, {"K"});
+  replay_store_.SetFailed(delivery_store_.Event(p[0]), true);
+  sink_->Script(absl::StrCat(kSource, ":", kSource, "-", p[0]), {FakeSink::Final(422)});
+  RunJob(MakeJob(/*rate=*/1000));
+  ReplayJob done = replay_store_.Job(kJobId);
+  EXPECT_EQ(done.counters.held_by_key, 0);
+  EXPECT_EQ(done.counters.delivered, 1);
+  EXPECT_EQ(sink_->deliveries().size(), 2u);
 }
 
 }  // namespace

@@ -269,7 +269,15 @@ function renderReplays(body) {
     return false;
   }
   let running = false;
-  host.innerHTML = `<table><tr><th>replay</th><th>state</th><th>window</th><th>progress</th>
+  // Paused replays hold their window and send nothing until resumed: shown
+  // above the table, with why.
+  const paused = replays.filter((r) => stateName(r.state) === 'PAUSED');
+  const banner = paused.length === 0 ? '' : `<div class="paused-banner" data-testid="paused-replays">
+      ${paused.map((r) => `<p><strong>Replay ${esc(r.replay_id)} is PAUSED</strong>:
+        ${esc(r.last_error || 'paused by an operator')}
+        <br><span class="muted">replayctl resume ${esc(r.replay_id)} --reason TEXT</span></p>`).join('')}
+    </div>`;
+  host.innerHTML = banner + `<table><tr><th>replay</th><th>state</th><th>window</th><th>progress</th>
       <th>delivered / skipped / failed</th><th>rate</th><th>ETA</th></tr>
     ${replays.map((r) => {
       const st = stateName(r.state);
@@ -278,14 +286,14 @@ function renderReplays(body) {
       const done = num(r.processed);
       const pct = total > 0 ? Math.min(100, (100 * done) / total) : (st === 'COMPLETED' ? 100 : 0);
       const req = r.request || {};
-      return `<tr data-testid="replay" data-state="${esc(st)}" data-replay-id="${esc(r.replay_id)}">
+      return `<tr data-testid="replay" data-state="${esc(st)}" data-replay-id="${esc(r.replay_id)}"${st === 'PAUSED' ? ' class="paused"' : ''}>
         <td title="${esc(r.replay_id)}">${esc(String(r.replay_id).slice(0, 12))}</td>
         <td class="state">${esc(st)}</td>
         <td>${esc(req.from ? iso(ms(req.from)) : '')} → ${esc(req.to ? iso(ms(req.to)) : '')}
           ${(req.sources || []).length ? '<br><span class="muted">' + esc(req.sources.join(', ')) + '</span>' : ''}</td>
         <td><div class="bar"><span style="width:${pct.toFixed(1)}%"></span></div>
           ${done} / ${total}</td>
-        <td>${num(r.delivered)} / ${num(r.skipped)} / ${num(r.failed)}</td>
+        <td>${num(r.delivered)} / ${num(r.skipped)}${num(r.held_by_key) ? ' (' + num(r.held_by_key) + ' held by key)' : ''} / ${num(r.failed)}</td>
         <td>${num(r.current_rate).toFixed(1)}/s</td>
         <td>${st === 'RUNNING' ? duration(num(r.eta_seconds)) : ''}</td></tr>`;
     }).join('')}</table>`;

@@ -28,6 +28,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -77,6 +78,9 @@ struct Faults {
   int64_t hang_ms = 0;
   int64_t latency_ms = 0;
   bool commit_then_drop = false;
+  // Percentage of create requests the set applies to, each drawn at random;
+  // none = every request.
+  std::optional<int64_t> percent;
   std::optional<int64_t> count;     // Create requests left; none = no limit.
   std::optional<SteadyTime> until;  // None = until cleared.
 
@@ -93,6 +97,7 @@ json FaultsToJson(const Faults& faults, SteadyTime now) {
   if (faults.hang_ms > 0) out["hang_ms"] = faults.hang_ms;
   if (faults.latency_ms > 0) out["latency_ms"] = faults.latency_ms;
   if (faults.commit_then_drop) out["commit_then_drop"] = true;
+  if (faults.percent) out["percent"] = *faults.percent;
   if (faults.count) out["count"] = *faults.count;
   if (faults.until) {
     out["for_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -129,7 +134,7 @@ std::optional<Faults> ParseFaults(const std::string& body, SteadyTime now,
   }
   static const char* const kKnown[] = {
       "status",     "retry_after_s",    "for_ms", "hang_ms",
-      "latency_ms", "commit_then_drop", "count"};
+      "latency_ms", "commit_then_drop", "count",  "percent"};
   for (const auto& [name, value] : parsed.items()) {
     if (std::find(std::begin(kKnown), std::end(kKnown), name) ==
         std::end(kKnown)) {
@@ -139,14 +144,15 @@ std::optional<Faults> ParseFaults(const std::string& body, SteadyTime now,
   }
   constexpr int64_t kMaxMs = 24 * 3600 * 1000;
   std::optional<int64_t> status, retry_after_s, for_ms, hang_ms, latency_ms,
-      count;
+      count, percent;
   if (!ReadInt(parsed, "status", 100, 599, &status, error) ||
       !ReadInt(parsed, "retry_after_s", 0, 86400, &retry_after_s, error) ||
       !ReadInt(parsed, "for_ms", 0, kMaxMs, &for_ms, error) ||
       !ReadInt(parsed, "hang_ms", 0, kMaxMs, &hang_ms, error) ||
       !ReadInt(parsed, "latency_ms", 0, kMaxMs, &latency_ms, error) ||
       !ReadInt(parsed, "count", 1, std::numeric_limits<int64_t>::max(), &count,
-               error)) {
+               error) ||
+      !ReadInt(parsed, "percent", 1, 100, &percent, error)) {
     return std::nullopt;
   }
   Faults faults;
@@ -155,6 +161,7 @@ std::optional<Faults> ParseFaults(const std::string& body, SteadyTime now,
   faults.hang_ms = hang_ms.value_or(0);
   faults.latency_ms = latency_ms.value_or(0);
   faults.count = count;
+  faults.percent = percent;
   if (for_ms) faults.until = now + std::chrono::milliseconds(*for_ms);
   if (const auto it = parsed.find("commit_then_drop"); it != parsed.end()) {
     if (!it->is_boolean()) {
@@ -165,6 +172,10 @@ std::optional<Faults> ParseFaults(const std::string& body, SteadyTime now,
   }
   if (faults.retry_after_s && faults.status == 0) {
     *error = "retry_after_s needs status";
+    return std::nullopt;
+  }
+  if (faults.percent && faults.Empty()) {
+    *error = "percent needs a fault to apply";
     return std::nullopt;
   }
   return faults;
@@ -239,9 +250,10 @@ struct Outcome {
 // The downstream's records, request log and fault state. Thread safe.
 class Downstream {
  public:
-  explicit Downstream(Mode mode) : mode_(mode) {}
+  Downstream(Mode mode, uint64_t seed) : mode_(mode), random_(seed) {}
 
-  // Logs the arrival of a create request and consumes one use of the faults.
+  // Logs the arrival of a create request and, when the faults apply to it,
+  // consumes one use of them.
   Admission Admit(CreateRequest request) {
     const SteadyTime now = std::chrono::steady_clock::now();
     std::lock_guard lock(mutex_);
@@ -250,6 +262,11 @@ class Downstream {
     Admission admission{generation_, requests_.size() - 1, {}};
     if (faults_.until && *faults_.until <= now) faults_ = {};
     if (faults_.Empty()) return admission;
+    if (faults_.percent &&
+        std::uniform_int_distribution<int64_t>(1, 100)(random_) >
+            *faults_.percent) {
+      return admission;
+    }
     admission.faults = faults_;
     if (faults_.count && --*faults_.count == 0) faults_ = {};
     return admission;
@@ -364,6 +381,7 @@ class Downstream {
   std::unordered_map<std::string, std::string> ids_by_key_;
   int64_t records_ = 0;
   Faults faults_;
+  std::mt19937_64 random_;  // Draws which requests a `percent` applies to.
 };
 
 // The address of `fd`'s local end, or of its peer.
@@ -610,6 +628,7 @@ int Run(int argc, char** argv) {
   std::string mode_name = "idempotent";
   std::string port_file;
   int threads = 32;
+  std::optional<uint64_t> seed;
   app.add_option("--listen", listen, "HOST:PORT to listen on; port 0 picks one")
       ->capture_default_str();
   app.add_option("--mode", mode_name, "Whether Idempotency-Key deduplicates")
@@ -621,6 +640,8 @@ int Run(int argc, char** argv) {
                  "Worker threads; each serves one connection at a time")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  app.add_option("--seed", seed,
+                 "Seed of the draws of a fault set's percent; default random");
   CLI11_PARSE(app, argc, argv);
 
   const size_t colon = listen.rfind(':');
@@ -649,7 +670,7 @@ int Run(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   EpochMicros();
 
-  Downstream downstream(mode);
+  Downstream downstream(mode, seed ? *seed : std::random_device{}());
   HttpServer server;
   server.new_task_queue = [threads] {
     return new httplib::ThreadPool(static_cast<size_t>(threads));
