@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "client/replayctl/audit_command.h"
 #include "client/replayctl/common.h"
 #include "client/replayctl/inspect_commands.h"
 #include "client/replayctl/replay_commands.h"
@@ -43,17 +44,15 @@ int main(int argc, char** argv) {
   app.fallthrough();
 
   RegisterReplayCommands(app, options);
-  RegisterInspectCommands(
-      app, InspectEnv{[&options] {
-                        return replayd::client::ReplayClient(options.ClientOptionsFor()).channel();
-                      },
-                      [&options](grpc::ClientContext* ctx) {
-                        replayd::client::ReplayClient(options.ClientOptionsFor()).PrepareCall(ctx);
-                      },
-                      &options.output,
-                      [](const grpc::Status& s) {
-                        return ReportError(replayd::client::FromGrpcStatus(s));
-                      }});
+  InspectEnv server_env{
+      [&options] { return replayd::client::ReplayClient(options.ClientOptionsFor()).channel(); },
+      [&options](grpc::ClientContext* ctx) {
+        replayd::client::ReplayClient(options.ClientOptionsFor()).PrepareCall(ctx);
+      },
+      &options.output,
+      [](const grpc::Status& s) { return ReportError(replayd::client::FromGrpcStatus(s)); }};
+  RegisterInspectCommands(app, server_env);
+  RegisterAuditCommand(app, server_env);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

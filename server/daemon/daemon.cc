@@ -25,6 +25,7 @@
 #include "server/http/metrics_routes.h"
 #include "server/ingest/ingester.h"
 #include "server/replay/controller.h"
+#include "server/rpc/audit_service.h"
 #include "server/rpc/ingest_service.h"
 #include "server/rpc/inspection.h"
 #include "server/rpc/inspection_service.h"
@@ -59,6 +60,7 @@ struct Daemon::Components {
   std::unique_ptr<ReplayRunner> replay_runner;
   std::unique_ptr<ReplayController> replay_controller;
   std::unique_ptr<ReplayServiceImpl> replay_service;
+  std::unique_ptr<AuditServiceImpl> audit_service;
   std::unique_ptr<PgInspectionStore> inspection_store;
   std::unique_ptr<Inspector> inspector;
   std::unique_ptr<InspectionServiceImpl> inspection_service;
@@ -175,6 +177,7 @@ absl::Status Daemon::Run() {
       c_->replay_store.get(), c_->dry_runner.get(), c_->replay_runner.get(), &config_, &clock);
   c_->replay_service =
       std::make_unique<ReplayServiceImpl>(c_->replay_controller.get(), c_->auth.get());
+  c_->audit_service = std::make_unique<AuditServiceImpl>(c_->replay_store.get(), c_->auth.get());
   c_->inspector = std::make_unique<Inspector>(c_->inspection_store.get(), c_->event_store.get(),
                                               c_->delivery_store.get(), &clock);
   c_->inspection_service =
@@ -189,6 +192,7 @@ absl::Status Daemon::Run() {
   builder.RegisterService(c_->ingest_service.get());
   builder.RegisterService(c_->replay_service.get());
   builder.RegisterService(c_->inspection_service.get());
+  builder.RegisterService(c_->audit_service.get());
   c_->grpc_server = builder.BuildAndStart();
   if (c_->grpc_server == nullptr || grpc_port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on grpc ", config_.grpc_listen));
@@ -204,6 +208,8 @@ absl::Status Daemon::Run() {
   RegisterEventRoutes(c_->http_server->server(), c_->ingester.get(), c_->auth.get());
   RegisterDashboardRoutes(c_->http_server->server(), c_->inspector.get(), c_->auth.get(),
                           ListReplaysOverGrpc(c_->grpc_server->InProcessChannel({})));
+  RegisterAuditRoute(c_->http_server->server(), c_->auth.get(),
+                     c_->grpc_server->InProcessChannel({}));
   RegisterMetricsRoutes(
       c_->http_server->server(), c_->metrics.get(), [this] { PollMetrics(); },
       config_.metrics_token);

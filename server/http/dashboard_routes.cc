@@ -67,6 +67,21 @@ httplib::Server::Handler Api(const Authenticator* auth, Handler handler) {
   };
 }
 
+// One call on the daemon's in-process channel as the HTTP caller
+// (`authorization` passed on), its answer as JSON; 10 s deadline.
+template <typename Response, typename Call>
+absl::StatusOr<std::string> CallAsJson(const std::string& authorization, Call call) {
+  grpc::ClientContext context;
+  if (!authorization.empty()) context.AddMetadata("authorization", authorization);
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  Response response;
+  grpc::Status status = call(&context, &response);
+  if (!status.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  }
+  return ToJson(response);
+}
+
 void Serve(httplib::Response& res, std::string_view body, const char* type) {
   res.set_header("Cache-Control", "no-cache");
   res.set_content(std::string(body), type);
@@ -124,19 +139,41 @@ ListReplaysJson ListReplaysOverGrpc(std::shared_ptr<grpc::Channel> channel) {
   auto stub =
       std::shared_ptr<replay::v1::ReplayService::Stub>(replay::v1::ReplayService::NewStub(channel));
   return [stub](const std::string& authorization) -> absl::StatusOr<std::string> {
-    grpc::ClientContext context;
-    if (!authorization.empty()) context.AddMetadata("authorization", authorization);
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     replay::v1::ListReplaysRequest request;
     request.set_limit(20);
-    replay::v1::ListReplaysResponse response;
-    grpc::Status status = stub->ListReplays(&context, request, &response);
-    if (!status.ok()) {
-      return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                          status.error_message());
-    }
-    return ToJson(response);
+    return CallAsJson<replay::v1::ListReplaysResponse>(
+        authorization,
+        [&](grpc::ClientContext* context, replay::v1::ListReplaysResponse* response) {
+          return stub->ListReplays(context, request, response);
+        });
   };
+}
+
+void RegisterAuditRoute(httplib::Server& server, const Authenticator* auth,
+                        std::shared_ptr<grpc::Channel> channel) {
+  auto stub =
+      std::shared_ptr<replay::v1::AuditService::Stub>(replay::v1::AuditService::NewStub(channel));
+  server.Get(
+      "/api/audit", Api(auth, [stub](const httplib::Request& req) -> absl::StatusOr<std::string> {
+        replay::v1::ListAuditRequest request;
+        request.set_replay_id(req.get_param_value("replay"));
+        if (req.has_param("since") && !req.get_param_value("since").empty()) {
+          auto since = ParseTimeArg(req.get_param_value("since"), absl::Now());
+          if (!since.ok())
+            return absl::InvalidArgumentError(absl::StrCat("since: ", since.status().message()));
+          proto_convert::ToProto(*since, request.mutable_since());
+        }
+        int limit = 50;
+        if (req.has_param("limit") && !absl::SimpleAtoi(req.get_param_value("limit"), &limit)) {
+          return absl::InvalidArgumentError("limit must be an integer");
+        }
+        request.set_limit(limit);
+        return CallAsJson<replay::v1::ListAuditResponse>(
+            req.get_header_value("Authorization"),
+            [&](grpc::ClientContext* context, replay::v1::ListAuditResponse* response) {
+              return stub->ListAudit(context, request, response);
+            });
+      }));
 }
 
 }  // namespace replayd

@@ -8,6 +8,7 @@
 //   GET /api/gaps?from=&to=&bucket_seconds=&source=       replay.v1.Gaps as JSON
 //   GET /api/trace?source=&event_id=                      replay.v1.EventTrace as JSON
 //   GET /api/replays           replay.v1.ListReplaysResponse as JSON
+//   GET /api/audit?replay=&since=&limit=                  replay.v1.ListAuditResponse as JSON
 //
 // from/to take RFC 3339 or relative times ("-6h", "now"); source repeats or
 // is comma-separated. /api routes need the viewer role (Authorization:
@@ -43,5 +44,10 @@ ListReplaysJson ListReplaysOverGrpc(std::shared_ptr<grpc::Channel> channel);
 
 void RegisterDashboardRoutes(httplib::Server& server, Inspector* inspector,
                              const Authenticator* auth, ListReplaysJson list_replays);
+
+// GET /api/audit through AuditService/ListAudit on `channel` (the daemon's
+// in-process channel), 50 entries unless `limit` says otherwise.
+void RegisterAuditRoute(httplib::Server& server, const Authenticator* auth,
+                        std::shared_ptr<grpc::Channel> channel);
 
 }  // namespace replayd

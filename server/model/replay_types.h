@@ -3,6 +3,7 @@
 // and spec, and its audit entries. No I/O here.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -107,7 +108,21 @@ struct AuditEntry {
   std::string replay_id;
   std::string reason;
   std::string detail_json = "{}";
-  absl::Time at;  // filled in on read
+  absl::Time at;   // filled in on read
+  int64_t id = 0;  // filled in on read: ascending in insertion order
+};
+
+// Which audit entries to read, newest first.
+struct AuditQuery {
+  std::string replay_id;            // empty: every entry
+  std::optional<absl::Time> since;  // only entries at or after this time
+  int64_t before_id = 0;            // > 0: only entries older than this id (the next page)
+  int limit = 0;                    // see PageSize
+
+  static constexpr int kDefaultLimit = 100;
+  static constexpr int kMaxLimit = 1000;
+  // The entries a page holds at most: limit within 1..kMaxLimit, kDefaultLimit if unset.
+  int PageSize() const { return limit <= 0 ? kDefaultLimit : std::min(limit, kMaxLimit); }
 };
 
 }  // namespace replayd

@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "nlohmann/json.hpp"
 #include "server/store/pg_replay_rows.h"
 #include "server/store/pg_replay_store.h"
 #include "server/store/pg_types.h"
@@ -352,13 +353,13 @@ absl::StatusOr<std::optional<ReplayJob>> PgReplayStore::ClaimJob(
         id, owner, absl::ToDoubleSeconds(lease));
     out = JobFromRow(job[0]);
     if (state != "pending") {
-      AuditEntry a{
-          owner,
-          previous.empty() || previous == owner ? "resume" : "takeover",
-          id,
-          "",
-          previous.empty() ? "{}" : absl::StrCat("{\"previous_owner\":\"", previous, "\"}"),
-          absl::Now()};
+      bool takeover = !previous.empty() && previous != owner;
+      AuditEntry a{owner,
+                   takeover ? "takeover" : "resume",
+                   id,
+                   takeover ? absl::StrCat("the lease of ", previous, " expired") : "",
+                   previous.empty() ? "{}" : nlohmann::json{{"previous_owner", previous}}.dump(),
+                   absl::Now()};
       InsertAudit(tx, a);
     }
     tx.commit();
@@ -439,24 +440,6 @@ absl::Status PgReplayStore::Audit(const AuditEntry& entry) {
     InsertAudit(tx, entry);
     tx.commit();
   });
-}
-
-absl::StatusOr<std::vector<AuditEntry>> PgReplayStore::ListAudit(const std::string& replay_id) {
-  std::vector<AuditEntry> out;
-  absl::Status status = pool_->Run("replay_list_audit", [&](PgPool::Lease& l) {
-    pqxx::read_transaction tx(l.conn());
-    auto rows = tx.exec_params(
-        absl::StrCat("SELECT actor, action, coalesce(replay_id, ''), reason, detail::text, ",
-                     EpochUs("at"), " FROM replay_audit WHERE replay_id = $1 ORDER BY id"),
-        replay_id);
-    for (const auto& r : rows) {
-      AuditEntry a{r[0].as<std::string>(), r[1].as<std::string>(), r[2].as<std::string>(),
-                   r[3].as<std::string>(), r[4].as<std::string>(), *TimeFromEpochUs(r[5])};
-      out.push_back(std::move(a));
-    }
-  });
-  if (!status.ok()) return status;
-  return out;
 }
 
 }  // namespace replayd

@@ -2,7 +2,7 @@
 // partitioned events table). Thread safe.
 //
 // Its parts: the jobs in pg_replay_jobs.cc, the window reads in
-// pg_replay_window.cc.
+// pg_replay_window.cc, the audit read in pg_audit.cc.
 #pragma once
 
 #include "server/store/pg_pool.h"
@@ -38,7 +38,7 @@ class PgReplayStore final : public ReplayStore {
                       const std::string& last_error, const AuditEntry& audit) override;
   absl::Status ReleaseLease(const std::string& id, const std::string& owner) override;
   absl::Status Audit(const AuditEntry& entry) override;
-  absl::StatusOr<std::vector<AuditEntry>> ListAudit(const std::string& replay_id) override;
+  absl::StatusOr<std::vector<AuditEntry>> ListAudit(const AuditQuery& query) override;
 
   absl::StatusOr<std::vector<KeyBlocker>> FailedBefore(const std::string& source,
                                                        const std::string& key,

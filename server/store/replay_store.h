@@ -118,8 +118,8 @@ class ReplayStore {
   virtual absl::Status ReleaseLease(const std::string& id, const std::string& owner) = 0;
 
   virtual absl::Status Audit(const AuditEntry& entry) = 0;
-  // Oldest first.
-  virtual absl::StatusOr<std::vector<AuditEntry>> ListAudit(const std::string& replay_id) = 0;
+  // The entries `query` selects, newest first (by id), at most query.PageSize().
+  virtual absl::StatusOr<std::vector<AuditEntry>> ListAudit(const AuditQuery& query) = 0;
 
   // --- the event log, as a replay reads it ---
 

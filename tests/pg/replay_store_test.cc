@@ -330,12 +330,16 @@ TEST_F(ReplayStoreTest, LeasePassesOnWhenTheOwnerStopsRenewing) {
   EXPECT_EQ((*b)->cursor->position, 5);
   auto lost = store_.Checkpoint(job.id, "daemon-a", counters, std::nullopt, 0, absl::Seconds(1));
   EXPECT_EQ(lost.status().code(), absl::StatusCode::kFailedPrecondition);
-  auto audit = store_.ListAudit(job.id);
+  AuditQuery of_job;
+  of_job.replay_id = job.id;
+  auto audit = store_.ListAudit(of_job);
   ASSERT_TRUE(audit.ok());
   ASSERT_EQ(audit->size(), 2u);
-  EXPECT_EQ((*audit)[0].action, "start");
-  EXPECT_EQ((*audit)[1].action, "takeover");
-  EXPECT_EQ((*audit)[1].actor, "daemon-b");
+  EXPECT_EQ((*audit)[0].action, "takeover");
+  EXPECT_EQ((*audit)[0].actor, "daemon-b");
+  EXPECT_EQ((*audit)[0].reason, "the lease of daemon-a expired");
+  EXPECT_EQ((*audit)[0].detail_json, R"({"previous_owner": "daemon-a"})");
+  EXPECT_EQ((*audit)[1].action, "start");
   ASSERT_TRUE(store_
                   .Finish(job.id, "daemon-b", ReplayState::kCompleted, counters, std::nullopt, "",
                           AuditEntry{"daemon-b", "completed", job.id, "", "{}", absl::Now()})
@@ -433,11 +437,14 @@ TEST_F(ReplayStoreTest, PausedJobKeepsItsWindowRetryListAndCountsUntilResumed) {
   auto failed = store_.ListJobs({ReplayState::kFailed}, 10);
   ASSERT_TRUE(failed.ok());
   ASSERT_EQ(failed->size(), 1u);
-  auto audit = store_.ListAudit(job.id);
+  AuditQuery of_job;
+  of_job.replay_id = job.id;
+  auto audit = store_.ListAudit(of_job);
   ASSERT_TRUE(audit.ok());
   std::vector<std::string> actions;
   for (const AuditEntry& a : *audit) actions.push_back(a.action);
-  EXPECT_EQ(actions, (std::vector<std::string>{"start", "pause", "resume", "resume", "failed"}));
+  // Newest first.
+  EXPECT_EQ(actions, (std::vector<std::string>{"failed", "resume", "resume", "pause", "start"}));
 }
 
 }  // namespace

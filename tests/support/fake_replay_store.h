@@ -203,11 +203,17 @@ class FakeReplayStore final : public ReplayStore {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<std::vector<AuditEntry>> ListAudit(const std::string& replay_id) override {
+  absl::StatusOr<std::vector<AuditEntry>> ListAudit(const AuditQuery& query) override {
     std::lock_guard lock(mu_);
     std::vector<AuditEntry> out;
-    for (const AuditEntry& e : audit_) {
-      if (e.replay_id == replay_id) out.push_back(e);
+    for (auto it = audit_.rbegin(); it != audit_.rend(); ++it) {
+      const int64_t id = audit_.rend() - it;  // 1-based insertion order
+      if (!query.replay_id.empty() && it->replay_id != query.replay_id) continue;
+      if (query.since && it->at < *query.since) continue;
+      if (query.before_id > 0 && id >= query.before_id) continue;
+      if (static_cast<int>(out.size()) == query.PageSize()) break;
+      out.push_back(*it);
+      out.back().id = id;
     }
     return out;
   }

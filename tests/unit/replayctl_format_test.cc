@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "client/replayctl/audit_command.h"
 #include "client/replayctl/inspect_commands.h"
 #include "client/replayctl/json_output.h"
 #include "client/replayctl/replay_commands.h"
@@ -134,6 +135,56 @@ TEST(RenderTimeline, ShowsShortRunsOfEmptyBucketsAsRows) {
   EXPECT_THAT(lines[6], HasSubstr("11-18 11:04 |#"));
   EXPECT_EQ(lines[7], "  ... 54 empty buckets (11-18 11:05 .. 11-18 11:58) ...");
   EXPECT_THAT(lines[8], HasSubstr("11-18 11:59 |#"));
+}
+
+pb::ListAuditResponse TwoAuditEntries() {
+  pb::ListAuditResponse audit;
+  pb::AuditEntry* cancel = audit.add_entries();
+  cancel->set_id(8);
+  cancel->mutable_at()->set_seconds(kT0 + 60);
+  cancel->set_actor("alice");
+  cancel->set_action("cancel");
+  cancel->set_replay_id("rp-1");
+  cancel->set_reason("wrong window");
+  cancel->set_detail_json("{}");
+  pb::AuditEntry* takeover = audit.add_entries();
+  takeover->set_id(7);
+  takeover->mutable_at()->set_seconds(kT0);
+  takeover->set_actor("replayd-b");
+  takeover->set_action("takeover");
+  takeover->set_replay_id("rp-1");
+  takeover->set_reason("the lease of replayd-a expired");
+  takeover->set_detail_json(R"({"previous_owner": "replayd-a"})");
+  return audit;
+}
+
+TEST(RenderAudit, OneAlignedRowPerEntryNewestFirst) {
+  std::vector<std::string> lines = Lines(replayctl::RenderAudit(TwoAuditEntries()));
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0], "AT                    ACTOR      ACTION    REPLAY  REASON / DETAIL");
+  EXPECT_EQ(lines[1], "2026-11-18T11:01:00Z  alice      cancel    rp-1    wrong window");
+  EXPECT_EQ(lines[2],
+            "2026-11-18T11:00:00Z  replayd-b  takeover  rp-1    the lease of replayd-a expired"
+            R"(  {"previous_owner": "replayd-a"})");
+}
+
+TEST(RenderAudit, NamesTheOlderPageAndTheEmptyCase) {
+  pb::ListAuditResponse audit = TwoAuditEntries();
+  audit.set_next_before_id(7);
+  EXPECT_EQ(Lines(replayctl::RenderAudit(audit)).back(), "Older entries: add --before 7");
+  EXPECT_EQ(replayctl::RenderAudit(pb::ListAuditResponse()), "No audit entries.\n");
+}
+
+TEST(ReplayctlJson, AuditCarriesThePromisedKeys) {
+  json doc = json::parse(replayctl::ToJson(TwoAuditEntries()));
+  ASSERT_EQ(doc["entries"].size(), 2u);
+  const json& e = doc["entries"][1];
+  for (const char* key : {"id", "at", "actor", "action", "replay_id", "reason", "detail_json"}) {
+    EXPECT_TRUE(e.contains(key)) << key << " missing in " << e.dump();
+  }
+  EXPECT_EQ(e["id"], "7");
+  EXPECT_EQ(e["at"], "2026-11-18T11:00:00Z");
+  EXPECT_EQ(doc["next_before_id"], "0");
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // replayd on-call dashboard: timeline, suggested replay windows, missing
-// events, replays with live progress, and one event's trace. Plain DOM and
+// events, replays with live progress, one event's trace and the audit. Plain DOM and
 // SVG; every byte is served by the daemon itself.
 'use strict';
 
@@ -399,4 +399,33 @@ function init() {
   refresh();
 }
 
+// The latest control actions, newest first; polled every 5 s.
+function renderAudit(body) {
+  const entries = body.entries || [];
+  const host = $('audit');
+  if (entries.length === 0) {
+    host.innerHTML = '<p class="muted" data-testid="no-audit">No control actions yet.</p>';
+    return;
+  }
+  host.innerHTML = `<table><tr><th>at</th><th>who</th><th>action</th><th>replay</th>
+      <th>why</th><th>detail</th></tr>
+    ${entries.map((a) => `<tr data-testid="audit-entry" data-action="${esc(a.action)}"
+        data-replay-id="${esc(a.replay_id)}">
+      <td>${esc(a.at ? iso(1000 * Math.floor(ms(a.at) / 1000)) : '')}</td><td>${esc(a.actor)}</td>
+      <td>${esc(a.action)}</td><td title="${esc(a.replay_id)}">${esc(String(a.replay_id).slice(0, 12))}</td>
+      <td>${esc(a.reason)}</td>
+      <td class="muted">${a.detail_json && a.detail_json !== '{}' ? esc(a.detail_json) : ''}</td></tr>`).join('')}
+    </table>`;
+}
+
+async function refreshAudit() {
+  try {
+    renderAudit(await api('/api/audit', new URLSearchParams({ limit: '20' })));
+  } catch (e) {
+    $('audit').innerHTML = `<p class="muted">Audit unavailable: ${esc(e.message)}</p>`;
+  }
+}
+
 init();
+setInterval(() => { if ($('auto').checked) refreshAudit(); }, 5000);
+refreshAudit();

@@ -1,7 +1,8 @@
 // The on-call flow in a real headless Chromium: a scripted outage (the demo
 // upstream switching the downstream's faults), the dashboard's suggested
 // window and its copied dry-run command, the replay with live progress, and
-// the same page showing the window closed. Screenshots go to OUT_DIR.
+// the same page showing the window closed and the replay's start in the
+// audit. Screenshots go to OUT_DIR.
 import { chromium } from 'playwright-core';
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -208,10 +209,12 @@ async function main() {
       }
     });
 
+    let replayId = '';
     await step('after the replay the same page shows the window closed', async () => {
       const started = JSON.parse(replayctl(grpc, ['start', ...window.command.split(' ').slice(2),
                                                   '--yes', '--reason', 'browser test', '-o', 'json']));
       log('replay', started.replay_id);
+      replayId = started.replay_id;
       await page.waitForSelector(`[data-testid=replay][data-replay-id="${started.replay_id}"]`,
                                  { timeout: 15000 });
       await page.waitForSelector(`[data-testid=replay][data-replay-id="${started.replay_id}"][data-state=COMPLETED]`,
@@ -232,6 +235,12 @@ async function main() {
       const attempts = await page.textContent('[data-testid=trace-attempts]');
       assert.match(attempts, /replay:/);
       assert.match(attempts, /FAILED/);
+    });
+
+    await step('the audit shows the replay\'s start with its reason', async () => {
+      const entry = `[data-testid=audit-entry][data-action=start][data-replay-id="${replayId}"]`;
+      await page.waitForSelector(entry, { timeout: 15000 });
+      assert.match(await page.textContent(entry), /browser test/);
     });
     await page.screenshot({ path: path.join(OUT, 'dashboard-after-replay.png'), fullPage: true });
     log('screenshots in', OUT);
