@@ -183,34 +183,23 @@ int ReportError(const absl::Status& status) {
             << "\n";
   switch (status.code()) {
     case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-      return kExitUnreachable;
+    case absl::StatusCode::kDeadlineExceeded: return kExitUnreachable;
     case absl::StatusCode::kUnauthenticated:
-    case absl::StatusCode::kPermissionDenied:
-      return kExitAuth;
-    default:
-      return kExitServerError;
+    case absl::StatusCode::kPermissionDenied: return kExitAuth;
+    default: return kExitServerError;
   }
 }
 
 std::string StateName(pb::ReplayState state) {
   switch (state) {
-    case pb::REPLAY_PENDING:
-      return "pending";
-    case pb::REPLAY_RUNNING:
-      return "running";
-    case pb::REPLAY_PAUSED:
-      return "paused";
-    case pb::REPLAY_CANCELLING:
-      return "cancelling";
-    case pb::REPLAY_CANCELLED:
-      return "cancelled";
-    case pb::REPLAY_COMPLETED:
-      return "completed";
-    case pb::REPLAY_FAILED:
-      return "failed";
-    default:
-      return "unspecified";
+    case pb::REPLAY_PENDING: return "pending";
+    case pb::REPLAY_RUNNING: return "running";
+    case pb::REPLAY_PAUSED: return "paused";
+    case pb::REPLAY_CANCELLING: return "cancelling";
+    case pb::REPLAY_CANCELLED: return "cancelled";
+    case pb::REPLAY_COMPLETED: return "completed";
+    case pb::REPLAY_FAILED: return "failed";
+    default: return "unspecified";
   }
 }
 

@@ -10,12 +10,9 @@ namespace {
 
 bool Allows(Role have, Role needed) {
   switch (needed) {
-    case Role::kPublisher:
-      return have == Role::kPublisher;
-    case Role::kViewer:
-      return have == Role::kViewer || have == Role::kOperator;
-    case Role::kOperator:
-      return have == Role::kOperator;
+    case Role::kPublisher: return have == Role::kPublisher;
+    case Role::kViewer: return have == Role::kViewer || have == Role::kOperator;
+    case Role::kOperator: return have == Role::kOperator;
   }
   return false;
 }
@@ -32,12 +29,9 @@ bool SameToken(std::string_view a, std::string_view b) {
 
 std::string_view RoleName(Role role) {
   switch (role) {
-    case Role::kPublisher:
-      return "publisher";
-    case Role::kViewer:
-      return "viewer";
-    case Role::kOperator:
-      return "operator";
+    case Role::kPublisher: return "publisher";
+    case Role::kViewer: return "viewer";
+    case Role::kOperator: return "operator";
   }
   return "viewer";
 }

@@ -14,8 +14,7 @@ std::string ClientMessage(const absl::Status& status, std::string_view where) {
     case absl::StatusCode::kDataLoss:
       Logger("rpc")->error("{}: {}", where, status);
       return "internal error (the daemon's log has the details)";
-    default:
-      return std::string(status.message());
+    default: return std::string(status.message());
   }
 }
 

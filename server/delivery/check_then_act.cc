@@ -18,12 +18,9 @@ CheckDecision DecideCheckThenAct(const StoredEvent& event, const CheckFacts& fac
 
 std::string_view ActionName(CheckDecision::Action action) {
   switch (action) {
-    case CheckDecision::Action::kDeliver:
-      return "deliver";
-    case CheckDecision::Action::kSkipAlreadyDelivered:
-      return "already_delivered";
-    case CheckDecision::Action::kSkipFoundDownstream:
-      return "found_downstream";
+    case CheckDecision::Action::kDeliver: return "deliver";
+    case CheckDecision::Action::kSkipAlreadyDelivered: return "already_delivered";
+    case CheckDecision::Action::kSkipFoundDownstream: return "found_downstream";
   }
   return "deliver";
 }

@@ -101,12 +101,8 @@ std::vector<int64_t> KeyQueues::Claimed(const std::vector<EventRef>& refs,
         entry->claimed = std::move(r.event);
         ++holding_;
         break;
-      case ClaimResult::State::kBusy:
-        key.wait_until = now + busy_wait;
-        break;
-      case ClaimResult::State::kNotDue:
-        entry->due = now + r.due_in;
-        break;
+      case ClaimResult::State::kBusy: key.wait_until = now + busy_wait; break;
+      case ClaimResult::State::kNotDue: entry->due = now + r.due_in; break;
       case ClaimResult::State::kSettled:
         // Delivered or failed by another worker. A failure on a strict
         // route parks the key just as one of ours would.
@@ -114,9 +110,7 @@ std::vector<int64_t> KeyQueues::Claimed(const std::vector<EventRef>& refs,
         key_of_.erase(position);
         if (key.strict && r.event.outcome == Outcome::kFailed) Park(key, refs[i]);
         break;
-      case ClaimResult::State::kBehindFailure:
-        Park(key, r.blocker);
-        break;
+      case ClaimResult::State::kBehindFailure: Park(key, r.blocker); break;
     }
   }
   for (const std::string& id : touched) Settle(id, &released);

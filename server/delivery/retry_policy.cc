@@ -57,12 +57,8 @@ OutcomeUpdate DecideOutcome(const DeliveryResult& result, int attempt, const Ret
   OutcomeUpdate u;
   u.target_record_id = result.record_id;
   switch (result.kind) {
-    case DeliveryResult::Kind::kSucceeded:
-      u.outcome = Outcome::kSucceeded;
-      return u;
-    case DeliveryResult::Kind::kAlreadyProcessed:
-      u.outcome = Outcome::kAlreadyProcessed;
-      return u;
+    case DeliveryResult::Kind::kSucceeded: u.outcome = Outcome::kSucceeded; return u;
+    case DeliveryResult::Kind::kAlreadyProcessed: u.outcome = Outcome::kAlreadyProcessed; return u;
     case DeliveryResult::Kind::kFinal:
       u.outcome = Outcome::kFailed;
       u.last_error = result.error;

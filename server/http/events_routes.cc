@@ -15,12 +15,9 @@ using nlohmann::json;
 
 std::string_view ResultName(IngestResult::Status s) {
   switch (s) {
-    case IngestResult::Status::kAccepted:
-      return "ACCEPTED";
-    case IngestResult::Status::kDuplicate:
-      return "DUPLICATE";
-    case IngestResult::Status::kRejected:
-      return "REJECTED";
+    case IngestResult::Status::kAccepted: return "ACCEPTED";
+    case IngestResult::Status::kDuplicate: return "DUPLICATE";
+    case IngestResult::Status::kRejected: return "REJECTED";
   }
   return "REJECTED";
 }

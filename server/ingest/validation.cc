@@ -46,9 +46,7 @@ int JsonNestingDepth(std::string_view text, int stop_above) {
       continue;
     }
     switch (c) {
-      case '"':
-        in_string = true;
-        break;
+      case '"': in_string = true; break;
       case '[':
       case '{':
         if (++depth > deepest) {
@@ -57,11 +55,8 @@ int JsonNestingDepth(std::string_view text, int stop_above) {
         }
         break;
       case ']':
-      case '}':
-        --depth;
-        break;
-      default:
-        break;
+      case '}': --depth; break;
+      default: break;
     }
   }
   return deepest;

@@ -29,10 +29,8 @@ std::string SampleDetail(ReplayCategory category, const StoredEvent& e,
                           downstream && *downstream ? **downstream : std::string("?"));
     case ReplayCategory::kSkipOutcomeNotSelected:
       return absl::StrCat("outcome ", std::string(OutcomeName(e.outcome)), " not selected");
-    case ReplayCategory::kSkipNoRoute:
-      return "the source has no route";
-    case ReplayCategory::kSkipHeldByKey:
-      return "held behind an earlier event of its key";
+    case ReplayCategory::kSkipNoRoute: return "the source has no route";
+    case ReplayCategory::kSkipHeldByKey: return "held behind an earlier event of its key";
   }
   return "";
 }

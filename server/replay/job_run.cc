@@ -334,10 +334,8 @@ JobRun::Result JobRun::Deliver(const StoredEvent& e) {
     }
     if (report->action != CheckDecision::Action::kDeliver) return {Result::kSkipped, ""};
     switch (report->outcome) {
-      case Outcome::kSucceeded:
-        return {Result::kDelivered, ""};
-      case Outcome::kAlreadyProcessed:
-        return {Result::kSkipped, ""};
+      case Outcome::kSucceeded: return {Result::kDelivered, ""};
+      case Outcome::kAlreadyProcessed: return {Result::kSkipped, ""};
       default:
         return {Result::kFailed,
                 absl::StrCat(fresh.event.source, "/", fresh.event.event_id, ": ",
@@ -367,12 +365,8 @@ void JobRun::Complete(const StoredEvent& e, const std::string& key, const Result
                                                                       : "skipped");
     }
     switch (result.kind) {
-      case Result::kDelivered:
-        ++counters_.delivered;
-        break;
-      case Result::kSkipped:
-        ++counters_.skipped;
-        break;
+      case Result::kDelivered: ++counters_.delivered; break;
+      case Result::kSkipped: ++counters_.skipped; break;
       case Result::kHeld:
         ++counters_.skipped;
         ++counters_.held_by_key;
@@ -381,8 +375,7 @@ void JobRun::Complete(const StoredEvent& e, const std::string& key, const Result
         ++counters_.failed;
         last_error_ = result.error;
         break;
-      case Result::kAbandoned:
-        break;
+      case Result::kAbandoned: break;
     }
     if (result.kind == Result::kDelivered || result.kind == Result::kFailed) {
       const bool failed = result.kind == Result::kFailed;

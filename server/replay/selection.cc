@@ -8,18 +8,12 @@ namespace replayd {
 
 std::string_view CategoryName(ReplayCategory category) {
   switch (category) {
-    case ReplayCategory::kDeliver:
-      return "deliver";
-    case ReplayCategory::kSkipAlreadyDelivered:
-      return "already_delivered";
-    case ReplayCategory::kSkipFoundDownstream:
-      return "found_downstream";
-    case ReplayCategory::kSkipOutcomeNotSelected:
-      return "outcome_not_selected";
-    case ReplayCategory::kSkipNoRoute:
-      return "no_route";
-    case ReplayCategory::kSkipHeldByKey:
-      return "held_by_key";
+    case ReplayCategory::kDeliver: return "deliver";
+    case ReplayCategory::kSkipAlreadyDelivered: return "already_delivered";
+    case ReplayCategory::kSkipFoundDownstream: return "found_downstream";
+    case ReplayCategory::kSkipOutcomeNotSelected: return "outcome_not_selected";
+    case ReplayCategory::kSkipNoRoute: return "no_route";
+    case ReplayCategory::kSkipHeldByKey: return "held_by_key";
   }
   return "deliver";
 }
@@ -49,12 +43,9 @@ ReplayCategory Classify(const StoredEvent& event, const ReplaySpec& spec, bool r
   facts.resend_delivered = spec.include_succeeded;
   if (NeedsLookup(event, spec, routed)) facts.downstream_record = downstream_record;
   switch (DecideCheckThenAct(event, facts).action) {
-    case CheckDecision::Action::kSkipAlreadyDelivered:
-      return ReplayCategory::kSkipAlreadyDelivered;
-    case CheckDecision::Action::kSkipFoundDownstream:
-      return ReplayCategory::kSkipFoundDownstream;
-    case CheckDecision::Action::kDeliver:
-      break;
+    case CheckDecision::Action::kSkipAlreadyDelivered: return ReplayCategory::kSkipAlreadyDelivered;
+    case CheckDecision::Action::kSkipFoundDownstream: return ReplayCategory::kSkipFoundDownstream;
+    case CheckDecision::Action::kDeliver: break;
   }
   return routed ? ReplayCategory::kDeliver : ReplayCategory::kSkipNoRoute;
 }

@@ -8,12 +8,9 @@ namespace {
 
 replay::v1::EventResult::Status ToProto(IngestResult::Status s) {
   switch (s) {
-    case IngestResult::Status::kAccepted:
-      return replay::v1::EventResult::ACCEPTED;
-    case IngestResult::Status::kDuplicate:
-      return replay::v1::EventResult::DUPLICATE;
-    case IngestResult::Status::kRejected:
-      return replay::v1::EventResult::REJECTED;
+    case IngestResult::Status::kAccepted: return replay::v1::EventResult::ACCEPTED;
+    case IngestResult::Status::kDuplicate: return replay::v1::EventResult::DUPLICATE;
+    case IngestResult::Status::kRejected: return replay::v1::EventResult::REJECTED;
   }
   return replay::v1::EventResult::STATUS_UNSPECIFIED;
 }

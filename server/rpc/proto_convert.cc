@@ -18,16 +18,11 @@ void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
 
 pb::Outcome ToProto(Outcome o) {
   switch (o) {
-    case Outcome::kPending:
-      return pb::PENDING;
-    case Outcome::kRetrying:
-      return pb::RETRYING;
-    case Outcome::kSucceeded:
-      return pb::SUCCEEDED;
-    case Outcome::kAlreadyProcessed:
-      return pb::ALREADY_PROCESSED;
-    case Outcome::kFailed:
-      return pb::FAILED;
+    case Outcome::kPending: return pb::PENDING;
+    case Outcome::kRetrying: return pb::RETRYING;
+    case Outcome::kSucceeded: return pb::SUCCEEDED;
+    case Outcome::kAlreadyProcessed: return pb::ALREADY_PROCESSED;
+    case Outcome::kFailed: return pb::FAILED;
   }
   return pb::OUTCOME_UNSPECIFIED;
 }
@@ -50,18 +45,12 @@ NewEvent FromProto(const pb::Event& e) {
 
 std::optional<Outcome> FromProto(pb::Outcome o) {
   switch (o) {
-    case pb::PENDING:
-      return Outcome::kPending;
-    case pb::RETRYING:
-      return Outcome::kRetrying;
-    case pb::SUCCEEDED:
-      return Outcome::kSucceeded;
-    case pb::ALREADY_PROCESSED:
-      return Outcome::kAlreadyProcessed;
-    case pb::FAILED:
-      return Outcome::kFailed;
-    default:
-      return std::nullopt;
+    case pb::PENDING: return Outcome::kPending;
+    case pb::RETRYING: return Outcome::kRetrying;
+    case pb::SUCCEEDED: return Outcome::kSucceeded;
+    case pb::ALREADY_PROCESSED: return Outcome::kAlreadyProcessed;
+    case pb::FAILED: return Outcome::kFailed;
+    default: return std::nullopt;
   }
 }
 

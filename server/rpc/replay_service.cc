@@ -14,42 +14,27 @@ using proto_convert::ToProto;
 
 pb::ReplayState ToProto(ReplayState s) {
   switch (s) {
-    case ReplayState::kPending:
-      return pb::REPLAY_PENDING;
-    case ReplayState::kRunning:
-      return pb::REPLAY_RUNNING;
-    case ReplayState::kPaused:
-      return pb::REPLAY_PAUSED;
-    case ReplayState::kCancelling:
-      return pb::REPLAY_CANCELLING;
-    case ReplayState::kCancelled:
-      return pb::REPLAY_CANCELLED;
-    case ReplayState::kCompleted:
-      return pb::REPLAY_COMPLETED;
-    case ReplayState::kFailed:
-      return pb::REPLAY_FAILED;
+    case ReplayState::kPending: return pb::REPLAY_PENDING;
+    case ReplayState::kRunning: return pb::REPLAY_RUNNING;
+    case ReplayState::kPaused: return pb::REPLAY_PAUSED;
+    case ReplayState::kCancelling: return pb::REPLAY_CANCELLING;
+    case ReplayState::kCancelled: return pb::REPLAY_CANCELLED;
+    case ReplayState::kCompleted: return pb::REPLAY_COMPLETED;
+    case ReplayState::kFailed: return pb::REPLAY_FAILED;
   }
   return pb::REPLAY_STATE_UNSPECIFIED;
 }
 
 std::optional<ReplayState> FromProto(pb::ReplayState s) {
   switch (s) {
-    case pb::REPLAY_PENDING:
-      return ReplayState::kPending;
-    case pb::REPLAY_RUNNING:
-      return ReplayState::kRunning;
-    case pb::REPLAY_PAUSED:
-      return ReplayState::kPaused;
-    case pb::REPLAY_CANCELLING:
-      return ReplayState::kCancelling;
-    case pb::REPLAY_CANCELLED:
-      return ReplayState::kCancelled;
-    case pb::REPLAY_COMPLETED:
-      return ReplayState::kCompleted;
-    case pb::REPLAY_FAILED:
-      return ReplayState::kFailed;
-    default:
-      return std::nullopt;
+    case pb::REPLAY_PENDING: return ReplayState::kPending;
+    case pb::REPLAY_RUNNING: return ReplayState::kRunning;
+    case pb::REPLAY_PAUSED: return ReplayState::kPaused;
+    case pb::REPLAY_CANCELLING: return ReplayState::kCancelling;
+    case pb::REPLAY_CANCELLED: return ReplayState::kCancelled;
+    case pb::REPLAY_COMPLETED: return ReplayState::kCompleted;
+    case pb::REPLAY_FAILED: return ReplayState::kFailed;
+    default: return std::nullopt;
   }
 }
 

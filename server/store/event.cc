@@ -4,16 +4,11 @@ namespace replayd {
 
 std::string_view OutcomeName(Outcome outcome) {
   switch (outcome) {
-    case Outcome::kPending:
-      return "pending";
-    case Outcome::kRetrying:
-      return "retrying";
-    case Outcome::kSucceeded:
-      return "succeeded";
-    case Outcome::kAlreadyProcessed:
-      return "already_processed";
-    case Outcome::kFailed:
-      return "failed";
+    case Outcome::kPending: return "pending";
+    case Outcome::kRetrying: return "retrying";
+    case Outcome::kSucceeded: return "succeeded";
+    case Outcome::kAlreadyProcessed: return "already_processed";
+    case Outcome::kFailed: return "failed";
   }
   return "pending";
 }

@@ -117,21 +117,11 @@ absl::StatusOr<std::vector<BucketRow>> PgInspectionStore::Timeline(const Timelin
       std::optional<Outcome> outcome = ParseOutcome(row[2].as<std::string>());
       int64_t n = row[3].as<int64_t>();
       switch (outcome.value_or(Outcome::kPending)) {
-        case Outcome::kPending:
-          b.counts.pending += n;
-          break;
-        case Outcome::kRetrying:
-          b.counts.retrying += n;
-          break;
-        case Outcome::kSucceeded:
-          b.counts.succeeded += n;
-          break;
-        case Outcome::kAlreadyProcessed:
-          b.counts.already_processed += n;
-          break;
-        case Outcome::kFailed:
-          b.counts.failed += n;
-          break;
+        case Outcome::kPending: b.counts.pending += n; break;
+        case Outcome::kRetrying: b.counts.retrying += n; break;
+        case Outcome::kSucceeded: b.counts.succeeded += n; break;
+        case Outcome::kAlreadyProcessed: b.counts.already_processed += n; break;
+        case Outcome::kFailed: b.counts.failed += n; break;
       }
       b.counts.total += n;
       if (outcome == Outcome::kPending || outcome == Outcome::kRetrying) {

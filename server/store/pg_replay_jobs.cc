@@ -55,20 +55,13 @@ std::string SelectJob(const std::string& where) {
 
 std::string_view ReplayStateName(ReplayState state) {
   switch (state) {
-    case ReplayState::kPending:
-      return "pending";
-    case ReplayState::kRunning:
-      return "running";
-    case ReplayState::kPaused:
-      return "paused";
-    case ReplayState::kCancelling:
-      return "cancelling";
-    case ReplayState::kCancelled:
-      return "cancelled";
-    case ReplayState::kCompleted:
-      return "completed";
-    case ReplayState::kFailed:
-      return "failed";
+    case ReplayState::kPending: return "pending";
+    case ReplayState::kRunning: return "running";
+    case ReplayState::kPaused: return "paused";
+    case ReplayState::kCancelling: return "cancelling";
+    case ReplayState::kCancelled: return "cancelled";
+    case ReplayState::kCompleted: return "completed";
+    case ReplayState::kFailed: return "failed";
   }
   return "failed";
 }

@@ -118,20 +118,11 @@ CopyWriter& CopyWriter::Text(std::string_view value) {
   for (size_t i = 0; i < value.size(); ++i) {
     char escaped;
     switch (value[i]) {
-      case '\\':
-        escaped = '\\';
-        break;
-      case '\t':
-        escaped = 't';
-        break;
-      case '\n':
-        escaped = 'n';
-        break;
-      case '\r':
-        escaped = 'r';
-        break;
-      default:
-        continue;
+      case '\\': escaped = '\\'; break;
+      case '\t': escaped = 't'; break;
+      case '\n': escaped = 'n'; break;
+      case '\r': escaped = 'r'; break;
+      default: continue;
     }
     buf_.append(value.data() + run, i - run);
     buf_ += '\\';
