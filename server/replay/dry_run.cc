@@ -135,7 +135,7 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
   // decided per event, as the live replay does.
   bool any_strict = false;
   for (const std::string& source : sources_seen) {
-    const Route* route = routes_(source);
+    std::shared_ptr<const Route> route = routes_(source);
     if (route != nullptr && route->strict_order) any_strict = true;
   }
   absl::Status counted = spec.verify_downstream || any_strict

@@ -180,7 +180,7 @@ bool JobRun::DispatchRetry(const RetryEvent& r) {
   e.ingested_at = r.ingested_at;
   e.event.source = r.source;
   e.event.key = r.key;
-  const Route* route = (*env_.routes)(r.source);
+  std::shared_ptr<const Route> route = (*env_.routes)(r.source);
   if (route == nullptr) {
     std::lock_guard lock(mu_);
     if (StopLocked() != Stop::kNone) return false;
