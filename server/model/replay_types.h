@@ -49,6 +49,8 @@ struct ReplayCounters {
   // Of `skipped`: events of a strict key held behind an earlier undelivered
   // event of that key.
   int64_t held_by_key = 0;
+
+  friend bool operator==(const ReplayCounters&, const ReplayCounters&) = default;
 };
 
 // When a replay pauses itself: after `consecutive_failures` failed
