@@ -126,6 +126,16 @@ class ReplayRunnerTest : public ::testing::Test {
     return job;
   }
 
+  // The job over every event appended so far, run one delivery at a time
+  // into a sink that holds each delivery until its gate opens.
+  ReplayJob GatedJob() {
+    clock_.set_auto_advance(true);
+    options_.max_in_flight = 1;
+    ReplayJob job = MakeJob(/*rate=*/1000);
+    sink_->CloseGate();
+    return job;
+  }
+
   // Runs a job over 20 new events, one delivery at a time, against a downstream
   // answering 503 to all, with a breaker that trips after 3 failures in a row.
   // Returns the events' positions.
@@ -292,11 +302,8 @@ TEST_F(ReplayRunnerTest, OneKeysEventsFollowEachOtherWithoutPolling) {
 }
 
 TEST_F(ReplayRunnerTest, CancelLetsTheInFlightDeliveryFinishAndDispatchesNoMore) {
-  clock_.set_auto_advance(true);
-  options_.max_in_flight = 1;
   std::vector<int64_t> p = Append(10);
-  ReplayJob job = MakeJob(/*rate=*/1000);
-  sink_->CloseGate();
+  ReplayJob job = GatedJob();
   std::thread runner([&] { RunJob(job); });
   EXPECT_TRUE(sink_->WaitForInFlight(1));
   cancel_ = true;
@@ -476,11 +483,8 @@ TEST_F(ReplayRunnerTest, BreakerOffLetsEveryEventFailAndTheJobEndsFailed) {
 }
 
 TEST_F(ReplayRunnerTest, PauseFlagParksTheJobWithItsCursorAndSendsNothingMore) {
-  clock_.set_auto_advance(true);
-  options_.max_in_flight = 1;
   std::vector<int64_t> p = Append(10);
-  ReplayJob job = MakeJob(/*rate=*/1000);
-  sink_->CloseGate();
+  ReplayJob job = GatedJob();
   auto owner = BucketOwner();
   std::atomic<bool> pause{false};
   std::thread t([&] {
