@@ -112,7 +112,7 @@ struct Config {
     int workers = 64;
     int claim_batch = 256;
     absl::Duration poll_interval = absl::Milliseconds(50);
-    absl::Duration claim_lease = absl::Seconds(6);
+    absl::Duration claim_lease = absl::Seconds(4);
   } delivery;
 
   std::vector<SinkConfig> sinks;

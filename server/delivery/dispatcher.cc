@@ -31,6 +31,8 @@ constexpr int kRescanPages = 8;
 
 }  // namespace
 
+absl::Duration HeartbeatInterval(absl::Duration claim_lease) { return claim_lease / 4; }
+
 Dispatcher::Dispatcher(DeliveryStore* store, Deliverer* deliverer, DispatcherOptions options)
     : store_(store),
       deliverer_(deliverer),
@@ -55,8 +57,12 @@ void Dispatcher::Start() {
   if (started_) return;
   started_ = true;
   Logger("delivery")
-      ->info("dispatcher {} starting: {} deliveries at once, {} routed sources", options_.owner,
-             options_.workers, sources_.size());
+      ->info(
+          "dispatcher {} starting: {} deliveries at once, {} routed sources; claim lease {}, "
+          "renewed every {}",
+          options_.owner, options_.workers, sources_.size(),
+          absl::FormatDuration(options_.claim_lease),
+          absl::FormatDuration(HeartbeatInterval(options_.claim_lease)));
   bool any_blocking = false;
   for (const std::string& source : sources_) {
     any_blocking = any_blocking || !deliverer_->RouteFor(source)->sink->NonBlocking();
@@ -118,7 +124,8 @@ bool Dispatcher::SleepUnlessStopping(absl::Duration d) {
 
 void Dispatcher::PollLoop() {
   auto log = Logger("delivery");
-  absl::Time next_heartbeat = Now() + options_.claim_lease / 3;
+  const absl::Duration heartbeat_interval = HeartbeatInterval(options_.claim_lease);
+  absl::Time next_heartbeat = Now() + heartbeat_interval;
   int64_t polls = 0, claimed_total = 0;
   absl::Duration claim_time;
   absl::Time next_summary = Now() + absl::Seconds(5);
@@ -137,7 +144,7 @@ void Dispatcher::PollLoop() {
       if (absl::Status s = store_->ExtendClaims(options_.owner, options_.claim_lease); !s.ok()) {
         log->warn("extending claims failed: {}", s);
       }
-      next_heartbeat = Now() + options_.claim_lease / 3;
+      next_heartbeat = Now() + heartbeat_interval;
     }
     const absl::Time claim_start = Now();
     const bool scanned = Scan(claim_start);

@@ -42,12 +42,19 @@ struct DispatcherOptions {
   // Events read and claimed per statement; up to twice as many are held.
   int claim_batch = 256;
   absl::Duration poll_interval = absl::Milliseconds(50);
-  absl::Duration claim_lease = absl::Seconds(6);
+  // A dead daemon's claims are taken over when this runs out; the heartbeat
+  // renews a live one's every HeartbeatInterval(claim_lease).
+  absl::Duration claim_lease = absl::Seconds(4);
   // Unique per process; empty = "<hostname>:<pid>:<random>".
   std::string owner;
   // Paces polls, retries, heartbeats and waits; outlives the dispatcher.
   const Clock* clock = &SystemClock::Get();
 };
+
+// How often the heartbeat renews a daemon's claims: a quarter of the lease,
+// so that an owner keeps its claims through a stall (a slow or unreachable
+// database) of three quarters of a lease.
+absl::Duration HeartbeatInterval(absl::Duration claim_lease);
 
 class Dispatcher {
  public:

@@ -281,7 +281,7 @@ TEST_F(DispatcherTest, HeartbeatKeepsTheClaimOfALongCall) {
   sink_->CloseGate();
   Start(/*workers=*/1);
   ASSERT_TRUE(sink_->WaitForInFlight(1));
-  // A minute and a half with a 60 s lease: the heartbeat (every 20 s) renews it.
+  // A minute and a half with a 60 s lease: the heartbeat (every 15 s) renews it.
   for (int i = 0; i < 9; ++i) {
     clock_.Advance(absl::Seconds(10));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -292,6 +292,11 @@ TEST_F(DispatcherTest, HeartbeatKeepsTheClaimOfALongCall) {
   EXPECT_EQ(store_.ClaimOwner(slow), kOwner);
   sink_->OpenGate();
   ASSERT_TRUE(store_.WaitForOutcome(slow, Outcome::kSucceeded));
+}
+
+TEST(HeartbeatIntervalTest, IsAQuarterOfTheLease) {
+  EXPECT_EQ(HeartbeatInterval(absl::Seconds(4)), absl::Seconds(1));
+  EXPECT_EQ(HeartbeatInterval(absl::Seconds(60)), absl::Seconds(15));
 }
 
 TEST_F(DispatcherTest, KeysNextEventWaitsForThePreviousRecordToCommit) {
