@@ -195,9 +195,12 @@ std::map<std::string, std::string> WaitForPortFile(const std::string& path, int 
 
 DownstreamServer::DownstreamServer(const std::string& mode) {
   std::string port_file = dir_.File("port");
-  process_.Start(
-      {kDownstreamServerPath, "--listen", "127.0.0.1:0", "--mode", mode, "--port-file", port_file},
-      dir_.File("downstream.log"));
+  // More workers than two replicas hold connections: a worker serves one
+  // connection while it stays open, so calls left hanging by a killed replica
+  // must not keep another replica's calls waiting.
+  process_.Start({kDownstreamServerPath, "--listen", "127.0.0.1:0", "--mode", mode, "--threads",
+                  "128", "--port-file", port_file},
+                 dir_.File("downstream.log"));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (port_ == 0 && std::chrono::steady_clock::now() < deadline) {
     std::string text = ReadFile(port_file);
