@@ -44,13 +44,16 @@ constexpr const char* kAddChunkSql = R"sql(
 INSERT INTO replay_plan_events (plan_id, chunk, until_us, ingested_at, positions, decisions)
 VALUES ($1, $2, $3, $4::timestamptz[], $5::bigint[], $6::smallint[]))sql";
 
+// Chunk numbers of a saved window leave room to split a chunk in this many.
+constexpr int64_t kChunkSplits = 1000000;
+
 // Every event of the window ($1-$3) whose (source, outcome) has a rule ($7
 // sources, $8 outcomes, $9 decision codes), in chunks of $6 microseconds of
 // ingested_at from $5 (the window's start): a chunk's events are before its
 // until_us and after every earlier chunk's. The offset is exact to the
 // microsecond (the interval's epoch is far below float8's precision), so no
-// event lands in a neighbouring chunk. Returns each chunk's count of every
-// decision code.
+// event lands in a neighbouring chunk. Returns each chunk's number and
+// size, then its count of every decision code.
 std::string AddWindowSql() {
   std::string counts;
   for (int i = 0; i < kDecisionCount; ++i) {
@@ -59,7 +62,8 @@ std::string AddWindowSql() {
   }
   return absl::StrCat(R"sql(
 INSERT INTO replay_plan_events (plan_id, chunk, until_us, ingested_at, positions, decisions)
-SELECT $4, s.chunk, $5::bigint + (s.chunk + 1) * $6::bigint, array_agg(s.ingested_at),
+SELECT $4, s.chunk * )sql",
+                      kChunkSplits, R"sql(, $5::bigint + (s.chunk + 1) * $6::bigint, array_agg(s.ingested_at),
        array_agg(s.position), array_agg(s.decision)
   FROM (SELECT e.ingested_at, e.position, r.decision,
                round(date_part('epoch', e.ingested_at - $1::timestamptz) * 1000000)::bigint
@@ -71,9 +75,27 @@ SELECT $4, s.chunk, $5::bigint + (s.chunk + 1) * $6::bigint, array_agg(s.ingeste
          WHERE )sql",
                       WindowPredicate(), R"sql() s
  GROUP BY s.chunk
-RETURNING )sql",
+RETURNING chunk, cardinality(positions), )sql",
                       counts);
 }
+
+// A chunk far above kPlanChunkEvents (a burst of events in its slice of
+// time) is split in sorted chunks of kPlanChunkEvents, numbered after it:
+// reading one must not sort it whole for every page.
+constexpr const char* kSplitChunkSql = R"sql(
+WITH old AS (
+  DELETE FROM replay_plan_events WHERE plan_id = $1 AND chunk = $2
+  RETURNING ingested_at, positions, decisions),
+events AS (
+  SELECT u.at, u.pos, u.decision,
+         (row_number() OVER (ORDER BY u.at, u.pos) - 1) / $3 AS part
+    FROM old, unnest(old.ingested_at, old.positions, old.decisions) AS u(at, pos, decision))
+INSERT INTO replay_plan_events (plan_id, chunk, until_us, ingested_at, positions, decisions)
+SELECT $1, $2 + part, (extract(epoch FROM max(at)) * 1000000)::bigint + 1,
+       array_agg(at ORDER BY at, pos), array_agg(pos ORDER BY at, pos),
+       array_agg(decision ORDER BY at, pos)
+  FROM events
+ GROUP BY part)sql";
 
 // Settings of the one statement that saves a window: a hash aggregate of a
 // few hundred groups in memory, no JIT for a single scan.
@@ -177,7 +199,10 @@ absl::StatusOr<std::map<std::string, int64_t>> PgReplayStore::AddPlanWindow(
                                OutcomeArray(outcomes), PgBigintArray(codes));
     for (const auto& r : rows) {
       for (int i = 0; i < kDecisionCount; ++i) {
-        if (int64_t n = r[i].as<int64_t>(); n > 0) counts[DecisionName(i)] += n;
+        if (int64_t n = r[2 + i].as<int64_t>(); n > 0) counts[DecisionName(i)] += n;
+      }
+      if (r[1].as<int64_t>() > 2 * kPlanChunkEvents) {
+        tx.exec_params(kSplitChunkSql, plan_id, r[0].as<int64_t>(), kPlanChunkEvents);
       }
     }
     tx.commit();
