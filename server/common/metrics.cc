@@ -29,62 +29,38 @@ struct Metrics::Families {
 
 Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()), f_(std::make_unique<Families>()) {
-  auto& r = *registry_;
-  f_->ingested =
-      &prometheus::BuildCounter()
-           .Name("replayd_ingested_events_total")
-           .Help("Published events by source and result (accepted, duplicate, rejected).")
-           .Register(r);
-  f_->deliveries =
-      &prometheus::BuildCounter()
-           .Name("replayd_deliveries_total")
-           .Help("Recorded delivery attempts by route and the event's outcome after it.")
-           .Register(r);
-  f_->delivery_duration = &prometheus::BuildHistogram()
-                               .Name("replayd_delivery_duration_seconds")
-                               .Help("Duration of one delivery attempt (lookup and call).")
-                               .Register(r);
-  f_->backlog = &prometheus::BuildGauge()
-                     .Name("replayd_backlog_events")
-                     .Help("Events waiting for delivery in the whole log, by outcome.")
-                     .Register(r);
-  f_->replay_events =
-      &prometheus::BuildCounter()
-           .Name("replayd_replay_events_total")
-           .Help("Events handled by replays, by result (delivered, skipped, failed).")
-           .Register(r);
+  // Each family: its builder, name and help text, registered with registry_.
+  auto declare = [this](auto&& builder, const char* name, const char* help) {
+    return &builder.Name(name).Help(help).Register(*registry_);
+  };
+  f_->ingested = declare(prometheus::BuildCounter(), "replayd_ingested_events_total",
+                         "Published events by source and result (accepted, duplicate, rejected).");
+  f_->deliveries = declare(prometheus::BuildCounter(), "replayd_deliveries_total",
+                           "Recorded delivery attempts by route and the event's outcome after it.");
+  f_->delivery_duration = declare(prometheus::BuildHistogram(), "replayd_delivery_duration_seconds",
+                                  "Duration of one delivery attempt (lookup and call).");
+  f_->backlog = declare(prometheus::BuildGauge(), "replayd_backlog_events",
+                        "Events waiting for delivery in the whole log, by outcome.");
+  f_->replay_events = declare(prometheus::BuildCounter(), "replayd_replay_events_total",
+                              "Events handled by replays, by result (delivered, skipped, failed).");
   f_->replay_pauses =
-      &prometheus::BuildCounter()
-           .Name("replayd_replay_pauses_total")
-           .Help("Replays paused, by cause (breaker: the downstream kept failing; operator).")
-           .Register(r);
-  f_->replay_processed = &prometheus::BuildGauge()
-                              .Name("replayd_replay_processed_events")
-                              .Help("Events a running replay has processed so far.")
-                              .Register(r);
-  f_->replay_planned = &prometheus::BuildGauge()
-                            .Name("replayd_replay_planned_events")
-                            .Help("Events a running replay planned to process.")
-                            .Register(r);
-  f_->replays =
-      &prometheus::BuildGauge().Name("replayd_replays").Help("Replay jobs by state.").Register(r);
-  f_->limiter_waits = &prometheus::BuildCounter()
-                           .Name("replayd_rate_limiter_waits_total")
-                           .Help("Times a replay waited for a rate-limiter token.")
-                           .Register(r);
-  f_->limiter_wait_seconds = &prometheus::BuildCounter()
-                                  .Name("replayd_rate_limiter_wait_seconds_total")
-                                  .Help("Time replays spent waiting for rate-limiter tokens.")
-                                  .Register(r);
-  f_->claim_waits = &prometheus::BuildCounter()
-                         .Name("replayd_delivery_claim_waits_total")
-                         .Help("Claim attempts that found the event claimed by another daemon.")
-                         .Register(r);
+      declare(prometheus::BuildCounter(), "replayd_replay_pauses_total",
+              "Replays paused, by cause (breaker: the downstream kept failing; operator).");
+  f_->replay_processed = declare(prometheus::BuildGauge(), "replayd_replay_processed_events",
+                                 "Events a running replay has processed so far.");
+  f_->replay_planned = declare(prometheus::BuildGauge(), "replayd_replay_planned_events",
+                               "Events a running replay planned to process.");
+  f_->replays = declare(prometheus::BuildGauge(), "replayd_replays", "Replay jobs by state.");
+  f_->limiter_waits = declare(prometheus::BuildCounter(), "replayd_rate_limiter_waits_total",
+                              "Times a replay waited for a rate-limiter token.");
+  f_->limiter_wait_seconds =
+      declare(prometheus::BuildCounter(), "replayd_rate_limiter_wait_seconds_total",
+              "Time replays spent waiting for rate-limiter tokens.");
+  f_->claim_waits = declare(prometheus::BuildCounter(), "replayd_delivery_claim_waits_total",
+                            "Claim attempts that found the event claimed by another daemon.");
   f_->config_reloads =
-      &prometheus::BuildCounter()
-           .Name("replayd_config_reloads_total")
-           .Help("Configuration reloads (SIGHUP) by result (applied, unchanged, refused).")
-           .Register(r);
+      declare(prometheus::BuildCounter(), "replayd_config_reloads_total",
+              "Configuration reloads (SIGHUP) by result (applied, unchanged, refused).");
   // Series that exist from the start, so that dashboards and alerts see
   // zeros rather than nothing.
   SetBacklog(0, 0);

@@ -310,22 +310,23 @@ void CheckAcrossKeys(const Config& c, std::vector<std::string>* p) {
   auto where = [](const char* list, size_t i, const std::string& name) {
     return absl::StrCat(list, "[", i, "]", name.empty() ? "" : " (" + name + ")");
   };
+  // Reports entry `i` of `list` when an earlier entry took its name.
+  auto check_name = [&](std::set<std::string>& taken, const char* list, const char* what, size_t i,
+                        const std::string& name) {
+    if (!taken.insert(name).second) {
+      p->push_back(
+          absl::StrCat(where(list, i, name), ": duplicate ", what, " name \"", name, "\""));
+    }
+  };
   std::set<std::string> sink_names;
   for (size_t i = 0; i < c.sinks.size(); ++i) {
-    const SinkConfig& s = c.sinks[i];
-    if (!sink_names.insert(s.name).second) {
-      p->push_back(
-          absl::StrCat(where("sinks", i, s.name), ": duplicate sink name \"", s.name, "\""));
-    }
+    check_name(sink_names, "sinks", "sink", i, c.sinks[i].name);
   }
   std::set<std::string> route_names;
   std::set<std::string> routed_sources;
   for (size_t i = 0; i < c.routes.size(); ++i) {
     const RouteConfig& r = c.routes[i];
-    if (!route_names.insert(r.name).second) {
-      p->push_back(
-          absl::StrCat(where("routes", i, r.name), ": duplicate route name \"", r.name, "\""));
-    }
+    check_name(route_names, "routes", "route", i, r.name);
     for (const auto& source : r.sources) {
       if (IsValidSourceName(source) && !routed_sources.insert(source).second) {
         p->push_back(absl::StrCat(where("routes", i, r.name), ": source \"", source,

@@ -82,6 +82,13 @@ absl::StatusOr<std::string> CallAsJson(const std::string& authorization, Call ca
   return ToJson(response);
 }
 
+// An inspector's answer as JSON, or its error.
+template <typename Message>
+absl::StatusOr<std::string> AsJson(const absl::StatusOr<Message>& answer) {
+  if (!answer.ok()) return answer.status();
+  return ToJson(*answer);
+}
+
 void Serve(httplib::Response& res, std::string_view body, const char* type) {
   res.set_header("Cache-Control", "no-cache");
   res.set_content(std::string(body), type);
@@ -107,26 +114,20 @@ void RegisterDashboardRoutes(httplib::Server& server, Inspector* inspector,
              Api(auth, [inspector](const httplib::Request& req) -> absl::StatusOr<std::string> {
                replay::v1::TimelineRequest request;
                if (absl::Status s = WindowFromQuery(req, &request); !s.ok()) return s;
-               auto timeline = inspector->GetTimeline(request);
-               if (!timeline.ok()) return timeline.status();
-               return ToJson(*timeline);
+               return AsJson(inspector->GetTimeline(request));
              }));
   server.Get("/api/gaps",
              Api(auth, [inspector](const httplib::Request& req) -> absl::StatusOr<std::string> {
                replay::v1::GapsRequest request;
                if (absl::Status s = WindowFromQuery(req, &request); !s.ok()) return s;
-               auto gaps = inspector->GetGaps(request);
-               if (!gaps.ok()) return gaps.status();
-               return ToJson(*gaps);
+               return AsJson(inspector->GetGaps(request));
              }));
   server.Get("/api/trace",
              Api(auth, [inspector](const httplib::Request& req) -> absl::StatusOr<std::string> {
                replay::v1::EventTraceRequest request;
                request.set_source(req.get_param_value("source"));
                request.set_event_id(req.get_param_value("event_id"));
-               auto trace = inspector->GetEventTrace(request);
-               if (!trace.ok()) return trace.status();
-               return ToJson(*trace);
+               return AsJson(inspector->GetEventTrace(request));
              }));
   server.Get("/api/replays",
              Api(auth, [list_replays](const httplib::Request& req) -> absl::StatusOr<std::string> {

@@ -52,6 +52,8 @@ struct ReplayCounters {
   // Of `skipped`, in a replay of a saved plan: events the plan would deliver
   // whose state changed since (a live retry delivered one, say).
   int64_t changed_since_plan = 0;
+
+  friend bool operator==(const ReplayCounters&, const ReplayCounters&) = default;
 };
 
 // When a replay pauses itself: after `consecutive_failures` failed

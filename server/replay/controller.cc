@@ -1,6 +1,7 @@
 #include "server/replay/controller.h"
 
 #include <algorithm>
+#include <functional>
 #include <mutex>
 #include <random>
 
@@ -12,6 +13,32 @@
 #include "server/common/time_format.h"
 
 namespace replayd {
+namespace {
+
+// An operator's reason for pausing or resuming: required, at most 1000 bytes.
+absl::Status CheckReason(const std::string& reason, const char* done) {
+  if (reason.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("reason is required (why it is ", done, ")"));
+  }
+  if (reason.size() > 1000) return absl::InvalidArgumentError("reason is longer than 1000 bytes");
+  return absl::OkStatus();
+}
+
+// Reads `job` again every 20 ms until `settled` holds for it or `wait` has
+// passed, and returns it as last read; a failed read ends the wait with its error.
+absl::StatusOr<ReplayJob> AwaitJob(ReplayStore& store, ReplayJob job, absl::Duration wait,
+                                   const std::function<bool(const ReplayJob&)>& settled) {
+  absl::Time deadline = absl::Now() + wait;
+  while (!settled(job) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+    absl::StatusOr<ReplayJob> now = store.GetJob(job.id);
+    if (!now.ok()) return now.status();
+    job = *std::move(now);
+  }
+  return job;
+}
+
+}  // namespace
 
 std::string StartAuditDetail(const ReplaySpec& spec, int64_t would_deliver, int64_t total,
                              const std::string& plan_id) {
@@ -177,42 +204,29 @@ absl::StatusOr<ReplayJob> ReplayController::Cancel(const std::string& id, const 
   if (!job.ok()) return job.status();
   if (runner_ != nullptr) runner_->Cancel(id);
   Logger("replay")->info("replay {}: cancel asked by {}", id, who.name);
-  absl::Time deadline = absl::Now() + wait;
-  while (!IsTerminal(job->state) && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(20));
-    auto now = store_->GetJob(id);
-    if (!now.ok()) return now.status();
-    job = std::move(now);
-  }
-  return job;
+  return AwaitJob(*store_, *std::move(job), wait,
+                  [](const ReplayJob& j) { return IsTerminal(j.state); });
 }
 
 absl::StatusOr<ReplayJob> ReplayController::Pause(const std::string& id, const std::string& reason,
                                                   const Principal& who, absl::Duration wait) {
   if (id.empty()) return absl::InvalidArgumentError("replay_id is required");
-  if (reason.empty()) return absl::InvalidArgumentError("reason is required (why it is paused)");
-  if (reason.size() > 1000) return absl::InvalidArgumentError("reason is longer than 1000 bytes");
+  if (absl::Status valid = CheckReason(reason, "paused"); !valid.ok()) return valid;
   auto job = store_->RequestPause(id, AuditEntry{who.name, "pause", id, reason, "{}", absl::Now()});
   if (!job.ok()) return job.status();
   if (runner_ != nullptr) runner_->Pause(id);
   Logger("replay")->info("replay {}: pause asked by {}", id, who.name);
   // Parked: nobody holds it any more, so nothing more is sent.
-  absl::Time deadline = absl::Now() + wait;
-  while (job->state == ReplayState::kPaused && !job->owner.empty() && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(20));
-    auto now = store_->GetJob(id);
-    if (!now.ok()) return now.status();
-    job = std::move(now);
-  }
-  return job;
+  return AwaitJob(*store_, *std::move(job), wait, [](const ReplayJob& j) {
+    return j.state != ReplayState::kPaused || j.owner.empty();
+  });
 }
 
 absl::StatusOr<ReplayJob> ReplayController::Resume(const std::string& id, const std::string& reason,
                                                    double rate, bool allow_high_rate,
                                                    const Principal& who) {
   if (id.empty()) return absl::InvalidArgumentError("replay_id is required");
-  if (reason.empty()) return absl::InvalidArgumentError("reason is required (why it is resumed)");
-  if (reason.size() > 1000) return absl::InvalidArgumentError("reason is longer than 1000 bytes");
+  if (absl::Status valid = CheckReason(reason, "resumed"); !valid.ok()) return valid;
   double new_rate = 0;
   if (rate != 0) {
     auto validated = ValidateRate(rate, allow_high_rate, config_->replay);

@@ -146,6 +146,22 @@ grpc::Status Guard(const char* method, Fn&& fn) {
   }
 }
 
+// The handlers that answer with one job: authorize the caller for `role`, let
+// `act` run as them, then answer with the job or map its error.
+template <typename Act>
+grpc::Status AnswerWithJob(const char* method, const Authenticator& auth,
+                           grpc::ServerContext& context, Role role, pb::ReplayProgress* response,
+                           Act&& act) {
+  return Guard(method, [&] {
+    absl::StatusOr<Principal> who = AuthorizeCall(auth, context, role);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    absl::StatusOr<ReplayJob> job = act(*who);
+    if (!job.ok()) return ToGrpcStatus(job.status());
+    ToProto(*job, response);
+    return grpc::Status::OK;
+  });
+}
+
 }  // namespace
 
 grpc::Status ReplayServiceImpl::DryRun(grpc::ServerContext* context,
@@ -243,14 +259,8 @@ grpc::Status ReplayServiceImpl::ListPlanEvents(grpc::ServerContext* context,
 grpc::Status ReplayServiceImpl::GetProgress(grpc::ServerContext* context,
                                             const pb::GetProgressRequest* request,
                                             pb::ReplayProgress* response) {
-  return Guard("GetProgress", [&] {
-    auto who = AuthorizeCall(*auth_, *context, Role::kViewer);
-    if (!who.ok()) return ToGrpcStatus(who.status());
-    auto job = controller_->Get(request->replay_id());
-    if (!job.ok()) return ToGrpcStatus(job.status());
-    ToProto(*job, response);
-    return grpc::Status::OK;
-  });
+  return AnswerWithJob("GetProgress", *auth_, *context, Role::kViewer, response,
+                       [&](const Principal&) { return controller_->Get(request->replay_id()); });
 }
 
 grpc::Status ReplayServiceImpl::WatchProgress(grpc::ServerContext* context,
@@ -283,41 +293,29 @@ grpc::Status ReplayServiceImpl::WatchProgress(grpc::ServerContext* context,
 grpc::Status ReplayServiceImpl::CancelReplay(grpc::ServerContext* context,
                                              const pb::CancelReplayRequest* request,
                                              pb::ReplayProgress* response) {
-  return Guard("CancelReplay", [&] {
-    auto who = AuthorizeCall(*auth_, *context, Role::kOperator);
-    if (!who.ok()) return ToGrpcStatus(who.status());
-    auto job = controller_->Cancel(request->replay_id(), request->reason(), *who);
-    if (!job.ok()) return ToGrpcStatus(job.status());
-    ToProto(*job, response);
-    return grpc::Status::OK;
-  });
+  return AnswerWithJob("CancelReplay", *auth_, *context, Role::kOperator, response,
+                       [&](const Principal& who) {
+                         return controller_->Cancel(request->replay_id(), request->reason(), who);
+                       });
 }
 
 grpc::Status ReplayServiceImpl::PauseReplay(grpc::ServerContext* context,
                                             const pb::PauseReplayRequest* request,
                                             pb::ReplayProgress* response) {
-  return Guard("PauseReplay", [&] {
-    auto who = AuthorizeCall(*auth_, *context, Role::kOperator);
-    if (!who.ok()) return ToGrpcStatus(who.status());
-    auto job = controller_->Pause(request->replay_id(), request->reason(), *who);
-    if (!job.ok()) return ToGrpcStatus(job.status());
-    ToProto(*job, response);
-    return grpc::Status::OK;
-  });
+  return AnswerWithJob("PauseReplay", *auth_, *context, Role::kOperator, response,
+                       [&](const Principal& who) {
+                         return controller_->Pause(request->replay_id(), request->reason(), who);
+                       });
 }
 
 grpc::Status ReplayServiceImpl::ResumeReplay(grpc::ServerContext* context,
                                              const pb::ResumeReplayRequest* request,
                                              pb::ReplayProgress* response) {
-  return Guard("ResumeReplay", [&] {
-    auto who = AuthorizeCall(*auth_, *context, Role::kOperator);
-    if (!who.ok()) return ToGrpcStatus(who.status());
-    auto job = controller_->Resume(request->replay_id(), request->reason(), request->rate(),
-                                   request->allow_high_rate(), *who);
-    if (!job.ok()) return ToGrpcStatus(job.status());
-    ToProto(*job, response);
-    return grpc::Status::OK;
-  });
+  return AnswerWithJob(
+      "ResumeReplay", *auth_, *context, Role::kOperator, response, [&](const Principal& who) {
+        return controller_->Resume(request->replay_id(), request->reason(), request->rate(),
+                                   request->allow_high_rate(), who);
+      });
 }
 
 grpc::Status ReplayServiceImpl::ListReplays(grpc::ServerContext* context,

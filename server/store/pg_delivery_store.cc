@@ -86,11 +86,7 @@ absl::StatusOr<EventTrace> PgDeliveryStore::GetTrace(const std::string& source,
                                                      const std::string& event_id) {
   std::optional<EventTrace> trace;
   absl::Status status = pool_->Run(kTraceEventName, [&](PgPool::Lease& lease) {
-    lease.Prepare(kTraceEventName,
-                  absl::StrCat("SELECT ", StoredEventColumns("e"),
-                               " FROM event_keys k JOIN events e ON e.ingested_at = k.ingested_at"
-                               " AND e.source = k.source AND e.event_id = k.event_id"
-                               " WHERE k.source = $1 AND k.event_id = $2"));
+    lease.Prepare(kTraceEventName, SelectEventByIdSql());
     lease.Prepare(kTraceAttemptsName, TraceAttemptsSql());
     pqxx::read_transaction tx(lease.conn());
     auto rows = tx.exec_prepared(kTraceEventName, source, event_id);

@@ -49,6 +49,21 @@ std::string BatchKey(const std::string& source, const std::string& event_id) {
   return absl::StrCat(source, "\n", event_id);
 }
 
+// An event's columns sequence, key, type and occurred_at, each NULL when unset.
+void CopyOptionalColumns(CopyWriter& row, const NewEvent& e) {
+  if (e.sequence) {
+    row.Int(*e.sequence);
+  } else {
+    row.Null();
+  }
+  row.TextOrNull(e.key).TextOrNull(e.type);
+  if (e.occurred_at) {
+    row.Text(PgTime(*e.occurred_at));
+  } else {
+    row.Null();
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<bool>> PgEventStore::Append(absl::Time ingested_at,
@@ -87,15 +102,7 @@ absl::StatusOr<std::vector<bool>> PgEventStore::AppendFast(absl::Time ingested_a
                        "ingested_at", "next_attempt_at", "payload"});
       for (const NewEvent& e : events) {
         rows.Text(e.source).Text(e.event_id);
-        if (e.sequence)
-          rows.Int(*e.sequence);
-        else
-          rows.Null();
-        rows.TextOrNull(e.key).TextOrNull(e.type);
-        if (e.occurred_at)
-          rows.Text(PgTime(*e.occurred_at));
-        else
-          rows.Null();
+        CopyOptionalColumns(rows, e);
         rows.Text(now).Text(now).Text(e.payload).EndRow();
       }
       rows.Complete();
@@ -130,15 +137,7 @@ absl::StatusOr<std::vector<bool>> PgEventStore::AppendOnce(absl::Time ingested_a
       for (size_t i = 0; i < events.size(); ++i) {
         const NewEvent& e = events[i];
         stage.Int(static_cast<int64_t>(i)).Text(e.source).Text(e.event_id);
-        if (e.sequence)
-          stage.Int(*e.sequence);
-        else
-          stage.Null();
-        stage.TextOrNull(e.key).TextOrNull(e.type);
-        if (e.occurred_at)
-          stage.Text(PgTime(*e.occurred_at));
-        else
-          stage.Null();
+        CopyOptionalColumns(stage, e);
         stage.Text(e.payload).EndRow();
       }
       stage.Complete();
@@ -172,12 +171,7 @@ absl::StatusOr<StoredEvent> PgEventStore::Find(const std::string& source,
                                                const std::string& event_id) {
   std::optional<StoredEvent> found;
   absl::Status status = pool_->Run(kFindName, [&](PgPool::Lease& lease) {
-    // The dedupe key gives the ingest time, which prunes to one partition.
-    lease.Prepare(kFindName,
-                  absl::StrCat("SELECT ", StoredEventColumns("e"),
-                               " FROM event_keys k JOIN events e ON e.ingested_at = k.ingested_at"
-                               " AND e.source = k.source AND e.event_id = k.event_id"
-                               " WHERE k.source = $1 AND k.event_id = $2"));
+    lease.Prepare(kFindName, SelectEventByIdSql());
     pqxx::read_transaction tx(lease.conn());
     auto rows = tx.exec_prepared(kFindName, source, event_id);
     if (!rows.empty()) found = StoredEventFromRow(rows[0]);

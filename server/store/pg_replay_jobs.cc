@@ -1,7 +1,9 @@
 // PgReplayStore's jobs: creation, leases, checkpoints, cancel, finish and
 // the audit trail (tables replays and replay_audit).
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -43,6 +45,61 @@ std::pair<std::optional<std::string>, std::optional<int64_t>> CursorParams(
 
 std::string SelectJob(const std::string& where) {
   return absl::StrCat("SELECT ", JobColumns(), " FROM replays WHERE ", where);
+}
+
+// A job's row as a request to change its state sees it, locked until the change commits.
+struct LockedJob {
+  std::string state;
+  bool held = false;  // a runner holds a live lease on it
+};
+
+// Locks job `id`, lets `change` write its transition, then records `audit` and
+// returns the job as it now stands. `change` returns why it refuses, or "" once
+// it has written the change. NOT_FOUND for an unknown id, FAILED_PRECONDITION
+// with the refusal, UNAVAILABLE when the database is.
+absl::StatusOr<ReplayJob> ChangeJobState(
+    PgPool& pool, std::string_view name, const std::string& id, const AuditEntry& audit,
+    const std::function<std::string(pqxx::work&, const LockedJob&)>& change) {
+  std::optional<ReplayJob> out;
+  std::string refused;
+  absl::Status status = pool.Run(name, [&](PgPool::Lease& lease) {
+    out.reset();
+    refused.clear();
+    pqxx::work tx(lease.conn());
+    auto rows = tx.exec_params(
+        "SELECT state, owner IS NOT NULL AND lease_until > now() FROM replays"
+        " WHERE id = $1 FOR UPDATE",
+        id);
+    if (rows.empty()) return;
+    refused = change(tx, LockedJob{rows[0][0].as<std::string>(), rows[0][1].as<bool>()});
+    if (!refused.empty()) return;
+    InsertAudit(tx, audit);
+    out = JobFromRow(tx.exec_params(SelectJob("id = $1"), id)[0]);
+    tx.commit();
+  });
+  if (!status.ok()) return status;
+  if (!refused.empty()) return absl::FailedPreconditionError(refused);
+  if (!out) return absl::NotFoundError(absl::StrCat("no replay with id \"", id, "\""));
+  return *out;
+}
+
+// Runs the owner's `update` of job `id`, which returns the rows it changed, and
+// records `audit` (when given) in the same transaction. FAILED_PRECONDITION
+// with `lost` when the update matched no row, UNAVAILABLE when the database is.
+absl::Status UpdateAsOwner(PgPool& pool, std::string_view name, const std::string& id,
+                           const AuditEntry* audit, const char* lost,
+                           const std::function<pqxx::result(pqxx::work&)>& update) {
+  bool matched = false;
+  absl::Status status = pool.Run(name, [&](PgPool::Lease& l) {
+    pqxx::work tx(l.conn());
+    matched = !update(tx).empty();
+    if (!matched) return;
+    if (audit != nullptr) InsertAudit(tx, *audit);
+    tx.commit();
+  });
+  if (!status.ok()) return status;
+  if (!matched) return absl::FailedPreconditionError(absl::StrCat("replay ", id, ": ", lost));
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -167,151 +224,91 @@ absl::StatusOr<std::vector<ReplayJob>> PgReplayStore::ListJobs(
 
 absl::StatusOr<ReplayJob> PgReplayStore::RequestCancel(const std::string& id,
                                                        const AuditEntry& audit) {
-  std::optional<ReplayJob> out;
-  std::string ended;
-  absl::Status status = pool_->Run("replay_request_cancel", [&](PgPool::Lease& lease) {
-    out.reset();
-    ended.clear();
-    pqxx::work tx(lease.conn());
-    auto rows = tx.exec_params(
-        "SELECT state, owner IS NOT NULL AND lease_until > now() FROM replays"
-        " WHERE id = $1 FOR UPDATE",
-        id);
-    if (rows.empty()) return;
-    std::string state = rows[0][0].as<std::string>();
-    bool held = rows[0][1].as<bool>();
-    auto parsed = ParseReplayState(state);
-    if (parsed && IsTerminal(*parsed)) {
-      ended = state;
-      return;
-    }
-    if ((state == "pending" || state == "paused") && !held) {
-      tx.exec_params(
-          "UPDATE replays SET state = 'cancelled', finished_at = now(), updated_at = now(),"
-          " cancel_reason = $2, owner = NULL, lease_until = NULL WHERE id = $1",
-          id, audit.reason);
-    } else if (state != "cancelling") {
-      tx.exec_params(
-          "UPDATE replays SET state = 'cancelling', cancel_reason = $2, updated_at = now()"
-          " WHERE id = $1",
-          id, audit.reason);
-    }
-    InsertAudit(tx, audit);
-    out = JobFromRow(tx.exec_params(SelectJob("id = $1"), id)[0]);
-    tx.commit();
-  });
-  if (!status.ok()) return status;
-  if (!ended.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("replay ", id, " already ended (", ended, "): nothing to cancel"));
-  }
-  if (!out) return absl::NotFoundError(absl::StrCat("no replay with id \"", id, "\""));
-  return *out;
+  return ChangeJobState(
+      *pool_, "replay_request_cancel", id, audit,
+      [&](pqxx::work& tx, const LockedJob& job) -> std::string {
+        auto parsed = ParseReplayState(job.state);
+        if (parsed && IsTerminal(*parsed)) {
+          return absl::StrCat("replay ", id, " already ended (", job.state, "): nothing to cancel");
+        }
+        if ((job.state == "pending" || job.state == "paused") && !job.held) {
+          tx.exec_params(
+              "UPDATE replays SET state = 'cancelled', finished_at = now(), updated_at = now(),"
+              " cancel_reason = $2, owner = NULL, lease_until = NULL WHERE id = $1",
+              id, audit.reason);
+        } else if (job.state != "cancelling") {
+          tx.exec_params(
+              "UPDATE replays SET state = 'cancelling', cancel_reason = $2, updated_at = now()"
+              " WHERE id = $1",
+              id, audit.reason);
+        }
+        return "";
+      });
 }
 
 absl::StatusOr<ReplayJob> PgReplayStore::RequestPause(const std::string& id,
                                                       const AuditEntry& audit) {
-  std::optional<ReplayJob> out;
-  std::string refused;
-  absl::Status status = pool_->Run("replay_request_pause", [&](PgPool::Lease& lease) {
-    out.reset();
-    refused.clear();
-    pqxx::work tx(lease.conn());
-    auto rows = tx.exec_params("SELECT state FROM replays WHERE id = $1 FOR UPDATE", id);
-    if (rows.empty()) return;
-    std::string state = rows[0][0].as<std::string>();
-    if (state != "pending" && state != "running") {
-      refused = state;
-      return;
-    }
-    // A pending job nobody holds is parked at once; otherwise its owner
-    // parks it (Park) once its in-flight deliveries are done.
-    tx.exec_params(
-        "UPDATE replays SET state = 'paused', updated_at = now(), current_rate = 0"
-        " WHERE id = $1",
-        id);
-    InsertAudit(tx, audit);
-    out = JobFromRow(tx.exec_params(SelectJob("id = $1"), id)[0]);
-    tx.commit();
-  });
-  if (!status.ok()) return status;
-  if (!refused.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("replay ", id, " is ", refused,
-                     refused == "paused" ? ": it is already paused"
-                                         : ": only a pending or running replay can be paused"));
-  }
-  if (!out) return absl::NotFoundError(absl::StrCat("no replay with id \"", id, "\""));
-  return *out;
+  return ChangeJobState(
+      *pool_, "replay_request_pause", id, audit,
+      [&](pqxx::work& tx, const LockedJob& job) -> std::string {
+        if (job.state != "pending" && job.state != "running") {
+          return absl::StrCat("replay ", id, " is ", job.state,
+                              job.state == "paused"
+                                  ? ": it is already paused"
+                                  : ": only a pending or running replay can be paused");
+        }
+        // A pending job nobody holds is parked at once; otherwise its owner
+        // parks it (Park) once its in-flight deliveries are done.
+        tx.exec_params(
+            "UPDATE replays SET state = 'paused', updated_at = now(), current_rate = 0"
+            " WHERE id = $1",
+            id);
+        return "";
+      });
 }
 
 absl::StatusOr<ReplayJob> PgReplayStore::RequestResume(const std::string& id, double rate,
                                                        const AuditEntry& audit) {
-  std::optional<ReplayJob> out;
-  std::string refused;
-  absl::Status status = pool_->Run("replay_request_resume", [&](PgPool::Lease& lease) {
-    out.reset();
-    refused.clear();
-    pqxx::work tx(lease.conn());
-    auto rows = tx.exec_params(
-        "SELECT state, owner IS NOT NULL AND lease_until > now() FROM replays"
-        " WHERE id = $1 FOR UPDATE",
-        id);
-    if (rows.empty()) return;
-    std::string state = rows[0][0].as<std::string>();
-    if (state != "paused") {
-      refused = absl::StrCat("replay ", id, " is ", state, ": only a paused replay can be resumed");
-      return;
-    }
-    if (rows[0][1].as<bool>()) {
-      refused = absl::StrCat("replay ", id,
-                             " is still pausing (deliveries in flight): try again in a moment");
-      return;
-    }
-    // Running with nobody holding it: the next runner to look claims it.
-    tx.exec_params(
-        "UPDATE replays SET state = 'running', owner = NULL, lease_until = NULL,"
-        " rate = CASE WHEN $2 > 0 THEN $2 ELSE rate END, updated_at = now()"
-        " WHERE id = $1",
-        id, rate);
-    InsertAudit(tx, audit);
-    out = JobFromRow(tx.exec_params(SelectJob("id = $1"), id)[0]);
-    tx.commit();
-  });
-  if (!status.ok()) return status;
-  if (!refused.empty()) return absl::FailedPreconditionError(refused);
-  if (!out) return absl::NotFoundError(absl::StrCat("no replay with id \"", id, "\""));
-  return *out;
+  return ChangeJobState(
+      *pool_, "replay_request_resume", id, audit,
+      [&](pqxx::work& tx, const LockedJob& job) -> std::string {
+        if (job.state != "paused") {
+          return absl::StrCat("replay ", id, " is ", job.state,
+                              ": only a paused replay can be resumed");
+        }
+        if (job.held) {
+          return absl::StrCat("replay ", id,
+                              " is still pausing (deliveries in flight): try again in a moment");
+        }
+        // Running with nobody holding it: the next runner to look claims it.
+        tx.exec_params(
+            "UPDATE replays SET state = 'running', owner = NULL, lease_until = NULL,"
+            " rate = CASE WHEN $2 > 0 THEN $2 ELSE rate END, updated_at = now()"
+            " WHERE id = $1",
+            id, rate);
+        return "";
+      });
 }
 
 absl::Status PgReplayStore::Park(const std::string& id, const std::string& owner,
                                  const ReplayCounters& c, const std::optional<ReplayCursor>& cursor,
                                  const std::string& last_error,
                                  const std::vector<RetryEvent>& retry, const AuditEntry* audit) {
-  bool refused = false;
-  absl::Status status = pool_->Run("replay_park", [&](PgPool::Lease& l) {
-    pqxx::work tx(l.conn());
-    const auto [cursor_time, cursor_position] = CursorParams(cursor);
-    auto rows = tx.exec_params(
-        "UPDATE replays SET state = 'paused', total = $3, processed = $4, delivered = $5,"
-        " skipped = $6, failed = $7, cursor_ingested_at = $8::timestamptz,"
-        " cursor_position = $9, last_error = $10, held_by_key = $11,"
-        " retry_events = $12::jsonb, current_rate = 0, updated_at = now(), owner = NULL,"
-        " lease_until = NULL, changed_since_plan = $13"
-        " WHERE id = $1 AND owner = $2 AND state IN ('running', 'paused') RETURNING id",
-        id, owner, c.total, c.processed, c.delivered, c.skipped, c.failed, cursor_time,
-        cursor_position, last_error, c.held_by_key, RetryEventsJson(retry), c.changed_since_plan);
-    refused = rows.empty();
-    if (refused) return;
-    if (audit != nullptr) InsertAudit(tx, *audit);
-    tx.commit();
-  });
-  if (!status.ok()) return status;
-  if (refused) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("replay ", id, ": lease lost or cancel asked while pausing"));
-  }
-  return absl::OkStatus();
+  return UpdateAsOwner(
+      *pool_, "replay_park", id, audit, "lease lost or cancel asked while pausing",
+      [&](pqxx::work& tx) {
+        const auto [cursor_time, cursor_position] = CursorParams(cursor);
+        return tx.exec_params(
+            "UPDATE replays SET state = 'paused', total = $3, processed = $4, delivered = $5,"
+            " skipped = $6, failed = $7, cursor_ingested_at = $8::timestamptz,"
+            " cursor_position = $9, last_error = $10, held_by_key = $11,"
+            " retry_events = $12::jsonb, current_rate = 0, updated_at = now(), owner = NULL,"
+            " lease_until = NULL, changed_since_plan = $13"
+            " WHERE id = $1 AND owner = $2 AND state IN ('running', 'paused') RETURNING id",
+            id, owner, c.total, c.processed, c.delivered, c.skipped, c.failed, cursor_time,
+            cursor_position, last_error, c.held_by_key, RetryEventsJson(retry),
+            c.changed_since_plan);
+      });
 }
 
 absl::StatusOr<std::optional<ReplayJob>> PgReplayStore::ClaimJob(
@@ -386,31 +383,20 @@ absl::Status PgReplayStore::Finish(const std::string& id, const std::string& own
                                    ReplayState state, const ReplayCounters& c,
                                    const std::optional<ReplayCursor>& cursor,
                                    const std::string& last_error, const AuditEntry& audit) {
-  bool lost = false;
-  absl::Status status = pool_->Run("replay_finish", [&](PgPool::Lease& l) {
-    pqxx::work tx(l.conn());
-    const auto [cursor_time, cursor_position] = CursorParams(cursor);
-    auto rows = tx.exec_params(
-        "UPDATE replays SET state = $3, total = $4, processed = $5, delivered = $6,"
-        " skipped = $7, failed = $8, cursor_ingested_at = $9::timestamptz,"
-        " cursor_position = $10, last_error = $11, current_rate = 0, finished_at = now(),"
-        " updated_at = now(), owner = NULL, lease_until = NULL, held_by_key = $12,"
-        " retry_events = '[]', changed_since_plan = $13"
-        " WHERE id = $1 AND owner = $2 RETURNING id",
-        id, owner, std::string(ReplayStateName(state)), c.total, c.processed, c.delivered,
-        c.skipped, c.failed, cursor_time, cursor_position, last_error, c.held_by_key,
-        c.changed_since_plan);
-    lost = rows.empty();
-    if (lost) return;
-    InsertAudit(tx, audit);
-    tx.commit();
-  });
-  if (!status.ok()) return status;
-  if (lost) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("replay ", id, ": lease lost to another daemon"));
-  }
-  return absl::OkStatus();
+  return UpdateAsOwner(
+      *pool_, "replay_finish", id, &audit, "lease lost to another daemon", [&](pqxx::work& tx) {
+        const auto [cursor_time, cursor_position] = CursorParams(cursor);
+        return tx.exec_params(
+            "UPDATE replays SET state = $3, total = $4, processed = $5, delivered = $6,"
+            " skipped = $7, failed = $8, cursor_ingested_at = $9::timestamptz,"
+            " cursor_position = $10, last_error = $11, current_rate = 0, finished_at = now(),"
+            " updated_at = now(), owner = NULL, lease_until = NULL, held_by_key = $12,"
+            " retry_events = '[]', changed_since_plan = $13"
+            " WHERE id = $1 AND owner = $2 RETURNING id",
+            id, owner, std::string(ReplayStateName(state)), c.total, c.processed, c.delivered,
+            c.skipped, c.failed, cursor_time, cursor_position, last_error, c.held_by_key,
+            c.changed_since_plan);
+      });
 }
 
 absl::Status PgReplayStore::ReleaseLease(const std::string& id, const std::string& owner) {

@@ -177,6 +177,13 @@ std::string StoredEventColumns(std::string_view alias) {
       ", ");
 }
 
+std::string SelectEventByIdSql() {
+  return absl::StrCat("SELECT ", StoredEventColumns("e"),
+                      " FROM event_keys k JOIN events e ON e.ingested_at = k.ingested_at"
+                      " AND e.source = k.source AND e.event_id = k.event_id"
+                      " WHERE k.source = $1 AND k.event_id = $2");
+}
+
 StoredEvent StoredEventFromRow(const pqxx::row& row) {
   StoredEvent e;
   e.position = row[0].as<int64_t>();

@@ -73,5 +73,8 @@ std::string StoredEventColumns(std::string_view alias = "");
 // How many columns StoredEventColumns selects: a query's own columns follow.
 inline constexpr int kStoredEventColumnCount = 15;
 StoredEvent StoredEventFromRow(const pqxx::row& row);
+// The stored event of source $1 and event id $2, found through event_keys
+// (whose ingest time prunes events to one partition), as StoredEventColumns.
+std::string SelectEventByIdSql();
 
 }  // namespace replayd

@@ -16,6 +16,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/support/events.h"
 #include "tests/support/processes.h"
+#include "tests/support/replay_config.h"
 #include "tests/support/scratch_database.h"
 #include "tests/support/wait.h"
 
@@ -34,23 +35,12 @@ class AuditE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
     // Delivery off: published events stay pending, so the replay has work.
-    daemon_ =
-        std::make_unique<testing::DaemonProcess>(db_.dsn(), absl::StrCat(R"(
-delivery:
-  enabled: false
+    daemon_ = std::make_unique<testing::DaemonProcess>(
+        db_.dsn(), testing::ReplayOnlyConfig(ds_.records_url(), R"(
 tokens:
   - {token: publisher-secret-token-1234, role: publisher, name: upstream}
   - {token: operator-secret-token-12345, role: operator, name: alice}
   - {token: viewer-secret-token-123456, role: viewer, name: dashboard}
-sinks:
-  - name: down
-    url: )",
-                                                                         ds_.records_url(), R"(
-    replay_rate_budget: 1000
-routes:
-  - name: orders
-    sources: [orders]
-    sink: down
 )"));
     daemon_->Start();
     ASSERT_NO_FATAL_FAILURE(StartAndCancel());

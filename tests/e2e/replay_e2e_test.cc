@@ -28,24 +28,20 @@ using nlohmann::json;
 
 class ReplayE2eTest : public ::testing::Test {
  protected:
+  // A sink entry at the downstream test server, with its lookup.
+  std::string Sink(const std::string& name, int replay_rate_budget) const {
+    return absl::StrCat("  - name: ", name, "\n    url: ", ds_.records_url(),
+                        "\n    lookup_url: ", ds_.lookup_url(),
+                        "\n    replay_rate_budget: ", replay_rate_budget, "\n");
+  }
+
   void StartDaemon(bool delivery) {
     daemon_ = std::make_unique<testing::DaemonProcess>(
         db_.dsn(), absl::StrCat("delivery:\n  enabled: ", delivery ? "true" : "false", R"(
   poll_interval: 20ms
 sinks:
-  - name: down
-    url: )",
-                                ds_.records_url(), R"(
-    lookup_url: )",
-                                ds_.lookup_url(), R"(
-    replay_rate_budget: 1000
-  - name: shared
-    url: )",
-                                ds_.records_url(), R"(
-    lookup_url: )",
-                                ds_.lookup_url(), R"(
-    replay_rate_budget: 100
-routes:
+)",
+                                Sink("down", 1000), Sink("shared", 100), R"(routes:
   - name: orders
     sources: [orders]
     sink: down

@@ -8,11 +8,8 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include <httplib.h>
-
 #include <algorithm>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -196,18 +193,6 @@ routes:
   }
   int64_t Requests() { return ds_.Stats()["requests"].get<int64_t>(); }
 
-  double MetricValue(const testing::DaemonProcess& d, const std::string& prefix) {
-    httplib::Client http("127.0.0.1", d.http_port());
-    auto res = http.Get("/metrics");
-    if (!res || res->status != 200) return -1;
-    std::istringstream lines(res->body);
-    std::string line;
-    while (std::getline(lines, line)) {
-      if (line.rfind(prefix, 0) == 0) return std::stod(line.substr(line.rfind(' ') + 1));
-    }
-    return -1;
-  }
-
   int64_t Audit(const std::string& id, const std::string& action) {
     return db_.QueryInt(absl::StrCat("SELECT count(*) FROM replay_audit WHERE replay_id = '", id,
                                      "' AND action = '", action, "'"));
@@ -306,7 +291,8 @@ TEST_F(ReplaySafetyE2eTest, BreakerPausesAReplayIntoAFailingDownstreamAndResumeD
   RecordProperty("calls_before_pause", std::to_string(sent));
   EXPECT_EQ(paused.failed(), 0) << "the burst is retried on resume, not counted failed";
   EXPECT_EQ(Audit(job.replay_id(), "paused"), 1);
-  EXPECT_EQ(MetricValue(d, R"(replayd_replay_pauses_total{cause="breaker"})"), 1);
+  EXPECT_EQ(testing::MetricValue(d.http_port(), R"(replayd_replay_pauses_total{cause="breaker"})"),
+            1);
   absl::SleepFor(absl::Seconds(1));
   EXPECT_EQ(Requests(), sent) << "a paused replay sends nothing";
   EXPECT_EQ(Get(job.replay_id()).state(), pb::REPLAY_PAUSED);

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -92,23 +93,39 @@ const std::string kOneEvent =
 
 // --- the HTTP port with mutual TLS, and replayctl ----------------------------
 
-class MutualTlsDaemon : public ::testing::Test {
+// A daemon serving TLS with certificates from MakeCertificates and a scratch
+// database of its own, started once for a suite's tests.
+class TlsDaemonSuite : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
+  // `mutual` asks clients for certificates; `yaml` follows the TLS section.
+  static void StartDaemon(bool mutual, const std::string& yaml) {
     certs_ = new testing::TempDir;
     MakeCertificates(*certs_);
     db_ = new testing::ScratchDatabase;
     daemon_ = new testing::DaemonProcess(
-        db_->dsn(), absl::StrCat("delivery: {enabled: false}\n", TlsYaml(*certs_, true),
-                                 "tokens:\n  - {token: ", kPublisherToken,
-                                 ", role: publisher, name: upstream}\n  - {token: ", kViewerToken,
-                                 ", role: viewer, name: dashboard}\n"));
+        db_->dsn(), absl::StrCat("delivery: {enabled: false}\n", TlsYaml(*certs_, mutual), yaml));
     daemon_->Start();
   }
   static void TearDownTestSuite() {
     delete daemon_;
     delete db_;
     delete certs_;
+    daemon_ = nullptr;
+    db_ = nullptr;
+    certs_ = nullptr;
+  }
+
+  static inline testing::TempDir* certs_ = nullptr;
+  static inline testing::ScratchDatabase* db_ = nullptr;
+  static inline testing::DaemonProcess* daemon_ = nullptr;
+};
+
+class MutualTlsDaemon : public TlsDaemonSuite {
+ protected:
+  static void SetUpTestSuite() {
+    StartDaemon(/*mutual=*/true, absl::StrCat("tokens:\n  - {token: ", kPublisherToken,
+                                              ", role: publisher, name: upstream}\n  - {token: ",
+                                              kViewerToken, ", role: viewer, name: dashboard}\n"));
   }
 
   // replayctl list with the global flags `flags`, as a viewer.
@@ -120,15 +137,7 @@ class MutualTlsDaemon : public ::testing::Test {
     args.push_back("list");
     return testing::RunReplayctl(args, env);
   }
-
-  static testing::TempDir* certs_;
-  static testing::ScratchDatabase* db_;
-  static testing::DaemonProcess* daemon_;
 };
-
-testing::TempDir* MutualTlsDaemon::certs_ = nullptr;
-testing::ScratchDatabase* MutualTlsDaemon::db_ = nullptr;
-testing::DaemonProcess* MutualTlsDaemon::daemon_ = nullptr;
 
 TEST_F(MutualTlsDaemon, ReplayctlConnectsWithItsClientCertificate) {
   auto r = ReplayctlList({"--ca-file", certs_->File("ca.pem"), "--cert", certs_->File("client.pem"),
@@ -186,32 +195,14 @@ TEST_F(MutualTlsDaemon, HttpPortRefusesAClientWithoutCertificate) {
 
 // --- the HTTP port with TLS: no plaintext, and /metrics behind its token -----
 
-class TlsDaemon : public ::testing::Test {
+class TlsDaemon : public TlsDaemonSuite {
  protected:
   static void SetUpTestSuite() {
-    certs_ = new testing::TempDir;
-    MakeCertificates(*certs_);
-    db_ = new testing::ScratchDatabase;
-    daemon_ = new testing::DaemonProcess(
-        db_->dsn(), absl::StrCat("delivery: {enabled: false}\n", TlsYaml(*certs_, false),
-                                 "metrics_token: ", kMetricsToken, "\n", "tokens:\n  - {token: ",
-                                 kPublisherToken, ", role: publisher, name: upstream}\n"));
-    daemon_->Start();
+    StartDaemon(/*mutual=*/false, absl::StrCat("metrics_token: ", kMetricsToken, "\n",
+                                               "tokens:\n  - {token: ", kPublisherToken,
+                                               ", role: publisher, name: upstream}\n"));
   }
-  static void TearDownTestSuite() {
-    delete daemon_;
-    delete db_;
-    delete certs_;
-  }
-
-  static testing::TempDir* certs_;
-  static testing::ScratchDatabase* db_;
-  static testing::DaemonProcess* daemon_;
 };
-
-testing::TempDir* TlsDaemon::certs_ = nullptr;
-testing::ScratchDatabase* TlsDaemon::db_ = nullptr;
-testing::DaemonProcess* TlsDaemon::daemon_ = nullptr;
 
 TEST_F(TlsDaemon, BearerTokenOverPlaintextHttpIsRefused) {
   httplib::Client plain("127.0.0.1", daemon_->http_port());
@@ -361,6 +352,23 @@ class SignedDelivery : public ::testing::Test {
   }
 
   std::string OldSecretFile() const { return "[\"file:" + certs_.File("old.whsec") + "\"]"; }
+  // Mid-rotation: the old secret from its file, the new one from the environment.
+  std::string RotatingSecrets() const {
+    return "[\"file:" + certs_.File("old.whsec") + "\", \"env:TLS_E2E_NEW_WHSEC\"]";
+  }
+
+  // Publishes the orders event `event_id` and returns the first call that
+  // `downstream` receives, or nothing after 20 s.
+  static std::optional<ReceivedCall> FirstCall(const testing::DaemonProcess& daemon,
+                                               VerifyingDownstream& downstream,
+                                               const std::string& event_id) {
+    testing::PublishAccepted(daemon.grpc_address(),
+                             testing::KeyedBatch("orders", {{event_id, ""}}));
+    if (!testing::PollUntil([&] { return !downstream.calls().empty(); }, absl::Seconds(20))) {
+      return std::nullopt;
+    }
+    return downstream.calls().front();
+  }
 
   testing::TempDir certs_;
   testing::ScratchDatabase db_;
@@ -395,9 +403,9 @@ TEST_F(SignedDelivery, DownstreamVerifiesEverySignatureIndependently) {
 TEST_F(SignedDelivery, TamperedBodyIsRejectedByTheVerifier) {
   VerifyingDownstream downstream(certs_, KeyOf(kOldSecret));
   auto daemon = StartDaemon(downstream, OldSecretFile());
-  testing::PublishAccepted(daemon->grpc_address(), testing::KeyedBatch("orders", {{"t1", ""}}));
-  ASSERT_TRUE(testing::PollUntil([&] { return !downstream.calls().empty(); }, absl::Seconds(20)));
-  const ReceivedCall signed_call = downstream.calls().front();
+  const std::optional<ReceivedCall> received = FirstCall(*daemon, downstream, "t1");
+  ASSERT_TRUE(received);
+  const ReceivedCall& signed_call = *received;
   ASSERT_TRUE(signed_call.verified);
 
   // The same headers, signature included, with one byte of the body changed.
@@ -422,17 +430,15 @@ TEST_F(SignedDelivery, TamperedBodyIsRejectedByTheVerifier) {
 
 TEST_F(SignedDelivery, DuringARotationBothSecretsSignAndTheNewOneVerifies) {
   VerifyingDownstream downstream(certs_, KeyOf(kNewSecret));
-  auto daemon = StartDaemon(
-      downstream, "[\"file:" + certs_.File("old.whsec") + "\", \"env:TLS_E2E_NEW_WHSEC\"]");
-  testing::PublishAccepted(daemon->grpc_address(), testing::KeyedBatch("orders", {{"r1", ""}}));
-  ASSERT_TRUE(testing::PollUntil([&] { return !downstream.calls().empty(); }, absl::Seconds(20)));
-  const ReceivedCall call = downstream.calls().front();
-  EXPECT_TRUE(call.verified);
+  auto daemon = StartDaemon(downstream, RotatingSecrets());
+  const std::optional<ReceivedCall> call = FirstCall(*daemon, downstream, "r1");
+  ASSERT_TRUE(call);
+  EXPECT_TRUE(call->verified);
   const std::vector<std::string> signatures =
-      absl::StrSplit(call.headers.find("webhook-signature")->second, ' ');
+      absl::StrSplit(call->headers.find("webhook-signature")->second, ' ');
   EXPECT_EQ(signatures.size(), 2u);
   // A downstream still on the old secret accepts the same call.
-  EXPECT_TRUE(VerifyWebhook(KeyOf(kOldSecret), call.headers, call.body));
+  EXPECT_TRUE(VerifyWebhook(KeyOf(kOldSecret), call->headers, call->body));
 }
 
 TEST_F(SignedDelivery, AWrongSecretIsRejectedAndNeverDelivered) {
@@ -448,12 +454,10 @@ TEST_F(SignedDelivery, AWrongSecretIsRejectedAndNeverDelivered) {
 
 TEST_F(SignedDelivery, SecretsNeverReachTheLog) {
   VerifyingDownstream downstream(certs_, KeyOf(kNewSecret));
-  auto daemon = StartDaemon(
-      downstream, "[\"file:" + certs_.File("old.whsec") + "\", \"env:TLS_E2E_NEW_WHSEC\"]");
-  testing::PublishAccepted(daemon->grpc_address(), testing::KeyedBatch("orders", {{"l1", ""}}));
-  ASSERT_TRUE(testing::PollUntil([&] { return !downstream.calls().empty(); }, absl::Seconds(20)));
-  const std::string signature =
-      downstream.calls().front().headers.find("webhook-signature")->second;
+  auto daemon = StartDaemon(downstream, RotatingSecrets());
+  const std::optional<ReceivedCall> call = FirstCall(*daemon, downstream, "l1");
+  ASSERT_TRUE(call);
+  const std::string signature = call->headers.find("webhook-signature")->second;
   EXPECT_EQ(daemon->Terminate(), 0);
   const std::string log = daemon->log();
   ASSERT_THAT(log, HasSubstr("listening"));

@@ -101,6 +101,25 @@ class ReplayStoreTest : public ::testing::Test {
     return *ValidateReplayRequest(in, config_.replay, base_ + absl::Hours(3));
   }
 
+  // A job of "tester" over Spec(false).
+  ReplayJob TesterJob(const std::string& id) {
+    ReplayJob job;
+    job.id = id;
+    job.spec = Spec(false);
+    job.created_by = "tester";
+    return job;
+  }
+
+  // Creates `job` as started by "tester"; it must be new.
+  void CreateNewJob(const ReplayJob& job) {
+    bool existed = true;
+    ASSERT_TRUE(store_
+                    .CreateJob(job, AuditEntry{"tester", "start", job.id, "why", "{}", absl::Now()},
+                               &existed)
+                    .ok());
+    EXPECT_FALSE(existed);
+  }
+
   DryRunner Runner() {
     return DryRunner(
         &store_, &holes_, &partitions_,
@@ -301,16 +320,8 @@ TEST_F(ReplayStoreTest, WindowPagesAreInOriginalOrder) {
 }
 
 TEST_F(ReplayStoreTest, LeasePassesOnWhenTheOwnerStopsRenewing) {
-  ReplayJob job;
-  job.id = "rp-lease";
-  job.spec = Spec(false);
-  job.created_by = "tester";
-  bool existed = true;
-  ASSERT_TRUE(
-      store_
-          .CreateJob(job, AuditEntry{"tester", "start", job.id, "why", "{}", absl::Now()}, &existed)
-          .ok());
-  EXPECT_FALSE(existed);
+  ReplayJob job = TesterJob("rp-lease");
+  ASSERT_NO_FATAL_FAILURE(CreateNewJob(job));
   auto a = store_.ClaimJob("daemon-a", absl::Seconds(1), {});
   ASSERT_TRUE(a.ok() && a->has_value());
   EXPECT_EQ((*a)->state, ReplayState::kRunning);
@@ -351,16 +362,9 @@ TEST_F(ReplayStoreTest, LeasePassesOnWhenTheOwnerStopsRenewing) {
 }
 
 TEST_F(ReplayStoreTest, PausedJobKeepsItsWindowRetryListAndCountsUntilResumed) {
-  ReplayJob job;
-  job.id = "rp-pause";
-  job.spec = Spec(false);
+  ReplayJob job = TesterJob("rp-pause");
   job.spec.breaker = {7, 0.25, 40};
-  job.created_by = "tester";
-  bool existed = true;
-  ASSERT_TRUE(
-      store_
-          .CreateJob(job, AuditEntry{"tester", "start", job.id, "why", "{}", absl::Now()}, &existed)
-          .ok());
+  ASSERT_NO_FATAL_FAILURE(CreateNewJob(job));
   auto claimed = store_.ClaimJob("daemon-a", absl::Seconds(10), {});
   ASSERT_TRUE(claimed.ok() && claimed->has_value());
   EXPECT_EQ((*claimed)->spec.breaker.consecutive_failures, 7);
@@ -396,6 +400,7 @@ TEST_F(ReplayStoreTest, PausedJobKeepsItsWindowRetryListAndCountsUntilResumed) {
   EXPECT_FALSE(none->has_value());
   ReplayJob overlapping = job;
   overlapping.id = "rp-overlap";
+  bool existed = false;
   EXPECT_EQ(
       store_
           .CreateJob(overlapping,

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -92,43 +93,33 @@ class FakeReplayStore final : public ReplayStore {
   }
 
   absl::StatusOr<ReplayJob> RequestCancel(const std::string& id, const AuditEntry& audit) override {
-    std::lock_guard lock(mu_);
-    auto it = jobs_.find(id);
-    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("replay ", id, " not found"));
-    ReplayJob& job = it->second;
-    if (IsTerminal(job.state)) return absl::FailedPreconditionError("replay already ended");
-    job.state = job.owner.empty() && job.state == ReplayState::kPending ? ReplayState::kCancelled
-                                                                        : ReplayState::kCancelling;
-    audit_.push_back(audit);
-    return job;
+    return Request(id, audit, [](ReplayJob& job) -> std::string {
+      if (IsTerminal(job.state)) return "replay already ended";
+      job.state = job.owner.empty() && job.state == ReplayState::kPending
+                      ? ReplayState::kCancelled
+                      : ReplayState::kCancelling;
+      return "";
+    });
   }
 
   absl::StatusOr<ReplayJob> RequestPause(const std::string& id, const AuditEntry& audit) override {
-    std::lock_guard lock(mu_);
-    auto it = jobs_.find(id);
-    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("replay ", id, " not found"));
-    ReplayJob& job = it->second;
-    if (job.state != ReplayState::kPending && job.state != ReplayState::kRunning) {
-      return absl::FailedPreconditionError("replay is not pending or running");
-    }
-    job.state = ReplayState::kPaused;
-    audit_.push_back(audit);
-    return job;
+    return Request(id, audit, [](ReplayJob& job) -> std::string {
+      if (job.state != ReplayState::kPending && job.state != ReplayState::kRunning) {
+        return "replay is not pending or running";
+      }
+      job.state = ReplayState::kPaused;
+      return "";
+    });
   }
 
   absl::StatusOr<ReplayJob> RequestResume(const std::string& id, double rate,
                                           const AuditEntry& audit) override {
-    std::lock_guard lock(mu_);
-    auto it = jobs_.find(id);
-    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("replay ", id, " not found"));
-    ReplayJob& job = it->second;
-    if (job.state != ReplayState::kPaused || !job.owner.empty()) {
-      return absl::FailedPreconditionError("replay is not paused");
-    }
-    job.state = ReplayState::kRunning;
-    if (rate > 0) job.spec.rate = rate;
-    audit_.push_back(audit);
-    return job;
+    return Request(id, audit, [rate](ReplayJob& job) -> std::string {
+      if (job.state != ReplayState::kPaused || !job.owner.empty()) return "replay is not paused";
+      job.state = ReplayState::kRunning;
+      if (rate > 0) job.spec.rate = rate;
+      return "";
+    });
   }
 
   absl::Status Park(const std::string& id, const std::string& owner, const ReplayCounters& counters,
@@ -350,6 +341,20 @@ class FakeReplayStore final : public ReplayStore {
            (window.sources.empty() ||
             std::count(window.sources.begin(), window.sources.end(), e.event.source) > 0);
   }
+  // Lets `change` act on job `id`, then records `audit`. `change` returns why
+  // it refuses (FAILED_PRECONDITION), or "" once it has changed the job;
+  // NOT_FOUND for an unknown id.
+  absl::StatusOr<ReplayJob> Request(const std::string& id, const AuditEntry& audit,
+                                    const std::function<std::string(ReplayJob&)>& change) {
+    std::lock_guard lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("replay ", id, " not found"));
+    std::string refused = change(it->second);
+    if (!refused.empty()) return absl::FailedPreconditionError(refused);
+    audit_.push_back(audit);
+    return it->second;
+  }
+
   // The job when `owner` holds its lease, else nullptr. mu_ held.
   ReplayJob* Held(const std::string& id, const std::string& owner) {
     auto it = jobs_.find(id);

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <ostream>
 #include <set>
 #include <string>
 #include <thread>
@@ -25,6 +26,14 @@
 #include "tests/support/fake_sink.h"
 
 namespace replayd {
+
+// Lets a failed EXPECT_EQ on counters show them.
+void PrintTo(const ReplayCounters& c, std::ostream* os) {
+  *os << "{total " << c.total << ", processed " << c.processed << ", delivered " << c.delivered
+      << ", skipped " << c.skipped << ", failed " << c.failed << ", held_by_key " << c.held_by_key
+      << "}";
+}
+
 namespace {
 
 using testing::FakeDeliveryStore;
@@ -118,6 +127,31 @@ class ReplayRunnerTest : public ::testing::Test {
     return job;
   }
 
+  // The job over every event appended so far, run one delivery at a time
+  // into a sink that holds each delivery until its gate opens.
+  ReplayJob GatedJob() {
+    clock_.set_auto_advance(true);
+    options_.max_in_flight = 1;
+    ReplayJob job = MakeJob(/*rate=*/1000);
+    sink_->CloseGate();
+    return job;
+  }
+
+  // Runs a job over 20 new events, one delivery at a time, against a downstream
+  // answering 503 to all, with a breaker that trips after 3 failures in a row.
+  // Returns the events' positions.
+  std::vector<int64_t> RunUntilTheBreakerPauses() {
+    clock_.set_auto_advance(true);
+    options_.max_in_flight = 1;
+    std::vector<int64_t> p = Append(20);
+    sink_->SetDefault(FakeSink::Retryable(503));
+    ReplayJob job = MakeJob(/*rate=*/1000);
+    job.spec.breaker = {3, 0, 0};
+    replay_store_.AddJob(job);
+    RunJob(job);
+    return p;
+  }
+
   int64_t next_position() const { return next_id_; }
 
   // Saves plan `id` of these events, each "deliver" unless in `skipped`
@@ -194,11 +228,8 @@ TEST_F(ReplayRunnerTest, JobWithAnUndeliverableEventEndsFailedWithExactCounts) {
 
   ReplayJob done = replay_store_.Job(kJobId);
   EXPECT_EQ(done.state, ReplayState::kFailed);
-  EXPECT_EQ(done.counters.total, 12);
-  EXPECT_EQ(done.counters.processed, 12);
-  EXPECT_EQ(done.counters.delivered, 8);
-  EXPECT_EQ(done.counters.skipped, 3);
-  EXPECT_EQ(done.counters.failed, 1);
+  EXPECT_EQ(done.counters, (ReplayCounters{.total = 12, .processed = 12, .delivered = 8,
+                                            .skipped = 3, .failed = 1}));
   EXPECT_EQ(done.last_error, "orders/orders-6: HTTP 422");
   ASSERT_TRUE(done.cursor.has_value());
   EXPECT_EQ(done.cursor->position, unrouted.back());
@@ -240,8 +271,7 @@ TEST_F(ReplayRunnerTest, ResumesAfterTheCheckpointedCursor) {
   RunJob(job);
 
   ReplayJob done = replay_store_.Job(kJobId);
-  EXPECT_EQ(done.counters.processed, 6);
-  EXPECT_EQ(done.counters.delivered, 6);
+  EXPECT_EQ(done.counters, (ReplayCounters{.total = 6, .processed = 6, .delivered = 6}));
   std::vector<int64_t> delivered;
   for (const FakeSink::Call& call : sink_->deliveries()) delivered.push_back(call.position);
   // Events without a key go in parallel: which ones, not in what order.
@@ -292,11 +322,8 @@ TEST_F(ReplayRunnerTest, OneKeysEventsFollowEachOtherWithoutPolling) {
 }
 
 TEST_F(ReplayRunnerTest, CancelLetsTheInFlightDeliveryFinishAndDispatchesNoMore) {
-  clock_.set_auto_advance(true);
-  options_.max_in_flight = 1;
   std::vector<int64_t> p = Append(10);
-  ReplayJob job = MakeJob(/*rate=*/1000);
-  sink_->CloseGate();
+  ReplayJob job = GatedJob();
   std::thread runner([&] { RunJob(job); });
   EXPECT_TRUE(sink_->WaitForInFlight(1));
   cancel_ = true;
@@ -414,14 +441,7 @@ TEST_F(ReplayRunnerTest, JobWhoseEventsAllSucceedCompletes) {
 }
 
 TEST_F(ReplayRunnerTest, BreakerPausesAfterConsecutiveFailuresAndKeepsTheBurstToRetry) {
-  clock_.set_auto_advance(true);
-  options_.max_in_flight = 1;
-  std::vector<int64_t> p = Append(20);
-  sink_->SetDefault(FakeSink::Retryable(503));
-  ReplayJob job = MakeJob(/*rate=*/1000);
-  job.spec.breaker = {3, 0, 0};
-  replay_store_.AddJob(job);
-  RunJob(job);
+  std::vector<int64_t> p = RunUntilTheBreakerPauses();
 
   ReplayJob paused = replay_store_.Job(kJobId);
   EXPECT_EQ(paused.state, ReplayState::kPaused);
@@ -442,14 +462,7 @@ TEST_F(ReplayRunnerTest, BreakerPausesAfterConsecutiveFailuresAndKeepsTheBurstTo
 }
 
 TEST_F(ReplayRunnerTest, ResumeAfterTheBreakerRetriesTheBurstFirstAndDeliversEveryEventOnce) {
-  clock_.set_auto_advance(true);
-  options_.max_in_flight = 1;
-  std::vector<int64_t> p = Append(20);
-  sink_->SetDefault(FakeSink::Retryable(503));
-  ReplayJob job = MakeJob(/*rate=*/1000);
-  job.spec.breaker = {3, 0, 0};
-  replay_store_.AddJob(job);
-  RunJob(job);
+  std::vector<int64_t> p = RunUntilTheBreakerPauses();
   ASSERT_EQ(replay_store_.Job(kJobId).state, ReplayState::kPaused);
 
   sink_->SetDefault(FakeSink::Succeeded());
@@ -464,9 +477,7 @@ TEST_F(ReplayRunnerTest, ResumeAfterTheBreakerRetriesTheBurstFirstAndDeliversEve
 
   ReplayJob done = replay_store_.Job(kJobId);
   EXPECT_EQ(done.state, ReplayState::kCompleted);
-  EXPECT_EQ(done.counters.processed, 20);
-  EXPECT_EQ(done.counters.delivered, 20);
-  EXPECT_EQ(done.counters.failed, 0);
+  EXPECT_EQ(done.counters, (ReplayCounters{.total = 20, .processed = 20, .delivered = 20}));
   EXPECT_TRUE(done.retry.empty());
   std::vector<FakeSink::Call> calls = sink_->deliveries();
   ASSERT_EQ(calls.size(), failed_calls + 20);
@@ -487,17 +498,13 @@ TEST_F(ReplayRunnerTest, BreakerOffLetsEveryEventFailAndTheJobEndsFailed) {
   RunJob(MakeJob(/*rate=*/1000));  // MakeJob's breaker is off
   ReplayJob done = replay_store_.Job(kJobId);
   EXPECT_EQ(done.state, ReplayState::kFailed);
-  EXPECT_EQ(done.counters.failed, 30);
-  EXPECT_EQ(done.counters.processed, 30);
+  EXPECT_EQ(done.counters, (ReplayCounters{.total = 30, .processed = 30, .failed = 30}));
   EXPECT_EQ(done.last_error.rfind("orders/orders-", 0), 0u) << done.last_error;
 }
 
 TEST_F(ReplayRunnerTest, PauseFlagParksTheJobWithItsCursorAndSendsNothingMore) {
-  clock_.set_auto_advance(true);
-  options_.max_in_flight = 1;
   std::vector<int64_t> p = Append(10);
-  ReplayJob job = MakeJob(/*rate=*/1000);
-  sink_->CloseGate();
+  ReplayJob job = GatedJob();
   auto owner = BucketOwner();
   std::atomic<bool> pause{false};
   std::thread t([&] {
@@ -533,11 +540,8 @@ TEST_F(ReplayRunnerTest, StrictKeyIsHeldBehindItsFailedEventAndCountedHeldByKey)
 
   ReplayJob done = replay_store_.Job(kJobId);
   EXPECT_EQ(done.state, ReplayState::kFailed);
-  EXPECT_EQ(done.counters.processed, 3);
-  EXPECT_EQ(done.counters.delivered, 1);
-  EXPECT_EQ(done.counters.failed, 1);
-  EXPECT_EQ(done.counters.skipped, 1);
-  EXPECT_EQ(done.counters.held_by_key, 1);
+  EXPECT_EQ(done.counters, (ReplayCounters{.total = 3, .processed = 3, .delivered = 1,
+                                            .skipped = 1, .failed = 1, .held_by_key = 1}));
   std::vector<int64_t> sent;
   for (const FakeSink::Call& call : sink_->deliveries()) sent.push_back(call.position);
   std::sort(sent.begin(), sent.end());

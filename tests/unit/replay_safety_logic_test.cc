@@ -15,6 +15,16 @@
 namespace replayd {
 namespace {
 
+// Records each delivery (true: it failed) and returns the indexes of those
+// after which the breaker tripped.
+std::vector<int> Trips(ReplayBreaker& b, const std::vector<bool>& failed) {
+  std::vector<int> out;
+  for (size_t i = 0; i < failed.size(); ++i) {
+    if (b.Record(failed[i])) out.push_back(static_cast<int>(i));
+  }
+  return out;
+}
+
 TEST(BreakerTrips, AfterTheConfiguredFailuresInARow) {
   BreakerSettings s{3, 0, 0};
   EXPECT_FALSE(BreakerTrips(s, {2, 0, 0}));
@@ -42,24 +52,16 @@ TEST(BreakerTrips, ZeroTurnsARuleOff) {
 
 TEST(ReplayBreaker, ASuccessEndsTheRun) {
   ReplayBreaker b({3, 0, 0});
-  EXPECT_FALSE(b.Record(true));
-  EXPECT_FALSE(b.Record(true));
-  EXPECT_FALSE(b.Record(false));
-  EXPECT_FALSE(b.Record(true));
-  EXPECT_FALSE(b.Record(true));
-  EXPECT_TRUE(b.Record(true));
+  EXPECT_EQ(Trips(b, {true, true, false, true, true, true}), (std::vector<int>{5}));
 }
 
 TEST(ReplayBreaker, WindowKeepsOnlyTheMostRecentOutcomes) {
   ReplayBreaker b({0, 0.5, 4});
-  EXPECT_FALSE(b.Record(true));
-  EXPECT_FALSE(b.Record(true));
-  EXPECT_FALSE(b.Record(false));
-  // 4 seen, 2 failed: half.
-  EXPECT_TRUE(b.Record(false));
+  // At the 4th: 4 seen, 2 failed, half.
+  EXPECT_EQ(Trips(b, {true, true, false, false}), (std::vector<int>{3}));
   b.Reset();
-  for (int i = 0; i < 4; ++i) EXPECT_FALSE(b.Record(false));
-  EXPECT_FALSE(b.Record(true));  // the window: 0 0 0 1
+  // Four deliveries, then a failure: the window is 0 0 0 1.
+  EXPECT_EQ(Trips(b, {false, false, false, false, true}), std::vector<int>{});
   EXPECT_EQ(b.tally().window_seen, 4);
   EXPECT_EQ(b.tally().window_failures, 1);
   EXPECT_TRUE(b.Record(true));  // 0 0 1 1
