@@ -28,6 +28,12 @@ CREATE TABLE replay_plan_events (
     decisions   smallint[]  NOT NULL,
     PRIMARY KEY (plan_id, chunk)
 );
+-- Kept uncompressed (about 18 bytes an event): compressing the arrays costs
+-- several times the rest of a save.
+ALTER TABLE replay_plan_events
+    ALTER COLUMN ingested_at SET STORAGE EXTERNAL,
+    ALTER COLUMN positions SET STORAGE EXTERNAL,
+    ALTER COLUMN decisions SET STORAGE EXTERNAL;
 
 -- A replay of a plan: its events come from the plan, not the window.
 ALTER TABLE replays

@@ -5,7 +5,10 @@
 // joined to the log, a page at a time.
 #include <algorithm>
 #include <cstdint>
+#include <future>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -47,14 +50,33 @@ VALUES ($1, $2, $3, $4::timestamptz[], $5::bigint[], $6::smallint[]))sql";
 // Chunk numbers of a saved window leave room to split a chunk in this many.
 constexpr int64_t kChunkSplits = 1000000;
 
-// Every event of the window ($1-$3) whose (source, outcome) has a rule ($7
-// sources, $8 outcomes, $9 decision codes), in chunks of $6 microseconds of
-// ingested_at from $5 (the window's start): a chunk's events are before its
-// until_us and after every earlier chunk's. The offset is exact to the
-// microsecond (the interval's epoch is far below float8's precision), so no
-// event lands in a neighbouring chunk. Returns each chunk's number and
+// The decision code of an event of the window from its source and outcome,
+// per `rules`: NULL for a pair without a rule (an event that arrived after
+// the dry run's aggregate). A CASE on two short columns costs far less per
+// row than a join.
+std::string DecisionCaseSql(const std::vector<PlanRule>& rules, pqxx::transaction_base& tx) {
+  std::map<Outcome, std::map<int, std::vector<std::string>>> by_outcome;  // code -> sources
+  for (const PlanRule& r : rules) by_outcome[r.outcome][*DecisionCode(r.decision)].push_back(r.source);
+  std::string sql = "CASE outcome";
+  for (const auto& [outcome, codes] : by_outcome) {
+    absl::StrAppend(&sql, " WHEN ", tx.quote(std::string(OutcomeName(outcome))), " THEN CASE");
+    for (const auto& [code, sources] : codes) {
+      absl::StrAppend(&sql, " WHEN source = ANY(", tx.quote(PgTextArray(sources)), "::text[]) THEN ",
+                      code);
+    }
+    absl::StrAppend(&sql, " END");
+  }
+  return absl::StrCat(sql, " END");
+}
+
+// Every event of a slice of the window ($1 from, $2 to, $3 sources) with a
+// decision (`decision_case`), in chunks of $7 microseconds of ingested_at
+// from the window's start ($6, in microseconds); $5 lists where each chunk
+// but the first starts, so that width_bucket numbers them (a binary search
+// on exact times, no arithmetic per row). A chunk's events are before its
+// until_us and after every earlier chunk's. Returns each chunk's number and
 // size, then its count of every decision code.
-std::string AddWindowSql() {
+std::string AddWindowSql(const std::string& decision_case) {
   std::string counts;
   for (int i = 0; i < kDecisionCount; ++i) {
     absl::StrAppend(&counts, i == 0 ? "" : ", ", "cardinality(array_positions(decisions, ", i,
@@ -63,17 +85,15 @@ std::string AddWindowSql() {
   return absl::StrCat(R"sql(
 INSERT INTO replay_plan_events (plan_id, chunk, until_us, ingested_at, positions, decisions)
 SELECT $4, s.chunk * )sql",
-                      kChunkSplits, R"sql(, $5::bigint + (s.chunk + 1) * $6::bigint, array_agg(s.ingested_at),
+                      kChunkSplits, R"sql(, $6::bigint + (s.chunk + 1) * $7::bigint, array_agg(s.ingested_at),
        array_agg(s.position), array_agg(s.decision)
-  FROM (SELECT e.ingested_at, e.position, r.decision,
-               round(date_part('epoch', e.ingested_at - $1::timestamptz) * 1000000)::bigint
-                 / $6::bigint AS chunk
-          FROM events e
-          JOIN unnest($7::text[], $8::text[], $9::smallint[])
-                 AS r(rule_source, rule_outcome, decision)
-            ON r.rule_source = e.source AND r.rule_outcome = e.outcome
+  FROM (SELECT ingested_at, position, ()sql",
+                      decision_case, R"sql()::smallint AS decision,
+               width_bucket(ingested_at, $5::timestamptz[])::bigint AS chunk
+          FROM events
          WHERE )sql",
                       WindowPredicate(), R"sql() s
+ WHERE s.decision IS NOT NULL
  GROUP BY s.chunk
 RETURNING chunk, cardinality(positions), )sql",
                       counts);
@@ -97,11 +117,16 @@ SELECT $1, $2 + part, (extract(epoch FROM max(at)) * 1000000)::bigint + 1,
   FROM events
  GROUP BY part)sql";
 
-// Settings of the one statement that saves a window: a hash aggregate of a
-// few hundred groups in memory, no JIT for a single scan.
+// Settings of the statement that saves a slice of a window: a hash aggregate
+// of a few hundred groups in memory (the planner would sort every row for
+// a group aggregate), no JIT for a single scan.
 constexpr const char* kAddWindowSettings =
-    "SET LOCAL work_mem = '256MB'; SET LOCAL jit = off;"
-    " SET LOCAL plan_cache_mode = force_custom_plan";
+    "SET LOCAL work_mem = '256MB'; SET LOCAL jit = off; SET LOCAL enable_sort = off;"
+    " SET LOCAL max_parallel_workers_per_gather = 0";
+
+// A window is saved in this many slices of time side by side, each on its
+// own connection (as the dry run's aggregate reads it).
+constexpr int kAddWindowConnections = 3;
 
 // The chunks that may hold events after a cursor ($2: its ingested_at in
 // microseconds), in order.
@@ -173,40 +198,58 @@ absl::Status PgReplayStore::AddPlanEvents(const std::string& plan_id, int64_t ch
 absl::StatusOr<std::map<std::string, int64_t>> PgReplayStore::AddPlanWindow(
     const std::string& plan_id, const ReplayWindow& window, const std::vector<PlanRule>& rules,
     int64_t expected) {
-  std::vector<std::string> sources;
-  std::vector<Outcome> outcomes;
-  std::vector<int64_t> codes;
   for (const PlanRule& r : rules) {
-    auto code = DecisionCode(r.decision);
-    if (!code) return absl::InvalidArgumentError(absl::StrCat("unknown decision ", r.decision));
-    sources.push_back(r.source);
-    outcomes.push_back(r.outcome);
-    codes.push_back(*code);
+    if (!DecisionCode(r.decision)) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown decision ", r.decision));
+    }
   }
-  // Chunks are equal slices of time sized for kPlanChunkEvents on average.
+  if (rules.empty()) return std::map<std::string, int64_t>{};
+  // Chunks are equal slices of time sized for kPlanChunkEvents on average;
+  // the connections take whole chunks each.
   const int64_t span_us = std::max<int64_t>(1, absl::ToInt64Microseconds(window.to - window.from));
   const int64_t chunk_us = std::max<int64_t>(
       1, static_cast<int64_t>(static_cast<double>(span_us) * kPlanChunkEvents /
                               static_cast<double>(std::max<int64_t>(expected, 1))));
+  const int64_t chunks = (span_us + chunk_us - 1) / chunk_us;
+  const int64_t slices = std::min<int64_t>(kAddWindowConnections, chunks);
+  std::vector<std::string> starts;
+  for (int64_t k = 1; k < chunks; ++k) {
+    starts.push_back(PgTime(window.from + absl::Microseconds(k * chunk_us)));
+  }
+  const std::string chunk_starts = PgTextArray(starts);
+  std::mutex mu;
   std::map<std::string, int64_t> counts;
-  absl::Status status = pool_->Run("replay_plan_add_window", [&](PgPool::Lease& l) {
-    counts.clear();
-    pqxx::work tx(l.conn());
-    tx.exec(kAddWindowSettings);
-    auto rows = tx.exec_params(AddWindowSql(), PgTime(window.from), PgTime(window.to),
-                               PgTextArray(window.sources), plan_id,
-                               absl::ToUnixMicros(window.from), chunk_us, PgTextArray(sources),
-                               OutcomeArray(outcomes), PgBigintArray(codes));
-    for (const auto& r : rows) {
-      for (int i = 0; i < kDecisionCount; ++i) {
-        if (int64_t n = r[2 + i].as<int64_t>(); n > 0) counts[DecisionName(i)] += n;
+  auto save_slice = [&](int64_t i) {
+    const absl::Time from = window.from + absl::Microseconds(chunks * i / slices * chunk_us);
+    const absl::Time to =
+        i + 1 == slices ? window.to
+                        : window.from + absl::Microseconds(chunks * (i + 1) / slices * chunk_us);
+    return pool_->Run("replay_plan_add_window", [&](PgPool::Lease& l) {
+      std::map<std::string, int64_t> slice_counts;
+      pqxx::work tx(l.conn());
+      tx.exec(kAddWindowSettings);
+      auto rows = tx.exec_params(AddWindowSql(DecisionCaseSql(rules, tx)), PgTime(from), PgTime(to),
+                                 PgTextArray(window.sources), plan_id, chunk_starts,
+                                 absl::ToUnixMicros(window.from), chunk_us);
+      for (const auto& r : rows) {
+        for (int k = 0; k < kDecisionCount; ++k) {
+          if (int64_t n = r[2 + k].as<int64_t>(); n > 0) slice_counts[DecisionName(k)] += n;
+        }
+        if (r[1].as<int64_t>() > 2 * kPlanChunkEvents) {
+          tx.exec_params(kSplitChunkSql, plan_id, r[0].as<int64_t>(), kPlanChunkEvents);
+        }
       }
-      if (r[1].as<int64_t>() > 2 * kPlanChunkEvents) {
-        tx.exec_params(kSplitChunkSql, plan_id, r[0].as<int64_t>(), kPlanChunkEvents);
-      }
-    }
-    tx.commit();
-  });
+      tx.commit();
+      std::lock_guard lock(mu);
+      for (const auto& [decision, n] : slice_counts) counts[decision] += n;
+    });
+  };
+  std::vector<std::future<absl::Status>> helpers;
+  for (int64_t i = 1; i < slices; ++i) {
+    helpers.push_back(std::async(std::launch::async, save_slice, i));
+  }
+  absl::Status status = save_slice(0);
+  for (auto& h : helpers) status.Update(h.get());
   if (!status.ok()) return status;
   return counts;
 }
