@@ -56,13 +56,15 @@ constexpr int64_t kChunkSplits = 1000000;
 // row than a join.
 std::string DecisionCaseSql(const std::vector<PlanRule>& rules, pqxx::transaction_base& tx) {
   std::map<Outcome, std::map<int, std::vector<std::string>>> by_outcome;  // code -> sources
-  for (const PlanRule& r : rules) by_outcome[r.outcome][*DecisionCode(r.decision)].push_back(r.source);
+  for (const PlanRule& r : rules) {
+    by_outcome[r.outcome][*DecisionCode(r.decision)].push_back(r.source);
+  }
   std::string sql = "CASE outcome";
   for (const auto& [outcome, codes] : by_outcome) {
     absl::StrAppend(&sql, " WHEN ", tx.quote(std::string(OutcomeName(outcome))), " THEN CASE");
     for (const auto& [code, sources] : codes) {
-      absl::StrAppend(&sql, " WHEN source = ANY(", tx.quote(PgTextArray(sources)), "::text[]) THEN ",
-                      code);
+      absl::StrAppend(&sql, " WHEN source = ANY(", tx.quote(PgTextArray(sources)),
+                      "::text[]) THEN ", code);
     }
     absl::StrAppend(&sql, " END");
   }
@@ -85,8 +87,8 @@ std::string AddWindowSql(const std::string& decision_case) {
   return absl::StrCat(R"sql(
 INSERT INTO replay_plan_events (plan_id, chunk, until_us, ingested_at, positions, decisions)
 SELECT $4, s.chunk * )sql",
-                      kChunkSplits, R"sql(, $6::bigint + (s.chunk + 1) * $7::bigint, array_agg(s.ingested_at),
-       array_agg(s.position), array_agg(s.decision)
+                      kChunkSplits, R"sql(, $6::bigint + (s.chunk + 1) * $7::bigint,
+       array_agg(s.ingested_at), array_agg(s.position), array_agg(s.decision)
   FROM (SELECT ingested_at, position, ()sql",
                       decision_case, R"sql()::smallint AS decision,
                width_bucket(ingested_at, $5::timestamptz[])::bigint AS chunk
@@ -119,10 +121,11 @@ SELECT $1, $2 + part, (extract(epoch FROM max(at)) * 1000000)::bigint + 1,
 
 // Settings of the statement that saves a slice of a window: a hash aggregate
 // of a few hundred groups in memory (the planner would sort every row for
-// a group aggregate), no JIT for a single scan.
+// a group aggregate), no JIT for a single scan. Its commit does not wait for
+// its WAL to be flushed: the plan's own commit (CreatePlan) flushes it.
 constexpr const char* kAddWindowSettings =
     "SET LOCAL work_mem = '256MB'; SET LOCAL jit = off; SET LOCAL enable_sort = off;"
-    " SET LOCAL max_parallel_workers_per_gather = 0";
+    " SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL synchronous_commit = off";
 
 // A window is saved in this many slices of time side by side, each on its
 // own connection (as the dry run's aggregate reads it).
