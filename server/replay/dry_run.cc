@@ -53,7 +53,8 @@ void Count(ReplayCategory category, int64_t n, DryRunResult* result) {
 // A plan's events as the dry run streams them, saved a chunk at a time.
 class PlanChunks {
  public:
-  PlanChunks(ReplayStore* store, std::string plan_id) : store_(store), plan_id_(std::move(plan_id)) {}
+  PlanChunks(ReplayStore* store, std::string plan_id)
+      : store_(store), plan_id_(std::move(plan_id)) {}
 
   absl::Status Add(const StoredEvent& e, ReplayCategory c) {
     if (plan_id_.empty()) return absl::OkStatus();

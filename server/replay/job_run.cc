@@ -497,9 +497,8 @@ void JobRun::Finish() {
   ReplayState state = stop == Stop::kCancel ? ReplayState::kCancelled
                       : counters.failed > 0 ? ReplayState::kFailed
                                             : ReplayState::kCompleted;
-  AuditEntry audit{
-      options_.instance, std::string(ReplayStateName(state)), job_.id, "", CountsJson(job_.spec, counters),
-      clock_->Now()};
+  AuditEntry audit{options_.instance, std::string(ReplayStateName(state)), job_.id, "",
+                   CountsJson(job_.spec, counters), clock_->Now()};
   // The final write must land: retry while the database is away.
   for (int attempt = 0;; ++attempt) {
     absl::Status s =
@@ -546,8 +545,8 @@ bool JobRun::Park(Stop stop, const ReplayCounters& counters,
   // audited here, with the daemon as actor.
   std::optional<AuditEntry> audit;
   if (stop == Stop::kBreaker) {
-    audit =
-        AuditEntry{options_.instance, "paused", job_.id, reason, CountsJson(job_.spec, parked), clock_->Now()};
+    audit = AuditEntry{options_.instance, "paused",          job_.id,
+                       reason,            CountsJson(job_.spec, parked), clock_->Now()};
   }
   const std::string error = stop == Stop::kBreaker ? reason : last_error;
   for (;;) {

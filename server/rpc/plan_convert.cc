@@ -45,7 +45,8 @@ absl::StatusOr<pb::ReplayRequest> PlanStartRequest(const pb::ReplayRequest& star
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
   if (!google::protobuf::util::JsonStringToMessage(plan_json, &out, options).ok()) {
-    return absl::InternalError(absl::StrCat("plan ", start.plan_id(), ": its request is unreadable"));
+    return absl::InternalError(
+        absl::StrCat("plan ", start.plan_id(), ": its request is unreadable"));
   }
   out.clear_save_plan();
   out.clear_request_id();

@@ -1,5 +1,7 @@
 #include "server/rpc/replay_service.h"
 
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "server/common/logging.h"
 #include "server/rpc/grpc_status.h"
@@ -175,8 +177,9 @@ grpc::Status ReplayServiceImpl::DryRun(grpc::ServerContext* context,
     if (!request->plan_id().empty()) {
       return ToGrpcStatus(absl::InvalidArgumentError("plan_id: a dry run does not run a plan"));
     }
-    PlanSave save{PlanRequestJson(*request), *who};
-    auto result = controller_->DryRun(*input, request->save_plan() ? &save : nullptr);
+    std::optional<PlanSave> save;
+    if (request->save_plan()) save = PlanSave{PlanRequestJson(*request), *who};
+    auto result = controller_->DryRun(*input, save ? &*save : nullptr);
     if (!result.ok()) return ToGrpcStatus(result.status());
     ToProto(*result, response);
     return grpc::Status::OK;

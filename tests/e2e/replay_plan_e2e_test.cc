@@ -76,8 +76,9 @@ routes:
 
 TEST_F(ReplayPlanE2eTest, StartOfAPlanDeliversExactlyThePlannedEvents) {
   ds_.SetFaults({{"status", 503}});
-  testing::PublishAccepted(daemon_->grpc_address(),
-                           testing::NumberedBatch({.source = "retried", .prefix = "r", .count = 1}));
+  testing::PublishAccepted(
+      daemon_->grpc_address(),
+      testing::NumberedBatch({.source = "retried", .prefix = "r", .count = 1}));
   testing::PublishAccepted(
       daemon_->grpc_address(),
       testing::NumberedBatch({.source = "orders", .prefix = "a", .count = kPlanned}));

@@ -75,7 +75,8 @@ class ReplayPlanStoreTest : public ::testing::Test {
     for (const auto& [reason, count] : result->skipped_by_reason) plan.counts[reason] = count;
     plan.created_by = "tester";
     plan.expires_at = absl::Now() + ttl;
-    EXPECT_TRUE(store_.CreatePlan(plan, AuditEntry{"tester", "plan", "", "", "{}", absl::Now()}).ok());
+    AuditEntry audit{"tester", "plan", "", "", "{}", absl::Now()};
+    EXPECT_TRUE(store_.CreatePlan(plan, audit).ok());
     return *result;
   }
 
