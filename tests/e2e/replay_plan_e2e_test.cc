@@ -46,14 +46,10 @@ sinks:
                                                                                R"(
     replay_rate_budget: 1000
 routes:
-  - name: orders
-    sources: [orders]
-    sink: down
-    retry: {max_attempts: 1, base_delay: 10ms, max_delay: 10ms}
-  - name: retried
-    sources: [retried]
-    sink: down
-    retry: {max_attempts: 3, base_delay: 10s, max_delay: 10s}
+  - {name: orders, sources: [orders], sink: down,
+     retry: {max_attempts: 1, base_delay: 10ms, max_delay: 10ms}}
+  - {name: retried, sources: [retried], sink: down,
+     retry: {max_attempts: 3, base_delay: 10s, max_delay: 10s}}
 )"));
     daemon_->Start();
     stub_ = pb::ReplayService::NewStub(

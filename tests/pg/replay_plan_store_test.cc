@@ -20,12 +20,12 @@
 #include "server/store/pg_pool.h"
 #include "server/store/pg_replay_store.h"
 #include "server/store/pg_types.h"
-#include "tests/support/scratch_database.h"
+#include "tests/support/pg_replay_fixture.h"
 
 namespace replayd {
 namespace {
 
-class ReplayPlanStoreTest : public ::testing::Test {
+class ReplayPlanStoreTest : public testing::PgReplayFixture {
  protected:
   void SetUp() override {
     ASSERT_TRUE(partitions_.EnsureDays(base_ - absl::Hours(24), base_ + absl::Hours(24)).ok());
@@ -43,24 +43,6 @@ class ReplayPlanStoreTest : public ::testing::Test {
         " * interval '1 microsecond', CASE i % 4 WHEN 0 THEN 'failed' ELSE 'succeeded' END, '{}'"
         " FROM generate_series(0, ",
         n - 1, ") i"));
-  }
-
-  ReplaySpec Spec(bool verify) {
-    ReplayRequestInput in;
-    in.from = base_;
-    in.to = base_ + absl::Hours(1);
-    in.verify_downstream = verify;
-    return *ValidateReplayRequest(in, config_.replay, base_ + absl::Hours(3));
-  }
-
-  DryRunner Runner() {
-    return DryRunner(
-        &store_, &holes_, &partitions_,
-        [this](const std::string& source) -> std::shared_ptr<const Route> {
-          if (source != "orders") return nullptr;
-          return std::shared_ptr<const Route>(std::shared_ptr<const Route>(), &route_);
-        },
-        &config_, &clock_);
   }
 
   // Saves plan `id` of Spec(verify); returns the dry run's result.
@@ -112,17 +94,6 @@ class ReplayPlanStoreTest : public ::testing::Test {
     for (const PlannedEvent& e : events) ++out[e.decision];
     return out;
   }
-
-  testing::ScratchDatabase db_;
-  PgPool pool_{db_.dsn(), 4};
-  Partitions partitions_{&pool_};
-  PgReplayStore store_{&pool_};
-  PgInspectionStore holes_{&pool_};
-  const absl::Time base_ =
-      absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()) / 3600 * 3600) - absl::Hours(4);
-  Route route_;
-  Config config_;
-  FakeClock clock_{absl::Now()};
 };
 
 TEST_F(ReplayPlanStoreTest, SpreadWindowIsSavedInTimeChunksAndReadsBackInOrder) {

@@ -165,12 +165,21 @@ class ReplayRunnerTest : public ::testing::Test {
     }
     ASSERT_TRUE(replay_store_.AddPlanEvents(id, 0, entries).ok());
   }
-  // Runs `job` as a replay of plan `id` of `total` events.
-  void RunPlanJob(ReplayJob job, const std::string& id, int64_t total) {
+  // Runs `job` as a replay of plan `id` of `total` events; expects it to
+  // complete with these counts and returns it as it ended.
+  ReplayJob RunPlanJob(ReplayJob job, const std::string& id, int64_t total, int64_t delivered,
+                       int64_t changed) {
     job.spec.plan_id = id;
     job.counters.total = total;
     replay_store_.AddJob(job);
     RunJob(job);
+    ReplayJob done = replay_store_.Job(kJobId);
+    EXPECT_EQ(done.state, ReplayState::kCompleted);
+    EXPECT_EQ(done.counters.processed, total);
+    EXPECT_EQ(done.counters.delivered, delivered);
+    EXPECT_EQ(done.counters.skipped, total - delivered);
+    EXPECT_EQ(done.counters.changed_since_plan, changed);
+    return done;
   }
 
   JobRunEnv Env(ReplayRunner* runner) {
@@ -572,14 +581,8 @@ TEST_F(ReplayRunnerTest, PlanJobReplaysExactlyThePlansEvents) {
   ReplayJob job = MakeJob(/*rate=*/1000);
   // A live retry delivered it after the page was read: the claim finds it so.
   delivery_store_.SetOutcome(planned[1], Outcome::kSucceeded);
-  RunPlanJob(job, "pl-1", 5);
+  ReplayJob done = RunPlanJob(job, "pl-1", 5, /*delivered=*/3, /*changed=*/1);
 
-  ReplayJob done = replay_store_.Job(kJobId);
-  EXPECT_EQ(done.state, ReplayState::kCompleted);
-  EXPECT_EQ(done.counters.processed, 5);
-  EXPECT_EQ(done.counters.delivered, 3);
-  EXPECT_EQ(done.counters.skipped, 2);
-  EXPECT_EQ(done.counters.changed_since_plan, 1);
   ASSERT_TRUE(done.cursor.has_value());
   EXPECT_EQ(done.cursor->position, planned[4]);
   std::set<int64_t> sent;
@@ -603,13 +606,8 @@ TEST_F(ReplayRunnerTest, PlanEventReadDeliveredIsSkippedAsChanged) {
   ReplayJob job = MakeJob(/*rate=*/1000);
   SavePlan("pl-2", planned);
   replay_store_.SetOutcome(planned[0], Outcome::kSucceeded);  // the page shows it delivered
-  RunPlanJob(job, "pl-2", 2);
+  RunPlanJob(job, "pl-2", 2, /*delivered=*/1, /*changed=*/1);
 
-  ReplayJob done = replay_store_.Job(kJobId);
-  EXPECT_EQ(done.state, ReplayState::kCompleted);
-  EXPECT_EQ(done.counters.delivered, 1);
-  EXPECT_EQ(done.counters.skipped, 1);
-  EXPECT_EQ(done.counters.changed_since_plan, 1);
   ASSERT_EQ(sink_->deliveries().size(), 1u);
   EXPECT_EQ(sink_->deliveries()[0].position, planned[1]);
 }
