@@ -195,4 +195,27 @@ absl::StatusOr<std::vector<pb::ReplayProgress>> ReplayClient::ListReplays(
   return std::vector<pb::ReplayProgress>(out.replays().begin(), out.replays().end());
 }
 
+absl::StatusOr<pb::Plan> ReplayClient::GetPlan(const std::string& plan_id) {
+  grpc::ClientContext ctx;
+  PrepareCall(&ctx);
+  pb::GetPlanRequest req;
+  req.set_plan_id(plan_id);
+  pb::Plan out;
+  grpc::Status s = stub_->GetPlan(&ctx, req, &out);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return out;
+}
+
+absl::Status ReplayClient::ListPlanEvents(
+    const std::string& plan_id, const std::function<void(const pb::PlanEvent&)>& on_event) {
+  grpc::ClientContext ctx;
+  if (!options_.token.empty()) ctx.AddMetadata("authorization", "Bearer " + options_.token);
+  pb::ListPlanEventsRequest req;
+  req.set_plan_id(plan_id);
+  auto reader = stub_->ListPlanEvents(&ctx, req);
+  pb::PlanEvent e;
+  while (reader->Read(&e)) on_event(e);
+  return FromGrpcStatus(reader->Finish());
+}
+
 }  // namespace replayd::client

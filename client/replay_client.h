@@ -65,6 +65,12 @@ class ReplayClient {
                                                           bool allow_high_rate);
   absl::StatusOr<std::vector<replay::v1::ReplayProgress>> ListReplays(
       const std::vector<replay::v1::ReplayState>& states, int limit);
+  // A plan saved by DryRun with save_plan.
+  absl::StatusOr<replay::v1::Plan> GetPlan(const std::string& plan_id);
+  // Calls `on_event` with each of the plan's events as they stream in (no
+  // deadline: a plan may hold millions).
+  absl::Status ListPlanEvents(const std::string& plan_id,
+                              const std::function<void(const replay::v1::PlanEvent&)>& on_event);
 
  private:
   ClientOptions options_;

@@ -8,6 +8,7 @@
 #include "client/replayctl/audit_command.h"
 #include "client/replayctl/common.h"
 #include "client/replayctl/inspect_commands.h"
+#include "client/replayctl/plan_commands.h"
 #include "client/replayctl/replay_commands.h"
 
 int main(int argc, char** argv) {
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
   app.fallthrough();
 
   RegisterReplayCommands(app, options);
+  RegisterPlanCommands(app, options);
   InspectEnv server_env{
       [&options] { return replayd::client::ReplayClient(options.ClientOptionsFor()).channel(); },
       [&options](grpc::ClientContext* ctx) {

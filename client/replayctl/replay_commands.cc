@@ -1,5 +1,6 @@
 #include "client/replayctl/replay_commands.h"
 #include "client/replayctl/json_output.h"
+#include "client/replayctl/plan_commands.h"
 #include "client/replayctl/proto_time.h"
 
 #include <unistd.h>
@@ -72,8 +73,23 @@ void AddRequestFlags(CLI::App* cmd, RequestFlags& f) {
   Fail(kExitUsage);
 }
 
-pb::ReplayRequest BuildRequest(const RequestFlags& f) {
+// The request's fields a start sets whatever it replays: pacing, breaker, why.
+pb::ReplayRequest StartOnlyRequest(const RequestFlags& f) {
   pb::ReplayRequest r;
+  r.set_rate(f.rate);
+  r.set_burst(f.burst);
+  r.set_allow_high_rate(f.allow_high_rate);
+  r.set_reason(f.reason);
+  if (f.breaker_consecutive_failures) {
+    r.mutable_breaker()->set_consecutive_failures(*f.breaker_consecutive_failures);
+  }
+  if (f.breaker_failure_ratio) r.mutable_breaker()->set_failure_ratio(*f.breaker_failure_ratio);
+  if (f.breaker_window) r.mutable_breaker()->set_window(*f.breaker_window);
+  return r;
+}
+
+pb::ReplayRequest BuildRequest(const RequestFlags& f) {
+  pb::ReplayRequest r = StartOnlyRequest(f);
   absl::Time now = absl::Now();
   auto from = ParseTimeArg(f.from, now);
   if (!from.ok()) UsageError(absl::StrCat("--from: ", from.status().message()));
@@ -96,16 +112,7 @@ pb::ReplayRequest BuildRequest(const RequestFlags& f) {
     r.add_outcomes(outcome);
   }
   r.set_include_succeeded(f.include_succeeded);
-  r.set_rate(f.rate);
-  r.set_burst(f.burst);
-  r.set_allow_high_rate(f.allow_high_rate);
   r.set_verify_downstream(f.verify_downstream);
-  r.set_reason(f.reason);
-  if (f.breaker_consecutive_failures) {
-    r.mutable_breaker()->set_consecutive_failures(*f.breaker_consecutive_failures);
-  }
-  if (f.breaker_failure_ratio) r.mutable_breaker()->set_failure_ratio(*f.breaker_failure_ratio);
-  if (f.breaker_window) r.mutable_breaker()->set_window(*f.breaker_window);
   return r;
 }
 
@@ -126,6 +133,10 @@ std::string ProgressText(const pb::ReplayProgress& p) {
   absl::StrAppend(&out, "  total     ", p.total(), "\n  processed ", p.processed(),
                   "\n  delivered ", p.delivered(), "\n  skipped   ", p.skipped(), "\n  failed    ",
                   p.failed(), "\n");
+  if (!p.plan_id().empty()) {
+    absl::StrAppend(&out, "  plan      ", p.plan_id(), ": ", p.changed_since_plan(),
+                    " changed since (of skipped: delivered meanwhile, not sent again)\n");
+  }
   if (p.held_by_key() > 0) {
     absl::StrAppend(&out, "  held      ", p.held_by_key(),
                     " (of skipped: strict keys behind an earlier undelivered event)\n");
@@ -245,6 +256,12 @@ std::string RenderDryRun(const pb::DryRunReport& d) {
     }
   }
   for (const auto& w : d.warnings()) absl::StrAppend(&out, "  warning: ", w, "\n");
+  if (!d.plan_id().empty()) {
+    absl::StrAppend(&out, "Saved as plan ", d.plan_id(), " (expires ",
+                    FormatRfc3339(FromTimestamp(d.expires_at())),
+                    "). To replay exactly these events:\n  replayctl start --plan ", d.plan_id(),
+                    "\n");
+  }
   return out;
 }
 
@@ -252,11 +269,16 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& o) {
   // dry-run
   {
     auto flags = std::make_shared<RequestFlags>();
+    auto save_plan = std::make_shared<bool>(false);
     auto* cmd = app.add_subcommand("dry-run", "what a replay of a window would do (no delivery)");
     AddRequestFlags(cmd, *flags);
-    cmd->callback([&o, flags] {
+    cmd->add_flag("--save-plan", *save_plan,
+                  "save the selection as a plan that `start --plan ID` replays exactly");
+    cmd->callback([&o, flags, save_plan] {
       auto c = Client(o);
-      auto report = c.DryRun(BuildRequest(*flags));
+      pb::ReplayRequest request = BuildRequest(*flags);
+      request.set_save_plan(*save_plan);
+      auto report = c.DryRun(request);
       if (!report.ok()) Fail(ReportError(report.status()));
       if (o.json()) {
         std::cout << ToJson(*report) << "\n";
@@ -271,27 +293,60 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& o) {
     auto yes = std::make_shared<bool>(false);
     auto watch = std::make_shared<bool>(false);
     auto request_id = std::make_shared<std::string>();
+    auto plan_id = std::make_shared<std::string>();
     auto* cmd = app.add_subcommand("start", "start a replay (shows the dry run and asks first)");
     AddRequestFlags(cmd, *flags);
+    // A plan carries its window: --from and --to are required without one.
+    cmd->get_option("--from")->required(false);
+    cmd->get_option("--to")->required(false);
+    cmd->add_option("--plan", *plan_id,
+                    "replay exactly the events of this saved plan (dry-run --save-plan); takes "
+                    "no selection flags");
     cmd->add_flag("-y,--yes", *yes, "do not ask for confirmation");
     cmd->add_flag("-w,--watch", *watch, "watch the progress until the replay ends");
     cmd->add_option("--request-id", *request_id,
                     "idempotency id: starting again with the same id returns the same replay");
-    cmd->callback([&o, flags, yes, watch, request_id] {
+    cmd->callback([&o, cmd, flags, yes, watch, request_id, plan_id] {
       auto c = Client(o);
-      pb::ReplayRequest request = BuildRequest(*flags);
-      auto report = c.DryRun(request);
-      if (!report.ok()) Fail(ReportError(report.status()));
-      if (!o.json()) std::cerr << RenderDryRun(*report);
+      pb::ReplayRequest request;
+      std::string summary;
+      int64_t to_deliver = 0;
+      double rate = 0;
+      if (!plan_id->empty()) {
+        for (const char* selection : {"--from", "--to", "--source", "--outcome",
+                                      "--include-succeeded", "--verify-downstream"}) {
+          if (cmd->count(selection) > 0) {
+            UsageError(absl::StrCat(selection, ": the plan carries its selection"));
+          }
+        }
+        auto plan = c.GetPlan(*plan_id);
+        if (!plan.ok()) Fail(ReportError(plan.status()));
+        summary = RenderPlan(*plan);
+        to_deliver = plan->would_deliver();
+        request = StartOnlyRequest(*flags);
+        request.set_plan_id(*plan_id);
+        rate = request.rate() > 0 ? request.rate() : plan->request().rate();
+      } else {
+        if (flags->from.empty()) UsageError("--from is required (or --plan ID)");
+        if (flags->to.empty()) UsageError("--to is required (or --plan ID)");
+        request = BuildRequest(*flags);
+        auto report = c.DryRun(request);
+        if (!report.ok()) Fail(ReportError(report.status()));
+        summary = RenderDryRun(*report);
+        to_deliver = report->would_deliver();
+        rate = report->effective_rate();
+      }
+      if (!o.json()) std::cerr << summary;
       if (!*yes) {
         if (isatty(STDIN_FILENO) == 0) {
           std::cerr << "replayctl: not starting without confirmation: pass --yes\n";
           Fail(kExitAborted);
         }
         // Whoever answers must see what they confirm; stdout stays JSON only.
-        if (o.json()) std::cerr << RenderDryRun(*report);
-        std::cerr << "Start the replay: deliver " << report->would_deliver() << " events at "
-                  << report->effective_rate() << "/s? [y/N] " << std::flush;
+        if (o.json()) std::cerr << summary;
+        std::cerr << "Start the replay: deliver " << to_deliver << " events at "
+                  << (rate > 0 ? absl::StrCat(rate, "/s") : std::string("the default rate"))
+                  << "? [y/N] " << std::flush;
         std::string answer;
         std::getline(std::cin, answer);
         if (answer != "y" && answer != "Y" && answer != "yes") {

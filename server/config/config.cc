@@ -207,6 +207,10 @@ const schema::Section<Config>& ConfigSchema() {
         ->Add("max_window", &ReplayLimits::max_window,
               "the widest time window one replay may select")
         .Positive();
+    replay
+        ->Add("plan_ttl", &ReplayLimits::plan_ttl,
+              "how long a plan saved by a dry run (`save_plan`) can be started")
+        .Positive();
 
     auto* breaker = new schema::Section<ReplayBreakerConfig>;
     breaker

@@ -73,6 +73,8 @@ struct ReplayLimits {
   double max_rate = 2000;
   int default_burst = 0;  // 0 = one second's worth of the rate, at least 1
   absl::Duration max_window = absl::Hours(24 * 7);
+  // How long a plan saved by a dry run can be started.
+  absl::Duration plan_ttl = absl::Hours(24);
   ReplayBreakerConfig breaker;
 };
 

@@ -49,6 +49,9 @@ struct ReplayCounters {
   // Of `skipped`: events of a strict key held behind an earlier undelivered
   // event of that key.
   int64_t held_by_key = 0;
+  // Of `skipped`, in a replay of a saved plan: events the plan would deliver
+  // whose state changed since (a live retry delivered one, say).
+  int64_t changed_since_plan = 0;
 
   friend bool operator==(const ReplayCounters&, const ReplayCounters&) = default;
 };
@@ -83,6 +86,8 @@ struct ReplaySpec {
   bool allow_high_rate = false;
   std::string reason;
   BreakerSettings breaker;
+  // The saved plan whose events the job replays; empty = the window's.
+  std::string plan_id;
 };
 
 struct ReplayJob {

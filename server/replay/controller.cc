@@ -40,7 +40,8 @@ absl::StatusOr<ReplayJob> AwaitJob(ReplayStore& store, ReplayJob job, absl::Dura
 
 }  // namespace
 
-std::string StartAuditDetail(const ReplaySpec& spec, int64_t would_deliver, int64_t total) {
+std::string StartAuditDetail(const ReplaySpec& spec, int64_t would_deliver, int64_t total,
+                             const std::string& plan_id) {
   nlohmann::json outcomes = nlohmann::json::array();
   for (Outcome o : spec.outcomes) outcomes.push_back(std::string(OutcomeName(o)));
   nlohmann::json detail = {{"request",
@@ -55,46 +56,120 @@ std::string StartAuditDetail(const ReplaySpec& spec, int64_t would_deliver, int6
                              {"verify_downstream", spec.verify_downstream}}},
                            {"would_deliver", would_deliver},
                            {"total", total}};
+  const std::string& plan = plan_id.empty() ? spec.plan_id : plan_id;
+  if (!plan.empty()) detail["plan_id"] = plan;
   // Control characters are escaped; a byte that is not UTF-8 becomes U+FFFD
   // instead of failing the start (jsonb accepts only UTF-8).
   return detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::string NewReplayId() {
+namespace {
+
+std::string NewId(const char* prefix) {
   static std::mutex mu;
   static std::mt19937_64 rng(std::random_device{}());
   std::lock_guard lock(mu);
-  return absl::StrFormat("rp-%016x", rng());
+  return absl::StrFormat("%s-%016x", prefix, rng());
 }
 
-absl::StatusOr<DryRunResult> ReplayController::DryRun(const ReplayRequestInput& input) {
+}  // namespace
+
+std::string NewReplayId() { return NewId("rp"); }
+std::string NewPlanId() { return NewId("pl"); }
+
+absl::StatusOr<DryRunResult> ReplayController::DryRun(const ReplayRequestInput& input,
+                                                      const PlanSave* save) {
   auto spec = ValidateReplayRequest(input, config_->replay, clock_->Now());
   if (!spec.ok()) return spec.status();
-  return dry_runner_->Run(*spec);
+  if (save == nullptr) return dry_runner_->Run(*spec);
+
+  const std::string plan_id = NewPlanId();
+  auto result = dry_runner_->Run(*spec, plan_id);
+  if (!result.ok()) {
+    (void)store_->DropPlanEvents(plan_id);
+    return result.status();
+  }
+  ReplayPlan plan;
+  plan.id = plan_id;
+  plan.request_json = save->request_json;
+  if (result->would_deliver > 0) plan.counts["deliver"] = result->would_deliver;
+  for (const auto& [reason, count] : result->skipped_by_reason) plan.counts[reason] = count;
+  plan.created_by = save->who.name;
+  plan.created_at = clock_->Now();
+  plan.expires_at = plan.created_at + config_->replay.plan_ttl;
+  // The plan's own events are the report's: a streamed window may have
+  // grown since its aggregate was read.
+  result->total = plan.Total();
+  AuditEntry audit{save->who.name,
+                   "plan",
+                   "",
+                   spec->reason,
+                   StartAuditDetail(*spec, result->would_deliver, result->total, plan_id),
+                   absl::Now()};
+  if (absl::Status s = store_->CreatePlan(plan, audit); !s.ok()) {
+    (void)store_->DropPlanEvents(plan_id);
+    return s;
+  }
+  Logger("replay")->info("plan {} saved by {}: [{}, {}) {} events, {} to deliver", plan_id,
+                         save->who.name, FormatRfc3339(spec->window.from),
+                         FormatRfc3339(spec->window.to), result->total, result->would_deliver);
+  result->plan_id = plan_id;
+  result->plan_expires_at = plan.expires_at;
+  return result;
+}
+
+absl::StatusOr<ReplayPlan> ReplayController::GetPlan(const std::string& id) {
+  if (id.empty()) return absl::InvalidArgumentError("plan_id is required");
+  return store_->GetPlan(id);
+}
+
+absl::StatusOr<ReplayPlan> ReplayController::LivePlan(const std::string& id) {
+  auto plan = GetPlan(id);
+  if (!plan.ok()) return plan.status();
+  if (clock_->Now() >= plan->expires_at) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("plan ", id, " expired at ", FormatRfc3339(plan->expires_at),
+                     ": run the dry run again with save_plan"));
+  }
+  return plan;
+}
+
+absl::StatusOr<std::vector<PlannedEvent>> ReplayController::PlanEvents(
+    const std::string& id, const std::optional<ReplayCursor>& after, int limit) {
+  return store_->ReadPlanPage(id, after, limit);
 }
 
 absl::StatusOr<ReplayJob> ReplayController::Start(const ReplayRequestInput& input,
                                                   const std::string& request_id,
-                                                  const Principal& who) {
+                                                  const Principal& who, const ReplayPlan* plan) {
   if (request_id.size() > 128) {
     return absl::InvalidArgumentError("request_id is longer than 128 bytes");
   }
   auto spec = ValidateReplayRequest(input, config_->replay, clock_->Now());
   if (!spec.ok()) return spec.status();
-  auto aggregates = dry_runner_->Run(*spec);
-  if (!aggregates.ok()) return aggregates.status();
+  DryRunResult counts;
+  if (plan != nullptr) {
+    spec->plan_id = plan->id;
+    counts.total = plan->Total();
+    auto deliver = plan->counts.find("deliver");
+    counts.would_deliver = deliver == plan->counts.end() ? 0 : deliver->second;
+  } else {
+    auto dry_run = dry_runner_->Run(*spec);
+    if (!dry_run.ok()) return dry_run.status();
+    counts = std::move(*dry_run);
+  }
 
   ReplayJob job;
   job.id = NewReplayId();
   job.request_id = request_id;
   job.spec = *spec;
   job.created_by = who.name;
-  job.counters.total = aggregates->total;
+  job.counters.total = counts.total;
   AuditEntry audit{who.name,
                    "start",
                    job.id,
                    spec->reason,
-                   StartAuditDetail(*spec, aggregates->would_deliver, aggregates->total),
+                   StartAuditDetail(*spec, counts.would_deliver, counts.total),
                    absl::Now()};
   bool existed = false;
   auto created = store_->CreateJob(job, audit, &existed);

@@ -50,6 +50,31 @@ void Count(ReplayCategory category, int64_t n, DryRunResult* result) {
   }
 }
 
+// A plan's events as the dry run streams them, saved a chunk at a time.
+class PlanChunks {
+ public:
+  PlanChunks(ReplayStore* store, std::string plan_id)
+      : store_(store), plan_id_(std::move(plan_id)) {}
+
+  absl::Status Add(const StoredEvent& e, ReplayCategory c) {
+    if (plan_id_.empty()) return absl::OkStatus();
+    entries_.push_back({e.position, e.ingested_at, std::string(CategoryName(c))});
+    return static_cast<int>(entries_.size()) < kPlanChunkEvents ? absl::OkStatus() : Flush();
+  }
+  absl::Status Flush() {
+    if (plan_id_.empty() || entries_.empty()) return absl::OkStatus();
+    absl::Status s = store_->AddPlanEvents(plan_id_, next_chunk_++, entries_);
+    entries_.clear();
+    return s;
+  }
+
+ private:
+  ReplayStore* store_;
+  const std::string plan_id_;  // empty = not saving
+  int64_t next_chunk_ = 0;
+  std::vector<PlanEntry> entries_;
+};
+
 constexpr ReplayCategory kCategories[] = {ReplayCategory::kDeliver,
                                           ReplayCategory::kSkipAlreadyDelivered,
                                           ReplayCategory::kSkipFoundDownstream,
@@ -101,7 +126,8 @@ double DryRunner::EffectiveRate(const ReplaySpec& spec,
   return rate;
 }
 
-absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
+absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec,
+                                            const std::string& save_plan_id) {
   DryRunResult result;
   auto aggregates = store_->AggregateWindow(spec.window);
   if (!aggregates.ok()) return aggregates.status();
@@ -138,9 +164,12 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec) {
     std::shared_ptr<const Route> route = routes_(source);
     if (route != nullptr && route->strict_order) any_strict = true;
   }
-  absl::Status counted = spec.verify_downstream || any_strict
-                             ? CountByStreaming(spec, &result)
-                             : CountByAggregate(spec, *aggregates, &result);
+  const bool streaming = spec.verify_downstream || any_strict;
+  absl::Status counted = streaming ? CountByStreaming(spec, save_plan_id, &result)
+                                   : CountByAggregate(spec, *aggregates, &result);
+  if (counted.ok() && !streaming && !save_plan_id.empty()) {
+    counted = SaveByAggregate(spec, *aggregates, save_plan_id, &result);
+  }
   if (!counted.ok()) return counted;
 
   std::vector<std::string> rate_sources =
@@ -187,8 +216,38 @@ absl::Status DryRunner::CountByAggregate(const ReplaySpec& spec,
   return absl::OkStatus();
 }
 
-absl::Status DryRunner::CountByStreaming(const ReplaySpec& spec, DryRunResult* result) {
+absl::Status DryRunner::SaveByAggregate(const ReplaySpec& spec,
+                                        const std::vector<WindowAggregate>& aggregates,
+                                        const std::string& plan_id, DryRunResult* result) {
+  std::vector<PlanRule> rules;
+  std::set<std::pair<std::string, Outcome>> seen;
+  for (const WindowAggregate& a : aggregates) {
+    if (!seen.insert({a.source, a.outcome}).second) continue;
+    StoredEvent e;
+    e.event.source = a.source;
+    e.outcome = a.outcome;
+    ReplayCategory c = Classify(e, spec, routes_(a.source) != nullptr, std::nullopt);
+    rules.push_back({a.source, a.outcome, std::string(CategoryName(c))});
+  }
+  auto saved = store_->AddPlanWindow(plan_id, spec.window, rules, result->total);
+  if (!saved.ok()) return saved.status();
+  result->total = 0;
+  result->would_deliver = 0;
+  result->would_skip = 0;
+  result->skipped_by_reason.clear();
+  for (ReplayCategory c : kCategories) {
+    auto it = saved->find(std::string(CategoryName(c)));
+    if (it == saved->end()) continue;
+    result->total += it->second;
+    Count(c, it->second, result);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DryRunner::CountByStreaming(const ReplaySpec& spec, const std::string& save_plan_id,
+                                         DryRunResult* result) {
   std::map<ReplayCategory, std::vector<ReplaySample>> samples;
+  PlanChunks plan(store_, save_plan_id);
   int64_t lookup_failures = 0;
   std::string first_lookup_error;
   // Per strict key, the failed events this replay would deliver: they no
@@ -229,6 +288,7 @@ absl::Status DryRunner::CountByStreaming(const ReplaySpec& spec, DryRunResult* r
         }
       }
       Count(c, 1, result);
+      if (absl::Status saved = plan.Add(e, c); !saved.ok()) return saved;
       auto& s = samples[c];
       if (static_cast<int>(s.size()) < kSamplesPerCategory) {
         ReplaySample sample = MakeSample(c, e, downstream);
@@ -242,6 +302,7 @@ absl::Status DryRunner::CountByStreaming(const ReplaySpec& spec, DryRunResult* r
     cursor = ReplayCursor{page->back().ingested_at, page->back().position};
     if (static_cast<int>(page->size()) < kStreamPageSize) break;
   }
+  if (absl::Status saved = plan.Flush(); !saved.ok()) return saved;
   for (ReplayCategory c : kCategories) {
     for (auto& s : samples[c]) result->samples.push_back(std::move(s));
   }

@@ -7,6 +7,10 @@
 // events of strict keys it would deliver), and on a strict route each event
 // goes through the live replay's KeyOrderBlocker: held_by_key names the
 // blocking event in its sample.
+//
+// A dry run may also save what it selected as a plan: every event of the
+// window with its decision, written as it streams or, in the aggregate case,
+// by one statement inside the database (ReplayStore::AddPlanWindow).
 #pragma once
 
 #include <cstdint>
@@ -50,6 +54,9 @@ struct DryRunResult {
   double effective_rate = 0;
   double estimated_seconds = 0;
   std::vector<std::string> warnings;
+  // Set when the selection was saved as a plan.
+  std::string plan_id;
+  absl::Time plan_expires_at;
 };
 
 // The sequence ranges of one source that must be read to find its holes,
@@ -78,8 +85,11 @@ class DryRunner {
         config_(config),
         clock_(clock) {}
 
-  // UNAVAILABLE when the database cannot be reached.
-  absl::StatusOr<DryRunResult> Run(const ReplaySpec& spec);
+  // UNAVAILABLE when the database cannot be reached. With `save_plan_id`,
+  // also saves the window's events and their decisions as that plan's
+  // events; the counts are then those of the saved set (the same unless
+  // events arrived in the window meanwhile). The caller creates the plan.
+  absl::StatusOr<DryRunResult> Run(const ReplaySpec& spec, const std::string& save_plan_id = "");
 
   // The rate a replay of `spec` would achieve: its own rate, capped by the
   // replay budget of every sink it sends to.
@@ -89,7 +99,13 @@ class DryRunner {
   absl::Status CountByAggregate(const ReplaySpec& spec,
                                 const std::vector<WindowAggregate>& aggregates,
                                 DryRunResult* result);
-  absl::Status CountByStreaming(const ReplaySpec& spec, DryRunResult* result);
+  // Saves the window's events with the decisions of `aggregates` (which
+  // depend on source and outcome alone) and counts what was saved.
+  absl::Status SaveByAggregate(const ReplaySpec& spec,
+                               const std::vector<WindowAggregate>& aggregates,
+                               const std::string& plan_id, DryRunResult* result);
+  absl::Status CountByStreaming(const ReplaySpec& spec, const std::string& save_plan_id,
+                                DryRunResult* result);
   void AddWarnings(const ReplaySpec& spec, const std::vector<std::string>& sources_seen,
                    DryRunResult* result);
 

@@ -11,16 +11,24 @@
 namespace replayd {
 namespace {
 
+const StoredEvent& EventOf(const StoredEvent& e) { return e; }
+const StoredEvent& EventOf(const PlannedEvent& p) { return p.event; }
+bool PlannedSkip(const StoredEvent&) { return false; }
+bool PlannedSkip(const PlannedEvent& p) {
+  return p.decision != CategoryName(ReplayCategory::kDeliver);
+}
+
 // Longest uninterrupted wait: bounds how long a cancel or shutdown waits.
 constexpr absl::Duration kWaitSlice = absl::Milliseconds(10);
 constexpr absl::Duration kRetryDelay = absl::Milliseconds(250);
 constexpr absl::Duration kClaimRetryDelay = absl::Milliseconds(20);
 
-std::string CountsJson(const ReplayCounters& c) {
-  return nlohmann::ordered_json{{"total", c.total},         {"processed", c.processed},
+std::string CountsJson(const ReplaySpec& spec, const ReplayCounters& c) {
+  nlohmann::ordered_json counts{{"total", c.total},         {"processed", c.processed},
                                 {"delivered", c.delivered}, {"skipped", c.skipped},
-                                {"failed", c.failed},       {"held_by_key", c.held_by_key}}
-      .dump();
+                                {"failed", c.failed},       {"held_by_key", c.held_by_key}};
+  if (!spec.plan_id.empty()) counts["changed_since_plan"] = c.changed_since_plan;
+  return counts.dump();
 }
 
 // Events of one key are delivered one at a time; "" = the event has no key.
@@ -97,26 +105,42 @@ void JobRun::Run() {
       break;
     }
   }
+  if (job_.spec.plan_id.empty()) {
+    ReadAndDispatch([this](const std::optional<ReplayCursor>& after) {
+      return env_.store->ReadWindowPage(job_.spec.window, after, options_.page_size);
+    });
+  } else {
+    // A plan's events in the same order: what the dry run would not deliver
+    // is skipped as it decided; the rest is decided again, on its state now.
+    ReadAndDispatch([this](const std::optional<ReplayCursor>& after) {
+      return env_.store->ReadPlanPage(job_.spec.plan_id, after, options_.page_size);
+    });
+  }
+  StopWorkers();
+  Finish();
+}
+
+template <typename ReadPage>
+void JobRun::ReadAndDispatch(const ReadPage& read_page) {
   std::optional<ReplayCursor> read_cursor = job_.cursor;
   bool exhausted = false;
   while (!exhausted && CurrentStop() == Stop::kNone) {
-    auto page = env_.store->ReadWindowPage(job_.spec.window, read_cursor, options_.page_size);
+    auto page = read_page(read_cursor);
     if (!page.ok()) {
-      log_->warn("replay {}: reading the window failed (will retry): {}", job_.id,
-                 page.status().message());
+      log_->warn("replay {}: reading the {} failed (will retry): {}", job_.id,
+                 job_.spec.plan_id.empty() ? "window" : "plan", page.status().message());
       Sleep(kRetryDelay);
       continue;
     }
-    for (const StoredEvent& e : *page) {
-      if (!Dispatch(e)) break;
+    for (const auto& item : *page) {
+      const StoredEvent& e = EventOf(item);
+      if (!(PlannedSkip(item) ? Skip({e.ingested_at, e.position}) : Dispatch(e))) break;
       read_cursor = ReplayCursor{e.ingested_at, e.position};
     }
     if (static_cast<int>(page->size()) < options_.page_size && CurrentStop() == Stop::kNone) {
       exhausted = true;
     }
   }
-  StopWorkers();
-  Finish();
 }
 
 bool JobRun::Sleep(absl::Duration d) {
@@ -155,21 +179,25 @@ bool JobRun::Dispatch(const StoredEvent& e) {
   std::shared_ptr<const Route> route = (*env_.routes)(e.event.source);
   ReplayCategory category = Classify(e, job_.spec, route != nullptr, std::nullopt);
   const ReplayCursor at{e.ingested_at, e.position};
-  if (category != ReplayCategory::kDeliver) {
-    std::lock_guard lock(mu_);
-    if (StopLocked() != Stop::kNone) return false;
-    cursor_.Skipped(at);
-    ++counters_.processed;
-    ++counters_.skipped;
-    if (options_.observer != nullptr) options_.observer->OnReplayed("skipped");
-    return true;
-  }
+  // In a plan's replay every event dispatched was to be delivered.
+  if (category != ReplayCategory::kDeliver) return Skip(at, !job_.spec.plan_id.empty());
   const std::string key = KeyOf(e);
   if (!WaitForRoom(key)) return false;
   if (!WaitToken(*route)) return false;
   std::lock_guard lock(mu_);
   cursor_.Dispatched(at);
   Enqueue(e, key);
+  return true;
+}
+
+bool JobRun::Skip(const ReplayCursor& at, bool changed) {
+  std::lock_guard lock(mu_);
+  if (StopLocked() != Stop::kNone) return false;
+  cursor_.Skipped(at);
+  ++counters_.processed;
+  ++counters_.skipped;
+  if (changed) ++counters_.changed_since_plan;
+  if (options_.observer != nullptr) options_.observer->OnReplayed("skipped");
   return true;
 }
 
@@ -366,7 +394,11 @@ void JobRun::Complete(const StoredEvent& e, const std::string& key, const Result
     }
     switch (result.kind) {
       case Result::kDelivered: ++counters_.delivered; break;
-      case Result::kSkipped: ++counters_.skipped; break;
+      case Result::kSkipped:
+        ++counters_.skipped;
+        // Dispatched to be delivered and found delivered (or gone): changed.
+        if (!job_.spec.plan_id.empty()) ++counters_.changed_since_plan;
+        break;
       case Result::kHeld:
         ++counters_.skipped;
         ++counters_.held_by_key;
@@ -465,9 +497,8 @@ void JobRun::Finish() {
   ReplayState state = stop == Stop::kCancel ? ReplayState::kCancelled
                       : counters.failed > 0 ? ReplayState::kFailed
                                             : ReplayState::kCompleted;
-  AuditEntry audit{
-      options_.instance, std::string(ReplayStateName(state)), job_.id, "", CountsJson(counters),
-      clock_->Now()};
+  AuditEntry audit{options_.instance, std::string(ReplayStateName(state)), job_.id, "",
+                   CountsJson(job_.spec, counters), clock_->Now()};
   // The final write must land: retry while the database is away.
   for (int attempt = 0;; ++attempt) {
     absl::Status s =
@@ -514,8 +545,8 @@ bool JobRun::Park(Stop stop, const ReplayCounters& counters,
   // audited here, with the daemon as actor.
   std::optional<AuditEntry> audit;
   if (stop == Stop::kBreaker) {
-    audit =
-        AuditEntry{options_.instance, "paused", job_.id, reason, CountsJson(parked), clock_->Now()};
+    audit = AuditEntry{options_.instance, "paused",          job_.id,
+                       reason,            CountsJson(job_.spec, parked), clock_->Now()};
   }
   const std::string error = stop == Stop::kBreaker ? reason : last_error;
   for (;;) {

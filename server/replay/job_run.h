@@ -12,6 +12,12 @@
 // or an operator) keeps the events that failed in the burst, and those it
 // had queued but not sent, to deliver them first on resume. A job that ends
 // with events it could not deliver ends failed.
+//
+// A job of a saved plan reads the plan's events instead of the window, in
+// the same order and through the same cursor: those the dry run would not
+// deliver are skipped as it decided, the rest go through check-then-act on
+// their state now, and those whose state changed since are counted
+// changed_since_plan (never sent again when already delivered).
 #pragma once
 
 #include <atomic>
@@ -81,7 +87,13 @@ class JobRun {
   // Sleeps up to `d` in short slices, checkpointing when due; false when the
   // job must stop.
   bool Sleep(absl::Duration d);
+  // Reads pages (`read_page(after)`: the window's or the plan's) and
+  // dispatches their events until the last page or a stop.
+  template <typename ReadPage>
+  void ReadAndDispatch(const ReadPage& read_page);
   bool Dispatch(const StoredEvent& e);
+  // `at` needs no delivery; `changed`: a plan's event whose state changed.
+  bool Skip(const ReplayCursor& at, bool changed = false);
   // Hands an event of the retry list to the workers (it is before the cursor).
   bool DispatchRetry(const RetryEvent& r);
   bool WaitForRoom(const std::string& key);

@@ -1,8 +1,11 @@
 #include "server/rpc/replay_service.h"
 
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "server/common/logging.h"
 #include "server/rpc/grpc_status.h"
+#include "server/rpc/plan_convert.h"
 #include "server/rpc/proto_convert.h"
 
 namespace replayd {
@@ -96,6 +99,8 @@ void ToProto(const ReplayJob& job, pb::ReplayProgress* out) {
   b->set_consecutive_failures(job.spec.breaker.consecutive_failures);
   b->set_failure_ratio(job.spec.breaker.failure_ratio);
   b->set_window(job.spec.breaker.window);
+  out->set_plan_id(job.spec.plan_id);
+  out->set_changed_since_plan(job.counters.changed_since_plan);
 }
 
 void ToProto(const DryRunResult& d, pb::DryRunReport* out) {
@@ -126,6 +131,10 @@ void ToProto(const DryRunResult& d, pb::DryRunReport* out) {
   out->set_estimated_seconds(d.estimated_seconds);
   for (const auto& w : d.warnings) out->add_warnings(w);
   out->set_total(d.total);
+  if (!d.plan_id.empty()) {
+    out->set_plan_id(d.plan_id);
+    ToProto(d.plan_expires_at, out->mutable_expires_at());
+  }
 }
 
 // Handlers never let an exception escape.
@@ -165,7 +174,12 @@ grpc::Status ReplayServiceImpl::DryRun(grpc::ServerContext* context,
     if (!who.ok()) return ToGrpcStatus(who.status());
     auto input = FromProto(*request);
     if (!input.ok()) return ToGrpcStatus(input.status());
-    auto result = controller_->DryRun(*input);
+    if (!request->plan_id().empty()) {
+      return ToGrpcStatus(absl::InvalidArgumentError("plan_id: a dry run does not run a plan"));
+    }
+    std::optional<PlanSave> save;
+    if (request->save_plan()) save = PlanSave{PlanRequestJson(*request), *who};
+    auto result = controller_->DryRun(*input, save ? &*save : nullptr);
     if (!result.ok()) return ToGrpcStatus(result.status());
     ToProto(*result, response);
     return grpc::Status::OK;
@@ -178,12 +192,70 @@ grpc::Status ReplayServiceImpl::StartReplay(grpc::ServerContext* context,
   return Guard("StartReplay", [&] {
     auto who = AuthorizeCall(*auth_, *context, Role::kOperator);
     if (!who.ok()) return ToGrpcStatus(who.status());
+    if (request->save_plan()) {
+      return ToGrpcStatus(absl::InvalidArgumentError(
+          "save_plan: a plan is saved by a dry run; start it with plan_id"));
+    }
+    if (!request->plan_id().empty()) return StartPlan(*request, *who, response);
     auto input = FromProto(*request);
     if (!input.ok()) return ToGrpcStatus(input.status());
     auto job = controller_->Start(*input, request->request_id(), *who);
     if (!job.ok()) return ToGrpcStatus(job.status());
     ToProto(*job, response);
     return grpc::Status::OK;
+  });
+}
+
+grpc::Status ReplayServiceImpl::StartPlan(const pb::ReplayRequest& request, const Principal& who,
+                                          pb::ReplayProgress* response) {
+  if (absl::Status s = CheckPlanStart(request); !s.ok()) return ToGrpcStatus(s);
+  auto plan = controller_->LivePlan(request.plan_id());
+  if (!plan.ok()) return ToGrpcStatus(plan.status());
+  auto merged = PlanStartRequest(request, plan->request_json);
+  if (!merged.ok()) return ToGrpcStatus(merged.status());
+  auto input = FromProto(*merged);
+  if (!input.ok()) return ToGrpcStatus(input.status());
+  auto job = controller_->Start(*input, merged->request_id(), who, &*plan);
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  ToProto(*job, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status ReplayServiceImpl::GetPlan(grpc::ServerContext* context,
+                                        const pb::GetPlanRequest* request, pb::Plan* response) {
+  return Guard("GetPlan", [&] {
+    auto who = AuthorizeCall(*auth_, *context, Role::kViewer);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    auto plan = controller_->GetPlan(request->plan_id());
+    if (!plan.ok()) return ToGrpcStatus(plan.status());
+    ToProto(*plan, absl::Now(), response);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ReplayServiceImpl::ListPlanEvents(grpc::ServerContext* context,
+                                               const pb::ListPlanEventsRequest* request,
+                                               grpc::ServerWriter<pb::PlanEvent>* writer) {
+  return Guard("ListPlanEvents", [&] {
+    auto who = AuthorizeCall(*auth_, *context, Role::kViewer);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    auto plan = controller_->LivePlan(request->plan_id());
+    if (!plan.ok()) return ToGrpcStatus(plan.status());
+    // A page at a time: memory stays flat in the plan's size.
+    constexpr int kPage = 1000;
+    std::optional<ReplayCursor> after;
+    while (true) {
+      if (context->IsCancelled()) return grpc::Status::CANCELLED;
+      auto page = controller_->PlanEvents(plan->id, after, kPage);
+      if (!page.ok()) return ToGrpcStatus(page.status());
+      for (const PlannedEvent& e : *page) {
+        pb::PlanEvent out;
+        ToProto(e, &out);
+        if (!writer->Write(out)) return grpc::Status::CANCELLED;
+      }
+      if (static_cast<int>(page->size()) < kPage) return grpc::Status::OK;
+      after = ReplayCursor{page->back().event.ingested_at, page->back().event.position};
+    }
   });
 }
 

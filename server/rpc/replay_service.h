@@ -1,7 +1,8 @@
 // gRPC replay.v1.ReplayService: thin handlers over ReplayController
-// (conversion, authorization, status mapping). Roles: viewer for DryRun,
-// GetProgress, WatchProgress and ListReplays; operator for StartReplay,
-// PauseReplay, ResumeReplay and CancelReplay.
+// (conversion, authorization, status mapping). Roles: viewer for DryRun
+// (saving a plan too), GetProgress, WatchProgress, ListReplays, GetPlan and
+// ListPlanEvents; operator for StartReplay, PauseReplay, ResumeReplay and
+// CancelReplay.
 #pragma once
 
 #include <atomic>
@@ -41,10 +42,20 @@ class ReplayServiceImpl final : public replay::v1::ReplayService::Service {
                            const replay::v1::ListReplaysRequest* request,
                            replay::v1::ListReplaysResponse* response) override;
 
+  grpc::Status GetPlan(grpc::ServerContext* context, const replay::v1::GetPlanRequest* request,
+                       replay::v1::Plan* response) override;
+  grpc::Status ListPlanEvents(grpc::ServerContext* context,
+                              const replay::v1::ListPlanEventsRequest* request,
+                              grpc::ServerWriter<replay::v1::PlanEvent>* writer) override;
+
   // Ends open WatchProgress streams (UNAVAILABLE) so that the server drains fast.
   void Shutdown() { shutting_down_ = true; }
 
  private:
+  // StartReplay of a saved plan (request.plan_id).
+  grpc::Status StartPlan(const replay::v1::ReplayRequest& request, const Principal& who,
+                         replay::v1::ReplayProgress* response);
+
   std::atomic<bool> shutting_down_{false};
   ReplayController* controller_;
   const Authenticator* auth_;

@@ -31,16 +31,10 @@ constexpr const char* kCheckpointSql = R"sql(
 UPDATE replays
    SET total = $3, processed = $4, delivered = $5, skipped = $6, failed = $7,
        cursor_ingested_at = $8::timestamptz, cursor_position = $9, current_rate = $10,
-       lease_until = now() + make_interval(secs => $11), held_by_key = $12, updated_at = now()
+       lease_until = now() + make_interval(secs => $11), held_by_key = $12, updated_at = now(),
+       changed_since_plan = $13
  WHERE id = $1 AND owner = $2
 RETURNING state)sql";
-
-void InsertAudit(pqxx::work& tx, const AuditEntry& a) {
-  tx.exec_params(
-      "INSERT INTO replay_audit (actor, action, replay_id, reason, detail)"
-      " VALUES ($1, $2, NULLIF($3, ''), $4, $5::jsonb)",
-      a.actor, a.action, a.replay_id, a.reason, a.detail_json.empty() ? "{}" : a.detail_json);
-}
 
 // A cursor as the parameters of its two columns, both NULL without one.
 std::pair<std::optional<std::string>, std::optional<int64_t>> CursorParams(
@@ -181,15 +175,16 @@ absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const A
             "INSERT INTO replays (id, request_id, state, window_from, window_to, sources,"
             " outcomes, include_succeeded, verify_downstream, rate, burst, allow_high_rate,"
             " reason, created_by, total, breaker_consecutive_failures, breaker_failure_ratio,"
-            " breaker_window)"
+            " breaker_window, plan_id)"
             " VALUES ($1, NULLIF($2, ''), 'pending', $3::timestamptz, $4::timestamptz,"
-            " $5::text[], $6::text[], $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+            " $5::text[], $6::text[], $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
+            " NULLIF($18, ''))"
             " RETURNING ",
             JobColumns()),
         job.id, job.request_id, PgTime(s.window.from), PgTime(s.window.to), sources,
         OutcomeArray(s.outcomes), s.include_succeeded, s.verify_downstream, s.rate, s.burst,
         s.allow_high_rate, s.reason, job.created_by, job.counters.total,
-        s.breaker.consecutive_failures, s.breaker.failure_ratio, s.breaker.window);
+        s.breaker.consecutive_failures, s.breaker.failure_ratio, s.breaker.window, s.plan_id);
     out = JobFromRow(rows[0]);
     InsertAudit(tx, audit);
     tx.commit();
@@ -308,10 +303,11 @@ absl::Status PgReplayStore::Park(const std::string& id, const std::string& owner
             " skipped = $6, failed = $7, cursor_ingested_at = $8::timestamptz,"
             " cursor_position = $9, last_error = $10, held_by_key = $11,"
             " retry_events = $12::jsonb, current_rate = 0, updated_at = now(), owner = NULL,"
-            " lease_until = NULL"
+            " lease_until = NULL, changed_since_plan = $13"
             " WHERE id = $1 AND owner = $2 AND state IN ('running', 'paused') RETURNING id",
             id, owner, c.total, c.processed, c.delivered, c.skipped, c.failed, cursor_time,
-            cursor_position, last_error, c.held_by_key, RetryEventsJson(retry));
+            cursor_position, last_error, c.held_by_key, RetryEventsJson(retry),
+            c.changed_since_plan);
       });
 }
 
@@ -369,7 +365,8 @@ absl::StatusOr<ReplayState> PgReplayStore::Checkpoint(const std::string& id,
     const auto [cursor_time, cursor_position] = CursorParams(cursor);
     auto rows = tx.exec_prepared(kCheckpointName, id, owner, c.total, c.processed, c.delivered,
                                  c.skipped, c.failed, cursor_time, cursor_position, current_rate,
-                                 absl::ToDoubleSeconds(lease), c.held_by_key);
+                                 absl::ToDoubleSeconds(lease), c.held_by_key,
+                                 c.changed_since_plan);
     tx.commit();
     state.reset();
     if (!rows.empty()) state = ParseReplayState(rows[0][0].as<std::string>());
@@ -394,10 +391,11 @@ absl::Status PgReplayStore::Finish(const std::string& id, const std::string& own
             " skipped = $7, failed = $8, cursor_ingested_at = $9::timestamptz,"
             " cursor_position = $10, last_error = $11, current_rate = 0, finished_at = now(),"
             " updated_at = now(), owner = NULL, lease_until = NULL, held_by_key = $12,"
-            " retry_events = '[]'"
+            " retry_events = '[]', changed_since_plan = $13"
             " WHERE id = $1 AND owner = $2 RETURNING id",
             id, owner, std::string(ReplayStateName(state)), c.total, c.processed, c.delivered,
-            c.skipped, c.failed, cursor_time, cursor_position, last_error, c.held_by_key);
+            c.skipped, c.failed, cursor_time, cursor_position, last_error, c.held_by_key,
+            c.changed_since_plan);
       });
 }
 

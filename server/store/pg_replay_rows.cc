@@ -49,7 +49,9 @@ std::string JobColumns() {
                         std::string("retry_events::text"),
                         std::string("breaker_consecutive_failures"),
                         std::string("breaker_failure_ratio"),
-                        std::string("breaker_window")},
+                        std::string("breaker_window"),
+                        std::string("coalesce(plan_id, '')"),
+                        std::string("changed_since_plan")},
                        ", ");
 }
 
@@ -92,6 +94,8 @@ ReplayJob JobFromRow(const pqxx::row& r) {
   j.spec.breaker.consecutive_failures = r[31].as<int>();
   j.spec.breaker.failure_ratio = r[32].as<double>();
   j.spec.breaker.window = r[33].as<int>();
+  j.spec.plan_id = r[34].as<std::string>();
+  j.counters.changed_since_plan = r[35].as<int64_t>();
   return j;
 }
 
@@ -116,6 +120,13 @@ std::vector<RetryEvent> RetryEventsFromJson(const std::string& json) {
                    e.value("source", std::string()), e.value("key", std::string())});
   }
   return out;
+}
+
+void InsertAudit(pqxx::work& tx, const AuditEntry& a) {
+  tx.exec_params(
+      "INSERT INTO replay_audit (actor, action, replay_id, reason, detail)"
+      " VALUES ($1, $2, NULLIF($3, ''), $4, $5::jsonb)",
+      a.actor, a.action, a.replay_id, a.reason, a.detail_json.empty() ? "{}" : a.detail_json);
 }
 
 std::string OutcomeArray(const std::vector<Outcome>& outcomes) {

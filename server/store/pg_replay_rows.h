@@ -22,4 +22,11 @@ std::vector<RetryEvent> RetryEventsFromJson(const std::string& json);
 // A text[] literal of the outcomes' names.
 std::string OutcomeArray(const std::vector<Outcome>& outcomes);
 
+// Writes `a` to replay_audit in `tx`.
+void InsertAudit(pqxx::work& tx, const AuditEntry& a);
+
+// The SQL condition selecting a window's events of table events: $1 from,
+// $2 to, $3 sources (text[], empty = every source).
+const char* WindowPredicate();
+
 }  // namespace replayd

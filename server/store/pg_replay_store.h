@@ -2,7 +2,8 @@
 // partitioned events table). Thread safe.
 //
 // Its parts: the jobs in pg_replay_jobs.cc, the window reads in
-// pg_replay_window.cc, the audit read in pg_audit.cc.
+// pg_replay_window.cc, the audit read in pg_audit.cc, the saved plans in
+// pg_replay_plans.cc.
 #pragma once
 
 #include "server/store/pg_pool.h"
@@ -49,6 +50,19 @@ class PgReplayStore final : public ReplayStore {
   absl::StatusOr<std::vector<StoredEvent>> FirstEventsWithOutcome(
       const ReplayWindow& window, const std::vector<Outcome>& outcomes, int limit) override;
   absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(const ReplayWindow& window) override;
+
+  absl::Status AddPlanEvents(const std::string& plan_id, int64_t chunk,
+                             const std::vector<PlanEntry>& entries) override;
+  absl::StatusOr<std::map<std::string, int64_t>> AddPlanWindow(const std::string& plan_id,
+                                                               const ReplayWindow& window,
+                                                               const std::vector<PlanRule>& rules,
+                                                               int64_t expected) override;
+  absl::Status CreatePlan(const ReplayPlan& plan, const AuditEntry& audit) override;
+  absl::Status DropPlanEvents(const std::string& plan_id) override;
+  absl::StatusOr<ReplayPlan> GetPlan(const std::string& id) override;
+  absl::StatusOr<std::vector<PlannedEvent>> ReadPlanPage(const std::string& plan_id,
+                                                         const std::optional<ReplayCursor>& after,
+                                                         int limit) override;
 
  private:
   PgPool* pool_;

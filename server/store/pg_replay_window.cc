@@ -161,6 +161,8 @@ absl::StatusOr<std::vector<StoredEvent>> ReadWindowEvents(PgPool* pool, const ch
 
 }  // namespace
 
+const char* WindowPredicate() { return kWindowPredicate; }
+
 absl::StatusOr<std::vector<StoredEvent>> PgReplayStore::ReadWindowPage(
     const ReplayWindow& window, const std::optional<ReplayCursor>& after, int limit) {
   ReplayCursor from = after.value_or(StartCursor(window));

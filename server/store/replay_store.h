@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,6 +48,49 @@ struct KeyBlocker {
   absl::Time ingested_at;
   std::string event_id;
 };
+
+// One event of a saved plan: its log key and the dry run's decision, a
+// ReplayCategory name ("deliver", "already_delivered", ...).
+struct PlanEntry {
+  int64_t position = 0;
+  absl::Time ingested_at;
+  std::string decision;
+};
+
+// A plan's event read back: the event as the log holds it now, and the
+// decision the plan recorded.
+struct PlannedEvent {
+  StoredEvent event;
+  std::string decision;
+};
+
+// The decision for every event of `source` with `outcome`, when the dry run
+// decides on those alone.
+struct PlanRule {
+  std::string source;
+  Outcome outcome = Outcome::kPending;
+  std::string decision;
+};
+
+// A saved dry run: the request it ran (protobuf JSON, kept as sent) and how
+// many of its events got each decision.
+struct ReplayPlan {
+  std::string id;
+  std::string request_json;
+  std::map<std::string, int64_t> counts;  // decision -> events
+  std::string created_by;
+  absl::Time created_at;
+  absl::Time expires_at;
+
+  int64_t Total() const {
+    int64_t n = 0;
+    for (const auto& [decision, count] : counts) n += count;
+    return n;
+  }
+};
+
+// The events of a plan are saved in chunks of about this many.
+inline constexpr int kPlanChunkEvents = 10000;
 
 class ReplayStore {
  public:
@@ -142,6 +186,34 @@ class ReplayStore {
   // from one snapshot. A key may come in several rows: their counts add up.
   virtual absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(
       const ReplayWindow& window) = 0;
+
+  // --- saved plans (a plan's events are written first, then the plan) ---
+
+  // Saves the next chunk of a plan's events: `entries` in window order, all
+  // after those of every earlier chunk. INVALID_ARGUMENT for an unknown
+  // decision name.
+  virtual absl::Status AddPlanEvents(const std::string& plan_id, int64_t chunk,
+                                     const std::vector<PlanEntry>& entries) = 0;
+  // Saves, inside the database, every event of `window` whose (source,
+  // outcome) has a rule, with that rule's decision, in chunks of about
+  // kPlanChunkEvents (`expected`: about how many events the window holds).
+  // Returns how many events got each decision.
+  virtual absl::StatusOr<std::map<std::string, int64_t>> AddPlanWindow(
+      const std::string& plan_id, const ReplayWindow& window, const std::vector<PlanRule>& rules,
+      int64_t expected) = 0;
+  // Makes the plan, whose events were added, visible, audits `audit`, and
+  // drops the events of expired plans. ALREADY_EXISTS for a taken id.
+  virtual absl::Status CreatePlan(const ReplayPlan& plan, const AuditEntry& audit) = 0;
+  // Drops the events added for a plan that will not be created.
+  virtual absl::Status DropPlanEvents(const std::string& plan_id) = 0;
+  // NOT_FOUND for an unknown id; an expired plan is returned as it is.
+  virtual absl::StatusOr<ReplayPlan> GetPlan(const std::string& id) = 0;
+  // Up to `limit` events of the plan after `after` (nullopt = from the
+  // start), in (ingested_at, position) order, as the log holds them now;
+  // events the log no longer holds (retention) are left out. Fewer than
+  // `limit` only at the end.
+  virtual absl::StatusOr<std::vector<PlannedEvent>> ReadPlanPage(
+      const std::string& plan_id, const std::optional<ReplayCursor>& after, int limit) = 0;
 };
 
 }  // namespace replayd

@@ -72,6 +72,7 @@ struct Env {
   std::unique_ptr<pb::InspectionService::Stub> inspection;
   std::string running_replay;  // active over the last hour on "orders"
   std::string ended_replay;    // completed
+  std::string expired_plan;    // saved by a dry run, past replay.plan_ttl
   testing::TempDir files;
 };
 Env* env = nullptr;
@@ -159,6 +160,17 @@ std::function<Answer()> StartReplay(std::function<void(pb::ReplayRequest&)> edit
     pb::ReplayRequest r = LastHour();
     edit(r);
     return Call(*env->replay, &pb::ReplayService::Stub::StartReplay, r, token);
+  };
+}
+
+// StartReplay of a saved plan: only its id, changed by `edit`.
+std::function<Answer()> StartPlan(std::function<std::string()> id,
+                                  std::function<void(pb::ReplayRequest&)> edit = nullptr) {
+  return [id, edit] {
+    pb::ReplayRequest r;
+    r.set_plan_id(id());
+    if (edit) edit(r);
+    return Call(*env->replay, &pb::ReplayService::Stub::StartReplay, r, std::string(kOperator));
   };
 }
 
@@ -599,6 +611,34 @@ std::vector<Case> Catalogue() {
        "UNAVAILABLE: failed to connect"},
       {"ReplayctlUnknownToken", "replayctl", Replayctl({"list"}, "not-a-token-0123456789"),
        "exit 5", "unknown bearer token"},
+      // Saved plans: a start of one takes no selection; unknown and expired
+      // plans are refused as such.
+      {"StartPlanWithSelectionFields", "grpc",
+       StartReplay([](pb::ReplayRequest& r) { r.set_plan_id(env->expired_plan); }),
+       "INVALID_ARGUMENT", "a plan carries its selection; do not also set from, to, sources"},
+      {"StartPlanWithOutcomes", "grpc",
+       StartPlan([] { return env->expired_plan; },
+                 [](pb::ReplayRequest& r) { r.add_outcomes(pb::FAILED); }),
+       "INVALID_ARGUMENT", "do not also set outcomes"},
+      {"StartUnknownPlan", "grpc", StartPlan([] { return std::string("pl-0000000000000000"); }),
+       "NOT_FOUND", "no plan with id \"pl-0000000000000000\""},
+      {"StartExpiredPlan", "grpc", StartPlan([] { return env->expired_plan; }),
+       "FAILED_PRECONDITION", "expired at"},
+      {"StartWithSavePlan", "grpc",
+       StartReplay([](pb::ReplayRequest& r) { r.set_save_plan(true); }), "INVALID_ARGUMENT",
+       "save_plan: a plan is saved by a dry run"},
+      {"DryRunWithPlanId", "grpc",
+       DryRun([](pb::ReplayRequest& r) { r.set_plan_id("pl-0000000000000000"); }),
+       "INVALID_ARGUMENT", "plan_id: a dry run does not run a plan"},
+      {"ReplayctlStartPlanWithWindow", "replayctl",
+       Replayctl({"start", "--plan", "pl-0000000000000000", "--from", "-1h", "--yes"}), "exit 2",
+       "--from: the plan carries its selection"},
+      {"ReplayctlStartUnknownPlan", "replayctl",
+       Replayctl({"start", "--plan", "pl-0000000000000000", "--yes"}), "exit 1",
+       "NOT_FOUND: no plan with id"},
+      {"ReplayctlShowUnknownPlan", "replayctl",
+       Replayctl({"plan", "show", "pl-0000000000000000"}, kViewer), "exit 1",
+       "NOT_FOUND: no plan with id"},
       {"ReplayctlInvertedWindow", "replayctl",
        Replayctl({"dry-run", "--from", "-1h", "--to", "-2h"}), "exit 1", "the window is inverted"},
   };
@@ -609,7 +649,8 @@ std::vector<Case> Catalogue() {
 std::map<std::string, int64_t> Footprint() {
   std::map<std::string, int64_t> out;
   for (const char* table : {"events", "event_keys", "delivery_attempts", "replays", "replay_audit",
-                            "delivery_claims", "delivery_failed_keys"}) {
+                            "delivery_claims", "delivery_failed_keys", "replay_plans",
+                            "replay_plan_events"}) {
     out[table] = env->db.QueryInt(absl::StrCat("SELECT count(*) FROM ", table));
   }
   out["downstream calls"] = static_cast<int64_t>(env->downstream.Requests().size());
@@ -625,7 +666,8 @@ class BadInputCatalogue : public ::testing::TestWithParam<Case> {
 delivery: {enabled: false}
 ingest: {max_batch: )",
                                     kMaxBatch, ", max_payload_bytes: ", kMaxPayload, R"(}
-replay: {default_rate: 10, high_rate_threshold: 100, max_rate: 1000, max_window: 7d}
+replay: {default_rate: 10, high_rate_threshold: 100, max_rate: 1000, max_window: 7d,
+         plan_ttl: 1s}
 sinks:
   - name: down
     url: )",
@@ -663,6 +705,15 @@ tokens:
     // The bucket's first token is spent at once; the next is 1000 s away.
     ASSERT_TRUE(
         testing::PollUntil([] { return !env->downstream.Requests().empty(); }, absl::Seconds(30)));
+    // A plan that expires a second after it is saved.
+    pb::ReplayRequest save = LastHour();
+    save.set_save_plan(true);
+    grpc::ClientContext ctx;
+    Authorize(&ctx, kViewer);
+    pb::DryRunReport report;
+    ASSERT_TRUE(env->replay->DryRun(&ctx, save, &report).ok());
+    env->expired_plan = report.plan_id();
+    absl::SleepFor(absl::Milliseconds(1100));
   }
 
   static void TearDownTestSuite() {

@@ -21,6 +21,7 @@
 #include "server/store/pg_pool.h"
 #include "server/store/pg_replay_store.h"
 #include "server/store/pg_types.h"
+#include "tests/support/pg_replay_fixture.h"
 #include "tests/support/scratch_database.h"
 
 namespace replayd {
@@ -60,7 +61,7 @@ class LookupOnlySink final : public Sink {
   std::set<std::string> known_;
 };
 
-class ReplayStoreTest : public ::testing::Test {
+class ReplayStoreTest : public testing::PgReplayFixture {
  protected:
   void SetUp() override {
     ASSERT_TRUE(partitions_.EnsureDays(base_ - absl::Hours(24), base_ + absl::Hours(24)).ok());
@@ -93,14 +94,6 @@ class ReplayStoreTest : public ::testing::Test {
     config_.sinks.push_back(sink);
   }
 
-  ReplaySpec Spec(bool verify) {
-    ReplayRequestInput in;
-    in.from = base_;
-    in.to = base_ + absl::Hours(1);
-    in.verify_downstream = verify;
-    return *ValidateReplayRequest(in, config_.replay, base_ + absl::Hours(3));
-  }
-
   // A job of "tester" over Spec(false).
   ReplayJob TesterJob(const std::string& id) {
     ReplayJob job;
@@ -120,29 +113,8 @@ class ReplayStoreTest : public ::testing::Test {
     EXPECT_FALSE(existed);
   }
 
-  DryRunner Runner() {
-    return DryRunner(
-        &store_, &holes_, &partitions_,
-        [this](const std::string& source) -> std::shared_ptr<const Route> {
-          // Not owned: the fixture outlives the runner.
-          if (source != "orders") return nullptr;
-          return std::shared_ptr<const Route>(std::shared_ptr<const Route>(), &route_);
-        },
-        &config_, &clock_);
-  }
-
-  testing::ScratchDatabase db_;
-  PgPool pool_{db_.dsn(), 4};
-  Partitions partitions_{&pool_};
-  PgReplayStore store_{&pool_};
-  PgInspectionStore holes_{&pool_};
-  const absl::Time base_ =
-      absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()) / 3600 * 3600) - absl::Hours(4);
   std::shared_ptr<LookupOnlySink> sink_ =
       std::make_shared<LookupOnlySink>(std::set<std::string>{"e4", "e5", "e6"});
-  Route route_;
-  Config config_;
-  FakeClock clock_{absl::Now()};
 };
 
 TEST_F(ReplayStoreTest, DryRunCountsGapsSamplesAndWarnings) {

@@ -1,7 +1,8 @@
 // An in-memory ReplayStore for unit tests of the replay runner: jobs, their
 // leases (which never expire on their own), checkpoints, the final write and
-// the audit trail, and the window read in (ingested_at, position) order. The
-// dry run's aggregate reads are not implemented. Thread safe.
+// the audit trail, the window read in (ingested_at, position) order, and saved
+// plans (read back joined to the events added here). The dry run's aggregate
+// reads are not implemented. Thread safe.
 #pragma once
 
 #include <algorithm>
@@ -217,11 +218,7 @@ class FakeReplayStore final : public ReplayStore {
     std::vector<StoredEvent> out;
     for (const StoredEvent& e : events_) {
       if (static_cast<int>(out.size()) >= limit) break;
-      if (e.ingested_at < window.from || e.ingested_at >= window.to) continue;
-      if (!window.sources.empty() &&
-          std::count(window.sources.begin(), window.sources.end(), e.event.source) == 0) {
-        continue;
-      }
+      if (!InWindow(window, e)) continue;
       if (after.has_value() &&
           std::tie(e.ingested_at, e.position) <= std::tie(after->ingested_at, after->position)) {
         continue;
@@ -266,10 +263,84 @@ class FakeReplayStore final : public ReplayStore {
     return absl::UnimplementedError("FakeReplayStore::AggregateWindow");
   }
 
+  absl::Status AddPlanEvents(const std::string& plan_id, int64_t /*chunk*/,
+                             const std::vector<PlanEntry>& entries) override {
+    std::lock_guard lock(mu_);
+    auto& plan = plan_events_[plan_id];
+    plan.insert(plan.end(), entries.begin(), entries.end());
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::map<std::string, int64_t>> AddPlanWindow(const std::string& plan_id,
+                                                               const ReplayWindow& window,
+                                                               const std::vector<PlanRule>& rules,
+                                                               int64_t /*expected*/) override {
+    std::lock_guard lock(mu_);
+    std::map<std::string, int64_t> counts;
+    for (const StoredEvent& e : events_) {
+      if (!InWindow(window, e)) continue;
+      for (const PlanRule& r : rules) {
+        if (r.source != e.event.source || r.outcome != e.outcome) continue;
+        plan_events_[plan_id].push_back({e.position, e.ingested_at, r.decision});
+        ++counts[r.decision];
+        break;
+      }
+    }
+    return counts;
+  }
+  absl::Status CreatePlan(const ReplayPlan& plan, const AuditEntry& audit) override {
+    std::lock_guard lock(mu_);
+    if (plans_.count(plan.id) > 0) return absl::AlreadyExistsError(plan.id);
+    plans_[plan.id] = plan;
+    audit_.push_back(audit);
+    return absl::OkStatus();
+  }
+  absl::Status DropPlanEvents(const std::string& plan_id) override {
+    std::lock_guard lock(mu_);
+    plan_events_.erase(plan_id);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<ReplayPlan> GetPlan(const std::string& id) override {
+    std::lock_guard lock(mu_);
+    auto it = plans_.find(id);
+    if (it == plans_.end()) return absl::NotFoundError(absl::StrCat("plan ", id, " not found"));
+    return it->second;
+  }
+  absl::StatusOr<std::vector<PlannedEvent>> ReadPlanPage(const std::string& plan_id,
+                                                         const std::optional<ReplayCursor>& after,
+                                                         int limit) override {
+    std::lock_guard lock(mu_);
+    ++page_reads_;
+    std::vector<PlannedEvent> out;
+    for (const PlanEntry& p : plan_events_[plan_id]) {
+      if (static_cast<int>(out.size()) >= limit) break;
+      if (after.has_value() &&
+          std::tie(p.ingested_at, p.position) <= std::tie(after->ingested_at, after->position)) {
+        continue;
+      }
+      for (const StoredEvent& e : events_) {
+        if (e.position == p.position) out.push_back({e, p.decision});
+      }
+    }
+    return out;
+  }
+  // Replaces the logged state of the event at `position` (a live retry
+  // delivered it, say).
+  void SetOutcome(int64_t position, Outcome outcome) {
+    std::lock_guard lock(mu_);
+    for (StoredEvent& e : events_) {
+      if (e.position == position) e.outcome = outcome;
+    }
+  }
+
   int claims() const { return ReadLocked(mu_, claims_); }
   int page_reads() const { return ReadLocked(mu_, page_reads_); }
 
  private:
+  static bool InWindow(const ReplayWindow& window, const StoredEvent& e) {
+    return e.ingested_at >= window.from && e.ingested_at < window.to &&
+           (window.sources.empty() ||
+            std::count(window.sources.begin(), window.sources.end(), e.event.source) > 0);
+  }
   // Lets `change` act on job `id`, then records `audit`. `change` returns why
   // it refuses (FAILED_PRECONDITION), or "" once it has changed the job;
   // NOT_FOUND for an unknown id.
@@ -306,6 +377,8 @@ class FakeReplayStore final : public ReplayStore {
   std::vector<AuditEntry> audit_;
   std::vector<StoredEvent> events_;
   std::map<int64_t, StoredEvent> failed_;  // by position
+  std::map<std::string, ReplayPlan> plans_;
+  std::map<std::string, std::vector<PlanEntry>> plan_events_;  // in window order
   int claims_ = 0;
   int page_reads_ = 0;
 };

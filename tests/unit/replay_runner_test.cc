@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <ostream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -152,6 +153,34 @@ class ReplayRunnerTest : public ::testing::Test {
   }
 
   int64_t next_position() const { return next_id_; }
+
+  // Saves plan `id` of these events, each "deliver" unless in `skipped`
+  // (then "outcome_not_selected").
+  void SavePlan(const std::string& id, const std::vector<int64_t>& positions,
+                const std::set<int64_t>& skipped = {}) {
+    std::vector<PlanEntry> entries;
+    for (int64_t p : positions) {
+      entries.push_back({p, delivery_store_.Event(p).ingested_at,
+                         skipped.count(p) ? "outcome_not_selected" : "deliver"});
+    }
+    ASSERT_TRUE(replay_store_.AddPlanEvents(id, 0, entries).ok());
+  }
+  // Runs `job` as a replay of plan `id` of `total` events; expects it to
+  // complete with these counts and returns it as it ended.
+  ReplayJob RunPlanJob(ReplayJob job, const std::string& id, int64_t total, int64_t delivered,
+                       int64_t changed) {
+    job.spec.plan_id = id;
+    job.counters.total = total;
+    replay_store_.AddJob(job);
+    RunJob(job);
+    ReplayJob done = replay_store_.Job(kJobId);
+    EXPECT_EQ(done.state, ReplayState::kCompleted);
+    EXPECT_EQ(done.counters.processed, total);
+    EXPECT_EQ(done.counters.delivered, delivered);
+    EXPECT_EQ(done.counters.skipped, total - delivered);
+    EXPECT_EQ(done.counters.changed_since_plan, changed);
+    return done;
+  }
 
   JobRunEnv Env(ReplayRunner* runner) {
     return JobRunEnv{
@@ -538,6 +567,49 @@ TEST_F(ReplayRunnerTest, NonStrictKeyIsNotHeldBehindItsFailedEvent) {
   EXPECT_EQ(done.counters.held_by_key, 0);
   EXPECT_EQ(done.counters.delivered, 1);
   EXPECT_EQ(sink_->deliveries().size(), 2u);
+}
+
+// A plan of the first five events: four to deliver, one the dry run skipped.
+// Three more events land in the window after it; one of the four is
+// delivered meanwhile.
+TEST_F(ReplayRunnerTest, PlanJobReplaysExactlyThePlansEvents) {
+  clock_.set_auto_advance(true);
+  options_.page_size = 2;  // the plan is read across pages
+  std::vector<int64_t> planned = Append(5);
+  SavePlan("pl-1", planned, {planned[3]});
+  std::vector<int64_t> later = Append(3);
+  ReplayJob job = MakeJob(/*rate=*/1000);
+  // A live retry delivered it after the page was read: the claim finds it so.
+  delivery_store_.SetOutcome(planned[1], Outcome::kSucceeded);
+  ReplayJob done = RunPlanJob(job, "pl-1", 5, /*delivered=*/3, /*changed=*/1);
+
+  ASSERT_TRUE(done.cursor.has_value());
+  EXPECT_EQ(done.cursor->position, planned[4]);
+  std::set<int64_t> sent;
+  for (const FakeSink::Call& call : sink_->deliveries()) sent.insert(call.position);
+  EXPECT_EQ(sent, (std::set<int64_t>{planned[0], planned[2], planned[4]}));
+  EXPECT_EQ(sink_->deliveries().size(), 3u);
+  EXPECT_EQ(delivery_store_.Event(planned[3]).outcome, Outcome::kPending);
+  for (int64_t p : later) EXPECT_EQ(delivery_store_.Event(p).outcome, Outcome::kPending);
+  std::vector<AuditEntry> audit = replay_store_.AuditTrail();
+  ASSERT_EQ(audit.size(), 1u);
+  EXPECT_EQ(audit[0].detail_json,
+            R"({"total":5,"processed":5,"delivered":3,"skipped":2,"failed":0,"held_by_key":0,)"
+            R"("changed_since_plan":1})");
+}
+
+// The plan's page already shows the event delivered: skipped before any
+// claim, and counted as changed.
+TEST_F(ReplayRunnerTest, PlanEventReadDeliveredIsSkippedAsChanged) {
+  clock_.set_auto_advance(true);
+  std::vector<int64_t> planned = Append(2);
+  ReplayJob job = MakeJob(/*rate=*/1000);
+  SavePlan("pl-2", planned);
+  replay_store_.SetOutcome(planned[0], Outcome::kSucceeded);  // the page shows it delivered
+  RunPlanJob(job, "pl-2", 2, /*delivered=*/1, /*changed=*/1);
+
+  ASSERT_EQ(sink_->deliveries().size(), 1u);
+  EXPECT_EQ(sink_->deliveries()[0].position, planned[1]);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "client/replayctl/audit_command.h"
 #include "client/replayctl/inspect_commands.h"
 #include "client/replayctl/json_output.h"
+#include "client/replayctl/plan_commands.h"
 #include "client/replayctl/replay_commands.h"
 
 namespace replayd {
@@ -185,6 +186,47 @@ TEST(ReplayctlJson, AuditCarriesThePromisedKeys) {
   EXPECT_EQ(e["id"], "7");
   EXPECT_EQ(e["at"], "2026-11-18T11:00:00Z");
   EXPECT_EQ(doc["next_before_id"], "0");
+}
+
+TEST(ReplayctlPlan, DryRunWithAPlanPrintsTheCommandThatStartsIt) {
+  pb::DryRunReport d;
+  d.set_plan_id("pl-0123456789abcdef");
+  d.mutable_expires_at()->set_seconds(kT0);
+  EXPECT_THAT(replayctl::RenderDryRun(d),
+              HasSubstr("Saved as plan pl-0123456789abcdef (expires 2026-11-18T11:00:00Z). To "
+                        "replay exactly these events:\n  replayctl start --plan "
+                        "pl-0123456789abcdef\n"));
+  EXPECT_THAT(replayctl::RenderDryRun(pb::DryRunReport()), Not(HasSubstr("plan")));
+}
+
+TEST(ReplayctlPlan, PlanShowsItsRequestCountsAndExpiry) {
+  pb::Plan p;
+  p.set_plan_id("pl-1");
+  p.mutable_request()->mutable_from()->set_seconds(kT0);
+  p.mutable_request()->mutable_to()->set_seconds(kT0 + 3600);
+  p.mutable_request()->add_sources("orders");
+  p.mutable_request()->set_reason("INC-1");
+  p.set_total(10);
+  p.set_would_deliver(7);
+  p.set_would_skip(3);
+  auto* s = p.add_skipped_by_reason();
+  s->set_reason("already_delivered");
+  s->set_count(3);
+  p.set_created_by("alice");
+  p.set_expired(true);
+  EXPECT_EQ(Lines(replayctl::RenderPlan(p)),
+            (std::vector<std::string>{
+                "plan pl-1 (EXPIRED)",
+                "  window        [2026-11-18T11:00:00Z, 2026-11-18T12:00:00Z) sources orders",
+                "  outcomes      failed,pending,retrying (default)", "  events        10",
+                "  would deliver 7", "  would skip    3 (already_delivered 3)",
+                "  created       1970-01-01T00:00:00Z by alice",
+                "  expires       1970-01-01T00:00:00Z", "  reason        INC-1"}));
+  pb::PlanEvent e;
+  e.set_source("orders");
+  e.set_event_id("o-1");
+  e.set_decision("deliver");
+  EXPECT_EQ(replayctl::RenderPlanEvent(e), "orders\to-1\tdeliver");
 }
 
 }  // namespace
