@@ -30,6 +30,13 @@ namespace replayd {
 // route table it came from alive while a delivery uses it.
 using RouteLookup = std::function<std::shared_ptr<const Route>(const std::string& source)>;
 
+// The route a replay of `spec` delivers `source`'s events by: `routes`'
+// when the spec names neither a sink nor a retry policy, else the current
+// route with those in place (nullptr when the sink is no longer configured).
+// The dry run and the live replay both take it.
+std::shared_ptr<const Route> ReplayRoute(const RouteLookup& routes, const Deliverer* deliverer,
+                                         const ReplaySpec& spec, const std::string& source);
+
 struct ReplaySample {
   ReplayCategory category = ReplayCategory::kDeliver;
   std::string source;
@@ -68,17 +75,22 @@ inline constexpr int kMaxMissingRanges = 100;
 
 class DryRunner {
  public:
-  // Every pointer outlives this.
+  // Every pointer outlives this. `deliverer` (may be null: then a replay
+  // may name only the configured sinks, and only in a run without routes of
+  // its own) knows the sinks a replay may name instead of its routes'.
   DryRunner(ReplayStore* store, InspectionStore* holes, Partitions* partitions, RouteLookup routes,
-            const Config* config, const Clock* clock)
+            const Config* config, const Clock* clock, const Deliverer* deliverer = nullptr)
       : store_(store),
         holes_(holes),
         partitions_(partitions),
         routes_(std::move(routes)),
         config_(config),
-        clock_(clock) {}
+        clock_(clock),
+        deliverer_(deliverer) {}
 
-  // UNAVAILABLE when the database cannot be reached.
+  // INVALID_ARGUMENT when the spec names a sink that is not configured (the
+  // message lists those that are); UNAVAILABLE when the database cannot be
+  // reached.
   absl::StatusOr<DryRunResult> Run(const ReplaySpec& spec);
 
   // The rate a replay of `spec` would achieve: its own rate, capped by the
@@ -92,6 +104,13 @@ class DryRunner {
   absl::Status CountByStreaming(const ReplaySpec& spec, DryRunResult* result);
   void AddWarnings(const ReplaySpec& spec, const std::vector<std::string>& sources_seen,
                    DryRunResult* result);
+  std::shared_ptr<const Route> RouteOf(const ReplaySpec& spec, const std::string& source) const {
+    return ReplayRoute(routes_, deliverer_, spec, source);
+  }
+  // Finds the window's upstream sequence holes from its aggregate.
+  absl::Status FindMissing(const ReplaySpec& spec,
+                           const std::map<std::string, std::map<int64_t, int64_t>>& by_source,
+                           DryRunResult* result);
 
   ReplayStore* store_;
   InspectionStore* holes_;  // finds the upstream sequence holes
@@ -99,6 +118,7 @@ class DryRunner {
   RouteLookup routes_;
   const Config* config_;
   const Clock* clock_;
+  const Deliverer* deliverer_;
 };
 
 }  // namespace replayd

@@ -49,7 +49,14 @@ std::string JobColumns() {
                         std::string("retry_events::text"),
                         std::string("breaker_consecutive_failures"),
                         std::string("breaker_failure_ratio"),
-                        std::string("breaker_window")},
+                        std::string("breaker_window"),
+                        std::string("array_to_string(keys, E'\\n')"),
+                        std::string("array_to_string(types, E'\\n')"),
+                        std::string("array_to_string(event_ids, E'\\n')"),
+                        std::string("sink"),
+                        std::string("retry_max_attempts"),
+                        std::string("retry_base_us"),
+                        std::string("retry_cap_us")},
                        ", ");
 }
 
@@ -92,6 +99,11 @@ ReplayJob JobFromRow(const pqxx::row& r) {
   j.spec.breaker.consecutive_failures = r[31].as<int>();
   j.spec.breaker.failure_ratio = r[32].as<double>();
   j.spec.breaker.window = r[33].as<int>();
+  j.spec.window.keys = SplitLines(r[34].as<std::string>());
+  j.spec.window.types = SplitLines(r[35].as<std::string>());
+  j.spec.window.event_ids = SplitLines(r[36].as<std::string>());
+  j.spec.sink = r[37].as<std::string>();
+  j.spec.retry = RetrySettingsFromRow(r[38], r[39], r[40]);
   return j;
 }
 
@@ -116,6 +128,20 @@ std::vector<RetryEvent> RetryEventsFromJson(const std::string& json) {
                    e.value("source", std::string()), e.value("key", std::string())});
   }
   return out;
+}
+
+RetrySettings RetrySettingsFromRow(const pqxx::field& max_attempts, const pqxx::field& base_us,
+                                   const pqxx::field& cap_us) {
+  RetrySettings out;
+  if (!max_attempts.is_null()) out.max_attempts = max_attempts.as<int>();
+  if (!base_us.is_null()) out.base_delay = absl::Microseconds(base_us.as<int64_t>());
+  if (!cap_us.is_null()) out.max_delay = absl::Microseconds(cap_us.as<int64_t>());
+  return out;
+}
+
+std::optional<int64_t> MicrosOrNull(const std::optional<absl::Duration>& d) {
+  if (!d) return std::nullopt;
+  return absl::ToInt64Microseconds(*d);
 }
 
 std::string OutcomeArray(const std::vector<Outcome>& outcomes) {

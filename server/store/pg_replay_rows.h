@@ -2,6 +2,7 @@
 // Internal to store/.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,12 @@ ReplayJob JobFromRow(const pqxx::row& r);
 // The retry list as the retry_events column's JSON, and back.
 std::string RetryEventsJson(const std::vector<RetryEvent>& retry);
 std::vector<RetryEvent> RetryEventsFromJson(const std::string& json);
+
+// A retry policy from its three nullable columns (count, microseconds,
+// microseconds), and a duration as such a column.
+RetrySettings RetrySettingsFromRow(const pqxx::field& max_attempts, const pqxx::field& base_us,
+                                   const pqxx::field& cap_us);
+std::optional<int64_t> MicrosOrNull(const std::optional<absl::Duration>& d);
 
 // A text[] literal of the outcomes' names.
 std::string OutcomeArray(const std::vector<Outcome>& outcomes);

@@ -226,11 +226,7 @@ class FakeReplayStore final : public ReplayStore {
     std::vector<StoredEvent> out;
     for (const StoredEvent& e : events_) {
       if (static_cast<int>(out.size()) >= limit) break;
-      if (e.ingested_at < window.from || e.ingested_at >= window.to) continue;
-      if (!window.sources.empty() &&
-          std::count(window.sources.begin(), window.sources.end(), e.event.source) == 0) {
-        continue;
-      }
+      if (!InWindow(window, e)) continue;
       if (after.has_value() &&
           std::tie(e.ingested_at, e.position) <= std::tie(after->ingested_at, after->position)) {
         continue;
