@@ -55,6 +55,9 @@ std::string ReadPem(const std::string& path) {
 ReplayClient::ReplayClient(ClientOptions options) : options_(std::move(options)) {
   std::shared_ptr<grpc::ChannelCredentials> creds;
   grpc::ChannelArguments args;
+  // A progress echoes its request, which may list 10,000 event ids: a list
+  // of such replays outgrows gRPC's default 4 MB.
+  args.SetMaxReceiveMessageSize(64 << 20);
   if (options_.tls || !options_.ca_file.empty() || !options_.cert_file.empty() ||
       !options_.key_file.empty() || !options_.tls_server_name.empty()) {
     grpc::SslCredentialsOptions ssl;

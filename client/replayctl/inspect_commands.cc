@@ -237,6 +237,15 @@ std::string RenderGaps(const pb::Gaps& gaps, bool color) {
   return out;
 }
 
+std::string RetryPolicyText(const pb::RetryPolicy& r) {
+  auto duration = [](bool has, const google::protobuf::Duration& d) {
+    return has ? absl::FormatDuration(FromDuration(d)) : std::string("-");
+  };
+  return absl::StrCat("max_attempts ", r.has_max_attempts() ? absl::StrCat(r.max_attempts()) : "-",
+                      " base ", duration(r.has_base(), r.base()), " cap ",
+                      duration(r.has_cap(), r.cap()));
+}
+
 std::string RenderTrace(const pb::EventTrace& trace) {
   const pb::StoredEvent& s = trace.event();
   const pb::Event& e = s.event();
@@ -270,6 +279,10 @@ std::string RenderTrace(const pb::EventTrace& trace) {
                         a.record_id().empty() ? "" : absl::StrCat("  record ", a.record_id()),
                         a.error().empty() ? "" : absl::StrCat("  error: ", a.error()),
                         a.worker().empty() ? "" : absl::StrCat("  by ", a.worker())));
+    if (!a.sink().empty() || a.has_retry()) {
+      absl::StrAppend(&out, "       sink ", a.sink().empty() ? "-" : a.sink(), "   retry ",
+                      RetryPolicyText(a.retry()), "\n");
+    }
   }
   return out;
 }

@@ -36,5 +36,7 @@ void RegisterInspectCommands(CLI::App& app, InspectEnv env);
 std::string RenderTimeline(const replay::v1::Timeline& timeline, bool color, int width = 50);
 std::string RenderGaps(const replay::v1::Gaps& gaps, bool color);
 std::string RenderTrace(const replay::v1::EventTrace& trace);
+// "max_attempts 3 base 100ms cap 1s", "-" for each field not set.
+std::string RetryPolicyText(const replay::v1::RetryPolicy& retry);
 
 }  // namespace replayd::replayctl

@@ -1,6 +1,8 @@
-// google.protobuf.Timestamp <-> absl::Time for replayctl's commands.
+// google.protobuf.Timestamp <-> absl::Time and google.protobuf.Duration <->
+// absl::Duration for replayctl's commands.
 #pragma once
 
+#include <google/protobuf/duration.pb.h>
 #include <google/protobuf/timestamp.pb.h>
 
 #include "absl/time/time.h"
@@ -17,6 +19,16 @@ inline void ToTimestamp(absl::Time t, google::protobuf::Timestamp* out) {
 
 inline absl::Time FromTimestamp(const google::protobuf::Timestamp& t) {
   return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+inline void ToDuration(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t ns = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+inline absl::Duration FromDuration(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
 
 }  // namespace replayd::replayctl

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <memory>
 #include <optional>
 
@@ -14,6 +16,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/ascii.h"
 #include "server/common/time_format.h"
 
 namespace replayd::replayctl {
@@ -36,6 +40,14 @@ struct RequestFlags {
   std::optional<int> breaker_consecutive_failures;
   std::optional<double> breaker_failure_ratio;
   std::optional<int> breaker_window;
+  std::vector<std::string> keys;
+  std::vector<std::string> types;
+  std::vector<std::string> event_ids;
+  std::string event_ids_file;
+  std::string sink;
+  std::optional<int> max_attempts;
+  std::string retry_base;
+  std::string retry_cap;
 };
 
 void AddRequestFlags(CLI::App* cmd, RequestFlags& f) {
@@ -64,6 +76,20 @@ void AddRequestFlags(CLI::App* cmd, RequestFlags& f) {
                   "pause when this share of the last --breaker-window outcomes failed; 0 = off");
   cmd->add_option("--breaker-window", f.breaker_window,
                   "how many recent outcomes --breaker-failure-ratio looks at; 0 = off");
+  cmd->add_option("--key", f.keys, "only events of this key (repeat for more)");
+  cmd->add_option("--type", f.types, "only events of this type (repeat for more)");
+  cmd->add_option("--event-id", f.event_ids, "only this event id (repeat for more)");
+  cmd->add_option("--event-ids-file", f.event_ids_file,
+                  "only the event ids in FILE: one per line, blank lines and # comments ignored");
+  cmd->add_option("--sink", f.sink,
+                  "deliver to this configured sink instead of each route's (live delivery keeps "
+                  "its routes)");
+  cmd->add_option("--max-attempts", f.max_attempts,
+                  "this replay's attempts per event, 1-100 (default: the route's)");
+  cmd->add_option("--retry-base", f.retry_base,
+                  "this replay's first wait before a retry, e.g. 500ms (default: the route's)");
+  cmd->add_option("--retry-cap", f.retry_cap,
+                  "this replay's longest wait between attempts, e.g. 30s (default: the route's)");
 }
 
 [[noreturn]] void Fail(int code) { throw CLI::RuntimeError(code); }
@@ -113,8 +139,44 @@ pb::ReplayRequest BuildRequest(const RequestFlags& f) {
   }
   r.set_include_succeeded(f.include_succeeded);
   r.set_verify_downstream(f.verify_downstream);
+  for (const auto& k : f.keys) r.add_keys(k);
+  for (const auto& t : f.types) r.add_types(t);
+  for (const auto& id : f.event_ids) r.add_event_ids(id);
+  if (!f.event_ids_file.empty()) {
+    std::ifstream in(f.event_ids_file);
+    if (!in) UsageError(absl::StrCat("--event-ids-file: cannot read ", f.event_ids_file));
+    std::stringstream text;
+    text << in.rdbuf();
+    for (auto& id : ParseEventIdsFile(text.str())) r.add_event_ids(std::move(id));
+  }
+  r.set_sink(f.sink);
+  if (f.max_attempts) r.mutable_retry()->set_max_attempts(*f.max_attempts);
+  auto duration = [](const char* flag, const std::string& text, google::protobuf::Duration* out) {
+    absl::Duration d;
+    if (!absl::ParseDuration(text, &d)) {
+      UsageError(absl::StrCat(flag, ": \"", text, "\" is not a duration (e.g. 500ms, 2s, 1m)"));
+    }
+    ToDuration(d, out);
+  };
+  if (!f.retry_base.empty()) duration("--retry-base", f.retry_base, r.mutable_retry()->mutable_base());
+  if (!f.retry_cap.empty()) duration("--retry-cap", f.retry_cap, r.mutable_retry()->mutable_cap());
   return r;
 }
+
+}  // namespace
+
+std::vector<std::string> ParseEventIdsFile(std::string_view text) {
+  std::vector<std::string> out;
+  const absl::string_view all(text.data(), text.size());
+  for (absl::string_view line : absl::StrSplit(all, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line.front() == '#') continue;
+    out.emplace_back(line);
+  }
+  return out;
+}
+
+namespace {
 
 std::string OutcomeLower(int o) {
   std::string s = pb::Outcome_Name(static_cast<pb::Outcome>(o));
@@ -130,6 +192,13 @@ std::string ProgressText(const pb::ReplayProgress& p) {
                       ? " every source"
                       : absl::StrCat(" sources ", absl::StrJoin(p.request().sources(), ",")),
                   "\n");
+  const pb::ReplayRequest& r = p.request();
+  if (!r.keys().empty()) absl::StrAppend(&out, "  keys      ", absl::StrJoin(r.keys(), ","), "\n");
+  if (!r.types().empty()) {
+    absl::StrAppend(&out, "  types     ", absl::StrJoin(r.types(), ","), "\n");
+  }
+  if (!r.event_ids().empty()) absl::StrAppend(&out, "  event ids ", r.event_ids_size(), "\n");
+  if (!r.sink().empty()) absl::StrAppend(&out, "  sink      ", r.sink(), "\n");
   absl::StrAppend(&out, "  total     ", p.total(), "\n  processed ", p.processed(),
                   "\n  delivered ", p.delivered(), "\n  skipped   ", p.skipped(), "\n  failed    ",
                   p.failed(), "\n");
@@ -314,7 +383,9 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& o) {
       double rate = 0;
       if (!plan_id->empty()) {
         for (const char* selection : {"--from", "--to", "--source", "--outcome",
-                                      "--include-succeeded", "--verify-downstream"}) {
+                                      "--include-succeeded", "--verify-downstream", "--key", "--type",
+                                      "--event-id", "--event-ids-file", "--sink", "--max-attempts",
+                                      "--retry-base", "--retry-cap"}) {
           if (cmd->count(selection) > 0) {
             UsageError(absl::StrCat(selection, ": the plan carries its selection"));
           }

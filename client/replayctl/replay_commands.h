@@ -3,6 +3,8 @@
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -19,5 +21,9 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& options);
 std::string RenderDryRun(const replay::v1::DryRunReport& report);
 std::string RenderProgressBar(const replay::v1::ReplayProgress& p, int width = 30);
 std::string StateName(replay::v1::ReplayState state);  // "running", ...
+
+// The ids of an --event-ids-file: one per line, surrounding blanks trimmed;
+// blank lines and lines starting with # are skipped. Pure.
+std::vector<std::string> ParseEventIdsFile(std::string_view text);
 
 }  // namespace replayd::replayctl

@@ -147,10 +147,11 @@ absl::Status Daemon::Run() {
   c_->ingest_observer = std::make_unique<MetricsIngestObserver>(c_->metrics.get());
   c_->delivery_observer = std::make_unique<MetricsDeliveryObserver>(c_->metrics.get());
   c_->delivery_store = std::make_unique<PgDeliveryStore>(c_->pool.get());
-  auto routes = BuildRoutes(config_);
+  SinkTable sinks;
+  auto routes = BuildRoutes(config_, &sinks);
   if (!routes.ok()) return routes.status();
   c_->deliverer = std::make_unique<Deliverer>(c_->delivery_store.get(), *std::move(routes),
-                                              c_->delivery_observer.get());
+                                              std::move(sinks), c_->delivery_observer.get());
   c_->auth = std::make_unique<Authenticator>(Credentials(config_));
   if (!c_->auth->enabled()) log->warn("no tokens configured: authentication is off");
   c_->ingester = std::make_unique<Ingester>(
@@ -166,7 +167,8 @@ absl::Status Daemon::Run() {
   c_->inspection_store = std::make_unique<PgInspectionStore>(c_->pool.get());
   c_->dry_runner =
       std::make_unique<DryRunner>(c_->replay_store.get(), c_->inspection_store.get(),
-                                  c_->partitions.get(), routes_by_source, &config_, &clock);
+                                  c_->partitions.get(), routes_by_source, &config_, &clock,
+                                  c_->deliverer.get());
   c_->replay_observer = std::make_unique<MetricsReplayObserver>(c_->metrics.get());
   c_->replay_runner =
       std::make_unique<ReplayRunner>(c_->replay_store.get(), c_->delivery_store.get(),
@@ -284,7 +286,8 @@ void Daemon::StartDispatcher() {
 }
 
 absl::Status Daemon::ApplyRoutes(const Config& next) {
-  auto routes = BuildRoutes(next);
+  SinkTable sinks;
+  auto routes = BuildRoutes(next, &sinks);
   if (!routes.ok()) return routes.status();
   // Live deliveries in flight finish, and are recorded, on the old routes
   // (Stop waits for them and gives their claims back); the new dispatcher
@@ -292,7 +295,7 @@ absl::Status Daemon::ApplyRoutes(const Config& next) {
   // gained a route are delivered. Replays take each event's route as they
   // reach it.
   if (c_->dispatcher != nullptr) c_->dispatcher->Stop();
-  c_->deliverer->SetRoutes(*std::move(routes));
+  c_->deliverer->SetRoutes(*std::move(routes), std::move(sinks));
   StartDispatcher();
   return absl::OkStatus();
 }

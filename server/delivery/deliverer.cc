@@ -27,8 +27,8 @@ absl::Status ClaimLost(const std::string& source, const std::string& event_id, i
 
 }  // namespace
 
-absl::StatusOr<RouteTable> BuildRoutes(const Config& config) {
-  std::map<std::string, std::shared_ptr<Sink>> sinks;
+absl::StatusOr<RouteTable> BuildRoutes(const Config& config, SinkTable* all_sinks) {
+  SinkTable sinks;
   for (const SinkConfig& s : config.sinks) {
     if (s.type == SinkConfig::Type::kHttp) {
       auto sink = HttpSink::Create(s);
@@ -50,29 +50,41 @@ absl::StatusOr<RouteTable> BuildRoutes(const Config& config) {
     Route route{r.name, r.sink, r.strict_order, r.retry, it->second};
     for (const std::string& source : r.sources) routes[source] = route;
   }
+  if (all_sinks != nullptr) *all_sinks = std::move(sinks);
   return routes;
 }
 
 Deliverer::Deliverer(DeliveryStore* store, RouteTable routes, DeliveryObserver* observer,
                      const Clock* clock)
+    : Deliverer(store, std::move(routes), SinkTable{}, observer, clock) {}
+
+Deliverer::Deliverer(DeliveryStore* store, RouteTable routes, SinkTable sinks,
+                     DeliveryObserver* observer, const Clock* clock)
     : store_(store),
-      routes_(std::make_shared<const RouteTable>(std::move(routes))),
+      targets_(MakeTargets(std::move(routes), std::move(sinks))),
       observer_(observer),
       clock_(clock) {}
 
 Deliverer::~Deliverer() = default;
 
-void Deliverer::SetRoutes(RouteTable routes) {
-  auto next = std::make_shared<const RouteTable>(std::move(routes));
+std::shared_ptr<const Deliverer::Targets> Deliverer::MakeTargets(RouteTable routes,
+                                                                 SinkTable sinks) {
+  // The routed sinks are always known, even when the caller lists none.
+  for (const auto& [source, route] : routes) sinks.emplace(route.sink_name, route.sink);
+  return std::make_shared<const Targets>(Targets{std::move(routes), std::move(sinks)});
+}
+
+void Deliverer::SetRoutes(RouteTable routes, SinkTable sinks) {
+  auto next = MakeTargets(std::move(routes), std::move(sinks));
   {
     std::lock_guard lock(routes_mu_);
-    retired_.push_back(std::exchange(routes_, std::move(next)));
+    retired_.push_back(std::exchange(targets_, std::move(next)));
   }
   ReleaseRetired();
 }
 
 size_t Deliverer::ReleaseRetired() {
-  std::vector<std::shared_ptr<const RouteTable>> unused;
+  std::vector<std::shared_ptr<const Targets>> unused;
   size_t in_use = 0;
   {
     std::lock_guard lock(routes_mu_);
@@ -88,9 +100,14 @@ size_t Deliverer::ReleaseRetired() {
   return in_use;
 }
 
-std::shared_ptr<const RouteTable> Deliverer::Routes() const {
+std::shared_ptr<const Deliverer::Targets> Deliverer::CurrentTargets() const {
   std::lock_guard lock(routes_mu_);
-  return routes_;
+  return targets_;
+}
+
+std::shared_ptr<const RouteTable> Deliverer::Routes() const {
+  std::shared_ptr<const Targets> targets = CurrentTargets();
+  return std::shared_ptr<const RouteTable>(targets, &targets->routes);
 }
 
 std::shared_ptr<const Route> Deliverer::RouteFor(const std::string& source) const {
@@ -98,6 +115,36 @@ std::shared_ptr<const Route> Deliverer::RouteFor(const std::string& source) cons
   auto it = table->find(source);
   if (it == table->end()) return nullptr;
   return std::shared_ptr<const Route>(table, &it->second);
+}
+
+std::shared_ptr<const Route> Deliverer::RouteFor(const std::string& source,
+                                                 const std::string& sink,
+                                                 const RetrySettings& retry) const {
+  std::shared_ptr<const Targets> targets = CurrentTargets();
+  auto it = targets->routes.find(source);
+  if (it == targets->routes.end()) return nullptr;
+  if (sink.empty() && retry.empty()) return std::shared_ptr<const Route>(targets, &it->second);
+  // The copy holds the table: its sink is destroyed with the table, never by
+  // the last delivery on the sink's own thread.
+  struct Held {
+    std::shared_ptr<const Targets> targets;
+    Route route;
+  };
+  auto held = std::make_shared<Held>(Held{targets, it->second});
+  if (!sink.empty()) {
+    auto s = targets->sinks.find(sink);
+    if (s == targets->sinks.end()) return nullptr;
+    held->route.sink_name = sink;
+    held->route.sink = s->second;
+  }
+  held->route.retry = WithOverride(held->route.retry, retry);
+  return std::shared_ptr<const Route>(held, &held->route);
+}
+
+std::vector<std::string> Deliverer::SinkNames() const {
+  std::vector<std::string> out;
+  for (const auto& [name, sink] : CurrentTargets()->sinks) out.push_back(name);
+  return out;
 }
 
 std::vector<std::string> Deliverer::RoutedSources() const {
@@ -146,7 +193,7 @@ struct Deliverer::Delivery {
 
 void Deliverer::DeliverOneAsync(const StoredEvent& event, const DeliveryContext& ctx,
                                 ReportDone reported, RecordDone recorded) {
-  std::shared_ptr<const Route> route = RouteFor(event.event.source);
+  std::shared_ptr<const Route> route = ctx.route != nullptr ? ctx.route : RouteFor(event.event.source);
   if (route == nullptr) {
     reported(absl::FailedPreconditionError(
         absl::StrCat("source ", event.event.source, " has no route")));
@@ -169,6 +216,8 @@ void Deliverer::DeliverOneAsync(const StoredEvent& event, const DeliveryContext&
   d->record.attempt = d->attempt;
   d->record.trigger = ctx.trigger;
   d->record.route = route->name;
+  d->record.sink = route->sink_name;
+  d->record.retry = SettingsOf(route->retry);
   d->record.started_at = d->started_at;
   // Whenever the sink can answer: a retry may follow a call that reached the
   // downstream and lost its answer, and after a crash even a first attempt may
@@ -264,7 +313,8 @@ void Deliverer::DeliverToLogTable(const std::shared_ptr<Delivery>& d, const std:
 void Deliverer::Record(const std::shared_ptr<Delivery>& d, const DeliveryResult& result,
                        CheckDecision::Action action) {
   const StoredEvent& event = *d->event;
-  const OutcomeUpdate update = DecideOutcome(result, d->attempt, d->route->retry, Jitter());
+  const int policy_attempt = d->ctx.policy_attempt > 0 ? d->ctx.policy_attempt : d->attempt;
+  const OutcomeUpdate update = DecideOutcome(result, policy_attempt, d->route->retry, Jitter());
   AttemptRecord& record = d->record;
   record.http_status = result.http_status;
   record.error = result.error;
@@ -286,6 +336,7 @@ void Deliverer::Record(const std::shared_ptr<Delivery>& d, const DeliveryResult&
         recorded(held.status());
       });
   report.outcome = update.outcome;
+  report.retry_delay = update.retry_delay;
   report.attempt = d->attempt;
   report.http_status = record.http_status;
   report.error = record.error;

@@ -29,12 +29,37 @@
 
 namespace replayd {
 
+// A route as delivery uses it: where a source's events go and how they retry.
+struct Route {
+  std::string name;
+  std::string sink_name;
+  bool strict_order = false;
+  RetryPolicy retry;
+  std::shared_ptr<Sink> sink;
+};
+
+// Every route, keyed by source.
+using RouteTable = std::map<std::string, Route>;
+// Every configured sink, routed or not, keyed by name.
+using SinkTable = std::map<std::string, std::shared_ptr<Sink>>;
+
+// Builds every sink and route of a validated config, routes keyed by source;
+// every sink, routed or not, also goes to `sinks` when given.
+// INVALID_ARGUMENT when a sink cannot be built (e.g. a bad URL).
+absl::StatusOr<RouteTable> BuildRoutes(const Config& config, SinkTable* sinks = nullptr);
+
 struct DeliveryContext {
   std::string trigger;            // "live", "retry", "replay:<id>"
   std::string replay_id;          // sent as X-Replay-Id; empty for live delivery
   bool resend_delivered = false;  // send events the log records as delivered
   // The claim holder (Claim / TryClaim owner); DeliverOne releases it.
   std::string claim_owner;
+  // The route to deliver by (a replay's own sink or retry policy, from
+  // Deliverer::RouteFor); nullptr = the source's current route.
+  std::shared_ptr<const Route> route = nullptr;
+  // Which attempt of the route's retry policy this is (a replay counts its
+  // own); 0 = the event's attempt number.
+  int policy_attempt = 0;
 };
 
 struct DeliveryReport {
@@ -45,6 +70,8 @@ struct DeliveryReport {
   std::string error;
   std::string record_id;
   absl::Duration duration;  // lookup + call
+  // How long the event waits before its next attempt (outcome kRetrying).
+  absl::Duration retry_delay = absl::ZeroDuration();
 };
 
 // Hooks for metrics; delivery does not depend on any metrics library.
@@ -59,27 +86,15 @@ class DeliveryObserver {
   virtual void OnClaimWait(int64_t events) { (void)events; }
 };
 
-// A route as delivery uses it: where a source's events go and how they retry.
-struct Route {
-  std::string name;
-  std::string sink_name;
-  bool strict_order = false;
-  RetryPolicy retry;
-  std::shared_ptr<Sink> sink;
-};
-
-// Every route, keyed by source.
-using RouteTable = std::map<std::string, Route>;
-
-// Builds every sink and route of a validated config, keyed by source.
-// INVALID_ARGUMENT when a sink cannot be built (e.g. a bad URL).
-absl::StatusOr<RouteTable> BuildRoutes(const Config& config);
 
 class Deliverer {
  public:
   // `routes` keyed by source. `store`, `observer` (may be null) and `clock`
   // (times the attempts) outlive this.
   Deliverer(DeliveryStore* store, RouteTable routes, DeliveryObserver* observer = nullptr,
+            const Clock* clock = &SystemClock::Get());
+  // Also knows `sinks` (those no route names too), which a replay may name.
+  Deliverer(DeliveryStore* store, RouteTable routes, SinkTable sinks, DeliveryObserver* observer,
             const Clock* clock = &SystemClock::Get());
   // Destroys the route tables replaced by SetRoutes (nothing may be in flight).
   ~Deliverer();
@@ -113,7 +128,7 @@ class Deliverer {
   // the table they started with, which stays alive until they are done and
   // is destroyed by a later SetRoutes or ReleaseRetired (never on a sink's
   // own thread). Thread safe.
-  void SetRoutes(RouteTable routes);
+  void SetRoutes(RouteTable routes, SinkTable sinks = {});
   // Destroys the replaced tables no delivery uses any more; returns how many
   // are still in use.
   size_t ReleaseRetired();
@@ -121,6 +136,14 @@ class Deliverer {
   // The route for `source` in the current table, or nullptr; the pointer
   // keeps that table alive.
   std::shared_ptr<const Route> RouteFor(const std::string& source) const;
+  // The route for `source` with the sink named `sink` (empty = the route's
+  // own) and `retry`'s fields in place of the route's policy; nullptr when
+  // the source has no route or no such sink is configured. The pointer keeps
+  // the current table alive.
+  std::shared_ptr<const Route> RouteFor(const std::string& source, const std::string& sink,
+                                        const RetrySettings& retry) const;
+  // The names of every configured sink, routed or not, in order.
+  std::vector<std::string> SinkNames() const;
   std::vector<std::string> RoutedSources() const;
   std::vector<std::string> StrictSources() const;
   DeliveryObserver* observer() const { return observer_; }
@@ -134,12 +157,19 @@ class Deliverer {
   void Record(const std::shared_ptr<Delivery>& d, const DeliveryResult& result,
               CheckDecision::Action action = CheckDecision::Action::kDeliver);
 
+  // What one SetRoutes installs: the routes and every configured sink.
+  struct Targets {
+    RouteTable routes;
+    SinkTable sinks;
+  };
+  static std::shared_ptr<const Targets> MakeTargets(RouteTable routes, SinkTable sinks);
+  std::shared_ptr<const Targets> CurrentTargets() const;
   std::shared_ptr<const RouteTable> Routes() const;
 
   DeliveryStore* store_;
   mutable std::mutex routes_mu_;
-  std::shared_ptr<const RouteTable> routes_;                // guarded by routes_mu_
-  std::vector<std::shared_ptr<const RouteTable>> retired_;  // guarded by routes_mu_
+  std::shared_ptr<const Targets> targets_;               // guarded by routes_mu_
+  std::vector<std::shared_ptr<const Targets>> retired_;  // guarded by routes_mu_
   DeliveryObserver* observer_;
   const Clock* clock_;
 };

@@ -52,6 +52,18 @@ std::optional<absl::Duration> ParseRetryAfter(std::string_view value, absl::Time
   return std::nullopt;
 }
 
+RetryPolicy WithOverride(RetryPolicy policy, const RetrySettings& override) {
+  if (override.max_attempts) policy.max_attempts = *override.max_attempts;
+  if (override.base_delay) policy.base_delay = *override.base_delay;
+  if (override.max_delay) policy.max_delay = *override.max_delay;
+  policy.max_delay = std::max(policy.max_delay, policy.base_delay);
+  return policy;
+}
+
+RetrySettings SettingsOf(const RetryPolicy& policy) {
+  return {policy.max_attempts, policy.base_delay, policy.max_delay};
+}
+
 OutcomeUpdate DecideOutcome(const DeliveryResult& result, int attempt, const RetryPolicy& policy,
                             double jitter) {
   OutcomeUpdate u;

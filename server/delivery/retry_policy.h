@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "server/config/config.h"
 #include "server/delivery/sink.h"
+#include "server/model/retry.h"
 #include "server/store/delivery_store.h"
 
 namespace replayd {
@@ -28,6 +29,12 @@ DeliveryResult::Kind ClassifyHttpStatus(int status);
 // Parses a Retry-After header value (delta seconds or an HTTP date relative to
 // `now`); nullopt when absent or unparsable. Negative values become zero.
 std::optional<absl::Duration> ParseRetryAfter(std::string_view value, absl::Time now);
+
+// `policy` with the fields `override` sets in place of its own; the cap is
+// never below the base.
+RetryPolicy WithOverride(RetryPolicy policy, const RetrySettings& override);
+// Every field of `policy`, as an attempt records it.
+RetrySettings SettingsOf(const RetryPolicy& policy);
 
 // The event's new state after attempt `attempt` ended with `result`: retryable
 // results retry (after max(backoff, Retry-After)) until max_attempts, then fail.

@@ -11,15 +11,24 @@
 
 #include "absl/time/time.h"
 #include "server/model/outcome.h"
+#include "server/model/retry.h"
 
 namespace replayd {
 
-// The rows a replay looks at: [from, to) on ingested_at, of these sources
-// (empty = every source).
+// The rows a replay looks at: [from, to) on ingested_at, of these sources,
+// keys, types and event ids. An empty list selects every value; an event must
+// match every list that is not empty (AND between lists, OR within one).
 struct ReplayWindow {
   absl::Time from;
   absl::Time to;
   std::vector<std::string> sources;
+  std::vector<std::string> keys = {};
+  std::vector<std::string> types = {};
+  std::vector<std::string> event_ids = {};
+
+  // Whether keys, types or event ids narrow the window: its upstream
+  // sequence numbers then have gaps that are not missing events.
+  bool Filtered() const { return !keys.empty() || !types.empty() || !event_ids.empty(); }
 };
 
 // A position in window order: (ingested_at, position) of the last event done.
@@ -88,6 +97,10 @@ struct ReplaySpec {
   BreakerSettings breaker;
   // The saved plan whose events the job replays; empty = the window's.
   std::string plan_id;
+  // Where and how this replay delivers instead of its routes: a configured
+  // sink's name (empty = each route's sink) and its own retry policy.
+  std::string sink = {};
+  RetrySettings retry = {};
 };
 
 struct ReplayJob {

@@ -58,6 +58,14 @@ std::string StartAuditDetail(const ReplaySpec& spec, int64_t would_deliver, int6
                            {"total", total}};
   const std::string& plan = plan_id.empty() ? spec.plan_id : plan_id;
   if (!plan.empty()) detail["plan_id"] = plan;
+  nlohmann::json& request = detail["request"];
+  if (!spec.window.keys.empty()) request["keys"] = spec.window.keys;
+  if (!spec.window.types.empty()) request["types"] = spec.window.types;
+  if (!spec.window.event_ids.empty()) request["event_ids"] = spec.window.event_ids;
+  if (!spec.sink.empty()) request["sink"] = spec.sink;
+  if (spec.retry.max_attempts) request["retry"]["max_attempts"] = *spec.retry.max_attempts;
+  if (spec.retry.base_delay) request["retry"]["base"] = absl::FormatDuration(*spec.retry.base_delay);
+  if (spec.retry.max_delay) request["retry"]["cap"] = absl::FormatDuration(*spec.retry.max_delay);
   // Control characters are escaped; a byte that is not UTF-8 becomes U+FFFD
   // instead of failing the start (jsonb accepts only UTF-8).
   return detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

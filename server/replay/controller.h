@@ -92,7 +92,8 @@ class ReplayController {
 };
 
 // The audit detail of a start, a JSON object: the validated request (window,
-// sources, outcomes, rate, burst, flags), would_deliver and total. Every byte
+// sources, outcomes, rate, burst, flags; keys, types, event ids, sink and
+// retry when given), would_deliver and total. Every byte
 // of a source name is kept (control characters escaped); bytes that are not
 // UTF-8 become U+FFFD. The reason has the audit entry's own field.
 // A plan's id is kept as "plan_id" (the spec's, or `plan_id` when given).

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/common/time_format.h"
+#include "server/replay/limits.h"
 
 namespace replayd {
 namespace {
@@ -113,11 +114,17 @@ std::vector<SequenceRange> PlanGapScan(const std::string& source,
   return out;
 }
 
+std::shared_ptr<const Route> ReplayRoute(const RouteLookup& routes, const Deliverer* deliverer,
+                                         const ReplaySpec& spec, const std::string& source) {
+  if (deliverer == nullptr || (spec.sink.empty() && spec.retry.empty())) return routes(source);
+  return deliverer->RouteFor(source, spec.sink, spec.retry);
+}
+
 double DryRunner::EffectiveRate(const ReplaySpec& spec,
                                 const std::vector<std::string>& sources) const {
   double rate = spec.rate;
   for (const std::string& source : sources) {
-    std::shared_ptr<const Route> route = routes_(source);
+    std::shared_ptr<const Route> route = RouteOf(spec, source);
     if (route == nullptr) continue;
     if (const SinkConfig* sink = FindSink(*config_, route->sink_name)) {
       rate = std::min(rate, sink->replay_rate_budget);
@@ -128,6 +135,13 @@ double DryRunner::EffectiveRate(const ReplaySpec& spec,
 
 absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec,
                                             const std::string& save_plan_id) {
+  std::vector<std::string> sinks;
+  if (deliverer_ != nullptr) {
+    sinks = deliverer_->SinkNames();
+  } else {
+    for (const SinkConfig& s : config_->sinks) sinks.push_back(s.name);
+  }
+  if (absl::Status s = ValidateReplaySink(spec.sink, sinks); !s.ok()) return s;
   DryRunResult result;
   auto aggregates = store_->AggregateWindow(spec.window);
   if (!aggregates.ok()) return aggregates.status();
@@ -140,28 +154,20 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec,
     if (a.sequence_bucket) buckets[*a.sequence_bucket] += a.count;
   }
   std::vector<std::string> sources_seen;
-  std::vector<SequenceRange> to_scan;
-  for (const auto& [source, buckets] : by_source) {
-    sources_seen.push_back(source);
-    // Only the runs of buckets that are not full are read again, by index range.
-    auto scan = PlanGapScan(source, buckets);
-    to_scan.insert(to_scan.end(), scan.begin(), scan.end());
-  }
-  if (!to_scan.empty()) {
-    auto holes =
-        holes_->FindSequenceHoles(spec.window.from, spec.window.to, to_scan, kMaxMissingRanges);
-    if (!holes.ok()) return holes.status();
-    result.missing = holes->missing;
-    for (const SequenceHole& h : holes->holes) {
-      result.missing_ranges.push_back({h.source, h.first_missing, h.last_missing});
-    }
+  for (const auto& [source, buckets] : by_source) sources_seen.push_back(source);
+  if (spec.window.Filtered()) {
+    result.warnings.push_back(
+        "missing events are not counted when keys, types or event ids narrow the window: the "
+        "events they leave out look like sequence gaps");
+  } else if (absl::Status s = FindMissing(spec, by_source, &result); !s.ok()) {
+    return s;
   }
 
   // On a strict route an event's fate depends on its key's earlier events:
   // decided per event, as the live replay does.
   bool any_strict = false;
   for (const std::string& source : sources_seen) {
-    std::shared_ptr<const Route> route = routes_(source);
+    std::shared_ptr<const Route> route = RouteOf(spec, source);
     if (route != nullptr && route->strict_order) any_strict = true;
   }
   const bool streaming = spec.verify_downstream || any_strict;
@@ -182,6 +188,26 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec,
   return result;
 }
 
+absl::Status DryRunner::FindMissing(
+    const ReplaySpec& spec, const std::map<std::string, std::map<int64_t, int64_t>>& by_source,
+    DryRunResult* result) {
+  std::vector<SequenceRange> to_scan;
+  for (const auto& [source, buckets] : by_source) {
+    // Only the runs of buckets that are not full are read again, by index range.
+    auto scan = PlanGapScan(source, buckets);
+    to_scan.insert(to_scan.end(), scan.begin(), scan.end());
+  }
+  if (to_scan.empty()) return absl::OkStatus();
+  auto holes =
+      holes_->FindSequenceHoles(spec.window.from, spec.window.to, to_scan, kMaxMissingRanges);
+  if (!holes.ok()) return holes.status();
+  result->missing = holes->missing;
+  for (const SequenceHole& h : holes->holes) {
+    result->missing_ranges.push_back({h.source, h.first_missing, h.last_missing});
+  }
+  return absl::OkStatus();
+}
+
 absl::Status DryRunner::CountByAggregate(const ReplaySpec& spec,
                                          const std::vector<WindowAggregate>& aggregates,
                                          DryRunResult* result) {
@@ -192,7 +218,7 @@ absl::Status DryRunner::CountByAggregate(const ReplaySpec& spec,
     StoredEvent e;
     e.event.source = a.source;
     e.outcome = a.outcome;
-    ReplayCategory c = Classify(e, spec, routes_(a.source) != nullptr, std::nullopt);
+    ReplayCategory c = Classify(e, spec, RouteOf(spec, a.source) != nullptr, std::nullopt);
     Count(c, a.count, result);
     members[c].first.insert(a.source);
     members[c].second.insert(a.outcome);
@@ -208,7 +234,7 @@ absl::Status DryRunner::CountByAggregate(const ReplaySpec& spec,
     int taken = 0;
     for (const StoredEvent& e : *first) {
       if (taken == kSamplesPerCategory) break;
-      if (Classify(e, spec, routes_(e.event.source) != nullptr, std::nullopt) != c) continue;
+      if (Classify(e, spec, RouteOf(spec, e.event.source) != nullptr, std::nullopt) != c) continue;
       result->samples.push_back(MakeSample(c, e, std::nullopt));
       ++taken;
     }
@@ -259,7 +285,7 @@ absl::Status DryRunner::CountByStreaming(const ReplaySpec& spec, const std::stri
     if (!page.ok()) return page.status();
     if (page->empty()) break;
     for (const StoredEvent& e : *page) {
-      std::shared_ptr<const Route> route = routes_(e.event.source);
+      std::shared_ptr<const Route> route = RouteOf(spec, e.event.source);
       std::optional<std::optional<std::string>> downstream;
       if (NeedsLookup(e, spec, route != nullptr)) {
         if (route->sink != nullptr && route->sink->HasLookup()) {
@@ -342,7 +368,7 @@ void DryRunner::AddWarnings(const ReplaySpec& spec, const std::vector<std::strin
     }
   }
   for (const std::string& source : sources_seen) {
-    if (routes_(source) == nullptr) {
+    if (RouteOf(spec, source) == nullptr) {
       w.push_back(absl::StrCat("source ", source,
                                " has no route: its events cannot be replayed (no_route)"));
     }

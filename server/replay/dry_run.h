@@ -34,6 +34,13 @@ namespace replayd {
 // route table it came from alive while a delivery uses it.
 using RouteLookup = std::function<std::shared_ptr<const Route>(const std::string& source)>;
 
+// The route a replay of `spec` delivers `source`'s events by: `routes`'
+// when the spec names neither a sink nor a retry policy, else the current
+// route with those in place (nullptr when the sink is no longer configured).
+// The dry run and the live replay both take it.
+std::shared_ptr<const Route> ReplayRoute(const RouteLookup& routes, const Deliverer* deliverer,
+                                         const ReplaySpec& spec, const std::string& source);
+
 struct ReplaySample {
   ReplayCategory category = ReplayCategory::kDeliver;
   std::string source;
@@ -75,20 +82,25 @@ inline constexpr int kMaxMissingRanges = 100;
 
 class DryRunner {
  public:
-  // Every pointer outlives this.
+  // Every pointer outlives this. `deliverer` (may be null: then a replay
+  // may name only the configured sinks, and only in a run without routes of
+  // its own) knows the sinks a replay may name instead of its routes'.
   DryRunner(ReplayStore* store, InspectionStore* holes, Partitions* partitions, RouteLookup routes,
-            const Config* config, const Clock* clock)
+            const Config* config, const Clock* clock, const Deliverer* deliverer = nullptr)
       : store_(store),
         holes_(holes),
         partitions_(partitions),
         routes_(std::move(routes)),
         config_(config),
-        clock_(clock) {}
+        clock_(clock),
+        deliverer_(deliverer) {}
 
-  // UNAVAILABLE when the database cannot be reached. With `save_plan_id`,
-  // also saves the window's events and their decisions as that plan's
-  // events; the counts are then those of the saved set (the same unless
-  // events arrived in the window meanwhile). The caller creates the plan.
+  // INVALID_ARGUMENT when the spec names a sink that is not configured (the
+  // message lists those that are); UNAVAILABLE when the database cannot be
+  // reached. With `save_plan_id`, also saves the window's events and their
+  // decisions as that plan's events; the counts are then those of the saved
+  // set (the same unless events arrived in the window meanwhile). The caller
+  // creates the plan.
   absl::StatusOr<DryRunResult> Run(const ReplaySpec& spec, const std::string& save_plan_id = "");
 
   // The rate a replay of `spec` would achieve: its own rate, capped by the
@@ -108,6 +120,13 @@ class DryRunner {
                                 DryRunResult* result);
   void AddWarnings(const ReplaySpec& spec, const std::vector<std::string>& sources_seen,
                    DryRunResult* result);
+  std::shared_ptr<const Route> RouteOf(const ReplaySpec& spec, const std::string& source) const {
+    return ReplayRoute(routes_, deliverer_, spec, source);
+  }
+  // Finds the window's upstream sequence holes from its aggregate.
+  absl::Status FindMissing(const ReplaySpec& spec,
+                           const std::map<std::string, std::map<int64_t, int64_t>>& by_source,
+                           DryRunResult* result);
 
   ReplayStore* store_;
   InspectionStore* holes_;  // finds the upstream sequence holes
@@ -115,6 +134,7 @@ class DryRunner {
   RouteLookup routes_;
   const Config* config_;
   const Clock* clock_;
+  const Deliverer* deliverer_;
 };
 
 }  // namespace replayd

@@ -176,7 +176,7 @@ bool JobRun::WaitToken(const Route& route) {
 
 bool JobRun::Dispatch(const StoredEvent& e) {
   CheckpointIfDue(false);
-  std::shared_ptr<const Route> route = (*env_.routes)(e.event.source);
+  std::shared_ptr<const Route> route = RouteOf(e.event.source);
   ReplayCategory category = Classify(e, job_.spec, route != nullptr, std::nullopt);
   const ReplayCursor at{e.ingested_at, e.position};
   // In a plan's replay every event dispatched was to be delivered.
@@ -208,7 +208,7 @@ bool JobRun::DispatchRetry(const RetryEvent& r) {
   e.ingested_at = r.ingested_at;
   e.event.source = r.source;
   e.event.key = r.key;
-  std::shared_ptr<const Route> route = (*env_.routes)(r.source);
+  std::shared_ptr<const Route> route = RouteOf(r.source);
   if (route == nullptr) {
     std::lock_guard lock(mu_);
     if (StopLocked() != Stop::kNone) return false;
@@ -295,12 +295,46 @@ void JobRun::Worker() {
   }
 }
 
+std::shared_ptr<const Route> JobRun::RouteOf(const std::string& source) const {
+  return ReplayRoute(*env_.routes, env_.deliverer, job_.spec, source);
+}
+
+bool JobRun::HoldForRetry(const StoredEvent& e, absl::Duration wait) {
+  const absl::Time until = clock_->Now() + wait;
+  absl::Time renew = clock_->Now();
+  while (true) {
+    if (CurrentStop() != Stop::kNone) {
+      (void)env_.delivery_store->Release({e.position}, claim_owner_);
+      return false;
+    }
+    const absl::Time now = clock_->Now();
+    if (now >= until) return true;
+    if (now >= renew) {
+      // The claim is renewed well before it expires; a failed renewal is
+      // tried again shortly.
+      auto held = env_.delivery_store->TryClaim(e.position, e.ingested_at, claim_owner_,
+                                                options_.lease);
+      if (held.ok() && !held->has_value()) return true;  // taken: the next claim waits for it
+      renew = now + (held.ok() ? options_.lease / 4 : kRetryDelay);
+    }
+    clock_->SleepFor(std::min({until - now, renew - now, kWaitSlice * 10}));
+  }
+}
+
 JobRun::Result JobRun::Deliver(const StoredEvent& e) {
   const absl::Duration claim_lease = options_.lease;
+  // With a sink or a retry policy of its own the job retries the event
+  // itself; `tries` counts its attempts.
+  const bool own_policy = !job_.spec.sink.empty() || !job_.spec.retry.empty();
+  int tries = 0;
   while (true) {
     // A cancel lets in-flight deliveries finish, but an event not yet
     // claimed is not in flight: leave it.
-    if (CurrentStop() != Stop::kNone) return {Result::kAbandoned, ""};
+    if (CurrentStop() != Stop::kNone) {
+      // Between this job's attempts it holds the claim: give it back.
+      if (tries > 0) (void)env_.delivery_store->Release({e.position}, claim_owner_);
+      return {Result::kAbandoned, ""};
+    }
     auto claimed =
         env_.delivery_store->TryClaim(e.position, e.ingested_at, claim_owner_, claim_lease);
     if (!claimed.ok()) {
@@ -321,12 +355,20 @@ JobRun::Result JobRun::Deliver(const StoredEvent& e) {
       (void)env_.delivery_store->Release({fresh.position}, claim_owner_);
       return {Result::kAbandoned, ""};
     }
-    std::shared_ptr<const Route> route = (*env_.routes)(fresh.event.source);
-    if (Classify(fresh, job_.spec, route != nullptr, std::nullopt) != ReplayCategory::kDeliver) {
+    std::shared_ptr<const Route> route = RouteOf(fresh.event.source);
+    // After its own attempt the event is this job's to try again: decided
+    // once, before the first.
+    if (tries == 0 &&
+        Classify(fresh, job_.spec, route != nullptr, std::nullopt) != ReplayCategory::kDeliver) {
       (void)env_.delivery_store->Release({fresh.position}, claim_owner_);
       return {Result::kSkipped, ""};
     }
-    if (route->strict_order && !fresh.event.key.empty()) {
+    if (route == nullptr) {
+      (void)env_.delivery_store->Release({fresh.position}, claim_owner_);
+      return {Result::kFailed, absl::StrCat(fresh.event.source, "/", fresh.event.event_id,
+                                            ": no route or sink to deliver it by")};
+    }
+    if (tries == 0 && route->strict_order && !fresh.event.key.empty()) {
       // This replay's own deliveries are no longer failed: it passes none.
       auto failed = env_.store->FailedBefore(fresh.event.source, fresh.event.key, fresh.position,
                                              kKeyBlockersRead);
@@ -349,6 +391,10 @@ JobRun::Result JobRun::Deliver(const StoredEvent& e) {
     ctx.replay_id = job_.id;
     ctx.resend_delivered = job_.spec.include_succeeded;
     ctx.claim_owner = claim_owner_;
+    if (own_policy) {
+      ctx.route = route;
+      ctx.policy_attempt = tries + 1;
+    }
     auto report = env_.deliverer->DeliverOne(fresh, ctx);
     if (!report.ok()) {
       if (absl::IsUnavailable(report.status())) {
@@ -361,6 +407,11 @@ JobRun::Result JobRun::Deliver(const StoredEvent& e) {
       return {Result::kFailed, std::string(report.status().message())};
     }
     if (report->action != CheckDecision::Action::kDeliver) return {Result::kSkipped, ""};
+    ++tries;
+    if (own_policy && report->outcome == Outcome::kRetrying) {
+      if (!HoldForRetry(fresh, report->retry_delay)) return {Result::kAbandoned, ""};
+      continue;
+    }
     switch (report->outcome) {
       case Outcome::kSucceeded: return {Result::kDelivered, ""};
       case Outcome::kAlreadyProcessed: return {Result::kSkipped, ""};

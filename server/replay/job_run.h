@@ -6,6 +6,11 @@
 // checkpointed every `checkpoint_interval`, which also renews the lease and
 // learns of a cancel or pause asked on another daemon.
 //
+// A job with a sink or a retry policy of its own (ReplayRoute) retries each
+// event itself under that policy, holding its claim between attempts, so
+// that live delivery never sends it by its route meanwhile; an event whose
+// attempts run out is failed, not left to live delivery.
+//
 // On a strict route an event whose key has an earlier failed event is held
 // (KeyOrderBlocker), not sent. The job's circuit breaker (ReplayBreaker)
 // pauses it when the downstream keeps failing; a paused job (by the breaker
@@ -100,7 +105,12 @@ class JobRun {
   void Enqueue(const StoredEvent& e, const std::string& key);
   bool WaitToken(const Route& route);
   void Worker();
+  // The route this job delivers `source`'s events by (ReplayRoute).
+  std::shared_ptr<const Route> RouteOf(const std::string& source) const;
   Result Deliver(const StoredEvent& e);
+  // Holds the claim on `e` through `wait` before the job's next attempt of
+  // it; false when the job must stop (the claim is then given back).
+  bool HoldForRetry(const StoredEvent& e, absl::Duration wait);
   void Complete(const StoredEvent& e, const std::string& key, const Result& result);
   void CheckpointIfDue(bool force);
   void StartWorkers();

@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "server/common/source_name.h"
 #include "server/common/time_format.h"
 
@@ -20,7 +21,70 @@ std::string Span(absl::Duration d) {
   return absl::FormatDuration(d);
 }
 
+// A filter list, sorted and without duplicates; INVALID_ARGUMENT for an
+// empty or too long value, or too many values.
+absl::StatusOr<std::vector<std::string>> FilterList(const char* field,
+                                                    std::vector<std::string> values) {
+  if (values.size() > kMaxFilterValues) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " lists ", values.size(),
+                                                   " values, over the limit of ", kMaxFilterValues,
+                                                   ": split the replay"));
+  }
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (values[i].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, "[", i, "] is empty"));
+    }
+    if (std::any_of(values[i].begin(), values[i].end(),
+                    [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, "[", i, "] contains control characters"));
+    }
+    if (values[i].size() > kMaxFilterValueBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(field, "[", i, "] is ", values[i].size(),
+                                                     " bytes, over the limit of ",
+                                                     kMaxFilterValueBytes));
+    }
+  }
+  std::sort(values.begin(), values.end());
+  values.erase(std::unique(values.begin(), values.end()), values.end());
+  return values;
+}
+
+absl::Status CheckRetryDelay(const char* field, const std::optional<absl::Duration>& d) {
+  if (d && (*d < kMinRetryDelay || *d > kMaxRetryDelay)) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " ", absl::FormatDuration(*d),
+                                                   " must be between ",
+                                                   absl::FormatDuration(kMinRetryDelay), " and ",
+                                                   absl::FormatDuration(kMaxRetryDelay)));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status ValidateRetrySettings(const RetrySettings& retry) {
+  if (retry.max_attempts && (*retry.max_attempts < 1 || *retry.max_attempts > kMaxRetryAttempts)) {
+    return absl::InvalidArgumentError(absl::StrCat("retry.max_attempts ", *retry.max_attempts,
+                                                   " must be between 1 and ", kMaxRetryAttempts));
+  }
+  if (absl::Status s = CheckRetryDelay("retry.base", retry.base_delay); !s.ok()) return s;
+  if (absl::Status s = CheckRetryDelay("retry.cap", retry.max_delay); !s.ok()) return s;
+  if (retry.base_delay && retry.max_delay && *retry.max_delay < *retry.base_delay) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "retry.cap ", absl::FormatDuration(*retry.max_delay), " is below retry.base ",
+        absl::FormatDuration(*retry.base_delay)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateReplaySink(const std::string& sink, std::vector<std::string> configured) {
+  if (sink.empty()) return absl::OkStatus();
+  std::sort(configured.begin(), configured.end());
+  if (std::binary_search(configured.begin(), configured.end(), sink)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("sink \"", sink, "\" is not configured; the configured sinks are: ",
+                   configured.empty() ? "(none)" : absl::StrJoin(configured, ", ")));
+}
 
 std::vector<Outcome> SelectedOutcomes(const std::vector<Outcome>& requested,
                                       bool include_succeeded) {
@@ -80,6 +144,13 @@ absl::StatusOr<ReplaySpec> ValidateReplayRequest(const ReplayRequestInput& in,
   for (const std::string& s : in.sources) {
     if (absl::Status status = ValidateSourceName(s); !status.ok()) return status;
   }
+  auto keys = FilterList("keys", in.keys);
+  if (!keys.ok()) return keys.status();
+  auto types = FilterList("types", in.types);
+  if (!types.ok()) return types.status();
+  auto event_ids = FilterList("event_ids", in.event_ids);
+  if (!event_ids.ok()) return event_ids.status();
+  if (absl::Status s = ValidateRetrySettings(in.retry); !s.ok()) return s;
   auto validated_rate = ValidateRate(in.rate, in.allow_high_rate, limits);
   if (!validated_rate.ok()) return validated_rate.status();
   const double rate = *validated_rate;
@@ -103,7 +174,7 @@ absl::StatusOr<ReplaySpec> ValidateReplayRequest(const ReplayRequestInput& in,
   }
 
   ReplaySpec spec;
-  spec.window = {from, to, in.sources};
+  spec.window = {from, to, in.sources, *std::move(keys), *std::move(types), *std::move(event_ids)};
   std::sort(spec.window.sources.begin(), spec.window.sources.end());
   spec.window.sources.erase(std::unique(spec.window.sources.begin(), spec.window.sources.end()),
                             spec.window.sources.end());
@@ -115,6 +186,8 @@ absl::StatusOr<ReplaySpec> ValidateReplayRequest(const ReplayRequestInput& in,
   spec.allow_high_rate = in.allow_high_rate;
   spec.reason = in.reason;
   spec.breaker = *breaker;
+  spec.sink = in.sink;
+  spec.retry = in.retry;
   return spec;
 }
 

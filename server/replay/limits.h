@@ -1,6 +1,7 @@
 // Server-side enforcement of a replay request: mandatory bounds, a
 // window that is neither inverted, empty, in the future nor wider than the
-// configured maximum, and a rate within the configured limits. Pure.
+// configured maximum, filters within their limits, a rate within the
+// configured limits, and a retry policy and sink that can be used. Pure.
 #pragma once
 
 #include <optional>
@@ -30,7 +31,24 @@ struct ReplayRequestInput {
   std::optional<int> breaker_consecutive_failures;
   std::optional<double> breaker_failure_ratio;
   std::optional<int> breaker_window;
+  // Filters within the window (empty = every value): see ReplayWindow.
+  std::vector<std::string> keys;
+  std::vector<std::string> types;
+  std::vector<std::string> event_ids;
+  // A configured sink to deliver to instead of each route's; empty = none.
+  std::string sink;
+  RetrySettings retry;
 };
+
+// The most values a request may list in each of keys, types and event_ids.
+inline constexpr size_t kMaxFilterValues = 10000;
+// The longest key, type or event id a filter may name (the ingest limit of
+// an event id and a key).
+inline constexpr size_t kMaxFilterValueBytes = 256;
+// The bounds of a replay's own retry policy.
+inline constexpr int kMaxRetryAttempts = 100;
+inline constexpr absl::Duration kMinRetryDelay = absl::Milliseconds(1);
+inline constexpr absl::Duration kMaxRetryDelay = absl::Hours(1);
 
 // How far `to` may be ahead of the server's clock (client clock skew).
 inline constexpr absl::Duration kFutureTolerance = absl::Seconds(5);
@@ -50,6 +68,15 @@ absl::StatusOr<double> ValidateRate(double rate, bool allow_high_rate, const Rep
 // outside [0, 1].
 absl::StatusOr<BreakerSettings> ValidateBreaker(const ReplayRequestInput& input,
                                                 const ReplayLimits& limits);
+
+// A request's retry override: max_attempts within [1, kMaxRetryAttempts],
+// delays within [kMinRetryDelay, kMaxRetryDelay], the cap not below the base
+// when both are given. INVALID_ARGUMENT naming the field.
+absl::Status ValidateRetrySettings(const RetrySettings& retry);
+
+// OK when `sink` is empty or one of `configured`; else INVALID_ARGUMENT that
+// lists the configured sinks. The dry run and the start both ask it.
+absl::Status ValidateReplaySink(const std::string& sink, std::vector<std::string> configured);
 
 // The outcomes a request selects: `requested` (or the default set), plus the
 // delivered ones when include_succeeded.

@@ -50,6 +50,8 @@ void ToProto(const AttemptRecord& a, pb::DeliveryAttempt* out) {
   out->set_outcome(ToProto(a.outcome));
   out->set_record_id(a.record_id);
   out->set_worker(a.worker);
+  out->set_sink(a.sink);
+  if (!a.retry.empty()) ToProto(a.retry, out->mutable_retry());
 }
 
 void SetWindow(const ResolvedWindow& w, pb::Timeline* out) {

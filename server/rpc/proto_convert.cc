@@ -27,6 +27,30 @@ pb::Outcome ToProto(Outcome o) {
   return pb::OUTCOME_UNSPECIFIED;
 }
 
+void ToProto(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t ns = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+void ToProto(const RetrySettings& r, pb::RetryPolicy* out) {
+  if (r.max_attempts) out->set_max_attempts(*r.max_attempts);
+  if (r.base_delay) ToProto(*r.base_delay, out->mutable_base());
+  if (r.max_delay) ToProto(*r.max_delay, out->mutable_cap());
+}
+
+RetrySettings FromProto(const pb::RetryPolicy& r) {
+  RetrySettings out;
+  if (r.has_max_attempts()) out.max_attempts = r.max_attempts();
+  if (r.has_base()) out.base_delay = FromProto(r.base());
+  if (r.has_cap()) out.max_delay = FromProto(r.cap());
+  return out;
+}
+
 absl::Time FromProto(const google::protobuf::Timestamp& t) {
   return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
 }

@@ -2,6 +2,7 @@
 // the gRPC services.
 #pragma once
 
+#include <google/protobuf/duration.pb.h>
 #include <google/protobuf/timestamp.pb.h>
 
 #include <optional>
@@ -20,5 +21,11 @@ absl::Time FromProto(const google::protobuf::Timestamp& t);
 NewEvent FromProto(const replay::v1::Event& e);
 // nullopt for OUTCOME_UNSPECIFIED and unknown values.
 std::optional<Outcome> FromProto(replay::v1::Outcome outcome);
+
+void ToProto(absl::Duration d, google::protobuf::Duration* out);
+absl::Duration FromProto(const google::protobuf::Duration& d);
+// The fields that are set, each way; none set leaves `out` untouched.
+void ToProto(const RetrySettings& r, replay::v1::RetryPolicy* out);
+RetrySettings FromProto(const replay::v1::RetryPolicy& r);
 
 }  // namespace replayd::proto_convert

@@ -64,6 +64,11 @@ absl::StatusOr<ReplayRequestInput> FromProto(const pb::ReplayRequest& r) {
   }
   if (r.breaker().has_failure_ratio()) in.breaker_failure_ratio = r.breaker().failure_ratio();
   if (r.breaker().has_window()) in.breaker_window = r.breaker().window();
+  in.keys.assign(r.keys().begin(), r.keys().end());
+  in.types.assign(r.types().begin(), r.types().end());
+  in.event_ids.assign(r.event_ids().begin(), r.event_ids().end());
+  in.sink = r.sink();
+  if (r.has_retry()) in.retry = FromProto(r.retry());
   return in;
 }
 
@@ -82,6 +87,11 @@ void ToProto(const ReplayJob& job, pb::ReplayProgress* out) {
   r->set_verify_downstream(job.spec.verify_downstream);
   r->set_reason(job.spec.reason);
   r->set_request_id(job.request_id);
+  for (const auto& k : job.spec.window.keys) r->add_keys(k);
+  for (const auto& t : job.spec.window.types) r->add_types(t);
+  for (const auto& id : job.spec.window.event_ids) r->add_event_ids(id);
+  r->set_sink(job.spec.sink);
+  if (!job.spec.retry.empty()) ToProto(job.spec.retry, r->mutable_retry());
   out->set_total(job.counters.total);
   out->set_processed(job.counters.processed);
   out->set_delivered(job.counters.delivered);

@@ -8,6 +8,7 @@
 
 #include "absl/time/time.h"
 #include "server/model/outcome.h"
+#include "server/model/retry.h"
 
 namespace replayd {
 
@@ -53,6 +54,8 @@ struct AttemptRecord {
   Outcome outcome = Outcome::kPending;
   std::string record_id;
   std::string worker;  // the claim owner that made it; filled in by the store
+  std::string sink = {};     // where it went
+  RetrySettings retry = {};  // the policy that decided what follows it
 };
 
 }  // namespace replayd

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/await.h"
 #include "server/store/pg_record_writer.h"
+#include "server/store/pg_replay_rows.h"
 #include "server/store/pg_types.h"
 
 namespace replayd {
@@ -32,7 +33,8 @@ constexpr const char* kTraceAttemptsName = "delivery_trace_attempts";
 std::string TraceAttemptsSql() {
   return absl::StrCat("SELECT event_position, ", EpochUs("event_ingested_at"),
                       ", attempt, trigger, route, ", EpochUs("started_at"),
-                      ", duration_ms, http_status, error, outcome, record_id, worker"
+                      ", duration_ms, http_status, error, outcome, record_id, worker, sink,"
+                      " retry_max_attempts, retry_base_us, retry_cap_us"
                       " FROM delivery_attempts WHERE event_ingested_at = $1"
                       " AND event_position = $2 ORDER BY attempt");
 }
@@ -109,6 +111,8 @@ absl::StatusOr<EventTrace> PgDeliveryStore::GetTrace(const std::string& source,
       a.outcome = ParseOutcome(row[9].as<std::string>()).value_or(Outcome::kPending);
       a.record_id = row[10].is_null() ? "" : row[10].as<std::string>();
       a.worker = row[11].as<std::string>();
+      a.sink = row[12].as<std::string>();
+      a.retry = RetrySettingsFromRow(row[13], row[14], row[15]);
       trace->attempts.push_back(std::move(a));
     }
   });

@@ -5,6 +5,7 @@
 #include "server/store/day_partitions.h"
 #include "server/store/delivery_table.h"
 #include "server/store/pg_delivery_store.h"
+#include "server/store/pg_replay_rows.h"
 #include "server/store/pg_types.h"
 
 namespace replayd {
@@ -22,8 +23,9 @@ constexpr const char* kLogTableAttemptName = "delivery_log_table_attempt";
 std::string LogTableAttemptSql(const std::string& partition) {
   return absl::StrCat("INSERT INTO ", partition, R"sql(
        (event_position, event_ingested_at, attempt, trigger, route, started_at, duration_ms,
-        http_status, error, outcome, record_id, worker)
-VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9, $10)
+        http_status, error, outcome, record_id, worker, sink, retry_max_attempts, retry_base_us,
+        retry_cap_us)
+VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT DO NOTHING)sql");
 }
 constexpr const char* kLogTableOutcomeName = "delivery_log_table_outcome";
@@ -81,7 +83,8 @@ absl::StatusOr<LogTableDelivery> PgDeliveryStore::DeliverToLogTable(
     const double duration_ms = absl::ToDoubleMilliseconds(clock_->Now() - attempt.started_at);
     tx.exec_prepared(attempt_name, attempt.event_position, ingested_at, attempt.attempt,
                      attempt.trigger, attempt.route, PgTime(attempt.started_at), duration_ms,
-                     outcome, result.record_id, owner);
+                     outcome, result.record_id, owner, attempt.sink, attempt.retry.max_attempts,
+                     MicrosOrNull(attempt.retry.base_delay), MicrosOrNull(attempt.retry.max_delay));
     tx.exec_prepared0(outcome_name, ingested_at, attempt.event_position, outcome, attempt.attempt,
                       result.record_id);
     tx.commit();

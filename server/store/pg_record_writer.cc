@@ -29,9 +29,10 @@ constexpr const char* kIndexScans = "SET LOCAL enable_seqscan = off";
 // claims' kIndexJoins: Postgres used 40-50 us more per event in the deliver bench
 // with hash joins off too (bench/README.md).
 //
-// $1..$15 are the group's columns as arrays, in position order (rows are
+// $1..$19 are the group's columns as arrays, in position order (rows are
 // locked in that global order: two daemons' groups cannot deadlock). Times
-// are epoch microseconds; empty text, and http_status 0, stand for NULL.
+// are epoch microseconds; empty text, and http_status and the retry policy's
+// 0, stand for NULL.
 // The statement writes one day's partitions of events and delivery_attempts,
 // named directly (DayPartitionOf); a group that spans two days is two
 // statements in one transaction.
@@ -63,12 +64,15 @@ WITH s AS (
          t.duration_us / 1000.0 AS duration_ms, NULLIF(t.http_status, 0) AS http_status,
          NULLIF(t.error, '') AS error, t.outcome, NULLIF(t.record_id, '') AS record_id,
          NULLIF(t.last_error, '') AS last_error, NULLIF(t.target_record_id, '') AS target_record_id,
-         t.retry_delay_us, t.owner
+         t.retry_delay_us, t.owner, t.sink, NULLIF(t.retry_max_attempts, 0) AS retry_max_attempts,
+         NULLIF(t.retry_base_us, 0) AS retry_base_us, NULLIF(t.retry_cap_us, 0) AS retry_cap_us
     FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[], $5::text[], $6::bigint[],
                 $7::bigint[], $8::int[], $9::text[], $10::text[], $11::text[], $12::text[],
-                $13::text[], $14::bigint[], $15::text[])
+                $13::text[], $14::bigint[], $15::text[], $16::text[], $17::int[], $18::bigint[],
+                $19::bigint[])
       AS t(position, ingested_us, attempt, trigger, route, started_us, duration_us, http_status,
-           error, outcome, record_id, last_error, target_record_id, retry_delay_us, owner)
+           error, outcome, record_id, last_error, target_record_id, retry_delay_us, owner, sink,
+           retry_max_attempts, retry_base_us, retry_cap_us)
 ), released AS (
   DELETE FROM delivery_claims c USING s
    WHERE c.position = s.position AND c.owner = s.owner
@@ -101,9 +105,10 @@ WITH s AS (
   INSERT INTO )sql",
                       DayPartitionOf("delivery_attempts", day), R"sql(
               (event_position, event_ingested_at, attempt, trigger, route, started_at,
-               duration_ms, http_status, error, outcome, record_id, worker)
+               duration_ms, http_status, error, outcome, record_id, worker, sink,
+               retry_max_attempts, retry_base_us, retry_cap_us)
   SELECT position, ingested_at, attempt, trigger, route, started_at, duration_ms, http_status,
-         error, outcome, record_id, owner
+         error, outcome, record_id, owner, sink, retry_max_attempts, retry_base_us, retry_cap_us
     FROM s
 )sql",
                       keep_first ? "  ON CONFLICT DO NOTHING\n" : "", R"sql()
@@ -113,9 +118,9 @@ SELECT position, owner FROM released)sql");
 // RecordSql's parameters: the group's columns as array literals.
 struct RecordArrays {
   std::vector<int64_t> position, ingested_us, attempt, started_us, duration_us, http_status,
-      retry_delay_us;
+      retry_delay_us, retry_max_attempts, retry_base_us, retry_cap_us;
   std::vector<std::string> trigger, route, error, outcome, record_id, last_error, target_record_id,
-      owner;
+      owner, sink;
 
   void Add(const AttemptRecord& a, const OutcomeUpdate& u, const std::string& by) {
     position.push_back(a.event_position);
@@ -136,6 +141,12 @@ struct RecordArrays {
     target_record_id.push_back(PgText(u.target_record_id));
     retry_delay_us.push_back(absl::ToInt64Microseconds(u.retry_delay));
     owner.push_back(by);
+    sink.push_back(a.sink);
+    retry_max_attempts.push_back(a.retry.max_attempts.value_or(0));
+    retry_base_us.push_back(absl::ToInt64Microseconds(
+        a.retry.base_delay.value_or(absl::ZeroDuration())));
+    retry_cap_us.push_back(absl::ToInt64Microseconds(
+        a.retry.max_delay.value_or(absl::ZeroDuration())));
   }
 };
 
@@ -263,7 +274,9 @@ absl::StatusOr<std::set<std::pair<int64_t, std::string>>> PgRecordWriter::WriteG
           PgTextArray(c.trigger), PgTextArray(c.route), PgBigintArray(c.started_us),
           PgBigintArray(c.duration_us), PgBigintArray(c.http_status), PgTextArray(c.error),
           PgTextArray(c.outcome), PgTextArray(c.record_id), PgTextArray(c.last_error),
-          PgTextArray(c.target_record_id), PgBigintArray(c.retry_delay_us), PgTextArray(c.owner));
+          PgTextArray(c.target_record_id), PgBigintArray(c.retry_delay_us), PgTextArray(c.owner),
+          PgTextArray(c.sink), PgBigintArray(c.retry_max_attempts), PgBigintArray(c.retry_base_us),
+          PgBigintArray(c.retry_cap_us));
       for (const auto& row : released) {
         held.emplace(row[0].as<int64_t>(), row[1].as<std::string>());
       }

@@ -175,16 +175,20 @@ absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const A
             "INSERT INTO replays (id, request_id, state, window_from, window_to, sources,"
             " outcomes, include_succeeded, verify_downstream, rate, burst, allow_high_rate,"
             " reason, created_by, total, breaker_consecutive_failures, breaker_failure_ratio,"
-            " breaker_window, plan_id)"
+            " breaker_window, plan_id, keys, types, event_ids, sink, retry_max_attempts,"
+            " retry_base_us, retry_cap_us)"
             " VALUES ($1, NULLIF($2, ''), 'pending', $3::timestamptz, $4::timestamptz,"
             " $5::text[], $6::text[], $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-            " NULLIF($18, ''))"
+            " NULLIF($18, ''), $19::text[], $20::text[], $21::text[], $22, $23, $24, $25)"
             " RETURNING ",
             JobColumns()),
         job.id, job.request_id, PgTime(s.window.from), PgTime(s.window.to), sources,
         OutcomeArray(s.outcomes), s.include_succeeded, s.verify_downstream, s.rate, s.burst,
         s.allow_high_rate, s.reason, job.created_by, job.counters.total,
-        s.breaker.consecutive_failures, s.breaker.failure_ratio, s.breaker.window, s.plan_id);
+        s.breaker.consecutive_failures, s.breaker.failure_ratio, s.breaker.window, s.plan_id,
+        PgTextArray(s.window.keys), PgTextArray(s.window.types), PgTextArray(s.window.event_ids),
+        s.sink, s.retry.max_attempts, MicrosOrNull(s.retry.base_delay),
+        MicrosOrNull(s.retry.max_delay));
     out = JobFromRow(rows[0]);
     InsertAudit(tx, audit);
     tx.commit();

@@ -71,9 +71,9 @@ std::string DecisionCaseSql(const std::vector<PlanRule>& rules, pqxx::transactio
   return absl::StrCat(sql, " END");
 }
 
-// Every event of a slice of the window ($1 from, $2 to, $3 sources) with a
-// decision (`decision_case`), in chunks of $7 microseconds of ingested_at
-// from the window's start ($6, in microseconds); $5 lists where each chunk
+// Every event of a slice of the window ($1 from, $2 to, $3 to $6 its
+// filters: WindowPredicate) with a decision (`decision_case`), in chunks of $10 microseconds of ingested_at
+// from the window's start ($9, in microseconds); $8 lists where each chunk
 // but the first starts, so that width_bucket numbers them (a binary search
 // on exact times, no arithmetic per row). A chunk's events are before its
 // until_us and after every earlier chunk's. Returns each chunk's number and
@@ -86,12 +86,12 @@ std::string AddWindowSql(const std::string& decision_case) {
   }
   return absl::StrCat(R"sql(
 INSERT INTO replay_plan_events (plan_id, chunk, until_us, ingested_at, positions, decisions)
-SELECT $4, s.chunk * )sql",
-                      kChunkSplits, R"sql(, $6::bigint + (s.chunk + 1) * $7::bigint,
+SELECT $7, s.chunk * )sql",
+                      kChunkSplits, R"sql(, $9::bigint + (s.chunk + 1) * $10::bigint,
        array_agg(s.ingested_at), array_agg(s.position), array_agg(s.decision)
   FROM (SELECT ingested_at, position, ()sql",
                       decision_case, R"sql()::smallint AS decision,
-               width_bucket(ingested_at, $5::timestamptz[])::bigint AS chunk
+               width_bucket(ingested_at, $8::timestamptz[])::bigint AS chunk
           FROM events
          WHERE )sql",
                       WindowPredicate(), R"sql() s
@@ -232,7 +232,9 @@ absl::StatusOr<std::map<std::string, int64_t>> PgReplayStore::AddPlanWindow(
       pqxx::work tx(l.conn());
       tx.exec(kAddWindowSettings);
       auto rows = tx.exec_params(AddWindowSql(DecisionCaseSql(rules, tx)), PgTime(from), PgTime(to),
-                                 PgTextArray(window.sources), plan_id, chunk_starts,
+                                 PgTextArray(window.sources), PgTextArray(window.keys),
+                                 PgTextArray(window.types), PgTextArray(window.event_ids),
+                                 plan_id, chunk_starts,
                                  absl::ToUnixMicros(window.from), chunk_us);
       for (const auto& r : rows) {
         for (int k = 0; k < kDecisionCount; ++k) {

@@ -51,7 +51,14 @@ std::string JobColumns() {
                         std::string("breaker_failure_ratio"),
                         std::string("breaker_window"),
                         std::string("coalesce(plan_id, '')"),
-                        std::string("changed_since_plan")},
+                        std::string("changed_since_plan"),
+                        std::string("array_to_string(keys, E'\\n')"),
+                        std::string("array_to_string(types, E'\\n')"),
+                        std::string("array_to_string(event_ids, E'\\n')"),
+                        std::string("sink"),
+                        std::string("retry_max_attempts"),
+                        std::string("retry_base_us"),
+                        std::string("retry_cap_us")},
                        ", ");
 }
 
@@ -96,6 +103,11 @@ ReplayJob JobFromRow(const pqxx::row& r) {
   j.spec.breaker.window = r[33].as<int>();
   j.spec.plan_id = r[34].as<std::string>();
   j.counters.changed_since_plan = r[35].as<int64_t>();
+  j.spec.window.keys = SplitLines(r[36].as<std::string>());
+  j.spec.window.types = SplitLines(r[37].as<std::string>());
+  j.spec.window.event_ids = SplitLines(r[38].as<std::string>());
+  j.spec.sink = r[39].as<std::string>();
+  j.spec.retry = RetrySettingsFromRow(r[40], r[41], r[42]);
   return j;
 }
 
@@ -127,6 +139,20 @@ void InsertAudit(pqxx::work& tx, const AuditEntry& a) {
       "INSERT INTO replay_audit (actor, action, replay_id, reason, detail)"
       " VALUES ($1, $2, NULLIF($3, ''), $4, $5::jsonb)",
       a.actor, a.action, a.replay_id, a.reason, a.detail_json.empty() ? "{}" : a.detail_json);
+}
+
+RetrySettings RetrySettingsFromRow(const pqxx::field& max_attempts, const pqxx::field& base_us,
+                                   const pqxx::field& cap_us) {
+  RetrySettings out;
+  if (!max_attempts.is_null()) out.max_attempts = max_attempts.as<int>();
+  if (!base_us.is_null()) out.base_delay = absl::Microseconds(base_us.as<int64_t>());
+  if (!cap_us.is_null()) out.max_delay = absl::Microseconds(cap_us.as<int64_t>());
+  return out;
+}
+
+std::optional<int64_t> MicrosOrNull(const std::optional<absl::Duration>& d) {
+  if (!d) return std::nullopt;
+  return absl::ToInt64Microseconds(*d);
 }
 
 std::string OutcomeArray(const std::vector<Outcome>& outcomes) {

@@ -2,6 +2,7 @@
 // Internal to store/.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,12 @@ ReplayJob JobFromRow(const pqxx::row& r);
 std::string RetryEventsJson(const std::vector<RetryEvent>& retry);
 std::vector<RetryEvent> RetryEventsFromJson(const std::string& json);
 
+// A retry policy from its three nullable columns (count, microseconds,
+// microseconds), and a duration as such a column.
+RetrySettings RetrySettingsFromRow(const pqxx::field& max_attempts, const pqxx::field& base_us,
+                                   const pqxx::field& cap_us);
+std::optional<int64_t> MicrosOrNull(const std::optional<absl::Duration>& d);
+
 // A text[] literal of the outcomes' names.
 std::string OutcomeArray(const std::vector<Outcome>& outcomes);
 
@@ -26,7 +33,8 @@ std::string OutcomeArray(const std::vector<Outcome>& outcomes);
 void InsertAudit(pqxx::work& tx, const AuditEntry& a);
 
 // The SQL condition selecting a window's events of table events: $1 from,
-// $2 to, $3 sources (text[], empty = every source).
+// $2 to, then text[] lists, each empty for every value: $3 sources, $4 keys,
+// $5 types, $6 event ids.
 const char* WindowPredicate();
 
 }  // namespace replayd

@@ -28,10 +28,28 @@ SELECT f.position, (extract(epoch FROM f.ingested_at) * 1000000)::bigint,
  ORDER BY f.position
  LIMIT $4)sql";
 
-// The window predicate; $1 from, $2 to, $3 sources (text[], empty = all).
+// The window predicate; $1 from, $2 to, then the filters (text[], empty =
+// every value): $3 sources, $4 keys, $5 types, $6 event ids. Each statement
+// is planned for its parameters (kCustomPlans), where an empty filter folds
+// to true: the plan of an unfiltered window is the one without the filters.
 constexpr const char* kWindowPredicate =
     "ingested_at >= $1::timestamptz AND ingested_at < $2::timestamptz"
-    " AND (cardinality($3::text[]) = 0 OR source = ANY($3::text[]))";
+    " AND (cardinality($3::text[]) = 0 OR source = ANY($3::text[]))"
+    " AND (cardinality($4::text[]) = 0 OR key = ANY($4::text[]))"
+    " AND (cardinality($5::text[]) = 0 OR type = ANY($5::text[]))"
+    " AND (cardinality($6::text[]) = 0 OR event_id = ANY($6::text[]))";
+// The parameters kWindowPredicate takes; a statement's own start after them.
+constexpr int kWindowParams = 6;
+
+// The filter parameters of `window`, $3 to $6 of kWindowPredicate.
+struct WindowFilterParams {
+  explicit WindowFilterParams(const ReplayWindow& w)
+      : sources(PgTextArray(w.sources)),
+        keys(PgTextArray(w.keys)),
+        types(PgTextArray(w.types)),
+        event_ids(PgTextArray(w.event_ids)) {}
+  std::string sources, keys, types, event_ids;
+};
 
 // The dry run's few statements are planned for their actual window and
 // outcomes: a generic plan cannot prune partitions, and picks a scan of the
@@ -54,14 +72,14 @@ constexpr int64_t kMinBlocksPerSlice = 64;
 // Past the last block of any table: the end of the last block slice.
 constexpr int64_t kEndOfBlocks = 4294967295;
 
-// `blocks`: the slice is also limited to ctid in [$4, $5).
+// `blocks`: the slice is also limited to ctid in [$7, $8).
 std::string AggregateSql(bool blocks) {
   return absl::StrCat(R"sql(
 SELECT source, outcome, sequence >> )sql",
                       kSequenceBucketBits, R"sql(, count(*)
   FROM events
  WHERE )sql",
-                      kWindowPredicate, blocks ? "\n   AND ctid >= $4::tid AND ctid < $5::tid" : "",
+                      kWindowPredicate, blocks ? "\n   AND ctid >= $7::tid AND ctid < $8::tid" : "",
                       R"sql(
  GROUP BY 1, 2, 3)sql");
 }
@@ -135,7 +153,7 @@ ReplayCursor StartCursor(const ReplayWindow& window) { return {window.from, -1};
 
 // The first `limit` events of `window` in replay order (ingested_at,
 // position) that `condition` also selects, by the statement prepared as
-// `name`. `condition` takes `params` as $4 on. Planned for its bounds each
+// `name`. `condition` takes `params` as $7 on. Planned for its bounds each
 // time: a generic plan would lock every partition of the log at each page.
 template <typename... Params>
 absl::StatusOr<std::vector<StoredEvent>> ReadWindowEvents(PgPool* pool, const char* name,
@@ -146,11 +164,13 @@ absl::StatusOr<std::vector<StoredEvent>> ReadWindowEvents(PgPool* pool, const ch
   absl::Status status = pool->Run(name, [&](PgPool::Lease& l) {
     l.Prepare(name, absl::StrCat("SELECT ", StoredEventColumns(), " FROM events WHERE ",
                                  kWindowPredicate, " AND ", condition,
-                                 " ORDER BY ingested_at, position LIMIT $", 4 + sizeof...(Params)));
+                                 " ORDER BY ingested_at, position LIMIT $",
+                                 kWindowParams + 1 + sizeof...(Params)));
     pqxx::read_transaction tx(l.conn());
     tx.exec(kCustomPlans);
-    auto rows = tx.exec_prepared(name, PgTime(window.from), PgTime(window.to),
-                                 PgTextArray(window.sources), params..., limit);
+    const WindowFilterParams f(window);
+    auto rows = tx.exec_prepared(name, PgTime(window.from), PgTime(window.to), f.sources, f.keys,
+                                 f.types, f.event_ids, params..., limit);
     out.clear();
     out.reserve(rows.size());
     for (const auto& r : rows) out.push_back(StoredEventFromRow(r));
@@ -167,13 +187,13 @@ absl::StatusOr<std::vector<StoredEvent>> PgReplayStore::ReadWindowPage(
     const ReplayWindow& window, const std::optional<ReplayCursor>& after, int limit) {
   ReplayCursor from = after.value_or(StartCursor(window));
   return ReadWindowEvents(pool_, kReadPageName, window,
-                          "(ingested_at, position) > ($4::timestamptz, $5)", limit,
+                          "(ingested_at, position) > ($7::timestamptz, $8)", limit,
                           PgTime(from.ingested_at), from.position);
 }
 
 absl::StatusOr<std::vector<StoredEvent>> PgReplayStore::FirstEventsWithOutcome(
     const ReplayWindow& window, const std::vector<Outcome>& outcomes, int limit) {
-  return ReadWindowEvents(pool_, kFirstWithOutcomeName, window, "outcome = ANY($4::text[])", limit,
+  return ReadWindowEvents(pool_, kFirstWithOutcomeName, window, "outcome = ANY($7::text[])", limit,
                           OutcomeArray(outcomes));
 }
 
@@ -208,17 +228,19 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
         PlanAggregateSlices(window, day_blocks, kAggregateConnections);
     slice_count = slices.size();
     std::atomic<size_t> next{0};
+    const WindowFilterParams f(window);
     // Takes the next slice until none is left.
     auto drain = [&](pqxx::transaction_base& t) {
       t.exec(kAggregateSettings);
       t.exec(kCustomPlans);
       for (size_t i = next++; i < slices.size(); i = next++) {
         const AggregateSlice& s = slices[i];
-        pqxx::result rows = s.blocks ? t.exec_prepared(kAggregateBlocksName, PgTime(s.from),
-                                                       PgTime(s.to), PgTextArray(window.sources),
-                                                       Tid(s.blocks->first), Tid(s.blocks->second))
-                                     : t.exec_prepared(kAggregateName, PgTime(s.from), PgTime(s.to),
-                                                       PgTextArray(window.sources));
+        pqxx::result rows =
+            s.blocks ? t.exec_prepared(kAggregateBlocksName, PgTime(s.from), PgTime(s.to),
+                                       f.sources, f.keys, f.types, f.event_ids,
+                                       Tid(s.blocks->first), Tid(s.blocks->second))
+                     : t.exec_prepared(kAggregateName, PgTime(s.from), PgTime(s.to), f.sources,
+                                       f.keys, f.types, f.event_ids);
         std::lock_guard<std::mutex> lock(out_mu);
         for (const auto& r : rows) {
           WindowAggregate a;

@@ -4,6 +4,7 @@
 // InspectionStore::FindSequenceHoles.)
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -21,6 +22,18 @@ namespace replayd {
 std::string_view ReplayStateName(ReplayState state);
 std::optional<ReplayState> ParseReplayState(std::string_view name);
 bool IsTerminal(ReplayState state);
+
+// Whether `window` selects `e`: the window reads' predicate (ingested_at in
+// [from, to), and each filter that is not empty lists the event's value),
+// for an event in memory.
+inline bool InWindow(const ReplayWindow& window, const StoredEvent& e) {
+  auto listed = [](const std::vector<std::string>& values, const std::string& value) {
+    return values.empty() || std::find(values.begin(), values.end(), value) != values.end();
+  };
+  return e.ingested_at >= window.from && e.ingested_at < window.to &&
+         listed(window.sources, e.event.source) && listed(window.keys, e.event.key) &&
+         listed(window.types, e.event.type) && listed(window.event_ids, e.event.event_id);
+}
 
 // Sequence numbers are aggregated in buckets of 2^kSequenceBucketBits so that
 // the one aggregate scan also says where the holes can be.

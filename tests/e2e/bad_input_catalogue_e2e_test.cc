@@ -153,6 +153,11 @@ Answer Call(Stub& stub,
   return FromStatus((stub.*method)(&ctx, request, &out));
 }
 
+// Adds `n` distinct event ids to `r`.
+void AddEventIds(pb::ReplayRequest& r, int n) {
+  for (int i = 0; i < n; ++i) r.add_event_ids(absl::StrCat("ev-", i));
+}
+
 // StartReplay of the last hour changed by `edit`.
 std::function<Answer()> StartReplay(std::function<void(pb::ReplayRequest&)> edit,
                                     std::string token = kOperator) {
@@ -494,6 +499,36 @@ std::vector<Case> Catalogue() {
        "request_id is longer than 128 bytes"},
       {"StartOverlappingRunning", "grpc", StartReplay([](auto&) {}), "FAILED_PRECONDITION",
        "overlaps replay"},
+      {"StartTooManyEventIds", "grpc", StartReplay([](auto& r) { AddEventIds(r, 10001); }),
+       "INVALID_ARGUMENT", "event_ids lists 10001 values, over the limit of 10000"},
+      {"DryRunTooManyEventIds", "grpc", DryRun([](auto& r) { AddEventIds(r, 10001); }),
+       "INVALID_ARGUMENT", "event_ids lists 10001 values, over the limit of 10000"},
+      {"StartEmptyKey", "grpc", StartReplay([](auto& r) { r.add_keys(""); }), "INVALID_ARGUMENT",
+       "keys[0] is empty"},
+      {"StartEmptyType", "grpc", StartReplay([](auto& r) { r.add_types(""); }),
+       "INVALID_ARGUMENT", "types[0] is empty"},
+      {"StartEmptyEventId", "grpc",
+       StartReplay([](auto& r) {
+         r.add_event_ids("e1");
+         r.add_event_ids("");
+       }),
+       "INVALID_ARGUMENT", "event_ids[1] is empty"},
+      {"StartUnknownSink", "grpc", StartReplay([](auto& r) { r.set_sink("down-v2"); }),
+       "INVALID_ARGUMENT", "sink \"down-v2\" is not configured; the configured sinks are: down"},
+      {"DryRunUnknownSink", "grpc", DryRun([](auto& r) { r.set_sink("down-v2"); }),
+       "INVALID_ARGUMENT", "sink \"down-v2\" is not configured; the configured sinks are: down"},
+      {"StartRetryMaxAttemptsZero", "grpc",
+       StartReplay([](auto& r) { r.mutable_retry()->set_max_attempts(0); }), "INVALID_ARGUMENT",
+       "retry.max_attempts 0 must be between 1 and 100"},
+      {"StartRetryNegativeBase", "grpc",
+       StartReplay([](auto& r) { r.mutable_retry()->mutable_base()->set_seconds(-1); }),
+       "INVALID_ARGUMENT", "retry.base -1s must be between 1ms and 1h"},
+      {"StartRetryCapBelowBase", "grpc",
+       StartReplay([](auto& r) {
+         r.mutable_retry()->mutable_base()->set_seconds(2);
+         r.mutable_retry()->mutable_cap()->set_seconds(1);
+       }),
+       "INVALID_ARGUMENT", "retry.cap 1s is below retry.base 2s"},
       {"StartAsViewer", "grpc", StartReplay([](auto&) {}, kViewer), "PERMISSION_DENIED",
        "needs operator"},
       {"DryRunInvertedWindow", "grpc",
@@ -641,6 +676,29 @@ std::vector<Case> Catalogue() {
        "NOT_FOUND: no plan with id"},
       {"ReplayctlInvertedWindow", "replayctl",
        Replayctl({"dry-run", "--from", "-1h", "--to", "-2h"}), "exit 1", "the window is inverted"},
+      {"ReplayctlEventIdsFileOverTheLimit", "replayctl",
+       [] {
+         const std::string path = env->files.File("too-many-ids.txt");
+         std::ofstream out(path);
+         out << "# one more than a replay may name\n";
+         for (int i = 0; i < 10001; ++i) out << "ev-" << i << "\n";
+         out.close();
+         return Replayctl({"dry-run", "--from", "-1h", "--to", "now", "--event-ids-file", path})();
+       },
+       "exit 1", "event_ids lists 10001 values, over the limit of 10000"},
+      {"ReplayctlMissingEventIdsFile", "replayctl",
+       Replayctl({"dry-run", "--from", "-1h", "--to", "now", "--event-ids-file",
+                  "/nonexistent/ids.txt"}),
+       "exit 2", "--event-ids-file: cannot read /nonexistent/ids.txt"},
+      {"ReplayctlUnknownSink", "replayctl",
+       Replayctl({"dry-run", "--from", "-1h", "--to", "now", "--sink", "down-v2"}), "exit 1",
+       "the configured sinks are: down"},
+      {"ReplayctlMaxAttemptsTooHigh", "replayctl",
+       Replayctl({"dry-run", "--from", "-1h", "--to", "now", "--max-attempts", "101"}), "exit 1",
+       "retry.max_attempts 101 must be between 1 and 100"},
+      {"ReplayctlBadRetryBase", "replayctl",
+       Replayctl({"dry-run", "--from", "-1h", "--to", "now", "--retry-base", "soon"}), "exit 2",
+       R"(--retry-base: "soon" is not a duration)"},
   };
 }
 

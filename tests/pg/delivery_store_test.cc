@@ -584,5 +584,34 @@ TEST_F(DeliveryStoreTest, LogTableDeliveryRollsTheDownstreamRowBackWhenTheLogUpd
             "pending/A");
 }
 
+TEST_F(DeliveryStoreTest, AnAttemptKeepsTheSinkAndRetryPolicyItWasMadeUnder) {
+  Append({Event("s1", "s")});
+  auto claimed = Claim("A");
+  ASSERT_THAT(Ids(claimed), ElementsAre("s1"));
+  auto [a, u] = Attempt(claimed[0], Outcome::kSucceeded);
+  a.sink = "shop-v2";
+  a.retry = {3, absl::Milliseconds(250), absl::Seconds(4)};
+  ASSERT_TRUE(store_.RecordAttempt(a, u, "A").ok());
+  auto trace = store_.GetTrace("shop", "s1");
+  ASSERT_TRUE(trace.ok()) << trace.status();
+  ASSERT_EQ(trace->attempts.size(), 1u);
+  EXPECT_EQ(trace->attempts[0].sink, "shop-v2");
+  EXPECT_EQ(trace->attempts[0].retry.max_attempts, 3);
+  EXPECT_EQ(trace->attempts[0].retry.base_delay, absl::Milliseconds(250));
+  EXPECT_EQ(trace->attempts[0].retry.max_delay, absl::Seconds(4));
+}
+
+TEST_F(DeliveryStoreTest, AnAttemptRowWithoutSinkOrPolicyReadsAsNone) {
+  Append({Event("s1", "s")});
+  auto claimed = Claim("A");
+  ASSERT_THAT(Ids(claimed), ElementsAre("s1"));
+  ASSERT_TRUE(Record(claimed[0], Outcome::kSucceeded, "A").ok());
+  auto trace = store_.GetTrace("shop", "s1");
+  ASSERT_TRUE(trace.ok()) << trace.status();
+  ASSERT_EQ(trace->attempts.size(), 1u);
+  EXPECT_EQ(trace->attempts[0].sink, "");
+  EXPECT_TRUE(trace->attempts[0].retry.empty());
+}
+
 }  // namespace
 }  // namespace replayd

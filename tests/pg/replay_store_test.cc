@@ -1,7 +1,7 @@
 // Replay on a real PostgreSQL: the dry run's counts, gaps, samples and
 // warnings (aggregate path and streaming path agree: one decision), keyset
-// pages in window order, and the job lease passing on when its owner stops
-// renewing it.
+// pages in window order, the job lease passing on when its owner stops
+// renewing it, and filters (keys, types, event ids) in every window read.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -422,6 +422,182 @@ TEST_F(ReplayStoreTest, PausedJobKeepsItsWindowRetryListAndCountsUntilResumed) {
   for (const AuditEntry& a : *audit) actions.push_back(a.action);
   // Newest first.
   EXPECT_EQ(actions, (std::vector<std::string>{"failed", "resume", "resume", "pause", "start"}));
+}
+
+// ---- filters within the window ----
+
+// The fixture's log, and orders f1..f60 one a second (key k<i % 3>, type
+// t<i % 2>, failed) and billing b1..b3 (key k0, type t0, failed). The
+// fixture's own events have neither key nor type: no filter selects them.
+class ReplayFiltersStoreTest : public ReplayStoreTest {
+ protected:
+  static constexpr int kKeyed = 60;
+
+  void SetUp() override {
+    ReplayStoreTest::SetUp();
+    db_.Exec(absl::StrCat(
+        "INSERT INTO events (source, event_id, key, type, ingested_at, outcome, payload)"
+        " SELECT 'orders', 'f' || i, 'k' || (i % 3), 't' || (i % 2), '",
+        PgTime(base_), "'::timestamptz + i * interval '1 second', 'failed', '{}'"
+        " FROM generate_series(1, ", kKeyed, ") i"));
+    db_.Exec(absl::StrCat(
+        "INSERT INTO events (source, event_id, key, type, ingested_at, outcome, payload)"
+        " SELECT 'billing', 'b' || i, 'k0', 't0', '",
+        PgTime(base_), "'::timestamptz + i * interval '1 second', 'failed', '{}'"
+        " FROM generate_series(1, 3) i"));
+  }
+
+  ReplayWindow Window() const { return {base_, base_ + absl::Hours(1), {"orders"}}; }
+
+  // The ids f<i>, i in 1..kKeyed, that `keep` selects, in window order.
+  template <typename Keep>
+  static std::vector<std::string> Keyed(Keep keep) {
+    std::vector<std::string> ids;
+    for (int i = 1; i <= kKeyed; ++i) {
+      if (keep(i)) ids.push_back(absl::StrCat("f", i));
+    }
+    return ids;
+  }
+
+  // The event ids of every page of `w`, pages of 7.
+  std::vector<std::string> PagedIds(const ReplayWindow& w) {
+    std::vector<std::string> ids;
+    std::optional<ReplayCursor> after;
+    for (;;) {
+      auto page = store_.ReadWindowPage(w, after, 7);
+      EXPECT_TRUE(page.ok()) << page.status();
+      if (!page.ok() || page->empty()) return ids;
+      for (const StoredEvent& e : *page) ids.push_back(e.event.event_id);
+      after = ReplayCursor{page->back().ingested_at, page->back().position};
+    }
+  }
+
+  int64_t AggregateTotal(const ReplayWindow& w) {
+    auto aggregates = store_.AggregateWindow(w);
+    EXPECT_TRUE(aggregates.ok()) << aggregates.status();
+    int64_t total = 0;
+    for (const WindowAggregate& a : *aggregates) total += a.count;
+    return total;
+  }
+
+  // Creates `job` and reads it back as a runner claims it.
+  ReplayJob CreateAndClaim(ReplayJob job) {
+    job.created_by = "tester";
+    bool existed = true;
+    EXPECT_TRUE(store_
+                    .CreateJob(job, AuditEntry{"tester", "start", job.id, "", "{}", absl::Now()},
+                               &existed)
+                    .ok());
+    auto claimed = store_.ClaimJob("daemon-a", absl::Seconds(10), {});
+    EXPECT_TRUE(claimed.ok() && claimed->has_value());
+    return claimed.ok() && claimed->has_value() ? **claimed : ReplayJob{};
+  }
+};
+
+TEST_F(ReplayFiltersStoreTest, PagesReadOnlyTheKeysAskedForInWindowOrder) {
+  ReplayWindow w = Window();
+  w.keys = {"k0", "k2"};
+  EXPECT_EQ(PagedIds(w), Keyed([](int i) { return i % 3 != 1; }));
+}
+
+TEST_F(ReplayFiltersStoreTest, KeysAndTypesCombineWithAnd) {
+  ReplayWindow w = Window();
+  w.keys = {"k1"};
+  w.types = {"t0"};
+  EXPECT_EQ(PagedIds(w), Keyed([](int i) { return i % 3 == 1 && i % 2 == 0; }));
+}
+
+TEST_F(ReplayFiltersStoreTest, AnEventIdListSelectsExactlyThoseIds) {
+  ReplayWindow w = Window();
+  w.event_ids = Keyed([](int i) { return i % 4 == 0; });
+  w.event_ids.push_back("e7");  // the fixture's, without a key: an id list needs none
+  w.event_ids.push_back("not-in-the-log");
+  std::vector<std::string> expected = Keyed([](int i) { return i % 4 == 0; });
+  expected.insert(expected.begin() + 1, "e7");  // f4 at +4 s, e7 at +7 s, f8 at +8 s
+  EXPECT_EQ(PagedIds(w), expected);
+}
+
+TEST_F(ReplayFiltersStoreTest, FiltersApplyToEverySourceOfTheWindow) {
+  ReplayWindow w = Window();
+  w.sources.clear();
+  w.keys = {"k0"};
+  w.types = {"t0"};
+  std::vector<std::string> expected = Keyed([](int i) { return i % 6 == 0; });
+  for (const char* b : {"b1", "b2", "b3"}) expected.push_back(b);
+  EXPECT_THAT(PagedIds(w), ::testing::UnorderedElementsAreArray(expected));
+}
+
+TEST_F(ReplayFiltersStoreTest, FirstEventsWithOutcomeKeepsTheFilters) {
+  ReplayWindow w = Window();
+  w.types = {"t1"};
+  auto first = store_.FirstEventsWithOutcome(w, {Outcome::kFailed}, 3);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->size(), 3u);
+  EXPECT_EQ((*first)[0].event.event_id, "f1");
+  EXPECT_EQ((*first)[2].event.event_id, "f5");
+}
+
+TEST_F(ReplayFiltersStoreTest, TheAggregateCountsOnlyTheFilteredEvents) {
+  ReplayWindow w = Window();
+  w.keys = {"k2"};
+  EXPECT_EQ(AggregateTotal(w), kKeyed / 3);
+  w.event_ids = {"f2", "f5", "f7"};  // f7 has key k1
+  EXPECT_EQ(AggregateTotal(w), 2);
+}
+
+TEST_F(ReplayFiltersStoreTest, TheDryRunCountsTheFilteredEventsAndNoMissingOnes) {
+  ReplayRequestInput in;
+  in.from = base_;
+  in.to = base_ + absl::Hours(1);
+  in.sources = {"orders"};
+  in.keys = {"k0"};
+  auto spec = ValidateReplayRequest(in, config_.replay, base_ + absl::Hours(3));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto report = Runner().Run(*spec);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->total, kKeyed / 3);
+  EXPECT_EQ(report->would_deliver, kKeyed / 3);
+  // The fixture's orders have sequence holes; with a filter none is counted.
+  EXPECT_EQ(report->missing, 0);
+  EXPECT_THAT(report->warnings, Contains(HasSubstr("missing events are not counted")));
+}
+
+TEST_F(ReplayFiltersStoreTest, TheDryRunRefusesASinkThatIsNotConfigured) {
+  ReplaySpec spec = Spec(false);
+  spec.sink = "down-v2";
+  auto report = Runner().Run(spec);
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(report.status().message(),
+            "sink \"down-v2\" is not configured; the configured sinks are: down");
+}
+
+TEST_F(ReplayFiltersStoreTest, AJobKeepsItsFiltersSinkAndRetryPolicy) {
+  ReplayJob job;
+  job.id = "rp-filters";
+  job.spec = Spec(false);
+  job.spec.window.keys = {"k0", "k1"};
+  job.spec.window.types = {"t1"};
+  job.spec.window.event_ids = {"f1", "f3"};
+  job.spec.sink = "down-v2";
+  job.spec.retry = {5, absl::Milliseconds(200), std::nullopt};
+  const ReplaySpec s = CreateAndClaim(job).spec;
+  EXPECT_EQ(s.window.keys, (std::vector<std::string>{"k0", "k1"}));
+  EXPECT_EQ(s.window.types, (std::vector<std::string>{"t1"}));
+  EXPECT_EQ(s.window.event_ids, (std::vector<std::string>{"f1", "f3"}));
+  EXPECT_EQ(s.sink, "down-v2");
+  EXPECT_EQ(s.retry.max_attempts, 5);
+  EXPECT_EQ(s.retry.base_delay, absl::Milliseconds(200));
+  EXPECT_FALSE(s.retry.max_delay.has_value());
+}
+
+TEST_F(ReplayFiltersStoreTest, AJobWithoutFiltersReadsBackWithoutThem) {
+  ReplayJob job;
+  job.id = "rp-plain";
+  job.spec = Spec(false);
+  const ReplaySpec s = CreateAndClaim(job).spec;
+  EXPECT_FALSE(s.window.Filtered());
+  EXPECT_EQ(s.sink, "");
+  EXPECT_TRUE(s.retry.empty());
 }
 
 }  // namespace

@@ -1,14 +1,18 @@
-// The replay's pure decisions: request enforcement, the per-event decision
-// shared by the dry run and the live replay, the token bucket's arithmetic,
-// and replayctl's renderers.
+// The replay's pure decisions: request enforcement (filters, sink and retry
+// policy included), the per-event decision shared by the dry run and the
+// live replay, the window predicate in memory, the token bucket's
+// arithmetic, and replayctl's renderers and ids file.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
 #include "client/replayctl/replay_commands.h"
+#include "server/delivery/retry_policy.h"
 #include "server/replay/dry_run.h"
 #include "server/replay/limits.h"
 #include "server/replay/selection.h"
 #include "server/replay/token_bucket.h"
+#include "server/store/replay_store.h"
 
 namespace replayd {
 namespace {
@@ -268,6 +272,170 @@ TEST(PlanGapScan, RunsOfBucketsThatAreNotFull) {
   ASSERT_EQ(duplicates.size(), 1u);
   EXPECT_EQ(duplicates[0].first, 4 * size - 1);
   EXPECT_EQ(duplicates[0].last, 5 * size);
+}
+
+// ---- filters, sink and retry policy of a replay ----
+
+std::string InvalidMessage(const ReplayRequestInput& in) {
+  auto spec = ValidateReplayRequest(in, {}, kNow);
+  if (spec.ok()) return "(accepted)";
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(spec.status().message());
+}
+
+std::vector<std::string> Ids(size_t n) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) out.push_back(absl::StrCat("ev-", i));
+  return out;
+}
+
+TEST(ReplayFilters, ListsAreSortedAndDeduplicatedIntoTheWindow) {
+  ReplayRequestInput in = Valid();
+  in.keys = {"k2", "k1", "k2"};
+  in.types = {"order.created"};
+  in.event_ids = {"b", "a"};
+  auto spec = ValidateReplayRequest(in, {}, kNow);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_THAT(spec->window.keys, ElementsAre("k1", "k2"));
+  EXPECT_THAT(spec->window.types, ElementsAre("order.created"));
+  EXPECT_THAT(spec->window.event_ids, ElementsAre("a", "b"));
+  EXPECT_TRUE(spec->window.Filtered());
+  EXPECT_FALSE(ValidateReplayRequest(Valid(), {}, kNow)->window.Filtered());
+}
+
+TEST(ReplayFilters, TenThousandEventIdsAreTheLimit) {
+  ReplayRequestInput in = Valid();
+  in.event_ids = Ids(kMaxFilterValues);
+  EXPECT_TRUE(ValidateReplayRequest(in, {}, kNow).ok());
+  in.event_ids = Ids(kMaxFilterValues + 1);
+  EXPECT_EQ(InvalidMessage(in), "event_ids lists 10001 values, over the limit of 10000: split the replay");
+}
+
+TEST(ReplayFilters, EmptyStringsAreRejectedNamingTheField) {
+  ReplayRequestInput in = Valid();
+  in.keys = {"k1", ""};
+  EXPECT_EQ(InvalidMessage(in), "keys[1] is empty");
+  in = Valid();
+  in.types = {""};
+  EXPECT_EQ(InvalidMessage(in), "types[0] is empty");
+  in = Valid();
+  in.event_ids = {"a", "b", ""};
+  EXPECT_EQ(InvalidMessage(in), "event_ids[2] is empty");
+}
+
+TEST(ReplayFilters, OverlongOrControlCharacterValuesAreRejected) {
+  ReplayRequestInput in = Valid();
+  in.keys = {std::string(kMaxFilterValueBytes + 1, 'k')};
+  EXPECT_EQ(InvalidMessage(in), "keys[0] is 257 bytes, over the limit of 256");
+  in.keys = {std::string(kMaxFilterValueBytes, 'k')};
+  EXPECT_TRUE(ValidateReplayRequest(in, {}, kNow).ok());
+  in.keys = {"a\nb"};
+  EXPECT_EQ(InvalidMessage(in), "keys[0] contains control characters");
+}
+
+TEST(ReplayFilters, TimeBoundsStayMandatoryWithAnIdList) {
+  ReplayRequestInput in = Valid();
+  in.event_ids = {"a"};
+  in.from.reset();
+  EXPECT_THAT(InvalidMessage(in), HasSubstr("from is required"));
+}
+
+TEST(ReplayRetry, OverrideIsKeptInTheSpec) {
+  ReplayRequestInput in = Valid();
+  in.sink = "billing-v2";
+  in.retry = {3, absl::Milliseconds(100), absl::Seconds(2)};
+  auto spec = ValidateReplayRequest(in, {}, kNow);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->sink, "billing-v2");
+  EXPECT_EQ(spec->retry.max_attempts, 3);
+  EXPECT_EQ(spec->retry.base_delay, absl::Milliseconds(100));
+  EXPECT_EQ(spec->retry.max_delay, absl::Seconds(2));
+}
+
+TEST(ReplayRetry, BadValuesAreRejectedNamingTheField) {
+  ReplayRequestInput in = Valid();
+  in.retry.max_attempts = 0;
+  EXPECT_EQ(InvalidMessage(in), "retry.max_attempts 0 must be between 1 and 100");
+  in.retry.max_attempts = 101;
+  EXPECT_EQ(InvalidMessage(in), "retry.max_attempts 101 must be between 1 and 100");
+  in = Valid();
+  in.retry.base_delay = absl::ZeroDuration();
+  EXPECT_EQ(InvalidMessage(in), "retry.base 0 must be between 1ms and 1h");
+  in = Valid();
+  in.retry.max_delay = absl::Hours(2);
+  EXPECT_EQ(InvalidMessage(in), "retry.cap 2h must be between 1ms and 1h");
+  in = Valid();
+  in.retry.base_delay = absl::Seconds(2);
+  in.retry.max_delay = absl::Seconds(1);
+  EXPECT_EQ(InvalidMessage(in), "retry.cap 1s is below retry.base 2s");
+}
+
+TEST(ReplaySink, UnknownNameListsTheConfiguredSinks) {
+  EXPECT_TRUE(ValidateReplaySink("", {}).ok());
+  EXPECT_TRUE(ValidateReplaySink("b", {"a", "b"}).ok());
+  absl::Status s = ValidateReplaySink("nope", {"orders-v2", "billing"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "sink \"nope\" is not configured; the configured sinks are: billing, orders-v2");
+}
+
+TEST(RetryOverride, ReplacesOnlyTheFieldsItSetsAndKeepsTheCapAboveTheBase) {
+  const RetryPolicy route{8, absl::Milliseconds(500), absl::Minutes(5)};
+  RetryPolicy p = WithOverride(route, {});
+  EXPECT_EQ(p.max_attempts, 8);
+  EXPECT_EQ(p.base_delay, absl::Milliseconds(500));
+  EXPECT_EQ(p.max_delay, absl::Minutes(5));
+  p = WithOverride(route, {2, std::nullopt, absl::Seconds(1)});
+  EXPECT_EQ(p.max_attempts, 2);
+  EXPECT_EQ(p.base_delay, absl::Milliseconds(500));
+  EXPECT_EQ(p.max_delay, absl::Seconds(1));
+  p = WithOverride(route, {std::nullopt, absl::Minutes(10), std::nullopt});
+  EXPECT_EQ(p.max_delay, absl::Minutes(10));  // raised to the base
+}
+
+StoredEvent Event(std::string source, std::string id, std::string key, std::string type) {
+  StoredEvent e;
+  e.ingested_at = kNow - absl::Hours(2);
+  e.event.source = std::move(source);
+  e.event.event_id = std::move(id);
+  e.event.key = std::move(key);
+  e.event.type = std::move(type);
+  return e;
+}
+
+TEST(InWindow, EveryGivenListMustMatchAndAnyValueOfAListDoes) {
+  ReplayWindow w{kNow - absl::Hours(3), kNow - absl::Hours(1), {}, {}, {}, {}};
+  const StoredEvent e = Event("orders", "ev-1", "k1", "created");
+  EXPECT_TRUE(InWindow(w, e));
+  w.keys = {"k0", "k1"};
+  EXPECT_TRUE(InWindow(w, e));
+  w.types = {"deleted"};
+  EXPECT_FALSE(InWindow(w, e));  // AND between lists
+  w.types = {"created", "deleted"};
+  EXPECT_TRUE(InWindow(w, e));  // OR within a list
+  w.event_ids = {"ev-2"};
+  EXPECT_FALSE(InWindow(w, e));
+  w.event_ids.clear();
+  w.sources = {"billing"};
+  EXPECT_FALSE(InWindow(w, e));
+}
+
+TEST(InWindow, AKeyFilterLeavesOutEventsWithoutAKey) {
+  ReplayWindow w{kNow - absl::Hours(3), kNow - absl::Hours(1), {}, {"k1"}, {}, {}};
+  EXPECT_FALSE(InWindow(w, Event("orders", "ev-1", "", "")));
+}
+
+TEST(InWindow, TheWindowIsHalfOpen) {
+  StoredEvent e = Event("orders", "ev-1", "", "");
+  ReplayWindow w{e.ingested_at, e.ingested_at + absl::Seconds(1), {}, {}, {}, {}};
+  EXPECT_TRUE(InWindow(w, e));
+  w = {e.ingested_at - absl::Seconds(1), e.ingested_at, {}, {}, {}, {}};
+  EXPECT_FALSE(InWindow(w, e));
+}
+
+TEST(EventIdsFile, OneIdPerLineWithoutBlanksAndComments) {
+  EXPECT_THAT(replayctl::ParseEventIdsFile("# failed at 02:10\nev-1\n\n  ev-2  \r\n#ev-3\nev-4"),
+              ElementsAre("ev-1", "ev-2", "ev-4"));
+  EXPECT_TRUE(replayctl::ParseEventIdsFile("\n# nothing\n").empty());
 }
 
 }  // namespace

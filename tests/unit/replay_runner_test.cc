@@ -612,5 +612,100 @@ TEST_F(ReplayRunnerTest, PlanEventReadDeliveredIsSkippedAsChanged) {
   EXPECT_EQ(sink_->deliveries()[0].position, planned[1]);
 }
 
+// A second sink, known to the deliverer but named by no route.
+std::shared_ptr<FakeSink> AddUnroutedSink(std::unique_ptr<Deliverer>& deliverer,
+                                          FakeDeliveryStore* store,
+                                          const std::map<std::string, Route>& routes,
+                                          const Clock* clock) {
+  auto second = std::make_shared<FakeSink>("second");
+  deliverer = std::make_unique<Deliverer>(store, routes, SinkTable{{"second", second}}, nullptr,
+                                          clock);
+  return second;
+}
+
+TEST_F(ReplayRunnerTest, SinkOverrideSendsOnlyToTheNamedSinkAndRecordsItsPolicy) {
+  clock_.set_auto_advance(true);
+  std::shared_ptr<FakeSink> second = AddUnroutedSink(deliverer_, &delivery_store_, routes_, &clock_);
+  std::vector<int64_t> p = Append(3);
+  ReplayJob job = MakeJob(/*rate=*/1000);
+  job.spec.sink = "second";
+  job.spec.retry.max_attempts = 4;
+  job.spec.retry.base_delay = absl::Milliseconds(5);
+  replay_store_.AddJob(job);
+  RunJob(job);
+
+  ReplayJob done = replay_store_.Job(kJobId);
+  EXPECT_EQ(done.state, ReplayState::kCompleted);
+  EXPECT_EQ(done.counters.delivered, 3);
+  EXPECT_TRUE(sink_->calls().empty());
+  EXPECT_EQ(second->deliveries().size(), 3u);
+  std::vector<AttemptRecord> attempts = delivery_store_.Attempts(p[0]);
+  ASSERT_EQ(attempts.size(), 1u);
+  EXPECT_EQ(attempts[0].route, "orders-route");
+  EXPECT_EQ(attempts[0].sink, "second");
+  EXPECT_EQ(attempts[0].retry.max_attempts, 4);
+  EXPECT_EQ(attempts[0].retry.base_delay, absl::Milliseconds(5));
+  EXPECT_EQ(attempts[0].retry.max_delay, RetryPolicy{}.max_delay);  // the route's
+}
+
+TEST_F(ReplayRunnerTest, OwnRetryPolicyRetriesAnEventUntilItIsDelivered) {
+  clock_.set_auto_advance(true);
+  std::vector<int64_t> p = Append(2);
+  sink_->Script(absl::StrCat(kSource, ":", kSource, "-", p[1]),
+                {FakeSink::Retryable(), FakeSink::Retryable(), FakeSink::Succeeded()});
+  ReplayJob job = MakeJob(/*rate=*/1000);
+  job.spec.retry = {3, absl::Milliseconds(10), absl::Milliseconds(20)};
+  replay_store_.AddJob(job);
+  RunJob(job);
+
+  ReplayJob done = replay_store_.Job(kJobId);
+  EXPECT_EQ(done.state, ReplayState::kCompleted);
+  EXPECT_EQ(done.counters.delivered, 2);
+  EXPECT_EQ(done.counters.failed, 0);
+  std::vector<AttemptRecord> attempts = delivery_store_.Attempts(p[1]);
+  ASSERT_EQ(attempts.size(), 3u);
+  EXPECT_EQ(attempts[0].outcome, Outcome::kRetrying);
+  EXPECT_EQ(attempts[2].outcome, Outcome::kSucceeded);
+  for (const AttemptRecord& a : attempts) {
+    EXPECT_EQ(a.sink, "downstream");
+    EXPECT_EQ(a.retry.max_attempts, 3);
+    EXPECT_EQ(a.retry.max_delay, absl::Milliseconds(20));
+  }
+  EXPECT_EQ(delivery_store_.ClaimCount(), 0);
+}
+
+TEST_F(ReplayRunnerTest, OwnRetryPolicyThatRunsOutLeavesTheEventFailedNotRetrying) {
+  clock_.set_auto_advance(true);
+  std::vector<int64_t> p = Append(1);
+  sink_->Script(absl::StrCat(kSource, ":", kSource, "-", p[0]), {FakeSink::Retryable()});
+  ReplayJob job = MakeJob(/*rate=*/1000);
+  job.spec.retry.max_attempts = 2;
+  replay_store_.AddJob(job);
+  RunJob(job);
+
+  ReplayJob done = replay_store_.Job(kJobId);
+  EXPECT_EQ(done.state, ReplayState::kFailed);
+  EXPECT_EQ(done.counters.failed, 1);
+  EXPECT_EQ(sink_->deliveries().size(), 2u);
+  EXPECT_EQ(delivery_store_.Event(p[0]).outcome, Outcome::kFailed);
+}
+
+TEST_F(ReplayRunnerTest, KeyFilterDeliversOnlyThoseKeys) {
+  clock_.set_auto_advance(true);
+  Append(9, {"a", "b", "c"});
+  ReplayJob job = MakeJob(/*rate=*/1000);
+  job.spec.window.keys = {"a", "c"};
+  replay_store_.AddJob(job);
+  RunJob(job);
+
+  ReplayJob done = replay_store_.Job(kJobId);
+  EXPECT_EQ(done.state, ReplayState::kCompleted);
+  EXPECT_EQ(done.counters.delivered, 6);
+  std::vector<std::string> keys;
+  for (const FakeSink::Call& call : sink_->deliveries()) keys.push_back(call.key);
+  std::sort(keys.begin(), keys.end());
+  EXPECT_EQ(keys, (std::vector<std::string>{"a", "a", "a", "c", "c", "c"}));
+}
+
 }  // namespace
 }  // namespace replayd
