@@ -29,14 +29,14 @@ void GlobalInit() {
 }
 
 struct Response {
-  std::string body;
-  std::string record_id_header;
+  std::string body;  // at most kMaxAnswerBody bytes and one more chunk
+  RecordHeaders record_headers;
   std::string retry_after_header;
 };
 
 size_t WriteBody(char* data, size_t size, size_t n, void* user) {
   auto* r = static_cast<Response*>(user);
-  if (r->body.size() < (1 << 20)) r->body.append(data, size * n);
+  if (r->body.size() <= kMaxAnswerBody) r->body.append(data, size * n);
   return size * n;
 }
 
@@ -46,19 +46,74 @@ size_t ReadHeader(char* data, size_t size, size_t n, void* user) {
   auto colon = line.find(':');
   if (colon != absl::string_view::npos) {
     const absl::string_view name = line.substr(0, colon);
-    std::string* keep = absl::EqualsIgnoreCase(name, "x-record-id")   ? &r->record_id_header
-                        : absl::EqualsIgnoreCase(name, "retry-after") ? &r->retry_after_header
-                                                                      : nullptr;
+    RecordHeaders& h = r->record_headers;
+    std::string* keep = absl::EqualsIgnoreCase(name, "x-record-id")     ? &h.record_id
+                        : absl::EqualsIgnoreCase(name, "etag")          ? &h.etag
+                        : absl::EqualsIgnoreCase(name, "last-modified") ? &h.last_modified
+                        : absl::EqualsIgnoreCase(name, "retry-after")   ? &r->retry_after_header
+                                                                        : nullptr;
     if (keep != nullptr) *keep = std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
   }
   return size * n;
 }
 
-// The record id of a 2xx answer, or of a lookup's 200: header first, then
-// the body's "id".
+// The record id of a 2xx answer: header first, then the body's "id".
 std::string RecordIdOf(const Response& response) {
-  return !response.record_id_header.empty() ? response.record_id_header
-                                            : RecordIdFromBody(response.body);
+  return !response.record_headers.record_id.empty() ? response.record_headers.record_id
+                                                    : RecordIdFromBody(response.body);
+}
+
+// A JSON id (string or number) as text; "" for any other value.
+std::string IdText(const json& id) {
+  if (id.is_string()) return id.get<std::string>();
+  if (id.is_number_integer()) return absl::StrCat(id.get<int64_t>());
+  if (id.is_number()) return id.dump();
+  return "";
+}
+
+// Whether `text` nests arrays and objects at most `limit` deep (strings
+// skipped): the JSON library recurses once per level when it writes a value
+// out, so a deep answer must be refused before it is parsed.
+bool NestingWithin(absl::string_view text, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > limit) return false;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+// The version an ETag names: a strong tag's text without its quotes. A weak
+// tag (W/"...") cannot be a precondition (If-Match compares strongly).
+std::optional<std::string> VersionFromEtag(absl::string_view etag) {
+  if (etag.empty() || absl::StartsWith(etag, "W/")) return std::nullopt;
+  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') {
+    etag = etag.substr(1, etag.size() - 2);
+  }
+  return std::string(etag);
+}
+
+std::optional<absl::Time> TimeFromHttpDate(const std::string& value) {
+  absl::Time at;
+  std::string err;
+  if (value.empty() ||
+      !absl::ParseTime("%a, %d %b %Y %H:%M:%S GMT", value, absl::UTCTimeZone(), &at, &err)) {
+    return std::nullopt;
+  }
+  return at;
 }
 
 std::string TimeOrNull(const std::optional<absl::Time>& t) {
@@ -262,11 +317,13 @@ LookupResult LookupResultOf(const CurlCall& call, const Response& response) {
   if (call.code != CURLE_OK) {
     return absl::UnavailableError(absl::StrCat("lookup failed: ", call.error));
   }
-  if (call.status == 404) return std::optional<std::string>();
+  if (call.status == 404) return std::optional<DownstreamRecord>();
   if (call.status == 200) {
-    std::string id = RecordIdOf(response);
-    // A 200 without an id still says the record exists.
-    return std::optional<std::string>(id.empty() ? "(unknown)" : id);
+    auto record = DownstreamRecordFromAnswer(response.body, response.record_headers);
+    if (!record.ok()) {
+      return absl::UnavailableError(absl::StrCat("lookup failed: ", record.status().message()));
+    }
+    return std::optional<DownstreamRecord>(*std::move(record));
   }
   return absl::UnavailableError(absl::StrCat("lookup failed: HTTP ", call.status));
 }
@@ -311,11 +368,66 @@ std::string RecordIdFromBody(const std::string& body) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return "";
   auto it = j.find("id");
-  if (it == j.end()) return "";
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_number_integer()) return absl::StrCat(it->get<int64_t>());
-  if (it->is_number()) return it->dump();
-  return "";
+  return it == j.end() ? "" : http_sink_internal::IdText(*it);
+}
+
+absl::StatusOr<DownstreamRecord> DownstreamRecordFromAnswer(const std::string& body,
+                                                            const RecordHeaders& headers) {
+  using http_sink_internal::IdText;
+  DownstreamRecord record;
+  record.id = headers.record_id;
+  record.version = http_sink_internal::VersionFromEtag(headers.etag);
+  record.updated_at = http_sink_internal::TimeFromHttpDate(headers.last_modified);
+  if (body.size() > kMaxAnswerBody) {
+    return absl::UnavailableError(
+        absl::StrCat("the answer's body is larger than ", kMaxAnswerBody, " bytes"));
+  }
+  const bool blank = absl::StripAsciiWhitespace(body).empty();
+  const json j = blank || !http_sink_internal::NestingWithin(body, kMaxAnswerNesting)
+                     ? json()
+                     : json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (blank || (!j.is_object() && !record.id.empty())) {
+    // No body, or one beside an X-Record-Id header that says no more.
+    if (record.id.empty()) record.id = "(unknown)";  // a 200 still says it exists
+    return record;
+  }
+  if (!j.is_object()) {
+    return absl::UnavailableError(absl::StrCat("the answer's body is not a JSON object (at most ",
+                                               kMaxAnswerNesting, " levels deep): ",
+                                               body.substr(0, 100)));
+  }
+  auto field = [&](const char* name) -> const json* {
+    auto it = j.find(name);
+    return it == j.end() || it->is_null() ? nullptr : &*it;
+  };
+  auto malformed = [](const char* name, const char* want) {
+    return absl::UnavailableError(absl::StrCat("the answer's \"", name, "\" is not ", want));
+  };
+  if (const json* id = field("id"); id != nullptr && record.id.empty()) {
+    record.id = IdText(*id);
+    if (record.id.empty()) return malformed("id", "a string or a number");
+  }
+  if (record.id.empty()) record.id = "(unknown)";
+  if (const json* version = field("version")) {
+    if (!version->is_string() && !version->is_number_integer()) {
+      return malformed("version", "a string or an integer");
+    }
+    record.version = IdText(*version);
+  }
+  if (const json* updated_at = field("updated_at")) {
+    absl::Time at;
+    std::string err;
+    if (!updated_at->is_string() ||
+        !absl::ParseTime(absl::RFC3339_full, updated_at->get<std::string>(), &at, &err)) {
+      return malformed("updated_at", "an RFC 3339 time");
+    }
+    record.updated_at = at;
+  }
+  if (const json* data = field("data")) {
+    if (!data->is_object()) return malformed("data", "a JSON object");
+    record.data = data->dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+  return record;
 }
 
 absl::StatusOr<std::unique_ptr<HttpSink>> HttpSink::Create(const SinkConfig& config,

@@ -57,4 +57,27 @@ std::string EnvelopeJson(const StoredEvent& event);
 // The record id in a JSON body's "id" (string or number), or "".
 std::string RecordIdFromBody(const std::string& body);
 
+// The longest answer body read, and the deepest nesting of arrays and
+// objects accepted in one.
+inline constexpr size_t kMaxAnswerBody = 1 << 20;
+inline constexpr int kMaxAnswerNesting = 64;
+
+// The headers of an answer that speak of a record.
+struct RecordHeaders {
+  std::string record_id;      // X-Record-Id
+  std::string etag;           // ETag
+  std::string last_modified;  // Last-Modified
+};
+
+// The record a lookup's 200 describes. The body, when there is one, is a JSON
+// object {"id", "version"?, "updated_at"? (RFC 3339), "data"? (an object)};
+// X-Record-Id overrides its id, and ETag (a strong one) and Last-Modified
+// stand in for a missing version and update time. An empty body, or one
+// that is not JSON beside an X-Record-Id, is a record with that id alone; a
+// record without any id is "(unknown)". UNAVAILABLE for a body over
+// kMaxAnswerBody, one that is not a JSON object (or nests deeper than
+// kMaxAnswerNesting), or a field of the wrong type.
+absl::StatusOr<DownstreamRecord> DownstreamRecordFromAnswer(const std::string& body,
+                                                            const RecordHeaders& headers);
+
 }  // namespace replayd

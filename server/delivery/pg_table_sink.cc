@@ -35,8 +35,13 @@ DeliveryResult PgTableSink::Deliver(const DeliveryRequest& request) {
   return result;
 }
 
-absl::StatusOr<std::optional<std::string>> PgTableSink::Lookup(const StoredEvent& event) {
-  return table_->Lookup(IdempotencyKey(event));
+LookupResult PgTableSink::Lookup(const StoredEvent& event) {
+  auto row = table_->Lookup(IdempotencyKey(event));
+  if (!row.ok()) return row.status();
+  if (!row->has_value()) return std::optional<DownstreamRecord>();
+  const DeliveryTable::Row& r = **row;
+  return std::optional<DownstreamRecord>(
+      DownstreamRecord{r.record_id, absl::StrCat(r.version), r.updated_at, r.payload});
 }
 
 }  // namespace replayd

@@ -25,7 +25,8 @@ class PgTableSink final : public Sink {
   const std::string& name() const override { return name_; }
   DeliveryResult Deliver(const DeliveryRequest& request) override;
   bool HasLookup() const override { return true; }
-  absl::StatusOr<std::optional<std::string>> Lookup(const StoredEvent& event) override;
+  // The row: its record id, version, update time and payload (the envelope).
+  LookupResult Lookup(const StoredEvent& event) override;
   // The table when the sink names no database_url (it is the log's database).
   std::optional<std::string> LogDatabaseTable() const override { return log_table_; }
 

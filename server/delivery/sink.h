@@ -32,11 +32,24 @@ struct DeliveryResult {
   std::optional<int> http_status;
   std::string error;      // empty on success
   std::string record_id;  // from X-Record-Id or the body's "id"
+  // The record's version and update time as the downstream answered them,
+  // when it did: what tells a later change downstream from this write.
+  std::optional<std::string> record_version;
+  std::optional<absl::Time> record_updated_at;
   std::optional<absl::Duration> retry_after;
   absl::Duration duration;
 };
 
-using LookupResult = absl::StatusOr<std::optional<std::string>>;
+// The downstream's record for one idempotency key, as its lookup answers.
+struct DownstreamRecord {
+  std::string id;
+  std::optional<std::string> version = std::nullopt;  // opaque; compared for equality only
+  std::optional<absl::Time> updated_at = std::nullopt;
+  std::optional<std::string> data = std::nullopt;  // the record's content: a JSON object's text
+};
+
+// The downstream's record, or nullopt when it has none.
+using LookupResult = absl::StatusOr<std::optional<DownstreamRecord>>;
 
 class Sink {
  public:
@@ -51,9 +64,9 @@ class Sink {
 
   // Whether Lookup can answer (an HTTP sink with lookup_url, a table sink).
   virtual bool HasLookup() const = 0;
-  // Read-only: the downstream record id for this event, or nullopt when it
-  // has none. UNAVAILABLE when the downstream cannot answer, UNIMPLEMENTED
-  // when !HasLookup().
+  // Read-only: the downstream's record for this event, or nullopt when it
+  // has none. UNAVAILABLE when the downstream cannot answer (or answers
+  // something that is not a record), UNIMPLEMENTED when !HasLookup().
   virtual LookupResult Lookup(const StoredEvent& event) = 0;
 
   // Deliver and Lookup without waiting for the downstream, when the sink can

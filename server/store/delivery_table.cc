@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/store/pg_pool.h"
+#include "server/store/pg_types.h"
 
 namespace replayd {
 
@@ -10,8 +11,27 @@ std::string DeliveryTableDdl(const std::string& table) {
                       " (idempotency_key text PRIMARY KEY,"
                       " record_id text NOT NULL DEFAULT gen_random_uuid()::text,"
                       " payload jsonb NOT NULL,"
-                      " created_at timestamptz NOT NULL DEFAULT now())");
+                      " created_at timestamptz NOT NULL DEFAULT now(),"
+                      " version bigint NOT NULL DEFAULT 1,"
+                      " updated_at timestamptz NOT NULL DEFAULT now())");
 }
+
+namespace {
+
+// How many of the columns a table made before versions lacks.
+constexpr const char* kMissingColumnsSql = R"sql(
+SELECT 2 - count(*) FROM pg_attribute
+ WHERE attrelid = to_regclass($1) AND attname IN ('version', 'updated_at') AND NOT attisdropped)sql";
+
+// Adds them. Both defaults are stored once in the catalog, not written into
+// every row: rows from before read version 1 and the time of this upgrade.
+std::string DeliveryTableUpgradeSql(const std::string& table) {
+  return absl::StrCat("ALTER TABLE ", table,
+                      " ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 1,"
+                      " ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now()");
+}
+
+}  // namespace
 
 std::string DeliveryTableInsertSql(const std::string& table) {
   return absl::StrCat("WITH ins AS (INSERT INTO ", table,
@@ -26,6 +46,10 @@ absl::Status CreateDeliveryTable(PgPool* pool, const std::string& table) {
   absl::Status s = pool->Run("delivery_table_create", [&](PgPool::Lease& lease) {
     pqxx::work tx(lease.conn());
     tx.exec0(DeliveryTableDdl(table));
+    // ALTER TABLE locks the table even when it adds nothing: only when needed.
+    if (tx.exec_params1(kMissingColumnsSql, table)[0].as<int>() > 0) {
+      tx.exec0(DeliveryTableUpgradeSql(table));
+    }
     tx.commit();
   });
   // Two daemons creating it at once: the loser sees a unique violation on the catalog.
@@ -64,17 +88,21 @@ absl::StatusOr<DeliveryTable::InsertResult> DeliveryTable::Insert(
   return result;
 }
 
-absl::StatusOr<std::optional<std::string>> DeliveryTable::Lookup(
+absl::StatusOr<std::optional<DeliveryTable::Row>> DeliveryTable::Lookup(
     const std::string& idempotency_key) {
   if (absl::Status s = EnsureTable(); !s.ok()) return s;
-  std::optional<std::string> found;
+  std::optional<Row> found;
   const std::string name = "delivery_table_lookup";
   absl::Status s = pool_->Run(name, [&](PgPool::Lease& lease) {
-    lease.Prepare(name,
-                  absl::StrCat("SELECT record_id FROM ", table_, " WHERE idempotency_key = $1"));
+    lease.Prepare(name, absl::StrCat("SELECT record_id, version, ", EpochUs("updated_at"),
+                                     ", payload::text FROM ", table_,
+                                     " WHERE idempotency_key = $1"));
     pqxx::read_transaction tx(lease.conn());
     auto rows = tx.exec_prepared(name, idempotency_key);
-    if (!rows.empty()) found = rows[0][0].as<std::string>();
+    if (rows.empty()) return;
+    found = Row{rows[0][0].as<std::string>(), rows[0][1].as<int64_t>(),
+                TimeFromEpochUs(rows[0][2]).value_or(absl::UnixEpoch()),
+                rows[0][3].as<std::string>()};
   });
   if (!s.ok()) return s;
   return found;

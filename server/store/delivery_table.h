@@ -1,14 +1,17 @@
 // A downstream PostgreSQL table that the PostgreSQL sink writes to: one row per
 // event, keyed by its idempotency key (idempotency_key text primary key,
-// record_id, payload jsonb, created_at). Created when missing. Thread safe.
+// record_id, payload jsonb, created_at, version bigint, updated_at). Created
+// when missing; a table without version and updated_at gets them. Thread safe.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace replayd {
 
@@ -19,8 +22,8 @@ std::string DeliveryTableDdl(const std::string& table);
 // Inserts ($1 idempotency key, $2 payload json) unless the key exists;
 // returns one row (record_id, created): the new row's, or the existing one's.
 std::string DeliveryTableInsertSql(const std::string& table);
-// Creates `table` unless it exists; a concurrent creator winning the race is
-// not an error.
+// Creates `table` unless it exists, and adds version and updated_at to one
+// that lacks them; a concurrent creator winning the race is not an error.
 absl::Status CreateDeliveryTable(PgPool* pool, const std::string& table);
 
 class DeliveryTable {
@@ -38,8 +41,16 @@ class DeliveryTable {
   // cannot be reached; INVALID_ARGUMENT when the payload is not JSON.
   absl::StatusOr<InsertResult> Insert(const std::string& idempotency_key,
                                       const std::string& payload_json);
-  // The record id stored for the key, or nullopt. UNAVAILABLE as above.
-  absl::StatusOr<std::optional<std::string>> Lookup(const std::string& idempotency_key);
+  // A row as read back.
+  struct Row {
+    std::string record_id;
+    int64_t version = 0;  // 1 when inserted, one more at each update
+    absl::Time updated_at;
+    std::string payload;  // JSON text
+  };
+
+  // The row stored for the key, or nullopt. UNAVAILABLE as above.
+  absl::StatusOr<std::optional<Row>> Lookup(const std::string& idempotency_key);
 
  private:
   absl::Status EnsureTable();

@@ -382,7 +382,7 @@ TEST_F(DelivererTest, FailedLookupsUseUpMaxAttempts) {
 }
 
 TEST_F(DelivererTest, LookupThatFindsTheRecordSkipsTheCreateCall) {
-  sink_->EnableLookup(std::optional<std::string>("rec-9"));
+  sink_->EnableLookup(DownstreamRecord{.id = "rec-9", .version = "v3"});
   Deliverer deliverer = Make(Retries(3, absl::Seconds(1)));
   const int64_t e = store_.Append(kSource, "e1", "k").position;
   auto report = DeliverOnce(deliverer, e);
