@@ -304,6 +304,16 @@ DeliveryResult DeliveryResultOf(const CurlCall& call, const Response& response, 
   result.http_status = static_cast<int>(call.status);
   result.kind = ClassifyHttpStatus(result.http_status.value());
   result.record_id = RecordIdOf(response);
+  if (result.kind == DeliveryResult::Kind::kSucceeded ||
+      result.kind == DeliveryResult::Kind::kAlreadyProcessed) {
+    // The record's version, when the answer tells it; a body that does not
+    // parse takes nothing away from a create that succeeded.
+    if (auto record = DownstreamRecordFromAnswer(response.body, response.record_headers);
+        record.ok()) {
+      result.record_version = record->version;
+      result.record_updated_at = record->updated_at;
+    }
+  }
   if (result.kind == DeliveryResult::Kind::kRetryable ||
       result.kind == DeliveryResult::Kind::kFinal) {
     std::string snippet = response.body.substr(0, 200);

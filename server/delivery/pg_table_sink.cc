@@ -32,6 +32,8 @@ DeliveryResult PgTableSink::Deliver(const DeliveryRequest& request) {
   result.kind = inserted->created ? DeliveryResult::Kind::kSucceeded
                                   : DeliveryResult::Kind::kAlreadyProcessed;
   result.record_id = inserted->record_id;
+  result.record_version = inserted->version;
+  result.record_updated_at = inserted->updated_at;
   return result;
 }
 

@@ -34,12 +34,14 @@ std::string DeliveryTableUpgradeSql(const std::string& table) {
 }  // namespace
 
 std::string DeliveryTableInsertSql(const std::string& table) {
+  const std::string row = absl::StrCat("version::text, ", EpochUs("updated_at"));
   return absl::StrCat("WITH ins AS (INSERT INTO ", table,
                       " (idempotency_key, payload) VALUES ($1, $2::jsonb)"
-                      " ON CONFLICT (idempotency_key) DO NOTHING RETURNING record_id)"
-                      " SELECT record_id, true FROM ins"
-                      " UNION ALL SELECT record_id, false FROM ",
-                      table, " WHERE idempotency_key = $1 AND NOT EXISTS (SELECT 1 FROM ins)");
+                      " ON CONFLICT (idempotency_key) DO NOTHING"
+                      " RETURNING record_id, version, updated_at)"
+                      " SELECT record_id, true, ", row, " FROM ins UNION ALL SELECT record_id, false, ",
+                      row, " FROM ", table,
+                      " WHERE idempotency_key = $1 AND NOT EXISTS (SELECT 1 FROM ins)");
 }
 
 absl::Status CreateDeliveryTable(PgPool* pool, const std::string& table) {
@@ -82,6 +84,8 @@ absl::StatusOr<DeliveryTable::InsertResult> DeliveryTable::Insert(
     if (!rows.empty()) {
       result.record_id = rows[0][0].as<std::string>();
       result.created = rows[0][1].as<bool>();
+      result.version = rows[0][2].as<std::string>();
+      result.updated_at = TimeFromEpochUs(rows[0][3]).value_or(absl::UnixEpoch());
     }
   });
   if (!s.ok()) return s;

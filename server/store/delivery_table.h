@@ -20,7 +20,8 @@ class PgPool;
 // The table's CREATE TABLE IF NOT EXISTS statement.
 std::string DeliveryTableDdl(const std::string& table);
 // Inserts ($1 idempotency key, $2 payload json) unless the key exists;
-// returns one row (record_id, created): the new row's, or the existing one's.
+// returns one row (record_id, created, version as text, updated_at as epoch
+// microseconds): the new row's, or the existing one's.
 std::string DeliveryTableInsertSql(const std::string& table);
 // Creates `table` unless it exists, and adds version and updated_at to one
 // that lacks them; a concurrent creator winning the race is not an error.
@@ -31,6 +32,8 @@ class DeliveryTable {
   struct InsertResult {
     bool created = false;  // false: a row with this key was there already
     std::string record_id;
+    std::string version;
+    absl::Time updated_at;
   };
 
   // Connects lazily to `dsn`; `table` is a validated [schema.]name.

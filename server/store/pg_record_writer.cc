@@ -29,9 +29,10 @@ constexpr const char* kIndexScans = "SET LOCAL enable_seqscan = off";
 // claims' kIndexJoins: Postgres used 40-50 us more per event in the deliver bench
 // with hash joins off too (bench/README.md).
 //
-// $1..$15 are the group's columns as arrays, in position order (rows are
+// $1..$17 are the group's columns as arrays, in position order (rows are
 // locked in that global order: two daemons' groups cannot deadlock). Times
-// are epoch microseconds; empty text, and http_status 0, stand for NULL.
+// are epoch microseconds; empty text, and 0 for http_status and
+// target_updated_us, stand for NULL.
 // The statement writes one day's partitions of events and delivery_attempts,
 // named directly (DayPartitionOf); a group that spans two days is two
 // statements in one transaction.
@@ -63,12 +64,15 @@ WITH s AS (
          t.duration_us / 1000.0 AS duration_ms, NULLIF(t.http_status, 0) AS http_status,
          NULLIF(t.error, '') AS error, t.outcome, NULLIF(t.record_id, '') AS record_id,
          NULLIF(t.last_error, '') AS last_error, NULLIF(t.target_record_id, '') AS target_record_id,
-         t.retry_delay_us, t.owner
+         t.retry_delay_us, t.owner, NULLIF(t.target_version, '') AS target_version,
+         'epoch'::timestamptz + NULLIF(t.target_updated_us, 0) * interval '1 microsecond'
+           AS target_updated_at
     FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[], $5::text[], $6::bigint[],
                 $7::bigint[], $8::int[], $9::text[], $10::text[], $11::text[], $12::text[],
-                $13::text[], $14::bigint[], $15::text[])
+                $13::text[], $14::bigint[], $15::text[], $16::text[], $17::bigint[])
       AS t(position, ingested_us, attempt, trigger, route, started_us, duration_us, http_status,
-           error, outcome, record_id, last_error, target_record_id, retry_delay_us, owner)
+           error, outcome, record_id, last_error, target_record_id, retry_delay_us, owner,
+           target_version, target_updated_us)
 ), released AS (
   DELETE FROM delivery_claims c USING s
    WHERE c.position = s.position AND c.owner = s.owner
@@ -80,6 +84,8 @@ WITH s AS (
          attempts = GREATEST(e.attempts, s.attempt),
          last_error = s.last_error,
          target_record_id = COALESCE(s.target_record_id, e.target_record_id),
+         target_version = COALESCE(s.target_version, e.target_version),
+         target_updated_at = COALESCE(s.target_updated_at, e.target_updated_at),
          next_attempt_at = CASE WHEN s.outcome = 'retrying'
                                 THEN now() + s.retry_delay_us * interval '1 microsecond'
                                 WHEN s.outcome = 'pending' THEN e.next_attempt_at END,
@@ -113,9 +119,9 @@ SELECT position, owner FROM released)sql");
 // RecordSql's parameters: the group's columns as array literals.
 struct RecordArrays {
   std::vector<int64_t> position, ingested_us, attempt, started_us, duration_us, http_status,
-      retry_delay_us;
+      retry_delay_us, target_updated_us;
   std::vector<std::string> trigger, route, error, outcome, record_id, last_error, target_record_id,
-      owner;
+      owner, target_version;
 
   void Add(const AttemptRecord& a, const OutcomeUpdate& u, const std::string& by) {
     position.push_back(a.event_position);
@@ -136,6 +142,8 @@ struct RecordArrays {
     target_record_id.push_back(PgText(u.target_record_id));
     retry_delay_us.push_back(absl::ToInt64Microseconds(u.retry_delay));
     owner.push_back(by);
+    target_version.push_back(PgText(u.target_version));
+    target_updated_us.push_back(u.target_updated_at ? absl::ToUnixMicros(*u.target_updated_at) : 0);
   }
 };
 
@@ -263,7 +271,8 @@ absl::StatusOr<std::set<std::pair<int64_t, std::string>>> PgRecordWriter::WriteG
           PgTextArray(c.trigger), PgTextArray(c.route), PgBigintArray(c.started_us),
           PgBigintArray(c.duration_us), PgBigintArray(c.http_status), PgTextArray(c.error),
           PgTextArray(c.outcome), PgTextArray(c.record_id), PgTextArray(c.last_error),
-          PgTextArray(c.target_record_id), PgBigintArray(c.retry_delay_us), PgTextArray(c.owner));
+          PgTextArray(c.target_record_id), PgBigintArray(c.retry_delay_us), PgTextArray(c.owner),
+          PgTextArray(c.target_version), PgBigintArray(c.target_updated_us));
       for (const auto& row : released) {
         held.emplace(row[0].as<int64_t>(), row[1].as<std::string>());
       }

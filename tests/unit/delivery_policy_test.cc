@@ -92,6 +92,17 @@ TEST(DecideOutcome, SuccessAndConflictAreFinalWithTheRecordId) {
   u = DecideOutcome(Result(DeliveryResult::Kind::kAlreadyProcessed, "", "r2"), 2, p, 0.5);
   EXPECT_EQ(u.outcome, Outcome::kAlreadyProcessed);
   EXPECT_EQ(u.target_record_id, "r2");
+  EXPECT_EQ(u.target_version, "");
+  EXPECT_EQ(u.target_updated_at, std::nullopt);
+}
+
+TEST(DecideOutcome, KeepsTheVersionAndUpdateTimeTheDownstreamAnswered) {
+  DeliveryResult r = Result(DeliveryResult::Kind::kSucceeded, "", "r1");
+  r.record_version = "v2";
+  r.record_updated_at = absl::FromUnixSeconds(1795309800);
+  OutcomeUpdate u = DecideOutcome(r, 1, Policy(3, 100, 1000), 0.5);
+  EXPECT_EQ(u.target_version, "v2");
+  EXPECT_EQ(u.target_updated_at, absl::FromUnixSeconds(1795309800));
 }
 
 TEST(DecideOutcome, RetryableRetriesUntilMaxAttemptsThenFails) {

@@ -390,6 +390,7 @@ TEST_F(DelivererTest, LookupThatFindsTheRecordSkipsTheCreateCall) {
   EXPECT_EQ(report->action, CheckDecision::Action::kSkipFoundDownstream);
   EXPECT_EQ(report->outcome, Outcome::kAlreadyProcessed);
   EXPECT_EQ(store_.Event(e).target_record_id, "rec-9");
+  EXPECT_EQ(store_.Event(e).target_version, "v3");
   EXPECT_TRUE(sink_->deliveries().empty());
 }
 
