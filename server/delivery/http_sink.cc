@@ -146,6 +146,7 @@ struct Transfer {
   absl::Time start;
   Sink::DeliverDone deliver_done;  // exactly one of the two is set
   Sink::LookupDone lookup_done;
+  bool update = false;  // a PUT of update_url: its answers are classified as an update's
 
   ~Transfer() {
     curl_slist_free_all(headers);
@@ -293,7 +294,16 @@ CurlCall CallOf(CURL* easy, CURLcode code, const char* errbuf) {
   return call;
 }
 
-DeliveryResult DeliveryResultOf(const CurlCall& call, const Response& response, absl::Time start) {
+// An update's answer: 412 says the record changed since the known version,
+// and 409 has no meaning of its own there.
+DeliveryResult::Kind ClassifyUpdateStatus(int status) {
+  if (status == 412) return DeliveryResult::Kind::kPreconditionFailed;
+  if (status == 409) return DeliveryResult::Kind::kFinal;
+  return ClassifyHttpStatus(status);
+}
+
+DeliveryResult DeliveryResultOf(const CurlCall& call, const Response& response, absl::Time start,
+                                bool update) {
   DeliveryResult result;
   result.duration = absl::Now() - start;
   if (call.code != CURLE_OK) {
@@ -302,7 +312,8 @@ DeliveryResult DeliveryResultOf(const CurlCall& call, const Response& response, 
     return result;
   }
   result.http_status = static_cast<int>(call.status);
-  result.kind = ClassifyHttpStatus(result.http_status.value());
+  result.kind = update ? ClassifyUpdateStatus(*result.http_status)
+                       : ClassifyHttpStatus(*result.http_status);
   result.record_id = RecordIdOf(response);
   if (result.kind == DeliveryResult::Kind::kSucceeded ||
       result.kind == DeliveryResult::Kind::kAlreadyProcessed) {
@@ -315,7 +326,8 @@ DeliveryResult DeliveryResultOf(const CurlCall& call, const Response& response, 
     }
   }
   if (result.kind == DeliveryResult::Kind::kRetryable ||
-      result.kind == DeliveryResult::Kind::kFinal) {
+      result.kind == DeliveryResult::Kind::kFinal ||
+      result.kind == DeliveryResult::Kind::kPreconditionFailed) {
     std::string snippet = response.body.substr(0, 200);
     result.error = absl::StrCat("HTTP ", call.status, snippet.empty() ? "" : ": ", snippet);
     result.retry_after = ParseRetryAfter(response.retry_after_header, absl::Now());
@@ -347,7 +359,7 @@ void Loop::Finish(std::unique_ptr<Transfer> t, CURLcode code) {
     t->easy = nullptr;
   }
   if (t->deliver_done) {
-    t->deliver_done(DeliveryResultOf(call, t->response, t->start));
+    t->deliver_done(DeliveryResultOf(call, t->response, t->start, t->update));
   } else {
     t->lookup_done(LookupResultOf(call, t->response));
   }
@@ -443,8 +455,8 @@ absl::StatusOr<DownstreamRecord> DownstreamRecordFromAnswer(const std::string& b
 absl::StatusOr<std::unique_ptr<HttpSink>> HttpSink::Create(const SinkConfig& config,
                                                            const Clock* clock) {
   http_sink_internal::GlobalInit();
-  for (const std::string* url : {&config.url, &config.lookup_url}) {
-    if (url->empty() && url == &config.lookup_url) continue;
+  for (const std::string* url : {&config.url, &config.lookup_url, &config.update_url}) {
+    if (url->empty() && url != &config.url) continue;
     CURLU* u = curl_url();
     CURLUcode rc = curl_url_set(u, CURLUPART_URL,
                                 absl::StrReplaceAll(*url, {{"{idempotency_key}", "k"}}).c_str(), 0);
@@ -504,11 +516,22 @@ std::unique_ptr<Transfer> HttpSink::NewTransfer(const std::string& url) const {
   return t;
 }
 
-void HttpSink::DeliverAsync(const DeliveryRequest& request, DeliverDone done) {
+std::string HttpSink::KeyUrl(const std::string& pattern, const StoredEvent& event) const {
+  std::string key = IdempotencyKey(event);
+  char* escaped = curl_easy_escape(nullptr, key.data(), static_cast<int>(key.size()));
+  std::string url = absl::StrReplaceAll(pattern, {{"{idempotency_key}", escaped}});
+  curl_free(escaped);
+  return url;
+}
+
+std::unique_ptr<Transfer> HttpSink::EnvelopeCall(const std::string& url,
+                                                 const DeliveryRequest& request,
+                                                 const std::string& extra_header) const {
   const StoredEvent& event = *request.event;
-  auto t = NewTransfer(config_.url);
+  auto t = NewTransfer(url);
   t->body = EnvelopeJson(event);
   curl_slist* headers = t->headers;
+  if (!extra_header.empty()) headers = curl_slist_append(headers, extra_header.c_str());
   headers = curl_slist_append(headers, "Content-Type: application/json");
   headers = curl_slist_append(headers, "Expect:");
   headers =
@@ -535,8 +558,42 @@ void HttpSink::DeliverAsync(const DeliveryRequest& request, DeliverDone done) {
   curl_easy_setopt(h, CURLOPT_POSTFIELDS, t->body.data());
   curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, http_sink_internal::RefuseResend);
   curl_easy_setopt(h, CURLOPT_PREREQDATA, &t->requests);
+  return t;
+}
+
+void HttpSink::DeliverAsync(const DeliveryRequest& request, DeliverDone done) {
+  auto t = EnvelopeCall(config_.url, request, "");
   t->deliver_done = std::move(done);
   loop_->Submit(std::move(t));
+}
+
+DeliveryResult HttpSink::Update(const DeliveryRequest& request,
+                                const std::optional<std::string>& known_version) {
+  DeliveryResult refused;
+  refused.kind = DeliveryResult::Kind::kFinal;
+  if (!HasUpdate()) {
+    refused.error = absl::StrCat("sink ", config_.name, " has no update_url");
+    return refused;
+  }
+  std::string if_match;
+  if (known_version) {
+    // An entity tag's characters only: a version read from a downstream's
+    // answer must not end the header or start another.
+    const bool tag = std::all_of(known_version->begin(), known_version->end(),
+                                 [](char c) { return c > 0x20 && c < 0x7f && c != '"'; });
+    if (!tag) {
+      refused.error = "the known version cannot be sent as an entity tag in If-Match";
+      return refused;
+    }
+    if_match = absl::StrCat("If-Match: \"", *known_version, "\"");
+  }
+  return Await<DeliveryResult>([&](DeliverDone done) {
+    auto t = EnvelopeCall(KeyUrl(config_.update_url, *request.event), request, if_match);
+    curl_easy_setopt(t->easy, CURLOPT_CUSTOMREQUEST, "PUT");
+    t->update = true;
+    t->deliver_done = std::move(done);
+    loop_->Submit(std::move(t));
+  });
 }
 
 void HttpSink::LookupAsync(const StoredEvent& event, LookupDone done) {
@@ -544,11 +601,7 @@ void HttpSink::LookupAsync(const StoredEvent& event, LookupDone done) {
     done(absl::UnimplementedError(absl::StrCat("sink ", config_.name, " has no lookup_url")));
     return;
   }
-  std::string key = IdempotencyKey(event);
-  char* escaped = curl_easy_escape(nullptr, key.data(), static_cast<int>(key.size()));
-  std::string url = absl::StrReplaceAll(config_.lookup_url, {{"{idempotency_key}", escaped}});
-  curl_free(escaped);
-  auto t = NewTransfer(url);
+  auto t = NewTransfer(KeyUrl(config_.lookup_url, event));
   curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
   if (t->headers != nullptr) curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
   t->lookup_done = std::move(done);

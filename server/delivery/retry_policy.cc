@@ -62,6 +62,7 @@ OutcomeUpdate DecideOutcome(const DeliveryResult& result, int attempt, const Ret
     case DeliveryResult::Kind::kSucceeded: u.outcome = Outcome::kSucceeded; return u;
     case DeliveryResult::Kind::kAlreadyProcessed: u.outcome = Outcome::kAlreadyProcessed; return u;
     case DeliveryResult::Kind::kFinal:
+    case DeliveryResult::Kind::kPreconditionFailed:
       u.outcome = Outcome::kFailed;
       u.last_error = result.error;
       return u;

@@ -1,6 +1,6 @@
 // The downstream, as delivery and replay see it. Implementations: HttpSink
-// (libcurl) and PgTableSink (a downstream table). Thread safe: Deliver and
-// Lookup are called from many workers at once.
+// (libcurl) and PgTableSink (a downstream table). Thread safe: Deliver,
+// Lookup and Update are called from many workers at once.
 #pragma once
 
 #include <functional>
@@ -23,10 +23,13 @@ struct DeliveryRequest {
 // How the downstream answered, classified.
 struct DeliveryResult {
   enum class Kind {
-    kSucceeded,         // 2xx: created
+    kSucceeded,         // 2xx: created (or updated)
     kAlreadyProcessed,  // 409: the downstream had it already
     kRetryable,         // 408, 429, 5xx, timeout, connection error
     kFinal,             // other 4xx: retrying cannot help
+    // Update only (412): the record is no longer at the version given, so
+    // the downstream changed it since; nothing was written.
+    kPreconditionFailed,
   };
   Kind kind = Kind::kRetryable;
   std::optional<int> http_status;
@@ -68,6 +71,16 @@ class Sink {
   // has none. UNAVAILABLE when the downstream cannot answer (or answers
   // something that is not a record), UNIMPLEMENTED when !HasLookup().
   virtual LookupResult Lookup(const StoredEvent& event) = 0;
+
+  // Whether Update can be called (an HTTP sink with update_url, a table sink).
+  virtual bool HasUpdate() const { return false; }
+  // Overwrites the downstream's record of this event with the event as it is
+  // logged, only if the record is still at `known_version` (nullopt: at any
+  // version). kSucceeded with the new version; kPreconditionFailed when the
+  // record changed since; kFinal when there is none (or !HasUpdate());
+  // kRetryable as for Deliver. Never throws.
+  virtual DeliveryResult Update(const DeliveryRequest& request,
+                                const std::optional<std::string>& known_version);
 
   // Deliver and Lookup without waiting for the downstream, when the sink can
   // (NonBlocking()): `done` is called exactly once, on the sink's own thread,

@@ -23,6 +23,11 @@ std::string DeliveryTableDdl(const std::string& table);
 // returns one row (record_id, created, version as text, updated_at as epoch
 // microseconds): the new row's, or the existing one's.
 std::string DeliveryTableInsertSql(const std::string& table);
+// Overwrites the payload of the row of key $1 with $2 and bumps its version,
+// if the version (as text) is $3 or $4 is true; returns one row (record_id,
+// updated, version as text, updated_at as epoch microseconds): the new row,
+// or the row left as it was; none when the key has no row.
+std::string DeliveryTableUpdateSql(const std::string& table);
 // Creates `table` unless it exists, and adds version and updated_at to one
 // that lacks them; a concurrent creator winning the race is not an error.
 absl::Status CreateDeliveryTable(PgPool* pool, const std::string& table);
@@ -44,6 +49,19 @@ class DeliveryTable {
   // cannot be reached; INVALID_ARGUMENT when the payload is not JSON.
   absl::StatusOr<InsertResult> Insert(const std::string& idempotency_key,
                                       const std::string& payload_json);
+
+  struct UpdateResult {
+    bool updated = false;  // false: the row is at another version, unchanged
+    std::string record_id;
+    std::string version;  // the row's, after the update
+    absl::Time updated_at;
+  };
+  // Overwrites the key's payload and bumps its version, only if the row is
+  // at `known_version` (nullopt: at any). nullopt when the key has no row.
+  // Errors as Insert.
+  absl::StatusOr<std::optional<UpdateResult>> Update(
+      const std::string& idempotency_key, const std::string& payload_json,
+      const std::optional<std::string>& known_version);
   // A row as read back.
   struct Row {
     std::string record_id;

@@ -1,6 +1,7 @@
 // The downstream's state as replayd reads it, against the real downstream
 // test server: the version a delivery records (shown by replayctl trace), what
-// a lookup returns of a record the downstream changed or lost.
+// a lookup returns of a record the downstream changed or lost, and an update
+// under a version the downstream has moved on from.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -24,6 +25,7 @@ std::unique_ptr<HttpSink> SinkOn(const testing::DownstreamServer& ds) {
   config.name = "downstream";
   config.url = ds.records_url();
   config.lookup_url = ds.lookup_url();
+  config.update_url = ds.lookup_url();
   auto sink = HttpSink::Create(config);
   EXPECT_TRUE(sink.ok()) << sink.status();
   return *std::move(sink);
@@ -50,7 +52,9 @@ TEST(DownstreamStateE2E, ADeliveryRecordsTheVersionTheDownstreamAnsweredAndTrace
   d.Start();
   testing::PublishAccepted(d.grpc_address(), testing::NumberedBatch({.prefix = "v", .count = 1}));
   ASSERT_TRUE(testing::PollUntil(
-      [&] { return db.QueryText("SELECT outcome FROM events WHERE event_id = 'v0'") == "succeeded"; },
+      [&] {
+        return db.QueryText("SELECT outcome FROM events WHERE event_id = 'v0'") == "succeeded";
+      },
       absl::Seconds(30)));
   // Changed downstream afterwards: the log keeps what the create call answered.
   ds.Edit("orders:v0", {{"n", 99}});
@@ -96,6 +100,55 @@ TEST(DownstreamStateE2E, ALookupReturnsTheRecordsDataAndSeesItChangedOrGone) {
   auto dropped = sink->Lookup(e);
   ASSERT_TRUE(dropped.ok()) << dropped.status();
   EXPECT_FALSE(dropped->has_value());
+}
+
+TEST(DownstreamStateE2E, AnUpdateAtAStaleVersionGetsThePreconditionResultAndChangesNothing) {
+  testing::DownstreamServer ds;
+  auto sink = SinkOn(ds);
+  const StoredEvent e = Event("u1", R"({"n":1})");
+  ASSERT_EQ(sink->Deliver({&e, 1, ""}).record_version, "1");
+  ds.Edit("orders:u1", {{"n", 5}});  // the downstream is at version 2 now
+
+  const StoredEvent upstream = Event("u1", R"({"n":3})");
+  const DeliveryResult stale = sink->Update({&upstream, 1, ""}, "1");
+  EXPECT_EQ(stale.kind, DeliveryResult::Kind::kPreconditionFailed);
+  EXPECT_EQ(stale.http_status, 412);
+  auto kept = sink->Lookup(e);
+  ASSERT_TRUE(kept.ok() && kept->has_value()) << kept.status();
+  EXPECT_EQ((*kept)->version, "2");
+  EXPECT_EQ((*kept)->data, R"({"n":5})");
+
+  const DeliveryResult fresh = sink->Update({&upstream, 1, ""}, "2");
+  EXPECT_EQ(fresh.kind, DeliveryResult::Kind::kSucceeded) << fresh.error;
+  EXPECT_EQ(fresh.http_status, 200);
+  EXPECT_EQ(fresh.record_version, "3");
+  auto upstream_wins = sink->Lookup(e);
+  ASSERT_TRUE(upstream_wins.ok() && upstream_wins->has_value()) << upstream_wins.status();
+  EXPECT_EQ((*upstream_wins)->data, R"({"n":3})");
+}
+
+TEST(DownstreamStateE2E, AnUpdateOfARecordTheDownstreamLostIsFinal) {
+  testing::DownstreamServer ds;
+  auto sink = SinkOn(ds);
+  const StoredEvent e = Event("g1", R"({"n":1})");
+  ASSERT_EQ(sink->Deliver({&e, 1, ""}).kind, DeliveryResult::Kind::kSucceeded);
+  ds.Drop({"orders:g1"});
+  const DeliveryResult gone = sink->Update({&e, 1, ""}, "1");
+  EXPECT_EQ(gone.kind, DeliveryResult::Kind::kFinal);
+  EXPECT_EQ(gone.http_status, 404);
+}
+
+TEST(DownstreamStateE2E, AVersionThatIsNoEntityTagIsRefusedWithoutACall) {
+  testing::DownstreamServer ds;
+  auto sink = SinkOn(ds);
+  const StoredEvent e = Event("h1", R"({"n":1})");
+  ASSERT_EQ(sink->Deliver({&e, 1, ""}).kind, DeliveryResult::Kind::kSucceeded);
+  for (const char* version : {"1\r\nX-Injected: yes", "a\"b", "two words"}) {
+    const DeliveryResult r = sink->Update({&e, 1, ""}, std::string(version));
+    EXPECT_EQ(r.kind, DeliveryResult::Kind::kFinal) << version;
+    EXPECT_EQ(r.error, "the known version cannot be sent as an entity tag in If-Match");
+  }
+  EXPECT_EQ(ds.Stats()["updates"], 0);
 }
 
 }  // namespace

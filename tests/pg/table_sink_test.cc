@@ -1,5 +1,6 @@
 // The PostgreSQL table sink against a real PostgreSQL: what its lookup reads
-// back of a row, and a table made before rows had versions.
+// back of a row, a table made before rows had versions, and updates under a
+// known version.
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -94,6 +95,44 @@ TEST_F(TableSinkTest, ATableWithoutVersionsGetsThemAndItsRowsReadVersionOne) {
   // A second sink on the upgraded table reads it as it is.
   EXPECT_EQ(Deliver(*Sink("old_downstream"), Event("old")).kind,
             DeliveryResult::Kind::kAlreadyProcessed);
+}
+
+TEST_F(TableSinkTest, AnUpdateAtTheKnownVersionOverwritesThePayloadAndBumpsTheVersion) {
+  auto sink = Sink();
+  const DeliveryResult created = Deliver(*sink, Event("u1", R"({"n": 1})"));
+  ASSERT_EQ(created.record_version, "1");
+  const StoredEvent changed = Event("u1", R"({"n": 2})");
+  const DeliveryResult updated = sink->Update({&changed, 1, ""}, "1");
+  EXPECT_EQ(updated.kind, DeliveryResult::Kind::kSucceeded) << updated.error;
+  EXPECT_EQ(updated.record_id, created.record_id);
+  EXPECT_EQ(updated.record_version, "2");
+  EXPECT_EQ(db_.QueryText("SELECT version || '/' || (payload->'payload'->>'n') FROM downstream"),
+            "2/2");
+  // Without a known version it overwrites whatever the version.
+  EXPECT_EQ(sink->Update({&changed, 1, ""}, std::nullopt).record_version, "3");
+}
+
+TEST_F(TableSinkTest, AnUpdateAtAStaleVersionIsAPreconditionFailureAndChangesNothing) {
+  auto sink = Sink();
+  ASSERT_EQ(Deliver(*sink, Event("u2", R"({"n": 1})")).kind, DeliveryResult::Kind::kSucceeded);
+  // Someone changed the row downstream.
+  db_.Exec("UPDATE downstream SET version = 5, payload = '{\"edited\": true}'");
+  const StoredEvent changed = Event("u2", R"({"n": 2})");
+  const DeliveryResult stale = sink->Update({&changed, 1, ""}, "1");
+  EXPECT_EQ(stale.kind, DeliveryResult::Kind::kPreconditionFailed);
+  EXPECT_EQ(stale.record_version, "5");
+  EXPECT_EQ(stale.error, "the row is at version 5, not 1");
+  EXPECT_EQ(db_.QueryText("SELECT version || '/' || payload::text FROM downstream"),
+            "5/{\"edited\": true}");
+}
+
+TEST_F(TableSinkTest, AnUpdateOfAKeyWithoutARowIsFinal) {
+  auto sink = Sink();
+  const StoredEvent e = Event("none");
+  const DeliveryResult r = sink->Update({&e, 1, ""}, "1");
+  EXPECT_EQ(r.kind, DeliveryResult::Kind::kFinal);
+  EXPECT_EQ(r.error, "no row with this idempotency key");
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM downstream"), 0);
 }
 
 }  // namespace

@@ -238,7 +238,8 @@ void DownstreamServer::Edit(const std::string& idempotency_key, const nlohmann::
   EXPECT_TRUE(r.is_object() && r.contains("version")) << r.dump();
 }
 void DownstreamServer::Drop(const std::vector<std::string>& idempotency_keys) {
-  const nlohmann::json r = Call("POST", "/admin/drop", nlohmann::json{{"keys", idempotency_keys}}.dump());
+  const nlohmann::json r =
+      Call("POST", "/admin/drop", nlohmann::json{{"keys", idempotency_keys}}.dump());
   EXPECT_EQ(r.value("dropped", -1), static_cast<int>(idempotency_keys.size())) << r.dump();
 }
 

@@ -129,6 +129,13 @@ TEST(DecideOutcome, RetryAfterLengthensButNeverShortensTheBackoff) {
   EXPECT_EQ(DecideOutcome(r, 1, p, 1.0).retry_delay, absl::Milliseconds(100));
 }
 
+TEST(DecideOutcome, AnUpdatesPreconditionFailureFailsAtOnce) {
+  OutcomeUpdate u = DecideOutcome(Result(DeliveryResult::Kind::kPreconditionFailed, "HTTP 412"),
+                                  1, Policy(3, 100, 1000), 0.5);
+  EXPECT_EQ(u.outcome, Outcome::kFailed);
+  EXPECT_EQ(u.last_error, "HTTP 412");
+}
+
 TEST(DecideOutcome, FinalErrorFailsAtOnce) {
   OutcomeUpdate u =
       DecideOutcome(Result(DeliveryResult::Kind::kFinal, "HTTP 422"), 1, Policy(8, 100, 1000), 0);
