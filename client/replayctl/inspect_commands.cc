@@ -263,6 +263,11 @@ std::string RenderTrace(const pb::EventTrace& trace) {
                    time(s, s.has_processed_at(), s.processed_at()), "\n");
   if (!s.target_record_id().empty())
     absl::StrAppend(&out, "Record      ", s.target_record_id(), "\n");
+  if (!trace.target_version().empty() || trace.has_target_updated_at()) {
+    absl::StrAppend(&out, "Downstream  version ",
+                    trace.target_version().empty() ? "-" : trace.target_version(), "   updated ",
+                    time(s, trace.has_target_updated_at(), trace.target_updated_at()), "\n");
+  }
   if (!s.last_error().empty()) absl::StrAppend(&out, "Last error  ", s.last_error(), "\n");
   if (trace.attempts().empty()) {
     absl::StrAppend(&out, "No delivery attempts recorded.\n");

@@ -87,6 +87,13 @@ const schema::Section<Config>& ConfigSchema() {
         .OnlyWhen(IsHttp, "type is `http`")
         .Format(ValidLookupUrl, "http(s) URL containing `{idempotency_key}`",
                 "must be an http(s) URL containing {idempotency_key}", /*empty_ok=*/true);
+    sink->Add("update_url", &SinkConfig::update_url,
+              "where a record is overwritten with the event as logged (PUT of the envelope, "
+              "`If-Match` with the record's known version; 412 = changed downstream since); "
+              "`{idempotency_key}` is replaced; empty = no update path")
+        .OnlyWhen(IsHttp, "type is `http`")
+        .Format(ValidLookupUrl, "http(s) URL containing `{idempotency_key}`",
+                "must be an http(s) URL containing {idempotency_key}", /*empty_ok=*/true);
     sink->Add("connect_timeout", &SinkConfig::connect_timeout, "longest wait for a connection")
         .OnlyWhen(IsHttp, "type is `http`")
         .Positive();

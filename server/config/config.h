@@ -29,6 +29,7 @@ struct SinkConfig {
   // http
   std::string url;
   std::string lookup_url;  // "{idempotency_key}" is replaced; empty = no lookup
+  std::string update_url;  // "{idempotency_key}" is replaced; empty = no update path
   absl::Duration connect_timeout = absl::Seconds(2);
   absl::Duration timeout = absl::Seconds(10);
   int max_in_flight = 64;

@@ -11,7 +11,7 @@ CheckDecision DecideCheckThenAct(const StoredEvent& event, const CheckFacts& fac
   // A resend of a delivered event still goes to the create path: the
   // downstream answers 409 on the same idempotency key if it kept the record.
   if (!delivered && facts.downstream_record.has_value() && facts.downstream_record->has_value()) {
-    return {CheckDecision::Action::kSkipFoundDownstream, **facts.downstream_record};
+    return {CheckDecision::Action::kSkipFoundDownstream, (*facts.downstream_record)->id};
   }
   return {CheckDecision::Action::kDeliver, ""};
 }

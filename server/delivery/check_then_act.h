@@ -7,14 +7,15 @@
 #include <string>
 #include <string_view>
 
+#include "server/delivery/sink.h"
 #include "server/store/event.h"
 
 namespace replayd {
 
 struct CheckFacts {
-  // The sink's read-only lookup, when it was asked: the downstream record id
-  // (nullopt = the downstream has no record).
-  std::optional<std::optional<std::string>> downstream_record;
+  // The sink's read-only lookup, when it was asked: the downstream's record
+  // (nullopt = it has none). Only its id counts here.
+  std::optional<std::optional<DownstreamRecord>> downstream_record;
   // Resend events the log already records as delivered (include_succeeded).
   bool resend_delivered = false;
 };

@@ -267,7 +267,10 @@ void Deliverer::Decide(const std::shared_ptr<Delivery>& d) {
   if (decision.action == CheckDecision::Action::kSkipFoundDownstream) {
     DeliveryResult found;
     found.kind = DeliveryResult::Kind::kAlreadyProcessed;
-    found.record_id = **d->facts.downstream_record;
+    const DownstreamRecord& record = **d->facts.downstream_record;
+    found.record_id = record.id;
+    found.record_version = record.version;
+    found.record_updated_at = record.updated_at;
     Record(d, found, decision.action);
     return;
   }

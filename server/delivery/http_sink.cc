@@ -29,14 +29,14 @@ void GlobalInit() {
 }
 
 struct Response {
-  std::string body;
-  std::string record_id_header;
+  std::string body;  // at most kMaxAnswerBody bytes and one more chunk
+  RecordHeaders record_headers;
   std::string retry_after_header;
 };
 
 size_t WriteBody(char* data, size_t size, size_t n, void* user) {
   auto* r = static_cast<Response*>(user);
-  if (r->body.size() < (1 << 20)) r->body.append(data, size * n);
+  if (r->body.size() <= kMaxAnswerBody) r->body.append(data, size * n);
   return size * n;
 }
 
@@ -46,19 +46,74 @@ size_t ReadHeader(char* data, size_t size, size_t n, void* user) {
   auto colon = line.find(':');
   if (colon != absl::string_view::npos) {
     const absl::string_view name = line.substr(0, colon);
-    std::string* keep = absl::EqualsIgnoreCase(name, "x-record-id")   ? &r->record_id_header
-                        : absl::EqualsIgnoreCase(name, "retry-after") ? &r->retry_after_header
-                                                                      : nullptr;
+    RecordHeaders& h = r->record_headers;
+    std::string* keep = absl::EqualsIgnoreCase(name, "x-record-id")     ? &h.record_id
+                        : absl::EqualsIgnoreCase(name, "etag")          ? &h.etag
+                        : absl::EqualsIgnoreCase(name, "last-modified") ? &h.last_modified
+                        : absl::EqualsIgnoreCase(name, "retry-after")   ? &r->retry_after_header
+                                                                        : nullptr;
     if (keep != nullptr) *keep = std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
   }
   return size * n;
 }
 
-// The record id of a 2xx answer, or of a lookup's 200: header first, then
-// the body's "id".
+// The record id of a 2xx answer: header first, then the body's "id".
 std::string RecordIdOf(const Response& response) {
-  return !response.record_id_header.empty() ? response.record_id_header
-                                            : RecordIdFromBody(response.body);
+  return !response.record_headers.record_id.empty() ? response.record_headers.record_id
+                                                    : RecordIdFromBody(response.body);
+}
+
+// A JSON id (string or number) as text; "" for any other value.
+std::string IdText(const json& id) {
+  if (id.is_string()) return id.get<std::string>();
+  if (id.is_number_integer()) return absl::StrCat(id.get<int64_t>());
+  if (id.is_number()) return id.dump();
+  return "";
+}
+
+// Whether `text` nests arrays and objects at most `limit` deep (strings
+// skipped): the JSON library recurses once per level when it writes a value
+// out, so a deep answer must be refused before it is parsed.
+bool NestingWithin(absl::string_view text, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > limit) return false;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+// The version an ETag names: a strong tag's text without its quotes. A weak
+// tag (W/"...") cannot be a precondition (If-Match compares strongly).
+std::optional<std::string> VersionFromEtag(absl::string_view etag) {
+  if (etag.empty() || absl::StartsWith(etag, "W/")) return std::nullopt;
+  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') {
+    etag = etag.substr(1, etag.size() - 2);
+  }
+  return std::string(etag);
+}
+
+std::optional<absl::Time> TimeFromHttpDate(const std::string& value) {
+  absl::Time at;
+  std::string err;
+  if (value.empty() ||
+      !absl::ParseTime("%a, %d %b %Y %H:%M:%S GMT", value, absl::UTCTimeZone(), &at, &err)) {
+    return std::nullopt;
+  }
+  return at;
 }
 
 std::string TimeOrNull(const std::optional<absl::Time>& t) {
@@ -91,6 +146,7 @@ struct Transfer {
   absl::Time start;
   Sink::DeliverDone deliver_done;  // exactly one of the two is set
   Sink::LookupDone lookup_done;
+  bool update = false;  // a PUT of update_url: its answers are classified as an update's
 
   ~Transfer() {
     curl_slist_free_all(headers);
@@ -238,7 +294,16 @@ CurlCall CallOf(CURL* easy, CURLcode code, const char* errbuf) {
   return call;
 }
 
-DeliveryResult DeliveryResultOf(const CurlCall& call, const Response& response, absl::Time start) {
+// An update's answer: 412 says the record changed since the known version,
+// and 409 has no meaning of its own there.
+DeliveryResult::Kind ClassifyUpdateStatus(int status) {
+  if (status == 412) return DeliveryResult::Kind::kPreconditionFailed;
+  if (status == 409) return DeliveryResult::Kind::kFinal;
+  return ClassifyHttpStatus(status);
+}
+
+DeliveryResult DeliveryResultOf(const CurlCall& call, const Response& response, absl::Time start,
+                                bool update) {
   DeliveryResult result;
   result.duration = absl::Now() - start;
   if (call.code != CURLE_OK) {
@@ -247,10 +312,22 @@ DeliveryResult DeliveryResultOf(const CurlCall& call, const Response& response, 
     return result;
   }
   result.http_status = static_cast<int>(call.status);
-  result.kind = ClassifyHttpStatus(result.http_status.value());
+  result.kind = update ? ClassifyUpdateStatus(*result.http_status)
+                       : ClassifyHttpStatus(*result.http_status);
   result.record_id = RecordIdOf(response);
+  if (result.kind == DeliveryResult::Kind::kSucceeded ||
+      result.kind == DeliveryResult::Kind::kAlreadyProcessed) {
+    // The record's version, when the answer tells it; a body that does not
+    // parse takes nothing away from a create that succeeded.
+    if (auto record = DownstreamRecordFromAnswer(response.body, response.record_headers);
+        record.ok()) {
+      result.record_version = record->version;
+      result.record_updated_at = record->updated_at;
+    }
+  }
   if (result.kind == DeliveryResult::Kind::kRetryable ||
-      result.kind == DeliveryResult::Kind::kFinal) {
+      result.kind == DeliveryResult::Kind::kFinal ||
+      result.kind == DeliveryResult::Kind::kPreconditionFailed) {
     std::string snippet = response.body.substr(0, 200);
     result.error = absl::StrCat("HTTP ", call.status, snippet.empty() ? "" : ": ", snippet);
     result.retry_after = ParseRetryAfter(response.retry_after_header, absl::Now());
@@ -262,11 +339,13 @@ LookupResult LookupResultOf(const CurlCall& call, const Response& response) {
   if (call.code != CURLE_OK) {
     return absl::UnavailableError(absl::StrCat("lookup failed: ", call.error));
   }
-  if (call.status == 404) return std::optional<std::string>();
+  if (call.status == 404) return std::optional<DownstreamRecord>();
   if (call.status == 200) {
-    std::string id = RecordIdOf(response);
-    // A 200 without an id still says the record exists.
-    return std::optional<std::string>(id.empty() ? "(unknown)" : id);
+    auto record = DownstreamRecordFromAnswer(response.body, response.record_headers);
+    if (!record.ok()) {
+      return absl::UnavailableError(absl::StrCat("lookup failed: ", record.status().message()));
+    }
+    return std::optional<DownstreamRecord>(*std::move(record));
   }
   return absl::UnavailableError(absl::StrCat("lookup failed: HTTP ", call.status));
 }
@@ -280,7 +359,7 @@ void Loop::Finish(std::unique_ptr<Transfer> t, CURLcode code) {
     t->easy = nullptr;
   }
   if (t->deliver_done) {
-    t->deliver_done(DeliveryResultOf(call, t->response, t->start));
+    t->deliver_done(DeliveryResultOf(call, t->response, t->start, t->update));
   } else {
     t->lookup_done(LookupResultOf(call, t->response));
   }
@@ -311,18 +390,73 @@ std::string RecordIdFromBody(const std::string& body) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return "";
   auto it = j.find("id");
-  if (it == j.end()) return "";
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_number_integer()) return absl::StrCat(it->get<int64_t>());
-  if (it->is_number()) return it->dump();
-  return "";
+  return it == j.end() ? "" : http_sink_internal::IdText(*it);
+}
+
+absl::StatusOr<DownstreamRecord> DownstreamRecordFromAnswer(const std::string& body,
+                                                            const RecordHeaders& headers) {
+  using http_sink_internal::IdText;
+  DownstreamRecord record;
+  record.id = headers.record_id;
+  record.version = http_sink_internal::VersionFromEtag(headers.etag);
+  record.updated_at = http_sink_internal::TimeFromHttpDate(headers.last_modified);
+  if (body.size() > kMaxAnswerBody) {
+    return absl::UnavailableError(
+        absl::StrCat("the answer's body is larger than ", kMaxAnswerBody, " bytes"));
+  }
+  const bool blank = absl::StripAsciiWhitespace(body).empty();
+  const json j = blank || !http_sink_internal::NestingWithin(body, kMaxAnswerNesting)
+                     ? json()
+                     : json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (blank || (!j.is_object() && !record.id.empty())) {
+    // No body, or one beside an X-Record-Id header that says no more.
+    if (record.id.empty()) record.id = "(unknown)";  // a 200 still says it exists
+    return record;
+  }
+  if (!j.is_object()) {
+    return absl::UnavailableError(absl::StrCat("the answer's body is not a JSON object (at most ",
+                                               kMaxAnswerNesting, " levels deep): ",
+                                               body.substr(0, 100)));
+  }
+  auto field = [&](const char* name) -> const json* {
+    auto it = j.find(name);
+    return it == j.end() || it->is_null() ? nullptr : &*it;
+  };
+  auto malformed = [](const char* name, const char* want) {
+    return absl::UnavailableError(absl::StrCat("the answer's \"", name, "\" is not ", want));
+  };
+  if (const json* id = field("id"); id != nullptr && record.id.empty()) {
+    record.id = IdText(*id);
+    if (record.id.empty()) return malformed("id", "a string or a number");
+  }
+  if (record.id.empty()) record.id = "(unknown)";
+  if (const json* version = field("version")) {
+    if (!version->is_string() && !version->is_number_integer()) {
+      return malformed("version", "a string or an integer");
+    }
+    record.version = IdText(*version);
+  }
+  if (const json* updated_at = field("updated_at")) {
+    absl::Time at;
+    std::string err;
+    if (!updated_at->is_string() ||
+        !absl::ParseTime(absl::RFC3339_full, updated_at->get<std::string>(), &at, &err)) {
+      return malformed("updated_at", "an RFC 3339 time");
+    }
+    record.updated_at = at;
+  }
+  if (const json* data = field("data")) {
+    if (!data->is_object()) return malformed("data", "a JSON object");
+    record.data = data->dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+  return record;
 }
 
 absl::StatusOr<std::unique_ptr<HttpSink>> HttpSink::Create(const SinkConfig& config,
                                                            const Clock* clock) {
   http_sink_internal::GlobalInit();
-  for (const std::string* url : {&config.url, &config.lookup_url}) {
-    if (url->empty() && url == &config.lookup_url) continue;
+  for (const std::string* url : {&config.url, &config.lookup_url, &config.update_url}) {
+    if (url->empty() && url != &config.url) continue;
     CURLU* u = curl_url();
     CURLUcode rc = curl_url_set(u, CURLUPART_URL,
                                 absl::StrReplaceAll(*url, {{"{idempotency_key}", "k"}}).c_str(), 0);
@@ -382,11 +516,22 @@ std::unique_ptr<Transfer> HttpSink::NewTransfer(const std::string& url) const {
   return t;
 }
 
-void HttpSink::DeliverAsync(const DeliveryRequest& request, DeliverDone done) {
+std::string HttpSink::KeyUrl(const std::string& pattern, const StoredEvent& event) const {
+  std::string key = IdempotencyKey(event);
+  char* escaped = curl_easy_escape(nullptr, key.data(), static_cast<int>(key.size()));
+  std::string url = absl::StrReplaceAll(pattern, {{"{idempotency_key}", escaped}});
+  curl_free(escaped);
+  return url;
+}
+
+std::unique_ptr<Transfer> HttpSink::EnvelopeCall(const std::string& url,
+                                                 const DeliveryRequest& request,
+                                                 const std::string& extra_header) const {
   const StoredEvent& event = *request.event;
-  auto t = NewTransfer(config_.url);
+  auto t = NewTransfer(url);
   t->body = EnvelopeJson(event);
   curl_slist* headers = t->headers;
+  if (!extra_header.empty()) headers = curl_slist_append(headers, extra_header.c_str());
   headers = curl_slist_append(headers, "Content-Type: application/json");
   headers = curl_slist_append(headers, "Expect:");
   headers =
@@ -413,8 +558,42 @@ void HttpSink::DeliverAsync(const DeliveryRequest& request, DeliverDone done) {
   curl_easy_setopt(h, CURLOPT_POSTFIELDS, t->body.data());
   curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, http_sink_internal::RefuseResend);
   curl_easy_setopt(h, CURLOPT_PREREQDATA, &t->requests);
+  return t;
+}
+
+void HttpSink::DeliverAsync(const DeliveryRequest& request, DeliverDone done) {
+  auto t = EnvelopeCall(config_.url, request, "");
   t->deliver_done = std::move(done);
   loop_->Submit(std::move(t));
+}
+
+DeliveryResult HttpSink::Update(const DeliveryRequest& request,
+                                const std::optional<std::string>& known_version) {
+  DeliveryResult refused;
+  refused.kind = DeliveryResult::Kind::kFinal;
+  if (!HasUpdate()) {
+    refused.error = absl::StrCat("sink ", config_.name, " has no update_url");
+    return refused;
+  }
+  std::string if_match;
+  if (known_version) {
+    // An entity tag's characters only: a version read from a downstream's
+    // answer must not end the header or start another.
+    const bool tag = std::all_of(known_version->begin(), known_version->end(),
+                                 [](char c) { return c > 0x20 && c < 0x7f && c != '"'; });
+    if (!tag) {
+      refused.error = "the known version cannot be sent as an entity tag in If-Match";
+      return refused;
+    }
+    if_match = absl::StrCat("If-Match: \"", *known_version, "\"");
+  }
+  return Await<DeliveryResult>([&](DeliverDone done) {
+    auto t = EnvelopeCall(KeyUrl(config_.update_url, *request.event), request, if_match);
+    curl_easy_setopt(t->easy, CURLOPT_CUSTOMREQUEST, "PUT");
+    t->update = true;
+    t->deliver_done = std::move(done);
+    loop_->Submit(std::move(t));
+  });
 }
 
 void HttpSink::LookupAsync(const StoredEvent& event, LookupDone done) {
@@ -422,11 +601,7 @@ void HttpSink::LookupAsync(const StoredEvent& event, LookupDone done) {
     done(absl::UnimplementedError(absl::StrCat("sink ", config_.name, " has no lookup_url")));
     return;
   }
-  std::string key = IdempotencyKey(event);
-  char* escaped = curl_easy_escape(nullptr, key.data(), static_cast<int>(key.size()));
-  std::string url = absl::StrReplaceAll(config_.lookup_url, {{"{idempotency_key}", escaped}});
-  curl_free(escaped);
-  auto t = NewTransfer(url);
+  auto t = NewTransfer(KeyUrl(config_.lookup_url, event));
   curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
   if (t->headers != nullptr) curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
   t->lookup_done = std::move(done);

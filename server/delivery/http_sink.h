@@ -1,5 +1,6 @@
 // The HTTP sink: POSTs the JSON envelope to the configured URL with
-// libcurl and answers lookups with GET lookup_url. Every call of a sink runs
+// libcurl, answers lookups with GET lookup_url and updates with a PUT of the
+// envelope to update_url under If-Match. Every call of a sink runs
 // on the sink's own thread, on one curl multi handle (keep-alive connections
 // shared by all calls, many calls in flight); the blocking Deliver and Lookup
 // wait for their asynchronous forms and must not be called from a `done`
@@ -38,11 +39,24 @@ class HttpSink final : public Sink {
   void DeliverAsync(const DeliveryRequest& request, DeliverDone done) override;
   void LookupAsync(const StoredEvent& event, LookupDone done) override;
   bool NonBlocking() const override { return true; }
+  bool HasUpdate() const override { return !config_.update_url.empty(); }
+  // Blocking; not to be called from a `done` callback. The known version
+  // goes out as If-Match: "<version>"; one that is not a valid entity tag
+  // is refused (kFinal) without a call.
+  DeliveryResult Update(const DeliveryRequest& request,
+                        const std::optional<std::string>& known_version) override;
 
  private:
   HttpSink(SinkConfig config, OutboundSecurity security, const Clock* clock);
   // A transfer of `url` with the sink's timeouts and response readers set.
   std::unique_ptr<http_sink_internal::Transfer> NewTransfer(const std::string& url) const;
+  // A transfer carrying the event's envelope and the create path's headers
+  // (and `extra_header` when not empty), never re-sent by curl on its own.
+  std::unique_ptr<http_sink_internal::Transfer> EnvelopeCall(const std::string& url,
+                                                             const DeliveryRequest& request,
+                                                             const std::string& extra_header) const;
+  // `pattern` with {idempotency_key} replaced by the event's, URL-escaped.
+  std::string KeyUrl(const std::string& pattern, const StoredEvent& event) const;
 
   const SinkConfig config_;
   const OutboundSecurity security_;
@@ -56,5 +70,28 @@ std::string EnvelopeJson(const StoredEvent& event);
 
 // The record id in a JSON body's "id" (string or number), or "".
 std::string RecordIdFromBody(const std::string& body);
+
+// The longest answer body read, and the deepest nesting of arrays and
+// objects accepted in one.
+inline constexpr size_t kMaxAnswerBody = 1 << 20;
+inline constexpr int kMaxAnswerNesting = 64;
+
+// The headers of an answer that speak of a record.
+struct RecordHeaders {
+  std::string record_id;      // X-Record-Id
+  std::string etag;           // ETag
+  std::string last_modified;  // Last-Modified
+};
+
+// The record a lookup's 200 describes. The body, when there is one, is a JSON
+// object {"id", "version"?, "updated_at"? (RFC 3339), "data"? (an object)};
+// X-Record-Id overrides its id, and ETag (a strong one) and Last-Modified
+// stand in for a missing version and update time. An empty body, or one
+// that is not JSON beside an X-Record-Id, is a record with that id alone; a
+// record without any id is "(unknown)". UNAVAILABLE for a body over
+// kMaxAnswerBody, one that is not a JSON object (or nests deeper than
+// kMaxAnswerNesting), or a field of the wrong type.
+absl::StatusOr<DownstreamRecord> DownstreamRecordFromAnswer(const std::string& body,
+                                                            const RecordHeaders& headers);
 
 }  // namespace replayd

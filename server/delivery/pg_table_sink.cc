@@ -18,25 +18,67 @@ absl::StatusOr<std::unique_ptr<PgTableSink>> PgTableSink::Create(
       same_database ? std::optional<std::string>(config.table) : std::nullopt));
 }
 
+namespace {
+
+// A table that could not be written, as a sink's answer.
+DeliveryResult FailedWrite(const absl::Status& status, absl::Time start) {
+  DeliveryResult result;
+  result.duration = absl::Now() - start;
+  result.kind = absl::IsUnavailable(status) ? DeliveryResult::Kind::kRetryable
+                                            : DeliveryResult::Kind::kFinal;
+  result.error = std::string(status.message());
+  return result;
+}
+
+}  // namespace
+
 DeliveryResult PgTableSink::Deliver(const DeliveryRequest& request) {
   absl::Time start = absl::Now();
   DeliveryResult result;
   auto inserted = table_->Insert(IdempotencyKey(*request.event), EnvelopeJson(*request.event));
+  if (!inserted.ok()) return FailedWrite(inserted.status(), start);
   result.duration = absl::Now() - start;
-  if (!inserted.ok()) {
-    result.kind = absl::IsUnavailable(inserted.status()) ? DeliveryResult::Kind::kRetryable
-                                                         : DeliveryResult::Kind::kFinal;
-    result.error = std::string(inserted.status().message());
-    return result;
-  }
   result.kind = inserted->created ? DeliveryResult::Kind::kSucceeded
                                   : DeliveryResult::Kind::kAlreadyProcessed;
   result.record_id = inserted->record_id;
+  result.record_version = inserted->version;
+  result.record_updated_at = inserted->updated_at;
   return result;
 }
 
-absl::StatusOr<std::optional<std::string>> PgTableSink::Lookup(const StoredEvent& event) {
-  return table_->Lookup(IdempotencyKey(event));
+DeliveryResult PgTableSink::Update(const DeliveryRequest& request,
+                                   const std::optional<std::string>& known_version) {
+  absl::Time start = absl::Now();
+  auto updated =
+      table_->Update(IdempotencyKey(*request.event), EnvelopeJson(*request.event), known_version);
+  if (!updated.ok()) return FailedWrite(updated.status(), start);
+  DeliveryResult result;
+  result.duration = absl::Now() - start;
+  if (!updated->has_value()) {
+    result.kind = DeliveryResult::Kind::kFinal;
+    result.error = "no row with this idempotency key";
+    return result;
+  }
+  const DeliveryTable::UpdateResult& row = **updated;
+  result.record_id = row.record_id;
+  result.record_version = row.version;
+  result.record_updated_at = row.updated_at;
+  result.kind = row.updated ? DeliveryResult::Kind::kSucceeded
+                            : DeliveryResult::Kind::kPreconditionFailed;
+  if (!row.updated) {
+    result.error = absl::StrCat("the row is at version ", row.version, ", not ",
+                                known_version.value_or(""));
+  }
+  return result;
+}
+
+LookupResult PgTableSink::Lookup(const StoredEvent& event) {
+  auto row = table_->Lookup(IdempotencyKey(event));
+  if (!row.ok()) return row.status();
+  if (!row->has_value()) return std::optional<DownstreamRecord>();
+  const DeliveryTable::Row& r = **row;
+  return std::optional<DownstreamRecord>(
+      DownstreamRecord{r.record_id, absl::StrCat(r.version), r.updated_at, r.payload});
 }
 
 }  // namespace replayd

@@ -1,6 +1,7 @@
 // The PostgreSQL table sink: inserts each event into a downstream
 // table keyed by its idempotency key; an existing key answers like HTTP 409.
-// Its lookup reads the same table. When the table is in the log's own
+// Its lookup reads the same table, and its update overwrites a row's payload
+// when the row's version is still the known one. When the table is in the log's own
 // database, delivery writes it through DeliveryStore::DeliverToLogTable (one
 // transaction with the log's update) and Deliver is not called. Thread safe.
 #pragma once
@@ -25,7 +26,13 @@ class PgTableSink final : public Sink {
   const std::string& name() const override { return name_; }
   DeliveryResult Deliver(const DeliveryRequest& request) override;
   bool HasLookup() const override { return true; }
-  absl::StatusOr<std::optional<std::string>> Lookup(const StoredEvent& event) override;
+  // The row: its record id, version, update time and payload (the envelope).
+  LookupResult Lookup(const StoredEvent& event) override;
+  bool HasUpdate() const override { return true; }
+  // kPreconditionFailed when the row is at another version (its error names
+  // it); kFinal when the key has no row.
+  DeliveryResult Update(const DeliveryRequest& request,
+                        const std::optional<std::string>& known_version) override;
   // The table when the sink names no database_url (it is the log's database).
   std::optional<std::string> LogDatabaseTable() const override { return log_table_; }
 

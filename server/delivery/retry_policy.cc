@@ -68,10 +68,13 @@ OutcomeUpdate DecideOutcome(const DeliveryResult& result, int attempt, const Ret
                             double jitter) {
   OutcomeUpdate u;
   u.target_record_id = result.record_id;
+  u.target_version = result.record_version.value_or("");
+  u.target_updated_at = result.record_updated_at;
   switch (result.kind) {
     case DeliveryResult::Kind::kSucceeded: u.outcome = Outcome::kSucceeded; return u;
     case DeliveryResult::Kind::kAlreadyProcessed: u.outcome = Outcome::kAlreadyProcessed; return u;
     case DeliveryResult::Kind::kFinal:
+    case DeliveryResult::Kind::kPreconditionFailed:
       u.outcome = Outcome::kFailed;
       u.last_error = result.error;
       return u;

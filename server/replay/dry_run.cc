@@ -16,7 +16,7 @@ namespace {
 constexpr int kStreamPageSize = 1000;
 
 std::string SampleDetail(ReplayCategory category, const StoredEvent& e,
-                         const std::optional<std::optional<std::string>>& downstream) {
+                         const std::optional<std::optional<DownstreamRecord>>& downstream) {
   switch (category) {
     case ReplayCategory::kDeliver:
       return e.last_error.empty() ? absl::StrCat("outcome ", std::string(OutcomeName(e.outcome)))
@@ -27,7 +27,7 @@ std::string SampleDetail(ReplayCategory category, const StoredEvent& e,
                                         : absl::StrCat("delivered as record ", e.target_record_id);
     case ReplayCategory::kSkipFoundDownstream:
       return absl::StrCat("downstream record ",
-                          downstream && *downstream ? **downstream : std::string("?"));
+                          downstream && *downstream ? (*downstream)->id : std::string("?"));
     case ReplayCategory::kSkipOutcomeNotSelected:
       return absl::StrCat("outcome ", std::string(OutcomeName(e.outcome)), " not selected");
     case ReplayCategory::kSkipNoRoute: return "the source has no route";
@@ -37,7 +37,7 @@ std::string SampleDetail(ReplayCategory category, const StoredEvent& e,
 }
 
 ReplaySample MakeSample(ReplayCategory category, const StoredEvent& e,
-                        const std::optional<std::optional<std::string>>& downstream) {
+                        const std::optional<std::optional<DownstreamRecord>>& downstream) {
   return {category,      e.event.source, e.event.event_id,
           e.ingested_at, e.outcome,      SampleDetail(category, e, downstream)};
 }
@@ -286,7 +286,7 @@ absl::Status DryRunner::CountByStreaming(const ReplaySpec& spec, const std::stri
     if (page->empty()) break;
     for (const StoredEvent& e : *page) {
       std::shared_ptr<const Route> route = RouteOf(spec, e.event.source);
-      std::optional<std::optional<std::string>> downstream;
+      std::optional<std::optional<DownstreamRecord>> downstream;
       if (NeedsLookup(e, spec, route != nullptr)) {
         if (route->sink != nullptr && route->sink->HasLookup()) {
           auto found = route->sink->Lookup(e);

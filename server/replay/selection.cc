@@ -34,7 +34,7 @@ bool NeedsLookup(const StoredEvent& event, const ReplaySpec& spec, bool routed) 
 }
 
 ReplayCategory Classify(const StoredEvent& event, const ReplaySpec& spec, bool routed,
-                        const std::optional<std::optional<std::string>>& downstream_record) {
+                        const std::optional<std::optional<DownstreamRecord>>& downstream_record) {
   if (!OutcomeSelected(spec, event.outcome)) {
     return Delivered(event.outcome) ? ReplayCategory::kSkipAlreadyDelivered
                                     : ReplayCategory::kSkipOutcomeNotSelected;

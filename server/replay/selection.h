@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "server/delivery/sink.h"
 #include "server/store/event.h"
 #include "server/store/replay_store.h"
 
@@ -44,9 +45,9 @@ bool OutcomeSelected(const ReplaySpec& spec, Outcome outcome);
 bool NeedsLookup(const StoredEvent& event, const ReplaySpec& spec, bool routed);
 
 // `downstream_record`: nullopt when the lookup was not asked; otherwise the
-// downstream record id, or an inner nullopt when the downstream has none.
+// downstream's record, or an inner nullopt when the downstream has none.
 ReplayCategory Classify(const StoredEvent& event, const ReplaySpec& spec, bool routed,
-                        const std::optional<std::optional<std::string>>& downstream_record);
+                        const std::optional<std::optional<DownstreamRecord>>& downstream_record);
 
 // Strict order under replay: what holds back an event that Classify would
 // deliver. On a strict route a keyed event waits while an earlier event of its

@@ -124,6 +124,10 @@ pb::EventTrace ToProto(const EventTrace& trace) {
   pb::EventTrace out;
   ToProto(trace.event, out.mutable_event());
   for (const AttemptRecord& a : trace.attempts) ToProto(a, out.add_attempts());
+  out.set_target_version(trace.event.target_version);
+  if (trace.event.target_updated_at) {
+    ToProto(*trace.event.target_updated_at, out.mutable_target_updated_at());
+  }
   return out;
 }
 

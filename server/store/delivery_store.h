@@ -62,6 +62,9 @@ struct OutcomeUpdate {
   Outcome outcome = Outcome::kPending;
   std::string last_error;        // empty = clear it
   std::string target_record_id;  // empty = keep the current one
+  // What the downstream reported of its record: empty or nullopt = keep.
+  std::string target_version;
+  std::optional<absl::Time> target_updated_at;
   // For kRetrying: when the next attempt is due, counted from the database's now().
   absl::Duration retry_delay = absl::ZeroDuration();
 };
@@ -71,6 +74,8 @@ struct LogTableDelivery {
   bool held = false;     // false: `owner` no longer held the claim; nothing was written
   bool created = false;  // false: the key's row was there already (already_processed)
   std::string record_id;
+  std::string version;  // the row's
+  absl::Time updated_at;
 };
 
 // One event with every attempt, oldest first.

@@ -38,6 +38,10 @@ struct StoredEvent {
   std::string last_error;
   std::optional<absl::Time> next_attempt_at;
   std::string target_record_id;
+  // The downstream record's version and update time as it last reported
+  // them; empty and nullopt when it did not.
+  std::string target_version;
+  std::optional<absl::Time> target_updated_at;
 };
 
 // One delivery attempt of one event.

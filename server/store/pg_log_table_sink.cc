@@ -37,7 +37,8 @@ std::string LogTableOutcomeSql(const std::string& partition) {
       " WHERE position = $2 AND $4 > 1) UPDATE ",
       partition, R"sql(
    SET outcome = $3, attempts = GREATEST(attempts, $4), last_error = NULL,
-       target_record_id = $5, processed_at = now()
+       target_record_id = $5, target_version = $6, target_updated_at = $7,
+       processed_at = now()
  WHERE ingested_at = $1 AND position = $2)sql");
 }
 
@@ -78,6 +79,8 @@ absl::StatusOr<LogTableDelivery> PgDeliveryStore::DeliverToLogTable(
     result.held = true;
     result.record_id = rows[0].as<std::string>();
     result.created = rows[1].as<bool>();
+    result.version = rows[2].as<std::string>();
+    result.updated_at = TimeFromEpochUs(rows[3]).value_or(absl::UnixEpoch());
     const std::string outcome(
         OutcomeName(result.created ? Outcome::kSucceeded : Outcome::kAlreadyProcessed));
     const double duration_ms = absl::ToDoubleMilliseconds(clock_->Now() - attempt.started_at);
@@ -86,7 +89,7 @@ absl::StatusOr<LogTableDelivery> PgDeliveryStore::DeliverToLogTable(
                      outcome, result.record_id, owner, attempt.sink, attempt.retry.max_attempts,
                      MicrosOrNull(attempt.retry.base_delay), MicrosOrNull(attempt.retry.max_delay));
     tx.exec_prepared0(outcome_name, ingested_at, attempt.event_position, outcome, attempt.attempt,
-                      result.record_id);
+                      result.record_id, result.version, PgTime(result.updated_at));
     tx.commit();
   });
   if (!status.ok()) return status;

@@ -29,10 +29,10 @@ constexpr const char* kIndexScans = "SET LOCAL enable_seqscan = off";
 // claims' kIndexJoins: Postgres used 40-50 us more per event in the deliver bench
 // with hash joins off too (bench/README.md).
 //
-// $1..$19 are the group's columns as arrays, in position order (rows are
+// $1..$21 are the group's columns as arrays, in position order (rows are
 // locked in that global order: two daemons' groups cannot deadlock). Times
-// are epoch microseconds; empty text, and http_status and the retry policy's
-// 0, stand for NULL.
+// are epoch microseconds; empty text, and 0 for http_status, the retry
+// policy and target_updated_us, stand for NULL.
 // The statement writes one day's partitions of events and delivery_attempts,
 // named directly (DayPartitionOf); a group that spans two days is two
 // statements in one transaction.
@@ -65,14 +65,17 @@ WITH s AS (
          NULLIF(t.error, '') AS error, t.outcome, NULLIF(t.record_id, '') AS record_id,
          NULLIF(t.last_error, '') AS last_error, NULLIF(t.target_record_id, '') AS target_record_id,
          t.retry_delay_us, t.owner, t.sink, NULLIF(t.retry_max_attempts, 0) AS retry_max_attempts,
-         NULLIF(t.retry_base_us, 0) AS retry_base_us, NULLIF(t.retry_cap_us, 0) AS retry_cap_us
+         NULLIF(t.retry_base_us, 0) AS retry_base_us, NULLIF(t.retry_cap_us, 0) AS retry_cap_us,
+         NULLIF(t.target_version, '') AS target_version,
+         'epoch'::timestamptz + NULLIF(t.target_updated_us, 0) * interval '1 microsecond'
+           AS target_updated_at
     FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[], $5::text[], $6::bigint[],
                 $7::bigint[], $8::int[], $9::text[], $10::text[], $11::text[], $12::text[],
                 $13::text[], $14::bigint[], $15::text[], $16::text[], $17::int[], $18::bigint[],
-                $19::bigint[])
+                $19::bigint[], $20::text[], $21::bigint[])
       AS t(position, ingested_us, attempt, trigger, route, started_us, duration_us, http_status,
            error, outcome, record_id, last_error, target_record_id, retry_delay_us, owner, sink,
-           retry_max_attempts, retry_base_us, retry_cap_us)
+           retry_max_attempts, retry_base_us, retry_cap_us, target_version, target_updated_us)
 ), released AS (
   DELETE FROM delivery_claims c USING s
    WHERE c.position = s.position AND c.owner = s.owner
@@ -84,6 +87,8 @@ WITH s AS (
          attempts = GREATEST(e.attempts, s.attempt),
          last_error = s.last_error,
          target_record_id = COALESCE(s.target_record_id, e.target_record_id),
+         target_version = COALESCE(s.target_version, e.target_version),
+         target_updated_at = COALESCE(s.target_updated_at, e.target_updated_at),
          next_attempt_at = CASE WHEN s.outcome = 'retrying'
                                 THEN now() + s.retry_delay_us * interval '1 microsecond'
                                 WHEN s.outcome = 'pending' THEN e.next_attempt_at END,
@@ -118,9 +123,9 @@ SELECT position, owner FROM released)sql");
 // RecordSql's parameters: the group's columns as array literals.
 struct RecordArrays {
   std::vector<int64_t> position, ingested_us, attempt, started_us, duration_us, http_status,
-      retry_delay_us, retry_max_attempts, retry_base_us, retry_cap_us;
+      retry_delay_us, retry_max_attempts, retry_base_us, retry_cap_us, target_updated_us;
   std::vector<std::string> trigger, route, error, outcome, record_id, last_error, target_record_id,
-      owner, sink;
+      owner, sink, target_version;
 
   void Add(const AttemptRecord& a, const OutcomeUpdate& u, const std::string& by) {
     position.push_back(a.event_position);
@@ -147,6 +152,8 @@ struct RecordArrays {
         a.retry.base_delay.value_or(absl::ZeroDuration())));
     retry_cap_us.push_back(absl::ToInt64Microseconds(
         a.retry.max_delay.value_or(absl::ZeroDuration())));
+    target_version.push_back(PgText(u.target_version));
+    target_updated_us.push_back(u.target_updated_at ? absl::ToUnixMicros(*u.target_updated_at) : 0);
   }
 };
 
@@ -276,7 +283,8 @@ absl::StatusOr<std::set<std::pair<int64_t, std::string>>> PgRecordWriter::WriteG
           PgTextArray(c.outcome), PgTextArray(c.record_id), PgTextArray(c.last_error),
           PgTextArray(c.target_record_id), PgBigintArray(c.retry_delay_us), PgTextArray(c.owner),
           PgTextArray(c.sink), PgBigintArray(c.retry_max_attempts), PgBigintArray(c.retry_base_us),
-          PgBigintArray(c.retry_cap_us));
+          PgBigintArray(c.retry_cap_us), PgTextArray(c.target_version),
+          PgBigintArray(c.target_updated_us));
       for (const auto& row : released) {
         held.emplace(row[0].as<int64_t>(), row[1].as<std::string>());
       }

@@ -173,7 +173,8 @@ std::string StoredEventColumns(std::string_view alias) {
        EpochUs(p + "occurred_at"), EpochUs(p + "ingested_at"), EpochUs(p + "processed_at"),
        absl::StrCat(p, "outcome"), absl::StrCat(p, "attempts"), absl::StrCat(p, "last_error"),
        EpochUs(p + "next_attempt_at"), absl::StrCat(p, "target_record_id"),
-       absl::StrCat(p, "payload::text")},
+       absl::StrCat(p, "payload::text"), absl::StrCat(p, "target_version"),
+       EpochUs(p + "target_updated_at")},
       ", ");
 }
 
@@ -201,6 +202,8 @@ StoredEvent StoredEventFromRow(const pqxx::row& row) {
   e.next_attempt_at = TimeFromEpochUs(row[12]);
   e.target_record_id = row[13].is_null() ? "" : row[13].as<std::string>();
   e.event.payload = row[14].as<std::string>();
+  e.target_version = row[15].is_null() ? "" : row[15].as<std::string>();
+  e.target_updated_at = TimeFromEpochUs(row[16]);
   return e;
 }
 

@@ -71,7 +71,7 @@ class CopyWriter {
 // (optionally qualified by `alias`).
 std::string StoredEventColumns(std::string_view alias = "");
 // How many columns StoredEventColumns selects: a query's own columns follow.
-inline constexpr int kStoredEventColumnCount = 15;
+inline constexpr int kStoredEventColumnCount = 17;
 StoredEvent StoredEventFromRow(const pqxx::row& row);
 // The stored event of source $1 and event id $2, found through event_keys
 // (whose ingest time prunes events to one partition), as StoredEventColumns.

@@ -379,6 +379,28 @@ TEST_F(DeliveryStoreTest, ADownstreamsBytesAreRecordedAsValidTextWithoutFailingT
   EXPECT_EQ(trace->event.last_error, stored);
 }
 
+TEST_F(DeliveryStoreTest, TheDownstreamsVersionAndUpdateTimeAreKeptWithTheEvent) {
+  Append({Event("v1", "v"), Event("v2", "w")});
+  auto claimed = Claim("A");
+  ASSERT_THAT(Ids(claimed), ElementsAre("v1", "v2"));
+  const absl::Time updated_at = absl::FromUnixMicros(1795309800123456);
+  auto [a, u] = Attempt(claimed[0], Outcome::kSucceeded);
+  u.target_version = "7";
+  u.target_updated_at = updated_at;
+  ASSERT_TRUE(store_.RecordAttempt(a, u, "A").value());
+  auto [b, w] = Attempt(claimed[1], Outcome::kSucceeded);
+  ASSERT_TRUE(store_.RecordAttempt(b, w, "A").value());
+  auto versioned = store_.GetTrace("shop", "v1");
+  ASSERT_TRUE(versioned.ok()) << versioned.status();
+  EXPECT_EQ(versioned->event.target_version, "7");
+  EXPECT_EQ(versioned->event.target_updated_at, updated_at);
+  // A downstream that reports neither leaves both unset.
+  auto bare = store_.GetTrace("shop", "v2");
+  ASSERT_TRUE(bare.ok()) << bare.status();
+  EXPECT_EQ(bare->event.target_version, "");
+  EXPECT_EQ(bare->event.target_updated_at, std::nullopt);
+}
+
 TEST_F(DeliveryStoreTest, TwoOwnersRecordsOfOneEventInOneGroupOnlyTheHoldersCounts) {
   ASSERT_NO_FATAL_FAILURE(TakeOverG1FromADeadOwner());
   // The next two records, both for g1, go out in one group.
@@ -532,6 +554,7 @@ TEST_F(DeliveryStoreTest, LogTableDeliveryWritesTheRowTheAttemptAndTheOutcomeTog
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_TRUE(first->held);
   EXPECT_TRUE(first->created);
+  EXPECT_EQ(first->version, "1");
   const std::string id = first->record_id;
   EXPECT_EQ(db_.QueryText("SELECT record_id || '/' || (payload->>'n')"
                           " FROM downstream WHERE idempotency_key = 'shop:t1'"),
@@ -540,6 +563,11 @@ TEST_F(DeliveryStoreTest, LogTableDeliveryWritesTheRowTheAttemptAndTheOutcomeTog
                           " (SELECT count(*) = 0 FROM delivery_claims) || '/' ||"
                           " (processed_at IS NOT NULL) FROM events WHERE event_id = 't1'"),
             "succeeded/" + id + "/1/true/true");
+  // The row's version and update time are the event's target's.
+  EXPECT_EQ(db_.QueryText("SELECT target_version || '/' ||"
+                          " (target_updated_at = (SELECT updated_at FROM downstream))"
+                          " FROM events WHERE event_id = 't1'"),
+            "1/true");
 
   // A second delivery (a replay resending it) finds the row: already_processed,
   // the same record id, no second insert.

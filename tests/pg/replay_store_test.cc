@@ -47,11 +47,12 @@ class LookupOnlySink final : public Sink {
     return {};
   }
   bool HasLookup() const override { return true; }
-  absl::StatusOr<std::optional<std::string>> Lookup(const StoredEvent& e) override {
+  LookupResult Lookup(const StoredEvent& e) override {
     ++lookups;
-    if (known_.count(e.event.event_id))
-      return std::optional<std::string>("rec-" + e.event.event_id);
-    return std::optional<std::string>();
+    if (known_.count(e.event.event_id)) {
+      return std::optional<DownstreamRecord>(DownstreamRecord{.id = "rec-" + e.event.event_id});
+    }
+    return std::optional<DownstreamRecord>();
   }
   std::atomic<int> deliveries{0};
   std::atomic<int> lookups{0};

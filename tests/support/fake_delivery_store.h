@@ -364,6 +364,8 @@ class FakeDeliveryStore final : public DeliveryStore {
     e.attempts = attempt.attempt;
     e.last_error = update.last_error;
     if (!update.target_record_id.empty()) e.target_record_id = update.target_record_id;
+    if (!update.target_version.empty()) e.target_version = update.target_version;
+    if (update.target_updated_at) e.target_updated_at = update.target_updated_at;
     if (update.outcome == Outcome::kRetrying) {
       e.next_attempt_at = now + update.retry_delay;
     } else {

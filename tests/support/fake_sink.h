@@ -62,7 +62,7 @@ class FakeSink final : public Sink {
   }
 
   // Turns the lookup on; every lookup answers `answer` unless scripted per key.
-  void EnableLookup(LookupResult answer = std::optional<std::string>()) {
+  void EnableLookup(LookupResult answer = std::optional<DownstreamRecord>()) {
     std::lock_guard lock(mu_);
     has_lookup_ = true;
     default_lookup_ = std::move(answer);
@@ -171,7 +171,7 @@ class FakeSink final : public Sink {
   std::map<std::string, std::deque<DeliveryResult>> scripts_;
   DeliveryResult default_ = Succeeded();
   bool has_lookup_ = false;
-  LookupResult default_lookup_ = std::optional<std::string>();
+  LookupResult default_lookup_ = std::optional<DownstreamRecord>();
   std::map<std::string, LookupResult> lookups_;
   bool gate_open_ = true;
   std::vector<Call> calls_;

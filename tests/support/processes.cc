@@ -235,6 +235,16 @@ void DownstreamServer::SetFaults(const nlohmann::json& faults) {
 void DownstreamServer::ClearFaults() { Call("DELETE", "/admin/faults"); }
 nlohmann::json DownstreamServer::Requests() { return Call("GET", "/admin/requests"); }
 nlohmann::json DownstreamServer::Stats() { return Call("GET", "/admin/stats"); }
+void DownstreamServer::Edit(const std::string& idempotency_key, const nlohmann::json& data) {
+  const nlohmann::json r =
+      Call("POST", "/admin/edit", nlohmann::json{{"key", idempotency_key}, {"data", data}}.dump());
+  EXPECT_TRUE(r.is_object() && r.contains("version")) << r.dump();
+}
+void DownstreamServer::Drop(const std::vector<std::string>& idempotency_keys) {
+  const nlohmann::json r =
+      Call("POST", "/admin/drop", nlohmann::json{{"keys", idempotency_keys}}.dump());
+  EXPECT_EQ(r.value("dropped", -1), static_cast<int>(idempotency_keys.size())) << r.dump();
+}
 
 std::vector<int64_t> DownstreamServer::ArrivalTimes(const std::string& replay_id) {
   std::vector<int64_t> out;

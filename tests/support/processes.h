@@ -106,6 +106,10 @@ class DownstreamServer {
   void ClearFaults();
   nlohmann::json Requests();  // every create request, in arrival order
   nlohmann::json Stats();
+  // Changes records as someone downstream would: a new version and `data`;
+  // or forgets them (a restored backup). Fail the test unless answered 200.
+  void Edit(const std::string& idempotency_key, const nlohmann::json& data);
+  void Drop(const std::vector<std::string>& idempotency_keys);
   // Arrival times (µs) of the create requests, ascending; with `replay_id`,
   // only those that replay sent.
   std::vector<int64_t> ArrivalTimes(const std::string& replay_id = "");

@@ -116,6 +116,21 @@ TEST(Validate, ListsEverySemanticProblem) {
   EXPECT_GE(problems.size(), 9u);
 }
 
+TEST(Validate, AnUpdateUrlMustBeAnHttpUrlNamingTheIdempotencyKey) {
+  Config c;
+  c.database_url = "postgresql://localhost/replayd";
+  SinkConfig http = HttpSink("api", "http://127.0.0.1:9000/r");
+  http.update_url = "http://127.0.0.1:9000/r/";
+  c.sinks.push_back(http);
+  auto problems = Validate(c);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0],
+            "sinks[0] (api): update_url \"http://127.0.0.1:9000/r/\" must be an http(s) URL"
+            " containing {idempotency_key}");
+  c.sinks[0].update_url = "http://127.0.0.1:9000/r/{idempotency_key}";
+  EXPECT_TRUE(Validate(c).empty());
+}
+
 TEST(Validate, DefaultsWithADatabaseAreValid) {
   Config c;
   c.database_url = "postgresql://localhost/replayd";

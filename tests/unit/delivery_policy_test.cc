@@ -6,6 +6,7 @@
 #include <limits>
 #include <map>
 
+#include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "server/delivery/check_then_act.h"
 #include "server/delivery/http_sink.h"
@@ -91,6 +92,17 @@ TEST(DecideOutcome, SuccessAndConflictAreFinalWithTheRecordId) {
   u = DecideOutcome(Result(DeliveryResult::Kind::kAlreadyProcessed, "", "r2"), 2, p, 0.5);
   EXPECT_EQ(u.outcome, Outcome::kAlreadyProcessed);
   EXPECT_EQ(u.target_record_id, "r2");
+  EXPECT_EQ(u.target_version, "");
+  EXPECT_EQ(u.target_updated_at, std::nullopt);
+}
+
+TEST(DecideOutcome, KeepsTheVersionAndUpdateTimeTheDownstreamAnswered) {
+  DeliveryResult r = Result(DeliveryResult::Kind::kSucceeded, "", "r1");
+  r.record_version = "v2";
+  r.record_updated_at = absl::FromUnixSeconds(1795309800);
+  OutcomeUpdate u = DecideOutcome(r, 1, Policy(3, 100, 1000), 0.5);
+  EXPECT_EQ(u.target_version, "v2");
+  EXPECT_EQ(u.target_updated_at, absl::FromUnixSeconds(1795309800));
 }
 
 TEST(DecideOutcome, RetryableRetriesUntilMaxAttemptsThenFails) {
@@ -115,6 +127,13 @@ TEST(DecideOutcome, RetryAfterLengthensButNeverShortensTheBackoff) {
   EXPECT_EQ(DecideOutcome(r, 1, p, 1.0).retry_delay, absl::Seconds(3));
   r.retry_after = absl::Milliseconds(1);
   EXPECT_EQ(DecideOutcome(r, 1, p, 1.0).retry_delay, absl::Milliseconds(100));
+}
+
+TEST(DecideOutcome, AnUpdatesPreconditionFailureFailsAtOnce) {
+  OutcomeUpdate u = DecideOutcome(Result(DeliveryResult::Kind::kPreconditionFailed, "HTTP 412"),
+                                  1, Policy(3, 100, 1000), 0.5);
+  EXPECT_EQ(u.outcome, Outcome::kFailed);
+  EXPECT_EQ(u.last_error, "HTTP 412");
 }
 
 TEST(DecideOutcome, FinalErrorFailsAtOnce) {
@@ -147,7 +166,7 @@ TEST(CheckThenAct, LogSaysDeliveredSkipsUnlessResend) {
 
 TEST(CheckThenAct, DownstreamRecordFoundSkipsTheCreatePath) {
   CheckFacts facts;
-  facts.downstream_record = std::optional<std::string>("rec-7");
+  facts.downstream_record = std::optional<DownstreamRecord>(DownstreamRecord{.id = "rec-7"});
   for (Outcome o : {Outcome::kPending, Outcome::kRetrying, Outcome::kFailed}) {
     auto d = DecideCheckThenAct(Event(o), facts);
     EXPECT_EQ(d.action, CheckDecision::Action::kSkipFoundDownstream);
@@ -160,7 +179,7 @@ TEST(CheckThenAct, NoRecordOrNoLookupDelivers) {
   EXPECT_EQ(DecideCheckThenAct(Event(Outcome::kPending), none).action,
             CheckDecision::Action::kDeliver);
   CheckFacts absent;
-  absent.downstream_record = std::optional<std::string>();
+  absent.downstream_record = std::optional<DownstreamRecord>();
   EXPECT_EQ(DecideCheckThenAct(Event(Outcome::kRetrying), absent).action,
             CheckDecision::Action::kDeliver);
   EXPECT_EQ(ActionName(CheckDecision::Action::kSkipFoundDownstream), "found_downstream");
@@ -458,6 +477,80 @@ TEST(RecordIdFromBody, StringOrNumberId) {
   EXPECT_EQ(RecordIdFromBody(R"({"other":1})"), "");
   EXPECT_EQ(RecordIdFromBody("not json"), "");
   EXPECT_EQ(RecordIdFromBody(""), "");
+}
+
+
+// A lookup's 200: the record its body (or its headers) describe.
+TEST(DownstreamRecordFromAnswer, ReadsEveryFieldOfAFullBody) {
+  auto r = DownstreamRecordFromAnswer(
+      R"({"id":"rec-4","version":"7","updated_at":"2026-11-22T01:10:00.5Z","data":{"n":1}})", {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->id, "rec-4");
+  EXPECT_EQ(r->version, "7");
+  EXPECT_EQ(r->updated_at, absl::FromUnixMillis(1795309800500));
+  EXPECT_EQ(r->data, R"({"n":1})");
+}
+
+TEST(DownstreamRecordFromAnswer, AnIdAloneIsARecordWithoutVersionTimeOrData) {
+  auto r = DownstreamRecordFromAnswer(R"({"id":17,"version":3})", {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->id, "17");
+  EXPECT_EQ(r->version, "3");
+  auto bare = DownstreamRecordFromAnswer(R"({"id":"r-1","version":null})", {});
+  ASSERT_TRUE(bare.ok()) << bare.status();
+  EXPECT_EQ(bare->id, "r-1");
+  EXPECT_EQ(bare->version, std::nullopt);
+  EXPECT_EQ(bare->updated_at, std::nullopt);
+  EXPECT_EQ(bare->data, std::nullopt);
+}
+
+TEST(DownstreamRecordFromAnswer, HeadersGiveTheIdAndStandInForAMissingVersionAndTime) {
+  RecordHeaders h{"hdr-1", "\"v9\"", "Sun, 22 Nov 2026 01:10:00 GMT"};
+  auto empty = DownstreamRecordFromAnswer("", h);
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->id, "hdr-1");
+  EXPECT_EQ(empty->version, "v9");
+  EXPECT_EQ(empty->updated_at, absl::FromUnixSeconds(1795309800));
+  // A body that is not JSON beside the header is ignored: the header says it all.
+  auto text = DownstreamRecordFromAnswer("found", h);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(text->id, "hdr-1");
+  // The header's id wins; the body's version wins over the ETag.
+  auto both = DownstreamRecordFromAnswer(R"({"id":"body-1","version":"2"})", h);
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(both->id, "hdr-1");
+  EXPECT_EQ(both->version, "2");
+  // A weak ETag is no version; with neither body nor header the record still exists.
+  auto weak = DownstreamRecordFromAnswer("", {"", "W/\"v9\"", ""});
+  ASSERT_TRUE(weak.ok()) << weak.status();
+  EXPECT_EQ(weak->id, "(unknown)");
+  EXPECT_EQ(weak->version, std::nullopt);
+}
+
+TEST(DownstreamRecordFromAnswer, AMalformedBodyIsUnavailable) {
+  for (const char* body :
+       {"not json", "[1,2]", R"({"id":{}})", R"({"id":"r","version":1.5})",
+        R"({"id":"r","version":[]})", R"({"id":"r","updated_at":"yesterday"})",
+        R"({"id":"r","updated_at":5})", R"({"id":"r","data":[1]})", R"({"id":"r","data":"x"})",
+        R"({"id":"r")"}) {
+    auto r = DownstreamRecordFromAnswer(body, {});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << body;
+  }
+}
+
+TEST(DownstreamRecordFromAnswer, AHugeOrDeepBodyIsUnavailableNotACrash) {
+  const std::string huge =
+      absl::StrCat(R"({"id":"r","data":{"s":")", std::string(kMaxAnswerBody, 'x'), "\"}}");
+  EXPECT_EQ(DownstreamRecordFromAnswer(huge, {}).status().code(), absl::StatusCode::kUnavailable);
+  const std::string deep = absl::StrCat(R"({"id":"r","data":{"a":)", std::string(200000, '['),
+                                        std::string(200000, ']'), "}}");
+  EXPECT_EQ(DownstreamRecordFromAnswer(deep, {}).status().code(), absl::StatusCode::kUnavailable);
+  // Brackets inside strings are not nesting.
+  const std::string quoted =
+      absl::StrCat(R"({"id":"r","data":{"a":")", std::string(1000, '['), "\"}}");
+  auto r = DownstreamRecordFromAnswer(quoted, {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->data->size(), 1008u);
 }
 
 }  // namespace

@@ -387,7 +387,7 @@ TEST_F(DelivererTest, FailedLookupsUseUpMaxAttempts) {
 }
 
 TEST_F(DelivererTest, LookupThatFindsTheRecordSkipsTheCreateCall) {
-  sink_->EnableLookup(std::optional<std::string>("rec-9"));
+  sink_->EnableLookup(DownstreamRecord{.id = "rec-9", .version = "v3"});
   Deliverer deliverer = Make(Retries(3, absl::Seconds(1)));
   const int64_t e = store_.Append(kSource, "e1", "k").position;
   auto report = DeliverOnce(deliverer, e);
@@ -395,6 +395,7 @@ TEST_F(DelivererTest, LookupThatFindsTheRecordSkipsTheCreateCall) {
   EXPECT_EQ(report->action, CheckDecision::Action::kSkipFoundDownstream);
   EXPECT_EQ(report->outcome, Outcome::kAlreadyProcessed);
   EXPECT_EQ(store_.Event(e).target_record_id, "rec-9");
+  EXPECT_EQ(store_.Event(e).target_version, "v3");
   EXPECT_TRUE(sink_->deliveries().empty());
 }
 

@@ -160,12 +160,12 @@ TEST(Classify, VerifyDownstreamUsesTheLookupOnlyWhenItMatters) {
   EXPECT_FALSE(NeedsLookup(failed, Spec(), true));
   EXPECT_FALSE(NeedsLookup(EventWith(Outcome::kSucceeded), verify, true));
   EXPECT_FALSE(NeedsLookup(failed, verify, false));
-  EXPECT_EQ(Classify(failed, verify, true, std::optional<std::string>("rec-9")),
-            ReplayCategory::kSkipFoundDownstream);
-  EXPECT_EQ(Classify(failed, verify, true, std::optional<std::string>()), ReplayCategory::kDeliver);
-  // Without verify_downstream an answer is ignored: the decision is the log's.
-  EXPECT_EQ(Classify(failed, Spec(), true, std::optional<std::string>("rec-9")),
+  const std::optional<DownstreamRecord> found = DownstreamRecord{.id = "rec-9"};
+  EXPECT_EQ(Classify(failed, verify, true, found), ReplayCategory::kSkipFoundDownstream);
+  EXPECT_EQ(Classify(failed, verify, true, std::optional<DownstreamRecord>()),
             ReplayCategory::kDeliver);
+  // Without verify_downstream an answer is ignored: the decision is the log's.
+  EXPECT_EQ(Classify(failed, Spec(), true, found), ReplayCategory::kDeliver);
 }
 
 TEST(TokenBucket, StartsWithOneTokenAndPacesAtTheRate) {

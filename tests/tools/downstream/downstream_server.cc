@@ -1,8 +1,10 @@
 // downstream_server: a real HTTP downstream for replayd's e2e tests and
 // benchmarks. It creates records on POST /records (idempotently by the
 // Idempotency-Key header, or not), answers lookups on GET /records/{key},
-// records every request it sees, and injects faults (error status, hang,
-// commit-then-drop, latency) switched at run time over /admin/faults.
+// updates records on PUT /records/{key} under an If-Match version, records
+// every request it sees, injects faults (error status, hang,
+// commit-then-drop, latency) switched at run time over /admin/faults, and
+// lets a test drop or edit records behind replayd's back.
 // README.md in this folder documents the flags and endpoints.
 
 #include <arpa/inet.h>
@@ -19,6 +21,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -33,6 +36,7 @@
 #include <thread>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace replayd::testing {
 namespace {
@@ -54,6 +58,18 @@ int64_t EpochMicros() {
   return duration_cast<microseconds>(system_start.time_since_epoch() +
                                      (std::chrono::steady_clock::now() - steady_start))
       .count();
+}
+
+// `micros` since the epoch as RFC 3339 UTC with microseconds.
+std::string Rfc3339(int64_t micros) {
+  const std::time_t seconds = static_cast<std::time_t>(micros / 1'000'000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[40];
+  const size_t n = std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &utc);
+  std::snprintf(text + n, sizeof(text) - n, ".%06lldZ",
+                static_cast<long long>(micros % 1'000'000));
+  return text;
 }
 
 // Serializes without throwing on invalid UTF-8 that a client put in a header.
@@ -196,19 +212,43 @@ json ToJson(const CreateRequest& request) {
           {"dropped", request.dropped}};
 }
 
+// One lookup or update (PUT) as it arrived and how it was answered.
 struct Lookup {
   int64_t seq = 0;
   int64_t arrival_us = 0;
   std::string idempotency_key;
   int status = 0;
+  std::string if_match;  // updates only; empty when absent
 };
 
 json ToJson(const Lookup& lookup) {
-  return {{"seq", lookup.seq},
-          {"idempotency_key", lookup.idempotency_key},
-          {"arrival_us", lookup.arrival_us},
-          {"status", lookup.status}};
+  json out = {{"seq", lookup.seq},
+              {"idempotency_key", lookup.idempotency_key},
+              {"arrival_us", lookup.arrival_us},
+              {"status", lookup.status}};
+  if (!lookup.if_match.empty()) out["if_match"] = lookup.if_match;
+  return out;
 }
+
+// A record as the downstream holds it. `version` counts its writes (1 when
+// created); `data` is the envelope's payload as last written.
+struct Record {
+  std::string id;
+  int64_t version = 1;
+  int64_t updated_us = 0;
+  json data;
+};
+
+// The record as lookups, updates and the create path's answers show it.
+json ToJson(const Record& record) {
+  return {{"id", record.id},
+          {"version", std::to_string(record.version)},
+          {"updated_at", Rfc3339(record.updated_us)},
+          {"data", record.data}};
+}
+
+// The strong ETag, and If-Match value, of a record's version.
+std::string Etag(const Record& record) { return "\"" + std::to_string(record.version) + "\""; }
 
 // Serializes entry by entry: a json array of a benchmark's hundreds of
 // thousands of requests would cost about a kilobyte per entry.
@@ -234,6 +274,7 @@ struct Admission {
 struct Outcome {
   int status = 0;
   std::string record_id;
+  std::optional<Record> record;  // the record created or found
 };
 
 // The downstream's records, request log and fault state. Thread safe.
@@ -264,27 +305,70 @@ class Downstream {
   // without creating anything; otherwise the record is created (201) or, in
   // idempotent mode, found (409). `dropped` logs that no answer will be sent.
   // A request admitted before a reset answers 503 and leaves no trace.
-  Outcome Complete(const Admission& admission, int rejected_status, bool dropped) {
+  Outcome Complete(const Admission& admission, int rejected_status, bool dropped,
+                   const json& data = json()) {
     std::lock_guard lock(mutex_);
-    if (admission.generation != generation_) return {503, ""};
+    if (admission.generation != generation_) return {503, "", std::nullopt};
     CreateRequest& request = requests_[admission.index];
-    Outcome outcome{rejected_status, ""};
-    if (rejected_status == 0) outcome = CreateLocked(request.idempotency_key);
+    Outcome outcome{rejected_status, "", std::nullopt};
+    if (rejected_status == 0) outcome = CreateLocked(request.idempotency_key, data);
     request.status = dropped ? 0 : outcome.status;
     request.record_id = outcome.record_id;
     request.dropped = dropped;
     return outcome;
   }
 
-  // Returns the id of the first record created for `idempotency_key`.
-  std::optional<std::string> Find(std::string idempotency_key) {
+  // Returns the first record created for `idempotency_key`.
+  std::optional<Record> Find(std::string idempotency_key) {
     const int64_t arrival_us = EpochMicros();
     std::lock_guard lock(mutex_);
-    const auto it = ids_by_key_.find(idempotency_key);
+    const auto it = records_by_key_.find(idempotency_key);
     lookups_.push_back({static_cast<int64_t>(lookups_.size()) + 1, arrival_us,
-                        std::move(idempotency_key), it == ids_by_key_.end() ? 404 : 200});
-    if (it == ids_by_key_.end()) return std::nullopt;
+                        std::move(idempotency_key), it == records_by_key_.end() ? 404 : 200, ""});
+    if (it == records_by_key_.end()) return std::nullopt;
     return it->second;
+  }
+
+  // Overwrites the record's data, unless `if_match` (when not empty) names
+  // another version than its own: 200 and the record, 404 without one, 412
+  // when the version differs.
+  std::pair<int, std::optional<Record>> Update(std::string idempotency_key, std::string if_match,
+                                               const json& data) {
+    const int64_t arrival_us = EpochMicros();
+    std::lock_guard lock(mutex_);
+    const auto it = records_by_key_.find(idempotency_key);
+    int status = 200;
+    if (it == records_by_key_.end()) {
+      status = 404;
+    } else if (!if_match.empty() && if_match != "*" && if_match != Etag(it->second)) {
+      status = 412;
+    }
+    updates_.push_back({static_cast<int64_t>(updates_.size()) + 1, arrival_us,
+                        std::move(idempotency_key), status, std::move(if_match)});
+    if (status == 404) return {status, std::nullopt};
+    if (status == 200) WriteLocked(it->second, data);
+    return {status, it->second};
+  }
+
+  // Changes a record as someone downstream would: a new version, and `data`
+  // when given. Nullopt when there is no record.
+  std::optional<Record> Edit(const std::string& idempotency_key, const std::optional<json>& data) {
+    std::lock_guard lock(mutex_);
+    const auto it = records_by_key_.find(idempotency_key);
+    if (it == records_by_key_.end()) return std::nullopt;
+    ++edits_;
+    WriteLocked(it->second, data ? *data : it->second.data);
+    return it->second;
+  }
+
+  // Forgets the records of `keys` (a restore from an older backup); returns
+  // how many there were.
+  int64_t Drop(const std::vector<std::string>& keys) {
+    std::lock_guard lock(mutex_);
+    int64_t dropped = 0;
+    for (const std::string& key : keys) dropped += records_by_key_.erase(key);
+    dropped_ += dropped;
+    return dropped;
   }
 
   // Sleeps for `ms` unless Stop() is called; returns false if it was.
@@ -323,13 +407,21 @@ class Downstream {
     return JsonArray(lookups_);
   }
 
+  std::string UpdatesJson() {
+    std::lock_guard lock(mutex_);
+    return JsonArray(updates_);
+  }
+
   json StatsJson() {
     std::lock_guard lock(mutex_);
     return {{"requests", requests_.size()},
             {"records", records_},
-            {"distinct_keys", ids_by_key_.size()},
-            {"duplicates", records_ - static_cast<int64_t>(ids_by_key_.size())},
-            {"lookups", lookups_.size()}};
+            {"distinct_keys", records_by_key_.size()},
+            {"duplicates", records_ - dropped_ - static_cast<int64_t>(records_by_key_.size())},
+            {"lookups", lookups_.size()},
+            {"updates", updates_.size()},
+            {"edits", edits_},
+            {"dropped", dropped_}};
   }
 
   // Forgets every record, request, lookup and fault.
@@ -338,20 +430,29 @@ class Downstream {
     ++generation_;
     requests_.clear();
     lookups_.clear();
-    ids_by_key_.clear();
+    updates_.clear();
+    records_by_key_.clear();
     records_ = 0;
+    edits_ = 0;
+    dropped_ = 0;
     faults_ = {};
   }
 
  private:
-  Outcome CreateLocked(const std::string& idempotency_key) {
+  Outcome CreateLocked(const std::string& idempotency_key, const json& data) {
     if (mode_ == Mode::kIdempotent) {
-      const auto it = ids_by_key_.find(idempotency_key);
-      if (it != ids_by_key_.end()) return {409, it->second};
+      const auto it = records_by_key_.find(idempotency_key);
+      if (it != records_by_key_.end()) return {409, it->second.id, it->second};
     }
-    std::string id = "rec-" + std::to_string(++records_);
-    ids_by_key_.try_emplace(idempotency_key, id);
-    return {201, std::move(id)};
+    Record record{"rec-" + std::to_string(++records_), 1, EpochMicros(), data};
+    records_by_key_.try_emplace(idempotency_key, record);
+    return {201, record.id, record};
+  }
+
+  static void WriteLocked(Record& record, const json& data) {
+    ++record.version;
+    record.updated_us = EpochMicros();
+    record.data = data;
   }
 
   const Mode mode_;
@@ -361,10 +462,13 @@ class Downstream {
   uint64_t generation_ = 0;
   std::deque<CreateRequest> requests_;
   std::deque<Lookup> lookups_;
-  // First record id per idempotency key; in non-idempotent mode later
-  // creates of a key add records (counted as duplicates) but not entries.
-  std::unordered_map<std::string, std::string> ids_by_key_;
+  std::deque<Lookup> updates_;
+  // First record per idempotency key; in non-idempotent mode later creates
+  // of a key add records (counted as duplicates) but not entries.
+  std::unordered_map<std::string, Record> records_by_key_;
   int64_t records_ = 0;
+  int64_t edits_ = 0;
+  int64_t dropped_ = 0;
   Faults faults_;
   std::mt19937_64 random_;  // Draws which requests a `percent` applies to.
 };
@@ -431,9 +535,15 @@ std::optional<int64_t> ParseInt(const std::string& text) {
   return value;
 }
 
-// Checks that `body` is a replayd envelope and returns its key (empty when
-// the key is null), or nullopt with `error` set.
-std::optional<std::string> EnvelopeKey(const std::string& body, std::string* error) {
+// A replayd envelope's key (empty when the key is null) and payload.
+struct Envelope {
+  std::string key;
+  json payload;
+};
+
+// Checks that `body` is a replayd envelope and returns it, or nullopt with
+// `error` set.
+std::optional<Envelope> ParseEnvelope(const std::string& body, std::string* error) {
   const json envelope = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (!envelope.is_object()) {
     *error = "body must be a JSON object";
@@ -448,8 +558,8 @@ std::optional<std::string> EnvelopeKey(const std::string& body, std::string* err
     }
   }
   const json& key = envelope["key"];
-  if (key.is_string()) return key.get<std::string>();
-  return key.is_null() ? std::string() : Dump(key);
+  return Envelope{key.is_string() ? key.get<std::string>() : key.is_null() ? "" : Dump(key),
+                  envelope["payload"]};
 }
 
 void HandleCreate(Downstream& downstream, Mode mode, const httplib::Request& req,
@@ -464,7 +574,8 @@ void HandleCreate(Downstream& downstream, Mode mode, const httplib::Request& req
     request.replay_id = req.get_header_value("X-Replay-Id");
   }
   std::string invalid;
-  if (const auto key = EnvelopeKey(req.body, &invalid)) request.key = *key;
+  const std::optional<Envelope> envelope = ParseEnvelope(req.body, &invalid);
+  if (envelope) request.key = envelope->key;
   if (invalid.empty() && mode == Mode::kIdempotent && request.idempotency_key.empty()) {
     invalid = "missing Idempotency-Key header";
   }
@@ -498,7 +609,8 @@ void HandleCreate(Downstream& downstream, Mode mode, const httplib::Request& req
     ReplyError(res, 500, "commit_then_drop: connection socket not found");
     return;
   }
-  const Outcome outcome = downstream.Complete(admission, 0, /*dropped=*/connection >= 0);
+  const Outcome outcome =
+      downstream.Complete(admission, 0, /*dropped=*/connection >= 0, envelope->payload);
   if (connection >= 0 && !outcome.record_id.empty()) {
     // The record is committed; the caller sees the connection close with no
     // response at all. httplib's own write of `res` then fails and it closes
@@ -512,7 +624,65 @@ void HandleCreate(Downstream& downstream, Mode mode, const httplib::Request& req
   }
   res.status = outcome.status;
   res.set_header("X-Record-Id", outcome.record_id);
-  res.set_content("{\"id\":\"" + outcome.record_id + "\"}", kJsonType);
+  json body = ToJson(*outcome.record);
+  body.erase("data");
+  res.set_content(Dump(body), kJsonType);
+}
+
+void HandleUpdate(Downstream& downstream, const httplib::Request& req, httplib::Response& res) {
+  std::string invalid;
+  const std::optional<Envelope> envelope = ParseEnvelope(req.body, &invalid);
+  if (!envelope) {
+    ReplyError(res, 400, invalid);
+    return;
+  }
+  const auto [status, record] =
+      downstream.Update(req.matches[1].str(), req.get_header_value("If-Match"), envelope->payload);
+  if (!record) {
+    ReplyError(res, status, "no record");
+    return;
+  }
+  res.set_header("ETag", Etag(*record));
+  ReplyJson(res, status, status == 200 ? ToJson(*record)
+                                       : json{{"error", "version changed"},
+                                              {"version", std::to_string(record->version)}});
+}
+
+// POST /admin/drop {"keys": [...]} and POST /admin/edit {"key": K, "data"?: {...}}.
+void RegisterRecordAdmin(httplib::Server& server, Downstream& downstream) {
+  server.Post("/admin/drop", [&downstream](const httplib::Request& req, httplib::Response& res) {
+    const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    const auto keys = body.is_object() ? body.find("keys") : body.end();
+    std::vector<std::string> dropping;
+    if (body.is_object() && keys != body.end() && keys->is_array()) {
+      for (const json& key : *keys) {
+        if (key.is_string()) dropping.push_back(key.get<std::string>());
+      }
+    }
+    if (!body.is_object() || keys == body.end() || !keys->is_array() ||
+        dropping.size() != keys->size()) {
+      ReplyError(res, 400, "body must be {\"keys\": [idempotency keys]}");
+      return;
+    }
+    ReplyJson(res, 200, {{"dropped", downstream.Drop(dropping)}});
+  });
+  server.Post("/admin/edit", [&downstream](const httplib::Request& req, httplib::Response& res) {
+    const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    const auto key = body.is_object() ? body.find("key") : body.end();
+    const auto data = body.is_object() ? body.find("data") : body.end();
+    if (!body.is_object() || key == body.end() || !key->is_string() ||
+        (data != body.end() && !data->is_object())) {
+      ReplyError(res, 400, "body must be {\"key\": idempotency key, \"data\"?: object}");
+      return;
+    }
+    const auto record = downstream.Edit(
+        key->get<std::string>(), data == body.end() ? std::nullopt : std::optional<json>(*data));
+    if (!record) {
+      ReplyError(res, 404, "no record");
+      return;
+    }
+    ReplyJson(res, 200, ToJson(*record));
+  });
 }
 
 void RegisterRoutes(httplib::Server& server, Downstream& downstream, Mode mode) {
@@ -521,11 +691,15 @@ void RegisterRoutes(httplib::Server& server, Downstream& downstream, Mode mode) 
     HandleCreate(downstream, mode, req, res);
   });
   server.Get("/records/(.+)", [&downstream](const httplib::Request& req, httplib::Response& res) {
-    if (const auto id = downstream.Find(req.matches[1].str())) {
-      ReplyJson(res, 200, {{"id", *id}});
+    if (const auto record = downstream.Find(req.matches[1].str())) {
+      res.set_header("ETag", Etag(*record));
+      ReplyJson(res, 200, ToJson(*record));
     } else {
       ReplyError(res, 404, "no record");
     }
+  });
+  server.Put("/records/(.+)", [&downstream](const httplib::Request& req, httplib::Response& res) {
+    HandleUpdate(downstream, req, res);
   });
   server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok", "text/plain");
@@ -553,6 +727,10 @@ void RegisterRoutes(httplib::Server& server, Downstream& downstream, Mode mode) 
   server.Get("/admin/lookups", [&downstream](const httplib::Request&, httplib::Response& res) {
     res.set_content(downstream.LookupsJson(), kJsonType);
   });
+  server.Get("/admin/updates", [&downstream](const httplib::Request&, httplib::Response& res) {
+    res.set_content(downstream.UpdatesJson(), kJsonType);
+  });
+  RegisterRecordAdmin(server, downstream);
   server.Get("/admin/stats", [&downstream](const httplib::Request&, httplib::Response& res) {
     ReplyJson(res, 200, downstream.StatsJson());
   });
