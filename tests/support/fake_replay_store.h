@@ -336,11 +336,6 @@ class FakeReplayStore final : public ReplayStore {
   int page_reads() const { return ReadLocked(mu_, page_reads_); }
 
  private:
-  static bool InWindow(const ReplayWindow& window, const StoredEvent& e) {
-    return e.ingested_at >= window.from && e.ingested_at < window.to &&
-           (window.sources.empty() ||
-            std::count(window.sources.begin(), window.sources.end(), e.event.source) > 0);
-  }
   // Lets `change` act on job `id`, then records `audit`. `change` returns why
   // it refuses (FAILED_PRECONDITION), or "" once it has changed the job;
   // NOT_FOUND for an unknown id.
