@@ -1,5 +1,7 @@
 #include "server/delivery/check_then_act.h"
 
+#include "server/common/names.h"
+
 namespace replayd {
 
 CheckDecision DecideCheckThenAct(const StoredEvent& event, const CheckFacts& facts) {
@@ -17,12 +19,11 @@ CheckDecision DecideCheckThenAct(const StoredEvent& event, const CheckFacts& fac
 }
 
 std::string_view ActionName(CheckDecision::Action action) {
-  switch (action) {
-    case CheckDecision::Action::kDeliver: return "deliver";
-    case CheckDecision::Action::kSkipAlreadyDelivered: return "already_delivered";
-    case CheckDecision::Action::kSkipFoundDownstream: return "found_downstream";
-  }
-  return "deliver";
+  static constexpr NamedValue<CheckDecision::Action> kNames[] = {
+      {CheckDecision::Action::kDeliver, "deliver"},
+      {CheckDecision::Action::kSkipAlreadyDelivered, "already_delivered"},
+      {CheckDecision::Action::kSkipFoundDownstream, "found_downstream"}};
+  return NameIn(kNames, action);
 }
 
 }  // namespace replayd

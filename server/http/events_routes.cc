@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "server/common/names.h"
 #include "server/http/http_errors.h"
 #include "server/ingest/json_events.h"
 
@@ -14,12 +15,11 @@ namespace {
 using nlohmann::json;
 
 std::string_view ResultName(IngestResult::Status s) {
-  switch (s) {
-    case IngestResult::Status::kAccepted: return "ACCEPTED";
-    case IngestResult::Status::kDuplicate: return "DUPLICATE";
-    case IngestResult::Status::kRejected: return "REJECTED";
-  }
-  return "REJECTED";
+  static constexpr NamedValue<IngestResult::Status> kNames[] = {
+      {IngestResult::Status::kAccepted, "ACCEPTED"},
+      {IngestResult::Status::kDuplicate, "DUPLICATE"},
+      {IngestResult::Status::kRejected, "REJECTED"}};
+  return NameIn(kNames, s);
 }
 
 }  // namespace

@@ -1,24 +1,21 @@
 #include "server/store/event.h"
 
+#include "server/common/names.h"
+
 namespace replayd {
 
-std::string_view OutcomeName(Outcome outcome) {
-  switch (outcome) {
-    case Outcome::kPending: return "pending";
-    case Outcome::kRetrying: return "retrying";
-    case Outcome::kSucceeded: return "succeeded";
-    case Outcome::kAlreadyProcessed: return "already_processed";
-    case Outcome::kFailed: return "failed";
-  }
-  return "pending";
-}
+namespace {
 
-std::optional<Outcome> ParseOutcome(std::string_view name) {
-  for (Outcome o : {Outcome::kPending, Outcome::kRetrying, Outcome::kSucceeded,
-                    Outcome::kAlreadyProcessed, Outcome::kFailed}) {
-    if (OutcomeName(o) == name) return o;
-  }
-  return std::nullopt;
-}
+constexpr NamedValue<Outcome> kOutcomeNames[] = {{Outcome::kPending, "pending"},
+                                                 {Outcome::kRetrying, "retrying"},
+                                                 {Outcome::kSucceeded, "succeeded"},
+                                                 {Outcome::kAlreadyProcessed, "already_processed"},
+                                                 {Outcome::kFailed, "failed"}};
+
+}  // namespace
+
+std::string_view OutcomeName(Outcome outcome) { return NameIn(kOutcomeNames, outcome); }
+
+std::optional<Outcome> ParseOutcome(std::string_view name) { return ParseIn(kOutcomeNames, name); }
 
 }  // namespace replayd

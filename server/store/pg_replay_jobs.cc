@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
+#include "server/common/names.h"
 #include "server/store/pg_replay_rows.h"
 #include "server/store/pg_replay_store.h"
 #include "server/store/pg_types.h"
@@ -104,26 +105,20 @@ absl::Status UpdateAsOwner(PgPool& pool, std::string_view name, const std::strin
 
 }  // namespace
 
-std::string_view ReplayStateName(ReplayState state) {
-  switch (state) {
-    case ReplayState::kPending: return "pending";
-    case ReplayState::kRunning: return "running";
-    case ReplayState::kPaused: return "paused";
-    case ReplayState::kCancelling: return "cancelling";
-    case ReplayState::kCancelled: return "cancelled";
-    case ReplayState::kCompleted: return "completed";
-    case ReplayState::kFailed: return "failed";
-  }
-  return "failed";
-}
+namespace {
+
+constexpr NamedValue<ReplayState> kReplayStateNames[] = {
+    {ReplayState::kPending, "pending"},     {ReplayState::kRunning, "running"},
+    {ReplayState::kPaused, "paused"},       {ReplayState::kCancelling, "cancelling"},
+    {ReplayState::kCancelled, "cancelled"}, {ReplayState::kCompleted, "completed"},
+    {ReplayState::kFailed, "failed"}};
+
+}  // namespace
+
+std::string_view ReplayStateName(ReplayState state) { return NameIn(kReplayStateNames, state); }
 
 std::optional<ReplayState> ParseReplayState(std::string_view name) {
-  for (ReplayState s : {ReplayState::kPending, ReplayState::kRunning, ReplayState::kPaused,
-                        ReplayState::kCancelling, ReplayState::kCancelled, ReplayState::kCompleted,
-                        ReplayState::kFailed}) {
-    if (ReplayStateName(s) == name) return s;
-  }
-  return std::nullopt;
+  return ParseIn(kReplayStateNames, name);
 }
 
 bool IsTerminal(ReplayState state) {
@@ -369,8 +364,7 @@ absl::StatusOr<ReplayState> PgReplayStore::Checkpoint(const std::string& id,
     const auto [cursor_time, cursor_position] = CursorParams(cursor);
     auto rows = tx.exec_prepared(kCheckpointName, id, owner, c.total, c.processed, c.delivered,
                                  c.skipped, c.failed, cursor_time, cursor_position, current_rate,
-                                 absl::ToDoubleSeconds(lease), c.held_by_key,
-                                 c.changed_since_plan);
+                                 absl::ToDoubleSeconds(lease), c.held_by_key, c.changed_since_plan);
     tx.commit();
     state.reset();
     if (!rows.empty()) state = ParseReplayState(rows[0][0].as<std::string>());
