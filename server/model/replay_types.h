@@ -84,8 +84,16 @@ struct RetryEvent {
   std::string key;
 };
 
+// What a durable job does with its events: redeliver them (a replay),
+// compare each with the downstream's record and propose changes (a diff,
+// whose id is its compensation plan's), or apply a compensation plan (the
+// plan's id is the job's plan_id). All three share the job machinery: lease,
+// checkpoints, rate limit, breaker, pause, resume and cancel.
+enum class ReplayKind { kReplay, kDiff, kCompensate };
+
 // What a job was asked to do, after server-side defaults were applied.
 struct ReplaySpec {
+  ReplayKind kind = ReplayKind::kReplay;
   ReplayWindow window;
   std::vector<Outcome> outcomes;  // never empty once defaults are applied
   bool include_succeeded = false;
@@ -95,7 +103,8 @@ struct ReplaySpec {
   bool allow_high_rate = false;
   std::string reason;
   BreakerSettings breaker;
-  // The saved plan whose events the job replays; empty = the window's.
+  // The saved plan whose events the job replays (a compensation plan for
+  // kCompensate); empty = the window's.
   std::string plan_id;
   // Where and how this replay delivers instead of its routes: a configured
   // sink's name (empty = each route's sink) and its own retry policy.
