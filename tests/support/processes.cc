@@ -234,6 +234,7 @@ void DownstreamServer::SetFaults(const nlohmann::json& faults) {
 }
 void DownstreamServer::ClearFaults() { Call("DELETE", "/admin/faults"); }
 nlohmann::json DownstreamServer::Requests() { return Call("GET", "/admin/requests"); }
+nlohmann::json DownstreamServer::Updates() { return Call("GET", "/admin/updates"); }
 nlohmann::json DownstreamServer::Stats() { return Call("GET", "/admin/stats"); }
 void DownstreamServer::Edit(const std::string& idempotency_key, const nlohmann::json& data) {
   const nlohmann::json r =

@@ -105,6 +105,7 @@ class DownstreamServer {
   void SetFaults(const nlohmann::json& faults);
   void ClearFaults();
   nlohmann::json Requests();  // every create request, in arrival order
+  nlohmann::json Updates();   // every update request, in arrival order
   nlohmann::json Stats();
   // Changes records as someone downstream would: a new version and `data`;
   // or forgets them (a restored backup). Fail the test unless answered 200.
