@@ -113,12 +113,22 @@ constexpr NamedValue<ReplayState> kReplayStateNames[] = {
     {ReplayState::kCancelled, "cancelled"}, {ReplayState::kCompleted, "completed"},
     {ReplayState::kFailed, "failed"}};
 
+constexpr NamedValue<ReplayKind> kReplayKindNames[] = {{ReplayKind::kReplay, "replay"},
+                                                       {ReplayKind::kDiff, "diff"},
+                                                       {ReplayKind::kCompensate, "compensate"}};
+
 }  // namespace
 
 std::string_view ReplayStateName(ReplayState state) { return NameIn(kReplayStateNames, state); }
 
 std::optional<ReplayState> ParseReplayState(std::string_view name) {
   return ParseIn(kReplayStateNames, name);
+}
+
+std::string_view ReplayKindName(ReplayKind kind) { return NameIn(kReplayKindNames, kind); }
+
+std::optional<ReplayKind> ParseReplayKind(std::string_view name) {
+  return ParseIn(kReplayKindNames, name);
 }
 
 bool IsTerminal(ReplayState state) {
@@ -171,10 +181,10 @@ absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const A
             " outcomes, include_succeeded, verify_downstream, rate, burst, allow_high_rate,"
             " reason, created_by, total, breaker_consecutive_failures, breaker_failure_ratio,"
             " breaker_window, plan_id, keys, types, event_ids, sink, retry_max_attempts,"
-            " retry_base_us, retry_cap_us)"
+            " retry_base_us, retry_cap_us, kind)"
             " VALUES ($1, NULLIF($2, ''), 'pending', $3::timestamptz, $4::timestamptz,"
             " $5::text[], $6::text[], $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-            " NULLIF($18, ''), $19::text[], $20::text[], $21::text[], $22, $23, $24, $25)"
+            " NULLIF($18, ''), $19::text[], $20::text[], $21::text[], $22, $23, $24, $25, $26)"
             " RETURNING ",
             JobColumns()),
         job.id, job.request_id, PgTime(s.window.from), PgTime(s.window.to), sources,
@@ -183,7 +193,7 @@ absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const A
         s.breaker.consecutive_failures, s.breaker.failure_ratio, s.breaker.window, s.plan_id,
         PgTextArray(s.window.keys), PgTextArray(s.window.types), PgTextArray(s.window.event_ids),
         s.sink, s.retry.max_attempts, MicrosOrNull(s.retry.base_delay),
-        MicrosOrNull(s.retry.max_delay));
+        MicrosOrNull(s.retry.max_delay), std::string(ReplayKindName(s.kind)));
     out = JobFromRow(rows[0]);
     InsertAudit(tx, audit);
     tx.commit();

@@ -58,7 +58,8 @@ std::string JobColumns() {
                         std::string("sink"),
                         std::string("retry_max_attempts"),
                         std::string("retry_base_us"),
-                        std::string("retry_cap_us")},
+                        std::string("retry_cap_us"),
+                        std::string("kind")},
                        ", ");
 }
 
@@ -108,6 +109,7 @@ ReplayJob JobFromRow(const pqxx::row& r) {
   j.spec.window.event_ids = SplitLines(r[38].as<std::string>());
   j.spec.sink = r[39].as<std::string>();
   j.spec.retry = RetrySettingsFromRow(r[40], r[41], r[42]);
+  j.spec.kind = ParseReplayKind(r[43].as<std::string>()).value_or(ReplayKind::kReplay);
   return j;
 }
 
