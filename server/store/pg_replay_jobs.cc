@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 #include "server/common/names.h"
+#include "server/store/pg_replay_jobs.h"
 #include "server/store/pg_replay_rows.h"
 #include "server/store/pg_replay_store.h"
 #include "server/store/pg_types.h"
@@ -136,14 +137,17 @@ bool IsTerminal(ReplayState state) {
          state == ReplayState::kFailed;
 }
 
-absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const AuditEntry& audit,
-                                                   bool* existed) {
+absl::StatusOr<ReplayJob> CreateJobIn(PgPool& pool, std::string_view name, const ReplayJob& job,
+                                      const AuditEntry& audit, bool* existed,
+                                      const JobCreationSteps& steps) {
   std::optional<ReplayJob> out;
   std::string conflict;
-  *existed = false;
-  absl::Status status = pool_->Run("replay_create_job", [&](PgPool::Lease& lease) {
+  absl::Status refused;
+  absl::Status status = pool.Run(name, [&](PgPool::Lease& lease) {
     out.reset();
     conflict.clear();
+    refused = absl::OkStatus();
+    *existed = false;
     pqxx::work tx(lease.conn());
     tx.exec(absl::StrCat("SELECT pg_advisory_xact_lock(", kCreateJobLockKey, ")"));
     if (!job.request_id.empty()) {
@@ -154,6 +158,10 @@ absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const A
         tx.commit();
         return;
       }
+    }
+    if (steps.check) {
+      refused = steps.check(tx);
+      if (!refused.ok()) return;
     }
     const ReplaySpec& s = job.spec;
     std::string sources = PgTextArray(s.window.sources);
@@ -195,12 +203,19 @@ absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const A
         s.sink, s.retry.max_attempts, MicrosOrNull(s.retry.base_delay),
         MicrosOrNull(s.retry.max_delay), std::string(ReplayKindName(s.kind)));
     out = JobFromRow(rows[0]);
+    if (steps.then) steps.then(tx, *out);
     InsertAudit(tx, audit);
     tx.commit();
   });
   if (!status.ok()) return status;
+  if (!refused.ok()) return refused;
   if (!conflict.empty()) return absl::FailedPreconditionError(conflict);
   return *out;
+}
+
+absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const AuditEntry& audit,
+                                                   bool* existed) {
+  return CreateJobIn(*pool_, "replay_create_job", job, audit, existed);
 }
 
 absl::StatusOr<ReplayJob> PgReplayStore::GetJob(const std::string& id) {

@@ -125,15 +125,11 @@ std::string RetryEventsJson(const std::vector<RetryEvent>& retry) {
 }
 
 std::vector<RetryEvent> RetryEventsFromJson(const std::string& json) {
-  std::vector<RetryEvent> out;
-  auto parsed = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (!parsed.is_array()) return out;
-  for (const auto& e : parsed) {
-    out.push_back({e.value("position", int64_t{0}),
-                   absl::FromUnixMicros(e.value("ingested_at_us", int64_t{0})),
-                   e.value("source", std::string()), e.value("key", std::string())});
-  }
-  return out;
+  return FromJsonArray<RetryEvent>(json, [](const nlohmann::json& e) {
+    return RetryEvent{e.value("position", int64_t{0}),
+                      absl::FromUnixMicros(e.value("ingested_at_us", int64_t{0})),
+                      e.value("source", std::string()), e.value("key", std::string())};
+  });
 }
 
 void InsertAudit(pqxx::work& tx, const AuditEntry& a) {
