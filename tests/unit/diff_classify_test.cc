@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <tuple>
 
 #include "server/delivery/http_sink.h"
 #include "server/replay/diff.h"
@@ -128,18 +129,16 @@ TEST(DiffClassify, AVersionChangeIsReportedBeforeData) {
 TEST(DiffEntry, CarriesTheEventTheFindingAndTheRecordSeen) {
   StoredEvent e = Event(Outcome::kSucceeded, "1", kDeliveredAt);
   CompensationEntry entry = DiffEntry(e, Record("2", kDeliveredAt));
-  EXPECT_EQ(entry.position, 7);
-  EXPECT_EQ(entry.ingested_at, e.ingested_at);
-  EXPECT_EQ(entry.source, "orders");
-  EXPECT_EQ(entry.event_id, "o-7");
-  EXPECT_EQ(entry.diff_class, DiffClass::kDiverged);
-  EXPECT_EQ(entry.action, CompensationAction::kKeep);
-  EXPECT_EQ(entry.log_outcome, Outcome::kSucceeded);
-  EXPECT_EQ(entry.downstream.id, "rec-7");
-  EXPECT_EQ(entry.downstream.version, "2");
-  EXPECT_EQ(entry.downstream.updated_at, kDeliveredAt);
+  using std::tuple;
+  EXPECT_EQ(tuple(entry.position, entry.ingested_at, entry.source, entry.event_id),
+            tuple(int64_t{7}, e.ingested_at, std::string("orders"), std::string("o-7")));
+  EXPECT_EQ(tuple(entry.diff_class, entry.action, entry.log_outcome, entry.result),
+            tuple(DiffClass::kDiverged, CompensationAction::kKeep, Outcome::kSucceeded,
+                  CompensationResult::kPending));
+  EXPECT_EQ(tuple(entry.downstream.id, entry.downstream.version, entry.downstream.updated_at),
+            tuple(std::string("rec-7"), std::optional<std::string>("2"),
+                  std::optional<absl::Time>(kDeliveredAt)));
   EXPECT_EQ(entry.detail, "version 2, recorded 1");
-  EXPECT_EQ(entry.result, CompensationResult::kPending);
 }
 
 TEST(DiffEntry, ProposesTheDefaultActionOfEachClass) {
