@@ -94,9 +94,9 @@ JobRun::Stop JobRun::StopLocked() {
 }
 
 void JobRun::Run() {
-  log_->info("replay {}: running window [{}, {}) at {}/s (owner {})", job_.id,
-             FormatRfc3339(job_.spec.window.from), FormatRfc3339(job_.spec.window.to),
-             job_.spec.rate, options_.instance);
+  log_->info("replay {} ({}): running window [{}, {}) at {}/s (owner {})", job_.id,
+             ReplayKindName(job_.spec.kind), FormatRfc3339(job_.spec.window.from),
+             FormatRfc3339(job_.spec.window.to), job_.spec.rate, options_.instance);
   rate_sampled_processed_ = counters_.processed;
   if (job_.state == ReplayState::kCancelling) {
     stop_ = Stop::kCancel;
