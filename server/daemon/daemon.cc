@@ -176,7 +176,8 @@ absl::Status Daemon::Run() {
                                      ReplayRunnerOptions{.instance = NewRunnerInstanceId(),
                                                          .observer = c_->replay_observer.get()});
   c_->replay_controller = std::make_unique<ReplayController>(
-      c_->replay_store.get(), c_->dry_runner.get(), c_->replay_runner.get(), &config_, &clock);
+      c_->replay_store.get(), c_->dry_runner.get(), c_->replay_runner.get(), &config_, &clock,
+      nullptr, c_->deliverer.get());
   c_->replay_service =
       std::make_unique<ReplayServiceImpl>(c_->replay_controller.get(), c_->auth.get());
   c_->audit_service = std::make_unique<AuditServiceImpl>(c_->replay_store.get(), c_->auth.get());
