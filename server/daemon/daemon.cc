@@ -213,6 +213,8 @@ absl::Status Daemon::Run() {
                           ListReplaysOverGrpc(c_->grpc_server->InProcessChannel({})));
   RegisterAuditRoute(c_->http_server->server(), c_->auth.get(),
                      c_->grpc_server->InProcessChannel({}));
+  RegisterCompensationRoutes(c_->http_server->server(), c_->auth.get(),
+                             c_->grpc_server->InProcessChannel({}));
   RegisterMetricsRoutes(
       c_->http_server->server(), c_->metrics.get(), [this] { PollMetrics(); },
       config_.metrics_token);
