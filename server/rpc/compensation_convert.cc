@@ -2,10 +2,9 @@
 
 #include <vector>
 
-#include "absl/time/clock.h"
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "server/rpc/proto_convert.h"
 
 namespace replayd {
@@ -25,13 +24,6 @@ std::string NamesOf(const NamedValue<E> (&table)[N], std::optional<E> except = s
 }
 
 }  // namespace
-
-std::string_view ReplayKindName(ReplayKind kind) {
-  static constexpr NamedValue<ReplayKind> kNames[] = {{ReplayKind::kReplay, "replay"},
-                                                      {ReplayKind::kDiff, "diff"},
-                                                      {ReplayKind::kCompensate, "compensate"}};
-  return NameIn(kNames, kind);
-}
 
 void ToProto(const CompensationEntry& e, pb::CompensationEntry* out) {
   out->set_source(e.source);

@@ -12,9 +12,6 @@
 
 namespace replayd {
 
-// "replay", "diff" or "compensate".
-std::string_view ReplayKindName(ReplayKind kind);
-
 void ToProto(const CompensationEntry& e, replay::v1::CompensationEntry* out);
 // The plan without samples.
 void ToProto(const CompensationPlan& plan, bool expired, replay::v1::Compensation* out);

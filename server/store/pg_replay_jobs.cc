@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 #include "server/common/names.h"
+#include "server/store/pg_replay_jobs.h"
 #include "server/store/pg_replay_rows.h"
 #include "server/store/pg_replay_store.h"
 #include "server/store/pg_types.h"
@@ -113,6 +114,10 @@ constexpr NamedValue<ReplayState> kReplayStateNames[] = {
     {ReplayState::kCancelled, "cancelled"}, {ReplayState::kCompleted, "completed"},
     {ReplayState::kFailed, "failed"}};
 
+constexpr NamedValue<ReplayKind> kReplayKindNames[] = {{ReplayKind::kReplay, "replay"},
+                                                       {ReplayKind::kDiff, "diff"},
+                                                       {ReplayKind::kCompensate, "compensate"}};
+
 }  // namespace
 
 std::string_view ReplayStateName(ReplayState state) { return NameIn(kReplayStateNames, state); }
@@ -121,19 +126,28 @@ std::optional<ReplayState> ParseReplayState(std::string_view name) {
   return ParseIn(kReplayStateNames, name);
 }
 
+std::string_view ReplayKindName(ReplayKind kind) { return NameIn(kReplayKindNames, kind); }
+
+std::optional<ReplayKind> ParseReplayKind(std::string_view name) {
+  return ParseIn(kReplayKindNames, name);
+}
+
 bool IsTerminal(ReplayState state) {
   return state == ReplayState::kCancelled || state == ReplayState::kCompleted ||
          state == ReplayState::kFailed;
 }
 
-absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const AuditEntry& audit,
-                                                   bool* existed) {
+absl::StatusOr<ReplayJob> CreateJobIn(PgPool& pool, std::string_view name, const ReplayJob& job,
+                                      const AuditEntry& audit, bool* existed,
+                                      const JobCreationSteps& steps) {
   std::optional<ReplayJob> out;
   std::string conflict;
-  *existed = false;
-  absl::Status status = pool_->Run("replay_create_job", [&](PgPool::Lease& lease) {
+  absl::Status refused;
+  absl::Status status = pool.Run(name, [&](PgPool::Lease& lease) {
     out.reset();
     conflict.clear();
+    refused = absl::OkStatus();
+    *existed = false;
     pqxx::work tx(lease.conn());
     tx.exec(absl::StrCat("SELECT pg_advisory_xact_lock(", kCreateJobLockKey, ")"));
     if (!job.request_id.empty()) {
@@ -144,6 +158,10 @@ absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const A
         tx.commit();
         return;
       }
+    }
+    if (steps.check) {
+      refused = steps.check(tx);
+      if (!refused.ok()) return;
     }
     const ReplaySpec& s = job.spec;
     std::string sources = PgTextArray(s.window.sources);
@@ -171,10 +189,10 @@ absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const A
             " outcomes, include_succeeded, verify_downstream, rate, burst, allow_high_rate,"
             " reason, created_by, total, breaker_consecutive_failures, breaker_failure_ratio,"
             " breaker_window, plan_id, keys, types, event_ids, sink, retry_max_attempts,"
-            " retry_base_us, retry_cap_us)"
+            " retry_base_us, retry_cap_us, kind)"
             " VALUES ($1, NULLIF($2, ''), 'pending', $3::timestamptz, $4::timestamptz,"
             " $5::text[], $6::text[], $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,"
-            " NULLIF($18, ''), $19::text[], $20::text[], $21::text[], $22, $23, $24, $25)"
+            " NULLIF($18, ''), $19::text[], $20::text[], $21::text[], $22, $23, $24, $25, $26)"
             " RETURNING ",
             JobColumns()),
         job.id, job.request_id, PgTime(s.window.from), PgTime(s.window.to), sources,
@@ -183,14 +201,21 @@ absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const A
         s.breaker.consecutive_failures, s.breaker.failure_ratio, s.breaker.window, s.plan_id,
         PgTextArray(s.window.keys), PgTextArray(s.window.types), PgTextArray(s.window.event_ids),
         s.sink, s.retry.max_attempts, MicrosOrNull(s.retry.base_delay),
-        MicrosOrNull(s.retry.max_delay));
+        MicrosOrNull(s.retry.max_delay), std::string(ReplayKindName(s.kind)));
     out = JobFromRow(rows[0]);
+    if (steps.then) steps.then(tx, *out);
     InsertAudit(tx, audit);
     tx.commit();
   });
   if (!status.ok()) return status;
+  if (!refused.ok()) return refused;
   if (!conflict.empty()) return absl::FailedPreconditionError(conflict);
   return *out;
+}
+
+absl::StatusOr<ReplayJob> PgReplayStore::CreateJob(const ReplayJob& job, const AuditEntry& audit,
+                                                   bool* existed) {
+  return CreateJobIn(*pool_, "replay_create_job", job, audit, existed);
 }
 
 absl::StatusOr<ReplayJob> PgReplayStore::GetJob(const std::string& id) {

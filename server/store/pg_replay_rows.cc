@@ -58,7 +58,8 @@ std::string JobColumns() {
                         std::string("sink"),
                         std::string("retry_max_attempts"),
                         std::string("retry_base_us"),
-                        std::string("retry_cap_us")},
+                        std::string("retry_cap_us"),
+                        std::string("kind")},
                        ", ");
 }
 
@@ -108,6 +109,7 @@ ReplayJob JobFromRow(const pqxx::row& r) {
   j.spec.window.event_ids = SplitLines(r[38].as<std::string>());
   j.spec.sink = r[39].as<std::string>();
   j.spec.retry = RetrySettingsFromRow(r[40], r[41], r[42]);
+  j.spec.kind = ParseReplayKind(r[43].as<std::string>()).value_or(ReplayKind::kReplay);
   return j;
 }
 
@@ -123,15 +125,11 @@ std::string RetryEventsJson(const std::vector<RetryEvent>& retry) {
 }
 
 std::vector<RetryEvent> RetryEventsFromJson(const std::string& json) {
-  std::vector<RetryEvent> out;
-  auto parsed = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (!parsed.is_array()) return out;
-  for (const auto& e : parsed) {
-    out.push_back({e.value("position", int64_t{0}),
-                   absl::FromUnixMicros(e.value("ingested_at_us", int64_t{0})),
-                   e.value("source", std::string()), e.value("key", std::string())});
-  }
-  return out;
+  return FromJsonArray<RetryEvent>(json, [](const nlohmann::json& e) {
+    return RetryEvent{e.value("position", int64_t{0}),
+                      absl::FromUnixMicros(e.value("ingested_at_us", int64_t{0})),
+                      e.value("source", std::string()), e.value("key", std::string())};
+  });
 }
 
 void InsertAudit(pqxx::work& tx, const AuditEntry& a) {

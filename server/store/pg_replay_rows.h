@@ -8,6 +8,7 @@
 
 #include <pqxx/pqxx>
 
+#include "nlohmann/json.hpp"
 #include "server/store/replay_store.h"
 
 namespace replayd {
@@ -15,6 +16,17 @@ namespace replayd {
 // The select list JobFromRow reads, in order, from the replays table.
 std::string JobColumns();
 ReplayJob JobFromRow(const pqxx::row& r);
+
+// The elements of a JSON array column's text, each made by `element` from a
+// JSON value; empty when the text is not a JSON array.
+template <typename T, typename F>
+std::vector<T> FromJsonArray(const std::string& json, F element) {
+  std::vector<T> out;
+  auto parsed = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_array()) return out;
+  for (const auto& e : parsed) out.push_back(element(e));
+  return out;
+}
 
 // The retry list as the retry_events column's JSON, and back.
 std::string RetryEventsJson(const std::vector<RetryEvent>& retry);

@@ -23,6 +23,10 @@ std::string_view ReplayStateName(ReplayState state);
 std::optional<ReplayState> ParseReplayState(std::string_view name);
 bool IsTerminal(ReplayState state);
 
+// The log's spelling of a job's kind: "replay", "diff", "compensate".
+std::string_view ReplayKindName(ReplayKind kind);
+std::optional<ReplayKind> ParseReplayKind(std::string_view name);
+
 // Whether `window` selects `e`: the window reads' predicate (ingested_at in
 // [from, to), and each filter that is not empty lists the event's value),
 // for an event in memory.
