@@ -32,6 +32,7 @@
 #include "server/rpc/replay_service.h"
 #include "server/store/migrator.h"
 #include "server/store/partitions.h"
+#include "server/store/pg_compensation_store.h"
 #include "server/store/pg_delivery_store.h"
 #include "server/store/pg_event_store.h"
 #include "server/store/pg_inspection_store.h"
@@ -56,6 +57,7 @@ struct Daemon::Components {
   std::unique_ptr<Ingester> ingester;
   std::unique_ptr<IngestServiceImpl> ingest_service;
   std::unique_ptr<PgReplayStore> replay_store;
+  std::unique_ptr<PgCompensationStore> compensation_store;
   std::unique_ptr<DryRunner> dry_runner;
   std::unique_ptr<ReplayRunner> replay_runner;
   std::unique_ptr<ReplayController> replay_controller;
@@ -161,6 +163,7 @@ absl::Status Daemon::Run() {
       c_->ingest_observer.get());
   c_->ingest_service = std::make_unique<IngestServiceImpl>(c_->ingester.get(), c_->auth.get());
   c_->replay_store = std::make_unique<PgReplayStore>(c_->pool.get());
+  c_->compensation_store = std::make_unique<PgCompensationStore>(c_->pool.get());
   RouteLookup routes_by_source = [d = c_->deliverer.get()](const std::string& source) {
     return d->RouteFor(source);
   };
@@ -174,9 +177,11 @@ absl::Status Daemon::Run() {
       std::make_unique<ReplayRunner>(c_->replay_store.get(), c_->delivery_store.get(),
                                      c_->deliverer.get(), routes_by_source, &config_,
                                      ReplayRunnerOptions{.instance = NewRunnerInstanceId(),
-                                                         .observer = c_->replay_observer.get()});
+                                                         .observer = c_->replay_observer.get()},
+                                     c_->compensation_store.get());
   c_->replay_controller = std::make_unique<ReplayController>(
-      c_->replay_store.get(), c_->dry_runner.get(), c_->replay_runner.get(), &config_, &clock);
+      c_->replay_store.get(), c_->dry_runner.get(), c_->replay_runner.get(), &config_, &clock,
+      c_->compensation_store.get(), c_->deliverer.get());
   c_->replay_service =
       std::make_unique<ReplayServiceImpl>(c_->replay_controller.get(), c_->auth.get());
   c_->audit_service = std::make_unique<AuditServiceImpl>(c_->replay_store.get(), c_->auth.get());
@@ -212,6 +217,8 @@ absl::Status Daemon::Run() {
                           ListReplaysOverGrpc(c_->grpc_server->InProcessChannel({})));
   RegisterAuditRoute(c_->http_server->server(), c_->auth.get(),
                      c_->grpc_server->InProcessChannel({}));
+  RegisterCompensationRoutes(c_->http_server->server(), c_->auth.get(),
+                             c_->grpc_server->InProcessChannel({}));
   RegisterMetricsRoutes(
       c_->http_server->server(), c_->metrics.get(), [this] { PollMetrics(); },
       config_.metrics_token);

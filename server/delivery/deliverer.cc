@@ -161,22 +161,6 @@ std::vector<std::string> Deliverer::StrictSources() const {
   return out;
 }
 
-absl::StatusOr<DeliveryReport> Deliverer::DeliverOne(const StoredEvent& event,
-                                                     const DeliveryContext& ctx) {
-  // The record is waited for only after an OK report: none follows an error.
-  std::promise<absl::Status> recorded;
-  auto done = recorded.get_future();
-  absl::StatusOr<DeliveryReport> r = Await<absl::StatusOr<DeliveryReport>>([&](ReportDone report) {
-    DeliverOneAsync(event, ctx, std::move(report),
-                    [&recorded](absl::Status s) { recorded.set_value(std::move(s)); });
-  });
-  if (!r.ok()) return r;
-  // A lost claim (ABORTED) wrote nothing of the event's, but the call was
-  // made: the caller gets its report.
-  if (absl::Status s = done.get(); !s.ok() && !absl::IsAborted(s)) return s;
-  return r;
-}
-
 // One event on its way: the check, then (through the sink's asynchronous
 // calls) the create call and the record. Owned by the callbacks in flight.
 struct Deliverer::Delivery {
@@ -189,15 +173,51 @@ struct Deliverer::Delivery {
   int attempt;
   CheckFacts facts;
   AttemptRecord record;
+  bool update = false;  // the update path (UpdateOne), not the create path
 };
 
-void Deliverer::DeliverOneAsync(const StoredEvent& event, const DeliveryContext& ctx,
-                                ReportDone reported, RecordDone recorded) {
+absl::StatusOr<DeliveryReport> Deliverer::DeliverOne(const StoredEvent& event,
+                                                     const DeliveryContext& ctx) {
+  return Wait([&](ReportDone reported, RecordDone recorded) {
+    DeliverOneAsync(event, ctx, std::move(reported), std::move(recorded));
+  });
+}
+
+absl::StatusOr<DeliveryReport> Deliverer::UpdateOne(
+    const StoredEvent& event, const DeliveryContext& ctx,
+    const std::optional<std::string>& known_version) {
+  return Wait([&](ReportDone reported, RecordDone recorded) {
+    std::shared_ptr<Delivery> d = Start(event, ctx, reported, recorded);
+    if (d == nullptr) return;
+    d->update = true;
+    Record(d, d->route->sink->Update({&event, d->attempt, ctx.replay_id}, known_version));
+  });
+}
+
+absl::StatusOr<DeliveryReport> Deliverer::Wait(
+    const std::function<void(ReportDone reported, RecordDone recorded)>& start) {
+  // The record is waited for only after an OK report: none follows an error.
+  std::promise<absl::Status> recorded;
+  auto done = recorded.get_future();
+  absl::StatusOr<DeliveryReport> r = Await<absl::StatusOr<DeliveryReport>>([&](ReportDone report) {
+    start(std::move(report), [&recorded](absl::Status s) { recorded.set_value(std::move(s)); });
+  });
+  if (!r.ok()) return r;
+  // A lost claim (ABORTED) wrote nothing of the event's, but the call was
+  // made: the caller gets its report.
+  if (absl::Status s = done.get(); !s.ok() && !absl::IsAborted(s)) return s;
+  return r;
+}
+
+
+std::shared_ptr<Deliverer::Delivery> Deliverer::Start(const StoredEvent& event,
+                                                      const DeliveryContext& ctx,
+                                                      ReportDone& reported, RecordDone& recorded) {
   std::shared_ptr<const Route> route = ctx.route != nullptr ? ctx.route : RouteFor(event.event.source);
   if (route == nullptr) {
     reported(absl::FailedPreconditionError(
         absl::StrCat("source ", event.event.source, " has no route")));
-    return;
+    return nullptr;
   }
   auto d = std::make_shared<Delivery>(Delivery{&event,
                                                ctx,
@@ -208,8 +228,6 @@ void Deliverer::DeliverOneAsync(const StoredEvent& event, const DeliveryContext&
                                                event.attempts + 1,
                                                {},
                                                {}});
-  const bool delivered =
-      event.outcome == Outcome::kSucceeded || event.outcome == Outcome::kAlreadyProcessed;
   d->facts.resend_delivered = ctx.resend_delivered;
   d->record.event_position = event.position;
   d->record.event_ingested_at = event.ingested_at;
@@ -219,6 +237,16 @@ void Deliverer::DeliverOneAsync(const StoredEvent& event, const DeliveryContext&
   d->record.sink = route->sink_name;
   d->record.retry = SettingsOf(route->retry);
   d->record.started_at = d->started_at;
+  return d;
+}
+
+void Deliverer::DeliverOneAsync(const StoredEvent& event, const DeliveryContext& ctx,
+                                ReportDone reported, RecordDone recorded) {
+  std::shared_ptr<Delivery> d = Start(event, ctx, reported, recorded);
+  if (d == nullptr) return;
+  const std::shared_ptr<const Route>& route = d->route;
+  const bool delivered =
+      event.outcome == Outcome::kSucceeded || event.outcome == Outcome::kAlreadyProcessed;
   // Whenever the sink can answer: a retry may follow a call that reached the
   // downstream and lost its answer, and after a crash even a first attempt may
   // follow a call whose record the dead daemon never wrote.
@@ -317,8 +345,18 @@ void Deliverer::Record(const std::shared_ptr<Delivery>& d, const DeliveryResult&
                        CheckDecision::Action action) {
   const StoredEvent& event = *d->event;
   const int policy_attempt = d->ctx.policy_attempt > 0 ? d->ctx.policy_attempt : d->attempt;
-  const OutcomeUpdate update = DecideOutcome(result, policy_attempt, d->route->retry, Jitter());
+  OutcomeUpdate update = DecideOutcome(result, policy_attempt, d->route->retry, Jitter());
   AttemptRecord& record = d->record;
+  record.outcome = update.outcome;
+  if (d->update && update.outcome != Outcome::kSucceeded) {
+    // A failed overwrite left the downstream's record as it was: the event
+    // stays as delivered as it was, with the record it had; the attempt failed.
+    record.outcome = Outcome::kFailed;
+    OutcomeUpdate unchanged;
+    unchanged.outcome = event.outcome;
+    unchanged.last_error = update.last_error;
+    update = unchanged;
+  }
   record.http_status = result.http_status;
   record.error = result.error;
   record.record_id = result.record_id;
@@ -326,8 +364,8 @@ void Deliverer::Record(const std::shared_ptr<Delivery>& d, const DeliveryResult&
   report.action = action;
   report.duration = clock_->Now() - d->started_at;
   record.duration_ms = absl::ToDoubleMilliseconds(report.duration);
-  record.outcome = update.outcome;
-  if (observer_ != nullptr) observer_->OnAttempt(d->route->name, update.outcome, report.duration);
+  report.precondition_failed = result.kind == DeliveryResult::Kind::kPreconditionFailed;
+  if (observer_ != nullptr) observer_->OnAttempt(d->route->name, record.outcome, report.duration);
   store_->RecordAttemptAsync(
       record, update, d->ctx.claim_owner,
       [recorded = d->recorded, source = event.event.source, event_id = event.event.event_id,
@@ -338,7 +376,7 @@ void Deliverer::Record(const std::shared_ptr<Delivery>& d, const DeliveryResult&
         }
         recorded(held.status());
       });
-  report.outcome = update.outcome;
+  report.outcome = record.outcome;
   report.retry_delay = update.retry_delay;
   report.attempt = d->attempt;
   report.http_status = record.http_status;

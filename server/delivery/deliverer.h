@@ -72,6 +72,9 @@ struct DeliveryReport {
   absl::Duration duration;  // lookup + call
   // How long the event waits before its next attempt (outcome kRetrying).
   absl::Duration retry_delay = absl::ZeroDuration();
+  // UpdateOne only: the downstream refused the update because its record is
+  // no longer at the known version.
+  bool precondition_failed = false;
 };
 
 // Hooks for metrics; delivery does not depend on any metrics library.
@@ -106,6 +109,17 @@ class Deliverer {
   // route; UNAVAILABLE when the log cannot be written (the claim then
   // expires by itself and the event is retried). Thread safe.
   absl::StatusOr<DeliveryReport> DeliverOne(const StoredEvent& event, const DeliveryContext& ctx);
+
+  // Overwrites the downstream's record of an event the caller has claimed as
+  // ctx.claim_owner through the sink's update path, only while the record is
+  // at `known_version` (nullopt: at any version): one Sink::Update call, then
+  // the attempt recorded as DeliverOne records one (its trigger, outcome, and
+  // the record's new id, version and update time) with the claim released. A
+  // refused or failed update is recorded as a failed attempt and leaves the
+  // event's outcome as it was (the downstream still holds its record); the
+  // report's outcome is then kFailed. Errors as DeliverOne's. Thread safe.
+  absl::StatusOr<DeliveryReport> UpdateOne(const StoredEvent& event, const DeliveryContext& ctx,
+                                           const std::optional<std::string>& known_version);
 
   using ReportDone = std::function<void(absl::StatusOr<DeliveryReport>)>;
   using RecordDone = std::function<void(absl::Status)>;
@@ -150,6 +164,14 @@ class Deliverer {
 
  private:
   struct Delivery;
+  // Runs `start` (DeliverOneAsync or the update path) and waits for its
+  // report and, after an OK report, for its record.
+  absl::StatusOr<DeliveryReport> Wait(
+      const std::function<void(ReportDone reported, RecordDone recorded)>& start);
+  // The delivery of `event` by ctx.route (or the source's route), its attempt
+  // prepared; nullptr after reporting FAILED_PRECONDITION when there is none.
+  std::shared_ptr<Delivery> Start(const StoredEvent& event, const DeliveryContext& ctx,
+                                  ReportDone& reported, RecordDone& recorded);
   // After the check's facts are in: skip, or call the sink.
   void Decide(const std::shared_ptr<Delivery>& d);
   void DeliverToLogTable(const std::shared_ptr<Delivery>& d, const std::string& table);

@@ -1,6 +1,7 @@
 #include "server/replay/job_run.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -13,6 +14,7 @@ namespace {
 
 const StoredEvent& EventOf(const StoredEvent& e) { return e; }
 const StoredEvent& EventOf(const PlannedEvent& p) { return p.event; }
+const StoredEvent& EventOf(const CompensationItem& c) { return c.event; }
 bool PlannedSkip(const StoredEvent&) { return false; }
 bool PlannedSkip(const PlannedEvent& p) {
   return p.decision != CategoryName(ReplayCategory::kDeliver);
@@ -20,10 +22,21 @@ bool PlannedSkip(const PlannedEvent& p) {
 
 // Longest uninterrupted wait: bounds how long a cancel or shutdown waits.
 constexpr absl::Duration kWaitSlice = absl::Milliseconds(10);
-constexpr absl::Duration kRetryDelay = absl::Milliseconds(250);
-constexpr absl::Duration kClaimRetryDelay = absl::Milliseconds(20);
 
 std::string CountsJson(const ReplaySpec& spec, const ReplayCounters& c) {
+  if (spec.kind == ReplayKind::kDiff) {
+    return nlohmann::ordered_json{{"total", c.total},
+                                  {"processed", c.processed},
+                                  {"skipped", c.skipped},
+                                  {"failed", c.failed}}
+        .dump();
+  }
+  if (spec.kind == ReplayKind::kCompensate) {
+    return nlohmann::ordered_json{{"total", c.total},           {"processed", c.processed},
+                                  {"delivered", c.delivered},   {"skipped", c.skipped},
+                                  {"failed", c.failed},         {"changed_since_diff", c.changed_since_plan}}
+        .dump();
+  }
   nlohmann::ordered_json counts{{"total", c.total},         {"processed", c.processed},
                                 {"delivered", c.delivered}, {"skipped", c.skipped},
                                 {"failed", c.failed},       {"held_by_key", c.held_by_key}};
@@ -81,51 +94,108 @@ JobRun::Stop JobRun::StopLocked() {
 }
 
 void JobRun::Run() {
-  log_->info("replay {}: running window [{}, {}) at {}/s (owner {})", job_.id,
-             FormatRfc3339(job_.spec.window.from), FormatRfc3339(job_.spec.window.to),
-             job_.spec.rate, options_.instance);
+  log_->info("replay {} ({}): running window [{}, {}) at {}/s (owner {})", job_.id,
+             ReplayKindName(job_.spec.kind), FormatRfc3339(job_.spec.window.from),
+             FormatRfc3339(job_.spec.window.to), job_.spec.rate, options_.instance);
   rate_sampled_processed_ = counters_.processed;
   if (job_.state == ReplayState::kCancelling) {
     stop_ = Stop::kCancel;
     Finish();
     return;
   }
-  // After a crash the deliveries that were in flight may have reached the
-  // downstream without being recorded: the Deliverer asks the sink's lookup
-  // before every create call, so they are found there.
   StartWorkers();
-  // The events a pause left undelivered go first, in log order.
-  std::vector<RetryEvent> retry = job_.retry;
-  std::sort(retry.begin(), retry.end(),
-            [](const RetryEvent& a, const RetryEvent& b) { return a.position < b.position; });
-  for (size_t i = 0; i < retry.size(); ++i) {
-    if (!DispatchRetry(retry[i])) {
-      std::lock_guard lock(mu_);
-      unsent_.insert(unsent_.end(), retry.begin() + i, retry.end());
-      break;
-    }
-  }
-  if (job_.spec.plan_id.empty()) {
-    ReadAndDispatch([this](const std::optional<ReplayCursor>& after) {
-      return env_.store->ReadWindowPage(job_.spec.window, after, options_.page_size);
-    });
-  } else {
-    // A plan's events in the same order: what the dry run would not deliver
-    // is skipped as it decided; the rest is decided again, on its state now.
-    ReadAndDispatch([this](const std::optional<ReplayCursor>& after) {
-      return env_.store->ReadPlanPage(job_.spec.plan_id, after, options_.page_size);
-    });
+  switch (job_.spec.kind) {
+    case ReplayKind::kReplay: RunReplay(); break;
+    case ReplayKind::kDiff: RunDiff(); break;
+    case ReplayKind::kCompensate: RunApply(); break;
   }
   StopWorkers();
   Finish();
 }
 
-template <typename ReadPage>
-void JobRun::ReadAndDispatch(const ReadPage& read_page) {
+void JobRun::RunReplay() {
+  // After a crash the deliveries that were in flight may have reached the
+  // downstream without being recorded: the Deliverer asks the sink's lookup
+  // before every create call, so they are found there.
+  DispatchRetryList([this](const RetryEvent& r) { return DispatchRetry(r); });
+  auto dispatch = [this](const auto& item) {
+    const StoredEvent& e = EventOf(item);
+    return PlannedSkip(item) ? Skip({e.ingested_at, e.position}) : Dispatch(e);
+  };
+  if (job_.spec.plan_id.empty()) {
+    ReadAndDispatch(
+        [this](const std::optional<ReplayCursor>& after, int limit) {
+          return env_.store->ReadWindowPage(job_.spec.window, after, limit);
+        },
+        dispatch);
+  } else {
+    // A plan's events in the same order: what the dry run would not deliver
+    // is skipped as it decided; the rest is decided again, on its state now.
+    ReadAndDispatch(
+        [this](const std::optional<ReplayCursor>& after, int limit) {
+          return env_.store->ReadPlanPage(job_.spec.plan_id, after, limit);
+        },
+        dispatch);
+  }
+}
+
+void JobRun::RunDiff() {
+  // The diff's plan is filled in as it goes; the window is the log's.
+  ReadAgainThenRead([this](const auto& after, int limit) {
+    return env_.store->ReadWindowPage(job_.spec.window, after, limit);
+  }, [this](const StoredEvent& e) { return DispatchDiff(e); });
+}
+
+void JobRun::RunApply() {
+  ReadAgainThenRead([this](const auto& after, int limit) {
+    return env_.compensations->ReadApplyPage(job_.spec.plan_id, after, limit);
+  }, [this](const CompensationItem& item) { return DispatchApply(item); });
+}
+
+template <typename ReadPage, typename DispatchItem>
+void JobRun::ReadAgainThenRead(const ReadPage& read_page, const DispatchItem& dispatch) {
+  if (!HasCompensations()) return;
+  DispatchRetryList([&](const RetryEvent& r) { return DispatchAgain(r, read_page, dispatch); });
+  ReadAndDispatch(read_page, dispatch);
+}
+
+template <typename ReadPage, typename DispatchItem>
+bool JobRun::DispatchAgain(const RetryEvent& r, const ReadPage& read_page,
+                           const DispatchItem& dispatch) {
+  CheckpointIfDue(false);
+  while (true) {
+    // The page after the position before it starts with the event itself.
+    auto page = read_page(ReplayCursor{r.ingested_at, r.position - 1}, 1);
+    if (page.ok()) {
+      // Gone from the log (retention): nothing is left to do for it.
+      if (page->empty() || EventOf(page->front()).position != r.position) return true;
+      return dispatch(page->front());
+    }
+    log_->warn("replay {}: reading {}/{} again failed (will retry): {}", job_.id, r.source,
+               r.position, page.status().message());
+    if (!Sleep(kRetryDelay)) return false;
+  }
+}
+
+void JobRun::DispatchRetryList(const std::function<bool(const RetryEvent&)>& dispatch_one) {
+  std::vector<RetryEvent> retry = job_.retry;
+  std::sort(retry.begin(), retry.end(),
+            [](const RetryEvent& a, const RetryEvent& b) { return a.position < b.position; });
+  for (size_t i = 0; i < retry.size(); ++i) {
+    if (!dispatch_one(retry[i])) {
+      std::lock_guard lock(mu_);
+      unsent_.insert(unsent_.end(), retry.begin() + i, retry.end());
+      break;
+    }
+  }
+}
+
+template <typename ReadPage, typename DispatchItem>
+void JobRun::ReadAndDispatch(const ReadPage& read_page, const DispatchItem& dispatch) {
   std::optional<ReplayCursor> read_cursor = job_.cursor;
   bool exhausted = false;
   while (!exhausted && CurrentStop() == Stop::kNone) {
-    auto page = read_page(read_cursor);
+    auto page = read_page(read_cursor, options_.page_size);
     if (!page.ok()) {
       log_->warn("replay {}: reading the {} failed (will retry): {}", job_.id,
                  job_.spec.plan_id.empty() ? "window" : "plan", page.status().message());
@@ -134,7 +204,7 @@ void JobRun::ReadAndDispatch(const ReadPage& read_page) {
     }
     for (const auto& item : *page) {
       const StoredEvent& e = EventOf(item);
-      if (!(PlannedSkip(item) ? Skip({e.ingested_at, e.position}) : Dispatch(e))) break;
+      if (!dispatch(item)) break;
       read_cursor = ReplayCursor{e.ingested_at, e.position};
     }
     if (static_cast<int>(page->size()) < options_.page_size && CurrentStop() == Stop::kNone) {
@@ -181,22 +251,34 @@ bool JobRun::Dispatch(const StoredEvent& e) {
   const ReplayCursor at{e.ingested_at, e.position};
   // In a plan's replay every event dispatched was to be delivered.
   if (category != ReplayCategory::kDeliver) return Skip(at, !job_.spec.plan_id.empty());
-  const std::string key = KeyOf(e);
+  return Send({e, std::nullopt}, route.get(), true);
+}
+
+bool JobRun::Send(Task task, const Route* route, bool keyed) {
+  const std::string key = keyed ? KeyOf(task.event) : "";
   if (!WaitForRoom(key)) return false;
-  if (!WaitToken(*route)) return false;
+  if (route != nullptr && !WaitToken(*route)) return false;
+  const ReplayCursor at{task.event.ingested_at, task.event.position};
   std::lock_guard lock(mu_);
-  cursor_.Dispatched(at);
-  Enqueue(e, key);
+  if (!BeforeStart(at)) cursor_.Dispatched(at);
+  Enqueue(std::move(task), key);
   return true;
 }
 
-bool JobRun::Skip(const ReplayCursor& at, bool changed) {
+bool JobRun::BeforeStart(const ReplayCursor& at) const {
+  return job_.cursor.has_value() && std::tie(at.ingested_at, at.position) <=
+                                        std::tie(job_.cursor->ingested_at, job_.cursor->position);
+}
+
+bool JobRun::Skip(const ReplayCursor& at, bool changed,
+                  std::optional<CompensationResult> compensation) {
   std::lock_guard lock(mu_);
   if (StopLocked() != Stop::kNone) return false;
-  cursor_.Skipped(at);
+  if (!BeforeStart(at)) cursor_.Skipped(at);
   ++counters_.processed;
   ++counters_.skipped;
   if (changed) ++counters_.changed_since_plan;
+  if (compensation) results_.emplace_back(at.position, *compensation);
   if (options_.observer != nullptr) options_.observer->OnReplayed("skipped");
   return true;
 }
@@ -220,7 +302,7 @@ bool JobRun::DispatchRetry(const RetryEvent& r) {
   if (!WaitForRoom(key)) return false;
   if (!WaitToken(*route)) return false;
   std::lock_guard lock(mu_);
-  Enqueue(e, key);
+  Enqueue({std::move(e), std::nullopt}, key);
   return true;
 }
 
@@ -239,10 +321,10 @@ bool JobRun::WaitForRoom(const std::string& key) {
   }
 }
 
-void JobRun::Enqueue(const StoredEvent& e, const std::string& key) {
+void JobRun::Enqueue(Task task, const std::string& key) {
   ++in_flight_;
   if (!key.empty()) keys_in_flight_.insert(key);
-  queue_.push_back(e);
+  queue_.push_back(std::move(task));
   // Workers are added only when the idle ones cannot take every queued
   // event (an idle worker counts until it wakes): each keeps its own
   // keep-alive connection to the downstream, so a slow replay uses one or two.
@@ -280,19 +362,29 @@ void JobRun::StopWorkers() {
 
 void JobRun::Worker() {
   while (true) {
-    StoredEvent e;
+    Task task;
     {
       std::unique_lock lock(mu_);
       ++idle_workers_;
       cv_.wait(lock, [&] { return !queue_.empty() || (workers_exit_ && in_flight_ == 0); });
       --idle_workers_;
       if (queue_.empty()) return;
-      e = std::move(queue_.front());
+      task = std::move(queue_.front());
       queue_.pop_front();
     }
-    Result result = Deliver(e);
-    Complete(e, KeyOf(e), result);
+    Result result = Act(task);
+    // A diff runs keys in parallel: it sent them without one.
+    Complete(task.event, job_.spec.kind == ReplayKind::kDiff ? "" : KeyOf(task.event), result);
   }
+}
+
+JobRun::Result JobRun::Act(const Task& task) {
+  switch (job_.spec.kind) {
+    case ReplayKind::kDiff: return DiffOne(task.event);
+    case ReplayKind::kCompensate: return ApplyOne(task.event, *task.entry);
+    case ReplayKind::kReplay: break;
+  }
+  return Deliver(task.event);
 }
 
 std::shared_ptr<const Route> JobRun::RouteOf(const std::string& source) const {
@@ -321,24 +413,15 @@ bool JobRun::HoldForRetry(const StoredEvent& e, absl::Duration wait) {
   }
 }
 
-JobRun::Result JobRun::Deliver(const StoredEvent& e) {
-  const absl::Duration claim_lease = options_.lease;
-  // With a sink or a retry policy of its own the job retries the event
-  // itself; `tries` counts its attempts.
-  const bool own_policy = !job_.spec.sink.empty() || !job_.spec.retry.empty();
-  int tries = 0;
+std::optional<absl::StatusOr<StoredEvent>> JobRun::ClaimPatiently(const StoredEvent& e) {
   while (true) {
-    // A cancel lets in-flight deliveries finish, but an event not yet
-    // claimed is not in flight: leave it.
-    if (CurrentStop() != Stop::kNone) {
-      // Between this job's attempts it holds the claim: give it back.
-      if (tries > 0) (void)env_.delivery_store->Release({e.position}, claim_owner_);
-      return {Result::kAbandoned, ""};
-    }
+    // A cancel lets in-flight work finish, but an event not yet claimed is
+    // not in flight: leave it.
+    if (CurrentStop() != Stop::kNone) return std::nullopt;
     auto claimed =
-        env_.delivery_store->TryClaim(e.position, e.ingested_at, claim_owner_, claim_lease);
+        env_.delivery_store->TryClaim(e.position, e.ingested_at, claim_owner_, options_.lease);
     if (!claimed.ok()) {
-      if (absl::IsNotFound(claimed.status())) return {Result::kSkipped, ""};
+      if (absl::IsNotFound(claimed.status())) return claimed.status();
       log_->warn("replay {}: claiming {}/{} failed (will retry): {}", job_.id, e.event.source,
                  e.event.event_id, claimed.status().message());
       clock_->SleepFor(kRetryDelay);
@@ -349,12 +432,45 @@ JobRun::Result JobRun::Deliver(const StoredEvent& e) {
       clock_->SleepFor(kClaimRetryDelay);
       continue;
     }
-    const StoredEvent& fresh = **claimed;
     if (CurrentStop() != Stop::kNone) {
-      // Stopped while claiming: the create call has not started, leave it.
-      (void)env_.delivery_store->Release({fresh.position}, claim_owner_);
+      // Stopped while claiming: nothing has been sent, leave it.
+      (void)env_.delivery_store->Release({e.position}, claim_owner_);
+      return std::nullopt;
+    }
+    return std::move(**claimed);
+  }
+}
+
+DeliveryContext JobRun::Context(std::string trigger) const {
+  DeliveryContext ctx;
+  ctx.trigger = std::move(trigger);
+  ctx.replay_id = job_.id;
+  ctx.claim_owner = claim_owner_;
+  return ctx;
+}
+
+bool JobRun::WaitedAfterUnrecorded(const StoredEvent& e, const absl::Status& s) {
+  if (!absl::IsUnavailable(s)) return false;
+  log_->warn("replay {}: recording {}/{} failed (will retry): {}", job_.id, e.event.source,
+             e.event.event_id, s.message());
+  clock_->SleepFor(kRetryDelay);
+  return true;
+}
+
+JobRun::Result JobRun::Deliver(const StoredEvent& e) {
+  // With a sink or a retry policy of its own the job retries the event
+  // itself; `tries` counts its attempts.
+  const bool own_policy = !job_.spec.sink.empty() || !job_.spec.retry.empty();
+  int tries = 0;
+  while (true) {
+    std::optional<absl::StatusOr<StoredEvent>> claimed = ClaimPatiently(e);
+    if (!claimed) {
+      // Between this job's attempts it holds the claim: give it back.
+      if (tries > 0) (void)env_.delivery_store->Release({e.position}, claim_owner_);
       return {Result::kAbandoned, ""};
     }
+    if (!claimed->ok()) return {Result::kSkipped, ""};
+    const StoredEvent& fresh = **claimed;
     std::shared_ptr<const Route> route = RouteOf(fresh.event.source);
     // After its own attempt the event is this job's to try again: decided
     // once, before the first.
@@ -386,23 +502,15 @@ JobRun::Result JobRun::Deliver(const StoredEvent& e) {
         return {Result::kHeld, ""};
       }
     }
-    DeliveryContext ctx;
-    ctx.trigger = absl::StrCat("replay:", job_.id);
-    ctx.replay_id = job_.id;
+    DeliveryContext ctx = Context(absl::StrCat("replay:", job_.id));
     ctx.resend_delivered = job_.spec.include_succeeded;
-    ctx.claim_owner = claim_owner_;
     if (own_policy) {
       ctx.route = route;
       ctx.policy_attempt = tries + 1;
     }
     auto report = env_.deliverer->DeliverOne(fresh, ctx);
     if (!report.ok()) {
-      if (absl::IsUnavailable(report.status())) {
-        log_->warn("replay {}: recording {}/{} failed (will retry): {}", job_.id,
-                   fresh.event.source, fresh.event.event_id, report.status().message());
-        clock_->SleepFor(kRetryDelay);
-        continue;
-      }
+      if (WaitedAfterUnrecorded(fresh, report.status())) continue;
       (void)env_.delivery_store->Release({fresh.position}, claim_owner_);
       return {Result::kFailed, std::string(report.status().message())};
     }
@@ -441,14 +549,24 @@ void JobRun::Complete(const StoredEvent& e, const std::string& key, const Result
     if (options_.observer != nullptr) {
       options_.observer->OnReplayed(result.kind == Result::kDelivered ? "delivered"
                                     : result.kind == Result::kFailed  ? "failed"
+                                    : result.kind == Result::kChecked ? "checked"
                                                                       : "skipped");
     }
+    if (result.entry) entries_.push_back(*result.entry);
+    if (result.compensation) results_.emplace_back(e.position, *result.compensation);
     switch (result.kind) {
       case Result::kDelivered: ++counters_.delivered; break;
+      case Result::kChecked: break;
       case Result::kSkipped:
         ++counters_.skipped;
         // Dispatched to be delivered and found delivered (or gone): changed.
-        if (!job_.spec.plan_id.empty()) ++counters_.changed_since_plan;
+        if (job_.spec.kind == ReplayKind::kReplay && !job_.spec.plan_id.empty()) {
+          ++counters_.changed_since_plan;
+        }
+        break;
+      case Result::kChanged:
+        ++counters_.skipped;
+        ++counters_.changed_since_plan;
         break;
       case Result::kHeld:
         ++counters_.skipped;
@@ -460,7 +578,8 @@ void JobRun::Complete(const StoredEvent& e, const std::string& key, const Result
         break;
       case Result::kAbandoned: break;
     }
-    if (result.kind == Result::kDelivered || result.kind == Result::kFailed) {
+    if (result.kind == Result::kDelivered || result.kind == Result::kChecked ||
+        result.kind == Result::kFailed) {
       const bool failed = result.kind == Result::kFailed;
       recent_.push_back({failed, RetryOf(e)});
       if (recent_.size() > BreakerMemory(job_.spec.breaker)) recent_.pop_front();
@@ -487,6 +606,12 @@ void JobRun::CheckpointIfDue(bool force) {
     if (stop_ == Stop::kLeaseLost) return;
     counters = counters_;
     cursor = cursor_.Cursor();
+  }
+  // Every entry or result of an event at or before `cursor` is buffered by
+  // now: written first, so a resumed job misses none.
+  if (absl::Status s = FlushFindings(); !s.ok()) {
+    log_->warn("replay {}: saving its findings failed (will retry): {}", job_.id, s.message());
+    return;
   }
   if (now - rate_sampled_at_ >= absl::Seconds(1)) {
     current_rate_ = static_cast<double>(counters.processed - rate_sampled_processed_) /
@@ -526,6 +651,7 @@ void JobRun::Finish() {
     last_error = last_error_;
   }
   if (stop == Stop::kLeaseLost) return;
+  if (!FlushFindingsPatiently()) return;
   if (stop == Stop::kShutdown) {
     CheckpointIfDue(true);
     if (absl::Status s = env_.store->ReleaseLease(job_.id, options_.instance); !s.ok()) {

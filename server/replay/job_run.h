@@ -23,6 +23,16 @@
 // deliver are skipped as it decided, the rest go through check-then-act on
 // their state now, and those whose state changed since are counted
 // changed_since_plan (never sent again when already delivered).
+//
+// A diff (ReplayKind::kDiff) reads every event of its window, asks each
+// routed event's sink lookup (one token each; keys run in parallel, as
+// nothing is written) and saves what DiffClassify found as its plan's
+// entries, flushed before each checkpoint writes the cursor. A compensate
+// job (kCompensate) reads its plan's entries with their events as the log
+// holds them now, leaves keep and none, and for the rest claims the event,
+// checks it is still as the diff saw it (StillAsDiffSaw) and acts: create
+// and record through check-then-act, overwrite through the sink's update
+// path. Its per-entry results are flushed like a diff's entries.
 #pragma once
 
 #include <atomic>
@@ -44,6 +54,7 @@
 #include "server/replay/runner.h"
 #include "server/replay/token_bucket.h"
 #include "server/replay/window_cursor.h"
+#include "server/store/compensation_store.h"
 #include "server/store/delivery_store.h"
 #include "server/store/replay_store.h"
 
@@ -60,6 +71,8 @@ struct JobRunEnv {
   std::function<TokenBucket*(const std::string& sink_name)> sink_bucket;
   // Set when the whole runner stops: the job pauses and gives its lease up.
   const std::atomic<bool>* shutdown = nullptr;
+  // Plans of diff and compensate jobs; a replay needs none.
+  CompensationStore* compensations = nullptr;
 };
 
 class JobRun {
@@ -76,10 +89,32 @@ class JobRun {
   void Run();
 
  private:
+  // Between tries of a store or downstream call that failed, and of a claim
+  // someone else holds.
+  static constexpr absl::Duration kRetryDelay = absl::Milliseconds(250);
+  static constexpr absl::Duration kClaimRetryDelay = absl::Milliseconds(20);
+  // Lookups a diff or a compensation tries while the downstream is away.
+  static constexpr int kLookupTries = 3;
+
   enum class Stop { kNone, kCancel, kShutdown, kLeaseLost, kPause, kBreaker };
   struct Result {
-    enum Kind { kDelivered, kSkipped, kHeld, kFailed, kAbandoned } kind = kAbandoned;
+    enum Kind {
+      kDelivered,  // a compensation: the entry's action done
+      kSkipped,
+      kHeld,
+      kFailed,
+      kAbandoned,
+      kChecked,  // a diff: compared with the downstream
+      kChanged,  // a compensation: no longer as the diff saw it, left alone
+    } kind = kAbandoned;
     std::string error;
+    std::optional<CompensationEntry> entry = {};          // a diff's finding
+    std::optional<CompensationResult> compensation = {};  // what applying did
+  };
+  // An event handed to the workers, with its plan entry in a compensation.
+  struct Task {
+    StoredEvent event;
+    std::optional<CompensationEntry> entry;
   };
   // An outcome the breaker remembers, with the event to retry if it failed.
   struct Recent {
@@ -94,20 +129,71 @@ class JobRun {
   bool Sleep(absl::Duration d);
   // Reads pages (`read_page(after)`: the window's or the plan's) and
   // dispatches their events until the last page or a stop.
-  template <typename ReadPage>
-  void ReadAndDispatch(const ReadPage& read_page);
+  // `dispatch(item)` is false when the job must stop.
+  template <typename ReadPage, typename DispatchItem>
+  void ReadAndDispatch(const ReadPage& read_page, const DispatchItem& dispatch);
+  // Hands the events a pause left undelivered to `dispatch_one`, in log order.
+  void DispatchRetryList(const std::function<bool(const RetryEvent&)>& dispatch_one);
+  void RunReplay();
+  // Hands a retry-list event to `dispatch` as `read_page` reads it now
+  // (a diff or a compensation needs the whole event, and its entry).
+  template <typename ReadPage, typename DispatchItem>
+  bool DispatchAgain(const RetryEvent& r, const ReadPage& read_page, const DispatchItem& dispatch);
+  // The retry list through DispatchAgain, then the pages after the cursor.
+  template <typename ReadPage, typename DispatchItem>
+  void ReadAgainThenRead(const ReadPage& read_page, const DispatchItem& dispatch);
   bool Dispatch(const StoredEvent& e);
-  // `at` needs no delivery; `changed`: a plan's event whose state changed.
-  bool Skip(const ReplayCursor& at, bool changed = false);
+  // `at` needs no delivery; `changed`: a plan's event whose state changed;
+  // `compensation`: the entry's result, in a compensation.
+  bool Skip(const ReplayCursor& at, bool changed = false,
+            std::optional<CompensationResult> compensation = std::nullopt);
   // Hands an event of the retry list to the workers (it is before the cursor).
   bool DispatchRetry(const RetryEvent& r);
+  // Waits for room and a token, then hands `task` to the workers.
+  // `route` may be null (the worker then fails the event): no token then.
+  // `keyed`: never two events of one key at once.
+  bool Send(Task task, const Route* route, bool keyed);
+  // Whether `at` is at or before the cursor the job started from: an event
+  // of the retry list, which the cursor has passed already.
+  bool BeforeStart(const ReplayCursor& at) const;
   bool WaitForRoom(const std::string& key);
-  void Enqueue(const StoredEvent& e, const std::string& key);
+  void Enqueue(Task task, const std::string& key);
   bool WaitToken(const Route& route);
   void Worker();
   // The route this job delivers `source`'s events by (ReplayRoute).
   std::shared_ptr<const Route> RouteOf(const std::string& source) const;
+  // The worker's part of `task`, by the job's kind.
+  Result Act(const Task& task);
   Result Deliver(const StoredEvent& e);
+  // A DeliveryContext of this job: `trigger`, its id and its claims.
+  DeliveryContext Context(std::string trigger) const;
+  // When `s` (a failed DeliverOne or UpdateOne) says the log was away: waits
+  // before the next try and returns true.
+  bool WaitedAfterUnrecorded(const StoredEvent& e, const absl::Status& s);
+
+  // Diff and compensate: reading in job_run.cc, each event's work in
+  // job_compensate.cc.
+  void RunDiff();
+  void RunApply();
+  // False (the job failing) when the runner has no CompensationStore.
+  bool HasCompensations();
+  bool DispatchDiff(const StoredEvent& e);
+  bool DispatchApply(const CompensationItem& item);
+  Result DiffOne(const StoredEvent& e);
+  Result ApplyOne(const StoredEvent& e, const CompensationEntry& entry);
+  // The sink's lookup, retried a few times while UNAVAILABLE; nullopt when
+  // the job must stop meanwhile.
+  std::optional<LookupResult> LookupPatiently(Sink& sink, const StoredEvent& e);
+  // Claims `e` (nullopt when the job must stop, NOT_FOUND when the log no
+  // longer holds it), as Deliver does.
+  std::optional<absl::StatusOr<StoredEvent>> ClaimPatiently(const StoredEvent& e);
+  // Whether the last attempt at `e` was this compensation's and delivered
+  // it: a job resumed after a crash finds its own work done.
+  bool DoneByThisPlan(const StoredEvent& e);
+  // Writes the buffered entries and results; on failure they stay buffered.
+  absl::Status FlushFindings();
+  // FlushFindings, retried while the database is away; false on shutdown.
+  bool FlushFindingsPatiently();
   // Holds the claim on `e` through `wait` before the job's next attempt of
   // it; false when the job must stop (the claim is then given back).
   bool HoldForRetry(const StoredEvent& e, absl::Duration wait);
@@ -137,7 +223,7 @@ class JobRun {
   ReplayCounters counters_;
   WindowCursor cursor_;
   std::set<std::string> keys_in_flight_;
-  std::deque<StoredEvent> queue_;
+  std::deque<Task> queue_;
   int in_flight_ = 0;  // handed to the workers, not yet complete
   int idle_workers_ = 0;
   bool workers_exit_ = false;
@@ -149,6 +235,10 @@ class JobRun {
   // Failed or left unsent after the job started pausing: retried on resume.
   std::vector<RetryEvent> unsent_;
   std::set<int64_t> retrying_;  // positions of retry-list events in flight
+  // Found or done since the last flush (FlushFindings): a diff's entries, a
+  // compensation's results by position.
+  std::vector<CompensationEntry> entries_;
+  std::vector<std::pair<int64_t, CompensationResult>> results_;
 
   absl::Time last_checkpoint_;
   absl::Time rate_sampled_at_;

@@ -27,10 +27,12 @@ struct ReplayRunner::Active {
 };
 
 ReplayRunner::ReplayRunner(ReplayStore* store, DeliveryStore* delivery_store, Deliverer* deliverer,
-                           RouteLookup routes, const Config* config, ReplayRunnerOptions options)
+                           RouteLookup routes, const Config* config, ReplayRunnerOptions options,
+                           CompensationStore* compensations)
     : store_(store),
       delivery_store_(delivery_store),
       deliverer_(deliverer),
+      compensations_(compensations),
       routes_(std::move(routes)),
       config_(config),
       options_(std::move(options)) {}
@@ -118,10 +120,14 @@ void ReplayRunner::Loop() {
         std::string id = (*job)->id;
         a->thread = std::thread([this, a, j = std::move(**job)]() mutable {
           JobRunEnv env{
-              store_,     delivery_store_,
-              deliverer_, &routes_,
-              &options_,  [this](const std::string& sink_name) { return SinkBucket(sink_name); },
-              &shutdown_};
+              .store = store_,
+              .delivery_store = delivery_store_,
+              .deliverer = deliverer_,
+              .routes = &routes_,
+              .options = &options_,
+              .sink_bucket = [this](const std::string& sink_name) { return SinkBucket(sink_name); },
+              .shutdown = &shutdown_,
+              .compensations = compensations_};
           JobRun run(env, std::move(j), &a->cancel, &a->pause);
           run.Run();
           a->done = true;

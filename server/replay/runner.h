@@ -18,6 +18,7 @@
 #include "server/delivery/deliverer.h"
 #include "server/replay/dry_run.h"
 #include "server/replay/token_bucket.h"
+#include "server/store/compensation_store.h"
 #include "server/store/delivery_store.h"
 #include "server/store/replay_store.h"
 
@@ -56,9 +57,11 @@ std::string NewRunnerInstanceId();
 
 class ReplayRunner {
  public:
-  // Every pointer outlives this.
+  // Every pointer outlives this; `compensations` (may be null) runs diff and
+  // compensate jobs.
   ReplayRunner(ReplayStore* store, DeliveryStore* delivery_store, Deliverer* deliverer,
-               RouteLookup routes, const Config* config, ReplayRunnerOptions options);
+               RouteLookup routes, const Config* config, ReplayRunnerOptions options,
+               CompensationStore* compensations = nullptr);
   ~ReplayRunner();
 
   void Start();
@@ -88,6 +91,7 @@ class ReplayRunner {
   ReplayStore* store_;
   DeliveryStore* delivery_store_;
   Deliverer* deliverer_;
+  CompensationStore* compensations_;
   RouteLookup routes_;
   const Config* config_;
   const ReplayRunnerOptions options_;

@@ -71,6 +71,17 @@ class FakeDeliveryStore final : public DeliveryStore {
     if (outcome != Outcome::kRetrying) e.next_attempt_at.reset();
   }
 
+  // Sets what the log recorded of an event's downstream record at its last
+  // delivery.
+  void SetRecorded(int64_t position, const std::string& record_id, const std::string& version,
+                   std::optional<absl::Time> updated_at = std::nullopt) {
+    std::lock_guard lock(mu_);
+    StoredEvent& e = rows_.at(position).event;
+    e.target_record_id = record_id;
+    e.target_version = version;
+    e.target_updated_at = updated_at;
+  }
+
   // Makes `owner` hold a claim on the event for `lease` (another daemon or a
   // replay taking it).
   void HoldClaim(int64_t position, const std::string& owner, absl::Duration lease) {

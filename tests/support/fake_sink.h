@@ -1,5 +1,6 @@
-// A Sink for unit tests: records every call in order, answers each with the
-// outcome scripted for its event's idempotency key, and counts how many calls
+// A Sink for unit tests: records every call in order (create, lookup and
+// update), answers each with the outcome scripted for its event's
+// idempotency key, and counts how many calls
 // run at once (overall and per ordering key). Calls can be held at a gate, so
 // that a test sees what is in flight. Thread safe; blocking (NonBlocking() is
 // false), so the dispatcher calls it from its worker threads.
@@ -23,7 +24,8 @@ namespace replayd::testing {
 
 class FakeSink final : public Sink {
  public:
-  // One call of the create path or of the lookup, in the order they began.
+  // One call of the create path, the lookup or the update path, in the
+  // order they began.
   struct Call {
     std::string idempotency_key;  // "<source>:<event_id>"
     std::string key;              // the event's ordering key
@@ -31,6 +33,8 @@ class FakeSink final : public Sink {
     int attempt = 0;  // 0 for a lookup
     std::string replay_id;
     bool lookup = false;
+    bool update = false;
+    std::optional<std::string> known_version = std::nullopt;  // an update's precondition
   };
 
   explicit FakeSink(std::string name = "fake") : name_(std::move(name)) {}
@@ -73,6 +77,13 @@ class FakeSink final : public Sink {
     lookups_[idempotency_key] = std::move(answer);
   }
 
+  // Turns the update path on; every update answers `answer`.
+  void EnableUpdate(DeliveryResult answer) {
+    std::lock_guard lock(mu_);
+    has_update_ = true;
+    default_update_ = std::move(answer);
+  }
+
   // While closed, create calls wait at the gate (after being counted as
   // started and in flight) until it opens.
   void CloseGate() { WriteLocked(mu_, gate_open_, false); }
@@ -99,7 +110,16 @@ class FakeSink final : public Sink {
     std::lock_guard lock(mu_);
     std::vector<Call> out;
     for (const Call& c : calls_) {
-      if (!c.lookup) out.push_back(c);
+      if (!c.lookup && !c.update) out.push_back(c);
+    }
+    return out;
+  }
+  // The update calls only, in the order they began.
+  std::vector<Call> updates() const {
+    std::lock_guard lock(mu_);
+    std::vector<Call> out;
+    for (const Call& c : calls_) {
+      if (c.update) out.push_back(c);
     }
     return out;
   }
@@ -155,6 +175,22 @@ class FakeSink final : public Sink {
     return it != lookups_.end() ? it->second : default_lookup_;
   }
 
+  bool HasUpdate() const override {
+    std::lock_guard lock(mu_);
+    return has_update_;
+  }
+
+  DeliveryResult Update(const DeliveryRequest& request,
+                        const std::optional<std::string>& known_version) override {
+    const StoredEvent& event = *request.event;
+    const std::string idempotency_key = IdempotencyKey(event);
+    std::lock_guard lock(mu_);
+    if (!has_update_) return Sink::Update(request, known_version);
+    calls_.push_back({idempotency_key, event.event.key, event.position, request.attempt,
+                      request.replay_id, false, true, known_version});
+    return default_update_;
+  }
+
  private:
   // A failed call's answer: `kind`, with the error "HTTP <http_status>".
   static DeliveryResult Failed(DeliveryResult::Kind kind, int http_status) {
@@ -173,6 +209,8 @@ class FakeSink final : public Sink {
   bool has_lookup_ = false;
   LookupResult default_lookup_ = std::optional<DownstreamRecord>();
   std::map<std::string, LookupResult> lookups_;
+  bool has_update_ = false;
+  DeliveryResult default_update_;
   bool gate_open_ = true;
   std::vector<Call> calls_;
   int in_flight_ = 0;
