@@ -73,6 +73,34 @@ ReplayClient::ReplayClient(ClientOptions options) : options_(std::move(options))
   stub_ = pb::ReplayService::NewStub(channel_);
 }
 
+template <typename Request, typename Response>
+absl::StatusOr<Response> ReplayClient::Call(UnaryMethod<Request, Response> method,
+                                            const Request& request, int attempts) {
+  absl::Status last;
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
+    grpc::ClientContext ctx;
+    PrepareCall(&ctx);
+    Response out;
+    grpc::Status s = (stub_.get()->*method)(&ctx, request, &out);
+    if (s.ok()) return out;
+    last = FromGrpcStatus(s);
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+  }
+  return last;
+}
+
+template <typename Request, typename Item>
+absl::Status ReplayClient::ReadStream(StreamMethod<Request, Item> method, const Request& request,
+                                      const std::function<void(const Item&)>& on_item) {
+  grpc::ClientContext ctx;
+  if (!options_.token.empty()) ctx.AddMetadata("authorization", "Bearer " + options_.token);
+  auto reader = (stub_.get()->*method)(&ctx, request);
+  Item item;
+  while (reader->Read(&item)) on_item(item);
+  return FromGrpcStatus(reader->Finish());
+}
+
 void ReplayClient::PrepareCall(grpc::ClientContext* context) const {
   if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
   context->set_deadline(std::chrono::system_clock::now() +
@@ -90,18 +118,7 @@ absl::StatusOr<pb::DryRunReport> ReplayClient::DryRun(const pb::ReplayRequest& r
 
 absl::StatusOr<pb::ReplayProgress> ReplayClient::StartReplay(pb::ReplayRequest request) {
   if (request.request_id().empty()) request.set_request_id(NewRequestId());
-  absl::Status last;
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
-    grpc::ClientContext ctx;
-    PrepareCall(&ctx);
-    pb::ReplayProgress out;
-    grpc::Status s = stub_->StartReplay(&ctx, request, &out);
-    if (s.ok()) return out;
-    last = FromGrpcStatus(s);
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) break;
-  }
-  return last;
+  return Call(&Stub::StartReplay, request, 3);
 }
 
 absl::StatusOr<pb::ReplayProgress> ReplayClient::GetProgress(const std::string& replay_id) {
@@ -211,14 +228,46 @@ absl::StatusOr<pb::Plan> ReplayClient::GetPlan(const std::string& plan_id) {
 
 absl::Status ReplayClient::ListPlanEvents(
     const std::string& plan_id, const std::function<void(const pb::PlanEvent&)>& on_event) {
-  grpc::ClientContext ctx;
-  if (!options_.token.empty()) ctx.AddMetadata("authorization", "Bearer " + options_.token);
   pb::ListPlanEventsRequest req;
   req.set_plan_id(plan_id);
-  auto reader = stub_->ListPlanEvents(&ctx, req);
-  pb::PlanEvent e;
-  while (reader->Read(&e)) on_event(e);
-  return FromGrpcStatus(reader->Finish());
+  return ReadStream(&Stub::ListPlanEvents, req, on_event);
+}
+
+absl::StatusOr<pb::ReplayProgress> ReplayClient::StartDiff(pb::DiffRequest request) {
+  if (request.request_id().empty()) request.set_request_id(NewRequestId());
+  return Call(&Stub::StartDiff, request, 3);
+}
+
+absl::StatusOr<pb::Compensation> ReplayClient::GetCompensation(const std::string& plan_id) {
+  pb::GetCompensationRequest req;
+  req.set_plan_id(plan_id);
+  return Call(&Stub::GetCompensation, req);
+}
+
+absl::Status ReplayClient::ListCompensationEntries(
+    const std::string& plan_id, const std::string& diff_class,
+    const std::function<void(const pb::CompensationEntry&)>& on_entry) {
+  pb::ListCompensationEntriesRequest req;
+  req.set_plan_id(plan_id);
+  req.set_diff_class(diff_class);
+  return ReadStream(&Stub::ListCompensationEntries, req, on_entry);
+}
+
+absl::StatusOr<pb::SetCompensationActionsResponse> ReplayClient::SetCompensationActions(
+    const pb::SetCompensationActionsRequest& request) {
+  return Call(&Stub::SetCompensationActions, request);
+}
+
+absl::StatusOr<pb::ReplayProgress> ReplayClient::ApplyCompensation(
+    pb::ApplyCompensationRequest request) {
+  if (request.request_id().empty()) request.set_request_id(NewRequestId());
+  return Call(&Stub::ApplyCompensation, request, 3);
+}
+
+absl::StatusOr<pb::ListCompensationsResponse> ReplayClient::ListCompensations(int limit) {
+  pb::ListCompensationsRequest req;
+  req.set_limit(limit);
+  return Call(&Stub::ListCompensations, req);
 }
 
 }  // namespace replayd::client

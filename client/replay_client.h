@@ -72,7 +72,39 @@ class ReplayClient {
   absl::Status ListPlanEvents(const std::string& plan_id,
                               const std::function<void(const replay::v1::PlanEvent&)>& on_event);
 
+  // Diff and compensate. StartDiff and ApplyCompensation fill in a
+  // request_id when empty and retry UNAVAILABLE with it, as StartReplay does.
+  absl::StatusOr<replay::v1::ReplayProgress> StartDiff(replay::v1::DiffRequest request);
+  absl::StatusOr<replay::v1::Compensation> GetCompensation(const std::string& plan_id);
+  // Calls `on_entry` with each entry of the plan (of `diff_class`, or all
+  // when empty) as they stream in, with no deadline.
+  absl::Status ListCompensationEntries(
+      const std::string& plan_id, const std::string& diff_class,
+      const std::function<void(const replay::v1::CompensationEntry&)>& on_entry);
+  absl::StatusOr<replay::v1::SetCompensationActionsResponse> SetCompensationActions(
+      const replay::v1::SetCompensationActionsRequest& request);
+  absl::StatusOr<replay::v1::ReplayProgress> ApplyCompensation(
+      replay::v1::ApplyCompensationRequest request);
+  absl::StatusOr<replay::v1::ListCompensationsResponse> ListCompensations(int limit);
+
  private:
+  using Stub = replay::v1::ReplayService::Stub;
+  template <typename Request, typename Response>
+  using UnaryMethod = grpc::Status (Stub::*)(grpc::ClientContext*, const Request&, Response*);
+  template <typename Request, typename Item>
+  using StreamMethod = std::unique_ptr<grpc::ClientReader<Item>> (Stub::*)(grpc::ClientContext*,
+                                                                           const Request&);
+
+  // One unary call with the token and the deadline; with `attempts` > 1,
+  // UNAVAILABLE is retried (only for requests that are safe to repeat).
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(UnaryMethod<Request, Response> method, const Request& request,
+                                int attempts = 1);
+  // A server stream, read to its end with the token and no deadline.
+  template <typename Request, typename Item>
+  absl::Status ReadStream(StreamMethod<Request, Item> method, const Request& request,
+                          const std::function<void(const Item&)>& on_item);
+
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<replay::v1::ReplayService::Stub> stub_;

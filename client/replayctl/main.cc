@@ -7,6 +7,7 @@
 
 #include "client/replayctl/audit_command.h"
 #include "client/replayctl/common.h"
+#include "client/replayctl/compensate_commands.h"
 #include "client/replayctl/inspect_commands.h"
 #include "client/replayctl/plan_commands.h"
 #include "client/replayctl/replay_commands.h"
@@ -14,7 +15,8 @@
 int main(int argc, char** argv) {
   using namespace replayd::replayctl;
   CLI::App app{
-      "replayctl: dry-run, start, watch, pause, resume and cancel replays; inspect the event log"};
+      "replayctl: dry-run, start, watch, pause, resume and cancel replays; diff and compensate; "
+      "inspect the event log"};
   // At most one here and "none" checked after parsing, so that an unknown
   // command is named as such instead of reported as a missing one.
   app.require_subcommand(0, 1);
@@ -46,6 +48,7 @@ int main(int argc, char** argv) {
 
   RegisterReplayCommands(app, options);
   RegisterPlanCommands(app, options);
+  RegisterCompensateCommands(app, options);
   InspectEnv server_env{
       [&options] { return replayd::client::ReplayClient(options.ClientOptionsFor()).channel(); },
       [&options](grpc::ClientContext* ctx) {

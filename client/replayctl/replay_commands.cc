@@ -21,9 +21,40 @@
 #include "server/common/time_format.h"
 
 namespace replayd::replayctl {
-namespace {
 
 namespace pb = replay::v1;
+
+void Fail(int code) { throw CLI::RuntimeError(code); }
+
+void UsageError(const std::string& message) {
+  std::cerr << "replayctl: " << message << "\n";
+  Fail(kExitUsage);
+}
+
+absl::Time ParseTimeFlag(const char* flag, const std::string& text, absl::Time now) {
+  auto t = ParseTimeArg(text, now);
+  if (!t.ok()) UsageError(absl::StrCat(flag, ": ", t.status().message()));
+  return *t;
+}
+
+void ConfirmOrAbort(const CommonOptions& o, const std::string& summary,
+                    const std::string& question, const std::string& aborted) {
+  if (isatty(STDIN_FILENO) == 0) {
+    std::cerr << "replayctl: not starting without confirmation: pass --yes\n";
+    Fail(kExitAborted);
+  }
+  // Whoever answers must see what they confirm; stdout stays JSON only.
+  if (o.json()) std::cerr << summary;
+  std::cerr << question << " [y/N] " << std::flush;
+  std::string answer;
+  std::getline(std::cin, answer);
+  if (answer != "y" && answer != "Y" && answer != "yes") {
+    std::cerr << "aborted: " << aborted << "\n";
+    Fail(kExitAborted);
+  }
+}
+
+namespace {
 
 // Flags shared by dry-run and start.
 struct RequestFlags {
@@ -92,13 +123,6 @@ void AddRequestFlags(CLI::App* cmd, RequestFlags& f) {
                   "this replay's longest wait between attempts, e.g. 30s (default: the route's)");
 }
 
-[[noreturn]] void Fail(int code) { throw CLI::RuntimeError(code); }
-
-[[noreturn]] void UsageError(const std::string& message) {
-  std::cerr << "replayctl: " << message << "\n";
-  Fail(kExitUsage);
-}
-
 // The request's fields a start sets whatever it replays: pacing, breaker, why.
 pb::ReplayRequest StartOnlyRequest(const RequestFlags& f) {
   pb::ReplayRequest r;
@@ -117,12 +141,8 @@ pb::ReplayRequest StartOnlyRequest(const RequestFlags& f) {
 pb::ReplayRequest BuildRequest(const RequestFlags& f) {
   pb::ReplayRequest r = StartOnlyRequest(f);
   absl::Time now = absl::Now();
-  auto from = ParseTimeArg(f.from, now);
-  if (!from.ok()) UsageError(absl::StrCat("--from: ", from.status().message()));
-  auto to = ParseTimeArg(f.to, now);
-  if (!to.ok()) UsageError(absl::StrCat("--to: ", to.status().message()));
-  ToTimestamp(*from, r.mutable_from());
-  ToTimestamp(*to, r.mutable_to());
+  ToTimestamp(ParseTimeFlag("--from", f.from, now), r.mutable_from());
+  ToTimestamp(ParseTimeFlag("--to", f.to, now), r.mutable_to());
   for (const auto& s : f.sources) {
     if (!s.empty()) r.add_sources(s);
   }
@@ -176,71 +196,28 @@ std::vector<std::string> ParseEventIdsFile(std::string_view text) {
   return out;
 }
 
-namespace {
-
 std::string OutcomeLower(int o) {
   std::string s = pb::Outcome_Name(static_cast<pb::Outcome>(o));
   std::transform(s.begin(), s.end(), s.begin(), ::tolower);
   return s;
 }
 
-std::string ProgressText(const pb::ReplayProgress& p) {
-  std::string out = absl::StrCat("replay ", p.replay_id(), ": ", StateName(p.state()), "\n");
-  absl::StrAppend(&out, "  window    [", FormatRfc3339(FromTimestamp(p.request().from())), ", ",
-                  FormatRfc3339(FromTimestamp(p.request().to())), ")",
-                  p.request().sources().empty()
-                      ? " every source"
-                      : absl::StrCat(" sources ", absl::StrJoin(p.request().sources(), ",")),
-                  "\n");
-  const pb::ReplayRequest& r = p.request();
-  if (!r.keys().empty()) absl::StrAppend(&out, "  keys      ", absl::StrJoin(r.keys(), ","), "\n");
-  if (!r.types().empty()) {
-    absl::StrAppend(&out, "  types     ", absl::StrJoin(r.types(), ","), "\n");
-  }
-  if (!r.event_ids().empty()) absl::StrAppend(&out, "  event ids ", r.event_ids_size(), "\n");
-  if (!r.sink().empty()) absl::StrAppend(&out, "  sink      ", r.sink(), "\n");
-  absl::StrAppend(&out, "  total     ", p.total(), "\n  processed ", p.processed(),
-                  "\n  delivered ", p.delivered(), "\n  skipped   ", p.skipped(), "\n  failed    ",
-                  p.failed(), "\n");
-  if (!p.plan_id().empty()) {
-    absl::StrAppend(&out, "  plan      ", p.plan_id(), ": ", p.changed_since_plan(),
-                    " changed since (of skipped: delivered meanwhile, not sent again)\n");
-  }
-  if (p.held_by_key() > 0) {
-    absl::StrAppend(&out, "  held      ", p.held_by_key(),
-                    " (of skipped: strict keys behind an earlier undelivered event)\n");
-  }
-  absl::StrAppend(&out, "  rate      ", absl::StrFormat("%.1f/s", p.current_rate()), " (limit ",
-                  p.request().rate(), "/s)  eta ", absl::StrFormat("%.0fs", p.eta_seconds()), "\n");
-  if (p.has_cursor()) {
-    absl::StrAppend(&out, "  cursor    ", FormatRfc3339(FromTimestamp(p.cursor())), "\n");
-  }
-  if (!p.last_error().empty()) absl::StrAppend(&out, "  last error ", p.last_error(), "\n");
-  if (p.state() == pb::REPLAY_PAUSED) {
-    absl::StrAppend(&out, "  PAUSED: nothing is sent until `replayctl resume ", p.replay_id(),
-                    " --reason TEXT`\n");
-  }
-  absl::StrAppend(&out, "  created   ", FormatRfc3339(FromTimestamp(p.created_at())), " by ",
-                  p.created_by(), "\n");
-  return out;
-}
-
-void PrintProgress(const CommonOptions& o, const pb::ReplayProgress& p) {
-  if (o.json()) {
-    std::cout << ToJson(p) << "\n";
-  } else {
-    std::cout << ProgressText(p);
-  }
-}
+namespace {
 
 client::ReplayClient Client(const CommonOptions& o) {
   return client::ReplayClient(o.ClientOptionsFor());
 }
 
-// Watches until the job ends. Text: a bar redrawn on a terminal, a line per
-// update otherwise, on stderr, then the final progress on stdout. JSON: one
-// progress object per update on stdout (NDJSON), the last one final. Returns
-// the exit code for the final state.
+}  // namespace
+
+void PrintProgress(const CommonOptions& o, const pb::ReplayProgress& p) {
+  if (o.json()) {
+    std::cout << ToJson(p) << "\n";
+  } else {
+    std::cout << RenderProgress(p);
+  }
+}
+
 int Watch(const CommonOptions& o, client::ReplayClient& c, const std::string& id) {
   const bool tty = isatty(STDERR_FILENO) != 0;
   auto last = c.WatchProgress(id, [&](const pb::ReplayProgress& p) {
@@ -255,8 +232,6 @@ int Watch(const CommonOptions& o, client::ReplayClient& c, const std::string& id
   if (!o.json()) PrintProgress(o, *last);
   return last->state() == pb::REPLAY_COMPLETED ? kExitOk : kExitNotCompleted;
 }
-
-}  // namespace
 
 int ReportError(const absl::Status& status) {
   std::cerr << "replayctl: " << absl::StatusCodeToString(status.code()) << ": " << status.message()
@@ -281,6 +256,51 @@ std::string StateName(pb::ReplayState state) {
     case pb::REPLAY_FAILED: return "failed";
     default: return "unspecified";
   }
+}
+
+std::string RenderProgress(const pb::ReplayProgress& p) {
+  std::string out = absl::StrCat(p.kind().empty() ? "replay" : p.kind(), " ", p.replay_id(), ": ",
+                                 StateName(p.state()), "\n");
+  absl::StrAppend(&out, "  window    [", FormatRfc3339(FromTimestamp(p.request().from())), ", ",
+                  FormatRfc3339(FromTimestamp(p.request().to())), ")",
+                  p.request().sources().empty()
+                      ? " every source"
+                      : absl::StrCat(" sources ", absl::StrJoin(p.request().sources(), ",")),
+                  "\n");
+  const pb::ReplayRequest& r = p.request();
+  if (!r.keys().empty()) absl::StrAppend(&out, "  keys      ", absl::StrJoin(r.keys(), ","), "\n");
+  if (!r.types().empty()) {
+    absl::StrAppend(&out, "  types     ", absl::StrJoin(r.types(), ","), "\n");
+  }
+  if (!r.event_ids().empty()) absl::StrAppend(&out, "  event ids ", r.event_ids_size(), "\n");
+  if (!r.sink().empty()) absl::StrAppend(&out, "  sink      ", r.sink(), "\n");
+  absl::StrAppend(&out, "  total     ", p.total(), "\n  processed ", p.processed(),
+                  "\n  delivered ", p.delivered(), "\n  skipped   ", p.skipped(), "\n  failed    ",
+                  p.failed(), "\n");
+  if (p.kind() == "compensate") {
+    absl::StrAppend(&out, "  plan      ", p.plan_id(), ": ", p.changed_since_plan(),
+                    " changed since the diff (of skipped: left alone)\n");
+  } else if (!p.plan_id().empty()) {
+    absl::StrAppend(&out, "  plan      ", p.plan_id(), ": ", p.changed_since_plan(),
+                    " changed since (of skipped: delivered meanwhile, not sent again)\n");
+  }
+  if (p.held_by_key() > 0) {
+    absl::StrAppend(&out, "  held      ", p.held_by_key(),
+                    " (of skipped: strict keys behind an earlier undelivered event)\n");
+  }
+  absl::StrAppend(&out, "  rate      ", absl::StrFormat("%.1f/s", p.current_rate()), " (limit ",
+                  p.request().rate(), "/s)  eta ", absl::StrFormat("%.0fs", p.eta_seconds()), "\n");
+  if (p.has_cursor()) {
+    absl::StrAppend(&out, "  cursor    ", FormatRfc3339(FromTimestamp(p.cursor())), "\n");
+  }
+  if (!p.last_error().empty()) absl::StrAppend(&out, "  last error ", p.last_error(), "\n");
+  if (p.state() == pb::REPLAY_PAUSED) {
+    absl::StrAppend(&out, "  PAUSED: nothing is sent until `replayctl resume ", p.replay_id(),
+                    " --reason TEXT`\n");
+  }
+  absl::StrAppend(&out, "  created   ", FormatRfc3339(FromTimestamp(p.created_at())), " by ",
+                  p.created_by(), "\n");
+  return out;
 }
 
 std::string RenderProgressBar(const pb::ReplayProgress& p, int width) {
@@ -409,21 +429,10 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& o) {
       }
       if (!o.json()) std::cerr << summary;
       if (!*yes) {
-        if (isatty(STDIN_FILENO) == 0) {
-          std::cerr << "replayctl: not starting without confirmation: pass --yes\n";
-          Fail(kExitAborted);
-        }
-        // Whoever answers must see what they confirm; stdout stays JSON only.
-        if (o.json()) std::cerr << summary;
-        std::cerr << "Start the replay: deliver " << to_deliver << " events at "
-                  << (rate > 0 ? absl::StrCat(rate, "/s") : std::string("the default rate"))
-                  << "? [y/N] " << std::flush;
-        std::string answer;
-        std::getline(std::cin, answer);
-        if (answer != "y" && answer != "Y" && answer != "yes") {
-          std::cerr << "aborted: nothing was started\n";
-          Fail(kExitAborted);
-        }
+        ConfirmOrAbort(o, summary,
+                       absl::StrCat("Start the replay: deliver ", to_deliver, " events at ",
+                                    rate > 0 ? absl::StrCat(rate, "/s") : "the default rate", "?"),
+                       "nothing was started");
       }
       request.set_request_id(request_id->empty() ? client::NewRequestId() : *request_id);
       auto job = c.StartReplay(request);
@@ -441,9 +450,10 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& o) {
   {
     auto id = std::make_shared<std::string>();
     auto watch = std::make_shared<bool>(false);
-    auto* cmd = app.add_subcommand("progress", "a replay's progress");
-    cmd->add_option("replay_id", *id, "the replay id")->required();
-    cmd->add_flag("-w,--watch", *watch, "follow with a progress bar until the replay ends");
+    auto* cmd = app.add_subcommand("progress", "a job's progress (replay, diff or compensate)");
+    cmd->alias("status");
+    cmd->add_option("replay_id", *id, "the job id (rp-, df- or cp-)")->required();
+    cmd->add_flag("-w,--watch", *watch, "follow with a progress bar until the job ends");
     cmd->callback([&o, id, watch] {
       auto c = Client(o);
       if (*watch) {
@@ -454,6 +464,12 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& o) {
       auto p = c.GetProgress(*id);
       if (!p.ok()) Fail(ReportError(p.status()));
       PrintProgress(o, *p);
+    });
+    auto* watch_cmd = app.add_subcommand("watch", "progress --watch: follow a job until it ends");
+    watch_cmd->add_option("replay_id", *id, "the job id (rp-, df- or cp-)")->required();
+    watch_cmd->callback([&o, id] {
+      auto c = Client(o);
+      if (int code = Watch(o, c, *id); code != kExitOk) Fail(code);
     });
   }
   // cancel

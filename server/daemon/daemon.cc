@@ -180,7 +180,8 @@ absl::Status Daemon::Run() {
                                                          .observer = c_->replay_observer.get()},
                                      c_->compensation_store.get());
   c_->replay_controller = std::make_unique<ReplayController>(
-      c_->replay_store.get(), c_->dry_runner.get(), c_->replay_runner.get(), &config_, &clock);
+      c_->replay_store.get(), c_->dry_runner.get(), c_->replay_runner.get(), &config_, &clock,
+      c_->compensation_store.get(), c_->deliverer.get());
   c_->replay_service =
       std::make_unique<ReplayServiceImpl>(c_->replay_controller.get(), c_->auth.get());
   c_->audit_service = std::make_unique<AuditServiceImpl>(c_->replay_store.get(), c_->auth.get());
@@ -216,6 +217,8 @@ absl::Status Daemon::Run() {
                           ListReplaysOverGrpc(c_->grpc_server->InProcessChannel({})));
   RegisterAuditRoute(c_->http_server->server(), c_->auth.get(),
                      c_->grpc_server->InProcessChannel({}));
+  RegisterCompensationRoutes(c_->http_server->server(), c_->auth.get(),
+                             c_->grpc_server->InProcessChannel({}));
   RegisterMetricsRoutes(
       c_->http_server->server(), c_->metrics.get(), [this] { PollMetrics(); },
       config_.metrics_token);

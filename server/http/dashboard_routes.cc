@@ -89,6 +89,25 @@ absl::StatusOr<std::string> AsJson(const absl::StatusOr<Message>& answer) {
   return ToJson(*answer);
 }
 
+// GET `path`: one call of `method` on `stub` as the HTTP caller, with the
+// request `make` builds from the query (or its error), answered as JSON.
+template <typename Stub, typename Request, typename Response, typename Make>
+void ServeCall(httplib::Server& server, const Authenticator* auth, const char* path,
+               std::shared_ptr<Stub> stub,
+               grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+               Make make) {
+  server.Get(path, Api(auth, [stub, method,
+                              make](const httplib::Request& req) -> absl::StatusOr<std::string> {
+               absl::StatusOr<Request> request = make(req);
+               if (!request.ok()) return request.status();
+               return CallAsJson<Response>(
+                   req.get_header_value("Authorization"),
+                   [&](grpc::ClientContext* context, Response* response) {
+                     return ((*stub).*method)(context, *request, response);
+                   });
+             }));
+}
+
 void Serve(httplib::Response& res, std::string_view body, const char* type) {
   res.set_header("Cache-Control", "no-cache");
   res.set_content(std::string(body), type);
@@ -152,29 +171,46 @@ ListReplaysJson ListReplaysOverGrpc(std::shared_ptr<grpc::Channel> channel) {
 
 void RegisterAuditRoute(httplib::Server& server, const Authenticator* auth,
                         std::shared_ptr<grpc::Channel> channel) {
-  auto stub =
-      std::shared_ptr<replay::v1::AuditService::Stub>(replay::v1::AuditService::NewStub(channel));
-  server.Get(
-      "/api/audit", Api(auth, [stub](const httplib::Request& req) -> absl::StatusOr<std::string> {
-        replay::v1::ListAuditRequest request;
-        request.set_replay_id(req.get_param_value("replay"));
-        if (req.has_param("since") && !req.get_param_value("since").empty()) {
-          auto since = ParseTimeArg(req.get_param_value("since"), absl::Now());
-          if (!since.ok())
-            return absl::InvalidArgumentError(absl::StrCat("since: ", since.status().message()));
-          proto_convert::ToProto(*since, request.mutable_since());
-        }
-        int limit = 50;
-        if (req.has_param("limit") && !absl::SimpleAtoi(req.get_param_value("limit"), &limit)) {
-          return absl::InvalidArgumentError("limit must be an integer");
-        }
-        request.set_limit(limit);
-        return CallAsJson<replay::v1::ListAuditResponse>(
-            req.get_header_value("Authorization"),
-            [&](grpc::ClientContext* context, replay::v1::ListAuditResponse* response) {
-              return stub->ListAudit(context, request, response);
+  ServeCall(server, auth, "/api/audit",
+            std::shared_ptr<replay::v1::AuditService::Stub>(
+                replay::v1::AuditService::NewStub(channel)),
+            &replay::v1::AuditService::Stub::ListAudit,
+            [](const httplib::Request& req) -> absl::StatusOr<replay::v1::ListAuditRequest> {
+              replay::v1::ListAuditRequest request;
+              request.set_replay_id(req.get_param_value("replay"));
+              if (req.has_param("since") && !req.get_param_value("since").empty()) {
+                auto since = ParseTimeArg(req.get_param_value("since"), absl::Now());
+                if (!since.ok())
+                  return absl::InvalidArgumentError(
+                      absl::StrCat("since: ", since.status().message()));
+                proto_convert::ToProto(*since, request.mutable_since());
+              }
+              int limit = 50;
+              if (req.has_param("limit") &&
+                  !absl::SimpleAtoi(req.get_param_value("limit"), &limit)) {
+                return absl::InvalidArgumentError("limit must be an integer");
+              }
+              request.set_limit(limit);
+              return request;
             });
-      }));
+}
+
+void RegisterCompensationRoutes(httplib::Server& server, const Authenticator* auth,
+                                std::shared_ptr<grpc::Channel> channel) {
+  using replay::v1::ReplayService;
+  auto stub = std::shared_ptr<ReplayService::Stub>(ReplayService::NewStub(channel));
+  ServeCall(server, auth, "/api/compensations", stub, &ReplayService::Stub::ListCompensations,
+            [](const httplib::Request&) -> absl::StatusOr<replay::v1::ListCompensationsRequest> {
+              replay::v1::ListCompensationsRequest request;
+              request.set_limit(20);
+              return request;
+            });
+  ServeCall(server, auth, "/api/compensation", stub, &ReplayService::Stub::GetCompensation,
+            [](const httplib::Request& req) -> absl::StatusOr<replay::v1::GetCompensationRequest> {
+              replay::v1::GetCompensationRequest request;
+              request.set_plan_id(req.get_param_value("plan"));
+              return request;
+            });
 }
 
 }  // namespace replayd

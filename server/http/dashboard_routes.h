@@ -9,6 +9,9 @@
 //   GET /api/trace?source=&event_id=                      replay.v1.EventTrace as JSON
 //   GET /api/replays           replay.v1.ListReplaysResponse as JSON
 //   GET /api/audit?replay=&since=&limit=                  replay.v1.ListAuditResponse as JSON
+//   GET /api/compensations     replay.v1.ListCompensationsResponse as JSON (20 newest plans)
+//   GET /api/compensation?plan=                           replay.v1.Compensation as JSON
+//                              (one plan with the first samples of each class)
 //
 // from/to take RFC 3339 or relative times ("-6h", "now"); source repeats or
 // is comma-separated. /api routes need the viewer role (Authorization:
@@ -49,5 +52,11 @@ void RegisterDashboardRoutes(httplib::Server& server, Inspector* inspector,
 // in-process channel), 50 entries unless `limit` says otherwise.
 void RegisterAuditRoute(httplib::Server& server, const Authenticator* auth,
                         std::shared_ptr<grpc::Channel> channel);
+
+// GET /api/compensations and /api/compensation through ReplayService's
+// ListCompensations and GetCompensation on `channel` (the daemon's
+// in-process channel).
+void RegisterCompensationRoutes(httplib::Server& server, const Authenticator* auth,
+                                std::shared_ptr<grpc::Channel> channel);
 
 }  // namespace replayd

@@ -114,8 +114,8 @@ inline std::optional<CompensationResult> ParseCompensationResult(std::string_vie
 // The downstream's record as a diff saw it (empty id: it held none).
 struct ObservedRecord {
   std::string id;
-  std::optional<std::string> version;
-  std::optional<absl::Time> updated_at;
+  std::optional<std::string> version = std::nullopt;
+  std::optional<absl::Time> updated_at = std::nullopt;
 };
 
 // One event of a compensation plan: the event's log key and identity, what

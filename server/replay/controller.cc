@@ -4,10 +4,12 @@
 #include <functional>
 #include <mutex>
 #include <random>
+#include <set>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "server/common/logging.h"
 #include "server/common/time_format.h"
@@ -15,7 +17,8 @@
 namespace replayd {
 namespace {
 
-// An operator's reason for pausing or resuming: required, at most 1000 bytes.
+// An operator's reason for pausing, resuming or changing a plan: required,
+// at most 1000 bytes.
 absl::Status CheckReason(const std::string& reason, const char* done) {
   if (reason.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("reason is required (why it is ", done, ")"));
@@ -36,6 +39,37 @@ absl::StatusOr<ReplayJob> AwaitJob(ReplayStore& store, ReplayJob job, absl::Dura
     job = *std::move(now);
   }
   return job;
+}
+
+// FAILED_PRECONDITION once `expires_at` has passed: plan `id` cannot be
+// used any more, and `remedy` says what to do instead.
+absl::Status CheckUnexpired(const std::string& id, absl::Time expires_at, absl::Time now,
+                            const char* remedy) {
+  if (now < expires_at) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("plan ", id, " expired at ", FormatRfc3339(expires_at), ": ", remedy));
+}
+
+constexpr char kDiffAgain[] = "run the diff again";
+
+// FAILED_PRECONDITION unless the compensation plan is ready: what it is instead.
+absl::Status CheckReady(const CompensationPlan& plan) {
+  const std::string& id = plan.id;
+  switch (plan.state) {
+    case CompensationState::kReady: return absl::OkStatus();
+    case CompensationState::kDiffing:
+      return absl::FailedPreconditionError(absl::StrCat(
+          "plan ", id, " is still diffing: wait until `replayctl progress ", id, "` completes"));
+    case CompensationState::kApplying:
+    case CompensationState::kApplied:
+      return absl::FailedPreconditionError(
+          absl::StrCat("plan ", id, " is ", std::string(CompensationStateName(plan.state)),
+                       " (job ", plan.apply_job_id, "): its actions are frozen"));
+    case CompensationState::kFailed:
+      return absl::FailedPreconditionError(
+          absl::StrCat("plan ", id, " is failed: its diff did not complete; ", kDiffAgain));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -84,6 +118,8 @@ std::string NewId(const char* prefix) {
 
 std::string NewReplayId() { return NewId("rp"); }
 std::string NewPlanId() { return NewId("pl"); }
+std::string NewDiffId() { return NewId("df"); }
+std::string NewCompensateId() { return NewId("cp"); }
 
 absl::StatusOr<DryRunResult> ReplayController::DryRun(const ReplayRequestInput& input,
                                                       const PlanSave* save) {
@@ -134,10 +170,10 @@ absl::StatusOr<ReplayPlan> ReplayController::GetPlan(const std::string& id) {
 absl::StatusOr<ReplayPlan> ReplayController::LivePlan(const std::string& id) {
   auto plan = GetPlan(id);
   if (!plan.ok()) return plan.status();
-  if (clock_->Now() >= plan->expires_at) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("plan ", id, " expired at ", FormatRfc3339(plan->expires_at),
-                     ": run the dry run again with save_plan"));
+  if (absl::Status s = CheckUnexpired(id, plan->expires_at, clock_->Now(),
+                                      "run the dry run again with save_plan");
+      !s.ok()) {
+    return s;
   }
   return plan;
 }
@@ -249,6 +285,231 @@ absl::StatusOr<ReplayJob> ReplayController::Resume(const std::string& id, const 
   Logger("replay")->info("replay {}: resumed by {}", id, who.name);
   if (runner_ != nullptr) runner_->Wake();
   return job;
+}
+
+absl::StatusOr<CompensationStore*> ReplayController::Compensations() const {
+  if (compensations_ == nullptr) {
+    return absl::UnimplementedError("this daemon keeps no compensation plans");
+  }
+  return compensations_;
+}
+
+absl::StatusOr<std::vector<std::string>> ReplayController::DiffSources(
+    const std::vector<std::string>& asked) const {
+  if (deliverer_ == nullptr) return absl::UnimplementedError("this daemon delivers nowhere");
+  std::vector<std::string> sources = asked.empty() ? deliverer_->RoutedSources() : asked;
+  if (sources.empty()) return absl::FailedPreconditionError("no source has a route to compare");
+  std::vector<std::string> unrouted;
+  std::set<std::string> without_lookup;
+  for (const std::string& source : sources) {
+    std::shared_ptr<const Route> route = deliverer_->RouteFor(source);
+    if (route == nullptr) {
+      unrouted.push_back(source);
+    } else if (route->sink == nullptr || !route->sink->HasLookup()) {
+      without_lookup.insert(route->sink_name);
+    }
+  }
+  if (!unrouted.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no route, nothing to compare, for source ", absl::StrJoin(unrouted, ", ")));
+  }
+  if (!without_lookup.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("a diff reads the downstream through its sink's lookup; sink ",
+                     absl::StrJoin(without_lookup, ", "), " has none (configure lookup_url)"));
+  }
+  return sources;
+}
+
+absl::StatusOr<ReplayJob> ReplayController::StartDiff(const ReplayRequestInput& input,
+                                                      const std::string& request_id,
+                                                      const Principal& who) {
+  auto compensations = Compensations();
+  if (!compensations.ok()) return compensations.status();
+  if (request_id.size() > 128) {
+    return absl::InvalidArgumentError("request_id is longer than 128 bytes");
+  }
+  // Every outcome: a diff compares the whole window, delivered or not.
+  ReplayRequestInput window = input;
+  window.outcomes.clear();
+  window.include_succeeded = true;
+  auto spec = ValidateReplayRequest(window, config_->replay, clock_->Now());
+  if (!spec.ok()) return spec.status();
+  auto sources = DiffSources(spec->window.sources);
+  if (!sources.ok()) return sources.status();
+  spec->kind = ReplayKind::kDiff;
+  spec->window.sources = *std::move(sources);
+  auto survey = dry_runner_->FindHoles(*spec);
+  if (!survey.ok()) return survey.status();
+
+  ReplayJob job;
+  job.id = NewDiffId();
+  job.request_id = request_id;
+  job.spec = *spec;
+  job.created_by = who.name;
+  job.counters.total = survey->total;
+  CompensationPlan plan;
+  plan.id = job.id;
+  plan.from = spec->window.from;
+  plan.to = spec->window.to;
+  plan.sources = spec->window.sources;
+  for (const SequenceGap& g : survey->missing_ranges) plan.holes.push_back({g.source, g.first, g.last});
+  plan.created_by = who.name;
+  plan.created_at = clock_->Now();
+  plan.expires_at = plan.created_at + config_->replay.plan_ttl;
+  AuditEntry audit{who.name, "diff", job.id, spec->reason,
+                   StartAuditDetail(*spec, 0, survey->total), absl::Now()};
+  bool existed = false;
+  auto created = (*compensations)->CreateDiff(job, plan, audit, &existed);
+  if (!created.ok()) return created.status();
+  if (!existed) {
+    Logger("replay")->info("diff {} created by {}: [{}, {}) {} events, {} missing upstream",
+                           created->id, who.name, FormatRfc3339(plan.from), FormatRfc3339(plan.to),
+                           survey->total, survey->missing);
+    if (runner_ != nullptr) runner_->Wake();
+  }
+  return *created;
+}
+
+absl::StatusOr<CompensationView> ReplayController::GetCompensation(const std::string& plan_id) {
+  CompensationView view;
+  auto plan = GetCompensationPlan(plan_id);
+  if (!plan.ok()) return plan.status();
+  view.plan = *std::move(plan);
+  view.expired = clock_->Now() >= view.plan.expires_at;
+  std::set<DiffClass> classes;
+  for (const auto& [class_action, count] : view.plan.counts) {
+    if (count > 0) classes.insert(class_action.first);
+  }
+  for (DiffClass c : classes) {
+    auto samples = compensations_->ReadEntries(plan_id, {c, std::nullopt, kSamplesPerCategory});
+    if (!samples.ok()) return samples.status();
+    view.samples.insert(view.samples.end(), samples->begin(), samples->end());
+  }
+  return view;
+}
+
+absl::StatusOr<std::vector<CompensationEntry>> ReplayController::CompensationEntries(
+    const std::string& plan_id, const EntryQuery& query) {
+  auto compensations = Compensations();
+  if (!compensations.ok()) return compensations.status();
+  return (*compensations)->ReadEntries(plan_id, query);
+}
+
+absl::StatusOr<CompensationPlan> ReplayController::GetCompensationPlan(
+    const std::string& plan_id) {
+  auto compensations = Compensations();
+  if (!compensations.ok()) return compensations.status();
+  if (plan_id.empty()) return absl::InvalidArgumentError("plan_id is required");
+  return (*compensations)->GetPlan(plan_id);
+}
+
+absl::StatusOr<int64_t> ReplayController::SetActions(const std::string& plan_id,
+                                                     const ActionChange& change,
+                                                     const std::string& reason,
+                                                     const Principal& who) {
+  if (absl::Status valid = CheckReason(reason, "changed"); !valid.ok()) return valid;
+  if (change.diff_class.has_value() == !change.events.empty()) {
+    return absl::InvalidArgumentError("give either a class or events, not both or neither");
+  }
+  if (change.events.size() > kMaxActionEvents) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("events lists ", change.events.size(), ", more than ", kMaxActionEvents));
+  }
+  if (change.diff_class && !ActionAllowed(*change.diff_class, change.action)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "class ", std::string(DiffClassName(*change.diff_class)), " does not allow action ",
+        std::string(CompensationActionName(change.action)), " (its own: ",
+        std::string(CompensationActionName(DefaultAction(*change.diff_class))),
+        *change.diff_class == DiffClass::kDiverged ? ", keep or overwrite)" : " or keep)"));
+  }
+  auto plan = GetCompensationPlan(plan_id);
+  if (!plan.ok()) return plan.status();
+  if (absl::Status s = CheckReady(*plan); !s.ok()) return s;
+  if (absl::Status s = CheckUnexpired(plan_id, plan->expires_at, clock_->Now(), kDiffAgain);
+      !s.ok()) {
+    return s;
+  }
+  nlohmann::json detail = {{"action", std::string(CompensationActionName(change.action))}};
+  if (change.diff_class) {
+    detail["class"] = std::string(DiffClassName(*change.diff_class));
+  } else {
+    detail["events"] = change.events.size();
+  }
+  auto changed = compensations_->SetActions(
+      plan_id, change,
+      AuditEntry{who.name, "compensate_set", plan_id, reason,
+                 detail.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                 absl::Now()});
+  if (!changed.ok()) return changed.status();
+  Logger("replay")->info("plan {}: {} entries set to {} by {}", plan_id, *changed,
+                         CompensationActionName(change.action), who.name);
+  return changed;
+}
+
+absl::StatusOr<ReplayJob> ReplayController::Apply(const std::string& plan_id,
+                                                  const ReplayRequestInput& pacing,
+                                                  const std::string& request_id,
+                                                  const Principal& who) {
+  if (absl::Status valid = CheckReason(pacing.reason, "applied"); !valid.ok()) return valid;
+  if (request_id.size() > 128) {
+    return absl::InvalidArgumentError("request_id is longer than 128 bytes");
+  }
+  auto plan = GetCompensationPlan(plan_id);
+  if (!plan.ok()) return plan.status();
+  // Any other state is the store's to refuse: a retried apply (same
+  // request_id) of a plan now applying answers its job.
+  if (plan->state == CompensationState::kReady) {
+    if (absl::Status s = CheckUnexpired(plan_id, plan->expires_at, clock_->Now(), kDiffAgain);
+        !s.ok()) {
+      return s;
+    }
+  }
+  ReplayRequestInput input = pacing;
+  input.from = plan->from;
+  input.to = plan->to;
+  input.sources = plan->sources;
+  input.outcomes.clear();
+  input.include_succeeded = true;
+  // The window was valid when the diff started; only the pacing is new.
+  auto spec = ValidateReplayRequest(input, config_->replay, plan->created_at);
+  if (!spec.ok()) return spec.status();
+  spec->kind = ReplayKind::kCompensate;
+  spec->plan_id = plan->id;
+
+  int64_t total = 0;
+  int64_t to_act_on = 0;
+  for (const auto& [class_action, count] : plan->counts) {
+    total += count;
+    CompensationAction a = class_action.second;
+    if (a != CompensationAction::kKeep && a != CompensationAction::kNone) to_act_on += count;
+  }
+  ReplayJob job;
+  job.id = NewCompensateId();
+  job.request_id = request_id;
+  job.spec = *spec;
+  job.created_by = who.name;
+  job.counters.total = total;
+  AuditEntry audit{who.name, "compensate_apply", job.id, spec->reason,
+                   StartAuditDetail(*spec, to_act_on, total), absl::Now()};
+  bool existed = false;
+  auto created = compensations_->CreateApply(job, audit, &existed);
+  if (!created.ok()) return created.status();
+  if (!existed) {
+    Logger("replay")->info("apply {} of plan {} created by {}: {} of {} entries to act on at {}/s",
+                           created->id, plan_id, who.name, to_act_on, total, spec->rate);
+    if (runner_ != nullptr) runner_->Wake();
+  }
+  return *created;
+}
+
+absl::StatusOr<std::vector<CompensationPlan>> ReplayController::ListCompensations(int limit) {
+  auto compensations = Compensations();
+  if (!compensations.ok()) return compensations.status();
+  if (limit < 0 || limit > 1000) {
+    return absl::InvalidArgumentError("limit must be between 0 (default 20) and 1000");
+  }
+  return (*compensations)->ListPlans(limit);
 }
 
 double ReplayController::EtaSeconds(const ReplayJob& job) {

@@ -133,6 +133,32 @@ double DryRunner::EffectiveRate(const ReplaySpec& spec,
   return rate;
 }
 
+namespace {
+
+// Per source, the rows of each sequence bucket summed over outcomes; every
+// row is also added to `*total`.
+std::map<std::string, std::map<int64_t, int64_t>> BucketsBySource(
+    const std::vector<WindowAggregate>& aggregates, int64_t* total) {
+  std::map<std::string, std::map<int64_t, int64_t>> by_source;
+  for (const WindowAggregate& a : aggregates) {
+    *total += a.count;
+    auto& buckets = by_source[a.source];
+    if (a.sequence_bucket) buckets[*a.sequence_bucket] += a.count;
+  }
+  return by_source;
+}
+
+}  // namespace
+
+absl::StatusOr<DryRunResult> DryRunner::FindHoles(const ReplaySpec& spec) {
+  auto aggregates = store_->AggregateWindow(spec.window);
+  if (!aggregates.ok()) return aggregates.status();
+  DryRunResult result;
+  auto by_source = BucketsBySource(*aggregates, &result.total);
+  if (absl::Status s = FindMissing(spec, by_source, &result); !s.ok()) return s;
+  return result;
+}
+
 absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec,
                                             const std::string& save_plan_id) {
   std::vector<std::string> sinks;
@@ -146,13 +172,7 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec,
   auto aggregates = store_->AggregateWindow(spec.window);
   if (!aggregates.ok()) return aggregates.status();
 
-  // Per source, the rows of each sequence bucket summed over outcomes.
-  std::map<std::string, std::map<int64_t, int64_t>> by_source;
-  for (const WindowAggregate& a : *aggregates) {
-    result.total += a.count;
-    auto& buckets = by_source[a.source];
-    if (a.sequence_bucket) buckets[*a.sequence_bucket] += a.count;
-  }
+  auto by_source = BucketsBySource(*aggregates, &result.total);
   std::vector<std::string> sources_seen;
   for (const auto& [source, buckets] : by_source) sources_seen.push_back(source);
   if (spec.window.Filtered()) {

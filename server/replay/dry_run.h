@@ -103,6 +103,11 @@ class DryRunner {
   // creates the plan.
   absl::StatusOr<DryRunResult> Run(const ReplaySpec& spec, const std::string& save_plan_id = "");
 
+  // The window's events (`total`) and its upstream sequence holes
+  // (`missing`, `missing_ranges`), found as Run finds them; nothing is
+  // decided per event. UNAVAILABLE when the database cannot be reached.
+  absl::StatusOr<DryRunResult> FindHoles(const ReplaySpec& spec);
+
   // The rate a replay of `spec` would achieve: its own rate, capped by the
   // replay budget of every sink it sends to.
   double EffectiveRate(const ReplaySpec& spec, const std::vector<std::string>& sources) const;

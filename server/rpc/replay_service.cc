@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/logging.h"
+#include "server/rpc/compensation_convert.h"
 #include "server/rpc/grpc_status.h"
 #include "server/rpc/plan_convert.h"
 #include "server/rpc/proto_convert.h"
@@ -41,6 +42,38 @@ std::optional<ReplayState> FromProto(pb::ReplayState s) {
   }
 }
 
+// The breaker fields a request sets.
+void SetBreaker(const pb::BreakerSettings& b, ReplayRequestInput* in) {
+  if (b.has_consecutive_failures()) in->breaker_consecutive_failures = b.consecutive_failures();
+  if (b.has_failure_ratio()) in->breaker_failure_ratio = b.failure_ratio();
+  if (b.has_window()) in->breaker_window = b.window();
+}
+
+// A diff's window and pacing (the controller selects every outcome).
+ReplayRequestInput FromProto(const pb::DiffRequest& r) {
+  ReplayRequestInput in;
+  if (r.has_from()) in.from = FromProto(r.from());
+  if (r.has_to()) in.to = FromProto(r.to());
+  in.sources.assign(r.sources().begin(), r.sources().end());
+  in.rate = r.rate();
+  in.burst = r.burst();
+  in.allow_high_rate = r.allow_high_rate();
+  in.reason = r.reason();
+  SetBreaker(r.breaker(), &in);
+  return in;
+}
+
+// An apply's pacing and reason (the plan gives the window).
+ReplayRequestInput FromProto(const pb::ApplyCompensationRequest& r) {
+  ReplayRequestInput in;
+  in.rate = r.rate();
+  in.burst = r.burst();
+  in.allow_high_rate = r.allow_high_rate();
+  in.reason = r.reason();
+  SetBreaker(r.breaker(), &in);
+  return in;
+}
+
 absl::StatusOr<ReplayRequestInput> FromProto(const pb::ReplayRequest& r) {
   ReplayRequestInput in;
   if (r.has_from()) in.from = FromProto(r.from());
@@ -59,11 +92,7 @@ absl::StatusOr<ReplayRequestInput> FromProto(const pb::ReplayRequest& r) {
   in.allow_high_rate = r.allow_high_rate();
   in.verify_downstream = r.verify_downstream();
   in.reason = r.reason();
-  if (r.breaker().has_consecutive_failures()) {
-    in.breaker_consecutive_failures = r.breaker().consecutive_failures();
-  }
-  if (r.breaker().has_failure_ratio()) in.breaker_failure_ratio = r.breaker().failure_ratio();
-  if (r.breaker().has_window()) in.breaker_window = r.breaker().window();
+  SetBreaker(r.breaker(), &in);
   in.keys.assign(r.keys().begin(), r.keys().end());
   in.types.assign(r.types().begin(), r.types().end());
   in.event_ids.assign(r.event_ids().begin(), r.event_ids().end());
@@ -111,6 +140,7 @@ void ToProto(const ReplayJob& job, pb::ReplayProgress* out) {
   b->set_window(job.spec.breaker.window);
   out->set_plan_id(job.spec.plan_id);
   out->set_changed_since_plan(job.counters.changed_since_plan);
+  out->set_kind(std::string(ReplayKindName(job.spec.kind)));
 }
 
 void ToProto(const DryRunResult& d, pb::DryRunReport* out) {
@@ -158,20 +188,42 @@ grpc::Status Guard(const char* method, Fn&& fn) {
   }
 }
 
-// The handlers that answer with one job: authorize the caller for `role`, let
-// `act` run as them, then answer with the job or map its error.
-template <typename Act>
-grpc::Status AnswerWithJob(const char* method, const Authenticator& auth,
-                           grpc::ServerContext& context, Role role, pb::ReplayProgress* response,
-                           Act&& act) {
+// The handlers that answer with one result (a job, a plan): authorize the
+// caller for `role`, let `act` run as them, then answer with what it returns
+// (converted by ToProto) or map its error.
+template <typename Response, typename Act>
+grpc::Status Answer(const char* method, const Authenticator& auth, grpc::ServerContext& context,
+                    Role role, Response* response, Act&& act) {
   return Guard(method, [&] {
     absl::StatusOr<Principal> who = AuthorizeCall(auth, context, role);
     if (!who.ok()) return ToGrpcStatus(who.status());
-    absl::StatusOr<ReplayJob> job = act(*who);
-    if (!job.ok()) return ToGrpcStatus(job.status());
-    ToProto(*job, response);
+    auto result = act(*who);
+    if (!result.ok()) return ToGrpcStatus(result.status());
+    ToProto(*result, response);
     return grpc::Status::OK;
   });
+}
+
+// Writes every item `read(after, limit)` gives, a page at a time (memory
+// stays flat in the total), until a page comes back short; `cursor_of` is
+// where the next page starts after an item.
+template <typename Item, typename Out, typename Read, typename CursorOf>
+grpc::Status StreamPages(grpc::ServerContext& context, grpc::ServerWriter<Out>& writer, Read read,
+                         CursorOf cursor_of) {
+  constexpr int kPage = 1000;
+  std::optional<ReplayCursor> after;
+  while (true) {
+    if (context.IsCancelled()) return grpc::Status::CANCELLED;
+    absl::StatusOr<std::vector<Item>> page = read(after, kPage);
+    if (!page.ok()) return ToGrpcStatus(page.status());
+    for (const Item& item : *page) {
+      Out out;
+      ToProto(item, &out);
+      if (!writer.Write(out)) return grpc::Status::CANCELLED;
+    }
+    if (static_cast<int>(page->size()) < kPage) return grpc::Status::OK;
+    after = cursor_of(page->back());
+  }
 }
 
 }  // namespace
@@ -251,28 +303,19 @@ grpc::Status ReplayServiceImpl::ListPlanEvents(grpc::ServerContext* context,
     if (!who.ok()) return ToGrpcStatus(who.status());
     auto plan = controller_->LivePlan(request->plan_id());
     if (!plan.ok()) return ToGrpcStatus(plan.status());
-    // A page at a time: memory stays flat in the plan's size.
-    constexpr int kPage = 1000;
-    std::optional<ReplayCursor> after;
-    while (true) {
-      if (context->IsCancelled()) return grpc::Status::CANCELLED;
-      auto page = controller_->PlanEvents(plan->id, after, kPage);
-      if (!page.ok()) return ToGrpcStatus(page.status());
-      for (const PlannedEvent& e : *page) {
-        pb::PlanEvent out;
-        ToProto(e, &out);
-        if (!writer->Write(out)) return grpc::Status::CANCELLED;
-      }
-      if (static_cast<int>(page->size()) < kPage) return grpc::Status::OK;
-      after = ReplayCursor{page->back().event.ingested_at, page->back().event.position};
-    }
+    return StreamPages<PlannedEvent>(
+        *context, *writer,
+        [&](const std::optional<ReplayCursor>& after, int limit) {
+          return controller_->PlanEvents(plan->id, after, limit);
+        },
+        [](const PlannedEvent& e) { return ReplayCursor{e.event.ingested_at, e.event.position}; });
   });
 }
 
 grpc::Status ReplayServiceImpl::GetProgress(grpc::ServerContext* context,
                                             const pb::GetProgressRequest* request,
                                             pb::ReplayProgress* response) {
-  return AnswerWithJob("GetProgress", *auth_, *context, Role::kViewer, response,
+  return Answer("GetProgress", *auth_, *context, Role::kViewer, response,
                        [&](const Principal&) { return controller_->Get(request->replay_id()); });
 }
 
@@ -306,7 +349,7 @@ grpc::Status ReplayServiceImpl::WatchProgress(grpc::ServerContext* context,
 grpc::Status ReplayServiceImpl::CancelReplay(grpc::ServerContext* context,
                                              const pb::CancelReplayRequest* request,
                                              pb::ReplayProgress* response) {
-  return AnswerWithJob("CancelReplay", *auth_, *context, Role::kOperator, response,
+  return Answer("CancelReplay", *auth_, *context, Role::kOperator, response,
                        [&](const Principal& who) {
                          return controller_->Cancel(request->replay_id(), request->reason(), who);
                        });
@@ -315,7 +358,7 @@ grpc::Status ReplayServiceImpl::CancelReplay(grpc::ServerContext* context,
 grpc::Status ReplayServiceImpl::PauseReplay(grpc::ServerContext* context,
                                             const pb::PauseReplayRequest* request,
                                             pb::ReplayProgress* response) {
-  return AnswerWithJob("PauseReplay", *auth_, *context, Role::kOperator, response,
+  return Answer("PauseReplay", *auth_, *context, Role::kOperator, response,
                        [&](const Principal& who) {
                          return controller_->Pause(request->replay_id(), request->reason(), who);
                        });
@@ -324,7 +367,7 @@ grpc::Status ReplayServiceImpl::PauseReplay(grpc::ServerContext* context,
 grpc::Status ReplayServiceImpl::ResumeReplay(grpc::ServerContext* context,
                                              const pb::ResumeReplayRequest* request,
                                              pb::ReplayProgress* response) {
-  return AnswerWithJob(
+  return Answer(
       "ResumeReplay", *auth_, *context, Role::kOperator, response, [&](const Principal& who) {
         return controller_->Resume(request->replay_id(), request->reason(), request->rate(),
                                    request->allow_high_rate(), who);
@@ -351,6 +394,79 @@ grpc::Status ReplayServiceImpl::ListReplays(grpc::ServerContext* context,
     for (const ReplayJob& job : *jobs) ToProto(job, response->add_replays());
     return grpc::Status::OK;
   });
+}
+
+grpc::Status ReplayServiceImpl::StartDiff(grpc::ServerContext* context,
+                                          const pb::DiffRequest* request,
+                                          pb::ReplayProgress* response) {
+  return Answer("StartDiff", *auth_, *context, Role::kViewer, response,
+                       [&](const Principal& who) {
+                         return controller_->StartDiff(FromProto(*request),
+                                                       request->request_id(), who);
+                       });
+}
+
+grpc::Status ReplayServiceImpl::GetCompensation(grpc::ServerContext* context,
+                                                const pb::GetCompensationRequest* request,
+                                                pb::Compensation* response) {
+  return Answer("GetCompensation", *auth_, *context, Role::kViewer, response,
+                [&](const Principal&) { return controller_->GetCompensation(request->plan_id()); });
+}
+
+grpc::Status ReplayServiceImpl::ListCompensationEntries(
+    grpc::ServerContext* context, const pb::ListCompensationEntriesRequest* request,
+    grpc::ServerWriter<pb::CompensationEntry>* writer) {
+  return Guard("ListCompensationEntries", [&] {
+    auto who = AuthorizeCall(*auth_, *context, Role::kViewer);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    auto diff_class = ParseEntryClass(request->diff_class(), "diff_class");
+    if (!diff_class.ok()) return ToGrpcStatus(diff_class.status());
+    // NOT_FOUND for an unknown plan before anything streams.
+    auto view = controller_->GetCompensation(request->plan_id());
+    if (!view.ok()) return ToGrpcStatus(view.status());
+    return StreamPages<CompensationEntry>(
+        *context, *writer,
+        [&](const std::optional<ReplayCursor>& after, int limit) {
+          return controller_->CompensationEntries(request->plan_id(),
+                                                  EntryQuery{*diff_class, after, limit});
+        },
+        [](const CompensationEntry& e) { return ReplayCursor{e.ingested_at, e.position}; });
+  });
+}
+
+grpc::Status ReplayServiceImpl::SetCompensationActions(
+    grpc::ServerContext* context, const pb::SetCompensationActionsRequest* request,
+    pb::SetCompensationActionsResponse* response) {
+  return Guard("SetCompensationActions", [&] {
+    auto who = AuthorizeCall(*auth_, *context, Role::kOperator);
+    if (!who.ok()) return ToGrpcStatus(who.status());
+    auto change = FromProto(*request);
+    if (!change.ok()) return ToGrpcStatus(change.status());
+    auto changed = controller_->SetActions(request->plan_id(), *change, request->reason(), *who);
+    if (!changed.ok()) return ToGrpcStatus(changed.status());
+    response->set_changed(*changed);
+    auto view = controller_->GetCompensation(request->plan_id());
+    if (!view.ok()) return ToGrpcStatus(view.status());
+    ToProto(*view, response->mutable_plan());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ReplayServiceImpl::ApplyCompensation(grpc::ServerContext* context,
+                                                  const pb::ApplyCompensationRequest* request,
+                                                  pb::ReplayProgress* response) {
+  return Answer("ApplyCompensation", *auth_, *context, Role::kOperator, response,
+                       [&](const Principal& who) {
+                         return controller_->Apply(request->plan_id(), FromProto(*request),
+                                                   request->request_id(), who);
+                       });
+}
+
+grpc::Status ReplayServiceImpl::ListCompensations(grpc::ServerContext* context,
+                                                  const pb::ListCompensationsRequest* request,
+                                                  pb::ListCompensationsResponse* response) {
+  return Answer("ListCompensations", *auth_, *context, Role::kViewer, response,
+                [&](const Principal&) { return controller_->ListCompensations(request->limit()); });
 }
 
 }  // namespace replayd

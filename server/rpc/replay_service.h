@@ -1,8 +1,10 @@
 // gRPC replay.v1.ReplayService: thin handlers over ReplayController
 // (conversion, authorization, status mapping). Roles: viewer for DryRun
-// (saving a plan too), GetProgress, WatchProgress, ListReplays, GetPlan and
-// ListPlanEvents; operator for StartReplay, PauseReplay, ResumeReplay and
-// CancelReplay.
+// (saving a plan too), GetProgress, WatchProgress, ListReplays, GetPlan,
+// ListPlanEvents, StartDiff (nothing is sent), GetCompensation,
+// ListCompensationEntries and ListCompensations; operator for StartReplay,
+// PauseReplay, ResumeReplay, CancelReplay, SetCompensationActions and
+// ApplyCompensation.
 #pragma once
 
 #include <atomic>
@@ -47,6 +49,24 @@ class ReplayServiceImpl final : public replay::v1::ReplayService::Service {
   grpc::Status ListPlanEvents(grpc::ServerContext* context,
                               const replay::v1::ListPlanEventsRequest* request,
                               grpc::ServerWriter<replay::v1::PlanEvent>* writer) override;
+
+  grpc::Status StartDiff(grpc::ServerContext* context, const replay::v1::DiffRequest* request,
+                         replay::v1::ReplayProgress* response) override;
+  grpc::Status GetCompensation(grpc::ServerContext* context,
+                               const replay::v1::GetCompensationRequest* request,
+                               replay::v1::Compensation* response) override;
+  grpc::Status ListCompensationEntries(
+      grpc::ServerContext* context, const replay::v1::ListCompensationEntriesRequest* request,
+      grpc::ServerWriter<replay::v1::CompensationEntry>* writer) override;
+  grpc::Status SetCompensationActions(grpc::ServerContext* context,
+                                      const replay::v1::SetCompensationActionsRequest* request,
+                                      replay::v1::SetCompensationActionsResponse* response) override;
+  grpc::Status ApplyCompensation(grpc::ServerContext* context,
+                                 const replay::v1::ApplyCompensationRequest* request,
+                                 replay::v1::ReplayProgress* response) override;
+  grpc::Status ListCompensations(grpc::ServerContext* context,
+                                 const replay::v1::ListCompensationsRequest* request,
+                                 replay::v1::ListCompensationsResponse* response) override;
 
   // Ends open WatchProgress streams (UNAVAILABLE) so that the server drains fast.
   void Shutdown() { shutting_down_ = true; }

@@ -73,6 +73,12 @@ struct Env {
   std::string running_replay;  // active over the last hour on "orders"
   std::string ended_replay;    // completed
   std::string expired_plan;    // saved by a dry run, past replay.plan_ttl
+  // Compensation plans of "ledger" (no events; its sink has a lookup), both
+  // past replay.plan_ttl: one diffed only, one applied by `apply_job`.
+  std::string expired_compensation;
+  std::string applied_compensation;
+  std::string apply_job;
+  int jobs = 0;  // the jobs ListReplays lists after the set-up
   testing::TempDir files;
 };
 Env* env = nullptr;
@@ -233,6 +239,62 @@ std::function<Answer()> Trace(std::string source, std::string event_id) {
 }
 
 google::protobuf::Timestamp Ago(absl::Duration d) { return testing::ProtoTime(absl::Now() - d); }
+
+// ---- diff and compensate ------------------------------------------------
+
+// StartDiff of the last hour of "ledger" changed by `edit`.
+std::function<Answer()> StartDiff(std::function<void(pb::DiffRequest&)> edit,
+                                  std::string token = kViewer) {
+  return [edit, token] {
+    pb::ReplayRequest hour = LastHour();
+    pb::DiffRequest r;
+    *r.mutable_from() = hour.from();
+    *r.mutable_to() = hour.to();
+    r.add_sources("ledger");
+    r.set_reason("bad-input catalogue");
+    edit(r);
+    return Call(*env->replay, &pb::ReplayService::Stub::StartDiff, r, token);
+  };
+}
+
+std::function<Answer()> ShowCompensation(std::function<std::string()> plan) {
+  return [plan] {
+    pb::GetCompensationRequest r;
+    r.set_plan_id(plan());
+    return Call(*env->replay, &pb::ReplayService::Stub::GetCompensation, r, std::string(kViewer));
+  };
+}
+
+// SetCompensationActions of `plan()`: every diverged entry kept, changed by `edit`.
+std::function<Answer()> SetActions(std::function<std::string()> plan,
+                                   std::function<void(pb::SetCompensationActionsRequest&)> edit,
+                                   std::string token = kOperator) {
+  return [plan, edit, token] {
+    pb::SetCompensationActionsRequest r;
+    r.set_plan_id(plan());
+    r.set_diff_class("diverged");
+    r.set_action("keep");
+    r.set_reason("bad-input catalogue");
+    edit(r);
+    return Call(*env->replay, &pb::ReplayService::Stub::SetCompensationActions, r, token);
+  };
+}
+
+std::function<Answer()> Apply(std::function<std::string()> plan,
+                              std::function<void(pb::ApplyCompensationRequest&)> edit = nullptr,
+                              std::string token = kOperator) {
+  return [plan, edit, token] {
+    pb::ApplyCompensationRequest r;
+    r.set_plan_id(plan());
+    r.set_reason("bad-input catalogue");
+    if (edit) edit(r);
+    return Call(*env->replay, &pb::ReplayService::Stub::ApplyCompensation, r, token);
+  };
+}
+
+std::function<std::string()> Id(std::string id) {
+  return [id] { return id; };
+}
 
 // ---- HTTP --------------------------------------------------------------
 
@@ -686,6 +748,117 @@ std::vector<Case> Catalogue() {
          return Replayctl({"dry-run", "--from", "-1h", "--to", "now", "--event-ids-file", path})();
        },
        "exit 1", "event_ids lists 10001 values, over the limit of 10000"},
+      // Diff and compensate.
+      {"DiffWithoutBounds", "grpc", StartDiff([](auto& r) {
+         r.clear_from();
+         r.clear_to();
+       }),
+       "INVALID_ARGUMENT", "from and to are required"},
+      {"DiffInvertedWindow", "grpc",
+       StartDiff([](auto& r) { std::swap(*r.mutable_from(), *r.mutable_to()); }),
+       "INVALID_ARGUMENT", "the window is inverted"},
+      {"DiffTooWideWindow", "grpc",
+       StartDiff([](auto& r) { *r.mutable_from() = Ago(absl::Hours(24 * 30)); }),
+       "INVALID_ARGUMENT", "the window is too wide"},
+      {"DiffRateOverMax", "grpc", StartDiff([](auto& r) {
+         r.set_rate(5000);
+         r.set_allow_high_rate(true);
+       }),
+       "INVALID_ARGUMENT", "above the hard cap replay.max_rate"},
+      {"DiffSinkWithoutLookup", "grpc", StartDiff([](auto& r) { r.set_sources(0, "orders"); }),
+       "FAILED_PRECONDITION", "sink down has none"},
+      {"DiffSourceWithoutRoute", "grpc", StartDiff([](auto& r) { r.set_sources(0, "quiet"); }),
+       "FAILED_PRECONDITION", "no route, nothing to compare, for source quiet"},
+      {"DiffPublisherToken", "grpc", StartDiff([](auto&) {}, kPublisher), "PERMISSION_DENIED",
+       "needs viewer"},
+      {"ShowUnknownCompensation", "grpc", ShowCompensation(Id("df-00000000000000ff")), "NOT_FOUND",
+       "df-00000000000000ff"},
+      {"SetUnknownCompensation", "grpc", SetActions(Id("df-00000000000000ff"), [](auto&) {}),
+       "NOT_FOUND", "df-00000000000000ff"},
+      {"ApplyUnknownCompensation", "grpc", Apply(Id("df-00000000000000ff")), "NOT_FOUND",
+       "df-00000000000000ff"},
+      {"SetUnknownClass", "grpc",
+       SetActions([] { return env->expired_compensation; },
+                  [](auto& r) { r.set_diff_class("drifted"); }),
+       "INVALID_ARGUMENT", R"(diff_class: "drifted" is not a class of entries)"},
+      {"SetMissingUpstreamClass", "grpc",
+       SetActions([] { return env->expired_compensation; },
+                  [](auto& r) { r.set_diff_class("missing_upstream"); }),
+       "INVALID_ARGUMENT", R"(diff_class: "missing_upstream" is not a class of entries)"},
+      {"SetUnknownAction", "grpc",
+       SetActions([] { return env->expired_compensation; },
+                  [](auto& r) { r.set_action("delete"); }),
+       "INVALID_ARGUMENT", R"(action: "delete" is not an action)"},
+      {"SetOverwriteInSync", "grpc",
+       SetActions([] { return env->expired_compensation; },
+                  [](auto& r) {
+                    r.set_diff_class("in_sync");
+                    r.set_action("overwrite");
+                  }),
+       "INVALID_ARGUMENT", "class in_sync does not allow action overwrite"},
+      {"SetOverwriteMissingDownstream", "grpc",
+       SetActions([] { return env->expired_compensation; },
+                  [](auto& r) {
+                    r.set_diff_class("missing_downstream");
+                    r.set_action("overwrite");
+                  }),
+       "INVALID_ARGUMENT", "class missing_downstream does not allow action overwrite"},
+      {"SetClassAndEvents", "grpc",
+       SetActions([] { return env->expired_compensation; },
+                  [](auto& r) {
+                    pb::EventRef* e = r.add_events();
+                    e->set_source("ledger");
+                    e->set_event_id("l-1");
+                  }),
+       "INVALID_ARGUMENT", "give either a class or events, not both or neither"},
+      {"SetWithoutReason", "grpc",
+       SetActions([] { return env->expired_compensation; }, [](auto& r) { r.clear_reason(); }),
+       "INVALID_ARGUMENT", "reason is required"},
+      {"SetByViewer", "grpc",
+       SetActions([] { return env->expired_compensation; }, [](auto&) {}, kViewer),
+       "PERMISSION_DENIED", "needs operator"},
+      {"ApplyByViewer", "grpc", Apply([] { return env->expired_compensation; }, nullptr, kViewer),
+       "PERMISSION_DENIED", "needs operator"},
+      {"ApplyWithoutReason", "grpc",
+       Apply([] { return env->expired_compensation; }, [](auto& r) { r.clear_reason(); }),
+       "INVALID_ARGUMENT", "reason is required"},
+      {"ApplyExpiredCompensation", "grpc", Apply([] { return env->expired_compensation; }),
+       "FAILED_PRECONDITION", "expired at"},
+      {"SetAppliedCompensation", "grpc",
+       SetActions([] { return env->applied_compensation; }, [](auto&) {}), "FAILED_PRECONDITION",
+       "applied"},
+      {"ApplyAppliedCompensation", "grpc", Apply([] { return env->applied_compensation; }),
+       "FAILED_PRECONDITION", "cp-"},
+      {"ReplayctlDiffSinkWithoutLookup", "replayctl",
+       Replayctl({"diff", "--from", "-1h", "--to", "now", "--source", "orders"}, kViewer),
+       "exit 1", "sink down has none"},
+      {"ReplayctlCompensateShowUnknown", "replayctl",
+       Replayctl({"compensate", "show", "df-00000000000000ff"}, kViewer), "exit 1",
+       "df-00000000000000ff"},
+      {"ReplayctlCompensateSetWithoutReason", "replayctl",
+       Replayctl({"compensate", "set", "df-00000000000000ff", "--class", "diverged", "--action",
+                  "overwrite"}),
+       "exit 2", "--reason is required"},
+      {"ReplayctlCompensateSetClassAndFile", "replayctl",
+       Replayctl({"compensate", "set", "df-00000000000000ff", "--class", "diverged",
+                  "--events-file", "/nonexistent/events.csv", "--action", "keep", "--reason",
+                  "x"}),
+       "exit 2", "excludes"},
+      {"ReplayctlCompensateSetBadEventsFile", "replayctl",
+       [] {
+         const std::string path = env->files.File("events.csv");
+         std::ofstream(path) << "# source,event_id\nledger,l-1\nledger l-2\n";
+         return Replayctl({"compensate", "set", "df-00000000000000ff", "--events-file", path,
+                           "--action", "keep", "--reason", "x"})();
+       },
+       "exit 2", R"(--events-file: line 3: "ledger l-2" is not source,event_id)"},
+      {"ReplayctlCompensateApplyByViewer", "replayctl",
+       [] {
+         return Replayctl({"compensate", "apply", env->expired_compensation, "--reason", "x",
+                           "--yes"},
+                          kViewer)();
+       },
+       "exit 5", "needs operator"},
       {"ReplayctlMissingEventIdsFile", "replayctl",
        Replayctl({"dry-run", "--from", "-1h", "--to", "now", "--event-ids-file",
                   "/nonexistent/ids.txt"}),
@@ -708,7 +881,8 @@ std::map<std::string, int64_t> Footprint() {
   std::map<std::string, int64_t> out;
   for (const char* table : {"events", "event_keys", "delivery_attempts", "replays", "replay_audit",
                             "delivery_claims", "delivery_failed_keys", "replay_plans",
-                            "replay_plan_events"}) {
+                            "replay_plan_events", "compensation_plans",
+                            "compensation_entries"}) {
     out[table] = env->db.QueryInt(absl::StrCat("SELECT count(*) FROM ", table));
   }
   out["downstream calls"] = static_cast<int64_t>(env->downstream.Requests().size());
@@ -731,8 +905,15 @@ sinks:
     url: )",
                                     env->downstream.records_url(), R"(
     replay_rate_budget: 1000
+  - name: looked
+    url: )",
+                                    env->downstream.records_url(), R"(
+    lookup_url: )",
+                                    env->downstream.lookup_url(), R"(
+    replay_rate_budget: 1000
 routes:
   - {name: orders, sources: [orders], sink: down}
+  - {name: ledger, sources: [ledger], sink: looked}
 tokens:
   - {token: ")",
                                     kPublisher, R"(", role: publisher, name: upstream}
@@ -771,7 +952,17 @@ tokens:
     pb::DryRunReport report;
     ASSERT_TRUE(env->replay->DryRun(&ctx, save, &report).ok());
     env->expired_plan = report.plan_id();
+    // Two diffs of "ledger", which has no events: they end at once, and
+    // the second plan is applied (its apply ends at once too).
+    env->expired_compensation = DiffForSetUp();
+    env->applied_compensation = DiffForSetUp();
+    env->apply_job = ApplyForSetUp(env->applied_compensation);
     absl::SleepFor(absl::Milliseconds(1100));
+    grpc::ClientContext list;
+    Authorize(&list, kViewer);
+    pb::ListReplaysResponse jobs;
+    ASSERT_TRUE(env->replay->ListReplays(&list, {}, &jobs).ok());
+    env->jobs = jobs.replays_size();
   }
 
   static void TearDownTestSuite() {
@@ -790,6 +981,39 @@ tokens:
     return out.replay_id();
   }
 
+  // A diff of "ledger" over the last hour, once it has completed.
+  static std::string DiffForSetUp() {
+    pb::DiffRequest r;
+    pb::ReplayRequest hour = LastHour();
+    *r.mutable_from() = hour.from();
+    *r.mutable_to() = hour.to();
+    r.add_sources("ledger");
+    grpc::ClientContext ctx;
+    Authorize(&ctx, kViewer);
+    pb::ReplayProgress out;
+    return Completed(env->replay->StartDiff(&ctx, r, &out), out);
+  }
+
+  // The apply job of `plan`, once it has completed.
+  static std::string ApplyForSetUp(const std::string& plan) {
+    pb::ApplyCompensationRequest r;
+    r.set_plan_id(plan);
+    r.set_reason("set-up");
+    grpc::ClientContext ctx;
+    Authorize(&ctx, kOperator);
+    pb::ReplayProgress out;
+    return Completed(env->replay->ApplyCompensation(&ctx, r, &out), out);
+  }
+
+  // The id of the job `started` created, once it has completed.
+  static std::string Completed(const grpc::Status& started, const pb::ReplayProgress& job) {
+    EXPECT_TRUE(started.ok()) << started.error_message();
+    EXPECT_TRUE(testing::PollUntil([&] { return State(job.replay_id()) == pb::REPLAY_COMPLETED; },
+                                   absl::Seconds(30)))
+        << env->daemon->log();
+    return job.replay_id();
+  }
+
   static pb::ReplayState State(const std::string& id) {
     grpc::ClientContext ctx;
     Authorize(&ctx, kViewer);
@@ -805,7 +1029,7 @@ tokens:
     Authorize(&ctx, kViewer);
     pb::ListReplaysResponse out;
     return env->daemon->Running() && env->replay->ListReplays(&ctx, {}, &out).ok() &&
-           out.replays_size() == 2;
+           out.replays_size() == env->jobs;
   }
 };
 

@@ -1,15 +1,19 @@
 // replayctl's output: the one JSON shape of every command (the protobuf JSON
-// mapping), the gaps text for a hole whose neighbours share a timestamp, and
-// the timeline's folding of long runs of empty buckets.
+// mapping), the gaps text for a hole whose neighbours share a timestamp, the
+// timeline's folding of long runs of empty buckets, and the diff and
+// compensate commands' tables, CSV and events file.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <tuple>
+#include <utility>
 
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/replayctl/audit_command.h"
+#include "client/replayctl/compensate_commands.h"
 #include "client/replayctl/inspect_commands.h"
 #include "client/replayctl/json_output.h"
 #include "client/replayctl/plan_commands.h"
@@ -227,6 +231,199 @@ TEST(ReplayctlPlan, PlanShowsItsRequestCountsAndExpiry) {
   e.set_event_id("o-1");
   e.set_decision("deliver");
   EXPECT_EQ(replayctl::RenderPlanEvent(e), "orders\to-1\tdeliver");
+}
+
+// A ready plan of one source: 3 in sync, 2 missing downstream, 1 diverged
+// (kept), 5 events missing upstream in two holes, one diverged sample.
+pb::Compensation ReadyPlan() {
+  pb::Compensation p;
+  p.set_plan_id("df-1");
+  p.set_state("ready");
+  p.mutable_from()->set_seconds(kT0);
+  p.mutable_to()->set_seconds(kT0 + 3600);
+  p.add_sources("orders");
+  for (auto [diff_class, action, count] :
+       {std::tuple{"in_sync", "none", 3}, {"missing_downstream", "create", 2},
+        {"diverged", "keep", 1}}) {
+    auto* c = p.add_counts();
+    c->set_diff_class(diff_class);
+    c->set_action(action);
+    c->set_count(count);
+  }
+  for (auto [first, last] : {std::pair{10, 13}, {20, 20}}) {
+    auto* h = p.add_holes();
+    h->set_source("orders");
+    h->set_first(first);
+    h->set_last(last);
+  }
+  p.set_missing_upstream(5);
+  auto* s = p.add_samples();
+  s->set_diff_class("diverged");
+  s->set_action("keep");
+  s->set_source("orders");
+  s->set_event_id("o-7");
+  s->mutable_ingested_at()->set_seconds(kT0 + 60);
+  s->set_log_outcome(pb::SUCCEEDED);
+  s->set_record_id("r-7");
+  s->set_record_version("3");
+  s->set_detail("version 3, recorded 1");
+  p.set_created_by("victor");
+  p.mutable_created_at()->set_seconds(kT0 + 3600);
+  p.mutable_expires_at()->set_seconds(kT0 + 2 * 3600);
+  return p;
+}
+
+TEST(ReplayctlCompensate, DiffPrintsItsPlanIdAndTheExactNextCommands) {
+  pb::ReplayProgress job;
+  job.set_replay_id("df-0123456789abcdef");
+  job.set_kind("diff");
+  job.set_state(pb::REPLAY_PENDING);
+  job.set_total(1000);
+  EXPECT_EQ(Lines(replayctl::RenderDiffStarted(job)),
+            (std::vector<std::string>{
+                "diff df-0123456789abcdef: pending, 1000 events to compare (nothing is sent "
+                "downstream)",
+                "Its plan has the same id. Next:",
+                "  replayctl progress df-0123456789abcdef --watch",
+                "  replayctl compensate show df-0123456789abcdef",
+                "  replayctl compensate apply df-0123456789abcdef --reason TEXT"}));
+}
+
+TEST(ReplayctlCompensate, ShowTablesCountsHolesSamplesAndTheNextStep) {
+  EXPECT_EQ(Lines(replayctl::RenderCompensation(ReadyPlan())),
+            (std::vector<std::string>{
+                "plan df-1: ready",
+                "  window     [2026-11-18T11:00:00Z, 2026-11-18T12:00:00Z) sources orders",
+                "  created    2026-11-18T12:00:00Z by victor, expires 2026-11-18T13:00:00Z",
+                "  CLASS                ACTION       ENTRIES",
+                "  in_sync              none               3",
+                "  missing_downstream   create             2",
+                "  diverged             keep               1",
+                "  missing_upstream     -                  5 (orders 10-13, orders 20)",
+                "  samples:",
+                "    diverged             orders/o-7  2026-11-18T11:01:00Z  log succeeded  "
+                "downstream r-7@3  version 3, recorded 1",
+                "Next: change actions, then apply:",
+                "  replayctl compensate set df-1 --class diverged --action overwrite --reason TEXT",
+                "  replayctl compensate apply df-1 --reason TEXT"}));
+}
+
+TEST(ReplayctlCompensate, ShowOfAnAppliedOrExpiredPlanProposesNothingMore) {
+  pb::Compensation applied = ReadyPlan();
+  applied.set_state("applied");
+  applied.set_apply_job_id("cp-1");
+  std::string text = replayctl::RenderCompensation(applied);
+  EXPECT_THAT(text, HasSubstr("plan df-1: applied\n"));
+  EXPECT_THAT(text, HasSubstr("  apply job  cp-1\n"));
+  EXPECT_THAT(text, Not(HasSubstr("Next")));
+  pb::Compensation expired = ReadyPlan();
+  expired.set_expired(true);
+  EXPECT_THAT(replayctl::RenderCompensation(expired), HasSubstr("plan df-1: ready (EXPIRED)\n"));
+  EXPECT_THAT(replayctl::RenderCompensation(expired), Not(HasSubstr("Next")));
+}
+
+TEST(ReplayctlCompensate, ApplySummaryCountsEntriesByActionOverClasses) {
+  pb::Compensation p = ReadyPlan();
+  auto* undelivered = p.add_counts();
+  undelivered->set_diff_class("undelivered");
+  undelivered->set_action("create");
+  undelivered->set_count(4);
+  EXPECT_EQ(Lines(replayctl::RenderApplySummary(p)),
+            (std::vector<std::string>{
+                "Apply plan df-1 (ready), window [2026-11-18T11:00:00Z, 2026-11-18T12:00:00Z) "
+                "sources orders",
+                "  create             6", "  keep               1", "  none               3"}));
+}
+
+TEST(ReplayctlCompensate, ListShowsEachPlansCountsByClass) {
+  pb::ListCompensationsResponse list;
+  *list.add_plans() = ReadyPlan();
+  pb::Compensation expired = ReadyPlan();
+  expired.set_plan_id("df-0");
+  expired.set_expired(true);
+  expired.clear_holes();
+  expired.set_missing_upstream(0);
+  *list.add_plans() = expired;
+  std::vector<std::string> lines = Lines(replayctl::RenderCompensationList(list));
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_THAT(lines[0], ::testing::StartsWith("ID "));
+  EXPECT_THAT(lines[1], ::testing::StartsWith("df-1                ready     2026-11-18T11:00:00Z"));
+  EXPECT_THAT(lines[1], ::testing::EndsWith(
+                            "diverged 1, in_sync 3, missing_downstream 2, missing_upstream 5"));
+  EXPECT_THAT(lines[2], ::testing::StartsWith("df-0                expired "));
+  EXPECT_THAT(lines[2], ::testing::EndsWith("diverged 1, in_sync 3, missing_downstream 2"));
+}
+
+TEST(ReplayctlCompensate, EntryCsvHasOneColumnPerPromisedFieldAndQuotes) {
+  EXPECT_EQ(replayctl::EntryCsvHeader(),
+            "source,event_id,class,action,log_outcome,record_id,record_version,result");
+  pb::CompensationEntry e;
+  e.set_source("orders");
+  e.set_event_id("o-1,\"x\"");
+  e.set_diff_class("unrecorded");
+  e.set_action("record");
+  e.set_log_outcome(pb::FAILED);
+  e.set_record_id("r-1");
+  e.set_result("pending");
+  EXPECT_EQ(replayctl::RenderEntryCsv(e),
+            "orders,\"o-1,\"\"x\"\"\",unrecorded,record,failed,r-1,,pending");
+  EXPECT_EQ(replayctl::RenderEntryLine(e),
+            "orders\to-1,\"x\"\tunrecorded\trecord\tfailed\tr-1\t\tpending");
+  EXPECT_EQ(Lines(replayctl::RenderCountsCsv(ReadyPlan())),
+            (std::vector<std::string>{"class,action,count", "in_sync,none,3",
+                                      "missing_downstream,create,2", "diverged,keep,1",
+                                      "missing_upstream,,5"}));
+}
+
+TEST(ReplayctlCompensate, EntryJsonCarriesThePromisedKeys) {
+  pb::CompensationEntry e;
+  e.set_source("orders");
+  e.set_event_id("o-1");
+  e.set_diff_class("diverged");
+  e.set_action("overwrite");
+  e.set_log_outcome(pb::SUCCEEDED);
+  json j = json::parse(replayctl::ToJson(e));
+  for (const char* key : {"source", "event_id", "diff_class", "action", "log_outcome",
+                          "record_id", "record_version", "result"}) {
+    EXPECT_TRUE(j.contains(key)) << key;
+  }
+  EXPECT_EQ(j["log_outcome"], "SUCCEEDED");
+}
+
+TEST(ReplayctlCompensate, EventsFileTakesSourceCommaEventIdLines) {
+  auto events = replayctl::ParseEventsFile(
+      "# diverged by hand\norders,o-1\n\n  ledger , l-2  \r\norders,o-3");
+  ASSERT_TRUE(events.ok()) << events.status();
+  EXPECT_EQ(*events, (std::vector<std::pair<std::string, std::string>>{
+                         {"orders", "o-1"}, {"ledger", "l-2"}, {"orders", "o-3"}}));
+}
+
+TEST(ReplayctlCompensate, EventsFileNamesTheFirstBadLine) {
+  for (const char* bad : {"orders,o-1\norders\n", "orders,o-1\norders,o-2,x\n",
+                          "orders,o-1\n,o-2\n"}) {
+    auto events = replayctl::ParseEventsFile(bad);
+    EXPECT_EQ(events.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(events.status().message(), HasSubstr("line 2: ")) << bad;
+  }
+}
+
+TEST(ReplayctlCompensate, ProgressNamesTheJobsKindAndWhatChangedSinceTheDiff) {
+  pb::ReplayProgress p;
+  p.set_replay_id("cp-1");
+  p.set_kind("compensate");
+  p.set_state(pb::REPLAY_RUNNING);
+  p.set_plan_id("df-1");
+  p.set_changed_since_plan(2);
+  std::string text = replayctl::RenderProgress(p);
+  EXPECT_THAT(text, ::testing::StartsWith("compensate cp-1: running\n"));
+  EXPECT_THAT(text, HasSubstr("  plan      df-1: 2 changed since the diff (of skipped: left "
+                              "alone)\n"));
+  EXPECT_EQ(json::parse(replayctl::ToJson(p))["kind"], "compensate");
+  pb::ReplayProgress replay;
+  replay.set_replay_id("rp-1");
+  replay.set_state(pb::REPLAY_PENDING);
+  EXPECT_THAT(replayctl::RenderProgress(replay), ::testing::StartsWith("replay rp-1: pending"))
+      << "a progress without a kind is a replay's";
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
 // replayd on-call dashboard: timeline, suggested replay windows, missing
-// events, replays with live progress, one event's trace and the audit. Plain DOM and
-// SVG; every byte is served by the daemon itself.
+// events, replays with live progress, compensation plans, one event's trace and the
+// audit. Plain DOM and SVG; every byte is served by the daemon itself.
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -399,23 +399,25 @@ function init() {
   refresh();
 }
 
+// Fills `host` with a table of `rows` under `headings` (one <tr> of each
+// row from `row`), or with the `empty` paragraph when there are none.
+function fillTable(host, rows, empty, headings, row) {
+  host.innerHTML = rows.length === 0 ? empty
+    : `<table><tr>${headings.map((h) => `<th>${esc(h)}</th>`).join('')}</tr>
+       ${rows.map(row).join('')}</table>`;
+}
+
 // The latest control actions, newest first; polled every 5 s.
 function renderAudit(body) {
-  const entries = body.entries || [];
-  const host = $('audit');
-  if (entries.length === 0) {
-    host.innerHTML = '<p class="muted" data-testid="no-audit">No control actions yet.</p>';
-    return;
-  }
-  host.innerHTML = `<table><tr><th>at</th><th>who</th><th>action</th><th>replay</th>
-      <th>why</th><th>detail</th></tr>
-    ${entries.map((a) => `<tr data-testid="audit-entry" data-action="${esc(a.action)}"
+  fillTable($('audit'), body.entries || [],
+    '<p class="muted" data-testid="no-audit">No control actions yet.</p>',
+    ['at', 'who', 'action', 'replay', 'why', 'detail'],
+    (a) => `<tr data-testid="audit-entry" data-action="${esc(a.action)}"
         data-replay-id="${esc(a.replay_id)}">
       <td>${esc(a.at ? iso(1000 * Math.floor(ms(a.at) / 1000)) : '')}</td><td>${esc(a.actor)}</td>
       <td>${esc(a.action)}</td><td title="${esc(a.replay_id)}">${esc(String(a.replay_id).slice(0, 12))}</td>
       <td>${esc(a.reason)}</td>
-      <td class="muted">${a.detail_json && a.detail_json !== '{}' ? esc(a.detail_json) : ''}</td></tr>`).join('')}
-    </table>`;
+      <td class="muted">${a.detail_json && a.detail_json !== '{}' ? esc(a.detail_json) : ''}</td></tr>`);
 }
 
 async function refreshAudit() {
@@ -426,6 +428,73 @@ async function refreshAudit() {
   }
 }
 
+// Compensation plans, newest first, with their counts by class; a click
+// shows one plan's samples. Polled with the audit.
+let shownPlan = '';
+
+function classCounts(plan) {
+  const by = {};
+  for (const c of plan.counts || []) by[c.diff_class] = (by[c.diff_class] || 0) + num(c.count);
+  if (num(plan.missing_upstream) > 0) by.missing_upstream = num(plan.missing_upstream);
+  return Object.entries(by).map(([k, v]) => `${esc(k)} ${v}`).join(', ');
+}
+
+function renderCompensations(body) {
+  const host = $('compensations');
+  fillTable(host, body.plans || [],
+    '<p class="muted" data-testid="no-compensations">No diffs yet.</p>',
+    ['plan', 'state', 'window', 'entries by class', 'by'],
+    (p) => `<tr data-testid="compensation-plan" data-plan-id="${esc(p.plan_id)}"
+        data-state="${esc(p.state)}">
+      <td><a href="#" data-plan="${esc(p.plan_id)}">${esc(p.plan_id)}</a></td>
+      <td>${esc(p.expired ? 'expired' : p.state)}</td>
+      <td>${esc(p.from)} – ${esc(p.to)}</td><td>${classCounts(p)}</td>
+      <td>${esc(p.created_by)}</td></tr>`);
+  for (const a of host.querySelectorAll('a[data-plan]')) {
+    a.addEventListener('click', (ev) => {
+      ev.preventDefault();
+      shownPlan = a.dataset.plan;
+      refreshCompensation();
+    });
+  }
+}
+
+function renderCompensation(plan) {
+  const host = $('compensation');
+  host.innerHTML = `<h3>Plan ${esc(plan.plan_id)}: ${esc(plan.state)}</h3>
+    <p>${classCounts(plan)}</p><div></div>`;
+  fillTable(host.lastElementChild, plan.samples || [], '<p class="muted">No samples.</p>',
+    ['class', 'action', 'source', 'event', 'log', 'downstream record', 'detail'],
+    (e) => `<tr data-testid="compensation-sample" data-class="${esc(e.diff_class)}">
+      <td>${esc(e.diff_class)}</td><td>${esc(e.action)}</td><td>${esc(e.source)}</td>
+      <td>${esc(e.event_id)}</td><td>${esc(String(e.log_outcome).toLowerCase())}</td>
+      <td>${esc(e.record_id)}${e.record_version ? '@' + esc(e.record_version) : ''}</td>
+      <td class="muted">${esc(e.detail)}</td></tr>`);
+}
+
+async function refreshCompensation() {
+  if (!shownPlan) return;
+  try {
+    renderCompensation(await api('/api/compensation', new URLSearchParams({ plan: shownPlan })));
+  } catch (e) {
+    $('compensation').innerHTML = `<p class="muted">Plan unavailable: ${esc(e.message)}</p>`;
+  }
+}
+
+async function refreshCompensations() {
+  try {
+    renderCompensations(await api('/api/compensations'));
+    await refreshCompensation();
+  } catch (e) {
+    $('compensations').innerHTML = `<p class="muted">Compensation unavailable: ${esc(e.message)}</p>`;
+  }
+}
+
 init();
-setInterval(() => { if ($('auto').checked) refreshAudit(); }, 5000);
+setInterval(() => {
+  if (!$('auto').checked) return;
+  refreshAudit();
+  refreshCompensations();
+}, 5000);
 refreshAudit();
+refreshCompensations();
