@@ -107,3 +107,80 @@ SQL
   done
   psql -q "$db" -c "VACUUM ANALYZE events" >&2
 }
+
+# bench_log_window DAYS: the window the log benchmarks read, the middle day of
+# the log bench_generate_log wrote. Sets window_from and window_to (RFC 3339).
+bench_log_window() {
+  local day
+  day=$(python3 -c "import datetime as d; print((d.date.fromisoformat('$first_day') + d.timedelta(days=$1 // 2)).isoformat())")
+  window_from=${day}T00:00:00Z
+  window_to=$(python3 -c "import datetime as d; print((d.date.fromisoformat('$day') + d.timedelta(days=1)).isoformat())")T00:00:00Z
+}
+
+# bench_log_replayd DSN: bench_replayd for a generated log: delivery off, one
+# route for its sources (to a sink nothing listens on).
+bench_log_replayd() {
+  bench_replayd "$1" "delivery: {enabled: false}
+sinks:
+  - {name: down, url: http://127.0.0.1:9/records, replay_rate_budget: 1000}
+routes:
+  - {name: all, sources: [src0, src1, src2, src3], sink: down}"
+}
+
+# bench_ctl ARGS...: replayctl against the replayd bench_replayd started.
+bench_ctl() { REPLAYCTL_SERVER=$GRPC_ADDR "$BUILD_DIR/bin/replayctl" --timeout 600 "$@"; }
+
+# bench_median VALUES...: the median (the upper one of an even count).
+bench_median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# --- replay memory ---------------------------------------------------------
+# bench_memory_setup NAME SMALL LARGE: the downstream test server (idempotent),
+# database NAME with replayd's schema and today's partitions, and in
+# memory_config a configuration that replays sources mSMALL and mLARGE to it
+# at an unlimited rate with delivery off. Sets memory_db and memory_ds.
+bench_memory_setup() {
+  bench_downstream --mode idempotent --threads 64
+  memory_ds=$DS_URL
+  memory_db=$(bench_database "$1")
+  memory_config="delivery: {enabled: false}
+database_pool_size: 48
+sinks:
+  - {name: down, url: $memory_ds/records, replay_rate_budget: 10000000}
+routes:
+  - {name: all, sources: [m$2, m$3], sink: down}
+replay: {default_rate: 50, high_rate_threshold: 10000000, max_rate: 10000000}"
+  # A short-lived daemon, stopped before measuring.
+  bench_replayd "$memory_db" "$memory_config"
+  bench_stop_replayd
+}
+
+# bench_memory_events N: N pending events of source mN over the last half
+# hour, keyed over 1,000 entities.
+bench_memory_events() {
+  psql -q "$memory_db" -c "INSERT INTO events (source, event_id, key, ingested_at, next_attempt_at, payload)
+    SELECT 'm$1', 'e' || i, 'k' || (i % 1000), now() - interval '30 minutes' + i * interval '1 microsecond',
+           now(), '{\"order\": {\"id\": 1, \"lines\": [1, 2, 3]}}'::jsonb
+      FROM generate_series(1, $1) i" >&2
+}
+
+# bench_memory_peak N ARGS...: a fresh replayd (so that VmHWM is this replay's
+# peak) runs `replayctl start ARGS` at an unlimited rate to its end against a
+# reset downstream. Prints "peak_kb seconds delivered". Call it in the
+# benchmark's shell, not a command substitution: the replayd it starts must
+# be on that shell's cleanup list if the run fails.
+bench_memory_peak() {
+  local n=$1 start end peak secs delivered
+  shift
+  curl -sf -X POST -d "" "$memory_ds/admin/reset" >/dev/null
+  bench_replayd "$memory_db" "$memory_config"
+  start=$(date +%s.%N)
+  bench_ctl start --yes --watch -o json --rate 10000000 --allow-high-rate "$@" \
+    >"$bench_tmp/run-$n.json" 2>/dev/null
+  end=$(date +%s.%N)
+  peak=$(awk '/VmHWM/ {print $2}' "/proc/$REPLAYD_PID/status")
+  bench_stop_replayd
+  secs=$(python3 -c "print(round($end - $start, 1))")
+  delivered=$(python3 -c "import json; print(json.loads(open('$bench_tmp/run-$n.json').read().splitlines()[-1])['delivered'])")
+  echo "  $n events: delivered $delivered, peak RSS $peak kB, $secs s" >&2
+  echo "$peak $secs $delivered"
+}

@@ -10,16 +10,11 @@ source "$REPLAYD_ROOT/bench/lib.sh"
 per_day=${1:-1000000} days=${2:-10} rounds=${3:-5}
 
 db=$(bench_database bench_dryrun)
-bench_replayd "$db" "delivery: {enabled: false}
-sinks:
-  - {name: down, url: http://127.0.0.1:9/records, replay_rate_budget: 1000}
-routes:
-  - {name: all, sources: [src0, src1, src2, src3], sink: down}"
+bench_log_replayd "$db"
 bench_generate_log "$db" "$days" "$per_day"
-window_day=$(python3 -c "import datetime as d; print((d.date.fromisoformat('$first_day') + d.timedelta(days=$days // 2)).isoformat())")
-window_end=$(python3 -c "import datetime as d; print((d.date.fromisoformat('$window_day') + d.timedelta(days=1)).isoformat())")
+bench_log_window "$days"
 result=$("$BUILD_DIR/bin/dryrun_bench" --address "$GRPC_ADDR" --dsn "$db" \
-  --from "${window_day}T00:00:00Z" --to "${window_end}T00:00:00Z" --rounds "$rounds")
+  --from "$window_from" --to "$window_to" --rounds "$rounds")
 echo "$result" >&2
 dry=$(echo "$result" | python3 -c 'import json,sys; print(json.load(sys.stdin)["dryrun_s"])')
 raw=$(echo "$result" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sql_s"])')

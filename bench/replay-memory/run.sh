@@ -9,41 +9,11 @@ set -euo pipefail
 source "$REPLAYD_ROOT/bench/lib.sh"
 small=${1:-100000} large=${2:-1000000}
 
-bench_downstream --mode idempotent --threads 64
-ds=$DS_URL
-db=$(bench_database bench_replay_memory)
-config="delivery: {enabled: false}
-database_pool_size: 48
-sinks:
-  - {name: down, url: $ds/records, replay_rate_budget: 10000000}
-routes:
-  - {name: all, sources: [m$small, m$large], sink: down}
-replay: {default_rate: 50, high_rate_threshold: 10000000, max_rate: 10000000}"
-
-# Schema and today's partitions from a short-lived daemon, stopped before measuring.
-bench_replayd "$db" "$config"
-bench_stop_replayd
-
+bench_memory_setup bench_replay_memory "$small" "$large"
 peak_for() {  # peak_for N -> "peak_kb seconds delivered"
-  local n=$1
-  psql -q "$db" -c "INSERT INTO events (source, event_id, key, ingested_at, next_attempt_at, payload)
-    SELECT 'm$n', 'e' || i, 'k' || (i % 1000), now() - interval '30 minutes' + i * interval '1 microsecond',
-           now(), '{\"order\": {\"id\": 1, \"lines\": [1, 2, 3]}}'::jsonb
-      FROM generate_series(1, $n) i" >&2
-  curl -sf -X POST -d "" "$ds/admin/reset" >/dev/null
-  bench_replayd "$db" "$config"
-  local start=$(date +%s.%N)
-  REPLAYCTL_SERVER=$GRPC_ADDR "$BUILD_DIR/bin/replayctl" start --yes --watch -o json \
-    --from -1h --to now --source "m$n" --rate 10000000 --allow-high-rate \
-    --reason "replay-memory bench" >"$bench_tmp/run-$n.json" 2>/dev/null
-  local end=$(date +%s.%N)
-  local peak=$(awk '/VmHWM/ {print $2}' "/proc/$REPLAYD_PID/status")
-  bench_stop_replayd
-  local delivered=$(python3 -c "import json; print(json.loads(open('$bench_tmp/run-$n.json').read().splitlines()[-1])['delivered'])")
-  echo "  $n events: delivered $delivered, peak RSS $peak kB, $(python3 -c "print(round($end - $start, 1))") s" >&2
-  echo "$peak $(python3 -c "print(round($end - $start, 1))") $delivered"
+  bench_memory_events "$1"
+  bench_memory_peak "$1" --from -1h --to now --source "m$1" --reason "replay-memory bench"
 }
-
 # In this shell, not a process substitution: the replayd each run starts must
 # be on this shell's cleanup list if the run fails.
 peak_for "$small" >"$bench_tmp/small.out"

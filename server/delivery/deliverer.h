@@ -7,7 +7,9 @@
 // event's new outcome (with retry scheduling from the route's RetryPolicy)
 // written in one store call that also releases the caller's claim. A table
 // sink in the log's own database does the lookup, the insert and the record in
-// one transaction (DeliveryStore::DeliverToLogTable).
+// one transaction (DeliveryStore::DeliverToLogTable). A compensation's
+// overwrite takes the sink's update path instead (UpdateOne), recorded the
+// same way.
 #pragma once
 
 #include <functional>

@@ -417,11 +417,14 @@ absl::StatusOr<int64_t> ReplayController::SetActions(const std::string& plan_id,
         absl::StrCat("events lists ", change.events.size(), ", more than ", kMaxActionEvents));
   }
   if (change.diff_class && !ActionAllowed(*change.diff_class, change.action)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "class ", std::string(DiffClassName(*change.diff_class)), " does not allow action ",
-        std::string(CompensationActionName(change.action)), " (its own: ",
-        std::string(CompensationActionName(DefaultAction(*change.diff_class))),
-        *change.diff_class == DiffClass::kDiverged ? ", keep or overwrite)" : " or keep)"));
+    std::vector<std::string> allowed;
+    for (const auto& [action, name] : kCompensationActionNames) {
+      if (ActionAllowed(*change.diff_class, action)) allowed.emplace_back(name);
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("class ", std::string(DiffClassName(*change.diff_class)),
+                     " does not allow action ", std::string(CompensationActionName(change.action)),
+                     " (it allows ", absl::StrJoin(allowed, ", "), ")"));
   }
   auto plan = GetCompensationPlan(plan_id);
   if (!plan.ok()) return plan.status();

@@ -265,16 +265,25 @@ absl::Status DryRunner::CountByAggregate(const ReplaySpec& spec,
 absl::Status DryRunner::SaveByAggregate(const ReplaySpec& spec,
                                         const std::vector<WindowAggregate>& aggregates,
                                         const std::string& plan_id, DryRunResult* result) {
-  std::vector<PlanRule> rules;
-  std::set<std::pair<std::string, Outcome>> seen;
+  // The store checks the outcomes in the order the rules name them: the
+  // most frequent first.
+  std::map<Outcome, int64_t> by_outcome;
+  std::set<std::pair<std::string, Outcome>> pairs;
   for (const WindowAggregate& a : aggregates) {
-    if (!seen.insert({a.source, a.outcome}).second) continue;
-    StoredEvent e;
-    e.event.source = a.source;
-    e.outcome = a.outcome;
-    ReplayCategory c = Classify(e, spec, routes_(a.source) != nullptr, std::nullopt);
-    rules.push_back({a.source, a.outcome, std::string(CategoryName(c))});
+    by_outcome[a.outcome] += a.count;
+    pairs.insert({a.source, a.outcome});
   }
+  std::vector<PlanRule> rules;
+  for (const auto& [source, outcome] : pairs) {
+    StoredEvent e;
+    e.event.source = source;
+    e.outcome = outcome;
+    ReplayCategory c = Classify(e, spec, routes_(source) != nullptr, std::nullopt);
+    rules.push_back({source, outcome, std::string(CategoryName(c))});
+  }
+  std::stable_sort(rules.begin(), rules.end(), [&](const PlanRule& a, const PlanRule& b) {
+    return by_outcome[a.outcome] > by_outcome[b.outcome];
+  });
   auto saved = store_->AddPlanWindow(plan_id, spec.window, rules, result->total);
   if (!saved.ok()) return saved.status();
   result->total = 0;

@@ -99,7 +99,7 @@ class JobRun {
   enum class Stop { kNone, kCancel, kShutdown, kLeaseLost, kPause, kBreaker };
   struct Result {
     enum Kind {
-      kDelivered,  // a compensation: the entry's action done
+      kDelivered,  // in a compensation: the entry's action done
       kSkipped,
       kHeld,
       kFailed,
@@ -127,9 +127,9 @@ class JobRun {
   // Sleeps up to `d` in short slices, checkpointing when due; false when the
   // job must stop.
   bool Sleep(absl::Duration d);
-  // Reads pages (`read_page(after)`: the window's or the plan's) and
-  // dispatches their events until the last page or a stop.
-  // `dispatch(item)` is false when the job must stop.
+  // Reads pages (`read_page(after, limit)`: the window's or a plan's) and
+  // hands each item to `dispatch` (false: the job must stop) until the last
+  // page or a stop.
   template <typename ReadPage, typename DispatchItem>
   void ReadAndDispatch(const ReadPage& read_page, const DispatchItem& dispatch);
   // Hands the events a pause left undelivered to `dispatch_one`, in log order.
@@ -184,8 +184,9 @@ class JobRun {
   // The sink's lookup, retried a few times while UNAVAILABLE; nullopt when
   // the job must stop meanwhile.
   std::optional<LookupResult> LookupPatiently(Sink& sink, const StoredEvent& e);
-  // Claims `e` (nullopt when the job must stop, NOT_FOUND when the log no
-  // longer holds it), as Deliver does.
+  // Claims `e` whatever its outcome, waiting while someone else holds it:
+  // the fresh row, nullopt when the job must stop, NOT_FOUND when the log no
+  // longer holds it.
   std::optional<absl::StatusOr<StoredEvent>> ClaimPatiently(const StoredEvent& e);
   // Whether the last attempt at `e` was this compensation's and delivered
   // it: a job resumed after a crash finds its own work done.

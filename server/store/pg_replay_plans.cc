@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -52,51 +53,73 @@ constexpr int64_t kChunkSplits = 1000000;
 
 // The decision code of an event of the window from its source and outcome,
 // per `rules`: NULL for a pair without a rule (an event that arrived after
-// the dry run's aggregate). A CASE on two short columns costs far less per
-// row than a join.
+// the dry run's aggregate). The source is checked once, then the outcome in
+// the order the rules first name it, so that an event of the most common
+// outcome (when the rules list it first) costs one comparison after the
+// source's: a CASE on two short columns costs far less per row than a join.
 std::string DecisionCaseSql(const std::vector<PlanRule>& rules, pqxx::transaction_base& tx) {
-  std::map<Outcome, std::map<int, std::vector<std::string>>> by_outcome;  // code -> sources
+  std::set<std::string> sources;
+  std::vector<Outcome> outcomes;  // as the rules first name them
+  std::map<Outcome, std::map<int, std::set<std::string>>> by_outcome;  // code -> sources
   for (const PlanRule& r : rules) {
-    by_outcome[r.outcome][*DecisionCode(r.decision)].push_back(r.source);
+    sources.insert(r.source);
+    if (by_outcome.find(r.outcome) == by_outcome.end()) outcomes.push_back(r.outcome);
+    by_outcome[r.outcome][*DecisionCode(r.decision)].insert(r.source);
   }
-  std::string sql = "CASE outcome";
-  for (const auto& [outcome, codes] : by_outcome) {
-    absl::StrAppend(&sql, " WHEN ", tx.quote(std::string(OutcomeName(outcome))), " THEN CASE");
-    for (const auto& [code, sources] : codes) {
-      absl::StrAppend(&sql, " WHEN source = ANY(", tx.quote(PgTextArray(sources)),
-                      "::text[]) THEN ", code);
+  auto any_of = [&](const std::set<std::string>& names) {
+    return absl::StrCat("source = ANY(", tx.quote(PgTextArray({names.begin(), names.end()})),
+                        "::text[])");
+  };
+  std::string sql = absl::StrCat("CASE WHEN ", any_of(sources), " THEN CASE outcome");
+  for (Outcome outcome : outcomes) {
+    const auto& codes = by_outcome[outcome];
+    absl::StrAppend(&sql, " WHEN ", tx.quote(std::string(OutcomeName(outcome))), " THEN ");
+    if (codes.size() == 1 && codes.begin()->second == sources) {
+      absl::StrAppend(&sql, codes.begin()->first);  // the same for every source
+      continue;
+    }
+    absl::StrAppend(&sql, "CASE");
+    for (const auto& [code, names] : codes) {
+      absl::StrAppend(&sql, " WHEN ", any_of(names), " THEN ", code);
     }
     absl::StrAppend(&sql, " END");
   }
-  return absl::StrCat(sql, " END");
+  return absl::StrCat(sql, " END END");
 }
 
 // Every event of a slice of the window ($1 from, $2 to, $3 to $6 its
-// filters: WindowPredicate) with a decision (`decision_case`), in chunks of $10 microseconds of ingested_at
-// from the window's start ($9, in microseconds); $8 lists where each chunk
-// but the first starts, so that width_bucket numbers them (a binary search
-// on exact times, no arithmetic per row). A chunk's events are before its
-// until_us and after every earlier chunk's. Returns each chunk's number and
-// size, then its count of every decision code.
-std::string AddWindowSql(const std::string& decision_case) {
-  std::string counts;
-  for (int i = 0; i < kDecisionCount; ++i) {
-    absl::StrAppend(&counts, i == 0 ? "" : ", ", "cardinality(array_positions(decisions, ", i,
+// filters: WindowPredicate) with a decision (`decision_case`), chunk by
+// chunk: chunks $11 to $12 (numbered from 0) of $10 microseconds of
+// ingested_at from the window's start ($9, in microseconds), chunk k from
+// $8[k + 1] to $8[k + 2] (exact times). Each chunk is one aggregate over a
+// bitmap scan of the primary key's range: no hash of every row by its chunk.
+// A chunk's events are before its until_us and after every earlier chunk's.
+// An event without a rule stays in its chunk with a NULL decision, which no
+// reader returns: filtering it out would evaluate the CASE a second time for
+// every row. Returns each chunk's number and size, its count of NULL
+// decisions, then its count of each of `codes` but the last (the last is
+// what remains).
+std::string AddWindowSql(const std::string& decision_case, const std::vector<int>& codes) {
+  std::string counts = "cardinality(array_positions(decisions, NULL::smallint))";
+  for (size_t i = 0; i + 1 < codes.size(); ++i) {
+    absl::StrAppend(&counts, ", cardinality(array_positions(decisions, ", codes[i],
                     "::smallint))");
   }
   return absl::StrCat(R"sql(
 INSERT INTO replay_plan_events (plan_id, chunk, until_us, ingested_at, positions, decisions)
-SELECT $7, s.chunk * )sql",
-                      kChunkSplits, R"sql(, $9::bigint + (s.chunk + 1) * $10::bigint,
-       array_agg(s.ingested_at), array_agg(s.position), array_agg(s.decision)
-  FROM (SELECT ingested_at, position, ()sql",
-                      decision_case, R"sql()::smallint AS decision,
-               width_bucket(ingested_at, $8::timestamptz[])::bigint AS chunk
-          FROM events
-         WHERE )sql",
-                      WindowPredicate(), R"sql() s
- WHERE s.decision IS NOT NULL
- GROUP BY s.chunk
+SELECT $7, k * )sql",
+                      kChunkSplits, R"sql(, $9::bigint + (k + 1) * $10::bigint,
+       c.at, c.pos, c.decision
+  FROM generate_series($11::bigint, $12::bigint) k,
+       LATERAL (SELECT array_agg(ingested_at) AS at, array_agg(position) AS pos,
+                       array_agg(()sql",
+                      decision_case, R"sql()::smallint) AS decision
+                  FROM events
+                 WHERE ingested_at >= ($8::timestamptz[])[k + 1]
+                   AND ingested_at < ($8::timestamptz[])[k + 2]
+                   AND )sql",
+                      WindowPredicate(), R"sql() c
+ WHERE c.pos IS NOT NULL
 RETURNING chunk, cardinality(positions), )sql",
                       counts);
 }
@@ -119,12 +142,13 @@ SELECT $1, $2 + part, (extract(epoch FROM max(at)) * 1000000)::bigint + 1,
   FROM events
  GROUP BY part)sql";
 
-// Settings of the statement that saves a slice of a window: a hash aggregate
-// of a few hundred groups in memory (the planner would sort every row for
-// a group aggregate), no JIT for a single scan. Its commit does not wait for
-// its WAL to be flushed: the plan's own commit (CreatePlan) flushes it.
+// Settings of the statement that saves a slice of a window: each chunk read
+// by a bitmap scan of its range of the primary key (a plan that guesses the
+// chunk's size may pick a scan of the whole partition per chunk, or an index
+// scan that costs more per row), no JIT. Its commit does not wait for its
+// WAL to be flushed: the plan's own commit (CreatePlan) flushes it.
 constexpr const char* kAddWindowSettings =
-    "SET LOCAL work_mem = '256MB'; SET LOCAL jit = off; SET LOCAL enable_sort = off;"
+    "SET LOCAL jit = off; SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off;"
     " SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL synchronous_commit = off";
 
 // A window is saved in this many slices of time side by side, each on its
@@ -140,8 +164,9 @@ SELECT chunk FROM replay_plan_events
  ORDER BY chunk
  LIMIT 16)sql";
 
-// One chunk's events after a cursor ($3, $4; NULL = from the start), at most
-// $5, in window order, joined to the log as it is now.
+// One chunk's planned events (not those with a NULL decision) after a cursor
+// ($3, $4; NULL = from the start), at most $5, in window order, joined to the
+// log as it is now.
 constexpr const char* kReadChunkName = "replay_plan_read_chunk";
 std::string ReadChunkSql() {
   return absl::StrCat("SELECT ", StoredEventColumns("e"), ", u.decision, e.position IS NULL, ",
@@ -149,7 +174,7 @@ std::string ReadChunkSql() {
   FROM (SELECT u.at, u.pos, u.decision
           FROM replay_plan_events p,
                unnest(p.ingested_at, p.positions, p.decisions) AS u(at, pos, decision)
-         WHERE p.plan_id = $1 AND p.chunk = $2
+         WHERE p.plan_id = $1 AND p.chunk = $2 AND u.decision IS NOT NULL
            AND ($3::timestamptz IS NULL OR (u.at, u.pos) > ($3::timestamptz, $4))
          ORDER BY u.at, u.pos
          LIMIT $5) u
@@ -215,30 +240,39 @@ absl::StatusOr<std::map<std::string, int64_t>> PgReplayStore::AddPlanWindow(
                               static_cast<double>(std::max<int64_t>(expected, 1))));
   const int64_t chunks = (span_us + chunk_us - 1) / chunk_us;
   const int64_t slices = std::min<int64_t>(kAddWindowConnections, chunks);
-  std::vector<std::string> starts;
-  for (int64_t k = 1; k < chunks; ++k) {
-    starts.push_back(PgTime(window.from + absl::Microseconds(k * chunk_us)));
+  std::vector<std::string> bounds;  // where each chunk starts, then the window's end
+  for (int64_t k = 0; k < chunks; ++k) {
+    bounds.push_back(PgTime(window.from + absl::Microseconds(k * chunk_us)));
   }
-  const std::string chunk_starts = PgTextArray(starts);
+  bounds.push_back(PgTime(window.to));
+  const std::string chunk_bounds = PgTextArray(bounds);
+  std::set<int> used;
+  for (const PlanRule& r : rules) used.insert(*DecisionCode(r.decision));
+  const std::vector<int> codes(used.begin(), used.end());
   std::mutex mu;
   std::map<std::string, int64_t> counts;
   auto save_slice = [&](int64_t i) {
-    const absl::Time from = window.from + absl::Microseconds(chunks * i / slices * chunk_us);
+    const int64_t first = chunks * i / slices;
+    const int64_t end = chunks * (i + 1) / slices;
+    const absl::Time from = window.from + absl::Microseconds(first * chunk_us);
     const absl::Time to =
-        i + 1 == slices ? window.to
-                        : window.from + absl::Microseconds(chunks * (i + 1) / slices * chunk_us);
+        i + 1 == slices ? window.to : window.from + absl::Microseconds(end * chunk_us);
     return pool_->Run("replay_plan_add_window", [&](PgPool::Lease& l) {
       std::map<std::string, int64_t> slice_counts;
       pqxx::work tx(l.conn());
       tx.exec(kAddWindowSettings);
-      auto rows = tx.exec_params(AddWindowSql(DecisionCaseSql(rules, tx)), PgTime(from), PgTime(to),
-                                 PgTextArray(window.sources), PgTextArray(window.keys),
+      auto rows = tx.exec_params(AddWindowSql(DecisionCaseSql(rules, tx), codes), PgTime(from),
+                                 PgTime(to), PgTextArray(window.sources), PgTextArray(window.keys),
                                  PgTextArray(window.types), PgTextArray(window.event_ids),
-                                 plan_id, chunk_starts,
-                                 absl::ToUnixMicros(window.from), chunk_us);
+                                 plan_id, chunk_bounds, absl::ToUnixMicros(window.from), chunk_us,
+                                 first, end - 1);
       for (const auto& r : rows) {
-        for (int k = 0; k < kDecisionCount; ++k) {
-          if (int64_t n = r[2 + k].as<int64_t>(); n > 0) slice_counts[DecisionName(k)] += n;
+        int64_t rest = r[1].as<int64_t>() - r[2].as<int64_t>();
+        for (size_t k = 0; k < codes.size(); ++k) {
+          const int64_t n =
+              k + 1 < codes.size() ? r[static_cast<int>(3 + k)].as<int64_t>() : rest;
+          rest -= n;
+          if (n > 0) slice_counts[DecisionName(codes[k])] += n;
         }
         if (r[1].as<int64_t>() > 2 * kPlanChunkEvents) {
           tx.exec_params(kSplitChunkSql, plan_id, r[0].as<int64_t>(), kPlanChunkEvents);

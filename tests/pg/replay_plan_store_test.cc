@@ -140,6 +140,28 @@ TEST_F(ReplayPlanStoreTest, BurstIsSplitInSortedChunksAndReadsBackInWindowOrder)
   }
 }
 
+TEST_F(ReplayPlanStoreTest, SavedWindowLeavesOutEventsWithoutARule) {
+  Insert("orders", 8, 1000);       // e0, e4 failed; the rest succeeded
+  Insert("ghost", 4, 1000, "g");  // g0 failed; the rest succeeded
+  // As if ghost's succeeded events arrived after the dry run's aggregate.
+  const std::vector<PlanRule> rules = {{"orders", Outcome::kSucceeded, "already_delivered"},
+                                       {"orders", Outcome::kFailed, "deliver"},
+                                       {"ghost", Outcome::kFailed, "no_route"}};
+  auto counts = store_.AddPlanWindow("pl-rules", Spec(false).window, rules, 12);
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(*counts, (std::map<std::string, int64_t>{
+                         {"already_delivered", 6}, {"deliver", 2}, {"no_route", 1}}));
+  std::vector<PlannedEvent> events = ReadAll("pl-rules", 4);
+  std::vector<std::string> ids;
+  for (const PlannedEvent& e : events) {
+    ids.push_back(absl::StrCat(e.event.event.event_id, ":", e.decision));
+  }
+  EXPECT_THAT(ids, ::testing::UnorderedElementsAre(
+                       "e0:deliver", "e1:already_delivered", "e2:already_delivered",
+                       "e3:already_delivered", "e4:deliver", "e5:already_delivered",
+                       "e6:already_delivered", "e7:already_delivered", "g0:no_route"));
+}
+
 TEST_F(ReplayPlanStoreTest, StreamedPlanKeepsPerEventDecisions) {
   Insert("orders", 12000, 10);
   DryRunResult result = Save("pl-streamed", /*verify=*/true);  // no lookup: the sink has none

@@ -131,11 +131,16 @@ class CompensateJobTest : public ::testing::Test {
     return replay_store_.Job(job.id);
   }
 
-  // Runs the diff of every event appended so far; its plan is then ready.
-  ReplayJob RunDiff() {
+  // The window a diff reads: every event appended so far, as it is now.
+  void CopyLogToWindow() {
     std::vector<StoredEvent> events;
     for (int64_t p = 1; p <= last_id_; ++p) events.push_back(delivery_store_.Event(p));
     replay_store_.AddEvents(events);
+  }
+
+  // Runs the diff of every event appended so far; its plan is then ready.
+  ReplayJob RunDiff() {
+    CopyLogToWindow();
     ReplayJob done = Run(Job(ReplayKind::kDiff, kDiffId));
     compensations_.SetState(kDiffId, CompensationState::kReady);
     return done;
@@ -244,12 +249,8 @@ TEST_F(CompensateJobTest, DiffResumedAfterAPauseSavesEachEntryOnce) {
   AfterChecked pauser(5, [&] { pause = true; });
   options_.observer = &pauser;
   options_.checkpoint_interval = absl::ZeroDuration();
-  ReplayJob paused = [&] {
-    std::vector<StoredEvent> events;
-    for (int64_t p = 1; p <= last_id_; ++p) events.push_back(delivery_store_.Event(p));
-    replay_store_.AddEvents(events);
-    return Run(Job(ReplayKind::kDiff, kDiffId), &pause);
-  }();
+  CopyLogToWindow();
+  ReplayJob paused = Run(Job(ReplayKind::kDiff, kDiffId), &pause);
   ASSERT_EQ(paused.state, ReplayState::kPaused);
   ASSERT_LT(paused.counters.processed, 12);
   ASSERT_TRUE(paused.cursor.has_value());
@@ -263,6 +264,32 @@ TEST_F(CompensateJobTest, DiffResumedAfterAPauseSavesEachEntryOnce) {
   ASSERT_EQ(compensations_.Entries(kDiffId).size(), 12u);
   for (int64_t p = 1; p <= 12; ++p) EXPECT_EQ(compensations_.Saves(kDiffId, p), 1) << p;
   EXPECT_EQ(sink_->lookup_count(), 12);
+}
+
+TEST_F(CompensateJobTest, DiffPausedByItsBreakerComparesTheFailedLookupsOnResume) {
+  for (int i = 0; i < 6; ++i) Append(Outcome::kSucceeded);
+  for (int64_t p : {2, 3, 4}) {
+    sink_->ScriptLookup(IdempotencyKeyOf(p), absl::UnavailableError("HTTP 503"));
+  }
+  CopyLogToWindow();
+  ReplayJob job = Job(ReplayKind::kDiff, kDiffId);
+  job.spec.breaker = {3, 0, 0};
+  ReplayJob paused = Run(job);
+  ASSERT_EQ(paused.state, ReplayState::kPaused);
+  std::vector<int64_t> retry;
+  for (const RetryEvent& r : paused.retry) retry.push_back(r.position);
+  EXPECT_EQ(retry, (std::vector<int64_t>{2, 3, 4}));
+  EXPECT_EQ(paused.counters.failed, 0);
+
+  for (int64_t p : {2, 3, 4}) Holds(p, "1");
+  paused.state = ReplayState::kRunning;
+  paused.owner = options_.instance;
+  ReplayJob done = Run(paused);
+  EXPECT_EQ(done.state, ReplayState::kCompleted);
+  EXPECT_EQ(done.counters, (ReplayCounters{.total = 6, .processed = 6}));
+  for (int64_t p = 1; p <= 6; ++p) EXPECT_EQ(compensations_.Saves(kDiffId, p), 1) << p;
+  EXPECT_EQ(EntryAt(3).diff_class, DiffClass::kInSync);
+  EXPECT_EQ(EntryAt(5).diff_class, DiffClass::kMissingDownstream);
 }
 
 TEST_F(CompensateJobTest, DiffThatLosesItsLeaseSavedEveryEntryUpToItsCursor) {
