@@ -15,6 +15,7 @@ ctl() { REPLAYCTL_SERVER=$GRPC_ADDR "$BUILD_DIR/bin/replayctl" --timeout 3600 "$
 bench_downstream --mode idempotent --threads $((concurrency * 2))
 ds=$DS_URL
 db=$(bench_database bench_diff)
+memory_db=$db  # where bench_memory_events writes
 limits="replay: {default_rate: 50, high_rate_threshold: 10000000, max_rate: 10000000}"
 # Live delivery fills the downstream (no lookup: every event is new there);
 # the diffs run on a daemon of their own with delivery off.
@@ -39,10 +40,7 @@ deliver() {
   local n=$1 start
   bench_replayd "$db" "$deliver_config"
   start=$(date +%s)
-  psql -q "$db" -c "INSERT INTO events (source, event_id, key, ingested_at, next_attempt_at, payload)
-    SELECT 'm$n', 'e' || i, 'k' || (i % 1000), now() - interval '30 minutes' + i * interval '1 microsecond',
-           now(), '{\"order\": {\"id\": 1, \"lines\": [1, 2, 3]}}'::jsonb
-      FROM generate_series(1, $n) i" >&2
+  bench_memory_events "$n"
   local delivered="SELECT count(*) FROM events WHERE source = 'm$n' AND outcome = 'succeeded'"
   until [ "$(psql -tA "$db" -c "$delivered")" = "$n" ]; do sleep 1; done
   bench_stop_replayd
@@ -97,8 +95,7 @@ for _ in $(seq "$rounds"); do
   lookup_s+=("$(timed_lookups)")
 done
 bench_stop_replayd
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-diff_med=$(median "${diff_s[@]}") lookup_med=$(median "${lookup_s[@]}")
+diff_med=$(bench_median "${diff_s[@]}") lookup_med=$(bench_median "${lookup_s[@]}")
 echo "  diff ${diff_s[*]} s; lookups alone ${lookup_s[*]} s" >&2
 
 deliver "$large"
