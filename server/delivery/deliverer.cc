@@ -194,6 +194,25 @@ absl::StatusOr<DeliveryReport> Deliverer::UpdateOne(
   });
 }
 
+absl::StatusOr<DeliveryReport> Deliverer::RecordFound(const StoredEvent& event,
+                                                      const DeliveryContext& ctx,
+                                                      const DownstreamRecord& record) {
+  return Wait([&](ReportDone reported, RecordDone recorded) {
+    std::shared_ptr<Delivery> d = Start(event, ctx, reported, recorded);
+    if (d == nullptr) return;
+    RecordFind(d, record);
+  });
+}
+
+void Deliverer::RecordFind(const std::shared_ptr<Delivery>& d, const DownstreamRecord& record) {
+  DeliveryResult found;
+  found.kind = DeliveryResult::Kind::kAlreadyProcessed;
+  found.record_id = record.id;
+  found.record_version = record.version;
+  found.record_updated_at = record.updated_at;
+  Record(d, found, CheckDecision::Action::kSkipFoundDownstream);
+}
+
 absl::StatusOr<DeliveryReport> Deliverer::Wait(
     const std::function<void(ReportDone reported, RecordDone recorded)>& start) {
   // The record is waited for only after an OK report: none follows an error.
@@ -293,13 +312,7 @@ void Deliverer::Decide(const std::shared_ptr<Delivery>& d) {
     return;
   }
   if (decision.action == CheckDecision::Action::kSkipFoundDownstream) {
-    DeliveryResult found;
-    found.kind = DeliveryResult::Kind::kAlreadyProcessed;
-    const DownstreamRecord& record = **d->facts.downstream_record;
-    found.record_id = record.id;
-    found.record_version = record.version;
-    found.record_updated_at = record.updated_at;
-    Record(d, found, decision.action);
+    RecordFind(d, **d->facts.downstream_record);
     return;
   }
   if (const std::optional<std::string> log_table = route.sink->LogDatabaseTable()) {

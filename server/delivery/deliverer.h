@@ -123,6 +123,14 @@ class Deliverer {
   absl::StatusOr<DeliveryReport> UpdateOne(const StoredEvent& event, const DeliveryContext& ctx,
                                            const std::optional<std::string>& known_version);
 
+  // Records, for an event the caller has claimed as ctx.claim_owner, that
+  // the downstream already holds `record` (found by the caller's own
+  // lookup): an already_processed attempt with the record's id, version and
+  // update time, as DeliverOne records a lookup's find, with the claim
+  // released. Never calls the sink. Errors as DeliverOne's. Thread safe.
+  absl::StatusOr<DeliveryReport> RecordFound(const StoredEvent& event, const DeliveryContext& ctx,
+                                             const DownstreamRecord& record);
+
   using ReportDone = std::function<void(absl::StatusOr<DeliveryReport>)>;
   using RecordDone = std::function<void(absl::Status)>;
   // DeliverOne without waiting, neither for the downstream nor for the
@@ -177,6 +185,8 @@ class Deliverer {
   // After the check's facts are in: skip, or call the sink.
   void Decide(const std::shared_ptr<Delivery>& d);
   void DeliverToLogTable(const std::shared_ptr<Delivery>& d, const std::string& table);
+  // Records that the downstream holds `record` (an already_processed attempt).
+  void RecordFind(const std::shared_ptr<Delivery>& d, const DownstreamRecord& record);
   // Records the attempt `result` was (or the lookup's find) and reports.
   void Record(const std::shared_ptr<Delivery>& d, const DeliveryResult& result,
               CheckDecision::Action action = CheckDecision::Action::kDeliver);

@@ -111,10 +111,13 @@ JobRun::Result JobRun::ApplyOne(const StoredEvent& e, const CompensationEntry& e
     }
     DeliveryContext ctx = Context(absl::StrCat("compensate:", job_.spec.plan_id));
     // A delivered event missing downstream is sent again; the create path's
-    // own lookup (check-then-act) still goes first for one that is not.
+    // own lookup (check-then-act) still goes first for one that is not. A
+    // record is recorded from the lookup just made: never a create call.
     ctx.resend_delivered = entry.action == CompensationAction::kCreate;
     auto report = entry.action == CompensationAction::kOverwrite
                       ? env_.deliverer->UpdateOne(fresh, ctx, entry.downstream.version)
+                  : entry.action == CompensationAction::kRecord
+                      ? env_.deliverer->RecordFound(fresh, ctx, ***found)
                       : env_.deliverer->DeliverOne(fresh, ctx);
     if (!report.ok()) {
       if (WaitedAfterUnrecorded(fresh, report.status())) continue;
