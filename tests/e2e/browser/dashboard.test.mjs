@@ -242,6 +242,27 @@ async function main() {
       await page.waitForSelector(entry, { timeout: 15000 });
       assert.match(await page.textContent(entry), /browser test/);
     });
+    await step('a diff of the replayed window shows its classes and samples', async () => {
+      const started = JSON.parse(replayctl(grpc, ['diff', ...window.command.split(' ').slice(2),
+                                                  '--reason', 'browser test', '-o', 'json']));
+      const planId = started.replay_id;
+      log('diff', planId);
+      const row = `[data-testid=compensation-plan][data-plan-id="${planId}"]`;
+      await page.waitForSelector(`${row}[data-state=ready]`, { timeout: 60000 });
+      const plan = JSON.parse(replayctl(grpc, ['compensate', 'show', planId, '-o', 'json']));
+      const byClass = {};
+      for (const c of plan.counts) byClass[c.diff_class] = (byClass[c.diff_class] || 0) + Number(c.count);
+      // Every event of the window was delivered by the replay: all in sync.
+      assert.ok(byClass.in_sync > 0, JSON.stringify(plan.counts));
+      assert.deepEqual(Object.keys(byClass), ['in_sync'], JSON.stringify(plan.counts));
+      assert.match(await page.textContent(row), new RegExp(`in_sync ${byClass.in_sync}\\b`));
+      const missing = Number(plan.missing_upstream || 0);
+      if (missing > 0) assert.match(await page.textContent(row), new RegExp(`missing_upstream ${missing}\\b`));
+      await page.click(`${row} a[data-plan]`);
+      await page.waitForSelector('[data-testid=compensation-sample][data-class=in_sync]', { timeout: 15000 });
+      assert.equal(await page.locator('[data-testid=compensation-sample]').count(),
+                   Math.min(5, byClass.in_sync));
+    });
     await page.screenshot({ path: path.join(OUT, 'dashboard-after-replay.png'), fullPage: true });
     log('screenshots in', OUT);
   } finally {
