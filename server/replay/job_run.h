@@ -93,6 +93,8 @@ class JobRun {
   // someone else holds.
   static constexpr absl::Duration kRetryDelay = absl::Milliseconds(250);
   static constexpr absl::Duration kClaimRetryDelay = absl::Milliseconds(20);
+  // Longest uninterrupted wait: bounds how long a cancel or shutdown waits.
+  static constexpr absl::Duration kWaitSlice = absl::Milliseconds(10);
   // Lookups a diff or a compensation tries while the downstream is away.
   static constexpr int kLookupTries = 3;
 
