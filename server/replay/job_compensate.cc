@@ -150,15 +150,13 @@ absl::Status JobRun::FlushFindings() {
   // The diff's id is its plan's.
   if (!entries.empty()) s = env_.compensations->SaveEntries(job_.id, entries);
   const bool entries_saved = s.ok();
-  size_t written = 0;
-  for (; s.ok() && written < results.size(); ++written) {
-    s = env_.compensations->SetResult(job_.spec.plan_id, results[written].first,
-                                      results[written].second);
+  if (s.ok() && !results.empty()) {
+    s = env_.compensations->SetResults(job_.spec.plan_id, results);
   }
   if (s.ok()) return s;
   std::lock_guard lock(mu_);
   if (!entries_saved) entries_.insert(entries_.end(), entries.begin(), entries.end());
-  results_.insert(results_.end(), results.begin() + written, results.end());
+  results_.insert(results_.end(), results.begin(), results.end());
   return s;
 }
 

@@ -87,9 +87,13 @@ class CompensationStore {
   virtual absl::StatusOr<ReplayJob> CreateApply(const ReplayJob& job, const AuditEntry& audit,
                                                 bool* existed) = 0;
 
-  // Records what applying did to one entry.
-  virtual absl::Status SetResult(const std::string& plan_id, int64_t position,
-                                 CompensationResult result) = 0;
+  // Records what applying did to these entries (position, result), in one
+  // statement: an apply job writes those it finished before each checkpoint.
+  // NOT_FOUND (and nothing written) when the plan holds no entry at one of
+  // the positions.
+  using EntryResult = std::pair<int64_t, CompensationResult>;
+  virtual absl::Status SetResults(const std::string& plan_id,
+                                  const std::vector<EntryResult>& results) = 0;
 };
 
 }  // namespace replayd

@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -454,22 +455,44 @@ absl::StatusOr<ReplayJob> PgCompensationStore::CreateApply(const ReplayJob& job,
   return CreateJobIn(*pool_, "compensation_create_apply", apply, audit, existed, steps);
 }
 
-absl::Status PgCompensationStore::SetResult(const std::string& plan_id, int64_t position,
-                                            CompensationResult result) {
-  bool matched = false;
-  absl::Status status = pool_->Run("compensation_set_result", [&](PgPool::Lease& l) {
+absl::Status PgCompensationStore::SetResults(const std::string& plan_id,
+                                             const std::vector<EntryResult>& results) {
+  if (results.empty()) return absl::OkStatus();
+  // The last result given for a position wins.
+  std::map<int64_t, CompensationResult> by_position(results.begin(), results.end());
+  std::vector<int64_t> positions;
+  std::vector<std::string> names;
+  for (const auto& [position, result] : by_position) {
+    positions.push_back(position);
+    names.emplace_back(CompensationResultName(result));
+  }
+  std::optional<int64_t> missing;
+  absl::Status status = pool_->Run("compensation_set_results", [&](PgPool::Lease& l) {
     pqxx::work tx(l.conn());
-    matched = tx.exec_params(
-                    "UPDATE compensation_entries SET result = $3"
-                    " WHERE plan_id = $1 AND position = $2",
-                    plan_id, position, std::string(CompensationResultName(result)))
-                  .affected_rows() > 0;
-    tx.commit();
+    auto rows = tx.exec_params(
+        "UPDATE compensation_entries c SET result = r.result"
+        "  FROM unnest($2::bigint[], $3::text[]) AS r(position, result)"
+        " WHERE c.plan_id = $1 AND c.position = r.position"
+        " RETURNING c.position",
+        plan_id, PgBigintArray(positions), PgTextArray(names));
+    if (rows.size() == positions.size()) {
+      tx.commit();
+      return;
+    }
+    std::set<int64_t> found;
+    for (const auto& r : rows) found.insert(r[0].as<int64_t>());
+    for (int64_t p : positions) {
+      if (found.count(p) == 0) {
+        missing = p;
+        break;
+      }
+    }
+    // Rolled back: nothing written.
   });
   if (!status.ok()) return status;
-  if (!matched) {
+  if (missing) {
     return absl::NotFoundError(
-        absl::StrCat("plan ", plan_id, " holds no entry at position ", position));
+        absl::StrCat("plan ", plan_id, " holds no entry at position ", *missing));
   }
   return absl::OkStatus();
 }

@@ -31,8 +31,8 @@ class PgCompensationStore final : public CompensationStore {
   // says of them: the overlap check sees what it will change.
   absl::StatusOr<ReplayJob> CreateApply(const ReplayJob& job, const AuditEntry& audit,
                                         bool* existed) override;
-  absl::Status SetResult(const std::string& plan_id, int64_t position,
-                         CompensationResult result) override;
+  absl::Status SetResults(const std::string& plan_id,
+                          const std::vector<EntryResult>& results) override;
 
  private:
   PgPool* pool_;

@@ -481,9 +481,13 @@ TEST_F(CompensationStoreTest, TheApplyPageJoinsEachEntryWithItsEventNow) {
 
 TEST_F(CompensationStoreTest, AResultIsRecordedPerEntry) {
   ReadyPlan("df-1");
-  ASSERT_TRUE(comp_.SetResult("df-1", 3, CompensationResult::kDone).ok());
-  ASSERT_TRUE(comp_.SetResult("df-1", 4, CompensationResult::kChangedSinceDiff).ok());
-  EXPECT_EQ(comp_.SetResult("df-1", 99, CompensationResult::kDone).code(),
+  ASSERT_TRUE(comp_.SetResults("df-1", {{3, CompensationResult::kDone},
+                                        {4, CompensationResult::kChangedSinceDiff}})
+                  .ok());
+  // An unknown position refuses the whole batch: entry 5 stays pending.
+  EXPECT_EQ(comp_.SetResults("df-1", {{5, CompensationResult::kDone},
+                                      {99, CompensationResult::kDone}})
+                .code(),
             absl::StatusCode::kNotFound);
   auto got = comp_.ReadEntries("df-1", EntryQuery{});
   ASSERT_TRUE(got.ok()) << got.status();

@@ -64,7 +64,7 @@ class FakeCompensationStore final : public CompensationStore {
     }
     return CompensationResult::kPending;
   }
-  // SaveEntries and SetResult fail with `error` (nothing written) until OK.
+  // SaveEntries and SetResults fail with `error` (nothing written) until OK.
   void SetWriteError(absl::Status error) { WriteLocked(mu_, write_error_, std::move(error)); }
 
   absl::StatusOr<ReplayJob> CreateDiff(const ReplayJob& job, const CompensationPlan& plan,
@@ -175,17 +175,19 @@ class FakeCompensationStore final : public CompensationStore {
     return job;
   }
 
-  absl::Status SetResult(const std::string& plan_id, int64_t position,
-                         CompensationResult result) override {
+  absl::Status SetResults(const std::string& plan_id,
+                          const std::vector<EntryResult>& results) override {
     std::lock_guard lock(mu_);
     if (!write_error_.ok()) return write_error_;
-    for (auto& [key, e] : plans_[plan_id].entries) {
-      if (e.position == position) {
-        e.result = result;
-        return absl::OkStatus();
+    std::map<int64_t, CompensationEntry*> by_position;
+    for (auto& [key, e] : plans_[plan_id].entries) by_position[e.position] = &e;
+    for (const auto& [position, result] : results) {
+      if (by_position.count(position) == 0) {
+        return absl::NotFoundError(absl::StrCat("no entry at ", position));
       }
     }
-    return absl::NotFoundError(absl::StrCat("no entry at ", position));
+    for (const auto& [position, result] : results) by_position[position]->result = result;
+    return absl::OkStatus();
   }
 
  private:
