@@ -5,8 +5,7 @@
 namespace replayd {
 
 CheckDecision DecideCheckThenAct(const StoredEvent& event, const CheckFacts& facts) {
-  const bool delivered =
-      event.outcome == Outcome::kSucceeded || event.outcome == Outcome::kAlreadyProcessed;
+  const bool delivered = IsDelivered(event.outcome);
   if (delivered && !facts.resend_delivered) {
     return {CheckDecision::Action::kSkipAlreadyDelivered, event.target_record_id};
   }

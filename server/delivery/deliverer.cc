@@ -264,8 +264,7 @@ void Deliverer::DeliverOneAsync(const StoredEvent& event, const DeliveryContext&
   std::shared_ptr<Delivery> d = Start(event, ctx, reported, recorded);
   if (d == nullptr) return;
   const std::shared_ptr<const Route>& route = d->route;
-  const bool delivered =
-      event.outcome == Outcome::kSucceeded || event.outcome == Outcome::kAlreadyProcessed;
+  const bool delivered = IsDelivered(event.outcome);
   // Whenever the sink can answer: a retry may follow a call that reached the
   // downstream and lost its answer, and after a crash even a first attempt may
   // follow a call whose record the dead daemon never wrote.

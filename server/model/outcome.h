@@ -7,4 +7,10 @@ namespace replayd {
 
 enum class Outcome { kPending, kRetrying, kSucceeded, kAlreadyProcessed, kFailed };
 
+// Whether the downstream has the event, as far as the log knows: created
+// (succeeded) or found there (already_processed).
+inline bool IsDelivered(Outcome o) {
+  return o == Outcome::kSucceeded || o == Outcome::kAlreadyProcessed;
+}
+
 }  // namespace replayd

@@ -10,10 +10,6 @@ namespace {
 
 using json = nlohmann::json;
 
-bool Delivered(Outcome outcome) {
-  return outcome == Outcome::kSucceeded || outcome == Outcome::kAlreadyProcessed;
-}
-
 json ParseOrDiscarded(const std::string& text) {
   return json::parse(text, nullptr, /*allow_exceptions=*/false);
 }
@@ -31,7 +27,7 @@ bool DataMatches(const StoredEvent& e, const std::string& data) {
 }  // namespace
 
 DiffFinding DiffClassify(const StoredEvent& e, const std::optional<DownstreamRecord>& record) {
-  const bool delivered = Delivered(e.outcome);
+  const bool delivered = IsDelivered(e.outcome);
   if (!record.has_value()) {
     return {delivered ? DiffClass::kMissingDownstream : DiffClass::kUndelivered, ""};
   }
@@ -70,8 +66,8 @@ bool StillAsDiffSaw(const CompensationEntry& entry, const StoredEvent& now,
   const ObservedRecord& seen = entry.downstream;
   switch (entry.action) {
     case CompensationAction::kCreate:
-      return Delivered(now.outcome) == Delivered(entry.log_outcome) && !record.has_value();
-    case CompensationAction::kRecord: return !Delivered(now.outcome) && record.has_value();
+      return IsDelivered(now.outcome) == IsDelivered(entry.log_outcome) && !record.has_value();
+    case CompensationAction::kRecord: return !IsDelivered(now.outcome) && record.has_value();
     case CompensationAction::kOverwrite:
       if (!record.has_value()) return false;
       if (seen.version) return record->version == seen.version;

@@ -9,10 +9,6 @@
 namespace replayd {
 namespace {
 
-bool Delivered(Outcome outcome) {
-  return outcome == Outcome::kSucceeded || outcome == Outcome::kAlreadyProcessed;
-}
-
 std::string Named(const StoredEvent& e, absl::string_view what) {
   return absl::StrCat(e.event.source, "/", e.event.event_id, ": ", what);
 }
@@ -125,7 +121,7 @@ JobRun::Result JobRun::ApplyOne(const StoredEvent& e, const CompensationEntry& e
       return failed(report.status().message());
     }
     if (report->precondition_failed) return changed;
-    if (Delivered(report->outcome)) return done;
+    if (IsDelivered(report->outcome)) return done;
     return failed(report->error.empty() ? "the downstream refused it" : report->error);
   }
 }
@@ -135,7 +131,7 @@ bool JobRun::DoneByThisPlan(const StoredEvent& e) {
   if (!trace.ok() || trace->attempts.empty()) return false;
   const AttemptRecord& last = trace->attempts.back();
   return last.trigger == absl::StrCat("compensate:", job_.spec.plan_id) &&
-         Delivered(last.outcome);
+         IsDelivered(last.outcome);
 }
 
 absl::Status JobRun::FlushFindings() {

@@ -22,21 +22,15 @@ bool OutcomeSelected(const ReplaySpec& spec, Outcome outcome) {
   return std::find(spec.outcomes.begin(), spec.outcomes.end(), outcome) != spec.outcomes.end();
 }
 
-namespace {
-
-bool Delivered(Outcome o) { return o == Outcome::kSucceeded || o == Outcome::kAlreadyProcessed; }
-
-}  // namespace
-
 bool NeedsLookup(const StoredEvent& event, const ReplaySpec& spec, bool routed) {
   return spec.verify_downstream && routed && OutcomeSelected(spec, event.outcome) &&
-         !Delivered(event.outcome);
+         !IsDelivered(event.outcome);
 }
 
 ReplayCategory Classify(const StoredEvent& event, const ReplaySpec& spec, bool routed,
                         const std::optional<std::optional<DownstreamRecord>>& downstream_record) {
   if (!OutcomeSelected(spec, event.outcome)) {
-    return Delivered(event.outcome) ? ReplayCategory::kSkipAlreadyDelivered
+    return IsDelivered(event.outcome) ? ReplayCategory::kSkipAlreadyDelivered
                                     : ReplayCategory::kSkipOutcomeNotSelected;
   }
   CheckFacts facts;
