@@ -169,8 +169,30 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec,
   }
   if (absl::Status s = ValidateReplaySink(spec.sink, sinks); !s.ok()) return s;
   DryRunResult result;
-  auto aggregates = store_->AggregateWindow(spec.window);
+  // A plan whose decisions depend on (source, outcome) alone is saved by the
+  // aggregate's own read; one whose events are decided one by one (a lookup,
+  // a strict route) is saved as they are.
+  const WindowPlanSave save = PlanSave(spec, save_plan_id);
+  const bool save_in_read = !save_plan_id.empty() && !MayDecidePerEvent(spec);
+  auto aggregates = store_->AggregateWindow(spec.window, save_in_read ? &save : nullptr);
   if (!aggregates.ok()) return aggregates.status();
+
+  // On a strict route an event's fate depends on its key's earlier events:
+  // decided per event, as the live replay does.
+  bool any_strict = false;
+  for (const WindowAggregate& a : *aggregates) {
+    std::shared_ptr<const Route> route = RouteOf(spec, a.source);
+    if (route != nullptr && route->strict_order) any_strict = true;
+  }
+  const bool streaming = spec.verify_downstream || any_strict;
+  if (save_in_read && streaming) {
+    // A source took a strict route after the check (a reload).
+    if (absl::Status s = store_->DropPlanEvents(save_plan_id); !s.ok()) return s;
+  } else if (!save_plan_id.empty() && !save_in_read && !streaming) {
+    // Strict routes exist but none of the window's sources takes one.
+    aggregates = store_->AggregateWindow(spec.window, &save);
+    if (!aggregates.ok()) return aggregates.status();
+  }
 
   auto by_source = BucketsBySource(*aggregates, &result.total);
   std::vector<std::string> sources_seen;
@@ -183,19 +205,8 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec,
     return s;
   }
 
-  // On a strict route an event's fate depends on its key's earlier events:
-  // decided per event, as the live replay does.
-  bool any_strict = false;
-  for (const std::string& source : sources_seen) {
-    std::shared_ptr<const Route> route = RouteOf(spec, source);
-    if (route != nullptr && route->strict_order) any_strict = true;
-  }
-  const bool streaming = spec.verify_downstream || any_strict;
   absl::Status counted = streaming ? CountByStreaming(spec, save_plan_id, &result)
                                    : CountByAggregate(spec, *aggregates, &result);
-  if (counted.ok() && !streaming && !save_plan_id.empty()) {
-    counted = SaveByAggregate(spec, *aggregates, save_plan_id, &result);
-  }
   if (!counted.ok()) return counted;
 
   std::vector<std::string> rate_sources =
@@ -206,6 +217,36 @@ absl::StatusOr<DryRunResult> DryRunner::Run(const ReplaySpec& spec,
                                  : 0;
   AddWarnings(spec, sources_seen, &result);
   return result;
+}
+
+WindowPlanSave DryRunner::PlanSave(const ReplaySpec& spec, const std::string& plan_id) const {
+  WindowPlanSave save;
+  save.plan_id = plan_id;
+  save.decide = [&spec](Outcome outcome, bool routed) {
+    StoredEvent e;
+    e.outcome = outcome;
+    return std::string(CategoryName(Classify(e, spec, routed, std::nullopt)));
+  };
+  save.routed = [this, &spec](const std::string& source) {
+    return RouteOf(spec, source) != nullptr;
+  };
+  return save;
+}
+
+bool DryRunner::MayDecidePerEvent(const ReplaySpec& spec) const {
+  if (spec.verify_downstream) return true;
+  if (!spec.window.sources.empty()) {
+    for (const std::string& source : spec.window.sources) {
+      std::shared_ptr<const Route> route = RouteOf(spec, source);
+      if (route != nullptr && route->strict_order) return true;
+    }
+    return false;
+  }
+  if (deliverer_ != nullptr) return !deliverer_->StrictSources().empty();
+  for (const RouteConfig& r : config_->routes) {
+    if (r.strict_order) return true;
+  }
+  return false;
 }
 
 absl::Status DryRunner::FindMissing(
@@ -258,43 +299,6 @@ absl::Status DryRunner::CountByAggregate(const ReplaySpec& spec,
       result->samples.push_back(MakeSample(c, e, std::nullopt));
       ++taken;
     }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status DryRunner::SaveByAggregate(const ReplaySpec& spec,
-                                        const std::vector<WindowAggregate>& aggregates,
-                                        const std::string& plan_id, DryRunResult* result) {
-  // The store checks the outcomes in the order the rules name them: the
-  // most frequent first.
-  std::map<Outcome, int64_t> by_outcome;
-  std::set<std::pair<std::string, Outcome>> pairs;
-  for (const WindowAggregate& a : aggregates) {
-    by_outcome[a.outcome] += a.count;
-    pairs.insert({a.source, a.outcome});
-  }
-  std::vector<PlanRule> rules;
-  for (const auto& [source, outcome] : pairs) {
-    StoredEvent e;
-    e.event.source = source;
-    e.outcome = outcome;
-    ReplayCategory c = Classify(e, spec, routes_(source) != nullptr, std::nullopt);
-    rules.push_back({source, outcome, std::string(CategoryName(c))});
-  }
-  std::stable_sort(rules.begin(), rules.end(), [&](const PlanRule& a, const PlanRule& b) {
-    return by_outcome[a.outcome] > by_outcome[b.outcome];
-  });
-  auto saved = store_->AddPlanWindow(plan_id, spec.window, rules, result->total);
-  if (!saved.ok()) return saved.status();
-  result->total = 0;
-  result->would_deliver = 0;
-  result->would_skip = 0;
-  result->skipped_by_reason.clear();
-  for (ReplayCategory c : kCategories) {
-    auto it = saved->find(std::string(CategoryName(c)));
-    if (it == saved->end()) continue;
-    result->total += it->second;
-    Count(c, it->second, result);
   }
   return absl::OkStatus();
 }

@@ -10,7 +10,8 @@
 //
 // A dry run may also save what it selected as a plan: every event of the
 // window with its decision, written as it streams or, in the aggregate case,
-// by one statement inside the database (ReplayStore::AddPlanWindow).
+// inside the database by the aggregate's own read
+// (ReplayStore::AggregateWindow with a WindowPlanSave).
 #pragma once
 
 #include <cstdint>
@@ -116,11 +117,13 @@ class DryRunner {
   absl::Status CountByAggregate(const ReplaySpec& spec,
                                 const std::vector<WindowAggregate>& aggregates,
                                 DryRunResult* result);
-  // Saves the window's events with the decisions of `aggregates` (which
-  // depend on source and outcome alone) and counts what was saved.
-  absl::Status SaveByAggregate(const ReplaySpec& spec,
-                               const std::vector<WindowAggregate>& aggregates,
-                               const std::string& plan_id, DryRunResult* result);
+  // What AggregateWindow saves as plan `plan_id` for `spec` (which must
+  // outlive it): each event with the decision of its outcome and route.
+  WindowPlanSave PlanSave(const ReplaySpec& spec, const std::string& plan_id) const;
+  // Whether some event of the window might be decided on more than its
+  // source and outcome: a lookup asked for, or a strict route that may
+  // take one of its sources.
+  bool MayDecidePerEvent(const ReplaySpec& spec) const;
   absl::Status CountByStreaming(const ReplaySpec& spec, const std::string& save_plan_id,
                                 DryRunResult* result);
   void AddWarnings(const ReplaySpec& spec, const std::vector<std::string>& sources_seen,

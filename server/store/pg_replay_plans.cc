@@ -1,23 +1,18 @@
 // PgReplayStore's saved plans (tables replay_plans and replay_plan_events):
 // a plan's events go in chunks of parallel arrays, written from the dry run's
-// stream (AddPlanEvents) or inside the database by one INSERT ... SELECT
-// over the window (AddPlanWindow); a replay reads them back in window order,
-// joined to the log, a page at a time.
-#include <algorithm>
+// stream (AddPlanEvents) or inside the database by the window's aggregate
+// (AggregateWindow, which leaves the rest to FinishWindowPlan); a replay
+// reads them back in window order, joined to the log, a page at a time.
 #include <cstdint>
-#include <future>
 #include <limits>
 #include <map>
-#include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "server/store/pg_replay_rows.h"
 #include "server/store/pg_replay_store.h"
@@ -32,13 +27,6 @@ constexpr std::string_view kDecisionNames[] = {"deliver",  "already_delivered",
                                                "no_route", "held_by_key"};
 constexpr int kDecisionCount = sizeof(kDecisionNames) / sizeof(kDecisionNames[0]);
 
-std::optional<int> DecisionCode(std::string_view name) {
-  for (int i = 0; i < kDecisionCount; ++i) {
-    if (kDecisionNames[i] == name) return i;
-  }
-  return std::nullopt;
-}
-
 std::string DecisionName(int code) {
   return code >= 0 && code < kDecisionCount ? std::string(kDecisionNames[code]) : "unknown";
 }
@@ -48,91 +36,16 @@ constexpr const char* kAddChunkSql = R"sql(
 INSERT INTO replay_plan_events (plan_id, chunk, until_us, ingested_at, positions, decisions)
 VALUES ($1, $2, $3, $4::timestamptz[], $5::bigint[], $6::smallint[]))sql";
 
-// Chunk numbers of a saved window leave room to split a chunk in this many.
-constexpr int64_t kChunkSplits = 1000000;
-
-// The decision code of an event of the window from its source and outcome,
-// per `rules`: NULL for a pair without a rule (an event that arrived after
-// the dry run's aggregate). The source is checked once, then the outcome in
-// the order the rules first name it, so that an event of the most common
-// outcome (when the rules list it first) costs one comparison after the
-// source's: a CASE on two short columns costs far less per row than a join.
-std::string DecisionCaseSql(const std::vector<PlanRule>& rules, pqxx::transaction_base& tx) {
-  std::set<std::string> sources;
-  std::vector<Outcome> outcomes;  // as the rules first name them
-  std::map<Outcome, std::map<int, std::set<std::string>>> by_outcome;  // code -> sources
-  for (const PlanRule& r : rules) {
-    sources.insert(r.source);
-    if (by_outcome.find(r.outcome) == by_outcome.end()) outcomes.push_back(r.outcome);
-    by_outcome[r.outcome][*DecisionCode(r.decision)].insert(r.source);
-  }
-  auto any_of = [&](const std::set<std::string>& names) {
-    return absl::StrCat("source = ANY(", tx.quote(PgTextArray({names.begin(), names.end()})),
-                        "::text[])");
-  };
-  std::string sql = absl::StrCat("CASE WHEN ", any_of(sources), " THEN CASE outcome");
-  for (Outcome outcome : outcomes) {
-    const auto& codes = by_outcome[outcome];
-    absl::StrAppend(&sql, " WHEN ", tx.quote(std::string(OutcomeName(outcome))), " THEN ");
-    if (codes.size() == 1 && codes.begin()->second == sources) {
-      absl::StrAppend(&sql, codes.begin()->first);  // the same for every source
-      continue;
-    }
-    absl::StrAppend(&sql, "CASE");
-    for (const auto& [code, names] : codes) {
-      absl::StrAppend(&sql, " WHEN ", any_of(names), " THEN ", code);
-    }
-    absl::StrAppend(&sql, " END");
-  }
-  return absl::StrCat(sql, " END END");
-}
-
-// Every event of a slice of the window ($1 from, $2 to, $3 to $6 its
-// filters: WindowPredicate) with a decision (`decision_case`), chunk by
-// chunk: chunks $11 to $12 (numbered from 0) of $10 microseconds of
-// ingested_at from the window's start ($9, in microseconds), chunk k from
-// $8[k + 1] to $8[k + 2] (exact times). Each chunk is one aggregate over a
-// bitmap scan of the primary key's range: no hash of every row by its chunk.
-// A chunk's events are before its until_us and after every earlier chunk's.
-// An event without a rule stays in its chunk with a NULL decision, which no
-// reader returns: filtering it out would evaluate the CASE a second time for
-// every row. Returns each chunk's number and size, its count of NULL
-// decisions, then its count of each of `codes` but the last (the last is
-// what remains).
-std::string AddWindowSql(const std::string& decision_case, const std::vector<int>& codes) {
-  std::string counts = "cardinality(array_positions(decisions, NULL::smallint))";
-  for (size_t i = 0; i + 1 < codes.size(); ++i) {
-    absl::StrAppend(&counts, ", cardinality(array_positions(decisions, ", codes[i],
-                    "::smallint))");
-  }
-  return absl::StrCat(R"sql(
-INSERT INTO replay_plan_events (plan_id, chunk, until_us, ingested_at, positions, decisions)
-SELECT $7, k * )sql",
-                      kChunkSplits, R"sql(, $9::bigint + (k + 1) * $10::bigint,
-       c.at, c.pos, c.decision
-  FROM generate_series($11::bigint, $12::bigint) k,
-       LATERAL (SELECT array_agg(ingested_at) AS at, array_agg(position) AS pos,
-                       array_agg(()sql",
-                      decision_case, R"sql()::smallint) AS decision
-                  FROM events
-                 WHERE ingested_at >= ($8::timestamptz[])[k + 1]
-                   AND ingested_at < ($8::timestamptz[])[k + 2]
-                   AND )sql",
-                      WindowPredicate(), R"sql() c
- WHERE c.pos IS NOT NULL
-RETURNING chunk, cardinality(positions), )sql",
-                      counts);
-}
-
 // A chunk far above kPlanChunkEvents (a burst of events in its slice of
-// time) is split in sorted chunks of kPlanChunkEvents, numbered after it:
-// reading one must not sort it whole for every page.
+// time) is split in sorted chunks of kPlanChunkEvents, numbered after it
+// with a decision per event: reading one must not sort it whole for every
+// page.
 constexpr const char* kSplitChunkSql = R"sql(
 WITH old AS (
   DELETE FROM replay_plan_events WHERE plan_id = $1 AND chunk = $2
-  RETURNING ingested_at, positions, decisions),
+  RETURNING ingested_at, positions, decisions, decision),
 events AS (
-  SELECT u.at, u.pos, u.decision,
+  SELECT u.at, u.pos, coalesce(u.decision, old.decision) AS decision,
          (row_number() OVER (ORDER BY u.at, u.pos) - 1) / $3 AS part
     FROM old, unnest(old.ingested_at, old.positions, old.decisions) AS u(at, pos, decision))
 INSERT INTO replay_plan_events (plan_id, chunk, until_us, ingested_at, positions, decisions)
@@ -142,39 +55,31 @@ SELECT $1, $2 + part, (extract(epoch FROM max(at)) * 1000000)::bigint + 1,
   FROM events
  GROUP BY part)sql";
 
-// Settings of the statement that saves a slice of a window: each chunk read
-// by a bitmap scan of its range of the primary key (a plan that guesses the
-// chunk's size may pick a scan of the whole partition per chunk, or an index
-// scan that costs more per row), no JIT. Its commit does not wait for its
-// WAL to be flushed: the plan's own commit (CreatePlan) flushes it.
-constexpr const char* kAddWindowSettings =
-    "SET LOCAL jit = off; SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off;"
-    " SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL synchronous_commit = off";
-
-// A window is saved in this many slices of time side by side, each on its
-// own connection (as the dry run's aggregate reads it).
-constexpr int kAddWindowConnections = 3;
+// The groups of a saved window's sources $2 with outcome $3 get decision $4.
+constexpr const char* kRedecideSql = R"sql(
+UPDATE replay_plan_events SET decision = $4
+ WHERE plan_id = $1 AND source = ANY($2::text[]) AND outcome = $3)sql";
 
 // The chunks that may hold events after a cursor ($2: its ingested_at in
 // microseconds), in order.
 constexpr const char* kChunksAfterName = "replay_plan_chunks_after";
 constexpr const char* kChunksAfterSql = R"sql(
-SELECT chunk FROM replay_plan_events
+SELECT DISTINCT chunk FROM replay_plan_events
  WHERE plan_id = $1 AND until_us > $2 AND chunk > $3
  ORDER BY chunk
  LIMIT 16)sql";
 
-// One chunk's planned events (not those with a NULL decision) after a cursor
-// ($3, $4; NULL = from the start), at most $5, in window order, joined to the
-// log as it is now.
+// One chunk's planned events (all its rows') after a cursor ($3, $4; NULL =
+// from the start), at most $5, in window order, joined to the log as it is
+// now.
 constexpr const char* kReadChunkName = "replay_plan_read_chunk";
 std::string ReadChunkSql() {
   return absl::StrCat("SELECT ", StoredEventColumns("e"), ", u.decision, e.position IS NULL, ",
                       EpochUs("u.at"), ", u.pos", R"sql(
-  FROM (SELECT u.at, u.pos, u.decision
+  FROM (SELECT u.at, u.pos, coalesce(u.decision, p.decision) AS decision
           FROM replay_plan_events p,
                unnest(p.ingested_at, p.positions, p.decisions) AS u(at, pos, decision)
-         WHERE p.plan_id = $1 AND p.chunk = $2 AND u.decision IS NOT NULL
+         WHERE p.plan_id = $1 AND p.chunk = $2
            AND ($3::timestamptz IS NULL OR (u.at, u.pos) > ($3::timestamptz, $4))
          ORDER BY u.at, u.pos
          LIMIT $5) u
@@ -196,6 +101,48 @@ std::string CountsJson(const std::map<std::string, int64_t>& counts) {
 
 }  // namespace
 
+std::optional<int> PlanDecisionCode(std::string_view name) {
+  for (int i = 0; i < kDecisionCount; ++i) {
+    if (kDecisionNames[i] == name) return i;
+  }
+  return std::nullopt;
+}
+
+absl::Status PgReplayStore::FinishWindowPlan(const WindowPlanSave& save,
+                                             const std::vector<std::string>& sources,
+                                             const std::map<int64_t, int64_t>& chunks) {
+  // AggregateWindow gave every group its routed source's decision.
+  std::vector<std::string> without_route;
+  for (const std::string& source : sources) {
+    if (!save.routed(source)) without_route.push_back(source);
+  }
+  std::vector<std::pair<Outcome, int>> redecide;  // outcome -> its decision without a route
+  if (!without_route.empty()) {
+    for (Outcome o : kOutcomes) {
+      const std::string decision = save.decide(o, false);
+      const std::optional<int> code = PlanDecisionCode(decision);
+      if (!code) return absl::InvalidArgumentError(absl::StrCat("unknown decision ", decision));
+      if (decision != save.decide(o, true)) redecide.push_back({o, *code});
+    }
+  }
+  std::vector<int64_t> large;
+  for (const auto& [chunk, events] : chunks) {
+    if (events > 2 * kPlanChunkEvents) large.push_back(chunk);
+  }
+  if (redecide.empty() && large.empty()) return absl::OkStatus();
+  return pool_->Run("replay_plan_finish_window", [&](PgPool::Lease& l) {
+    pqxx::work tx(l.conn());
+    for (const auto& [outcome, code] : redecide) {
+      tx.exec_params(kRedecideSql, save.plan_id, PgTextArray(without_route),
+                     std::string(OutcomeName(outcome)), code);
+    }
+    // Split after the groups' decisions are final: a split chunk has a
+    // decision per event.
+    for (int64_t chunk : large) tx.exec_params(kSplitChunkSql, save.plan_id, chunk, kPlanChunkEvents);
+    tx.commit();
+  });
+}
+
 absl::Status PgReplayStore::AddPlanEvents(const std::string& plan_id, int64_t chunk,
                                           const std::vector<PlanEntry>& entries) {
   if (entries.empty()) return absl::OkStatus();
@@ -206,7 +153,7 @@ absl::Status PgReplayStore::AddPlanEvents(const std::string& plan_id, int64_t ch
   positions.reserve(entries.size());
   codes.reserve(entries.size());
   for (const PlanEntry& e : entries) {
-    auto code = DecisionCode(e.decision);
+    auto code = PlanDecisionCode(e.decision);
     if (!code) return absl::InvalidArgumentError(absl::StrCat("unknown decision ", e.decision));
     times.push_back(PgTime(e.ingested_at));
     positions.push_back(e.position);
@@ -221,76 +168,6 @@ absl::Status PgReplayStore::AddPlanEvents(const std::string& plan_id, int64_t ch
                      PgBigintArray(positions), PgBigintArray(codes));
     tx.commit();
   });
-}
-
-absl::StatusOr<std::map<std::string, int64_t>> PgReplayStore::AddPlanWindow(
-    const std::string& plan_id, const ReplayWindow& window, const std::vector<PlanRule>& rules,
-    int64_t expected) {
-  for (const PlanRule& r : rules) {
-    if (!DecisionCode(r.decision)) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown decision ", r.decision));
-    }
-  }
-  if (rules.empty()) return std::map<std::string, int64_t>{};
-  // Chunks are equal slices of time sized for kPlanChunkEvents on average;
-  // the connections take whole chunks each.
-  const int64_t span_us = std::max<int64_t>(1, absl::ToInt64Microseconds(window.to - window.from));
-  const int64_t chunk_us = std::max<int64_t>(
-      1, static_cast<int64_t>(static_cast<double>(span_us) * kPlanChunkEvents /
-                              static_cast<double>(std::max<int64_t>(expected, 1))));
-  const int64_t chunks = (span_us + chunk_us - 1) / chunk_us;
-  const int64_t slices = std::min<int64_t>(kAddWindowConnections, chunks);
-  std::vector<std::string> bounds;  // where each chunk starts, then the window's end
-  for (int64_t k = 0; k < chunks; ++k) {
-    bounds.push_back(PgTime(window.from + absl::Microseconds(k * chunk_us)));
-  }
-  bounds.push_back(PgTime(window.to));
-  const std::string chunk_bounds = PgTextArray(bounds);
-  std::set<int> used;
-  for (const PlanRule& r : rules) used.insert(*DecisionCode(r.decision));
-  const std::vector<int> codes(used.begin(), used.end());
-  std::mutex mu;
-  std::map<std::string, int64_t> counts;
-  auto save_slice = [&](int64_t i) {
-    const int64_t first = chunks * i / slices;
-    const int64_t end = chunks * (i + 1) / slices;
-    const absl::Time from = window.from + absl::Microseconds(first * chunk_us);
-    const absl::Time to =
-        i + 1 == slices ? window.to : window.from + absl::Microseconds(end * chunk_us);
-    return pool_->Run("replay_plan_add_window", [&](PgPool::Lease& l) {
-      std::map<std::string, int64_t> slice_counts;
-      pqxx::work tx(l.conn());
-      tx.exec(kAddWindowSettings);
-      auto rows = tx.exec_params(AddWindowSql(DecisionCaseSql(rules, tx), codes), PgTime(from),
-                                 PgTime(to), PgTextArray(window.sources), PgTextArray(window.keys),
-                                 PgTextArray(window.types), PgTextArray(window.event_ids),
-                                 plan_id, chunk_bounds, absl::ToUnixMicros(window.from), chunk_us,
-                                 first, end - 1);
-      for (const auto& r : rows) {
-        int64_t rest = r[1].as<int64_t>() - r[2].as<int64_t>();
-        for (size_t k = 0; k < codes.size(); ++k) {
-          const int64_t n =
-              k + 1 < codes.size() ? r[static_cast<int>(3 + k)].as<int64_t>() : rest;
-          rest -= n;
-          if (n > 0) slice_counts[DecisionName(codes[k])] += n;
-        }
-        if (r[1].as<int64_t>() > 2 * kPlanChunkEvents) {
-          tx.exec_params(kSplitChunkSql, plan_id, r[0].as<int64_t>(), kPlanChunkEvents);
-        }
-      }
-      tx.commit();
-      std::lock_guard lock(mu);
-      for (const auto& [decision, n] : slice_counts) counts[decision] += n;
-    });
-  };
-  std::vector<std::future<absl::Status>> helpers;
-  for (int64_t i = 1; i < slices; ++i) {
-    helpers.push_back(std::async(std::launch::async, save_slice, i));
-  }
-  absl::Status status = save_slice(0);
-  for (auto& h : helpers) status.Update(h.get());
-  if (!status.ok()) return status;
-  return counts;
 }
 
 absl::Status PgReplayStore::CreatePlan(const ReplayPlan& plan, const AuditEntry& audit) {

@@ -2,8 +2,10 @@
 // Internal to store/.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <pqxx/pqxx>
@@ -43,6 +45,13 @@ std::string OutcomeArray(const std::vector<Outcome>& outcomes);
 
 // Writes `a` to replay_audit in `tx`.
 void InsertAudit(pqxx::work& tx, const AuditEntry& a);
+
+// Chunk numbers of a saved window leave room to split a chunk in this many.
+inline constexpr int64_t kPlanChunkSplits = 1000000;
+
+// The code of a plan decision in replay_plan_events, by name (nullopt for
+// an unknown one).
+std::optional<int> PlanDecisionCode(std::string_view name);
 
 // The SQL condition selecting a window's events of table events: $1 from,
 // $2 to, then text[] lists, each empty for every value: $3 sources, $4 keys,

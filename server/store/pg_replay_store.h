@@ -49,14 +49,12 @@ class PgReplayStore final : public ReplayStore {
                                                           int limit) override;
   absl::StatusOr<std::vector<StoredEvent>> FirstEventsWithOutcome(
       const ReplayWindow& window, const std::vector<Outcome>& outcomes, int limit) override;
-  absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(const ReplayWindow& window) override;
+  using ReplayStore::AggregateWindow;
+  absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(const ReplayWindow& window,
+                                                               const WindowPlanSave* save) override;
 
   absl::Status AddPlanEvents(const std::string& plan_id, int64_t chunk,
                              const std::vector<PlanEntry>& entries) override;
-  absl::StatusOr<std::map<std::string, int64_t>> AddPlanWindow(const std::string& plan_id,
-                                                               const ReplayWindow& window,
-                                                               const std::vector<PlanRule>& rules,
-                                                               int64_t expected) override;
   absl::Status CreatePlan(const ReplayPlan& plan, const AuditEntry& audit) override;
   absl::Status DropPlanEvents(const std::string& plan_id) override;
   absl::StatusOr<ReplayPlan> GetPlan(const std::string& id) override;
@@ -65,6 +63,13 @@ class PgReplayStore final : public ReplayStore {
                                                          int limit) override;
 
  private:
+  // After a window was saved as plan `plan_id` (`chunks`: each chunk's
+  // number and size): the groups of sources without a route get those
+  // sources' decisions, and chunks far above kPlanChunkEvents are split.
+  absl::Status FinishWindowPlan(const WindowPlanSave& save,
+                                const std::vector<std::string>& sources,
+                                const std::map<int64_t, int64_t>& chunks);
+
   PgPool* pool_;
 };
 

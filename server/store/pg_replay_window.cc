@@ -1,9 +1,12 @@
 // PgReplayStore's reads of a window of the log: pages in replay order, the
-// first events with given outcomes, and the aggregate.
+// first events with given outcomes, and the aggregate, which can save the
+// window as a plan's events in the same read.
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -84,6 +87,45 @@ SELECT source, outcome, sequence >> )sql",
  GROUP BY 1, 2, 3)sql");
 }
 
+// The statement that saves a slice of a window as a plan's events in the
+// same read as AggregateSql(blocks) counts it, returning the same rows
+// (first column false) and then each chunk's number and size (first column
+// true). Every (source, outcome, sequence bucket) group of a chunk goes in
+// one row with its decision for a routed source (`decision_case`, by
+// outcome). Chunks are `chunk_us`-wide slices of time from `origin_us`, the
+// window's start; chunk k is numbered k * kChunkSplits (room to split it)
+// and holds events before origin_us + (k + 1) * chunk_us. `plan_id` and
+// `origin` come quoted.
+std::string SaveWindowSql(bool blocks, const std::string& plan_id, const std::string& origin,
+                          int64_t origin_us, int64_t chunk_us, const std::string& decision_case) {
+  const std::string chunk = absl::StrCat("(extract(epoch FROM bin - ", origin,
+                                         "::timestamptz) * 1000000)::bigint / ", chunk_us);
+  return absl::StrCat(R"sql(
+WITH g AS MATERIALIZED (
+  SELECT source, outcome, sequence >> )sql",
+                      kSequenceBucketBits, R"sql( AS bucket,
+         date_bin(')sql",
+                      chunk_us, " microseconds', ingested_at, ", origin, R"sql(::timestamptz) AS bin,
+         count(*) AS n, array_agg(ingested_at) AS at, array_agg(position) AS pos
+    FROM events
+   WHERE )sql",
+                      kWindowPredicate, blocks ? "\n     AND ctid >= $7::tid AND ctid < $8::tid" : "",
+                      R"sql(
+   GROUP BY 1, 2, 3, 4),
+saved AS (
+  INSERT INTO replay_plan_events
+         (plan_id, chunk, until_us, source, outcome, decision, ingested_at, positions)
+  SELECT )sql",
+                      plan_id, ", ", chunk, " * ", kPlanChunkSplits, ", ", origin_us, " + (", chunk,
+                      " + 1) * ", chunk_us, ", source, outcome, ", decision_case, R"sql(, at, pos
+    FROM g)
+SELECT GROUPING(k) = 0, source, outcome, bucket, k * )sql",
+                      kPlanChunkSplits, R"sql(, sum(n)::bigint
+  FROM (SELECT source, outcome, bucket, )sql",
+                      chunk, R"sql( AS k, n FROM g) c
+ GROUP BY GROUPING SETS ((source, outcome, bucket), (k)))sql");
+}
+
 // Each slice runs without parallel workers (the slices already keep the
 // cores busy and must not multiply the processes). The planner takes the
 // sequence buckets for as many groups as sequence numbers and would plan a
@@ -92,10 +134,22 @@ SELECT source, outcome, sequence >> )sql",
 constexpr const char* kAggregateSettings =
     "SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL work_mem = '64MB';"
     " SET LOCAL jit = off";
+// A slice that saves a plan aggregates by hash too: the planner takes each
+// group's arrays for large and would sort the slice by its groups first. It
+// does not wait for its WAL to be flushed at commit: the plan's own commit
+// (CreatePlan) flushes it.
+constexpr const char* kSaveSettings =
+    "SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off";
 
-// The size in blocks of each of these partitions ($1, names) that exists.
+// Rows per block of a partition never analyzed, for the size of a saved
+// window's chunks (a guess: a chunk far too large is split afterwards).
+constexpr double kGuessedRowsPerBlock = 40;
+
+// The size in blocks of each of these partitions ($1, names) that exists,
+// and its rows per block when it was last analyzed (0: never).
 constexpr const char* kPartitionBlocksSql = R"sql(
-SELECT c.relname, pg_relation_size(c.oid) / current_setting('block_size')::bigint
+SELECT c.relname, pg_relation_size(c.oid) / current_setting('block_size')::bigint,
+       CASE WHEN c.reltuples > 0 AND c.relpages > 0 THEN c.reltuples / c.relpages ELSE 0 END
   FROM pg_inherits i
   JOIN pg_class c ON c.oid = i.inhrelid
  WHERE i.inhparent = 'events'::regclass AND c.relname = ANY($1::text[]))sql";
@@ -144,6 +198,23 @@ std::vector<AggregateSlice> PlanAggregateSlices(const ReplayWindow& window,
   }
   by_time(end_of_days, window.to);
   return out;
+}
+
+// The share of day `day`'s events that `window` holds, taking the events
+// as spread evenly between the day's first and last (the ends of its index).
+double CoveredShare(pqxx::transaction_base& tx, const ReplayWindow& window, absl::Time day) {
+  const absl::Time end = day + absl::Hours(24);
+  if (window.from <= day && end <= window.to) return 1;
+  auto r = tx.exec_params1(absl::StrCat("SELECT ", EpochUs("min(ingested_at)"), ", ",
+                                        EpochUs("max(ingested_at)"),
+                                        " FROM events WHERE ingested_at >= $1::timestamptz"
+                                        " AND ingested_at < $2::timestamptz"),
+                           PgTime(day), PgTime(end));
+  if (r[0].is_null()) return 0;
+  const absl::Time first = *TimeFromEpochUs(r[0]);
+  const absl::Time last = *TimeFromEpochUs(r[1]) + absl::Microseconds(1);
+  const absl::Duration held = std::min(window.to, last) - std::max(window.from, first);
+  return held <= absl::ZeroDuration() ? 0 : std::min(1.0, absl::FDivDuration(held, last - first));
 }
 
 std::string Tid(int64_t block) { return absl::StrCat("(", block, ",0)"); }
@@ -198,15 +269,29 @@ absl::StatusOr<std::vector<StoredEvent>> PgReplayStore::FirstEventsWithOutcome(
 }
 
 absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
-    const ReplayWindow& window) {
-  using SnapshotTransaction = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+    const ReplayWindow& window, const WindowPlanSave* save) {
+  // Read-write only to save a plan; every slice reads the same snapshot.
+  using SnapshotTransaction = pqxx::transaction<pqxx::repeatable_read>;
+  std::string decision_case;  // a saved event's decision by its outcome, for a routed source
+  if (save != nullptr) {
+    decision_case = "CASE outcome";
+    for (Outcome o : kOutcomes) {
+      const std::string decision = save->decide(o, true);
+      const std::optional<int> code = PlanDecisionCode(decision);
+      if (!code) return absl::InvalidArgumentError(absl::StrCat("unknown decision ", decision));
+      absl::StrAppend(&decision_case, " WHEN '", std::string(OutcomeName(o)), "' THEN ", *code);
+    }
+    absl::StrAppend(&decision_case, " END");
+  }
   std::vector<WindowAggregate> out;
+  std::map<int64_t, int64_t> chunks;  // a saved plan's chunk -> events
   std::mutex out_mu;
   size_t slice_count = 0;
   std::atomic<size_t> slices_done{0};
   absl::Status helpers_status;
   absl::Status status = pool_->Run(kAggregateName, [&](PgPool::Lease& l) {
     out.clear();
+    chunks.clear();
     slices_done = 0;
     l.Prepare(kAggregateName, AggregateSql(false));
     l.Prepare(kAggregateBlocksName, AggregateSql(true));
@@ -221,33 +306,70 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
     }
     std::vector<std::string> names;
     for (const auto& [name, day] : days) names.push_back(name);
+    double expected = 0;  // about how many events the window holds, to size a plan's chunks
     for (const auto& r : tx.exec_params(kPartitionBlocksSql, PgTextArray(names))) {
-      day_blocks[days.at(r[0].as<std::string>())] = r[1].as<int64_t>();
+      const absl::Time day = days.at(r[0].as<std::string>());
+      const int64_t blocks = r[1].as<int64_t>();
+      day_blocks[day] = blocks;
+      if (save == nullptr) continue;
+      const double per_block = r[2].as<double>() > 0 ? r[2].as<double>() : kGuessedRowsPerBlock;
+      expected += static_cast<double>(blocks) * per_block * CoveredShare(tx, window, day);
     }
     const std::vector<AggregateSlice> slices =
         PlanAggregateSlices(window, day_blocks, kAggregateConnections);
     slice_count = slices.size();
+    std::string save_sql[2];  // by time, by blocks
+    if (save != nullptr) {
+      // Chunks sized for kPlanChunkEvents on average.
+      const int64_t span_us =
+          std::max<int64_t>(1, absl::ToInt64Microseconds(window.to - window.from));
+      const int64_t chunk_us = std::clamp<int64_t>(
+          static_cast<int64_t>(static_cast<double>(span_us) * kPlanChunkEvents /
+                               std::max(expected, 1.0)),
+          1, span_us);
+      for (bool blocks : {false, true}) {
+        save_sql[blocks] = SaveWindowSql(blocks, tx.quote(save->plan_id),
+                                         tx.quote(PgTime(window.from)),
+                                         absl::ToUnixMicros(window.from), chunk_us, decision_case);
+      }
+    }
     std::atomic<size_t> next{0};
     const WindowFilterParams f(window);
     // Takes the next slice until none is left.
     auto drain = [&](pqxx::transaction_base& t) {
       t.exec(kAggregateSettings);
       t.exec(kCustomPlans);
+      if (save != nullptr) t.exec(kSaveSettings);
       for (size_t i = next++; i < slices.size(); i = next++) {
         const AggregateSlice& s = slices[i];
-        pqxx::result rows =
-            s.blocks ? t.exec_prepared(kAggregateBlocksName, PgTime(s.from), PgTime(s.to),
-                                       f.sources, f.keys, f.types, f.event_ids,
-                                       Tid(s.blocks->first), Tid(s.blocks->second))
-                     : t.exec_prepared(kAggregateName, PgTime(s.from), PgTime(s.to), f.sources,
-                                       f.keys, f.types, f.event_ids);
+        pqxx::result rows;
+        if (save != nullptr && s.blocks) {
+          rows = t.exec_params(save_sql[1], PgTime(s.from), PgTime(s.to), f.sources, f.keys,
+                               f.types, f.event_ids, Tid(s.blocks->first), Tid(s.blocks->second));
+        } else if (save != nullptr) {
+          rows = t.exec_params(save_sql[0], PgTime(s.from), PgTime(s.to), f.sources, f.keys,
+                               f.types, f.event_ids);
+        } else if (s.blocks) {
+          rows = t.exec_prepared(kAggregateBlocksName, PgTime(s.from), PgTime(s.to), f.sources,
+                                 f.keys, f.types, f.event_ids, Tid(s.blocks->first),
+                                 Tid(s.blocks->second));
+        } else {
+          rows = t.exec_prepared(kAggregateName, PgTime(s.from), PgTime(s.to), f.sources, f.keys,
+                                 f.types, f.event_ids);
+        }
+        // A saved slice's rows start with whether they are a chunk's size.
+        const int first = save != nullptr ? 1 : 0;
         std::lock_guard<std::mutex> lock(out_mu);
         for (const auto& r : rows) {
+          if (save != nullptr && r[0].as<bool>()) {
+            chunks[r[4].as<int64_t>()] += r[5].as<int64_t>();
+            continue;
+          }
           WindowAggregate a;
-          a.source = r[0].as<std::string>();
-          a.outcome = ParseOutcome(r[1].as<std::string>()).value_or(Outcome::kPending);
-          if (!r[2].is_null()) a.sequence_bucket = r[2].as<int64_t>();
-          a.count = r[3].as<int64_t>();
+          a.source = r[first].as<std::string>();
+          a.outcome = ParseOutcome(r[first + 1].as<std::string>()).value_or(Outcome::kPending);
+          if (!r[first + 2].is_null()) a.sequence_bucket = r[first + 2].as<int64_t>();
+          a.count = r[save != nullptr ? 5 : 3].as<int64_t>();
           out.push_back(std::move(a));
         }
         ++slices_done;
@@ -264,11 +386,13 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
           SnapshotTransaction htx(hl.conn());
           htx.exec(import_snapshot);
           drain(htx);
+          htx.commit();
         });
       }));
     }
     drain(tx);
     for (auto& h : helpers) helpers_status.Update(h.get());
+    tx.commit();
   });
   if (!status.ok()) return status;
   // A helper that failed before taking a slice (no free connection) did no
@@ -276,6 +400,14 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
   if (slices_done < slice_count) {
     return helpers_status.ok() ? absl::InternalError("aggregate: a slice was not done")
                                : helpers_status;
+  }
+  if (save != nullptr) {
+    std::set<std::string> sources;
+    for (const WindowAggregate& a : out) sources.insert(a.source);
+    if (absl::Status s = FinishWindowPlan(*save, {sources.begin(), sources.end()}, chunks);
+        !s.ok()) {
+      return s;
+    }
   }
   return out;
 }

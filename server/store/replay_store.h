@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -81,12 +82,13 @@ struct PlannedEvent {
   std::string decision;
 };
 
-// The decision for every event of `source` with `outcome`, when the dry run
-// decides on those alone.
-struct PlanRule {
-  std::string source;
-  Outcome outcome = Outcome::kPending;
-  std::string decision;
+// What AggregateWindow saves, in the same read, as a plan's events: every
+// event it counts, with the decision of its outcome for a source with a route
+// or for one without.
+struct WindowPlanSave {
+  std::string plan_id;
+  std::function<std::string(Outcome outcome, bool routed)> decide;
+  std::function<bool(const std::string& source)> routed;
 };
 
 // A saved dry run: the request it ran (protobuf JSON, kept as sent) and how
@@ -201,8 +203,14 @@ class ReplayStore {
       const ReplayWindow& window, const std::vector<Outcome>& outcomes, int limit) = 0;
   // The window's events counted by (source, outcome, sequence bucket), all
   // from one snapshot. A key may come in several rows: their counts add up.
+  // With `save`, the same read saves every event it counts as plan
+  // save->plan_id's, in chunks of about kPlanChunkEvents; INVALID_ARGUMENT
+  // when save->decide names an unknown decision.
   virtual absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(
-      const ReplayWindow& window) = 0;
+      const ReplayWindow& window, const WindowPlanSave* save) = 0;
+  absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(const ReplayWindow& window) {
+    return AggregateWindow(window, nullptr);
+  }
 
   // --- saved plans (a plan's events are written first, then the plan) ---
 
@@ -211,13 +219,6 @@ class ReplayStore {
   // decision name.
   virtual absl::Status AddPlanEvents(const std::string& plan_id, int64_t chunk,
                                      const std::vector<PlanEntry>& entries) = 0;
-  // Saves, inside the database, every event of `window` whose (source,
-  // outcome) has a rule, with that rule's decision, in chunks of about
-  // kPlanChunkEvents (`expected`: about how many events the window holds).
-  // Returns how many events got each decision.
-  virtual absl::StatusOr<std::map<std::string, int64_t>> AddPlanWindow(
-      const std::string& plan_id, const ReplayWindow& window, const std::vector<PlanRule>& rules,
-      int64_t expected) = 0;
   // Makes the plan, whose events were added, visible, audits `audit`, and
   // drops the events of expired plans. ALREADY_EXISTS for a taken id.
   virtual absl::Status CreatePlan(const ReplayPlan& plan, const AuditEntry& audit) = 0;

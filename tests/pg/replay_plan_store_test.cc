@@ -101,8 +101,13 @@ TEST_F(ReplayPlanStoreTest, SpreadWindowIsSavedInTimeChunksAndReadsBackInOrder) 
   DryRunResult result = Save("pl-spread");
   EXPECT_EQ(result.total, 30000);
   EXPECT_EQ(result.would_deliver, 7500);
-  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM replay_plan_events WHERE plan_id = 'pl-spread'"),
+  // Chunks sized from the partition's size: none far above kPlanChunkEvents.
+  EXPECT_GE(db_.QueryInt("SELECT count(DISTINCT chunk) FROM replay_plan_events"
+                         " WHERE plan_id = 'pl-spread'"),
             3);
+  EXPECT_LE(db_.QueryInt("SELECT max(n) FROM (SELECT sum(cardinality(positions)) AS n"
+                         " FROM replay_plan_events WHERE plan_id = 'pl-spread' GROUP BY chunk) c"),
+            2 * kPlanChunkEvents);
   std::vector<PlannedEvent> events = ReadAll("pl-spread", 999);
   std::vector<int64_t> positions;
   for (const PlannedEvent& e : events) positions.push_back(e.event.position);
@@ -140,18 +145,14 @@ TEST_F(ReplayPlanStoreTest, BurstIsSplitInSortedChunksAndReadsBackInWindowOrder)
   }
 }
 
-TEST_F(ReplayPlanStoreTest, SavedWindowLeavesOutEventsWithoutARule) {
-  Insert("orders", 8, 1000);       // e0, e4 failed; the rest succeeded
-  Insert("ghost", 4, 1000, "g");  // g0 failed; the rest succeeded
-  // As if ghost's succeeded events arrived after the dry run's aggregate.
-  const std::vector<PlanRule> rules = {{"orders", Outcome::kSucceeded, "already_delivered"},
-                                       {"orders", Outcome::kFailed, "deliver"},
-                                       {"ghost", Outcome::kFailed, "no_route"}};
-  auto counts = store_.AddPlanWindow("pl-rules", Spec(false).window, rules, 12);
-  ASSERT_TRUE(counts.ok()) << counts.status();
-  EXPECT_EQ(*counts, (std::map<std::string, int64_t>{
-                         {"already_delivered", 6}, {"deliver", 2}, {"no_route", 1}}));
-  std::vector<PlannedEvent> events = ReadAll("pl-rules", 4);
+TEST_F(ReplayPlanStoreTest, SavedWindowGivesASourceWithoutARouteItsOwnDecisions) {
+  Insert("orders", 8, 1000);      // e0, e4 failed; the rest succeeded
+  Insert("ghost", 4, 1000, "g");  // g0 failed; the rest succeeded; no route
+  DryRunResult result = Save("pl-ghost");
+  EXPECT_EQ(result.would_deliver, 2);
+  EXPECT_EQ(result.skipped_by_reason["no_route"], 1);
+  EXPECT_EQ(result.skipped_by_reason["already_delivered"], 9);
+  std::vector<PlannedEvent> events = ReadAll("pl-ghost", 4);
   std::vector<std::string> ids;
   for (const PlannedEvent& e : events) {
     ids.push_back(absl::StrCat(e.event.event.event_id, ":", e.decision));
@@ -159,7 +160,69 @@ TEST_F(ReplayPlanStoreTest, SavedWindowLeavesOutEventsWithoutARule) {
   EXPECT_THAT(ids, ::testing::UnorderedElementsAre(
                        "e0:deliver", "e1:already_delivered", "e2:already_delivered",
                        "e3:already_delivered", "e4:deliver", "e5:already_delivered",
-                       "e6:already_delivered", "e7:already_delivered", "g0:no_route"));
+                       "e6:already_delivered", "e7:already_delivered", "g0:no_route",
+                       "g1:already_delivered", "g2:already_delivered", "g3:already_delivered"));
+}
+
+TEST_F(ReplayPlanStoreTest, SavingReadCountsAsThePlainAggregate) {
+  Insert("orders", 3000, 1000);
+  Insert("ghost", 1000, 3000, "g");
+  db_.Exec("UPDATE events SET sequence = position WHERE source = 'orders' AND position % 7 <> 0");
+  auto plain = store_.AggregateWindow(Spec(false).window);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  WindowPlanSave save{"pl-agg", [](Outcome o, bool routed) {
+                        return std::string(o == Outcome::kFailed ? (routed ? "deliver" : "no_route")
+                                                                 : "already_delivered");
+                      },
+                      [](const std::string& source) { return source == "orders"; }};
+  auto saving = store_.AggregateWindow(Spec(false).window, &save);
+  ASSERT_TRUE(saving.ok()) << saving.status();
+  auto totals = [](const std::vector<WindowAggregate>& rows) {
+    std::map<std::tuple<std::string, Outcome, std::optional<int64_t>>, int64_t> out;
+    for (const WindowAggregate& a : rows) out[{a.source, a.outcome, a.sequence_bucket}] += a.count;
+    return out;
+  };
+  EXPECT_EQ(totals(*saving), totals(*plain));
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM replay_plan_events WHERE plan_id = 'pl-agg'"
+                         " AND decision = 4"),  // no_route: ghost's failed events' groups
+            db_.QueryInt("SELECT count(*) FROM replay_plan_events WHERE plan_id = 'pl-agg'"
+                         " AND source = 'ghost' AND outcome = 'failed'"));
+  save.decide = [](Outcome, bool) { return std::string("resend"); };
+  EXPECT_EQ(store_.AggregateWindow(Spec(false).window, &save).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ReplayPlanStoreTest, StrictRouteElsewhereSavesTheWindowByASecondRead) {
+  config_.routes.push_back({"payments", {"payments"}, "down", /*strict_order=*/true, {}});
+  Insert("orders", 12000, 10);
+  DryRunResult result = Save("pl-second-read");
+  EXPECT_EQ(result.would_deliver, 3000);
+  // Saved as groups (a decision per row), not streamed.
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM replay_plan_events"
+                         " WHERE plan_id = 'pl-second-read' AND decisions IS NOT NULL"),
+            0);
+  std::vector<PlannedEvent> events = ReadAll("pl-second-read", 1000);
+  std::vector<int64_t> positions;
+  for (const PlannedEvent& e : events) positions.push_back(e.event.position);
+  EXPECT_EQ(positions, WindowPositions());
+  EXPECT_EQ(Decisions(events), (std::map<std::string, int64_t>{{"already_delivered", 9000},
+                                                               {"deliver", 3000}}));
+}
+
+TEST_F(ReplayPlanStoreTest, StrictRouteFoundByTheReadSavesTheWindowAsItStreams) {
+  // The route turns strict where the check before the read does not look:
+  // the events the read saved are dropped and the streamed ones kept.
+  route_.strict_order = true;
+  Insert("orders", 12000, 10);
+  DryRunResult result = Save("pl-turned-strict");
+  EXPECT_EQ(result.would_deliver, 3000);
+  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM replay_plan_events"
+                         " WHERE plan_id = 'pl-turned-strict' AND decisions IS NULL"),
+            0);
+  std::vector<PlannedEvent> events = ReadAll("pl-turned-strict", 1000);
+  std::vector<int64_t> positions;
+  for (const PlannedEvent& e : events) positions.push_back(e.event.position);
+  EXPECT_EQ(positions, WindowPositions());
 }
 
 TEST_F(ReplayPlanStoreTest, StreamedPlanKeepsPerEventDecisions) {

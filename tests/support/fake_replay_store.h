@@ -259,7 +259,9 @@ class FakeReplayStore final : public ReplayStore {
                                                                   int) override {
     return absl::UnimplementedError("FakeReplayStore::FirstEventsWithOutcome");
   }
-  absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(const ReplayWindow&) override {
+  using ReplayStore::AggregateWindow;
+  absl::StatusOr<std::vector<WindowAggregate>> AggregateWindow(const ReplayWindow&,
+                                                               const WindowPlanSave*) override {
     return absl::UnimplementedError("FakeReplayStore::AggregateWindow");
   }
 
@@ -269,23 +271,6 @@ class FakeReplayStore final : public ReplayStore {
     auto& plan = plan_events_[plan_id];
     plan.insert(plan.end(), entries.begin(), entries.end());
     return absl::OkStatus();
-  }
-  absl::StatusOr<std::map<std::string, int64_t>> AddPlanWindow(const std::string& plan_id,
-                                                               const ReplayWindow& window,
-                                                               const std::vector<PlanRule>& rules,
-                                                               int64_t /*expected*/) override {
-    std::lock_guard lock(mu_);
-    std::map<std::string, int64_t> counts;
-    for (const StoredEvent& e : events_) {
-      if (!InWindow(window, e)) continue;
-      for (const PlanRule& r : rules) {
-        if (r.source != e.event.source || r.outcome != e.outcome) continue;
-        plan_events_[plan_id].push_back({e.position, e.ingested_at, r.decision});
-        ++counts[r.decision];
-        break;
-      }
-    }
-    return counts;
   }
   absl::Status CreatePlan(const ReplayPlan& plan, const AuditEntry& audit) override {
     std::lock_guard lock(mu_);
