@@ -16,3 +16,6 @@ ALTER TABLE replay_plan_events
     ADD CONSTRAINT replay_plan_events_decided
         CHECK ((decision IS NULL) <> (decisions IS NULL));
 CREATE INDEX replay_plan_events_chunk ON replay_plan_events (plan_id, chunk);
+-- A group of a few hundred events (a few kB) stays in its row rather than
+-- going to TOAST: one write instead of two, for most of a saved window.
+ALTER TABLE replay_plan_events SET (toast_tuple_target = 8160);

@@ -34,9 +34,10 @@ for _ in $(seq "$rounds"); do
 done
 plan_id=$(python3 -c "import json; print(json.load(open('$bench_tmp/last.json'))['plan_id'])")
 planned=$(python3 -c "import json; print(json.load(open('$bench_tmp/last.json'))['total'])")
-chunks=$(psql -tA "$db" -c "SELECT count(*) FROM replay_plan_events WHERE plan_id = '$plan_id'")
+chunks=$(psql -tA "$db" -c "SELECT count(DISTINCT chunk) FROM replay_plan_events WHERE plan_id = '$plan_id'")
+rows=$(psql -tA "$db" -c "SELECT count(*) FROM replay_plan_events WHERE plan_id = '$plan_id'")
 dry=$(bench_median "${dry_s[@]}") save=$(bench_median "${save_s[@]}")
-echo "  dry run ${dry_s[*]} s; save ${save_s[*]} s; plan of $planned events in $chunks chunks" >&2
+echo "  dry run ${dry_s[*]} s; save ${save_s[*]} s; plan of $planned events in $chunks chunks ($rows rows)" >&2
 bench_stop_replayd
 
 # --- replay memory: a plan of SMALL against a plan of LARGE events --------
@@ -56,7 +57,7 @@ read -r small_kb small_secs small_delivered <"$bench_tmp/small.out"
 read -r large_kb large_secs large_delivered <"$bench_tmp/large.out"
 
 extra=$(python3 -c "import json; print(json.dumps({
-  'log_events': $per_day * $days, 'plan_events': $planned, 'plan_chunks': $chunks,
+  'log_events': $per_day * $days, 'plan_events': $planned, 'plan_chunks': $chunks, 'plan_rows': $rows,
   'baseline_is': 'dry run of the same window, same run', 'statistic': 'median of $rounds alternating rounds',
   'target': 'ratio <= 2',
   'memory_small_events': $small, 'memory_large_events': $large,
