@@ -93,8 +93,8 @@ SELECT source, outcome, sequence >> )sql",
 // true). Every (source, outcome, sequence bucket) group of a chunk goes in
 // one row with its decision for a routed source (`decision_case`, by
 // outcome). Chunks are `chunk_us`-wide slices of time from `origin_us`, the
-// window's start; chunk k is numbered k * kChunkSplits (room to split it)
-// and holds events before origin_us + (k + 1) * chunk_us. `plan_id` and
+// window's start; chunk k is numbered k * kPlanChunkSplits (room to split
+// it) and holds events before origin_us + (k + 1) * chunk_us. `plan_id` and
 // `origin` come quoted.
 std::string SaveWindowSql(bool blocks, const std::string& plan_id, const std::string& origin,
                           int64_t origin_us, int64_t chunk_us, const std::string& decision_case) {
