@@ -89,6 +89,29 @@ class ReplayPlanStoreTest : public testing::PgReplayFixture {
     }
   }
 
+  // Saves plan `id` of 12,000 events of orders and checks that it holds
+  // each event of the window once, in rows of one kind: a decision per group
+  // (`grouped`) or per event.
+  void ExpectEveryEventSavedOnce(const std::string& id, bool grouped) {
+    Insert("orders", 12000, 10);
+    DryRunResult result = Save(id);
+    EXPECT_EQ(result.would_deliver, 3000);
+    EXPECT_EQ(db_.QueryInt(absl::StrCat("SELECT count(*) FROM replay_plan_events WHERE plan_id = '",
+                                        id, "' AND decisions IS ",
+                                        grouped ? "NOT NULL" : "NULL")),
+              0);
+    std::vector<PlannedEvent> events = ReadAll(id, 1000);
+    EXPECT_EQ(Positions(events), WindowPositions());
+    EXPECT_EQ(Decisions(events), (std::map<std::string, int64_t>{{"already_delivered", 9000},
+                                                                 {"deliver", 3000}}));
+  }
+
+  static std::vector<int64_t> Positions(const std::vector<PlannedEvent>& events) {
+    std::vector<int64_t> out;
+    for (const PlannedEvent& e : events) out.push_back(e.event.position);
+    return out;
+  }
+
   static std::map<std::string, int64_t> Decisions(const std::vector<PlannedEvent>& events) {
     std::map<std::string, int64_t> out;
     for (const PlannedEvent& e : events) ++out[e.decision];
@@ -109,9 +132,7 @@ TEST_F(ReplayPlanStoreTest, SpreadWindowIsSavedInTimeChunksAndReadsBackInOrder) 
                          " FROM replay_plan_events WHERE plan_id = 'pl-spread' GROUP BY chunk) c"),
             2 * kPlanChunkEvents);
   std::vector<PlannedEvent> events = ReadAll("pl-spread", 999);
-  std::vector<int64_t> positions;
-  for (const PlannedEvent& e : events) positions.push_back(e.event.position);
-  EXPECT_EQ(positions, WindowPositions());
+  EXPECT_EQ(Positions(events), WindowPositions());
 }
 
 TEST_F(ReplayPlanStoreTest, BurstIsSplitInSortedChunksAndReadsBackInWindowOrder) {
@@ -131,9 +152,7 @@ TEST_F(ReplayPlanStoreTest, BurstIsSplitInSortedChunksAndReadsBackInWindowOrder)
   EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM replay_plan_events WHERE plan_id = 'pl-window'"), 3);
 
   std::vector<PlannedEvent> events = ReadAll("pl-window", 777);
-  std::vector<int64_t> positions;
-  for (const PlannedEvent& e : events) positions.push_back(e.event.position);
-  EXPECT_EQ(positions, WindowPositions());
+  EXPECT_EQ(Positions(events), WindowPositions());
   EXPECT_EQ(Decisions(events), (std::map<std::string, int64_t>{{"already_delivered", 18757},
                                                                {"deliver", 6250},
                                                                {"no_route", 3}}));
@@ -194,35 +213,14 @@ TEST_F(ReplayPlanStoreTest, SavingReadCountsAsThePlainAggregate) {
 
 TEST_F(ReplayPlanStoreTest, StrictRouteElsewhereSavesTheWindowByASecondRead) {
   config_.routes.push_back({"payments", {"payments"}, "down", /*strict_order=*/true, {}});
-  Insert("orders", 12000, 10);
-  DryRunResult result = Save("pl-second-read");
-  EXPECT_EQ(result.would_deliver, 3000);
-  // Saved as groups (a decision per row), not streamed.
-  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM replay_plan_events"
-                         " WHERE plan_id = 'pl-second-read' AND decisions IS NOT NULL"),
-            0);
-  std::vector<PlannedEvent> events = ReadAll("pl-second-read", 1000);
-  std::vector<int64_t> positions;
-  for (const PlannedEvent& e : events) positions.push_back(e.event.position);
-  EXPECT_EQ(positions, WindowPositions());
-  EXPECT_EQ(Decisions(events), (std::map<std::string, int64_t>{{"already_delivered", 9000},
-                                                               {"deliver", 3000}}));
+  ExpectEveryEventSavedOnce("pl-second-read", /*grouped=*/true);
 }
 
 TEST_F(ReplayPlanStoreTest, StrictRouteFoundByTheReadSavesTheWindowAsItStreams) {
   // The route turns strict where the check before the read does not look:
   // the events the read saved are dropped and the streamed ones kept.
   route_.strict_order = true;
-  Insert("orders", 12000, 10);
-  DryRunResult result = Save("pl-turned-strict");
-  EXPECT_EQ(result.would_deliver, 3000);
-  EXPECT_EQ(db_.QueryInt("SELECT count(*) FROM replay_plan_events"
-                         " WHERE plan_id = 'pl-turned-strict' AND decisions IS NULL"),
-            0);
-  std::vector<PlannedEvent> events = ReadAll("pl-turned-strict", 1000);
-  std::vector<int64_t> positions;
-  for (const PlannedEvent& e : events) positions.push_back(e.event.position);
-  EXPECT_EQ(positions, WindowPositions());
+  ExpectEveryEventSavedOnce("pl-turned-strict", /*grouped=*/false);
 }
 
 TEST_F(ReplayPlanStoreTest, StreamedPlanKeepsPerEventDecisions) {
@@ -233,9 +231,7 @@ TEST_F(ReplayPlanStoreTest, StreamedPlanKeepsPerEventDecisions) {
             2);
   std::vector<PlannedEvent> events = ReadAll("pl-streamed", 1000);
   ASSERT_EQ(events.size(), 12000u);
-  std::vector<int64_t> positions;
-  for (const PlannedEvent& e : events) positions.push_back(e.event.position);
-  EXPECT_EQ(positions, WindowPositions());
+  EXPECT_EQ(Positions(events), WindowPositions());
   EXPECT_EQ(Decisions(events),
             (std::map<std::string, int64_t>{{"already_delivered", 9000}, {"deliver", 3000}}));
 }
