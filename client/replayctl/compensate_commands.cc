@@ -69,8 +69,9 @@ std::string CsvField(const std::string& s) {
 
 // The entry's columns, as the CSV and the table lines give them.
 std::vector<std::string> EntryColumns(const pb::CompensationEntry& e) {
-  return {e.source(),    e.event_id(),  e.diff_class(), e.action(), OutcomeLower(e.log_outcome()),
-          e.record_id(), e.record_version(), e.result()};
+  return {
+      e.source(),    e.event_id(),       e.diff_class(), e.action(), OutcomeLower(e.log_outcome()),
+      e.record_id(), e.record_version(), e.result()};
 }
 
 client::ReplayClient Client(const CommonOptions& o) {
@@ -89,9 +90,8 @@ std::string RenderDiffStarted(const pb::ReplayProgress& job) {
   const std::string& id = job.replay_id();
   return absl::StrCat("diff ", id, ": ", StateName(job.state()), ", ", job.total(),
                       " events to compare (nothing is sent downstream)\n",
-                      "Its plan has the same id. Next:\n",
-                      "  replayctl progress ", id, " --watch\n",
-                      "  replayctl compensate show ", id, "\n",
+                      "Its plan has the same id. Next:\n", "  replayctl progress ", id,
+                      " --watch\n", "  replayctl compensate show ", id, "\n",
                       "  replayctl compensate apply ", id, " --reason TEXT\n");
 }
 
@@ -100,17 +100,16 @@ std::string RenderCompensation(const pb::Compensation& p) {
       absl::StrCat("plan ", p.plan_id(), ": ", p.state(), p.expired() ? " (EXPIRED)" : "", "\n");
   absl::StrAppend(&out, "  window     ", WindowText(p), "\n");
   absl::StrAppend(&out, "  created    ", FormatRfc3339(FromTimestamp(p.created_at())), " by ",
-                  p.created_by(), ", expires ", FormatRfc3339(FromTimestamp(p.expires_at())),
-                  "\n");
+                  p.created_by(), ", expires ", FormatRfc3339(FromTimestamp(p.expires_at())), "\n");
   if (!p.apply_job_id().empty()) absl::StrAppend(&out, "  apply job  ", p.apply_job_id(), "\n");
   absl::StrAppend(&out, absl::StrFormat("  %-20s %-10s %9s\n", "CLASS", "ACTION", "ENTRIES"));
   for (const auto& c : p.counts()) {
     absl::StrAppend(&out,
                     absl::StrFormat("  %-20s %-10s %9d\n", c.diff_class(), c.action(), c.count()));
   }
-  absl::StrAppend(&out, absl::StrFormat("  %-20s %-10s %9d", "missing_upstream", "-",
-                                        p.missing_upstream()),
-                  HolesText(p), "\n");
+  absl::StrAppend(
+      &out, absl::StrFormat("  %-20s %-10s %9d", "missing_upstream", "-", p.missing_upstream()),
+      HolesText(p), "\n");
   if (p.samples_size() > 0) {
     absl::StrAppend(&out, "  samples:\n");
     for (const auto& s : p.samples()) {
@@ -130,8 +129,8 @@ std::string RenderCompensation(const pb::Compensation& p) {
 }
 
 std::string RenderApplySummary(const pb::Compensation& p) {
-  std::string out = absl::StrCat("Apply plan ", p.plan_id(), " (", p.state(), "), window ",
-                                 WindowText(p), "\n");
+  std::string out =
+      absl::StrCat("Apply plan ", p.plan_id(), " (", p.state(), "), window ", WindowText(p), "\n");
   for (const auto& [action, count] : CountsByAction(p)) {
     absl::StrAppend(&out, absl::StrFormat("  %-10s %9d\n", action, count));
   }
@@ -146,7 +145,8 @@ std::string RenderCompensationList(const pb::ListCompensationsResponse& list) {
     for (const auto& [diff_class, count] : CountsByClass(p)) {
       counts.push_back(absl::StrCat(diff_class, " ", count));
     }
-    if (p.missing_upstream() > 0) counts.push_back(absl::StrCat("missing_upstream ", p.missing_upstream()));
+    if (p.missing_upstream() > 0)
+      counts.push_back(absl::StrCat("missing_upstream ", p.missing_upstream()));
     absl::StrAppend(&out, absl::StrFormat("%-19s %-9s %-21s %-21s %-12s %s\n", p.plan_id(),
                                           p.expired() ? "expired" : p.state(),
                                           FormatRfc3339(FromTimestamp(p.from())),
@@ -212,8 +212,10 @@ void RegisterCompensateCommands(CLI::App& app, CommonOptions& o) {
     };
     auto f = std::make_shared<Flags>();
     auto* cmd = app.add_subcommand(
-        "diff", "compare a window with the downstream and propose a change per event (sends nothing)");
-    cmd->add_option("--from", f->from, "window start (RFC 3339, or relative: -6h, now)")->required();
+        "diff",
+        "compare a window with the downstream and propose a change per event (sends nothing)");
+    cmd->add_option("--from", f->from, "window start (RFC 3339, or relative: -6h, now)")
+        ->required();
     cmd->add_option("--to", f->to, "window end, exclusive (RFC 3339, or relative: -1h, now)")
         ->required();
     cmd->add_option("--source", f->sources,
@@ -289,10 +291,10 @@ void RegisterCompensateCommands(CLI::App& app, CommonOptions& o) {
       // One entry a line: NDJSON, CSV or tab-separated after the plan's table.
       if (out == "csv") std::cout << EntryCsvHeader() << "\n";
       if (out == "table" || out == "text") {
-        std::cout << RenderCompensation(plan) << absl::StrJoin(
-                         {"SOURCE", "EVENT_ID", "CLASS", "ACTION", "LOG_OUTCOME", "RECORD_ID",
-                          "RECORD_VERSION", "RESULT"},
-                         "\t")
+        std::cout << RenderCompensation(plan)
+                  << absl::StrJoin({"SOURCE", "EVENT_ID", "CLASS", "ACTION", "LOG_OUTCOME",
+                                    "RECORD_ID", "RECORD_VERSION", "RESULT"},
+                                   "\t")
                   << "\n";
       }
       absl::Status s =
@@ -392,11 +394,11 @@ void RegisterCompensateCommands(CLI::App& app, CommonOptions& o) {
         for (const auto& n : plan.counts()) {
           if (n.action() != "keep" && n.action() != "none") to_act_on += n.count();
         }
-        ConfirmOrAbort(o, summary,
-                       absl::StrCat("Apply: act on ", to_act_on, " entries at ",
-                                    *rate > 0 ? absl::StrCat(*rate, "/s") : "the default rate",
-                                    "?"),
-                       "nothing was applied");
+        ConfirmOrAbort(
+            o, summary,
+            absl::StrCat("Apply: act on ", to_act_on, " entries at ",
+                         *rate > 0 ? absl::StrCat(*rate, "/s") : "the default rate", "?"),
+            "nothing was applied");
       }
       pb::ApplyCompensationRequest r;
       r.set_plan_id(*id);

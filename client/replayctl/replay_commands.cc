@@ -8,16 +8,16 @@
 #include <algorithm>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 #include <memory>
 #include <optional>
+#include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "absl/strings/ascii.h"
 #include "server/common/time_format.h"
 
 namespace replayd::replayctl {
@@ -37,8 +37,8 @@ absl::Time ParseTimeFlag(const char* flag, const std::string& text, absl::Time n
   return *t;
 }
 
-void ConfirmOrAbort(const CommonOptions& o, const std::string& summary,
-                    const std::string& question, const std::string& aborted) {
+void ConfirmOrAbort(const CommonOptions& o, const std::string& summary, const std::string& question,
+                    const std::string& aborted) {
   if (isatty(STDIN_FILENO) == 0) {
     std::cerr << "replayctl: not starting without confirmation: pass --yes\n";
     Fail(kExitAborted);
@@ -178,7 +178,8 @@ pb::ReplayRequest BuildRequest(const RequestFlags& f) {
     }
     ToDuration(d, out);
   };
-  if (!f.retry_base.empty()) duration("--retry-base", f.retry_base, r.mutable_retry()->mutable_base());
+  if (!f.retry_base.empty())
+    duration("--retry-base", f.retry_base, r.mutable_retry()->mutable_base());
   if (!f.retry_cap.empty()) duration("--retry-cap", f.retry_cap, r.mutable_retry()->mutable_cap());
   return r;
 }
@@ -402,10 +403,10 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& o) {
       int64_t to_deliver = 0;
       double rate = 0;
       if (!plan_id->empty()) {
-        for (const char* selection : {"--from", "--to", "--source", "--outcome",
-                                      "--include-succeeded", "--verify-downstream", "--key", "--type",
-                                      "--event-id", "--event-ids-file", "--sink", "--max-attempts",
-                                      "--retry-base", "--retry-cap"}) {
+        for (const char* selection :
+             {"--from", "--to", "--source", "--outcome", "--include-succeeded",
+              "--verify-downstream", "--key", "--type", "--event-id", "--event-ids-file", "--sink",
+              "--max-attempts", "--retry-base", "--retry-cap"}) {
           if (cmd->count(selection) > 0) {
             UsageError(absl::StrCat(selection, ": the plan carries its selection"));
           }

@@ -28,8 +28,8 @@ absl::Time ParseTimeFlag(const char* flag, const std::string& text, absl::Time n
 // Asks `question` [y/N] on a terminal (showing `summary` again with -o
 // json: stdout stays JSON only); fails with kExitAborted, saying
 // "aborted: <aborted>", unless the answer is yes, and without a terminal.
-void ConfirmOrAbort(const CommonOptions& o, const std::string& summary,
-                    const std::string& question, const std::string& aborted);
+void ConfirmOrAbort(const CommonOptions& o, const std::string& summary, const std::string& question,
+                    const std::string& aborted);
 // A job's progress: text, or one JSON object.
 void PrintProgress(const CommonOptions& o, const replay::v1::ReplayProgress& p);
 // Watches a job until it ends. Text: a bar redrawn on a terminal, a line per

@@ -168,17 +168,15 @@ absl::Status Daemon::Run() {
     return d->RouteFor(source);
   };
   c_->inspection_store = std::make_unique<PgInspectionStore>(c_->pool.get());
-  c_->dry_runner =
-      std::make_unique<DryRunner>(c_->replay_store.get(), c_->inspection_store.get(),
-                                  c_->partitions.get(), routes_by_source, &config_, &clock,
-                                  c_->deliverer.get());
+  c_->dry_runner = std::make_unique<DryRunner>(c_->replay_store.get(), c_->inspection_store.get(),
+                                               c_->partitions.get(), routes_by_source, &config_,
+                                               &clock, c_->deliverer.get());
   c_->replay_observer = std::make_unique<MetricsReplayObserver>(c_->metrics.get());
-  c_->replay_runner =
-      std::make_unique<ReplayRunner>(c_->replay_store.get(), c_->delivery_store.get(),
-                                     c_->deliverer.get(), routes_by_source, &config_,
-                                     ReplayRunnerOptions{.instance = NewRunnerInstanceId(),
-                                                         .observer = c_->replay_observer.get()},
-                                     c_->compensation_store.get());
+  c_->replay_runner = std::make_unique<ReplayRunner>(
+      c_->replay_store.get(), c_->delivery_store.get(), c_->deliverer.get(), routes_by_source,
+      &config_,
+      ReplayRunnerOptions{.instance = NewRunnerInstanceId(), .observer = c_->replay_observer.get()},
+      c_->compensation_store.get());
   c_->replay_controller = std::make_unique<ReplayController>(
       c_->replay_store.get(), c_->dry_runner.get(), c_->replay_runner.get(), &config_, &clock,
       c_->compensation_store.get(), c_->deliverer.get());

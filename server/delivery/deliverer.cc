@@ -117,8 +117,7 @@ std::shared_ptr<const Route> Deliverer::RouteFor(const std::string& source) cons
   return std::shared_ptr<const Route>(table, &it->second);
 }
 
-std::shared_ptr<const Route> Deliverer::RouteFor(const std::string& source,
-                                                 const std::string& sink,
+std::shared_ptr<const Route> Deliverer::RouteFor(const std::string& source, const std::string& sink,
                                                  const RetrySettings& retry) const {
   std::shared_ptr<const Targets> targets = CurrentTargets();
   auto it = targets->routes.find(source);
@@ -228,11 +227,11 @@ absl::StatusOr<DeliveryReport> Deliverer::Wait(
   return r;
 }
 
-
 std::shared_ptr<Deliverer::Delivery> Deliverer::Start(const StoredEvent& event,
                                                       const DeliveryContext& ctx,
                                                       ReportDone& reported, RecordDone& recorded) {
-  std::shared_ptr<const Route> route = ctx.route != nullptr ? ctx.route : RouteFor(event.event.source);
+  std::shared_ptr<const Route> route =
+      ctx.route != nullptr ? ctx.route : RouteFor(event.event.source);
   if (route == nullptr) {
     reported(absl::FailedPreconditionError(
         absl::StrCat("source ", event.event.source, " has no route")));

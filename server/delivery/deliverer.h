@@ -91,7 +91,6 @@ class DeliveryObserver {
   virtual void OnClaimWait(int64_t events) { (void)events; }
 };
 
-
 class Deliverer {
  public:
   // `routes` keyed by source. `store`, `observer` (may be null) and `clock`

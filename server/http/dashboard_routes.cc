@@ -96,16 +96,16 @@ void ServeCall(httplib::Server& server, const Authenticator* auth, const char* p
                std::shared_ptr<Stub> stub,
                grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
                Make make) {
-  server.Get(path, Api(auth, [stub, method,
-                              make](const httplib::Request& req) -> absl::StatusOr<std::string> {
-               absl::StatusOr<Request> request = make(req);
-               if (!request.ok()) return request.status();
-               return CallAsJson<Response>(
-                   req.get_header_value("Authorization"),
-                   [&](grpc::ClientContext* context, Response* response) {
-                     return ((*stub).*method)(context, *request, response);
-                   });
-             }));
+  server.Get(
+      path,
+      Api(auth, [stub, method, make](const httplib::Request& req) -> absl::StatusOr<std::string> {
+        absl::StatusOr<Request> request = make(req);
+        if (!request.ok()) return request.status();
+        return CallAsJson<Response>(req.get_header_value("Authorization"),
+                                    [&](grpc::ClientContext* context, Response* response) {
+                                      return ((*stub).*method)(context, *request, response);
+                                    });
+      }));
 }
 
 void Serve(httplib::Response& res, std::string_view body, const char* type) {
@@ -171,28 +171,26 @@ ListReplaysJson ListReplaysOverGrpc(std::shared_ptr<grpc::Channel> channel) {
 
 void RegisterAuditRoute(httplib::Server& server, const Authenticator* auth,
                         std::shared_ptr<grpc::Channel> channel) {
-  ServeCall(server, auth, "/api/audit",
-            std::shared_ptr<replay::v1::AuditService::Stub>(
-                replay::v1::AuditService::NewStub(channel)),
-            &replay::v1::AuditService::Stub::ListAudit,
-            [](const httplib::Request& req) -> absl::StatusOr<replay::v1::ListAuditRequest> {
-              replay::v1::ListAuditRequest request;
-              request.set_replay_id(req.get_param_value("replay"));
-              if (req.has_param("since") && !req.get_param_value("since").empty()) {
-                auto since = ParseTimeArg(req.get_param_value("since"), absl::Now());
-                if (!since.ok())
-                  return absl::InvalidArgumentError(
-                      absl::StrCat("since: ", since.status().message()));
-                proto_convert::ToProto(*since, request.mutable_since());
-              }
-              int limit = 50;
-              if (req.has_param("limit") &&
-                  !absl::SimpleAtoi(req.get_param_value("limit"), &limit)) {
-                return absl::InvalidArgumentError("limit must be an integer");
-              }
-              request.set_limit(limit);
-              return request;
-            });
+  ServeCall(
+      server, auth, "/api/audit",
+      std::shared_ptr<replay::v1::AuditService::Stub>(replay::v1::AuditService::NewStub(channel)),
+      &replay::v1::AuditService::Stub::ListAudit,
+      [](const httplib::Request& req) -> absl::StatusOr<replay::v1::ListAuditRequest> {
+        replay::v1::ListAuditRequest request;
+        request.set_replay_id(req.get_param_value("replay"));
+        if (req.has_param("since") && !req.get_param_value("since").empty()) {
+          auto since = ParseTimeArg(req.get_param_value("since"), absl::Now());
+          if (!since.ok())
+            return absl::InvalidArgumentError(absl::StrCat("since: ", since.status().message()));
+          proto_convert::ToProto(*since, request.mutable_since());
+        }
+        int limit = 50;
+        if (req.has_param("limit") && !absl::SimpleAtoi(req.get_param_value("limit"), &limit)) {
+          return absl::InvalidArgumentError("limit must be an integer");
+        }
+        request.set_limit(limit);
+        return request;
+      });
 }
 
 void RegisterCompensationRoutes(httplib::Server& server, const Authenticator* auth,

@@ -42,16 +42,13 @@ enum class CompensationAction {
 };
 
 inline constexpr NamedValue<DiffClass> kDiffClassNames[] = {
-    {DiffClass::kInSync, "in_sync"},
-    {DiffClass::kMissingDownstream, "missing_downstream"},
-    {DiffClass::kUnrecorded, "unrecorded"},
-    {DiffClass::kDiverged, "diverged"},
-    {DiffClass::kUndelivered, "undelivered"},
-    {DiffClass::kMissingUpstream, "missing_upstream"},
+    {DiffClass::kInSync, "in_sync"},          {DiffClass::kMissingDownstream, "missing_downstream"},
+    {DiffClass::kUnrecorded, "unrecorded"},   {DiffClass::kDiverged, "diverged"},
+    {DiffClass::kUndelivered, "undelivered"}, {DiffClass::kMissingUpstream, "missing_upstream"},
 };
 inline constexpr NamedValue<CompensationAction> kCompensationActionNames[] = {
-    {CompensationAction::kNone, "none"},     {CompensationAction::kCreate, "create"},
-    {CompensationAction::kRecord, "record"}, {CompensationAction::kKeep, "keep"},
+    {CompensationAction::kNone, "none"},           {CompensationAction::kCreate, "create"},
+    {CompensationAction::kRecord, "record"},       {CompensationAction::kKeep, "keep"},
     {CompensationAction::kOverwrite, "overwrite"},
 };
 
@@ -169,7 +166,7 @@ struct CompensationPlan {
   std::vector<UpstreamHole> holes;
   std::map<std::pair<DiffClass, CompensationAction>, int64_t> counts;
   CompensationState state = CompensationState::kDiffing;  // from its jobs' states
-  std::string apply_job_id;  // empty until an apply starts
+  std::string apply_job_id;                               // empty until an apply starts
   std::string created_by;
   absl::Time created_at;
   absl::Time expires_at;

@@ -6,9 +6,8 @@
 namespace replayd {
 
 enum class Outcome { kPending, kRetrying, kSucceeded, kAlreadyProcessed, kFailed };
-inline constexpr Outcome kOutcomes[] = {Outcome::kPending, Outcome::kRetrying,
-                                        Outcome::kSucceeded, Outcome::kAlreadyProcessed,
-                                        Outcome::kFailed};
+inline constexpr Outcome kOutcomes[] = {Outcome::kPending, Outcome::kRetrying, Outcome::kSucceeded,
+                                        Outcome::kAlreadyProcessed, Outcome::kFailed};
 
 // Whether the downstream has the event, as far as the log knows: created
 // (succeeded) or found there (already_processed).

@@ -98,7 +98,8 @@ std::string StartAuditDetail(const ReplaySpec& spec, int64_t would_deliver, int6
   if (!spec.window.event_ids.empty()) request["event_ids"] = spec.window.event_ids;
   if (!spec.sink.empty()) request["sink"] = spec.sink;
   if (spec.retry.max_attempts) request["retry"]["max_attempts"] = *spec.retry.max_attempts;
-  if (spec.retry.base_delay) request["retry"]["base"] = absl::FormatDuration(*spec.retry.base_delay);
+  if (spec.retry.base_delay)
+    request["retry"]["base"] = absl::FormatDuration(*spec.retry.base_delay);
   if (spec.retry.max_delay) request["retry"]["cap"] = absl::FormatDuration(*spec.retry.max_delay);
   // Control characters are escaped; a byte that is not UTF-8 becomes U+FFFD
   // instead of failing the start (jsonb accepts only UTF-8).
@@ -310,8 +311,8 @@ absl::StatusOr<std::vector<std::string>> ReplayController::DiffSources(
     }
   }
   if (!unrouted.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "no route, nothing to compare, for source ", absl::StrJoin(unrouted, ", ")));
+    return absl::FailedPreconditionError(
+        absl::StrCat("no route, nothing to compare, for source ", absl::StrJoin(unrouted, ", ")));
   }
   if (!without_lookup.empty()) {
     return absl::FailedPreconditionError(
@@ -353,12 +354,14 @@ absl::StatusOr<ReplayJob> ReplayController::StartDiff(const ReplayRequestInput& 
   plan.from = spec->window.from;
   plan.to = spec->window.to;
   plan.sources = spec->window.sources;
-  for (const SequenceGap& g : survey->missing_ranges) plan.holes.push_back({g.source, g.first, g.last});
+  for (const SequenceGap& g : survey->missing_ranges)
+    plan.holes.push_back({g.source, g.first, g.last});
   plan.created_by = who.name;
   plan.created_at = clock_->Now();
   plan.expires_at = plan.created_at + config_->replay.plan_ttl;
-  AuditEntry audit{who.name, "diff", job.id, spec->reason,
-                   StartAuditDetail(*spec, 0, survey->total), absl::Now()};
+  AuditEntry audit{
+      who.name,   "diff", job.id, spec->reason, StartAuditDetail(*spec, 0, survey->total),
+      absl::Now()};
   bool existed = false;
   auto created = (*compensations)->CreateDiff(job, plan, audit, &existed);
   if (!created.ok()) return created.status();
@@ -396,8 +399,7 @@ absl::StatusOr<std::vector<CompensationEntry>> ReplayController::CompensationEnt
   return (*compensations)->ReadEntries(plan_id, query);
 }
 
-absl::StatusOr<CompensationPlan> ReplayController::GetCompensationPlan(
-    const std::string& plan_id) {
+absl::StatusOr<CompensationPlan> ReplayController::GetCompensationPlan(const std::string& plan_id) {
   auto compensations = Compensations();
   if (!compensations.ok()) return compensations.status();
   if (plan_id.empty()) return absl::InvalidArgumentError("plan_id is required");
@@ -493,8 +495,12 @@ absl::StatusOr<ReplayJob> ReplayController::Apply(const std::string& plan_id,
   job.spec = *spec;
   job.created_by = who.name;
   job.counters.total = total;
-  AuditEntry audit{who.name, "compensate_apply", job.id, spec->reason,
-                   StartAuditDetail(*spec, to_act_on, total), absl::Now()};
+  AuditEntry audit{who.name,
+                   "compensate_apply",
+                   job.id,
+                   spec->reason,
+                   StartAuditDetail(*spec, to_act_on, total),
+                   absl::Now()};
   bool existed = false;
   auto created = compensations_->CreateApply(job, audit, &existed);
   if (!created.ok()) return created.status();

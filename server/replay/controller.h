@@ -46,8 +46,7 @@ class ReplayController {
   // (a diff asks their lookups).
   ReplayController(ReplayStore* store, DryRunner* dry_runner, ReplayRunner* runner,
                    const Config* config, const Clock* clock,
-                   CompensationStore* compensations = nullptr,
-                   const Deliverer* deliverer = nullptr)
+                   CompensationStore* compensations = nullptr, const Deliverer* deliverer = nullptr)
       : store_(store),
         dry_runner_(dry_runner),
         runner_(runner),

@@ -24,8 +24,8 @@ bool JobRun::HoldForRetry(const StoredEvent& e, absl::Duration wait) {
     if (now >= renew) {
       // The claim is renewed well before it expires; a failed renewal is
       // tried again shortly.
-      auto held = env_.delivery_store->TryClaim(e.position, e.ingested_at, claim_owner_,
-                                                options_.lease);
+      auto held =
+          env_.delivery_store->TryClaim(e.position, e.ingested_at, claim_owner_, options_.lease);
       if (held.ok() && !held->has_value()) return true;  // taken: the next claim waits for it
       renew = now + (held.ok() ? options_.lease / 4 : kRetryDelay);
     }

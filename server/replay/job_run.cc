@@ -29,9 +29,10 @@ std::string CountsJson(const ReplaySpec& spec, const ReplayCounters& c) {
         .dump();
   }
   if (spec.kind == ReplayKind::kCompensate) {
-    return nlohmann::ordered_json{{"total", c.total},           {"processed", c.processed},
-                                  {"delivered", c.delivered},   {"skipped", c.skipped},
-                                  {"failed", c.failed},         {"changed_since_diff", c.changed_since_plan}}
+    return nlohmann::ordered_json{
+        {"total", c.total},         {"processed", c.processed},
+        {"delivered", c.delivered}, {"skipped", c.skipped},
+        {"failed", c.failed},       {"changed_since_diff", c.changed_since_plan}}
         .dump();
   }
   nlohmann::ordered_json counts{{"total", c.total},         {"processed", c.processed},
@@ -138,15 +139,19 @@ void JobRun::RunReplay() {
 
 void JobRun::RunDiff() {
   // The diff's plan is filled in as it goes; the window is the log's.
-  ReadAgainThenRead([this](const auto& after, int limit) {
-    return env_.store->ReadWindowPage(job_.spec.window, after, limit);
-  }, [this](const StoredEvent& e) { return DispatchDiff(e); });
+  ReadAgainThenRead(
+      [this](const auto& after, int limit) {
+        return env_.store->ReadWindowPage(job_.spec.window, after, limit);
+      },
+      [this](const StoredEvent& e) { return DispatchDiff(e); });
 }
 
 void JobRun::RunApply() {
-  ReadAgainThenRead([this](const auto& after, int limit) {
-    return env_.compensations->ReadApplyPage(job_.spec.plan_id, after, limit);
-  }, [this](const CompensationItem& item) { return DispatchApply(item); });
+  ReadAgainThenRead(
+      [this](const auto& after, int limit) {
+        return env_.compensations->ReadApplyPage(job_.spec.plan_id, after, limit);
+      },
+      [this](const CompensationItem& item) { return DispatchApply(item); });
 }
 
 template <typename ReadPage, typename DispatchItem>
@@ -531,8 +536,12 @@ void JobRun::Finish() {
   ReplayState state = stop == Stop::kCancel ? ReplayState::kCancelled
                       : counters.failed > 0 ? ReplayState::kFailed
                                             : ReplayState::kCompleted;
-  AuditEntry audit{options_.instance, std::string(ReplayStateName(state)), job_.id, "",
-                   CountsJson(job_.spec, counters), clock_->Now()};
+  AuditEntry audit{options_.instance,
+                   std::string(ReplayStateName(state)),
+                   job_.id,
+                   "",
+                   CountsJson(job_.spec, counters),
+                   clock_->Now()};
   // The final write must land: retry while the database is away.
   for (int attempt = 0;; ++attempt) {
     absl::Status s =
@@ -579,8 +588,8 @@ bool JobRun::Park(Stop stop, const ReplayCounters& counters,
   // audited here, with the daemon as actor.
   std::optional<AuditEntry> audit;
   if (stop == Stop::kBreaker) {
-    audit = AuditEntry{options_.instance, "paused",          job_.id,
-                       reason,            CountsJson(job_.spec, parked), clock_->Now()};
+    audit = AuditEntry{options_.instance, "paused", job_.id, reason, CountsJson(job_.spec, parked),
+                       clock_->Now()};
   }
   const std::string error = stop == Stop::kBreaker ? reason : last_error;
   for (;;) {

@@ -31,7 +31,7 @@ ReplayCategory Classify(const StoredEvent& event, const ReplaySpec& spec, bool r
                         const std::optional<std::optional<DownstreamRecord>>& downstream_record) {
   if (!OutcomeSelected(spec, event.outcome)) {
     return IsDelivered(event.outcome) ? ReplayCategory::kSkipAlreadyDelivered
-                                    : ReplayCategory::kSkipOutcomeNotSelected;
+                                      : ReplayCategory::kSkipOutcomeNotSelected;
   }
   CheckFacts facts;
   facts.resend_delivered = spec.include_succeeded;

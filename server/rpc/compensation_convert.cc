@@ -106,7 +106,8 @@ absl::StatusOr<ActionChange> FromProto(const pb::SetCompensationActionsRequest& 
   if (!a.ok()) return a.status();
   change.action = *a;
   change.events.reserve(request.events_size());
-  for (const pb::EventRef& e : request.events()) change.events.emplace_back(e.source(), e.event_id());
+  for (const pb::EventRef& e : request.events())
+    change.events.emplace_back(e.source(), e.event_id());
   return change;
 }
 

@@ -308,7 +308,9 @@ grpc::Status ReplayServiceImpl::ListPlanEvents(grpc::ServerContext* context,
         [&](const std::optional<ReplayCursor>& after, int limit) {
           return controller_->PlanEvents(plan->id, after, limit);
         },
-        [](const PlannedEvent& e) { return ReplayCursor{e.event.ingested_at, e.event.position}; });
+        [](const PlannedEvent& e) {
+          return ReplayCursor{e.event.ingested_at, e.event.position};
+        });
   });
 }
 
@@ -316,7 +318,7 @@ grpc::Status ReplayServiceImpl::GetProgress(grpc::ServerContext* context,
                                             const pb::GetProgressRequest* request,
                                             pb::ReplayProgress* response) {
   return Answer("GetProgress", *auth_, *context, Role::kViewer, response,
-                       [&](const Principal&) { return controller_->Get(request->replay_id()); });
+                [&](const Principal&) { return controller_->Get(request->replay_id()); });
 }
 
 grpc::Status ReplayServiceImpl::WatchProgress(grpc::ServerContext* context,
@@ -350,28 +352,28 @@ grpc::Status ReplayServiceImpl::CancelReplay(grpc::ServerContext* context,
                                              const pb::CancelReplayRequest* request,
                                              pb::ReplayProgress* response) {
   return Answer("CancelReplay", *auth_, *context, Role::kOperator, response,
-                       [&](const Principal& who) {
-                         return controller_->Cancel(request->replay_id(), request->reason(), who);
-                       });
+                [&](const Principal& who) {
+                  return controller_->Cancel(request->replay_id(), request->reason(), who);
+                });
 }
 
 grpc::Status ReplayServiceImpl::PauseReplay(grpc::ServerContext* context,
                                             const pb::PauseReplayRequest* request,
                                             pb::ReplayProgress* response) {
   return Answer("PauseReplay", *auth_, *context, Role::kOperator, response,
-                       [&](const Principal& who) {
-                         return controller_->Pause(request->replay_id(), request->reason(), who);
-                       });
+                [&](const Principal& who) {
+                  return controller_->Pause(request->replay_id(), request->reason(), who);
+                });
 }
 
 grpc::Status ReplayServiceImpl::ResumeReplay(grpc::ServerContext* context,
                                              const pb::ResumeReplayRequest* request,
                                              pb::ReplayProgress* response) {
-  return Answer(
-      "ResumeReplay", *auth_, *context, Role::kOperator, response, [&](const Principal& who) {
-        return controller_->Resume(request->replay_id(), request->reason(), request->rate(),
-                                   request->allow_high_rate(), who);
-      });
+  return Answer("ResumeReplay", *auth_, *context, Role::kOperator, response,
+                [&](const Principal& who) {
+                  return controller_->Resume(request->replay_id(), request->reason(),
+                                             request->rate(), request->allow_high_rate(), who);
+                });
 }
 
 grpc::Status ReplayServiceImpl::ListReplays(grpc::ServerContext* context,
@@ -399,11 +401,9 @@ grpc::Status ReplayServiceImpl::ListReplays(grpc::ServerContext* context,
 grpc::Status ReplayServiceImpl::StartDiff(grpc::ServerContext* context,
                                           const pb::DiffRequest* request,
                                           pb::ReplayProgress* response) {
-  return Answer("StartDiff", *auth_, *context, Role::kViewer, response,
-                       [&](const Principal& who) {
-                         return controller_->StartDiff(FromProto(*request),
-                                                       request->request_id(), who);
-                       });
+  return Answer("StartDiff", *auth_, *context, Role::kViewer, response, [&](const Principal& who) {
+    return controller_->StartDiff(FromProto(*request), request->request_id(), who);
+  });
 }
 
 grpc::Status ReplayServiceImpl::GetCompensation(grpc::ServerContext* context,
@@ -430,7 +430,9 @@ grpc::Status ReplayServiceImpl::ListCompensationEntries(
           return controller_->CompensationEntries(request->plan_id(),
                                                   EntryQuery{*diff_class, after, limit});
         },
-        [](const CompensationEntry& e) { return ReplayCursor{e.ingested_at, e.position}; });
+        [](const CompensationEntry& e) {
+          return ReplayCursor{e.ingested_at, e.position};
+        });
   });
 }
 
@@ -456,10 +458,10 @@ grpc::Status ReplayServiceImpl::ApplyCompensation(grpc::ServerContext* context,
                                                   const pb::ApplyCompensationRequest* request,
                                                   pb::ReplayProgress* response) {
   return Answer("ApplyCompensation", *auth_, *context, Role::kOperator, response,
-                       [&](const Principal& who) {
-                         return controller_->Apply(request->plan_id(), FromProto(*request),
-                                                   request->request_id(), who);
-                       });
+                [&](const Principal& who) {
+                  return controller_->Apply(request->plan_id(), FromProto(*request),
+                                            request->request_id(), who);
+                });
 }
 
 grpc::Status ReplayServiceImpl::ListCompensations(grpc::ServerContext* context,

@@ -58,9 +58,9 @@ class ReplayServiceImpl final : public replay::v1::ReplayService::Service {
   grpc::Status ListCompensationEntries(
       grpc::ServerContext* context, const replay::v1::ListCompensationEntriesRequest* request,
       grpc::ServerWriter<replay::v1::CompensationEntry>* writer) override;
-  grpc::Status SetCompensationActions(grpc::ServerContext* context,
-                                      const replay::v1::SetCompensationActionsRequest* request,
-                                      replay::v1::SetCompensationActionsResponse* response) override;
+  grpc::Status SetCompensationActions(
+      grpc::ServerContext* context, const replay::v1::SetCompensationActionsRequest* request,
+      replay::v1::SetCompensationActionsResponse* response) override;
   grpc::Status ApplyCompensation(grpc::ServerContext* context,
                                  const replay::v1::ApplyCompensationRequest* request,
                                  replay::v1::ReplayProgress* response) override;

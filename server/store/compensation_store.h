@@ -75,8 +75,7 @@ class CompensationStore {
   // INVALID_ARGUMENT for an action the class does not allow (ActionAllowed)
   // or a listed event the plan does not hold (the message names it), and
   // then nothing changes. NOT_FOUND for an unknown plan.
-  virtual absl::StatusOr<int64_t> SetActions(const std::string& plan_id,
-                                             const ActionChange& change,
+  virtual absl::StatusOr<int64_t> SetActions(const std::string& plan_id, const ActionChange& change,
                                              const AuditEntry& audit) = 0;
 
   // Creates the apply job `job` (kind kCompensate, spec.plan_id = the plan)

@@ -129,15 +129,15 @@ CompensationEntry EntryFromRow(const pqxx::row& r, int at) {
   e.source = r[at + 2].as<std::string>();
   e.event_id = r[at + 3].as<std::string>();
   e.diff_class = ParseDiffClass(r[at + 4].as<std::string>()).value_or(DiffClass::kInSync);
-  e.action = ParseCompensationAction(r[at + 5].as<std::string>())
-                 .value_or(CompensationAction::kNone);
+  e.action =
+      ParseCompensationAction(r[at + 5].as<std::string>()).value_or(CompensationAction::kNone);
   e.log_outcome = ParseOutcome(r[at + 6].as<std::string>()).value_or(Outcome::kPending);
   e.downstream.id = r[at + 7].as<std::string>();
   if (!r[at + 8].is_null()) e.downstream.version = r[at + 8].as<std::string>();
   e.downstream.updated_at = TimeFromEpochUs(r[at + 9]);
   e.detail = r[at + 10].as<std::string>();
-  e.result = ParseCompensationResult(r[at + 11].as<std::string>())
-                 .value_or(CompensationResult::kPending);
+  e.result =
+      ParseCompensationResult(r[at + 11].as<std::string>()).value_or(CompensationResult::kPending);
   return e;
 }
 
@@ -224,8 +224,8 @@ absl::Status ApplyRefusal(const pqxx::row& row) {
   const std::string diff_state = row[kDiffStateColumn].as<std::string>();
   switch (p.state) {
     case CompensationState::kApplying:
-      return absl::FailedPreconditionError(absl::StrCat(
-          "plan ", p.id, " is already being applied by job ", p.apply_job_id));
+      return absl::FailedPreconditionError(
+          absl::StrCat("plan ", p.id, " is already being applied by job ", p.apply_job_id));
     case CompensationState::kApplied:
       return absl::FailedPreconditionError(
           absl::StrCat("plan ", p.id, " was already applied by job ", p.apply_job_id));
@@ -233,14 +233,14 @@ absl::Status ApplyRefusal(const pqxx::row& row) {
       return absl::FailedPreconditionError(absl::StrCat(
           "plan ", p.id, " is still diffing (", diff_state, "): wait for its diff to complete"));
     case CompensationState::kFailed:
-      return absl::FailedPreconditionError(absl::StrCat(
-          "plan ", p.id, " cannot be applied: its diff ",
-          diff_state.empty() ? "job is gone" : absl::StrCat("ended ", diff_state)));
+      return absl::FailedPreconditionError(
+          absl::StrCat("plan ", p.id, " cannot be applied: its diff ",
+                       diff_state.empty() ? "job is gone" : absl::StrCat("ended ", diff_state)));
     case CompensationState::kReady: break;
   }
   if (row[kExpiredColumn].as<bool>()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "plan ", p.id, " expired at ", PgTime(p.expires_at), ": run a new diff"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("plan ", p.id, " expired at ", PgTime(p.expires_at), ": run a new diff"));
   }
   return absl::OkStatus();
 }
@@ -299,8 +299,9 @@ absl::StatusOr<std::vector<CompensationPlan>> PgCompensationStore::ListPlans(int
   absl::Status status = pool_->Run("compensation_list_plans", [&](PgPool::Lease& l) {
     out.clear();
     pqxx::read_transaction tx(l.conn());
-    for (const auto& r : tx.exec_params(SelectPlans("TRUE ORDER BY p.created_at DESC, p.id LIMIT $1"),
-                                        limit <= 0 ? 20 : limit)) {
+    for (const auto& r :
+         tx.exec_params(SelectPlans("TRUE ORDER BY p.created_at DESC, p.id LIMIT $1"),
+                        limit <= 0 ? 20 : limit)) {
       out.push_back(PlanFromRow(r));
     }
     ReadCounts(tx, out);
@@ -318,9 +319,10 @@ absl::StatusOr<std::vector<CompensationEntry>> PgCompensationStore::ReadEntries(
     pqxx::read_transaction tx(l.conn());
     pqxx::result rows =
         query.diff_class
-            ? tx.exec_params(EntriesAfterSql(EntryColumns(), true), plan_id, at, position, query.limit,
-                             std::string(DiffClassName(*query.diff_class)))
-            : tx.exec_params(EntriesAfterSql(EntryColumns(), false), plan_id, at, position, query.limit);
+            ? tx.exec_params(EntriesAfterSql(EntryColumns(), true), plan_id, at, position,
+                             query.limit, std::string(DiffClassName(*query.diff_class)))
+            : tx.exec_params(EntriesAfterSql(EntryColumns(), false), plan_id, at, position,
+                             query.limit);
     for (const auto& r : rows) out.push_back(EntryFromRow(r, 0));
   });
   if (!status.ok()) return status;
@@ -361,7 +363,8 @@ absl::StatusOr<int64_t> PgCompensationStore::SetActions(const std::string& plan_
   }
   const std::string action(CompensationActionName(change.action));
   if (change.diff_class && !ActionAllowed(*change.diff_class, change.action)) {
-    return absl::InvalidArgumentError(absl::StrCat("class ", std::string(DiffClassName(*change.diff_class)),
+    return absl::InvalidArgumentError(absl::StrCat("class ",
+                                                   std::string(DiffClassName(*change.diff_class)),
                                                    " does not allow action ", action));
   }
   std::vector<std::string> sources;
@@ -383,8 +386,8 @@ absl::StatusOr<int64_t> PgCompensationStore::SetActions(const std::string& plan_
     }
     const std::string state = (*plan)[kStateColumn].as<std::string>();
     if (state != "ready") {
-      refused = absl::FailedPreconditionError(absl::StrCat(
-          "plan ", plan_id, " is ", state, ": actions change only while it is ready"));
+      refused = absl::FailedPreconditionError(
+          absl::StrCat("plan ", plan_id, " is ", state, ": actions change only while it is ready"));
       return;
     }
     if (change.diff_class) {
@@ -394,19 +397,17 @@ absl::StatusOr<int64_t> PgCompensationStore::SetActions(const std::string& plan_
                       plan_id, std::string(DiffClassName(*change.diff_class)), action)
                     .affected_rows();
     } else {
-      const std::string listed =
-          " FROM unnest($2::text[], $3::text[]) AS l(source, event_id)";
-      auto found = tx.exec_params(
-          absl::StrCat("SELECT l.source, l.event_id, c.class", listed,
-                       " LEFT JOIN compensation_entries c ON c.plan_id = $1"
-                       " AND c.source = l.source AND c.event_id = l.event_id"),
-          plan_id, PgTextArray(sources), PgTextArray(event_ids));
+      const std::string listed = " FROM unnest($2::text[], $3::text[]) AS l(source, event_id)";
+      auto found =
+          tx.exec_params(absl::StrCat("SELECT l.source, l.event_id, c.class", listed,
+                                      " LEFT JOIN compensation_entries c ON c.plan_id = $1"
+                                      " AND c.source = l.source AND c.event_id = l.event_id"),
+                         plan_id, PgTextArray(sources), PgTextArray(event_ids));
       for (const auto& r : found) {
-        const std::string event =
-            absl::StrCat(r[0].as<std::string>(), "/", r[1].as<std::string>());
+        const std::string event = absl::StrCat(r[0].as<std::string>(), "/", r[1].as<std::string>());
         if (r[2].is_null()) {
-          refused = absl::InvalidArgumentError(
-              absl::StrCat("plan ", plan_id, " holds no event ", event));
+          refused =
+              absl::InvalidArgumentError(absl::StrCat("plan ", plan_id, " holds no event ", event));
           return;
         }
         const std::string diff_class = r[2].as<std::string>();
@@ -416,8 +417,7 @@ absl::StatusOr<int64_t> PgCompensationStore::SetActions(const std::string& plan_
           return;
         }
       }
-      changed = tx.exec_params(absl::StrCat("UPDATE compensation_entries c SET action = $4",
-                                            listed,
+      changed = tx.exec_params(absl::StrCat("UPDATE compensation_entries c SET action = $4", listed,
                                             " WHERE c.plan_id = $1 AND c.source = l.source"
                                             " AND c.event_id = l.event_id AND c.action <> $4"),
                                plan_id, PgTextArray(sources), PgTextArray(event_ids), action)
@@ -432,8 +432,7 @@ absl::StatusOr<int64_t> PgCompensationStore::SetActions(const std::string& plan_
 }
 
 absl::StatusOr<ReplayJob> PgCompensationStore::CreateApply(const ReplayJob& job,
-                                                           const AuditEntry& audit,
-                                                           bool* existed) {
+                                                           const AuditEntry& audit, bool* existed) {
   const std::string& plan_id = job.spec.plan_id;
   // A plan's window and sources never change: read before the creation.
   auto plan = GetPlan(plan_id);

@@ -22,9 +22,9 @@ namespace replayd {
 namespace {
 
 // The decisions' codes in replay_plan_events.decisions: the index here.
-constexpr std::string_view kDecisionNames[] = {"deliver",  "already_delivered",
+constexpr std::string_view kDecisionNames[] = {"deliver",          "already_delivered",
                                                "found_downstream", "outcome_not_selected",
-                                               "no_route", "held_by_key"};
+                                               "no_route",         "held_by_key"};
 constexpr int kDecisionCount = sizeof(kDecisionNames) / sizeof(kDecisionNames[0]);
 
 std::string DecisionName(int code) {
@@ -138,7 +138,8 @@ absl::Status PgReplayStore::FinishWindowPlan(const WindowPlanSave& save,
     }
     // Split after the groups' decisions are final: a split chunk has a
     // decision per event.
-    for (int64_t chunk : large) tx.exec_params(kSplitChunkSql, save.plan_id, chunk, kPlanChunkEvents);
+    for (int64_t chunk : large)
+      tx.exec_params(kSplitChunkSql, save.plan_id, chunk, kPlanChunkEvents);
     tx.commit();
   });
 }
@@ -234,8 +235,8 @@ absl::StatusOr<std::vector<PlannedEvent>> PgReplayStore::ReadPlanPage(
     std::optional<ReplayCursor> cursor = after;
     int64_t last_chunk = std::numeric_limits<int64_t>::min();
     while (static_cast<int>(out.size()) < limit) {
-      const int64_t cursor_us = cursor ? absl::ToUnixMicros(cursor->ingested_at)
-                                       : std::numeric_limits<int64_t>::min();
+      const int64_t cursor_us =
+          cursor ? absl::ToUnixMicros(cursor->ingested_at) : std::numeric_limits<int64_t>::min();
       auto chunks = tx.exec_prepared(kChunksAfterName, plan_id, cursor_us, last_chunk);
       if (chunks.empty()) return;
       for (const auto& c : chunks) {
@@ -255,8 +256,8 @@ absl::StatusOr<std::vector<PlannedEvent>> PgReplayStore::ReadPlanPage(
             cursor = ReplayCursor{*TimeFromEpochUs(r[kStoredEventColumnCount + 2]),
                                   r[kStoredEventColumnCount + 3].as<int64_t>()};
             if (r[kStoredEventColumnCount + 1].as<bool>()) continue;
-            out.push_back({StoredEventFromRow(r),
-                           DecisionName(r[kStoredEventColumnCount].as<int>())});
+            out.push_back(
+                {StoredEventFromRow(r), DecisionName(r[kStoredEventColumnCount].as<int>())});
           }
           if (static_cast<int>(rows.size()) < want) break;
         }

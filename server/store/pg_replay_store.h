@@ -66,8 +66,7 @@ class PgReplayStore final : public ReplayStore {
   // After a window was saved as plan `plan_id` (`chunks`: each chunk's
   // number and size): the groups of sources without a route get those
   // sources' decisions, and chunks far above kPlanChunkEvents are split.
-  absl::Status FinishWindowPlan(const WindowPlanSave& save,
-                                const std::vector<std::string>& sources,
+  absl::Status FinishWindowPlan(const WindowPlanSave& save, const std::vector<std::string>& sources,
                                 const std::map<int64_t, int64_t>& chunks);
 
   PgPool* pool_;

@@ -100,29 +100,30 @@ std::string SaveWindowSql(bool blocks, const std::string& plan_id, const std::st
                           int64_t origin_us, int64_t chunk_us, const std::string& decision_case) {
   const std::string chunk = absl::StrCat("(extract(epoch FROM bin - ", origin,
                                          "::timestamptz) * 1000000)::bigint / ", chunk_us);
-  return absl::StrCat(R"sql(
+  return absl::StrCat(
+      R"sql(
 WITH g AS MATERIALIZED (
   SELECT source, outcome, sequence >> )sql",
-                      kSequenceBucketBits, R"sql( AS bucket,
+      kSequenceBucketBits, R"sql( AS bucket,
          date_bin(')sql",
-                      chunk_us, " microseconds', ingested_at, ", origin, R"sql(::timestamptz) AS bin,
+      chunk_us, " microseconds', ingested_at, ", origin, R"sql(::timestamptz) AS bin,
          count(*) AS n, array_agg(ingested_at) AS at, array_agg(position) AS pos
     FROM events
    WHERE )sql",
-                      kWindowPredicate, blocks ? "\n     AND ctid >= $7::tid AND ctid < $8::tid" : "",
-                      R"sql(
+      kWindowPredicate, blocks ? "\n     AND ctid >= $7::tid AND ctid < $8::tid" : "",
+      R"sql(
    GROUP BY 1, 2, 3, 4),
 saved AS (
   INSERT INTO replay_plan_events
          (plan_id, chunk, until_us, source, outcome, decision, ingested_at, positions)
   SELECT )sql",
-                      plan_id, ", ", chunk, " * ", kPlanChunkSplits, ", ", origin_us, " + (", chunk,
-                      " + 1) * ", chunk_us, ", source, outcome, ", decision_case, R"sql(, at, pos
+      plan_id, ", ", chunk, " * ", kPlanChunkSplits, ", ", origin_us, " + (", chunk, " + 1) * ",
+      chunk_us, ", source, outcome, ", decision_case, R"sql(, at, pos
     FROM g)
 SELECT GROUPING(k) = 0, source, outcome, bucket, k * )sql",
-                      kPlanChunkSplits, R"sql(, sum(n)::bigint
+      kPlanChunkSplits, R"sql(, sum(n)::bigint
   FROM (SELECT source, outcome, bucket, )sql",
-                      chunk, R"sql( AS k, n FROM g) c
+      chunk, R"sql( AS k, n FROM g) c
  GROUP BY GROUPING SETS ((source, outcome, bucket), (k)))sql");
 }
 
@@ -205,11 +206,11 @@ std::vector<AggregateSlice> PlanAggregateSlices(const ReplayWindow& window,
 double CoveredShare(pqxx::transaction_base& tx, const ReplayWindow& window, absl::Time day) {
   const absl::Time end = day + absl::Hours(24);
   if (window.from <= day && end <= window.to) return 1;
-  auto r = tx.exec_params1(absl::StrCat("SELECT ", EpochUs("min(ingested_at)"), ", ",
-                                        EpochUs("max(ingested_at)"),
-                                        " FROM events WHERE ingested_at >= $1::timestamptz"
-                                        " AND ingested_at < $2::timestamptz"),
-                           PgTime(day), PgTime(end));
+  auto r = tx.exec_params1(
+      absl::StrCat("SELECT ", EpochUs("min(ingested_at)"), ", ", EpochUs("max(ingested_at)"),
+                   " FROM events WHERE ingested_at >= $1::timestamptz"
+                   " AND ingested_at < $2::timestamptz"),
+      PgTime(day), PgTime(end));
   if (r[0].is_null()) return 0;
   const absl::Time first = *TimeFromEpochUs(r[0]);
   const absl::Time last = *TimeFromEpochUs(r[1]) + absl::Microseconds(1);
@@ -233,10 +234,10 @@ absl::StatusOr<std::vector<StoredEvent>> ReadWindowEvents(PgPool* pool, const ch
                                                           const Params&... params) {
   std::vector<StoredEvent> out;
   absl::Status status = pool->Run(name, [&](PgPool::Lease& l) {
-    l.Prepare(name, absl::StrCat("SELECT ", StoredEventColumns(), " FROM events WHERE ",
-                                 kWindowPredicate, " AND ", condition,
-                                 " ORDER BY ingested_at, position LIMIT $",
-                                 kWindowParams + 1 + sizeof...(Params)));
+    l.Prepare(name,
+              absl::StrCat("SELECT ", StoredEventColumns(), " FROM events WHERE ", kWindowPredicate,
+                           " AND ", condition, " ORDER BY ingested_at, position LIMIT $",
+                           kWindowParams + 1 + sizeof...(Params)));
     pqxx::read_transaction tx(l.conn());
     tx.exec(kCustomPlans);
     const WindowFilterParams f(window);
@@ -323,14 +324,14 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
       // Chunks sized for kPlanChunkEvents on average.
       const int64_t span_us =
           std::max<int64_t>(1, absl::ToInt64Microseconds(window.to - window.from));
-      const int64_t chunk_us = std::clamp<int64_t>(
-          static_cast<int64_t>(static_cast<double>(span_us) * kPlanChunkEvents /
-                               std::max(expected, 1.0)),
-          1, span_us);
+      const int64_t chunk_us =
+          std::clamp<int64_t>(static_cast<int64_t>(static_cast<double>(span_us) * kPlanChunkEvents /
+                                                   std::max(expected, 1.0)),
+                              1, span_us);
       for (bool blocks : {false, true}) {
-        save_sql[blocks] = SaveWindowSql(blocks, tx.quote(save->plan_id),
-                                         tx.quote(PgTime(window.from)),
-                                         absl::ToUnixMicros(window.from), chunk_us, decision_case);
+        save_sql[blocks] =
+            SaveWindowSql(blocks, tx.quote(save->plan_id), tx.quote(PgTime(window.from)),
+                          absl::ToUnixMicros(window.from), chunk_us, decision_case);
       }
     }
     std::atomic<size_t> next{0};
@@ -350,9 +351,9 @@ absl::StatusOr<std::vector<WindowAggregate>> PgReplayStore::AggregateWindow(
           rows = t.exec_params(save_sql[0], PgTime(s.from), PgTime(s.to), f.sources, f.keys,
                                f.types, f.event_ids);
         } else if (s.blocks) {
-          rows = t.exec_prepared(kAggregateBlocksName, PgTime(s.from), PgTime(s.to), f.sources,
-                                 f.keys, f.types, f.event_ids, Tid(s.blocks->first),
-                                 Tid(s.blocks->second));
+          rows =
+              t.exec_prepared(kAggregateBlocksName, PgTime(s.from), PgTime(s.to), f.sources, f.keys,
+                              f.types, f.event_ids, Tid(s.blocks->first), Tid(s.blocks->second));
         } else {
           rows = t.exec_prepared(kAggregateName, PgTime(s.from), PgTime(s.to), f.sources, f.keys,
                                  f.types, f.event_ids);

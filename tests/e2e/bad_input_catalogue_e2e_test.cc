@@ -567,10 +567,9 @@ std::vector<Case> Catalogue() {
        "INVALID_ARGUMENT", "event_ids lists 10001 values, over the limit of 10000"},
       {"StartEmptyKey", "grpc", StartReplay([](auto& r) { r.add_keys(""); }), "INVALID_ARGUMENT",
        "keys[0] is empty"},
-      {"StartEmptyType", "grpc", StartReplay([](auto& r) { r.add_types(""); }),
-       "INVALID_ARGUMENT", "types[0] is empty"},
-      {"StartEmptyEventId", "grpc",
-       StartReplay([](auto& r) {
+      {"StartEmptyType", "grpc", StartReplay([](auto& r) { r.add_types(""); }), "INVALID_ARGUMENT",
+       "types[0] is empty"},
+      {"StartEmptyEventId", "grpc", StartReplay([](auto& r) {
          r.add_event_ids("e1");
          r.add_event_ids("");
        }),
@@ -585,8 +584,7 @@ std::vector<Case> Catalogue() {
       {"StartRetryNegativeBase", "grpc",
        StartReplay([](auto& r) { r.mutable_retry()->mutable_base()->set_seconds(-1); }),
        "INVALID_ARGUMENT", "retry.base -1s must be between 1ms and 1h"},
-      {"StartRetryCapBelowBase", "grpc",
-       StartReplay([](auto& r) {
+      {"StartRetryCapBelowBase", "grpc", StartReplay([](auto& r) {
          r.mutable_retry()->mutable_base()->set_seconds(2);
          r.mutable_retry()->mutable_cap()->set_seconds(1);
        }),
@@ -830,8 +828,8 @@ std::vector<Case> Catalogue() {
       {"ApplyAppliedCompensation", "grpc", Apply([] { return env->applied_compensation; }),
        "FAILED_PRECONDITION", "cp-"},
       {"ReplayctlDiffSinkWithoutLookup", "replayctl",
-       Replayctl({"diff", "--from", "-1h", "--to", "now", "--source", "orders"}, kViewer),
-       "exit 1", "sink down has none"},
+       Replayctl({"diff", "--from", "-1h", "--to", "now", "--source", "orders"}, kViewer), "exit 1",
+       "sink down has none"},
       {"ReplayctlCompensateShowUnknown", "replayctl",
        Replayctl({"compensate", "show", "df-00000000000000ff"}, kViewer), "exit 1",
        "df-00000000000000ff"},
@@ -841,8 +839,7 @@ std::vector<Case> Catalogue() {
        "exit 2", "--reason is required"},
       {"ReplayctlCompensateSetClassAndFile", "replayctl",
        Replayctl({"compensate", "set", "df-00000000000000ff", "--class", "diverged",
-                  "--events-file", "/nonexistent/events.csv", "--action", "keep", "--reason",
-                  "x"}),
+                  "--events-file", "/nonexistent/events.csv", "--action", "keep", "--reason", "x"}),
        "exit 2", "excludes"},
       {"ReplayctlCompensateSetBadEventsFile", "replayctl",
        [] {
@@ -854,14 +851,14 @@ std::vector<Case> Catalogue() {
        "exit 2", R"(--events-file: line 3: "ledger l-2" is not source,event_id)"},
       {"ReplayctlCompensateApplyByViewer", "replayctl",
        [] {
-         return Replayctl({"compensate", "apply", env->expired_compensation, "--reason", "x",
-                           "--yes"},
-                          kViewer)();
+         return Replayctl(
+             {"compensate", "apply", env->expired_compensation, "--reason", "x", "--yes"},
+             kViewer)();
        },
        "exit 5", "needs operator"},
       {"ReplayctlMissingEventIdsFile", "replayctl",
-       Replayctl({"dry-run", "--from", "-1h", "--to", "now", "--event-ids-file",
-                  "/nonexistent/ids.txt"}),
+       Replayctl(
+           {"dry-run", "--from", "-1h", "--to", "now", "--event-ids-file", "/nonexistent/ids.txt"}),
        "exit 2", "--event-ids-file: cannot read /nonexistent/ids.txt"},
       {"ReplayctlUnknownSink", "replayctl",
        Replayctl({"dry-run", "--from", "-1h", "--to", "now", "--sink", "down-v2"}), "exit 1",
@@ -881,8 +878,7 @@ std::map<std::string, int64_t> Footprint() {
   std::map<std::string, int64_t> out;
   for (const char* table : {"events", "event_keys", "delivery_attempts", "replays", "replay_audit",
                             "delivery_claims", "delivery_failed_keys", "replay_plans",
-                            "replay_plan_events", "compensation_plans",
-                            "compensation_entries"}) {
+                            "replay_plan_events", "compensation_plans", "compensation_entries"}) {
     out[table] = env->db.QueryInt(absl::StrCat("SELECT count(*) FROM ", table));
   }
   out["downstream calls"] = static_cast<int64_t>(env->downstream.Requests().size());

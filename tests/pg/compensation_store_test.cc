@@ -84,8 +84,8 @@ class CompensationStoreTest : public testing::PgReplayFixture {
   }
 
   // An entry of event `event_id` at log key (base_ + `second` s, `position`).
-  CompensationEntry Entry(int64_t position, int second, const std::string& event_id,
-                          DiffClass c, const std::string& source = "orders") {
+  CompensationEntry Entry(int64_t position, int second, const std::string& event_id, DiffClass c,
+                          const std::string& source = "orders") {
     CompensationEntry e;
     e.position = position;
     e.ingested_at = base_ + absl::Seconds(second);
@@ -141,8 +141,7 @@ class CompensationStoreTest : public testing::PgReplayFixture {
   }
 
   absl::StatusOr<ReplayJob> Apply(const std::string& apply_id, const std::string& plan_id,
-                                  const std::string& request_id = "",
-                                  bool* existed = nullptr) {
+                                  const std::string& request_id = "", bool* existed = nullptr) {
     ReplayJob job;
     job.id = apply_id;
     job.request_id = request_id;
@@ -172,8 +171,8 @@ class CompensationStoreTest : public testing::PgReplayFixture {
 };
 
 const std::vector<CompensationAction> kDefaultActions = {
-    CompensationAction::kNone,   CompensationAction::kKeep,   CompensationAction::kCreate,
-    CompensationAction::kKeep,   CompensationAction::kRecord, CompensationAction::kKeep,
+    CompensationAction::kNone,  CompensationAction::kKeep,   CompensationAction::kCreate,
+    CompensationAction::kKeep,  CompensationAction::kRecord, CompensationAction::kKeep,
     CompensationAction::kCreate};
 
 // A change of the listed events of source orders to `action`.
@@ -249,7 +248,7 @@ TEST_F(CompensationStoreTest, ADiffOverlappingAnUnfinishedReplayIsRefused) {
 TEST_F(CompensationStoreTest, ThePlansStateFollowsItsDiffJob) {
   CreateDiff("df-1");
   const std::vector<std::pair<std::string, CompensationState>> cases = {
-      {"running", CompensationState::kDiffing},   {"paused", CompensationState::kDiffing},
+      {"running", CompensationState::kDiffing},    {"paused", CompensationState::kDiffing},
       {"cancelling", CompensationState::kDiffing}, {"completed", CompensationState::kReady},
       {"failed", CompensationState::kFailed},      {"cancelled", CompensationState::kFailed}};
   for (const auto& [job_state, plan_state] : cases) {
@@ -298,8 +297,9 @@ TEST_F(CompensationStoreTest, SavingAPositionAgainReplacesItsEntry) {
   CreateDiff("df-1");
   ASSERT_TRUE(comp_.SaveEntries("df-1", Entries()).ok());
   // A resumed diff sees e2 and e3 again, and finds them otherwise.
-  ASSERT_TRUE(comp_.SaveEntries("df-1", {Entry(2, 2, "e2", DiffClass::kInSync),
-                                         Entry(3, 3, "e3", DiffClass::kInSync)})
+  ASSERT_TRUE(comp_
+                  .SaveEntries("df-1", {Entry(2, 2, "e2", DiffClass::kInSync),
+                                        Entry(3, 3, "e3", DiffClass::kInSync)})
                   .ok());
   EXPECT_EQ(Count("SELECT count(*) FROM compensation_entries WHERE plan_id = 'df-1'"), 7);
   EXPECT_EQ(CountsOf("df-1"),
@@ -375,17 +375,13 @@ TEST_F(CompensationStoreTest, ActionsChangeOnlyWhileThePlanIsReady) {
   CreateDiff("df-1");
   ASSERT_TRUE(comp_.SaveEntries("df-1", Entries()).ok());
   const ActionChange change{DiffClass::kDiverged, {}, CompensationAction::kOverwrite};
-  EXPECT_EQ(SetActions(change).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(SetActions(change).status().code(), absl::StatusCode::kFailedPrecondition);
   SetJobState("df-1", "completed");
   ASSERT_TRUE(Apply("cp-1", "df-1").ok());
   auto applying = SetActions(change);
   EXPECT_EQ(applying.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(applying.status().message(), HasSubstr("applying"));
-  EXPECT_EQ(SetActions(change, "df-none")
-                .status()
-                .code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(SetActions(change, "df-none").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Actions("df-1"), kDefaultActions);
 }
 
@@ -443,11 +439,12 @@ TEST_F(CompensationStoreTest, OnlyAReadyUnexpiredPlanIsApplied) {
 
 TEST_F(CompensationStoreTest, TheApplyPageJoinsEachEntryWithItsEventNow) {
   // Events e1 .. e5 at base_ + i s; e3 is then dropped from the log (retention).
-  db_.Exec(absl::StrCat(
-      "INSERT INTO events (position, source, event_id, ingested_at, outcome, payload)"
-      " SELECT i, 'orders', 'e' || i, '",
-      PgTime(base_), "'::timestamptz + i * interval '1 second', 'failed', '{\"n\": 1}'"
-      " FROM generate_series(1, 5) i"));
+  db_.Exec(
+      absl::StrCat("INSERT INTO events (position, source, event_id, ingested_at, outcome, payload)"
+                   " SELECT i, 'orders', 'e' || i, '",
+                   PgTime(base_),
+                   "'::timestamptz + i * interval '1 second', 'failed', '{\"n\": 1}'"
+                   " FROM generate_series(1, 5) i"));
   CreateDiff("df-1");
   std::vector<CompensationEntry> entries;
   for (int i = 1; i <= 5; ++i) {
@@ -481,21 +478,21 @@ TEST_F(CompensationStoreTest, TheApplyPageJoinsEachEntryWithItsEventNow) {
 
 TEST_F(CompensationStoreTest, AResultIsRecordedPerEntry) {
   ReadyPlan("df-1");
-  ASSERT_TRUE(comp_.SetResults("df-1", {{3, CompensationResult::kDone},
-                                        {4, CompensationResult::kChangedSinceDiff}})
+  ASSERT_TRUE(comp_
+                  .SetResults("df-1", {{3, CompensationResult::kDone},
+                                       {4, CompensationResult::kChangedSinceDiff}})
                   .ok());
   // An unknown position refuses the whole batch: entry 5 stays pending.
-  EXPECT_EQ(comp_.SetResults("df-1", {{5, CompensationResult::kDone},
-                                      {99, CompensationResult::kDone}})
-                .code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      comp_.SetResults("df-1", {{5, CompensationResult::kDone}, {99, CompensationResult::kDone}})
+          .code(),
+      absl::StatusCode::kNotFound);
   auto got = comp_.ReadEntries("df-1", EntryQuery{});
   ASSERT_TRUE(got.ok()) << got.status();
   std::vector<CompensationResult> results;
   for (const auto& e : *got) results.push_back(e.result);
   EXPECT_THAT(results, ElementsAre(CompensationResult::kPending, CompensationResult::kPending,
-                                   CompensationResult::kDone,
-                                   CompensationResult::kChangedSinceDiff,
+                                   CompensationResult::kDone, CompensationResult::kChangedSinceDiff,
                                    CompensationResult::kPending, CompensationResult::kPending,
                                    CompensationResult::kPending));
 }
@@ -503,8 +500,9 @@ TEST_F(CompensationStoreTest, AResultIsRecordedPerEntry) {
 TEST_F(CompensationStoreTest, PlansListNewestFirstWithTheirCounts) {
   ReadyPlan("df-a", "s1");
   CreateDiff("df-b", "s2");
-  db_.Exec("UPDATE compensation_plans SET created_at = created_at - interval '1 minute'"
-           " WHERE id = 'df-a'");
+  db_.Exec(
+      "UPDATE compensation_plans SET created_at = created_at - interval '1 minute'"
+      " WHERE id = 'df-a'");
   auto plans = comp_.ListPlans(0);
   ASSERT_TRUE(plans.ok()) << plans.status();
   ASSERT_EQ(plans->size(), 2u);

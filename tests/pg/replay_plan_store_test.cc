@@ -97,13 +97,12 @@ class ReplayPlanStoreTest : public testing::PgReplayFixture {
     DryRunResult result = Save(id);
     EXPECT_EQ(result.would_deliver, 3000);
     EXPECT_EQ(db_.QueryInt(absl::StrCat("SELECT count(*) FROM replay_plan_events WHERE plan_id = '",
-                                        id, "' AND decisions IS ",
-                                        grouped ? "NOT NULL" : "NULL")),
+                                        id, "' AND decisions IS ", grouped ? "NOT NULL" : "NULL")),
               0);
     std::vector<PlannedEvent> events = ReadAll(id, 1000);
     EXPECT_EQ(Positions(events), WindowPositions());
-    EXPECT_EQ(Decisions(events), (std::map<std::string, int64_t>{{"already_delivered", 9000},
-                                                                 {"deliver", 3000}}));
+    EXPECT_EQ(Decisions(events),
+              (std::map<std::string, int64_t>{{"already_delivered", 9000}, {"deliver", 3000}}));
   }
 
   static std::vector<int64_t> Positions(const std::vector<PlannedEvent>& events) {
@@ -153,9 +152,9 @@ TEST_F(ReplayPlanStoreTest, BurstIsSplitInSortedChunksAndReadsBackInWindowOrder)
 
   std::vector<PlannedEvent> events = ReadAll("pl-window", 777);
   EXPECT_EQ(Positions(events), WindowPositions());
-  EXPECT_EQ(Decisions(events), (std::map<std::string, int64_t>{{"already_delivered", 18757},
-                                                               {"deliver", 6250},
-                                                               {"no_route", 3}}));
+  EXPECT_EQ(Decisions(events),
+            (std::map<std::string, int64_t>{
+                {"already_delivered", 18757}, {"deliver", 6250}, {"no_route", 3}}));
   for (const PlannedEvent& e : events) {
     const bool failed = e.event.outcome == Outcome::kFailed;
     if (e.event.event.source == "orders") {
@@ -189,7 +188,8 @@ TEST_F(ReplayPlanStoreTest, SavingReadCountsAsThePlainAggregate) {
   db_.Exec("UPDATE events SET sequence = position WHERE source = 'orders' AND position % 7 <> 0");
   auto plain = store_.AggregateWindow(Spec(false).window);
   ASSERT_TRUE(plain.ok()) << plain.status();
-  WindowPlanSave save{"pl-agg", [](Outcome o, bool routed) {
+  WindowPlanSave save{"pl-agg",
+                      [](Outcome o, bool routed) {
                         return std::string(o == Outcome::kFailed ? (routed ? "deliver" : "no_route")
                                                                  : "already_delivered");
                       },
@@ -256,8 +256,8 @@ TEST_F(ReplayPlanStoreTest, PlanKeepsItsRequestCountsAndExpiry) {
   auto plan = store_.GetPlan("pl-meta");
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->request_json, R"({"reason": "test"})");  // as jsonb prints it
-  EXPECT_EQ(plan->counts, (std::map<std::string, int64_t>{{"already_delivered", 6},
-                                                          {"deliver", 2}}));
+  EXPECT_EQ(plan->counts,
+            (std::map<std::string, int64_t>{{"already_delivered", 6}, {"deliver", 2}}));
   EXPECT_EQ(plan->Total(), 8);
   EXPECT_EQ(plan->created_by, "tester");
   EXPECT_GT(plan->expires_at, absl::Now());

@@ -118,14 +118,11 @@ class CompensateJobTest : public ::testing::Test {
     replay_store_.AddJob(job);
     ReplayRunner owner(&replay_store_, &delivery_store_, deliverer_.get(), lookup_, &config_,
                        options_);
-    JobRunEnv env{&replay_store_,
-                  &delivery_store_,
-                  deliverer_.get(),
-                  &lookup_,
-                  &options_,
-                  [&owner](const std::string& sink) { return owner.SinkBucket(sink); },
-                  &shutdown_,
-                  &compensations_};
+    JobRunEnv env{
+        &replay_store_,   &delivery_store_,
+        deliverer_.get(), &lookup_,
+        &options_,        [&owner](const std::string& sink) { return owner.SinkBucket(sink); },
+        &shutdown_,       &compensations_};
     JobRun run(env, job, &cancel_, pause);
     run.Run();
     return replay_store_.Job(job.id);
@@ -235,8 +232,8 @@ TEST_F(CompensateJobTest, DiffWithALookupThatKeepsFailingEndsFailed) {
   ReplayJob done = RunDiff();
   EXPECT_EQ(done.state, ReplayState::kFailed);
   EXPECT_EQ(done.counters, (ReplayCounters{.total = 2, .processed = 2, .failed = 1}));
-  EXPECT_EQ(done.last_error, absl::StrCat(kSource, "/", kSource, "-", down,
-                                          ": lookup failed: HTTP 503"));
+  EXPECT_EQ(done.last_error,
+            absl::StrCat(kSource, "/", kSource, "-", down, ": lookup failed: HTTP 503"));
   std::vector<int64_t> looked = Positions(sink_->calls());
   EXPECT_EQ(looked, (std::vector<int64_t>{ok, down, down, down}));  // three tries
   ASSERT_EQ(compensations_.Entries(kDiffId).size(), 1u);
@@ -394,11 +391,10 @@ TEST_F(CompensateJobTest, ApplyLeavesWhatChangedSinceTheDiff) {
     EXPECT_TRUE(delivery_store_.Attempts(p).empty()) << p;
   }
   EXPECT_EQ(done.state, ReplayState::kCompleted);
-  EXPECT_EQ(done.counters, (ReplayCounters{.total = 6,
-                                           .processed = 5,
-                                           .delivered = 1,
-                                           .skipped = 4,
-                                           .changed_since_plan = 3}));
+  EXPECT_EQ(
+      done.counters,
+      (ReplayCounters{
+          .total = 6, .processed = 5, .delivered = 1, .skipped = 4, .changed_since_plan = 3}));
 }
 
 TEST_F(CompensateJobTest, ApplyCountsARefusedPreconditionAsChanged) {

@@ -69,8 +69,8 @@ TEST(DiffClassify, DeliveredAtTheRecordedVersionAndTimeIsInSync) {
 }
 
 TEST(DiffClassify, AnotherVersionIsDivergedAndSaysWhich) {
-  DiffFinding f = DiffClassify(Event(Outcome::kSucceeded, "1", kDeliveredAt),
-                               Record("3", kDeliveredAt));
+  DiffFinding f =
+      DiffClassify(Event(Outcome::kSucceeded, "1", kDeliveredAt), Record("3", kDeliveredAt));
   EXPECT_EQ(f.diff_class, DiffClass::kDiverged);
   EXPECT_EQ(f.detail, "version 3, recorded 1");
 }
@@ -152,8 +152,7 @@ TEST(DiffEntry, ProposesTheDefaultActionOfEachClass) {
   EXPECT_EQ(missing.downstream.version, std::nullopt);
 }
 
-CompensationEntry Entry(CompensationAction action, Outcome log_outcome,
-                        ObservedRecord seen = {}) {
+CompensationEntry Entry(CompensationAction action, Outcome log_outcome, ObservedRecord seen = {}) {
   CompensationEntry entry;
   entry.action = action;
   entry.log_outcome = log_outcome;
@@ -187,12 +186,14 @@ TEST(StillAsDiffSaw, OverwriteWhileTheRecordIsAtTheVersionSeen) {
 }
 
 TEST(StillAsDiffSaw, OverwriteWithoutAVersionComparesTheUpdateTimeThenTheId) {
-  const CompensationEntry timed =
-      Entry(CompensationAction::kOverwrite, Outcome::kSucceeded, {"rec-7", std::nullopt, kDeliveredAt});
-  EXPECT_TRUE(StillAsDiffSaw(timed, Event(Outcome::kSucceeded), Record(std::nullopt, kDeliveredAt)));
+  const CompensationEntry timed = Entry(CompensationAction::kOverwrite, Outcome::kSucceeded,
+                                        {"rec-7", std::nullopt, kDeliveredAt});
+  EXPECT_TRUE(
+      StillAsDiffSaw(timed, Event(Outcome::kSucceeded), Record(std::nullopt, kDeliveredAt)));
   EXPECT_FALSE(StillAsDiffSaw(timed, Event(Outcome::kSucceeded),
                               Record(std::nullopt, kDeliveredAt + absl::Seconds(1))));
-  const CompensationEntry bare = Entry(CompensationAction::kOverwrite, Outcome::kSucceeded, {"rec-7"});
+  const CompensationEntry bare =
+      Entry(CompensationAction::kOverwrite, Outcome::kSucceeded, {"rec-7"});
   EXPECT_TRUE(StillAsDiffSaw(bare, Event(Outcome::kSucceeded), Record()));
   EXPECT_FALSE(StillAsDiffSaw(bare, Event(Outcome::kSucceeded),
                               DownstreamRecord{"rec-8", std::nullopt, std::nullopt, std::nullopt}));

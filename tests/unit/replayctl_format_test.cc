@@ -242,9 +242,9 @@ pb::Compensation ReadyPlan() {
   p.mutable_from()->set_seconds(kT0);
   p.mutable_to()->set_seconds(kT0 + 3600);
   p.add_sources("orders");
-  for (auto [diff_class, action, count] :
-       {std::tuple{"in_sync", "none", 3}, {"missing_downstream", "create", 2},
-        {"diverged", "keep", 1}}) {
+  for (auto [diff_class, action, count] : {std::tuple{"in_sync", "none", 3},
+                                           {"missing_downstream", "create", 2},
+                                           {"diverged", "keep", 1}}) {
     auto* c = p.add_counts();
     c->set_diff_class(diff_class);
     c->set_action(action);
@@ -279,33 +279,33 @@ TEST(ReplayctlCompensate, DiffPrintsItsPlanIdAndTheExactNextCommands) {
   job.set_kind("diff");
   job.set_state(pb::REPLAY_PENDING);
   job.set_total(1000);
-  EXPECT_EQ(Lines(replayctl::RenderDiffStarted(job)),
-            (std::vector<std::string>{
-                "diff df-0123456789abcdef: pending, 1000 events to compare (nothing is sent "
-                "downstream)",
-                "Its plan has the same id. Next:",
-                "  replayctl progress df-0123456789abcdef --watch",
-                "  replayctl compensate show df-0123456789abcdef",
-                "  replayctl compensate apply df-0123456789abcdef --reason TEXT"}));
+  EXPECT_EQ(
+      Lines(replayctl::RenderDiffStarted(job)),
+      (std::vector<std::string>{
+          "diff df-0123456789abcdef: pending, 1000 events to compare (nothing is sent "
+          "downstream)",
+          "Its plan has the same id. Next:", "  replayctl progress df-0123456789abcdef --watch",
+          "  replayctl compensate show df-0123456789abcdef",
+          "  replayctl compensate apply df-0123456789abcdef --reason TEXT"}));
 }
 
 TEST(ReplayctlCompensate, ShowTablesCountsHolesSamplesAndTheNextStep) {
-  EXPECT_EQ(Lines(replayctl::RenderCompensation(ReadyPlan())),
-            (std::vector<std::string>{
-                "plan df-1: ready",
-                "  window     [2026-11-18T11:00:00Z, 2026-11-18T12:00:00Z) sources orders",
-                "  created    2026-11-18T12:00:00Z by victor, expires 2026-11-18T13:00:00Z",
-                "  CLASS                ACTION       ENTRIES",
-                "  in_sync              none               3",
-                "  missing_downstream   create             2",
-                "  diverged             keep               1",
-                "  missing_upstream     -                  5 (orders 10-13, orders 20)",
-                "  samples:",
-                "    diverged             orders/o-7  2026-11-18T11:01:00Z  log succeeded  "
-                "downstream r-7@3  version 3, recorded 1",
-                "Next: change actions, then apply:",
-                "  replayctl compensate set df-1 --class diverged --action overwrite --reason TEXT",
-                "  replayctl compensate apply df-1 --reason TEXT"}));
+  EXPECT_EQ(
+      Lines(replayctl::RenderCompensation(ReadyPlan())),
+      (std::vector<std::string>{
+          "plan df-1: ready",
+          "  window     [2026-11-18T11:00:00Z, 2026-11-18T12:00:00Z) sources orders",
+          "  created    2026-11-18T12:00:00Z by victor, expires 2026-11-18T13:00:00Z",
+          "  CLASS                ACTION       ENTRIES",
+          "  in_sync              none               3",
+          "  missing_downstream   create             2",
+          "  diverged             keep               1",
+          "  missing_upstream     -                  5 (orders 10-13, orders 20)", "  samples:",
+          "    diverged             orders/o-7  2026-11-18T11:01:00Z  log succeeded  "
+          "downstream r-7@3  version 3, recorded 1",
+          "Next: change actions, then apply:",
+          "  replayctl compensate set df-1 --class diverged --action overwrite --reason TEXT",
+          "  replayctl compensate apply df-1 --reason TEXT"}));
 }
 
 TEST(ReplayctlCompensate, ShowOfAnAppliedOrExpiredPlanProposesNothingMore) {
@@ -347,7 +347,8 @@ TEST(ReplayctlCompensate, ListShowsEachPlansCountsByClass) {
   std::vector<std::string> lines = Lines(replayctl::RenderCompensationList(list));
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_THAT(lines[0], ::testing::StartsWith("ID "));
-  EXPECT_THAT(lines[1], ::testing::StartsWith("df-1                ready     2026-11-18T11:00:00Z"));
+  EXPECT_THAT(lines[1],
+              ::testing::StartsWith("df-1                ready     2026-11-18T11:00:00Z"));
   EXPECT_THAT(lines[1], ::testing::EndsWith(
                             "diverged 1, in_sync 3, missing_downstream 2, missing_upstream 5"));
   EXPECT_THAT(lines[2], ::testing::StartsWith("df-0                expired "));
@@ -383,8 +384,8 @@ TEST(ReplayctlCompensate, EntryJsonCarriesThePromisedKeys) {
   e.set_action("overwrite");
   e.set_log_outcome(pb::SUCCEEDED);
   json j = json::parse(replayctl::ToJson(e));
-  for (const char* key : {"source", "event_id", "diff_class", "action", "log_outcome",
-                          "record_id", "record_version", "result"}) {
+  for (const char* key : {"source", "event_id", "diff_class", "action", "log_outcome", "record_id",
+                          "record_version", "result"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   EXPECT_EQ(j["log_outcome"], "SUCCEEDED");
@@ -399,8 +400,8 @@ TEST(ReplayctlCompensate, EventsFileTakesSourceCommaEventIdLines) {
 }
 
 TEST(ReplayctlCompensate, EventsFileNamesTheFirstBadLine) {
-  for (const char* bad : {"orders,o-1\norders\n", "orders,o-1\norders,o-2,x\n",
-                          "orders,o-1\n,o-2\n"}) {
+  for (const char* bad :
+       {"orders,o-1\norders\n", "orders,o-1\norders,o-2,x\n", "orders,o-1\n,o-2\n"}) {
     auto events = replayctl::ParseEventsFile(bad);
     EXPECT_EQ(events.status().code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_THAT(events.status().message(), HasSubstr("line 2: ")) << bad;
