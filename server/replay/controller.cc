@@ -27,6 +27,14 @@ absl::Status CheckReason(const std::string& reason, const char* done) {
   return absl::OkStatus();
 }
 
+// A client's idempotency key: at most 128 bytes.
+absl::Status CheckRequestId(const std::string& request_id) {
+  if (request_id.size() > 128) {
+    return absl::InvalidArgumentError("request_id is longer than 128 bytes");
+  }
+  return absl::OkStatus();
+}
+
 // Reads `job` again every 20 ms until `settled` holds for it or `wait` has
 // passed, and returns it as last read; a failed read ends the wait with its error.
 absl::StatusOr<ReplayJob> AwaitJob(ReplayStore& store, ReplayJob job, absl::Duration wait,
@@ -187,9 +195,7 @@ absl::StatusOr<std::vector<PlannedEvent>> ReplayController::PlanEvents(
 absl::StatusOr<ReplayJob> ReplayController::Start(const ReplayRequestInput& input,
                                                   const std::string& request_id,
                                                   const Principal& who, const ReplayPlan* plan) {
-  if (request_id.size() > 128) {
-    return absl::InvalidArgumentError("request_id is longer than 128 bytes");
-  }
+  if (absl::Status valid = CheckRequestId(request_id); !valid.ok()) return valid;
   auto spec = ValidateReplayRequest(input, config_->replay, clock_->Now());
   if (!spec.ok()) return spec.status();
   DryRunResult counts;
@@ -327,9 +333,7 @@ absl::StatusOr<ReplayJob> ReplayController::StartDiff(const ReplayRequestInput& 
                                                       const Principal& who) {
   auto compensations = Compensations();
   if (!compensations.ok()) return compensations.status();
-  if (request_id.size() > 128) {
-    return absl::InvalidArgumentError("request_id is longer than 128 bytes");
-  }
+  if (absl::Status valid = CheckRequestId(request_id); !valid.ok()) return valid;
   // Every outcome: a diff compares the whole window, delivered or not.
   ReplayRequestInput window = input;
   window.outcomes.clear();
@@ -394,6 +398,10 @@ absl::StatusOr<CompensationView> ReplayController::GetCompensation(const std::st
 
 absl::StatusOr<std::vector<CompensationEntry>> ReplayController::CompensationEntries(
     const std::string& plan_id, const EntryQuery& query) {
+  if (!query.after) {  // the first page: NOT_FOUND for an unknown plan, before anything streams
+    auto plan = GetCompensationPlan(plan_id);
+    if (!plan.ok()) return plan.status();
+  }
   auto compensations = Compensations();
   if (!compensations.ok()) return compensations.status();
   return (*compensations)->ReadEntries(plan_id, query);
@@ -457,9 +465,7 @@ absl::StatusOr<ReplayJob> ReplayController::Apply(const std::string& plan_id,
                                                   const std::string& request_id,
                                                   const Principal& who) {
   if (absl::Status valid = CheckReason(pacing.reason, "applied"); !valid.ok()) return valid;
-  if (request_id.size() > 128) {
-    return absl::InvalidArgumentError("request_id is longer than 128 bytes");
-  }
+  if (absl::Status valid = CheckRequestId(request_id); !valid.ok()) return valid;
   auto plan = GetCompensationPlan(plan_id);
   if (!plan.ok()) return plan.status();
   // Any other state is the store's to refuse: a retried apply (same
@@ -512,13 +518,21 @@ absl::StatusOr<ReplayJob> ReplayController::Apply(const std::string& plan_id,
   return *created;
 }
 
-absl::StatusOr<std::vector<CompensationPlan>> ReplayController::ListCompensations(int limit) {
+absl::StatusOr<std::vector<CompensationView>> ReplayController::ListCompensations(int limit) {
   auto compensations = Compensations();
   if (!compensations.ok()) return compensations.status();
   if (limit < 0 || limit > 1000) {
     return absl::InvalidArgumentError("limit must be between 0 (default 20) and 1000");
   }
-  return (*compensations)->ListPlans(limit);
+  auto plans = (*compensations)->ListPlans(limit);
+  if (!plans.ok()) return plans.status();
+  const absl::Time now = clock_->Now();
+  std::vector<CompensationView> out;
+  for (CompensationPlan& p : *plans) {
+    const bool expired = now >= p.expires_at;
+    out.push_back({std::move(p), {}, expired});
+  }
+  return out;
 }
 
 double ReplayController::EtaSeconds(const ReplayJob& job) {

@@ -113,7 +113,8 @@ class ReplayController {
 
   // A plan with its samples. INVALID_ARGUMENT without an id, NOT_FOUND.
   absl::StatusOr<CompensationView> GetCompensation(const std::string& plan_id);
-  // A page of a plan's entries (see CompensationStore::ReadEntries).
+  // A page of a plan's entries (see CompensationStore::ReadEntries); the
+  // first page is INVALID_ARGUMENT without an id, NOT_FOUND for an unknown plan.
   absl::StatusOr<std::vector<CompensationEntry>> CompensationEntries(const std::string& plan_id,
                                                                      const EntryQuery& query);
   // Changes actions (see CompensationStore::SetActions), audited as
@@ -133,8 +134,8 @@ class ReplayController {
   // ready (see CompensationStore::CreateApply).
   absl::StatusOr<ReplayJob> Apply(const std::string& plan_id, const ReplayRequestInput& pacing,
                                   const std::string& request_id, const Principal& who);
-  // Newest first, at most `limit` (0: 20; up to 1000).
-  absl::StatusOr<std::vector<CompensationPlan>> ListCompensations(int limit);
+  // Newest first, at most `limit` (0: 20; up to 1000), without samples.
+  absl::StatusOr<std::vector<CompensationView>> ListCompensations(int limit);
 
   static constexpr size_t kMaxActionEvents = 100000;
 

@@ -4,7 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/time/clock.h"
 #include "server/rpc/proto_convert.h"
 
 namespace replayd {
@@ -71,9 +70,8 @@ void ToProto(const CompensationView& view, pb::Compensation* out) {
   for (const CompensationEntry& e : view.samples) ToProto(e, out->add_samples());
 }
 
-void ToProto(const std::vector<CompensationPlan>& plans, pb::ListCompensationsResponse* out) {
-  const absl::Time now = absl::Now();
-  for (const CompensationPlan& p : plans) ToProto(p, now >= p.expires_at, out->add_plans());
+void ToProto(const std::vector<CompensationView>& plans, pb::ListCompensationsResponse* out) {
+  for (const CompensationView& p : plans) ToProto(p, out->add_plans());
 }
 
 absl::StatusOr<std::optional<DiffClass>> ParseEntryClass(const std::string& name,

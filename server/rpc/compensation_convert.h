@@ -17,8 +17,7 @@ void ToProto(const CompensationEntry& e, replay::v1::CompensationEntry* out);
 void ToProto(const CompensationPlan& plan, bool expired, replay::v1::Compensation* out);
 // The plan with its samples.
 void ToProto(const CompensationView& view, replay::v1::Compensation* out);
-// Plans without samples, each expired or not as of now.
-void ToProto(const std::vector<CompensationPlan>& plans,
+void ToProto(const std::vector<CompensationView>& plans,
              replay::v1::ListCompensationsResponse* out);
 
 // nullopt for "" (every class); INVALID_ARGUMENT naming `field` and the

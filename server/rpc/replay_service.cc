@@ -49,28 +49,30 @@ void SetBreaker(const pb::BreakerSettings& b, ReplayRequestInput* in) {
   if (b.has_window()) in->breaker_window = b.window();
 }
 
+// The pacing and reason every job request carries (a replay, a diff, an apply).
+template <typename Request>
+void SetPacing(const Request& r, ReplayRequestInput* in) {
+  in->rate = r.rate();
+  in->burst = r.burst();
+  in->allow_high_rate = r.allow_high_rate();
+  in->reason = r.reason();
+  SetBreaker(r.breaker(), in);
+}
+
 // A diff's window and pacing (the controller selects every outcome).
 ReplayRequestInput FromProto(const pb::DiffRequest& r) {
   ReplayRequestInput in;
   if (r.has_from()) in.from = FromProto(r.from());
   if (r.has_to()) in.to = FromProto(r.to());
   in.sources.assign(r.sources().begin(), r.sources().end());
-  in.rate = r.rate();
-  in.burst = r.burst();
-  in.allow_high_rate = r.allow_high_rate();
-  in.reason = r.reason();
-  SetBreaker(r.breaker(), &in);
+  SetPacing(r, &in);
   return in;
 }
 
 // An apply's pacing and reason (the plan gives the window).
 ReplayRequestInput FromProto(const pb::ApplyCompensationRequest& r) {
   ReplayRequestInput in;
-  in.rate = r.rate();
-  in.burst = r.burst();
-  in.allow_high_rate = r.allow_high_rate();
-  in.reason = r.reason();
-  SetBreaker(r.breaker(), &in);
+  SetPacing(r, &in);
   return in;
 }
 
@@ -87,12 +89,8 @@ absl::StatusOr<ReplayRequestInput> FromProto(const pb::ReplayRequest& r) {
     in.outcomes.push_back(*outcome);
   }
   in.include_succeeded = r.include_succeeded();
-  in.rate = r.rate();
-  in.burst = r.burst();
-  in.allow_high_rate = r.allow_high_rate();
   in.verify_downstream = r.verify_downstream();
-  in.reason = r.reason();
-  SetBreaker(r.breaker(), &in);
+  SetPacing(r, &in);
   in.keys.assign(r.keys().begin(), r.keys().end());
   in.types.assign(r.types().begin(), r.types().end());
   in.event_ids.assign(r.event_ids().begin(), r.event_ids().end());
@@ -421,9 +419,6 @@ grpc::Status ReplayServiceImpl::ListCompensationEntries(
     if (!who.ok()) return ToGrpcStatus(who.status());
     auto diff_class = ParseEntryClass(request->diff_class(), "diff_class");
     if (!diff_class.ok()) return ToGrpcStatus(diff_class.status());
-    // NOT_FOUND for an unknown plan before anything streams.
-    auto view = controller_->GetCompensation(request->plan_id());
-    if (!view.ok()) return ToGrpcStatus(view.status());
     return StreamPages<CompensationEntry>(
         *context, *writer,
         [&](const std::optional<ReplayCursor>& after, int limit) {
