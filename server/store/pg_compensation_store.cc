@@ -15,8 +15,6 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "server/store/pg_replay_jobs.h"
 #include "server/store/pg_replay_rows.h"
@@ -56,11 +54,6 @@ std::string SelectPlans(const std::string& where) {
   return absl::StrCat("SELECT ", PlanColumns(), kPlanJoin, " WHERE ", where);
 }
 
-std::vector<std::string> Lines(const std::string& text) {
-  if (text.empty()) return {};
-  return absl::StrSplit(text, '\n');
-}
-
 std::string HolesJson(const std::vector<UpstreamHole>& holes) {
   nlohmann::json out = nlohmann::json::array();
   for (const UpstreamHole& h : holes) {
@@ -81,7 +74,7 @@ CompensationPlan PlanFromRow(const pqxx::row& r) {
   p.id = r[0].as<std::string>();
   p.from = *TimeFromEpochUs(r[1]);
   p.to = *TimeFromEpochUs(r[2]);
-  p.sources = Lines(r[3].as<std::string>());
+  p.sources = SplitLines(r[3].as<std::string>());
   p.holes = HolesFromJson(r[4].as<std::string>());
   p.apply_job_id = r[5].as<std::string>();
   p.created_by = r[6].as<std::string>();
@@ -279,19 +272,28 @@ absl::Status PgCompensationStore::SaveEntries(const std::string& plan_id,
   });
 }
 
-absl::StatusOr<CompensationPlan> PgCompensationStore::GetPlan(const std::string& plan_id) {
+namespace {
+
+// Plan `plan_id`, with its counts when `counts` (a GROUP BY over its entries).
+absl::StatusOr<CompensationPlan> ReadPlan(PgPool& pool, const std::string& plan_id, bool counts) {
   std::vector<CompensationPlan> out;
-  absl::Status status = pool_->Run("compensation_get_plan", [&](PgPool::Lease& l) {
+  absl::Status status = pool.Run("compensation_get_plan", [&](PgPool::Lease& l) {
     out.clear();
     pqxx::read_transaction tx(l.conn());
     for (const auto& r : tx.exec_params(SelectPlans("p.id = $1"), plan_id)) {
       out.push_back(PlanFromRow(r));
     }
-    ReadCounts(tx, out);
+    if (counts) ReadCounts(tx, out);
   });
   if (!status.ok()) return status;
   if (out.empty()) return UnknownPlan(plan_id);
   return out[0];
+}
+
+}  // namespace
+
+absl::StatusOr<CompensationPlan> PgCompensationStore::GetPlan(const std::string& plan_id) {
+  return ReadPlan(*pool_, plan_id, /*counts=*/true);
 }
 
 absl::StatusOr<std::vector<CompensationPlan>> PgCompensationStore::ListPlans(int limit) {
@@ -435,7 +437,7 @@ absl::StatusOr<ReplayJob> PgCompensationStore::CreateApply(const ReplayJob& job,
                                                            const AuditEntry& audit, bool* existed) {
   const std::string& plan_id = job.spec.plan_id;
   // A plan's window and sources never change: read before the creation.
-  auto plan = GetPlan(plan_id);
+  auto plan = ReadPlan(*pool_, plan_id, /*counts=*/false);
   if (!plan.ok()) return plan.status();
   ReplayJob apply = job;
   apply.spec.kind = ReplayKind::kCompensate;

@@ -6,14 +6,10 @@
 #include "server/store/pg_types.h"
 
 namespace replayd {
-namespace {
-
 std::vector<std::string> SplitLines(const std::string& text) {
   if (text.empty()) return {};
   return absl::StrSplit(text, '\n');
 }
-
-}  // namespace
 
 std::string JobColumns() {
   return absl::StrJoin({std::string("id"),

@@ -30,6 +30,9 @@ std::vector<T> FromJsonArray(const std::string& json, F element) {
   return out;
 }
 
+// A column of names one a line (sources, outcomes) as a list; empty text is none.
+std::vector<std::string> SplitLines(const std::string& text);
+
 // The retry list as the retry_events column's JSON, and back.
 std::string RetryEventsJson(const std::vector<RetryEvent>& retry);
 std::vector<RetryEvent> RetryEventsFromJson(const std::string& json);
