@@ -1,10 +1,8 @@
 #include "client/replayctl/compensate_commands.h"
 
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -72,10 +70,6 @@ std::vector<std::string> EntryColumns(const pb::CompensationEntry& e) {
   return {
       e.source(),    e.event_id(),       e.diff_class(), e.action(), OutcomeLower(e.log_outcome()),
       e.record_id(), e.record_version(), e.result()};
-}
-
-client::ReplayClient Client(const CommonOptions& o) {
-  return client::ReplayClient(o.ClientOptionsFor());
 }
 
 pb::Compensation ShowOrFail(client::ReplayClient& c, const std::string& id) {
@@ -334,11 +328,7 @@ void RegisterCompensateCommands(CLI::App& app, CommonOptions& o) {
       r.set_action(*action);
       r.set_reason(*reason);
       if (!events_file->empty()) {
-        std::ifstream in(*events_file);
-        if (!in) UsageError(absl::StrCat("--events-file: cannot read ", *events_file));
-        std::stringstream text;
-        text << in.rdbuf();
-        auto events = ParseEventsFile(text.str());
+        auto events = ParseEventsFile(ReadFlagFile("--events-file", *events_file));
         if (!events.ok()) UsageError(absl::StrCat("--events-file: ", events.status().message()));
         if (events->empty()) UsageError("--events-file: lists no event");
         for (const auto& [source, event_id] : *events) {

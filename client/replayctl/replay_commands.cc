@@ -31,6 +31,18 @@ void UsageError(const std::string& message) {
   Fail(kExitUsage);
 }
 
+std::string ReadFlagFile(const char* flag, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) UsageError(absl::StrCat(flag, ": cannot read ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+client::ReplayClient Client(const CommonOptions& o) {
+  return client::ReplayClient(o.ClientOptionsFor());
+}
+
 absl::Time ParseTimeFlag(const char* flag, const std::string& text, absl::Time now) {
   auto t = ParseTimeArg(text, now);
   if (!t.ok()) UsageError(absl::StrCat(flag, ": ", t.status().message()));
@@ -163,11 +175,9 @@ pb::ReplayRequest BuildRequest(const RequestFlags& f) {
   for (const auto& t : f.types) r.add_types(t);
   for (const auto& id : f.event_ids) r.add_event_ids(id);
   if (!f.event_ids_file.empty()) {
-    std::ifstream in(f.event_ids_file);
-    if (!in) UsageError(absl::StrCat("--event-ids-file: cannot read ", f.event_ids_file));
-    std::stringstream text;
-    text << in.rdbuf();
-    for (auto& id : ParseEventIdsFile(text.str())) r.add_event_ids(std::move(id));
+    for (auto& id : ParseEventIdsFile(ReadFlagFile("--event-ids-file", f.event_ids_file))) {
+      r.add_event_ids(std::move(id));
+    }
   }
   r.set_sink(f.sink);
   if (f.max_attempts) r.mutable_retry()->set_max_attempts(*f.max_attempts);
@@ -203,13 +213,6 @@ std::string OutcomeLower(int o) {
   return s;
 }
 
-namespace {
-
-client::ReplayClient Client(const CommonOptions& o) {
-  return client::ReplayClient(o.ClientOptionsFor());
-}
-
-}  // namespace
 
 void PrintProgress(const CommonOptions& o, const pb::ReplayProgress& p) {
   if (o.json()) {

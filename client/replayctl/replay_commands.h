@@ -23,6 +23,10 @@ void RegisterReplayCommands(CLI::App& app, CommonOptions& options);
 [[noreturn]] void Fail(int code);
 // Prints "replayctl: <message>" and fails with kExitUsage.
 [[noreturn]] void UsageError(const std::string& message);
+// The whole text of the file a flag names, or a usage error naming `flag`.
+std::string ReadFlagFile(const char* flag, const std::string& path);
+// A client for the server and credentials of `o`.
+client::ReplayClient Client(const CommonOptions& o);
 // An RFC 3339 or relative time flag, or a usage error naming `flag`.
 absl::Time ParseTimeFlag(const char* flag, const std::string& text, absl::Time now);
 // Asks `question` [y/N] on a terminal (showing `summary` again with -o
