@@ -74,10 +74,9 @@ struct Env {
   std::string ended_replay;    // completed
   std::string expired_plan;    // saved by a dry run, past replay.plan_ttl
   // Compensation plans of "ledger" (no events; its sink has a lookup), both
-  // past replay.plan_ttl: one diffed only, one applied by `apply_job`.
+  // past replay.plan_ttl: one diffed only, one applied.
   std::string expired_compensation;
   std::string applied_compensation;
-  std::string apply_job;
   int jobs = 0;  // the jobs ListReplays lists after the set-up
   testing::TempDir files;
 };
@@ -826,7 +825,7 @@ std::vector<Case> Catalogue() {
        SetActions([] { return env->applied_compensation; }, [](auto&) {}), "FAILED_PRECONDITION",
        "applied"},
       {"ApplyAppliedCompensation", "grpc", Apply([] { return env->applied_compensation; }),
-       "FAILED_PRECONDITION", "cp-"},
+       "FAILED_PRECONDITION", "was already applied by job cp-"},
       {"ReplayctlDiffSinkWithoutLookup", "replayctl",
        Replayctl({"diff", "--from", "-1h", "--to", "now", "--source", "orders"}, kViewer), "exit 1",
        "sink down has none"},
@@ -952,7 +951,7 @@ tokens:
     // the second plan is applied (its apply ends at once too).
     env->expired_compensation = DiffForSetUp();
     env->applied_compensation = DiffForSetUp();
-    env->apply_job = ApplyForSetUp(env->applied_compensation);
+    ApplyForSetUp(env->applied_compensation);
     absl::SleepFor(absl::Milliseconds(1100));
     grpc::ClientContext list;
     Authorize(&list, kViewer);

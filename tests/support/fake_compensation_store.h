@@ -18,7 +18,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/store/compensation_store.h"
-#include "tests/support/locked.h"
 
 namespace replayd::testing {
 
@@ -28,14 +27,6 @@ class FakeCompensationStore final : public CompensationStore {
   using EventAt = std::function<std::optional<StoredEvent>(int64_t position)>;
   explicit FakeCompensationStore(EventAt events) : events_(std::move(events)) {}
 
-  // Adds a plan as if its diff had saved these entries (state ready).
-  void AddPlan(CompensationPlan plan, const std::vector<CompensationEntry>& entries) {
-    std::lock_guard lock(mu_);
-    plan.state = CompensationState::kReady;
-    Plan& p = plans_[plan.id];
-    p.plan = std::move(plan);
-    for (const CompensationEntry& e : entries) p.entries[Key(e)] = e;
-  }
   // Sets a plan's state (e.g. ready once its diff completed).
   void SetState(const std::string& plan_id, CompensationState state) {
     std::lock_guard lock(mu_);
@@ -56,7 +47,6 @@ class FakeCompensationStore final : public CompensationStore {
     auto it = saves_.find({plan_id, position});
     return it == saves_.end() ? 0 : it->second;
   }
-  int SaveCalls() const { return ReadLocked(mu_, save_calls_); }
   // The result of the entry at `position`; kPending when none was set.
   CompensationResult Result(const std::string& plan_id, int64_t position) const {
     for (const CompensationEntry& e : Entries(plan_id)) {
@@ -64,8 +54,6 @@ class FakeCompensationStore final : public CompensationStore {
     }
     return CompensationResult::kPending;
   }
-  // SaveEntries and SetResults fail with `error` (nothing written) until OK.
-  void SetWriteError(absl::Status error) { WriteLocked(mu_, write_error_, std::move(error)); }
 
   absl::StatusOr<ReplayJob> CreateDiff(const ReplayJob& job, const CompensationPlan& plan,
                                        const AuditEntry& /*audit*/, bool* existed) override {
@@ -81,8 +69,6 @@ class FakeCompensationStore final : public CompensationStore {
   absl::Status SaveEntries(const std::string& plan_id,
                            const std::vector<CompensationEntry>& entries) override {
     std::lock_guard lock(mu_);
-    if (!write_error_.ok()) return write_error_;
-    ++save_calls_;
     Plan& p = plans_[plan_id];
     for (const CompensationEntry& e : entries) {
       p.entries[Key(e)] = e;
@@ -178,7 +164,6 @@ class FakeCompensationStore final : public CompensationStore {
   absl::Status SetResults(const std::string& plan_id,
                           const std::vector<EntryResult>& results) override {
     std::lock_guard lock(mu_);
-    if (!write_error_.ok()) return write_error_;
     std::map<int64_t, CompensationEntry*> by_position;
     for (auto& [key, e] : plans_[plan_id].entries) by_position[e.position] = &e;
     for (const auto& [position, result] : results) {
@@ -205,8 +190,6 @@ class FakeCompensationStore final : public CompensationStore {
   mutable std::mutex mu_;
   std::map<std::string, Plan> plans_;
   std::map<std::pair<std::string, int64_t>, int> saves_;
-  int save_calls_ = 0;
-  absl::Status write_error_;
 };
 
 }  // namespace replayd::testing

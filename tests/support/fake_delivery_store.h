@@ -154,7 +154,7 @@ class FakeDeliveryStore final : public DeliveryStore {
     return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
                         [&] { return attempts_.size() >= n; });
   }
-  // Calls of Claim (one per batch) and of ReleaseAll so far.
+  // Calls of Claim (one per batch) and TryClaim, and of ReleaseAll, so far.
   int claim_calls() const { return ReadLocked(mu_, claim_calls_); }
   int release_all_calls() const { return ReadLocked(mu_, release_all_calls_); }
   // Records that failed with the SetRecordError error.
@@ -243,6 +243,7 @@ class FakeDeliveryStore final : public DeliveryStore {
                                                       const std::string& owner,
                                                       absl::Duration lease) override {
     std::lock_guard lock(mu_);
+    ++claim_calls_;
     auto it = rows_.find(position);
     if (it == rows_.end()) return absl::NotFoundError(absl::StrCat("no event at ", position));
     const absl::Time now = clock_->Now();

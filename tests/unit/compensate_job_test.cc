@@ -222,7 +222,7 @@ TEST_F(CompensateJobTest, DiffOnlyLooksUp) {
   EXPECT_EQ(sink_->lookup_count(), 5);
   EXPECT_TRUE(sink_->deliveries().empty());
   EXPECT_EQ(delivery_store_.Attempts().size(), 0u);
-  EXPECT_EQ(delivery_store_.ClaimCount(), 0);
+  EXPECT_EQ(delivery_store_.claim_calls(), 0);  // a diff never claims an event
 }
 
 TEST_F(CompensateJobTest, DiffWithALookupThatKeepsFailingEndsFailed) {
