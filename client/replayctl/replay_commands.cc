@@ -213,7 +213,6 @@ std::string OutcomeLower(int o) {
   return s;
 }
 
-
 void PrintProgress(const CommonOptions& o, const pb::ReplayProgress& p) {
   if (o.json()) {
     std::cout << ToJson(p) << "\n";
